@@ -1,0 +1,56 @@
+"""A point value as a driver saw it: value, quality and source timestamp.
+
+A bad read is never turned into a number: it carries ``value=None`` and a reason, so
+nothing downstream can mistake a dead sensor for a cold one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+Value = float | int | bool
+
+
+class Quality(StrEnum):
+    GOOD = "good"
+    STALE = "stale"
+    BAD = "bad"
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One observation of one point.
+
+    ``source_ts`` is epoch seconds (UTC) from the source when it provides one (OPC UA),
+    otherwise the time the reply arrived. ``raw`` keeps the registers for diagnostics.
+    """
+
+    value: Value | None
+    quality: Quality
+    source_ts: float
+    reason: str | None = None
+    raw: tuple[int, ...] | None = None
+
+    @classmethod
+    def good(cls, value: Value, ts: float, raw: tuple[int, ...] | None = None) -> Reading:
+        return cls(value=value, quality=Quality.GOOD, source_ts=ts, raw=raw)
+
+    @classmethod
+    def bad(cls, reason: str, ts: float, raw: tuple[int, ...] | None = None) -> Reading:
+        return cls(value=None, quality=Quality.BAD, source_ts=ts, reason=reason, raw=raw)
+
+    def aged(self, now: float, max_age: float | None) -> Reading:
+        """This reading as seen at ``now``: good turns stale once older than ``max_age``."""
+        if max_age is None or self.quality is not Quality.GOOD:
+            return self
+        if now - self.source_ts > max_age:
+            return replace(self, quality=Quality.STALE, reason=f"older than {max_age:g} s")
+        return self
+
+    @property
+    def quality_text(self) -> str:
+        """``good``, ``stale`` or ``bad:<reason>``, as published on MQTT."""
+        if self.quality is Quality.GOOD:
+            return "good"
+        return f"{self.quality.value}:{self.reason}" if self.reason else self.quality.value
