@@ -1,0 +1,48 @@
+# make test: install everything from nothing and run the test suite.
+# make demo: install everything from nothing and run the demo site against the simulator.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SYSTEM_TOOLS := mosquitto mosquitto_sub socat
+
+.PHONY: test demo lint bench bench-slow test-slow system-tools clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,plot]'
+	touch $(STAMP)
+
+# The tests start their own mosquitto broker and socat pty pairs; install them when missing.
+system-tools:
+	@missing=""; for tool in $(SYSTEM_TOOLS); do \
+	  PATH="$$PATH:/usr/sbin:/sbin" command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then SUDO=""; \
+	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo"; \
+	  else echo "please install mosquitto, mosquitto-clients and socat"; exit 1; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto mosquitto-clients socat; \
+	fi
+
+test: $(STAMP) system-tools
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+test-slow: $(STAMP) system-tools
+	$(PY) -m pytest -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: $(STAMP) system-tools
+	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+demo: $(STAMP) system-tools
+	$(PY) -m heatd.demo
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,94 @@
+"""The ``heatd`` command. Each sub-command lives in its own module; this file only parses
+arguments and hands over, so ``heatd --help`` stays fast and a broken optional part cannot
+stop ``heatd check-config`` from working."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+
+from heatd import __version__
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from heatd.config_loader import ConfigError, load_site
+
+    try:
+        site = load_site(args.file)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        count = len(exc.problems)
+        print(f"{args.file}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
+        return 1
+    points = sum(len(d.points) for d in site.devices.values())
+    print(f"{args.file}: ok (site {site.site.id}, {len(site.devices)} devices, {points} points, "
+          f"{len(site.roles)} roles)")
+    return 0
+
+
+def _config_schema(args: argparse.Namespace) -> int:
+    from heatd.config_loader import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from heatd.config_loader import ConfigError, load_site
+    from heatd.probe import probe
+
+    try:
+        site = load_site(args.file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if args.device and args.device not in site.devices:
+        print(f"{args.file}: no device {args.device!r} (devices: {', '.join(site.devices)})",
+              file=sys.stderr)
+        return 1
+    return asyncio.run(probe(site, args.device, sys.stdout))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="heatd",
+        description="Heat-recovery controller for edge data centres: cooling first, "
+        "then sell the heat.",
+    )
+    parser.add_argument("--version", action="version", version=f"heatd {__version__}")
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser("check-config", help="validate a site file and list every error")
+    check.add_argument("file")
+    check.set_defaults(handler=_check_config)
+
+    config = commands.add_parser("config", help="configuration tools")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    schema = config_commands.add_parser("schema", help="print the JSON Schema of a site file")
+    schema.set_defaults(handler=_config_schema)
+
+    probe = commands.add_parser(
+        "probe", help="read every point once and print values, raw registers and read plans"
+    )
+    probe.add_argument("file")
+    probe.add_argument("--device", help="probe only this device")
+    probe.set_defaults(handler=_probe)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from heatd.logs import configure_logging
+
+    configure_logging(args.log_level)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""The site model: one YAML file describes devices, points, poll groups and role bindings.
+
+The models are strict (unknown keys are errors; validated in JSON strict mode, so a string
+is never coerced into a number) because a typo in a site file must stop the daemon before
+it starts, not make it read the wrong register. Loading, and error reporting with file
+and line, live in ``heatd.config_loader``; this module only says what a valid site is.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from drivers.codec import ByteOrder, DataType, register_count
+from drivers.modbus.spec import Table
+
+ID_PATTERN = r"^[a-z0-9_-]+$"
+Identifier = Annotated[str, Field(pattern=ID_PATTERN, min_length=1, max_length=64)]
+Seconds = Annotated[float, Field(gt=0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class PollGroup(Strict):
+    interval: Seconds = Field(description="Seconds between two polls of the group's points.")
+
+
+class PointBase(Strict):
+    unit: str | None = Field(None, description="Engineering unit, e.g. degC, kW, m3/h, %.")
+    range: tuple[float, float] | None = Field(
+        None, description="Physical range [min, max]; a value outside it is bad quality."
+    )
+    max_age: Seconds | None = Field(
+        None, description="Seconds after which a value is stale (default: 3 poll intervals)."
+    )
+    poll_group: Identifier = Field("default", description="Name of a poll group.")
+    writable: bool = False
+    write_min: float | None = Field(None, description="Lowest value heatd may write.")
+    write_max: float | None = Field(None, description="Highest value heatd may write.")
+    description: str | None = None
+
+
+
+    @model_validator(mode="after")
+    def _bounds_make_sense(self) -> PointBase:
+        if self.range is not None and self.range[0] >= self.range[1]:
+            raise ValueError("range: min must be below max")
+        if (self.write_min is not None or self.write_max is not None) and not self.writable:
+            raise ValueError("write_min/write_max given but the point is not writable")
+        if (self.write_min is not None and self.write_max is not None
+                and self.write_min > self.write_max):
+            raise ValueError("write_min must not exceed write_max")
+        return self
+
+
+class ModbusPointConfig(PointBase):
+    table: Table = Field(description="holding, input, coil or discrete.")
+    address: Annotated[int, Field(ge=0, le=65536)] = Field(
+        description="Register or coil address, counted from the device's address_base."
+    )
+    address_base: Literal[0, 1] | None = Field(
+        None, description="Overrides the device's address_base for this point."
+    )
+    data_type: DataType
+    order: ByteOrder = Field(ByteOrder.ABCD, description="Byte/word order: ABCD BADC CDAB DCBA.")
+    bit: Annotated[int, Field(ge=0, le=15)] | None = Field(
+        None, description="Bit number 0-15, for data_type bit."
+    )
+    scale: float = Field(1.0, description="value = raw * scale + offset.")
+    offset: float = 0.0
+
+
+    @model_validator(mode="after")
+    def _type_fits_table(self) -> ModbusPointConfig:
+        bit_tables = (Table.COIL, Table.DISCRETE)
+        if self.table in bit_tables and self.data_type is not DataType.BOOL:
+            raise ValueError(f"a {self.table.value} point must have data_type bool")
+        if self.data_type is DataType.BIT and self.bit is None:
+            raise ValueError("data_type bit needs 'bit' (0-15)")
+        if self.bit is not None and self.data_type is not DataType.BIT:
+            raise ValueError("'bit' is only for data_type bit")
+        if self.scale == 0:
+            raise ValueError("scale must not be 0")
+        return self
+
+    @property
+    def register_count(self) -> int:
+        return 1 if self.table in (Table.COIL, Table.DISCRETE) else register_count(self.data_type)
+
+
+class OpcUaPointConfig(PointBase):
+    node_id: str = Field(description="OPC UA node id, e.g. ns=2;s=Loop.SupplyTemp.")
+    data_type: DataType | None = Field(
+        None, description="Needed for writable points: the variant type to write."
+    )
+    scale: float = 1.0
+    offset: float = 0.0
+
+
+    @field_validator("node_id")
+    @classmethod
+    def _looks_like_node_id(cls, value: str) -> str:
+        if not re.match(r"^(ns=\d+;)?[isgb]=.+$", value):
+            raise ValueError(f"{value!r} is not an OPC UA node id like ns=2;s=Name or i=85")
+        return value
+
+    @model_validator(mode="after")
+    def _writable_needs_type(self) -> OpcUaPointConfig:
+        if self.writable and self.data_type is None:
+            raise ValueError("a writable OPC UA point needs data_type")
+        return self
+
+
+class Backoff(Strict):
+    """Exponential backoff with jitter between reconnect attempts to one device."""
+
+    min: Seconds = 0.5
+    max: Seconds = 30.0
+
+
+
+class ModbusCommon(Strict):
+    unit_id: Annotated[int, Field(ge=0, le=247)] = 1
+    address_base: Literal[0, 1] = Field(
+        description="Whether addresses in this file count from 0 (protocol) or 1 (register "
+        "numbers as many manuals print them). Stated explicitly: there is no default."
+    )
+    timeout: Seconds = 1.0
+    retries: Annotated[int, Field(ge=0, le=5)] = 0
+    max_registers: Annotated[int, Field(ge=1, le=125)] = 125
+    allow_gaps: bool = False
+    max_gap: Annotated[int, Field(ge=0, le=124)] = 0
+    forbidden: list[tuple[int, int]] = Field(
+        default_factory=list,
+        description="Address ranges [first, last] (inclusive, in this file's address base) "
+        "that must never be read, not even as a gap.",
+    )
+    request_delay: Annotated[float, Field(ge=0, le=10)] = 0.0
+    backoff: Backoff = Field(default_factory=Backoff)
+    points: dict[Identifier, ModbusPointConfig]
+
+
+    @model_validator(mode="after")
+    def _forbidden_ranges_ordered(self) -> ModbusCommon:
+        for first, last in self.forbidden:
+            if first > last:
+                raise ValueError(f"forbidden range [{first}, {last}]: first must not exceed last")
+        return self
+
+
+class ModbusTcpDevice(ModbusCommon):
+    protocol: Literal["modbus_tcp"]
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 502
+
+
+class ModbusRtuDevice(ModbusCommon):
+    protocol: Literal["modbus_rtu"]
+    serial_port: str = Field(description="Serial device, e.g. /dev/ttyUSB0.")
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    parity: Literal["N", "E", "O"] = "E"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+
+
+class OpcUaDevice(Strict):
+    protocol: Literal["opcua"]
+    endpoint: str = Field(description="opc.tcp://host:port/path")
+    security_policy: Literal["None", "Basic256Sha256"] = "None"
+    security_mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
+    username: str | None = None
+    password: str | None = None
+    certificate: str | None = Field(None, description="Client certificate (PEM or DER).")
+    private_key: str | None = Field(None, description="Client private key (PEM).")
+    server_certificate: str | None = None
+    timeout: Seconds = 2.0
+    mode: Literal["subscription", "polling"] = "subscription"
+    publishing_interval: Seconds = 0.5
+    backoff: Backoff = Field(default_factory=Backoff)
+    points: dict[Identifier, OpcUaPointConfig]
+
+
+    @field_validator("endpoint")
+    @classmethod
+    def _opc_tcp(cls, value: str) -> str:
+        if not value.startswith("opc.tcp://"):
+            raise ValueError(f"{value!r} is not an opc.tcp:// endpoint")
+        return value
+
+    @model_validator(mode="after")
+    def _security_consistent(self) -> OpcUaDevice:
+        secured = self.security_policy != "None"
+        if secured != (self.security_mode != "None"):
+            raise ValueError("security_policy and security_mode must both be None or both set")
+        if secured and not (self.certificate and self.private_key):
+            raise ValueError(f"{self.security_policy} needs certificate and private_key")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        return self
+
+
+DeviceConfig = Annotated[
+    ModbusTcpDevice | ModbusRtuDevice | OpcUaDevice, Field(discriminator="protocol")
+]
+PointConfig = ModbusPointConfig | OpcUaPointConfig
+
+
+class SiteInfo(Strict):
+    id: Identifier
+    name: str | None = None
+    timezone: str = "UTC"
+
+
+PointRef = Annotated[str, Field(pattern=r"^[a-z0-9_-]+\.[a-z0-9_-]+$")]
+
+
+class SiteConfig(Strict):
+    """A whole site: what the daemon and the simulator both read."""
+
+    site: SiteInfo
+    poll_groups: dict[Identifier, PollGroup] = Field(
+        default_factory=lambda: {"default": PollGroup(interval=1.0)}
+    )
+    devices: dict[Identifier, DeviceConfig]
+    roles: dict[str, PointRef | list[PointRef]] = Field(
+        default_factory=dict,
+        description="Role name -> 'device.point' or a list of them (redundant sensors).",
+    )
+
+    def point(self, ref: str) -> PointConfig:
+        device, name = ref.split(".", 1)
+        return self.devices[device].points[name]
+
+    def role_points(self, role: str) -> list[str]:
+        bound = self.roles.get(role, [])
+        return [bound] if isinstance(bound, str) else list(bound)

@@ -1,0 +1,207 @@
+"""Site files: a valid one loads; each kind of mistake is named by file, line and field,
+and all of them are reported at once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from drivers.codec import ByteOrder, DataType
+from heatd.config import ModbusPointConfig
+from heatd.config_loader import ConfigError, json_schema, load_site, parse_site
+from heatd.site_checks import protocol_address
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "config" / "example-site.yaml"
+
+MINIMAL = """\
+site:
+  id: s1
+devices:
+  hp1:
+    protocol: modbus_tcp
+    host: 127.0.0.1
+    port: 5020
+    address_base: 0
+    points:
+      flow: {table: holding, address: 0, data_type: float32}
+      temp: {table: holding, address: 2, data_type: int16, scale: 0.1}
+roles:
+  coolant.flow: hp1.flow
+"""
+
+
+def problems_of(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_site(text, "site.yaml")
+    return [str(p) for p in caught.value.problems]
+
+
+def test_example_site_loads() -> None:
+    site = load_site(EXAMPLE)
+    assert site.site.id == "example"
+    assert set(site.devices) == {"racks", "drycooler", "heatpump", "loop"}
+    point = site.point("heatpump.capacity")
+    assert isinstance(point, ModbusPointConfig)
+    assert point.data_type is DataType.FLOAT32 and point.order is ByteOrder.DCBA
+    assert site.role_points("coolant.supply_temp") == ["loop.supply_temp_a", "loop.supply_temp_b"]
+
+
+def test_minimal_site_has_defaults() -> None:
+    site = parse_site(MINIMAL, "site.yaml")
+    assert site.poll_groups["default"].interval == 1.0
+    assert site.point("hp1.temp").scale == pytest.approx(0.1)
+
+
+def test_misspelt_data_type_names_line_and_field() -> None:
+    text = MINIMAL.replace("data_type: float32", "data_type: flaot32")
+    [problem] = problems_of(text)
+    assert problem.startswith("site.yaml:10: devices.hp1.points.flow.data_type: 'flaot32' is not "
+                              "one of int16, uint16, int32")
+
+
+def test_all_errors_reported_at_once() -> None:
+    text = (MINIMAL.replace("data_type: float32", "data_type: flaot32")
+            .replace("port: 5020", "port: 5020\n    colour: blue")
+            .replace("data_type: int16", "data_type: int16, order: XYZW"))
+    found = problems_of(text)
+    assert len(found) == 3
+    assert any(p.startswith("site.yaml:8: devices.hp1.colour: unknown field") for p in found)
+    assert any("site.yaml:11: devices.hp1.points.flow.data_type" in p for p in found)
+    assert any(p.startswith("site.yaml:12: devices.hp1.points.temp.order: 'XYZW' is not one of "
+                            "ABCD, BADC, CDAB, DCBA") for p in found)
+
+
+def test_missing_address_base_is_an_error() -> None:
+    [problem] = problems_of(MINIMAL.replace("    address_base: 0\n", ""))
+    assert problem.startswith("site.yaml:4: devices.hp1.address_base: required field is missing")
+
+
+def test_string_where_a_number_belongs_is_not_coerced() -> None:
+    [problem] = problems_of(MINIMAL.replace("scale: 0.1", "scale: '0.1'"))
+    assert "site.yaml:11: devices.hp1.points.temp.scale" in problem
+
+
+def test_unknown_protocol() -> None:
+    [problem] = problems_of(MINIMAL.replace("modbus_tcp", "modbus_udp"))
+    assert problem.startswith("site.yaml:5: devices.hp1.protocol: 'modbus_udp' is not one of")
+
+
+def test_overlapping_points() -> None:
+    text = MINIMAL.replace("address: 2, data_type: int16", "address: 1, data_type: int16")
+    [problem] = problems_of(text)
+    assert problem.startswith("site.yaml:11: devices.hp1.points.temp.address: registers 1-1 "
+                              "overlap point 'flow' (0-1)")
+
+
+def test_duplicate_point_is_a_yaml_error() -> None:
+    text = MINIMAL.replace("      temp:", "      flow:")
+    [problem] = problems_of(text)
+    assert problem.startswith("site.yaml:11: YAML:") and "duplicate key" in problem
+
+
+def test_malformed_yaml_names_the_line() -> None:
+    [problem] = problems_of(MINIMAL.replace("port: 5020", "port: [5020"))
+    assert problem.startswith("site.yaml:")
+    assert "YAML" in problem
+
+
+def test_role_problems() -> None:
+    text = MINIMAL + "  hp.enable: hp1.temp\n  coolant.flux: hp1.flow\n  it.power: hp1.nope\n"
+    found = problems_of(text)
+    assert "site.yaml:14: roles.hp.enable: 'hp1.temp' is bound to output role 'hp.enable' " \
+           "but is not writable" in found
+    assert "site.yaml:15: roles.coolant.flux: 'coolant.flux' is not a role heatd knows" in found
+    assert "site.yaml:16: roles.it.power: 'hp1.nope' is not a point of this site" in found
+
+
+def test_forbidden_range_and_address_base() -> None:
+    text = MINIMAL.replace("address_base: 0", "address_base: 1\n    forbidden: [[3, 4]]")
+    found = problems_of(text)
+    # with base 1, address 0 lies below the base; address 2..2 (protocol 1) is fine,
+    # temp at file address 2 is protocol 1; forbidden [3,4] is protocol 2..3: no clash
+    assert any("devices.hp1.points.flow.address: 0 is below the address base" in p
+               for p in found)
+    text = MINIMAL.replace("address_base: 0", "address_base: 0\n    forbidden: [[2, 2]]")
+    [problem] = problems_of(text)
+    assert "devices.hp1.points.temp.address: lies inside a forbidden range" in problem
+
+
+def test_address_base_one_shifts_protocol_address() -> None:
+    site = parse_site(MINIMAL.replace("address_base: 0", "address_base: 1")
+                      .replace("address: 0,", "address: 1,").replace("address: 2,", "address: 3,"),
+                      "site.yaml")
+    device = site.devices["hp1"]
+    assert protocol_address(device, device.points["flow"]) == 0
+    assert protocol_address(device, device.points["temp"]) == 2
+
+
+def test_bits_share_their_status_word_but_not_a_bit() -> None:
+    base = MINIMAL + ""
+    text = base.replace(
+        "      temp: {table: holding, address: 2, data_type: int16, scale: 0.1}\n",
+        "      status: {table: holding, address: 2, data_type: uint16}\n"
+        "      b0: {table: holding, address: 2, data_type: bit, bit: 0}\n"
+        "      b1: {table: holding, address: 2, data_type: bit, bit: 1}\n",
+    )
+    parse_site(text, "site.yaml")
+    [problem] = problems_of(text.replace("bit: 1}", "bit: 0}"))
+    assert "devices.hp1.points.b1.address" in problem
+
+
+def test_units_on_one_gateway_must_differ() -> None:
+    text = MINIMAL.replace("roles:", """\
+  hp2:
+    protocol: modbus_tcp
+    host: 127.0.0.1
+    port: 5020
+    address_base: 0
+    points: {}
+roles:""")
+    [problem] = problems_of(text)
+    assert problem.startswith("site.yaml:12: devices.hp2.unit_id: unit id 1 on 127.0.0.1:5020 "
+                              "is already device 'hp1'")
+
+
+def test_unknown_poll_group() -> None:
+    text = MINIMAL.replace("data_type: int16,", "data_type: int16, poll_group: x,")
+    [problem] = problems_of(text)
+    assert "devices.hp1.points.temp.poll_group: 'x' is not a poll group" in problem
+
+
+def test_cross_field_rule_names_its_point() -> None:
+    [problem] = problems_of(MINIMAL.replace("data_type: int16,", "data_type: int16, write_max: 3,"))
+    assert problem.startswith("site.yaml:11: devices.hp1.points.temp: write_min/write_max given "
+                              "but the point is not writable")
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_site("/nonexistent/site.yaml")
+    assert "/nonexistent/site.yaml" in str(caught.value)
+
+
+def test_schema_describes_devices() -> None:
+    schema = json_schema()
+    assert schema["title"] == "heatd site configuration"
+    text = json.dumps(schema)
+    assert "modbus_rtu" in text and "address_base" in text
+
+
+def test_check_config_cli(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(MINIMAL.replace("float32", "flaot32").replace("int16", "int61"))
+    run = subprocess.run([sys.executable, "-m", "heatd.cli", "check-config", str(bad)],
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 1
+    assert f"{bad}:10: devices.hp1.points.flow.data_type" in run.stderr
+    assert f"{bad}:11: devices.hp1.points.temp.data_type" in run.stderr
+    assert "2 problems" in run.stderr
+    good = subprocess.run([sys.executable, "-m", "heatd.cli", "check-config", str(EXAMPLE)],
+                          capture_output=True, text=True, check=False)
+    assert good.returncode == 0, good.stderr
+    assert "ok (site example, 4 devices" in good.stdout
