@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from drivers.codec import ByteOrder, DataType, register_count
 from drivers.modbus.spec import Table
+from heatd.control.params import ControlParams
 
 ID_PATTERN = r"^[a-z0-9_-]+$"
 Identifier = Annotated[str, Field(pattern=ID_PATTERN, min_length=1, max_length=64)]
@@ -230,6 +231,7 @@ class SiteConfig(Strict):
         default_factory=dict,
         description="Role name -> 'device.point' or a list of them (redundant sensors).",
     )
+    control: ControlParams = Field(default_factory=ControlParams)
 
     def point(self, ref: str) -> PointConfig:
         device, name = ref.split(".", 1)

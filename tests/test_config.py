@@ -205,3 +205,11 @@ def test_check_config_cli(tmp_path: Path) -> None:
                           capture_output=True, text=True, check=False)
     assert good.returncode == 0, good.stderr
     assert "ok (site example, 4 devices" in good.stdout
+
+
+def test_control_section_is_validated_with_lines() -> None:
+    text = MINIMAL + "control:\n  envelope:\n    supply_limit_c: 44\n    supply_limt: 3\n"
+    [problem] = problems_of(text)
+    assert problem.startswith("site.yaml:17: control.envelope.supply_limt: unknown field")
+    site = parse_site(MINIMAL + "control:\n  envelope:\n    supply_limit_c: 44\n", "site.yaml")
+    assert site.control.envelope.supply_limit_c == 44.0
