@@ -131,7 +131,10 @@ class Codec:
             raise CodecError("a single bit of a register cannot be written on its own")
         if self.data_type is DataType.BOOL:
             return [1 if value else 0]
-        raw = (float(value) - self.offset) / self.scale
+        try:
+            raw = (float(value) - self.offset) / self.scale
+        except (OverflowError, TypeError, ValueError) as exc:
+            raise CodecError(f"{value!r} is not a number for {self.data_type.value}") from exc
         if self.data_type in FLOAT_TYPES:
             try:
                 packed = struct.pack(">" + _STRUCT[self.data_type], raw)
@@ -140,7 +143,9 @@ class Codec:
         else:
             if not math.isfinite(raw):
                 raise CodecError(f"{value!r} is not a finite number")
-            integer = round(raw)
+            exact = isinstance(value, int) and self.scale == 1.0 and self.offset == 0.0
+            # int -> float loses precision above 2**53; 64-bit counters must round-trip
+            integer = int(value) if exact else round(raw)
             try:
                 packed = struct.pack(">" + _STRUCT[self.data_type], integer)
             except struct.error as exc:
