@@ -1,0 +1,31 @@
+"""Modbus TCP and RTU drivers (pymodbus): point specs, read plans, links and devices."""
+
+from drivers.modbus.device import DeviceStats, ModbusDevice, ModbusRtuDevice, ModbusTcpDevice
+from drivers.modbus.link import Backoff, Link, SerialLine, TcpLink
+from drivers.modbus.plan import Block, build_plan, format_plan
+from drivers.modbus.spec import (
+    ModbusPoint,
+    PlanLimits,
+    SerialSettings,
+    Table,
+    TcpSettings,
+)
+
+__all__ = [
+    "Backoff",
+    "Block",
+    "DeviceStats",
+    "Link",
+    "ModbusDevice",
+    "ModbusPoint",
+    "ModbusRtuDevice",
+    "ModbusTcpDevice",
+    "PlanLimits",
+    "SerialLine",
+    "SerialSettings",
+    "Table",
+    "TcpLink",
+    "TcpSettings",
+    "build_plan",
+    "format_plan",
+]

@@ -1,0 +1,210 @@
+"""Connections: one pymodbus client per TCP endpoint or serial line, shared by the
+devices (unit ids) behind it.
+
+pymodbus reconnects only after a connection that once worked is lost, and its defaults
+back off up to 300 s. A link therefore disables pymodbus' own reconnect and runs its
+own supervisor: connect, and on failure wait an exponentially growing, jittered delay,
+including when the very first connect fails. Requests never wait for a connect: while
+the link is down they fail at once, so a dead device costs its poll nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.client.base import ModbusBaseClient
+from pymodbus.pdu import ModbusPDU
+
+from drivers.modbus.spec import SerialSettings, TcpSettings
+
+
+class Backoff:
+    """Exponential delay with "equal jitter": uniform in [d/2, d], d doubling to a cap.
+
+    Jitter keeps many devices that failed together from retrying in lockstep.
+    """
+
+    def __init__(self, minimum: float, maximum: float, rng: random.Random | None = None):
+        self.minimum = minimum
+        self.maximum = max(minimum, maximum)
+        self._current = minimum
+        self._rng = rng or random.Random()
+
+    def next(self) -> float:
+        delay = self._current
+        self._current = min(self._current * 2, self.maximum)
+        return self._rng.uniform(delay / 2, delay)
+
+    def reset(self) -> None:
+        self._current = self.minimum
+
+
+class Link:
+    """A client, the lock that keeps one request at a time on it, and its reconnects."""
+
+    def __init__(
+        self,
+        name: str,
+        make_client: Callable[[Callable[[bool], None]], ModbusBaseClient],
+        *,
+        timeout: float,
+        retries: int,
+        request_delay: float,
+        backoff_min: float,
+        backoff_max: float,
+    ) -> None:
+        self.name = name
+        self.timeout = timeout
+        self.retries = retries
+        self.request_delay = request_delay
+        self._backoff = Backoff(backoff_min, backoff_max)
+        self._make_client = make_client
+        self.client: ModbusBaseClient | None = None
+        self._lock: asyncio.Lock | None = None
+        self._lost: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._users = 0
+        self._last_request = 0.0
+        self.connects = 0
+        """Successful connects so far (diagnostics: a flapping link shows here)."""
+
+    @property
+    def connected(self) -> bool:
+        return self.client is not None and self.client.connected
+
+    @property
+    def deadline(self) -> float:
+        """Longest a request may take: every attempt timing out, plus slack."""
+        return self.timeout * (self.retries + 1) + self.timeout / 2
+
+    async def acquire(self) -> None:
+        """Register a user; the first one starts the client and its supervisor."""
+        self._users += 1
+        if self._task is None:
+            self._lock = asyncio.Lock()
+            self._lost = asyncio.Event()
+            self.client = self._make_client(self._on_connection)
+            self._task = asyncio.create_task(self._supervise(), name=f"modbus link {self.name}")
+
+    async def release(self) -> None:
+        """Unregister a user; the last one closes the connection."""
+        self._users = max(0, self._users - 1)
+        if self._users == 0:
+            await self.close()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def _on_connection(self, up: bool) -> None:
+        if not up and self._lost is not None:
+            self._lost.set()
+
+    async def _supervise(self) -> None:
+        assert self.client is not None and self._lost is not None
+        while True:
+            if not self.client.connected:
+                if not await self.client.connect():
+                    await asyncio.sleep(self._backoff.next())
+                    continue
+                self._backoff.reset()
+                self.connects += 1
+            self._lost.clear()
+            if self.client.connected:
+                await self._lost.wait()
+
+    async def request(
+        self, call: Callable[..., Awaitable[ModbusPDU]], *args: Any, **kwargs: Any
+    ) -> ModbusPDU:
+        """Send one request and wait for its answer, one at a time on this link.
+
+        Raises pymodbus' ConnectionException/ModbusIOException or TimeoutError; the
+        caller turns them into qualities.
+        """
+        assert self._lock is not None
+        async with self._lock:
+            if self.request_delay:
+                pause = self._last_request + self.request_delay - time.monotonic()
+                if pause > 0:
+                    await asyncio.sleep(pause)
+            try:
+                async with asyncio.timeout(self.deadline):
+                    return await call(*args, **kwargs)
+            finally:
+                self._last_request = time.monotonic()
+
+
+def _client_options(timeout: float, retries: int, on_connection: Callable[[bool], None]) -> dict:
+    # reconnect_delay=0 turns pymodbus' reconnect task off; the link supervises instead.
+    return {
+        "timeout": timeout,
+        "retries": retries,
+        "reconnect_delay": 0,
+        "reconnect_delay_max": 0,
+        "trace_connect": on_connection,
+    }
+
+
+class TcpLink(Link):
+    """One TCP connection, e.g. to a gateway that serves several unit ids."""
+
+    def __init__(self, settings: TcpSettings) -> None:
+        self.settings = settings
+
+        def make(on_connection: Callable[[bool], None]) -> ModbusBaseClient:
+            return AsyncModbusTcpClient(
+                settings.host,
+                port=settings.port,
+                name=f"{settings.host}:{settings.port}",
+                **_client_options(settings.timeout, settings.retries, on_connection),
+            )
+
+        super().__init__(
+            f"{settings.host}:{settings.port}",
+            make,
+            timeout=settings.timeout,
+            retries=settings.retries,
+            request_delay=settings.request_delay,
+            backoff_min=settings.backoff_min,
+            backoff_max=settings.backoff_max,
+        )
+
+
+class SerialLine(Link):
+    """One RS-485 line: only one frame may be on the wire, whichever unit it is for."""
+
+    def __init__(self, settings: SerialSettings) -> None:
+        self.settings = settings
+
+        def make(on_connection: Callable[[bool], None]) -> ModbusBaseClient:
+            return AsyncModbusSerialClient(
+                settings.port,
+                baudrate=settings.baudrate,
+                parity=settings.parity,
+                stopbits=settings.stopbits,
+                bytesize=settings.bytesize,
+                name=settings.port,
+                **_client_options(settings.timeout, settings.retries, on_connection),
+            )
+
+        super().__init__(
+            settings.port,
+            make,
+            timeout=settings.timeout,
+            retries=settings.retries,
+            request_delay=settings.request_delay,
+            backoff_min=settings.backoff_min,
+            backoff_max=settings.backoff_max,
+        )
