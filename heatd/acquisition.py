@@ -1,0 +1,111 @@
+"""Keep the point image fresh: one task per device and poll group, each on its own fixed
+rate, so a slow or dead device only ever delays itself.
+
+A poll that overruns its interval skips the ticks it missed instead of bursting to catch
+up (a burst would hit a struggling device hardest). Subscribed OPC UA devices push their
+changes into the image and are confirmed as current while their session is alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+import structlog
+
+from drivers.reading import Reading
+from heatd.config import SiteConfig
+from heatd.devices import BoundDevice, build_devices
+from heatd.points import PointImage
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], float]
+
+
+class Acquisition:
+    """Owns the drivers of a site and the tasks that poll them into a point image."""
+
+    def __init__(self, site: SiteConfig, image: PointImage, *, wall_clock: Clock = time.time,
+                 on_availability: Callable[[str, bool], None] | None = None) -> None:
+        self.site = site
+        self.image = image
+        self.devices: dict[str, BoundDevice] = build_devices(site)
+        self._wall = wall_clock
+        self._on_availability = on_availability
+        self._tasks: list[asyncio.Task[None]] = []
+        self._online: dict[str, bool | None] = dict.fromkeys(self.devices)
+        self.polls: dict[tuple[str, str], int] = {}
+        """Completed polls per (device, group): lets tests and diagnostics see the rate."""
+
+    def online(self, device: str) -> bool:
+        return bool(self._online.get(device))
+
+    async def start(self) -> None:
+        for device in self.devices.values():
+            await device.driver.start()
+            if device.subscribed:
+                refs = [device.ref(name) for name in device.points]
+                await device.driver.subscribe(list(device.points.values()),
+                                              self._sink(device), device.publishing_interval)
+                self._spawn(self._confirm_loop(device, refs), f"confirm {device.name}")
+            else:
+                for group, points in device.groups.items():
+                    interval = self.site.poll_groups[group].interval
+                    self._spawn(self._poll_loop(device, group, points, interval),
+                                f"poll {device.name}/{group}")
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        for device in self.devices.values():
+            with contextlib.suppress(Exception):
+                await device.driver.close()
+
+    def _spawn(self, coro: object, name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=name))  # type: ignore[arg-type]
+
+    def _sink(self, device: BoundDevice) -> Callable[[str, Reading], None]:
+        def store(point_name: str, reading: Reading) -> None:
+            self.image.update(device.ref(point_name), reading, self._wall())
+        return store
+
+    def _note_availability(self, device: BoundDevice) -> None:
+        now_online = bool(device.driver.online)
+        if self._online[device.name] != now_online:
+            self._online[device.name] = now_online
+            log.info("device availability", device=device.name,
+                     state="online" if now_online else "offline")
+            if self._on_availability is not None:
+                self._on_availability(device.name, now_online)
+
+    async def _poll_loop(self, device: BoundDevice, group: str,
+                         points: tuple[object, ...], interval: float) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        key = (device.name, group)
+        while True:
+            readings = await device.driver.read(points)
+            heard = self._wall()
+            for name, reading in readings.items():
+                self.image.update(device.ref(name), reading, heard)
+            self.polls[key] = self.polls.get(key, 0) + 1
+            self._note_availability(device)
+            next_at += interval
+            now = loop.time()
+            if next_at < now:  # overran: skip the missed ticks, keep the phase
+                next_at += ((now - next_at) // interval + 1) * interval
+            await asyncio.sleep(next_at - now)
+
+    async def _confirm_loop(self, device: BoundDevice, refs: list[str]) -> None:
+        while True:
+            self._note_availability(device)
+            if device.driver.online:
+                self.image.confirm(refs, self._wall())
+            await asyncio.sleep(device.publishing_interval)

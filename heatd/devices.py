@@ -1,0 +1,161 @@
+"""Turn a validated site into driver objects: one per device, sharing a TCP connection per
+gateway and one serial client per RS-485 line, with each point's driver spec and the poll
+group it belongs to.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from drivers.codec import Codec
+from drivers.modbus.device import ModbusRtuDevice as ModbusRtuDriver
+from drivers.modbus.device import ModbusTcpDevice as ModbusTcpDriver
+from drivers.modbus.link import SerialLine, TcpLink
+from drivers.modbus.spec import ModbusPoint, PlanLimits, SerialSettings, TcpSettings
+from drivers.opcua import OpcUaDevice as OpcUaDriver
+from drivers.opcua.config import OpcUaPoint, OpcUaSettings
+from heatd.config import (
+    ModbusRtuDevice,
+    ModbusTcpDevice,
+    OpcUaDevice,
+    PointConfig,
+    SiteConfig,
+)
+from heatd.points import PointLimits
+from heatd.site_checks import protocol_address
+
+DriverPoint = ModbusPoint | OpcUaPoint
+STALE_AFTER_POLLS = 3
+"""A point with no max_age of its own is stale after this many missed polls."""
+
+
+@dataclass
+class BoundDevice:
+    """A driver with the points it serves, grouped the way they are polled."""
+
+    name: str
+    driver: Any
+    points: dict[str, DriverPoint]
+    groups: dict[str, tuple[DriverPoint, ...]] = field(default_factory=dict)
+    subscribed: bool = False
+    publishing_interval: float = 1.0
+
+    def ref(self, point_name: str) -> str:
+        return f"{self.name}.{point_name}"
+
+
+def _modbus_points(device: ModbusTcpDevice | ModbusRtuDevice) -> dict[str, ModbusPoint]:
+    return {
+        name: ModbusPoint(
+            name=name,
+            table=point.table,
+            address=protocol_address(device, point),
+            codec=Codec(point.data_type, point.order, point.scale, point.offset, point.bit),
+            unit_id=device.unit_id,
+        )
+        for name, point in device.points.items()
+    }
+
+
+def _limits(device: ModbusTcpDevice | ModbusRtuDevice) -> PlanLimits:
+    base = device.address_base
+    return PlanLimits(
+        max_registers=device.max_registers,
+        allow_gaps=device.allow_gaps,
+        max_gap=device.max_gap,
+        forbidden=tuple((first - base, last - base) for first, last in device.forbidden),
+    )
+
+
+def _opcua_settings(device: OpcUaDevice) -> OpcUaSettings:
+    return OpcUaSettings(
+        endpoint=device.endpoint,
+        security_policy=device.security_policy,
+        security_mode=device.security_mode,
+        username=device.username,
+        password=device.password,
+        certificate=device.certificate,
+        private_key=device.private_key,
+        server_certificate=device.server_certificate,
+        timeout=device.timeout,
+        mode=device.mode,
+        publishing_interval=device.publishing_interval,
+        reconnect_min=device.backoff.min,
+        reconnect_max=device.backoff.max,
+    )
+
+
+def build_devices(site: SiteConfig, only: str | None = None) -> dict[str, BoundDevice]:
+    """Driver objects for every device (or just ``only``); nothing connects yet."""
+    tcp_links: dict[tuple[str, int], TcpLink] = {}
+    serial_lines: dict[str, SerialLine] = {}
+    bound: dict[str, BoundDevice] = {}
+    for name, device in site.devices.items():
+        if only is not None and name != only:
+            continue
+        points: Mapping[str, DriverPoint]
+        if isinstance(device, ModbusTcpDevice):
+            settings = TcpSettings(
+                host=device.host, port=device.port, timeout=device.timeout,
+                retries=device.retries, request_delay=device.request_delay,
+                backoff_min=device.backoff.min, backoff_max=device.backoff.max,
+            )
+            link = tcp_links.setdefault((device.host, device.port), TcpLink(settings))
+            driver: Any = ModbusTcpDriver(name, settings, device.unit_id, _limits(device),
+                                          link=link)
+            points = _modbus_points(device)
+        elif isinstance(device, ModbusRtuDevice):
+            line = serial_lines.setdefault(device.serial_port, SerialLine(SerialSettings(
+                port=device.serial_port, baudrate=device.baudrate, parity=device.parity,
+                stopbits=device.stopbits, bytesize=device.bytesize, timeout=device.timeout,
+                retries=device.retries, request_delay=device.request_delay,
+                backoff_min=device.backoff.min, backoff_max=device.backoff.max,
+            )))
+            driver = ModbusRtuDriver(name, line, device.unit_id, _limits(device))
+            points = _modbus_points(device)
+        else:
+            driver = OpcUaDriver(name, _opcua_settings(device))
+            points = {
+                pname: OpcUaPoint(name=pname, node_id=p.node_id, data_type=p.data_type,
+                                  scale=p.scale, offset=p.offset)
+                for pname, p in device.points.items()
+            }
+        groups: dict[str, list[DriverPoint]] = defaultdict(list)
+        for pname, spec in points.items():
+            groups[device.points[pname].poll_group].append(spec)
+        bound[name] = BoundDevice(
+            name=name,
+            driver=driver,
+            points=dict(points),
+            groups={group: tuple(specs) for group, specs in groups.items()},
+            subscribed=isinstance(device, OpcUaDevice) and device.mode == "subscription",
+            publishing_interval=getattr(device, "publishing_interval", 1.0),
+        )
+    return bound
+
+
+def max_age_of(site: SiteConfig, device_name: str, point: PointConfig) -> float:
+    """The point's own max_age, else a few poll intervals (or publishing intervals for a
+    subscription, which reports only changes)."""
+    if point.max_age is not None:
+        return point.max_age
+    interval = site.poll_groups[point.poll_group].interval
+    device = site.devices[device_name]
+    if isinstance(device, OpcUaDevice) and device.mode == "subscription":
+        interval = max(interval, device.publishing_interval)
+    return STALE_AFTER_POLLS * interval
+
+
+def point_limits(site: SiteConfig) -> dict[str, PointLimits]:
+    """What the point image needs for every point of the site."""
+    limits = {}
+    for device_name, device in site.devices.items():
+        for name, point in device.points.items():
+            low, high = point.range if point.range is not None else (None, None)
+            limits[f"{device_name}.{name}"] = PointLimits(
+                max_age=max_age_of(site, device_name, point), low=low, high=high
+            )
+    return limits
