@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("file")
     probe.add_argument("--device", help="probe only this device")
     probe.set_defaults(handler=_probe)
+
+    from hil.cli import add_commands as add_hil_commands
+
+    add_hil_commands(commands)
     return parser
 
 

@@ -1,0 +1,55 @@
+"""``heatd hil ...``: the simulator's commands. Arguments are declared here so ``heatd
+--help`` works without importing the simulator; each handler imports its module lazily."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from hil.serve import main
+
+    return main(args)
+
+
+def _score(args: argparse.Namespace) -> int:
+    from hil.score import main
+
+    return main(args)
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    hil = commands.add_parser("hil", help="plant simulator: serve a site, score controllers")
+    hil_commands = hil.add_subparsers(dest="hil_command", required=True, metavar="COMMAND")
+
+    serve = hil_commands.add_parser(
+        "serve", help="run the plant and serve the site's points over Modbus TCP and OPC UA"
+    )
+    serve.add_argument("site", help="site YAML file (the one the daemon reads)")
+    serve.add_argument("--scenario", default="winter_week", help="scenario name or YAML file")
+    serve.add_argument("--speed", type=float, default=1.0,
+                       help="plant seconds per wall-clock second (default 1: real time)")
+    serve.add_argument("--seed", type=int, default=0)
+    serve.add_argument("--plant", help="plant parameter YAML (default: a 250 kW edge site)")
+    serve.add_argument("--record", metavar="DIR",
+                       help="write ground truth and every write received to CSV files here")
+    serve.add_argument("--duration", type=float,
+                       help="stop after this many plant seconds (default: the scenario's)")
+    serve.set_defaults(handler=_serve)
+
+    score = hil_commands.add_parser(
+        "score", help="co-simulate a controller against the plant and print KPIs"
+    )
+    which = score.add_mutually_exclusive_group(required=True)
+    which.add_argument("--scenario", help="scenario name or YAML file")
+    which.add_argument("--all", action="store_true",
+                       help="every scenario, heatd and baseline side by side")
+    score.add_argument("--controller", choices=["heatd", "baseline", "none"], default="heatd")
+    score.add_argument("--seed", type=int, default=0)
+    score.add_argument("--plant", help="plant parameter YAML (default: a 250 kW edge site)")
+    score.add_argument("--site", help="site YAML whose control: section tunes heatd")
+    score.add_argument("--dt", type=float, default=10.0, help="co-simulation step in seconds")
+    score.add_argument("--json", action="store_true", help="one JSON object per run")
+    score.add_argument("--plot-dir", default="out/plots", help="where the PNGs go")
+    score.add_argument("--no-plot", action="store_true")
+    score.set_defaults(handler=_score)
