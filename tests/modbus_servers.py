@@ -68,6 +68,8 @@ class SimServer:
         self.port = port or (0 if serial else free_port())
         self.serial = serial
         self.faults = Faults()
+        self.requests = 0
+        """Requests received, for counting what a client put on the wire."""
         self.server: ModbusTcpServer | ModbusSerialServer | None = None
 
     def _trace_packet(self, sending: bool, data: bytes) -> bytes:
@@ -78,6 +80,8 @@ class SimServer:
         return data
 
     def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
+        if not sending:
+            self.requests += 1
         if sending and pdu.dev_id in self.faults.short and len(pdu.registers) > 1:
             pdu.registers = pdu.registers[:-1]
         return pdu

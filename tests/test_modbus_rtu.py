@@ -1,0 +1,143 @@
+"""Modbus RTU devices sharing one serial line, against a pymodbus RTU server on the other
+end of a socat pty pair."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from drivers.codec import Codec, DataType
+from drivers.modbus import ModbusPoint, ModbusRtuDevice, SerialLine, SerialSettings, Table
+from drivers.reading import Quality
+
+from modbus_servers import SimServer, pty_pair, unit
+
+UNITS = (1, 2, 7)
+
+
+def line_settings(port: str) -> SerialSettings:
+    return SerialSettings(
+        port, baudrate=115200, timeout=0.25, backoff_min=0.02, backoff_max=0.2
+    )
+
+
+def points(unit_id: int) -> list[ModbusPoint]:
+    return [
+        ModbusPoint("level", Table.HOLDING, 0, Codec(DataType.INT16, scale=0.5), unit_id),
+        ModbusPoint("flow", Table.INPUT, 3, Codec(DataType.FLOAT32), unit_id),
+        ModbusPoint("run", Table.COIL, 0, Codec(DataType.BOOL), unit_id),
+    ]
+
+
+async def until(check: Callable[[], Awaitable[bool]], seconds: float = 5.0) -> None:
+    async with asyncio.timeout(seconds):
+        while not await check():
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def ptys(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    with pty_pair(tmp_path) as pair:
+        yield pair
+
+
+@pytest.fixture
+async def server(ptys) -> AsyncIterator[SimServer]:
+    srv = SimServer([unit(u, size=100, holes=[(40, 49)]) for u in UNITS], serial=ptys[0])
+    await srv.start()
+    for u in UNITS:
+        await srv.set(u, Table.HOLDING, 0, [(-u) & 0xFFFF])
+        await srv.set(u, Table.INPUT, 3, [0x4120, 0x0000])  # 10.0
+        await srv.set(u, Table.COIL, 0, [u % 2 == 1])
+    yield srv
+    await srv.stop()
+
+
+@pytest.fixture
+async def line(ptys, server) -> AsyncIterator[SerialLine]:
+    line = SerialLine(line_settings(ptys[1]))
+    yield line
+    await line.close()
+
+
+async def started(line: SerialLine) -> list[ModbusRtuDevice]:
+    devs = [ModbusRtuDevice(f"u{u}", line, u) for u in UNITS]
+    for d in devs:
+        await d.start()
+
+    async def up() -> bool:
+        return line.connected
+
+    await until(up)
+    return devs
+
+
+async def test_several_units_on_one_line_one_request_at_a_time(line, server) -> None:
+    devs = await started(line)
+    before = server.requests
+    rounds = 5
+    results = await asyncio.gather(
+        *(d.read(points(u)) for _ in range(rounds) for d, u in zip(devs, UNITS, strict=True))
+    )
+    # concurrent frames on one line would collide and time out; every read must be good
+    for i, got in enumerate(results):
+        u = UNITS[i % len(UNITS)]
+        assert all(r.quality is Quality.GOOD for r in got.values()), got
+        assert got["level"].value == pytest.approx(-u * 0.5)
+        assert got["flow"].value == 10.0
+        assert got["run"].value is (u % 2 == 1)
+    assert server.requests - before == rounds * len(UNITS) * 3
+
+
+async def test_silent_unit_does_not_disturb_the_others(line, server) -> None:
+    devs = await started(line)
+    server.faults.silent.add(2)
+    got = await asyncio.gather(*(d.read(points(u)) for d, u in zip(devs, UNITS, strict=True)))
+    assert {r.quality_text for r in got[1].values()} == {"bad:timeout"}
+    for other in (got[0], got[2]):
+        assert all(r.quality is Quality.GOOD for r in other.values())
+    assert not devs[1].online and devs[0].online
+    server.faults.silent.clear()
+
+    async def back() -> bool:
+        return all(r.quality is Quality.GOOD for r in (await devs[1].read(points(2))).values())
+
+    await until(back)
+
+
+async def test_write_and_exception_over_rtu(line, server) -> None:
+    dev = (await started(line))[2]
+    target = ModbusPoint("sp", Table.HOLDING, 10, Codec(DataType.UINT32), 7)
+    await dev.write(target, 70000)
+    assert await server.get(7, Table.HOLDING, 10, 2) == [1, 4464]
+    hole = ModbusPoint("hole", Table.HOLDING, 45, Codec(DataType.UINT16), 7)
+    got = await dev.read([target, hole])
+    assert got["sp"].value == 70000
+    assert got["hole"].quality_text == "bad:exception 2 illegal data address"
+
+
+async def test_line_that_appears_later_is_connected(tmp_path: Path) -> None:
+    later = tmp_path / "later"
+    later.mkdir()
+    line = SerialLine(line_settings(str(later / "ttyB")))
+    dev = ModbusRtuDevice("late", line, 1)
+    await dev.start()
+    try:
+        got = await dev.read(points(1))
+        assert {r.quality_text for r in got.values()} == {"bad:disconnected"}
+        await asyncio.sleep(0.2)
+        with pty_pair(later) as (a, _):
+            srv = SimServer([unit(1, size=100)], serial=a)
+            await srv.start()
+
+            async def good() -> bool:
+                got = await dev.read(points(1))
+                return all(r.quality is Quality.GOOD for r in got.values())
+
+            await until(good)
+            await srv.stop()
+    finally:
+        await dev.close()
