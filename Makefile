@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SYSTEM_TOOLS := mosquitto mosquitto_sub socat
+# tool:Debian package, for what the tests run
+SYSTEM_TOOLS := mosquitto:mosquitto mosquitto_sub:mosquitto-clients socat:socat \
+	systemd-analyze:systemd
 
 .PHONY: test demo lint bench bench-slow test-slow system-tools clean
 
@@ -14,18 +16,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,plot]'
 	touch $(STAMP)
 
-# The tests start their own mosquitto broker and socat pty pairs; install them when missing.
+# The tests start their own mosquitto broker and socat pty pairs and verify the systemd
+# units; install what is missing.
 system-tools:
-	@missing=""; for tool in $(SYSTEM_TOOLS); do \
-	  PATH="$$PATH:/usr/sbin:/sbin" command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; \
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+	  tool=$${pair%%:*}; package=$${pair#*:}; \
+	  PATH="$$PATH:/usr/sbin:/sbin" command -v $$tool >/dev/null 2>&1 || missing="$$missing $$package"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then SUDO=""; \
 	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo"; \
-	  else echo "please install mosquitto, mosquitto-clients and socat"; exit 1; fi; \
+	  else echo "please install:$$missing"; exit 1; fi; \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto mosquitto-clients socat; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
 test: $(STAMP) system-tools
