@@ -9,7 +9,7 @@ Blocks the device refuses with ILLEGAL DATA ADDRESS are split, and the split is 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
@@ -18,9 +18,9 @@ from pymodbus.pdu import ModbusPDU
 from drivers.base import WriteError
 from drivers.codec import CodecError, DataType
 from drivers.modbus.link import Backoff, Link, SerialLine, TcpLink
-from drivers.modbus.plan import Block, build_plan, expand, split_point
+from drivers.modbus.plan import Block, build_plan, expand, split_block, split_point
 from drivers.modbus.spec import ModbusPoint, PlanLimits, Table, TcpSettings
-from drivers.reading import Reading, Value
+from drivers.reading import Quality, Reading, Value
 
 ILLEGAL_DATA_ADDRESS = 2
 
@@ -61,6 +61,22 @@ class DeviceStats:
     """Requests the most recent ``read`` sent."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """A block with its points' offsets and decoders looked up once, not every poll."""
+
+    block: Block
+    layout: tuple[tuple[str, int, int, Callable[[Sequence[int]], Value]], ...]
+
+
+def _compile(block: Block) -> _Step:
+    return _Step(
+        block,
+        tuple((p.name, p.address - block.start, p.end - block.start, p.codec.decode)
+              for p in block.points),
+    )
+
+
 _READS = {
     Table.HOLDING: "read_holding_registers",
     Table.INPUT: "read_input_registers",
@@ -82,6 +98,8 @@ class ModbusDevice:
         self.stats = DeviceStats()
         self._backoff = backoff
         self._plans: dict[tuple[ModbusPoint, ...], list[Block]] = {}
+        self._steps: dict[tuple[ModbusPoint, ...], list[_Step]] = {}
+        self._last: tuple[tuple[ModbusPoint, ...], list[_Step]] | None = None
         self._splits: dict[tuple[Table, int, int, int], int] = {}
         self._online = False
         self._started = False
@@ -117,11 +135,23 @@ class ModbusDevice:
             plan = self._plans[key] = build_plan(key, self.limits)
         return plan
 
+    def _steps_for(self, points: Sequence[ModbusPoint]) -> list[_Step]:
+        """The compiled plan; the last one is checked first (tuple equality short-cuts
+        on identity, so a poll loop passing the same points pays no hashing)."""
+        key = tuple(points)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        steps = self._steps.get(key)
+        if steps is None:
+            steps = self._steps[key] = [_compile(b) for b in self.plan(key)]
+        self._last = (key, steps)
+        return steps
+
     async def read(self, points: Sequence[ModbusPoint]) -> dict[str, Reading]:
         out: dict[str, Reading] = {}
         self.stats.last_poll_requests = 0
         try:
-            plan = self._base_plan(points)
+            steps = self._steps_for(points)
         except ValueError as exc:
             return _all_bad(points, f"config: {exc}", time.time())
         if not self._started:
@@ -132,8 +162,8 @@ class ModbusDevice:
         if time.monotonic() < self._retry_at:
             return _all_bad(points, self._down_reason, time.time())
         try:
-            for block in plan:
-                await self._read_block(block, out)
+            for step in steps:
+                await self._read_step(step, out)
         except _Unreachable as exc:
             self._online = False
             self._down_reason = exc.reason
@@ -166,12 +196,8 @@ class ModbusDevice:
             self.stats.errors += 1
         return reply
 
-    async def _read_block(self, block: Block, out: dict[str, Reading]) -> None:
-        at = self._splits.get(block.key)
-        if at is not None:
-            for part in expand(block, self._splits):
-                await self._read_block(part, out)
-            return
+    async def _read_step(self, step: _Step, out: dict[str, Reading]) -> None:
+        block = step.block
         reply = await self._send(
             _READS[block.table], block.start, count=block.count, device_id=block.unit_id
         )
@@ -183,21 +209,23 @@ class ModbusDevice:
                 _fill_bad(out, block, exception_reason(code), now)
                 return
             self._splits[block.key] = at
-            for part in expand(block, self._splits):
-                await self._read_block(part, out)
+            self._steps.clear()
+            self._last = None
+            for part in split_block(block, at):
+                await self._read_step(_compile(part), out)
             return
         words = reply.bits if block.table.is_bits else reply.registers
         if len(words) < block.count or (not block.table.is_bits and len(words) != block.count):
             self.stats.errors += 1
             _fill_bad(out, block, f"wrong length: {len(words)} for {block.count}", now)
             return
-        for p in block.points:
-            offset = p.address - block.start
-            raw = tuple(int(w) for w in words[offset : offset + p.width])
+        good = Quality.GOOD
+        for name, start, end, decode in step.layout:
+            raw = tuple(words[start:end])
             try:
-                out[p.name] = Reading.good(p.codec.decode(raw), now, raw)
+                out[name] = Reading(decode(raw), good, now, None, raw)
             except CodecError as exc:
-                out[p.name] = Reading.bad(f"decode: {exc}", now, raw)
+                out[name] = Reading.bad(f"decode: {exc}", now, raw)
 
     async def write(self, point: ModbusPoint, value: Value) -> None:
         if point.codec.data_type is DataType.BIT:
