@@ -1,0 +1,95 @@
+"""What the site YAML says about an OPC UA server and its points, as the driver needs it.
+
+The config loader in ``heatd`` builds these; they check themselves on construction so a
+bad node id or an impossible security combination fails at load time, not mid-run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from asyncua import ua
+
+from drivers.codec import DataType
+
+SecurityPolicy = Literal["None", "Basic256Sha256"]
+SecurityMode = Literal["None", "Sign", "SignAndEncrypt"]
+ReadMode = Literal["subscription", "polling"]
+
+_CONNECT_STEPS = 6
+
+
+@dataclass(frozen=True, slots=True)
+class OpcUaPoint:
+    """One variable node. ``value = raw * scale + offset``.
+
+    ``data_type`` fixes the variant type used for writing; when it is None the driver asks
+    the server for the variable's DataType once and remembers it.
+    """
+
+    name: str
+    node_id: str
+    data_type: DataType | None = None
+    scale: float = 1.0
+    offset: float = 0.0
+
+    def __post_init__(self) -> None:
+        try:
+            ua.NodeId.from_string(self.node_id)
+        except Exception as exc:
+            raise ValueError(f"point {self.name!r}: invalid node id {self.node_id!r}") from exc
+        if self.data_type is DataType.BIT:
+            raise ValueError(f"point {self.name!r}: bit points exist only on Modbus")
+        if self.scale == 0 or not math.isfinite(self.scale) or not math.isfinite(self.offset):
+            raise ValueError(f"point {self.name!r}: scale must be finite and non-zero")
+
+    @property
+    def ua_node_id(self) -> ua.NodeId:
+        return ua.NodeId.from_string(self.node_id)
+
+
+@dataclass(frozen=True, slots=True)
+class OpcUaSettings:
+    """Connection settings for one server. Times are in seconds.
+
+    ``mode`` tells the runtime whether to poll this device with ``read`` or to call
+    ``subscribe``. ``timeout`` bounds every request; a connection attempt may take up to
+    ``connect_timeout`` (TCP, hello, channel, endpoints, session, activation).
+    ``application_uri`` must equal the URI in the client certificate's SubjectAltName:
+    servers reject a session whose ApplicationUri differs from its certificate's.
+    """
+
+    endpoint: str
+    security_policy: SecurityPolicy = "None"
+    security_mode: SecurityMode = "None"
+    username: str | None = None
+    password: str | None = None
+    certificate: str | None = None
+    private_key: str | None = None
+    server_certificate: str | None = None
+    application_uri: str = "urn:heatd:client"
+    timeout: float = 2.0
+    mode: ReadMode = "subscription"
+    publishing_interval: float = 1.0
+    reconnect_min: float = 0.5
+    reconnect_max: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.endpoint.startswith("opc.tcp://"):
+            raise ValueError(f"endpoint {self.endpoint!r} must start with opc.tcp://")
+        if (self.security_policy == "None") != (self.security_mode == "None"):
+            raise ValueError("security_policy and security_mode must both be None or both be set")
+        if self.security_policy != "None" and not (self.certificate and self.private_key):
+            raise ValueError(f"{self.security_policy} needs a client certificate and private key")
+        if self.password is not None and self.username is None:
+            raise ValueError("a password needs a username")
+        if not (self.timeout > 0 and self.publishing_interval > 0):
+            raise ValueError("timeout and publishing_interval must be positive")
+        if not 0 < self.reconnect_min <= self.reconnect_max:
+            raise ValueError("need 0 < reconnect_min <= reconnect_max")
+
+    @property
+    def connect_timeout(self) -> float:
+        return self.timeout * _CONNECT_STEPS
