@@ -1,9 +1,10 @@
 """Real OPC UA peers for the tests: an asyncua server on a free port with a small loop and
 heat-pump address space, restartable on the same port with the same node ids, optionally
-Basic256Sha256-only with self-signed certificates."""
+Basic256Sha256-only with self-signed certificates; and a TCP link that can go silent."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -147,3 +148,46 @@ def _only(trusted: CertPair):
 
 def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
+
+
+class FreezableLink:
+    """A TCP relay in front of a server that can stop passing bytes without closing
+    anything: a pulled cable or a hung switch, which no socket error reveals."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.frozen = False
+        self._listener: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def port(self) -> int:
+        assert self._listener is not None
+        return self._listener.sockets[0].getsockname()[1]
+
+    async def start(self) -> None:
+        self._listener = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+
+    async def stop(self) -> None:
+        for writer in self._writers:
+            writer.close()
+        if self._listener is not None:
+            self._listener.close()
+            await self._listener.wait_closed()
+
+    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers |= {client_w, server_w}
+        await asyncio.gather(self._pump(client_r, server_w), self._pump(server_r, client_w))
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                if not self.frozen:
+                    writer.write(data)
+                    await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+            self._writers.discard(writer)

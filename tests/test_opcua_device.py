@@ -20,6 +20,7 @@ from drivers.reading import Quality, Reading
 from opcua_servers import (
     READ_ONLY,
     CertPair,
+    FreezableLink,
     OpcUaTestServer,
     free_port,
     make_cert,
@@ -245,6 +246,32 @@ async def _outage_and_recovery(server: OpcUaTestServer, device: OpcUaDevice) -> 
         assert (await device.read([temp]))["Loop.SupplyTemp"].value == 45.0
     finally:
         await restarted.stop()
+
+
+async def test_silent_link_is_detected_and_recovered(server: OpcUaTestServer) -> None:
+    link = FreezableLink(server.port)
+    await link.start()
+    device = OpcUaDevice("far", settings(f"opc.tcp://127.0.0.1:{link.port}"))
+    sink = Recorder()
+    temp = point("Loop.SupplyTemp")
+    await device.start()
+    try:
+        await device.subscribe([temp], sink)
+        await eventually(lambda: sink.last_is("Loop.SupplyTemp", 35.5))
+
+        link.frozen = True
+        readings = await asyncio.wait_for(device.read([temp]), HANG_GUARD)
+        assert readings["Loop.SupplyTemp"].reason in ("timeout", DISCONNECTED)
+        assert not device.online
+        await eventually(lambda: sink.last_is("Loop.SupplyTemp", quality=f"bad:{DISCONNECTED}"))
+
+        link.frozen = False
+        await server.set("Loop.SupplyTemp", 38.0)
+        await eventually(lambda: sink.last_is("Loop.SupplyTemp", 38.0))
+        assert device.online
+    finally:
+        await device.close()
+        await link.stop()
 
 
 async def test_device_started_before_its_server_connects_when_it_appears() -> None:

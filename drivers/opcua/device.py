@@ -248,9 +248,8 @@ class OpcUaDevice:
         while True:
             client = await self._connect()
             if client is not None:
-                backoff.reset()
                 try:
-                    await self._serve(client)
+                    await self._serve(client, backoff)
                 finally:
                     await self._drop(client)
             await asyncio.sleep(backoff.next())
@@ -269,6 +268,7 @@ class OpcUaDevice:
         try:
             await asyncio.wait_for(sequence(), settings.connect_timeout)
         except asyncio.CancelledError:
+            client.uaclient.request_disconnect()  # stops any loop connect() had started
             client.disconnect_socket()
             raise
         except Exception as exc:
@@ -278,8 +278,12 @@ class OpcUaDevice:
         _log.info("%s: connected to %s", self.name, settings.endpoint)
         return client
 
-    async def _serve(self, client: Client) -> None:
-        """Publish the connection, create the subscriptions, wait until the link is lost."""
+    async def _serve(self, client: Client, backoff: Backoff) -> None:
+        """Publish the connection, create the subscriptions, wait until the link is lost.
+
+        The backoff restarts only once the subscriptions exist, so a server that accepts
+        sessions but refuses subscriptions is not hammered at the shortest delay.
+        """
         async with self._lock:
             self._client = client
             self._answering = True
@@ -289,6 +293,7 @@ class OpcUaDevice:
             except _REQUEST_ERRORS as exc:
                 _log.warning("%s: creating subscriptions failed: %r", self.name, exc)
                 return
+        backoff.reset()
         async with client.subscribe_state() as changes:
             while client.state is UaClientState.CONNECTED:
                 await changes.next_change()
