@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from drivers.reading import Value
@@ -83,19 +83,32 @@ def _to_wire(big_endian: bytes, order: ByteOrder) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Codec:
-    """Decode/encode one point. ``value = raw * scale + offset``."""
+    """Decode/encode one point. ``value = raw * scale + offset``.
+
+    The struct formats are compiled once per point: decoding runs for every point on every
+    poll, so it is the one hot path of acquisition.
+    """
 
     data_type: DataType
     order: ByteOrder = ByteOrder.ABCD
     scale: float = 1.0
     offset: float = 0.0
     bit: int | None = None
+    _words: struct.Struct | None = field(init=False, repr=False, compare=False, default=None)
+    _value: struct.Struct | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         if self.data_type is DataType.BIT and (self.bit is None or not 0 <= self.bit <= 15):
             raise CodecError("a bit point needs bit 0..15")
         if self.scale == 0 or not math.isfinite(self.scale):
             raise CodecError("scale must be finite and non-zero")
+        if self.data_type in _STRUCT:
+            count = register_count(self.data_type)
+            # registers -> bytes: byte-swapped orders pack each word little endian
+            swapped = self.order in (ByteOrder.BADC, ByteOrder.DCBA)
+            words = struct.Struct(("<" if swapped else ">") + "H" * count)
+            object.__setattr__(self, "_words", words)
+            object.__setattr__(self, "_value", struct.Struct(">" + _STRUCT[self.data_type]))
 
     @property
     def count(self) -> int:
@@ -116,8 +129,13 @@ class Codec:
             if self.order in (ByteOrder.BADC, ByteOrder.DCBA):
                 word = ((word & 0xFF) << 8) | (word >> 8)
             return bool((word >> self.bit) & 1)  # type: ignore[operator]
-        wire = b"".join(int(r & 0xFFFF).to_bytes(2, "big") for r in registers)
-        (raw,) = struct.unpack(">" + _STRUCT[self.data_type], _to_wire(wire, self.order))
+        if self.order in (ByteOrder.CDAB, ByteOrder.DCBA):
+            registers = registers[::-1]
+        try:
+            wire = self._words.pack(*registers)  # type: ignore[union-attr]
+        except struct.error as exc:
+            raise CodecError(f"registers out of range: {exc}") from exc
+        (raw,) = self._value.unpack(wire)  # type: ignore[union-attr]
         if self.scale == 1.0 and self.offset == 0.0:
             return raw
         return raw * self.scale + self.offset
