@@ -1,0 +1,100 @@
+"""Cost of one control step, and its ratio to the rule-based baseline, in the same run.
+
+Drives both controllers through the same pre-built, realistic snapshots (a full site:
+every role bound, eight rack inlet sensors, slowly varying values, a heat pump that
+follows its enable), so only the step itself is timed.
+
+    .venv/bin/python bench/bench_control.py [--steps N] [--repeat R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from heatd.control import baseline
+from heatd.control.core import step
+from heatd.control.params import ControlParams
+from heatd.control.signals import Signal, Snapshot
+from heatd.control.state import initial_state
+
+TARGET_US = 50.0
+
+
+def snapshots(n: int, t0: float) -> list[Snapshot]:
+    """A plausible stretch of a fully instrumented site, one snapshot per second.
+
+    The valve position feedback is left out: open loop, it could not follow the command,
+    and the envelope would (rightly) declare the recovery path broken.
+    """
+    out = []
+    for k in range(n):
+        now = t0 + k
+        w = math.sin(k / 600.0)
+        run = 1.0 if k > 400 else 0.0
+        vals = {
+            "coolant.supply_temp": 38.5 + 0.8 * w + 0.01 * (k % 5),
+            "coolant.return_temp": 31.0 + 0.5 * w,
+            "coolant.flow": 20.0,
+            "it.power": 80.0 + 10.0 * w,
+            "it.energy": 1e5 + k * 0.02,
+            "hp.running": run,
+            "hp.fault": 0.0,
+            "hp.trip_code": 0.0,
+            "hp.lockout": 0.0,
+            "hp.power": 15.0 * run,
+            "hp.heat": 55.0 * run,
+            "hp.heat_energy": 1e5 + k * 0.015,
+            "dh.supply_temp": 70.0,
+            "dh.return_temp": 45.0,
+            "dh.demand": 60.0 + 20.0 * w,
+            "storage.top_temp": 65.0,
+            "storage.bottom_temp": 50.0,
+            "outdoor.temp": 5.0 + w,
+            "plc.fallback": 0.0,
+            "drycooler.fan.actual": 0.5,
+            "hp.capacity.actual": 0.5 * run,
+        }
+        sig: dict[str, tuple[Signal, ...]] = {
+            r: (Signal(v, True, now, None),) for r, v in vals.items()
+        }
+        sig["rack.inlet_temp"] = tuple(
+            Signal(22.0 + 0.2 * i + 0.3 * w + 0.001 * (k % 3), True, now, None) for i in range(8)
+        )
+        out.append(Snapshot(now, sig))
+    return out
+
+
+def time_steps(fn: Callable[..., Any], state: Any, params: Any, snaps: list[Snapshot]) -> float:
+    """Mean microseconds per step over the whole sequence, state threaded through."""
+    t = time.perf_counter()
+    for snap in snaps:
+        state = fn(snap, state, params, snap.now).state
+    return (time.perf_counter() - t) / len(snaps) * 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=20_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    t0 = 1_700_000_000.0
+    snaps = snapshots(args.steps, t0)
+    params, bparams = ControlParams(), baseline.BaselineParams()
+    core_us, base_us = [], []
+    for _ in range(args.repeat):  # interleaved, so both see the same machine state
+        core_us.append(time_steps(step, initial_state(t0), params, snaps))
+        base_us.append(time_steps(baseline.step, baseline.initial_state(t0), bparams, snaps))
+    core, base = min(core_us), min(base_us)
+    print(f"steps per run      {args.steps} x {args.repeat} runs (best run reported)")
+    print(f"control step       {core:7.2f} us   (target <= {TARGET_US:g} us: "
+          f"{'met' if core <= TARGET_US else 'MISSED'})")
+    print(f"baseline step      {base:7.2f} us")
+    print(f"ratio core/base    {core / base:7.2f}")
+
+
+if __name__ == "__main__":
+    main()

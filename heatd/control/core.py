@@ -1,0 +1,178 @@
+"""One control step: validate -> envelope -> sequencer and optimiser inside the bounds.
+
+``step`` is pure: everything it knows arrives as arguments and everything it decides
+leaves in the Decision, so the daemon, a test and the co-simulator drive it the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from heatd.control import roles as R
+from heatd.control.bounds import Bounds, Setpoints
+from heatd.control.envelope import envelope
+from heatd.control.events import Event, Layer, Limit, LimitKey
+from heatd.control.optimiser import RESET, OptState, propose, want_heat
+from heatd.control.params import ControlParams
+from heatd.control.sequencer import HpState, sequence
+from heatd.control.signals import Snapshot
+from heatd.control.state import Lease, Mode, State
+from heatd.control.validate import validate
+
+S = TypeVar("S")
+P = TypeVar("P", contravariant=True)
+SC = TypeVar("SC")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision(Generic[S]):
+    """Everything one step decided, and everything the daemon publishes about it."""
+
+    setpoints: Setpoints
+    state: S
+    limits: tuple[Limit, ...]
+    events: tuple[Event, ...]
+    mode: str
+    cooling_margin: float | None
+    """K below the supply limit; None while the supply temperature is unknown."""
+    hp_state: str
+    missing: tuple[str, ...]
+    """Input roles the site does not bind."""
+    invalid: Mapping[str, str]
+    """Bound roles with a bad point this cycle -> why."""
+    bounds: Bounds
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready view for ``control/state``."""
+        return {
+            "mode": self.mode,
+            "setpoints": self.setpoints.as_roles(),
+            "limits": [
+                {"name": x.name, "value": x.value, "layer": x.layer.value, "reason": x.reason}
+                for x in self.limits
+            ],
+            "cooling_margin": self.cooling_margin,
+            "hp_state": self.hp_state,
+            "missing": list(self.missing),
+            "invalid": dict(self.invalid),
+        }
+
+
+class StepFn(Protocol[SC]):
+    """What the co-simulator drives: the control core's ``step`` or the baseline's."""
+
+    def __call__(self, snapshot: Snapshot, state: SC, params: Any, now: float) -> Decision[SC]:
+        ...
+
+
+def _ramp(target: float, prev: float, up: float, down: float, dt: float) -> float:
+    if target > prev + up * dt:
+        return prev + up * dt
+    if target < prev - down * dt:
+        return prev - down * dt
+    return target
+
+
+_SAFE_MODE = "safe mode"
+
+
+def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) -> Decision[State]:
+    """Decide this cycle's setpoints. Never raises on any snapshot content."""
+    op, sp = params.optimiser, params.sequencer
+    prev = state.setpoints
+    last = state.last_now
+    dt = 0.0 if last is None or not now > last else min(now - last, op.dt_max_s)
+    events: list[Event] = list(state.pending)
+    opt = state.opt
+
+    inputs, val = validate(snapshot, state.val, params, now)
+    values = inputs.values
+
+    mode, mode_expires = state.mode, state.mode_expires
+    if mode_expires is not None and now >= mode_expires:
+        events.append(Event(now, Layer.OPERATOR, "mode", "mode", mode.value, "auto", "expired"))
+        mode, mode_expires, opt = Mode.AUTO, None, RESET
+    leases: tuple[Lease, ...] = state.leases
+    if leases and any(x.expires <= now for x in leases):
+        for x in leases:
+            if x.expires <= now:
+                events.append(Event(now, Layer.OPERATOR, "lease", x.role, f"{x.value:g}", None,
+                                    "expired"))
+        leases = tuple(x for x in leases if x.expires > now)
+        opt = OptState(opt.want, opt.flip_since, None, None, None, opt.target_kw)
+    leased = {x.role: x.value for x in leases}
+
+    env = envelope(inputs, prev, state.env, params, now)
+    bounds = env.bounds
+    limits = list(env.limits)
+    stop_reason = next((x.reason for x in env.limits if x.name == "hp_run"), "")
+    stop_layer = Layer.ENVELOPE
+    if mode is Mode.SAFE:
+        bounds = bounds.tighten(1.0, 0.0, 0.0, False, False)
+        limits += [
+            Limit("fan_min", 1.0, Layer.OPERATOR, _SAFE_MODE),
+            Limit("valve_max", 0.0, Layer.OPERATOR, _SAFE_MODE),
+            Limit("hp_run", False, Layer.OPERATOR, _SAFE_MODE),
+        ]
+        if not stop_reason:
+            stop_reason, stop_layer = _SAFE_MODE, Layer.OPERATOR
+
+    opt = want_heat(values, opt, op, now)
+    want, requester = opt.want, Layer.OPTIMISER
+    if mode is Mode.MANUAL:
+        want, requester = state.seq.enabled, Layer.OPERATOR
+    elif mode is not Mode.AUTO:
+        want, requester = False, Layer.OPERATOR
+    if mode is not Mode.SAFE and R.HP_ENABLE in leased:
+        want, requester = leased[R.HP_ENABLE] > 0.5, Layer.OPERATOR
+
+    seq = sequence(want, requester, bounds, values, state.seq, sp, now,
+                   state.reset_request, stop_reason, stop_layer)
+    events.extend(seq.events)
+    limits.extend(seq.limits)
+    enabled = seq.enable
+    running = seq.state.state is HpState.RUNNING
+
+    prop, opt = propose(values, enabled, running, prev.valve, prev.fan, prev.hp_capacity, opt,
+                        op, sp.capacity_min, dt)
+    valve, fan, cap = prop.valve, prop.fan, prop.capacity
+    if mode is Mode.MANUAL:
+        valve, fan = prev.valve, prev.fan
+        cap = prev.hp_capacity if prev.hp_enable else cap
+    elif mode is Mode.RECOVERY_OFF:
+        cap = sp.capacity_min
+    if leased and mode is not Mode.SAFE:
+        valve = leased.get(R.VALVE_RECOVERY, valve)
+        fan = leased.get(R.DRYCOOLER_FAN, fan)
+        cap = leased.get(R.HP_CAPACITY, cap)
+        limits.extend(Limit(f"override:{x.role}", x.value, Layer.OPERATOR, "operator lease")
+                      for x in leases)
+
+    valve = _ramp(valve, prev.valve, op.valve_up_per_s, op.valve_down_per_s, dt)
+    fan = _ramp(fan, prev.fan, op.fan_up_per_s, op.fan_down_per_s, dt)
+    if prev.hp_enable and enabled:
+        cap = _ramp(cap, prev.hp_capacity, op.cap_up_per_s, op.cap_down_per_s, dt)
+    cap = min(cap, sp.capacity_max)
+    setpoints = bounds.admit(valve, fan, enabled, cap, seq.reset, prev.hp_enable,
+                             sp.capacity_min)
+
+    keys = frozenset(x.key for x in limits)
+    if keys != state.limit_keys:
+        _limit_events(events, limits, keys, state.limit_keys, now)
+
+    new_state = State(mode, mode_expires, leases, setpoints, now, seq.state, env.state, opt, val,
+                      keys)
+    return Decision(setpoints, new_state, tuple(limits), tuple(events), mode.value, env.margin,
+                    seq.state.state.value, inputs.missing, inputs.invalid, bounds)
+
+
+def _limit_events(events: list[Event], limits: list[Limit], keys: frozenset[LimitKey],
+                  old: frozenset[LimitKey], now: float) -> None:
+    """One event per limit that appeared or cleared, naming the layer that set it."""
+    for x in limits:
+        if x.key not in old:
+            events.append(Event(now, x.layer, "limit", x.name, None, str(x.value), x.reason))
+    for name, layer, reason in sorted(old - keys):
+        events.append(Event(now, Layer(layer), "limit_cleared", name, None, None, reason))

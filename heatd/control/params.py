@@ -1,0 +1,195 @@
+"""Control parameters: the ``control:`` section of a site file.
+
+Validated once, when the site loads (strict types, unknown keys are errors), then read
+as plain attributes on every cycle. Every duration ends in ``_s`` and every rate in
+``_per_s`` so :meth:`ControlParams.time_scaled` can speed a whole controller up for an
+accelerated simulator without a clock hack in the daemon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from heatd.control import roles
+
+RoleSpec = tuple[float, float, bool, bool]
+
+_STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class Range(BaseModel):
+    """Physically plausible range of a role, in its engineering unit."""
+
+    model_config = _STRICT
+    lo: float
+    hi: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if not self.lo < self.hi:
+            raise ValueError(f"lo ({self.lo}) must be below hi ({self.hi})")
+        return self
+
+
+class ValidationParams(BaseModel):
+    """When a signal stops counting as a measurement."""
+
+    model_config = _STRICT
+    stale_after_s: Positive = 10.0
+    future_tolerance_s: NonNegative = 5.0
+    frozen_after_s: Positive | None = 900.0
+    frozen_roles: Annotated[tuple[str, ...], Field(strict=False)] = roles.DEFAULT_FROZEN_ROLES
+    ranges: dict[str, Range] = Field(default_factory=dict)
+    rack_inlet_min_good: Annotated[int, Field(ge=1)] | None = None
+    """Good rack inlet points needed to know the rack temperature; None = all of them.
+    Each rack point watches a different rack, so a dead one is an unwatched rack."""
+
+    @model_validator(mode="after")
+    def _known_roles(self) -> Self:
+        unknown = sorted(
+            r for r in (*self.frozen_roles, *self.ranges) if not roles.is_input_role(r)
+        )
+        if unknown:
+            raise ValueError(f"unknown input roles: {', '.join(unknown)}")
+        return self
+
+
+class EnvelopeParams(BaseModel):
+    """Cooling guarantee: the limits no later layer may cross."""
+
+    model_config = _STRICT
+    supply_limit_c: float = 45.0
+    supply_margin_k: Positive = 3.0
+    max_rise_k_per_s: Positive = 0.01
+    rise_window_s: Positive = 60.0
+    rack_inlet_limit_c: float = 27.0
+    rack_inlet_margin_k: Positive = 2.0
+    flow_min: NonNegative | None = None
+    valve_mismatch_tol: Fraction = 0.15
+    valve_mismatch_s: Positive = 60.0
+
+
+class SequencerParams(BaseModel):
+    """Heat-pump protection: the compressor decides how often it may be cycled."""
+
+    model_config = _STRICT
+    min_on_s: NonNegative = 600.0
+    min_off_s: NonNegative = 300.0
+    max_starts_per_hour: Annotated[int, Field(ge=1)] = 3
+    starts_window_s: Positive = 3600.0
+    capacity_min: Fraction = 0.2
+    capacity_max: Fraction = 1.0
+    start_timeout_s: Positive = 120.0
+    stop_timeout_s: Positive = 120.0
+    reset_cooldown_s: NonNegative = 300.0
+    max_resets_per_hour: Annotated[int, Field(ge=0)] = 2
+    resets_window_s: Positive = 3600.0
+    reset_pulse_s: Positive = 2.0
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        if not 0 < self.capacity_min < self.capacity_max:
+            raise ValueError("need 0 < capacity_min < capacity_max")
+        return self
+
+
+class OptimiserParams(BaseModel):
+    """Heat recovery: how hard to chase demand, and how gently."""
+
+    model_config = _STRICT
+    supply_setpoint_c: float = 40.0
+    fan_kp: NonNegative = 0.15
+    fan_ti_s: Positive = 120.0
+    fan_deadband_k: NonNegative = 0.2
+    cap_kp: NonNegative = 0.5
+    cap_ti_s: Positive = 300.0
+    heat_deadband: Fraction = 0.02
+    hp_nominal_heat_kw: Positive = 100.0
+    hp_cop: Annotated[float, Field(gt=1)] = 3.5
+    valve_ff_gain: Positive = 1.1
+    valve_min_running: Fraction = 0.2
+    valve_up_per_s: Positive = 0.01
+    valve_down_per_s: Positive = 0.05
+    fan_up_per_s: Positive = 0.05
+    fan_down_per_s: Positive = 0.01
+    cap_up_per_s: Positive = 0.005
+    cap_down_per_s: Positive = 0.01
+    start_above: Fraction = 0.3
+    stop_below: Fraction = 0.15
+    start_delay_s: NonNegative = 60.0
+    stop_delay_s: NonNegative = 120.0
+    storage_full_c: float = 75.0
+    storage_band_k: Positive = 10.0
+    storage_charge_kw: NonNegative = 50.0
+    dt_max_s: Positive = 10.0
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> Self:
+        if not self.stop_below < self.start_above:
+            raise ValueError("stop_below must be below start_above (hysteresis)")
+        return self
+
+
+class ControlParams(BaseModel):
+    """Everything the control core needs, with safe defaults for a typical site."""
+
+    model_config = _STRICT
+    validation: ValidationParams = Field(default_factory=ValidationParams)
+    envelope: EnvelopeParams = Field(default_factory=EnvelopeParams)
+    sequencer: SequencerParams = Field(default_factory=SequencerParams)
+    optimiser: OptimiserParams = Field(default_factory=OptimiserParams)
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        env = self.envelope
+        if not self.optimiser.supply_setpoint_c < env.supply_limit_c - env.supply_margin_k:
+            raise ValueError(
+                "optimiser.supply_setpoint_c must be below "
+                "envelope.supply_limit_c - envelope.supply_margin_k"
+            )
+        return self
+
+    @cached_property
+    def role_specs(self) -> dict[str, RoleSpec]:
+        """Role -> (lo, hi, worst is high, frozen-checked), read once per point per cycle."""
+        ranges = dict(roles.DEFAULT_RANGES)
+        ranges.update({k: (r.lo, r.hi) for k, r in self.validation.ranges.items()})
+        frozen = set(self.validation.frozen_roles) if self.validation.frozen_after_s else set()
+        high = {r for r, w in roles.INPUT_ROLES.items() if w is roles.Worst.HIGH}
+        high |= set(roles.FEEDBACK_ROLES)
+        return {r: (lo, hi, r in high, r in frozen) for r, (lo, hi) in ranges.items()}
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy whose derived tables are rebuilt, not inherited from the original."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("role_specs", None)
+        return copy
+
+    def time_scaled(self, speed: float) -> ControlParams:
+        """The same controller running ``speed`` times faster (durations / speed, rates * speed)."""
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        return ControlParams.model_validate(_scale(self.model_dump(), speed))
+
+
+def _scale(data: Any, speed: float) -> Any:
+    if not isinstance(data, dict):
+        return data
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out[key] = _scale(value, speed)
+        elif value is not None and key.endswith("_per_s"):
+            out[key] = value * speed
+        elif value is not None and key.endswith("_s"):
+            out[key] = value / speed
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,67 @@
+"""Controller state carried from one step to the next, plus the operator's leases.
+
+Immutable: a step returns a new State, so the co-simulator can replay or fork a run from
+any point, and a property test can compare every decision with the one before it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from heatd.control.bounds import SAFE_SETPOINTS, Setpoints
+from heatd.control.envelope import EnvelopeState
+from heatd.control.events import Event, LimitKey
+from heatd.control.optimiser import RESET, OptState
+from heatd.control.sequencer import SeqState
+from heatd.control.validate import ValidationState
+
+
+class Mode(StrEnum):
+    AUTO = "auto"
+    RECOVERY_OFF = "recovery_off"  # pure cooling: the heat pump winds down, valve to dry cooler
+    MANUAL = "manual"  # operator setpoints, still clamped by the envelope and sequencer
+    SAFE = "safe"  # forced safe state: full dry cooler, valve closed, heat pump off
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """An operator setpoint that lapses by itself: pure, it only compares ``expires`` with now."""
+
+    role: str
+    value: float
+    expires: float
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    mode: Mode
+    mode_expires: float | None
+    leases: tuple[Lease, ...]
+    setpoints: Setpoints
+    last_now: float | None
+    seq: SeqState
+    env: EnvelopeState
+    opt: OptState
+    val: ValidationState
+    limit_keys: frozenset[LimitKey]
+    pending: tuple[Event, ...] = ()
+    """Events from operator commands, emitted by the next step."""
+    reset_request: bool = False
+
+
+def initial_state(now: float, mode: Mode = Mode.AUTO) -> State:
+    """A fresh controller: outputs start from the safe state and earn their way out of it."""
+    return State(
+        mode=mode,
+        mode_expires=None,
+        leases=(),
+        setpoints=SAFE_SETPOINTS,
+        last_now=None,
+        seq=SeqState.initial(now),
+        env=EnvelopeState(),
+        opt=RESET,
+        val=ValidationState(),
+        limit_keys=frozenset(),
+    )
