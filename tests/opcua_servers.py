@@ -14,6 +14,7 @@ from asyncua import Server, ua
 from asyncua.common.node import Node
 from asyncua.common.utils import ServiceError
 from asyncua.crypto import cert_gen
+from asyncua.crypto.permission_rules import User, UserRole
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -109,11 +110,13 @@ async def start_server(
     *,
     cert: CertPair | None = None,
     trusted_client: CertPair | None = None,
+    users: dict[str, str] | None = None,
 ) -> OpcUaTestServer:
-    """Start a server; with ``cert`` it offers only Basic256Sha256 SignAndEncrypt, and with
-    ``trusted_client`` it refuses every other client certificate."""
+    """Start a server; with ``cert`` it offers only Basic256Sha256 SignAndEncrypt, with
+    ``trusted_client`` it refuses every other client certificate, and with ``users`` it
+    wants one of these user names and passwords."""
     port = port or free_port()
-    server = Server()
+    server = Server(user_manager=_Passwords(users) if users is not None else None)
     await server.init()
     server.disable_clock()  # its 1 s update loop would delay stop() by up to a second
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}")
@@ -122,6 +125,8 @@ async def start_server(
         await server.load_certificate(str(cert.certificate))
         await server.load_private_key(str(cert.private_key))
         server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+    if users is not None:
+        server.set_identity_tokens([ua.UserNameIdentityToken])
     if trusted_client is not None:
         server.set_certificate_validator(_only(trusted_client))
     idx = await server.register_namespace(NAMESPACE)
@@ -134,6 +139,22 @@ async def start_server(
     nodes[READ_ONLY] = await folder.add_variable(ua.NodeId(READ_ONLY, NS), READ_ONLY, 1.0)
     await server.start()
     return OpcUaTestServer(server, port, nodes)
+
+
+class _Passwords:
+    def __init__(self, users: dict[str, str]) -> None:
+        self.users = users
+
+    def get_user(
+        self,
+        _iserver: object,
+        username: str | None = None,
+        password: str | None = None,
+        **_: object,
+    ) -> User | None:
+        if username is not None and self.users.get(username) == password:
+            return User(role=UserRole.User)
+        return None
 
 
 def _only(trusted: CertPair):

@@ -303,9 +303,16 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CertPair]:
     }
 
 
-def secure(endpoint: str, client: CertPair, server_cert: Path | None) -> OpcUaSettings:
+USERS = {"heatd": "s3cret"}
+
+
+def secure(
+    endpoint: str, client: CertPair, server_cert: Path | None, password: str = "s3cret"
+) -> OpcUaSettings:
     return settings(
         endpoint,
+        username="heatd",
+        password=password,
         security_policy="Basic256Sha256",
         security_mode="SignAndEncrypt",
         certificate=str(client.certificate),
@@ -320,12 +327,13 @@ def secure(endpoint: str, client: CertPair, server_cert: Path | None) -> OpcUaSe
 async def test_basic256sha256_sign_and_encrypt_end_to_end(
     certs: dict[str, CertPair], pinned: bool
 ) -> None:
-    srv = await start_server(cert=certs["server"], trusted_client=certs["client"])
+    srv = await start_server(cert=certs["server"], trusted_client=certs["client"], users=USERS)
     server_cert = certs["server"].certificate if pinned else None
     good = OpcUaDevice("secure", secure(srv.endpoint, certs["client"], server_cert))
     stranger = OpcUaDevice("stranger", secure(srv.endpoint, certs["stranger"], server_cert))
-    plain = OpcUaDevice("plain", settings(srv.endpoint))
-    devices = (good, stranger, plain)
+    guesser = OpcUaDevice("guesser", secure(srv.endpoint, certs["client"], server_cert, "guess"))
+    plain = OpcUaDevice("plain", settings(srv.endpoint, username="heatd", password="s3cret"))
+    devices = (good, stranger, guesser, plain)
     try:
         for dev in devices:
             await dev.start()
@@ -336,9 +344,10 @@ async def test_basic256sha256_sign_and_encrypt_end_to_end(
         assert (await good.read([point("Loop.Valve")]))["Loop.Valve"].value == 3.0
         await srv.set("Loop.SupplyTemp", 37.0)
         await eventually(lambda: sink.last_is("Loop.SupplyTemp", 37.0))
-        # The untrusted certificate and the unsecured client have had their attempts.
+        # The untrusted certificate, the wrong password and the unsecured client have had
+        # their attempts by now.
         await asyncio.sleep(1.0)
-        for outsider in (stranger, plain):
+        for outsider in (stranger, guesser, plain):
             assert not outsider.online
             reading = (await outsider.read([point("Loop.Valve")]))["Loop.Valve"]
             assert reading.reason == DISCONNECTED
