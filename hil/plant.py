@@ -52,7 +52,8 @@ class Actuators(NamedTuple):
     valve_recovery, hp_capacity and fan_speed are fractions 0..1 (clamped);
     hp_capacity below the heat pump's minimum runs at the minimum.
     hp_reset acts on its rising edge (False -> True), like a reset push-button.
-    heartbeat: any int; the PLC only watches whether it changes.
+    heartbeat: any int; the PLC only watches whether it changes, and sees it once per
+    step, so co-simulation steps must stay well below `plc.heartbeat_timeout_s`.
     """
 
     valve_recovery: float = 0.0

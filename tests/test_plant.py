@@ -22,7 +22,7 @@ from hil.plant import (
     step,
     stored_heat_kwh,
 )
-from hil.scenario import load_scenario
+from hil.scenario import load_scenario, scenario_from_dict
 
 DEFAULTS = PlantParams()
 
@@ -288,3 +288,19 @@ def test_substeps_keep_every_node_inside_its_time_constant() -> None:
     assert c.substeps(10.0) == 1  # a year at 10 s runs one substep per step
     assert c.substeps(10 * c.max_dt) == 10
     assert math.isfinite(c.max_dt) and c.max_dt > 0
+
+
+@pytest.mark.slow
+def test_a_whole_year_at_ten_second_steps_stays_finite_and_balanced() -> None:
+    sc = scenario_from_dict(
+        {"name": "year", "weather": "copenhagen", "start_hour": 0, "duration_h": 8760}
+    )
+    state = start = sc.initial_state()
+    k = 0
+    while state.t < sc.duration_s:
+        state = step(state, recovery_controller(state, k), sc.disturbances(state.t), 10.0,
+                     sc.params)  # fmt: skip
+        k += 1
+    assert k == 3_153_600
+    assert math.isfinite(state.supply_temp_c)
+    assert abs(balance_error_kwh(start, state, sc.params)) < 0.005 * state.it_energy_kwh
