@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from drivers.codec import ByteOrder, DataType, register_count
 from drivers.modbus.spec import Table
 from heatd.control.params import ControlParams
+from heatd.mqtt.settings import MqttSettings
 
 ID_PATTERN = r"^[a-z0-9_-]+$"
 Identifier = Annotated[str, Field(pattern=ID_PATTERN, min_length=1, max_length=64)]
@@ -178,6 +179,9 @@ class OpcUaDevice(Strict):
     certificate: str | None = Field(None, description="Client certificate (PEM or DER).")
     private_key: str | None = Field(None, description="Client private key (PEM).")
     server_certificate: str | None = None
+    application_uri: str = Field(
+        "urn:heatd:client", description="Must equal the URI in the client certificate."
+    )
     timeout: Seconds = 2.0
     mode: Literal["subscription", "polling"] = "subscription"
     publishing_interval: Seconds = 0.5
@@ -216,6 +220,21 @@ class SiteInfo(Strict):
     timezone: str = "UTC"
 
 
+class RuntimeSettings(Strict):
+    """How the daemon runs its control cycle and writes its setpoints."""
+
+    cycle_period: Annotated[float, Field(ge=0.1, le=10.0)] = Field(
+        1.0, description="Seconds between two control cycles (0.1 to 10)."
+    )
+    write_deadband: Annotated[float, Field(ge=0)] = Field(
+        0.001, description="Change of a setpoint (in role units, e.g. 0.001 = 0.1 % valve) "
+        "below which it is not written again."
+    )
+    stop_timeout: Annotated[float, Field(gt=0, le=30)] = Field(
+        3.0, description="Seconds a clean stop waits for the safe state to be written."
+    )
+
+
 PointRef = Annotated[str, Field(pattern=r"^[a-z0-9_-]+\.[a-z0-9_-]+$")]
 
 
@@ -232,6 +251,9 @@ class SiteConfig(Strict):
         description="Role name -> 'device.point' or a list of them (redundant sensors).",
     )
     control: ControlParams = Field(default_factory=ControlParams)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    mqtt: MqttSettings | None = Field(None, description="Broker; without it heatd runs "
+                                      "without publishing.")
 
     def point(self, ref: str) -> PointConfig:
         device, name = ref.split(".", 1)

@@ -80,6 +80,7 @@ def _opcua_settings(device: OpcUaDevice) -> OpcUaSettings:
         certificate=device.certificate,
         private_key=device.private_key,
         server_certificate=device.server_certificate,
+        application_uri=device.application_uri,
         timeout=device.timeout,
         mode=device.mode,
         publishing_interval=device.publishing_interval,

@@ -4,9 +4,13 @@ its points bad (never zero) and comes back by itself, and the others keep their 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import time
 from pathlib import Path
+
+import pytest
+from asyncua import ua
 
 from drivers.modbus import Table
 from drivers.reading import Quality
@@ -17,6 +21,7 @@ from heatd.points import PointImage
 from heatd.probe import probe
 
 from modbus_servers import SimServer, free_port, unit
+from opcua_servers import start_server
 
 SITE = """\
 site: {{id: t}}
@@ -136,3 +141,47 @@ async def _until(condition, timeout: float = 5.0) -> None:
     while not condition():
         assert loop.time() < end, "condition not met in time"
         await asyncio.sleep(0.05)
+
+
+OPCUA_SITE = """\
+site: {{id: t}}
+devices:
+  loop:
+    protocol: opcua
+    endpoint: opc.tcp://127.0.0.1:{port}
+    mode: {mode}
+    publishing_interval: 0.1
+    timeout: 0.5
+    backoff: {{min: 0.1, max: 0.3}}
+    points:
+      supply: {{node_id: "ns=2;s=Loop.SupplyTemp", unit: degC, range: [0, 90], max_age: 0.5}}
+      running: {{node_id: "ns=2;s=HP.Running"}}
+"""
+
+
+@pytest.mark.parametrize("mode", ["subscription", "polling"])
+async def test_opcua_device_feeds_the_image_and_stays_fresh(mode: str) -> None:
+    server = await start_server()
+    site = parse_site(OPCUA_SITE.format(port=server.port, mode=mode), "site.yaml")
+    image = PointImage(point_limits(site))
+    acq = Acquisition(site, image)
+    try:
+        await acq.start()
+        await _until(lambda: image.snapshot(time.time())["loop.supply"].quality is Quality.GOOD)
+        assert image.snapshot(time.time())["loop.supply"].value == 35.5
+        assert image.snapshot(time.time())["loop.running"].value is True
+        # an unchanged value stays fresh well past its max_age (0.5 s) while the link lives
+        await asyncio.sleep(1.2)
+        assert image.snapshot(time.time())["loop.supply"].quality is Quality.GOOD
+        await server.set("Loop.SupplyTemp", 41.0)
+        await _until(lambda: image.snapshot(time.time())["loop.supply"].value == 41.0)
+        await server.set_status("Loop.SupplyTemp", ua.StatusCodes.BadSensorFailure, 41.0)
+        await _until(lambda: image.snapshot(time.time())["loop.supply"].quality is Quality.BAD)
+        assert image.snapshot(time.time())["loop.supply"].reason == "BadSensorFailure"
+        await server.stop()
+        await _until(lambda: not acq.online("loop"))
+        assert image.snapshot(time.time() + 1)["loop.running"].quality is not Quality.GOOD
+    finally:
+        await acq.stop()
+        with contextlib.suppress(Exception):
+            await server.stop()
