@@ -22,10 +22,9 @@ from pathlib import Path
 from asyncua import Client, Server, ua
 from pymodbus.client import AsyncModbusTcpClient
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_modbus import LIMITS, UNITS, baseline_poll, minimum_requests, site_points
 
