@@ -1,0 +1,327 @@
+"""``heatd hil serve SITE``: the plant in real time (or --speed N times faster), serving the
+site's points over Modbus TCP and OPC UA from the same YAML the daemon reads.
+
+Each tick steps the plant by speed x wall dt (substeps of at most 1 s plant time), acts out
+the comms faults on the protocol layer, and serves the measured values. Writes to output
+points become the plant's actuators as they arrive; the plant's PLC watches the heartbeat
+in plant time. Modbus RTU devices are not served (they are listed at start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+import structlog
+
+from heatd.config import ModbusRtuDevice, ModbusTcpDevice, OpcUaDevice, SiteConfig
+from heatd.config_loader import ConfigError, load_site
+from hil.faults import Fault
+from hil.liveplant import LivePlant, scenario_for_site
+from hil.modbus_server import ModbusEndpoint, WireWrite
+from hil.opcua_server import NodeWrite, OpcUaEndpoint
+from hil.params import ParamsError, load_params
+from hil.pointmap import Binding, bind_site, rack_count, site_devices_of, unbound
+from hil.recorder import Recorder
+from hil.scenario import Scenario, ScenarioError, load_scenario
+from hil.sensors import sensor_names
+
+log = structlog.get_logger(__name__)
+
+Endpoint = ModbusEndpoint | OpcUaEndpoint
+
+
+class PlantServer:
+    """The served plant: endpoints per port, the live plant, faults, records, status.
+
+    Use as ``async with PlantServer(...) as sim:`` (serving and ticking in the background)
+    or ``await sim.start(); await sim.run(); await sim.stop()``.
+    """
+
+    def __init__(
+        self,
+        site: SiteConfig,
+        scenario: Scenario,
+        *,
+        speed: float = 1.0,
+        duration_s: float | None = None,
+        tick_s: float = 0.1,
+        max_lag_s: float = 1.0,
+        record_dir: str | Path | None = None,
+        record_interval_s: float = 10.0,
+        status_interval_s: float = 10.0,
+        status_out: IO[str] | None = None,
+    ) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.site = site
+        self.scenario = scenario_for_site(scenario, rack_count(site))
+        self.plant = LivePlant(self.scenario)
+        self.speed = speed
+        self.duration_s = self.scenario.duration_s if duration_s is None else duration_s
+        self.tick_s = tick_s
+        self.max_lag_s = max_lag_s
+        self.status_interval_s = status_interval_s
+        self.status_out = status_out
+        self.bindings = bind_site(site, set(sensor_names(self.scenario.params)))
+        self._sensor_refs = [(ref, b) for ref, b in self.bindings.items() if b.sensor]
+        self._groups = site_devices_of(self.bindings)
+        self.modbus: dict[int, ModbusEndpoint] = {}
+        self.opcua: dict[int, OpcUaEndpoint] = {}
+        self.skipped: list[str] = []
+        self._endpoint_of: dict[str, Endpoint] = {}
+        self._build_endpoints()
+        self.recorder = (Recorder(record_dir, len(self.plant.state.tank_c), record_interval_s)
+                         if record_dir is not None else None)
+        self.writes_received = 0
+        self._transitions: dict[int, asyncio.Task[None]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._status_at = (0.0, 0.0)
+
+    # -- setup ---------------------------------------------------------------------
+
+    def _build_endpoints(self) -> None:
+        tcp: dict[int, dict[str, ModbusTcpDevice]] = {}
+        ua_devices: dict[int, tuple[str, dict[str, OpcUaDevice]]] = {}
+        for name, device in self.site.devices.items():
+            if isinstance(device, ModbusTcpDevice):
+                tcp.setdefault(device.port, {})[name] = device
+            elif isinstance(device, OpcUaDevice):
+                port = urlsplit(device.endpoint).port or 4840
+                ua_devices.setdefault(port, (device.endpoint, {}))[1][name] = device
+            elif isinstance(device, ModbusRtuDevice):
+                self.skipped.append(f"{name} (Modbus RTU on {device.serial_port})")
+        clash = set(tcp) & set(ua_devices)
+        if clash:
+            raise ValueError(f"port {min(clash)} is both a Modbus TCP and an OPC UA endpoint")
+        for port, devices in tcp.items():
+            self.modbus[port] = ModbusEndpoint(port, devices, self.bindings, self._modbus_write)
+        for port, (url, devices) in ua_devices.items():
+            self.opcua[port] = OpcUaEndpoint(url, devices, self.bindings, self._opcua_write)
+        for endpoint in self.endpoints:
+            for name in endpoint.devices:
+                self._endpoint_of[name] = endpoint
+
+    @property
+    def endpoints(self) -> list[Endpoint]:
+        return [*self.modbus.values(), *self.opcua.values()]
+
+    def outputs(self) -> dict[str, float | bool | int]:
+        """The engineering value of every output point: what the plant is commanded."""
+        command = self.plant.command
+        out: dict[str, float | bool | int] = {}
+        for ref, b in self.bindings.items():
+            if b.actuator is not None:
+                value = getattr(command, b.actuator)
+                out[ref] = value * b.factor if isinstance(value, float) else value
+        return out
+
+    async def start(self) -> None:
+        """Listen on every port; logs which port serves which devices."""
+        outputs = self.outputs()
+        for endpoint in self.endpoints:
+            await endpoint.start(outputs)
+            log.info("serving", endpoint=endpoint.describe())
+        for skipped in self.skipped:
+            log.warning("not served: serial lines are not simulated", device=skipped)
+        missing = unbound(self.bindings)
+        if missing:
+            log.warning("points without a plant value (served as 0)", points=missing)
+        await self._publish(time.time())
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._transitions.values():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for endpoint in self.endpoints:
+            await endpoint.stop()
+        if self.recorder is not None:
+            self.recorder.close()
+
+    async def __aenter__(self) -> PlantServer:
+        await self.start()
+        self._task = asyncio.create_task(self.run(), name="plant-server")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.stop()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def inject(self, kind: str, target: str, duration_s: float = math.inf,
+               params: dict[str, float] | None = None) -> Fault:
+        """Start a sensor or comms fault now (plant time), for duration_s plant seconds."""
+        return self.plant.inject(kind, target, duration_s, params)
+
+    # -- the loop ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Tick until the duration has passed in plant time or a stop is requested."""
+        loop = asyncio.get_running_loop()
+        last = next_tick = loop.time()
+        self._status_at = (last, self.plant.t)
+        while not self._stop.is_set() and self.plant.t < self.duration_s:
+            next_tick += self.tick_s
+            delay = next_tick - loop.time()
+            if delay < 0:  # overloaded: do not burst to catch up, fall behind instead
+                next_tick, delay = loop.time(), 0.0
+            await asyncio.sleep(delay)
+            now = loop.time()
+            dt, last = min(now - last, self.max_lag_s), now
+            self.plant.advance(min(self.speed * dt, self.duration_s - self.plant.t))
+            await self._publish(time.time())
+            if now - self._status_at[0] >= self.status_interval_s:
+                self._print_status(now)
+
+    async def _publish(self, wall: float) -> None:
+        faults = self.plant.active_faults()
+        self._act_out_comms(faults)
+        readings = self.plant.readings(faults)
+        values: dict[str, float | None] = {
+            ref: b.served(readings.get(b.sensor))  # type: ignore[arg-type]
+            for ref, b in self._sensor_refs
+        }
+        for endpoint in self.modbus.values():
+            await endpoint.update(values)
+        for ua_endpoint in self.opcua.values():
+            await ua_endpoint.update(values, wall)
+        if self.recorder is not None and self.recorder.truth(
+            wall, self.plant.state, self.plant.command, faults
+        ):
+            self.recorder.flush()
+
+    def _devices_of(self, target: str) -> set[str]:
+        """A fault target names a site device, or a plant device (pdu, cdu, heatpump...)
+        whose sensors some site devices serve."""
+        if target in self.site.devices:
+            return {target}
+        return self._groups.get(target, set())
+
+    def _act_out_comms(self, faults: list[Fault]) -> None:
+        lost: set[str] = set()
+        down: set[str] = set()
+        for f in faults:
+            if f.kind == "comms_loss":
+                lost |= self._devices_of(f.target)
+            elif f.kind == "server_restart":
+                down |= self._devices_of(f.target)
+        for endpoint in self.modbus.values():
+            for name in endpoint.devices:
+                endpoint.set_silent(name, name in lost)
+        for ua_endpoint in self.opcua.values():
+            for name in ua_endpoint.devices:
+                ua_endpoint.set_offline(name, name in lost)
+        for endpoint in self.endpoints:
+            want_down = any(name in down for name in endpoint.devices)
+            busy = self._transitions.get(endpoint.port)
+            if busy is not None and not busy.done():
+                continue
+            if want_down and endpoint.running:
+                log.info("server restart: stopping", port=endpoint.port, t=round(self.plant.t))
+                self._transitions[endpoint.port] = asyncio.create_task(endpoint.stop())
+            elif not want_down and not endpoint.running:
+                log.info("server restart: starting", port=endpoint.port, t=round(self.plant.t))
+                self._transitions[endpoint.port] = asyncio.create_task(
+                    endpoint.start(self.outputs()))
+
+    # -- writes --------------------------------------------------------------------
+
+    def _apply(self, binding: Binding | None, value: Any) -> str:
+        if binding is None or binding.actuator is None or value is None:
+            return ""
+        self.plant.command_write(binding.actuator, binding.actuator_value(value))
+        return binding.actuator
+
+    def _modbus_write(self, w: WireWrite) -> None:
+        actuator = self._apply(w.binding, w.value)
+        self._record("modbus", w.device, w.binding, actuator,
+                     f"{w.table.value}:{w.address}", list(w.raw), w.value)
+
+    def _opcua_write(self, w: NodeWrite) -> None:
+        actuator = self._apply(w.binding, w.value)
+        self._record("opcua", w.device, w.binding, actuator, w.node_id, w.raw, w.value)
+
+    def _record(self, protocol: str, device: str, binding: Binding | None, actuator: str,
+                address: str, raw: object, value: object) -> None:
+        self.writes_received += 1
+        if self.recorder is not None:
+            self.recorder.write(time.time(), self.plant.t, protocol, device,
+                                binding.point if binding else "", (binding.role or "")
+                                if binding else "", actuator, address, raw, value)
+
+    # -- status --------------------------------------------------------------------
+
+    def status_line(self, achieved: float | None = None) -> str:
+        s, c = self.plant.state, self.plant.command
+        hours, rest = divmod(int(s.t), 3600)
+        pace = f" x{achieved:.1f}" if achieved is not None else ""
+        hp = f"on {s.hp_capacity:.0%}" if s.hp_running else ("TRIP" if s.hp_trip_code else "off")
+        faults = ",".join(f.kind for f in self.plant.active_faults()) or "-"
+        return (f"t={hours:d}:{rest // 60:02d}:{rest % 60:02d}{pace} "
+                f"supply={s.supply_temp_c:.1f}C valve={s.valve_position:.2f}"
+                f"(cmd {c.valve_recovery:.2f}) HP={hp} fan={s.fan_speed:.2f} "
+                f"fallback={'YES' if s.plc_fallback else 'no'} faults={faults}")
+
+    def _print_status(self, now: float) -> None:
+        wall0, t0 = self._status_at
+        achieved = (self.plant.t - t0) / (now - wall0) if now > wall0 else None
+        self._status_at = (now, self.plant.t)
+        print(self.status_line(achieved), file=self.status_out or sys.stdout, flush=True)
+
+
+def build_scenario(name: str, seed: int | None, plant: str | None) -> Scenario:
+    """The named scenario, with the plant parameters of `plant` when given."""
+    scenario = load_scenario(name, seed)
+    if plant is None:
+        return scenario
+    return scenario_for_site(scenario, 0, load_params(plant, scenario.spec.site_overrides))
+
+
+async def serve(server: PlantServer) -> None:
+    """Serve until the duration passes or SIGINT/SIGTERM."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.request_stop)
+    await server.start()
+    try:
+        await server.run()
+    finally:
+        await server.stop()
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        site = load_site(args.site)
+        scenario = build_scenario(args.scenario, args.seed, args.plant)
+        server = PlantServer(site, scenario, speed=args.speed, duration_s=args.duration,
+                             record_dir=args.record, status_interval_s=5.0)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except (ScenarioError, ParamsError, ValueError) as exc:
+        print(f"heatd hil serve: {exc}", file=sys.stderr)
+        return 1
+    try:
+        asyncio.run(serve(server))
+    except OSError as exc:
+        print(f"heatd hil serve: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    return 0
+

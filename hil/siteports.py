@@ -1,0 +1,48 @@
+"""Copies of a site file on free local ports, so tests can serve and poll the demo site
+while another copy (or a real plant) holds its fixed ports. Devices that share a port in
+the original share the same new port in the copy; comments and layout are kept.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from ruamel.yaml import YAML
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def with_free_ports(src: str | Path, dst: str | Path) -> dict[int, int]:
+    """Write `src` to `dst` with every Modbus TCP device on 127.0.0.1 and every port (Modbus
+    and OPC UA) replaced by a free one; returns old port -> new port."""
+    yaml = YAML(typ="rt")
+    tree = yaml.load(Path(src).read_text(encoding="utf-8"))
+    moved: dict[int, int] = {}
+
+    def new_port(old: int) -> int:
+        if old not in moved:
+            port = free_port()
+            while port in moved.values():
+                port = free_port()
+            moved[old] = port
+        return moved[old]
+
+    for device in (tree.get("devices") or {}).values():
+        protocol = device.get("protocol")
+        if protocol == "modbus_tcp":
+            device["host"] = "127.0.0.1"
+            device["port"] = new_port(int(device.get("port", 502)))
+        elif protocol == "opcua":
+            parts = urlsplit(device["endpoint"])
+            netloc = f"127.0.0.1:{new_port(parts.port or 4840)}"
+            device["endpoint"] = urlunsplit(parts._replace(netloc=netloc))
+    with Path(dst).open("w", encoding="utf-8") as fh:
+        yaml.dump(tree, fh)
+    return moved
