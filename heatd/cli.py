@@ -53,6 +53,12 @@ def _probe(args: argparse.Namespace) -> int:
     return asyncio.run(probe(site, args.device, sys.stdout))
 
 
+def _run(args: argparse.Namespace) -> int:
+    from heatd.runtime import run
+
+    return run(args.file)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="heatd",
@@ -79,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("file")
     probe.add_argument("--device", help="probe only this device")
     probe.set_defaults(handler=_probe)
+
+    run = commands.add_parser("run", help="run the daemon on a site file (systemd: Type=notify)")
+    run.add_argument("file")
+    run.set_defaults(handler=_run)
 
     from hil.cli import add_commands as add_hil_commands
 

@@ -1,0 +1,123 @@
+"""What the daemon tells the outside world, and what it takes from it: device states,
+availability, control state and events out; mode, override and reload commands in.
+
+Without an ``mqtt:`` section the daemon runs the same, publishing nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from heatd.mqtt.commands import (
+    Command,
+    CommandResult,
+    ModeCommand,
+    OverrideCommand,
+    ReloadCommand,
+)
+from heatd.mqtt.link import MqttLink
+from heatd.role_signals import percent_factor
+
+if TYPE_CHECKING:
+    from heatd.runtime import Daemon
+
+log = structlog.get_logger(__name__)
+
+CONTROL_STATE_EVERY_S = 1.0
+"""Control state is re-sent at most this often unless mode, limits or the heat-pump state
+change (at a 100 ms cycle, every cycle would be ten retained messages a second)."""
+
+
+class Publisher:
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.link: MqttLink | None = None
+        self._last_control = 0.0
+        self._last_key: tuple[Any, ...] | None = None
+
+    async def start(self) -> None:
+        settings = self.daemon.site.mqtt
+        if settings is None:
+            log.info("no mqtt section: not publishing")
+            return
+        self.link = MqttLink(settings, self.daemon.site, self.handle,
+                             config_hash=self.daemon.config_hash)
+        await self.link.start()
+        for device in self.daemon.site.devices:
+            self.link.publish_availability(device, False)
+
+    async def stop(self) -> None:
+        if self.link is not None:
+            self.link.publish_control_state(self._control_state())
+            await self.link.stop()
+
+    # --- outgoing ---------------------------------------------------------------------
+    def availability(self, device: str, online: bool) -> None:
+        if self.link is not None:
+            self.link.publish_availability(device, online)
+
+    def event(self, fields: dict[str, Any]) -> None:
+        if self.link is not None:
+            kind = fields.pop("type", "event")
+            self.link.publish_event(kind, **fields)
+
+    def rebuilt(self) -> None:
+        """After a reload: every device state is re-sent in full."""
+        if self.link is not None:
+            self.link.republish()
+
+    def cycle(self, started: float) -> None:
+        """Called once per control cycle: device states by exception, control state
+        throttled."""
+        if self.link is None:
+            return
+        daemon = self.daemon
+        wall = time.time()
+        snapshot = daemon.image.snapshot(wall)
+        for name, device in daemon.site.devices.items():
+            readings = {p: snapshot[f"{name}.{p}"] for p in device.points}
+            self.link.publish_readings(name, readings, wall)
+        decision = daemon.last_decision
+        key = None if decision is None else (decision.mode, decision.hp_state,
+                                             tuple(x.name for x in decision.limits))
+        if key != self._last_key or started - self._last_control >= CONTROL_STATE_EVERY_S:
+            self._last_key, self._last_control = key, started
+            self.link.publish_control_state(self._control_state())
+
+    def _control_state(self) -> dict[str, Any]:
+        daemon = self.daemon
+        decision = daemon.last_decision
+        state: dict[str, Any] = decision.summary() if decision is not None else {"mode": None}
+        state["cycle"] = daemon.stats.summary()
+        state["writes"] = daemon.writer.status()
+        state["leases"] = [{"role": x.role, "value": x.value,
+                            "expires_in_s": round(x.expires - time.monotonic(), 1)}
+                           for x in daemon.state.leases]
+        return state
+
+    # --- incoming ---------------------------------------------------------------------
+    async def handle(self, command: Command) -> CommandResult:
+        daemon = self.daemon
+        by = command.by or "mqtt"
+        if isinstance(command, ModeCommand):
+            daemon.set_mode(command.mode, command.ttl, by)
+            return CommandResult(True, f"mode {command.mode}", {"mode": command.mode,
+                                                                "ttl": command.ttl})
+        if isinstance(command, OverrideCommand):
+            role = command.role or ""
+            if command.value is None:
+                daemon.clear_override(role, by)
+                return CommandResult(True, f"override on {role} cleared", {"role": role})
+            value = command.value
+            if command.point is not None and not isinstance(value, bool):
+                value = value / percent_factor(role, daemon.site.point(command.point))
+            daemon.set_override(role, value, float(command.ttl or 0.0), by)
+            return CommandResult(True, "lease set; the cooling envelope still bounds it",
+                                 {"role": role, "value": value, "ttl": command.ttl})
+        if isinstance(command, ReloadCommand):
+            accepted, reason = await daemon.reload()
+            return CommandResult(accepted, reason, {"config_hash": daemon.config_hash})
+        return CommandResult(False, f"unknown command {command.name}")

@@ -1,0 +1,52 @@
+"""Between points and roles: the control core speaks roles in fixed units, sites speak
+points in whatever their devices use.
+
+Valve position, fan speed and heat-pump capacity are fractions (0..1) for the control core;
+a point whose unit is ``%`` carries them in percent and is converted here, in one place,
+for reading feedback and for writing setpoints alike.
+"""
+
+from __future__ import annotations
+
+from drivers.reading import Quality
+from heatd.config import PointConfig, SiteConfig
+from heatd.control import roles as R
+from heatd.control.signals import Signal
+from heatd.control.signals import Snapshot as ControlSnapshot
+from heatd.points import Snapshot
+
+FRACTION_ROLES = frozenset({
+    R.VALVE_RECOVERY, R.DRYCOOLER_FAN, R.HP_CAPACITY,
+    R.VALVE_RECOVERY_ACTUAL, R.DRYCOOLER_FAN_ACTUAL, R.HP_CAPACITY_ACTUAL,
+})
+
+
+def percent_factor(role: str, point: PointConfig) -> float:
+    """Point value = role value x this factor."""
+    return 100.0 if role in FRACTION_ROLES and point.unit == "%" else 1.0
+
+
+def to_point_value(role: str, point: PointConfig, value: float | bool) -> float | bool | int:
+    """A role value as the point wants it written."""
+    if isinstance(value, bool):
+        return value
+    return value * percent_factor(role, point)
+
+
+def control_snapshot(site: SiteConfig, points: Snapshot, now: float) -> ControlSnapshot:
+    """Every input role with one Signal per bound point. A point the image judges good was
+    heard within its max age, so it is stamped ``now``; anything else is a bad signal."""
+    signals: dict[str, tuple[Signal, ...]] = {}
+    for role in site.roles:
+        if role in R.OUTPUT_ROLES:
+            continue
+        bound = []
+        for ref in site.role_points(role):
+            reading = points[ref]
+            if reading.quality is Quality.GOOD and reading.value is not None:
+                value = float(reading.value) / percent_factor(role, site.point(ref))
+                bound.append(Signal(value, True, now))
+            else:
+                bound.append(Signal.bad(reading.quality_text, now))
+        signals[role] = tuple(bound)
+    return ControlSnapshot(now, signals)

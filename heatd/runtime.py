@@ -1,0 +1,204 @@
+"""``heatd run``: the daemon. Drivers keep the point image fresh; a fixed-rate cycle on the
+monotonic clock freezes a snapshot, asks the pure control core, and hands the setpoints to
+the writer; MQTT reports it all. Nothing that talks to a device or a broker runs inside the
+cycle, so neither can slow it.
+
+Signals: SIGTERM/SIGINT write the safe state, publish ``offline`` and exit 0; SIGHUP
+reloads the site file, keeping the running configuration when the new one is invalid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import structlog
+import uvloop
+
+from heatd.acquisition import Acquisition
+from heatd.config import SiteConfig
+from heatd.config_loader import ConfigError, load_site
+from heatd.control import commands
+from heatd.control import roles as R
+from heatd.control.bounds import SAFE_SETPOINTS
+from heatd.control.core import Decision, step
+from heatd.control.state import Mode, State, initial_state
+from heatd.cycle_stats import CycleStats
+from heatd.devices import point_limits
+from heatd.points import PointImage
+from heatd.publisher import Publisher
+from heatd.role_signals import control_snapshot
+from heatd.sdnotify import Notifier
+from heatd.writer import OutOfBounds, SetpointWriter
+
+log = structlog.get_logger(__name__)
+
+HEARTBEAT_MODULO = 65536
+
+
+class Daemon:
+    def __init__(self, path: str | Path, site: SiteConfig) -> None:
+        self.path = Path(path)
+        self.site = site
+        self.notifier = Notifier()
+        self.state: State = initial_state(time.monotonic())
+        self.last_decision: Decision[State] | None = None
+        self.stats = CycleStats(site.runtime.cycle_period)
+        self.publisher = Publisher(self)
+        self._heartbeat = 0
+        self._stopping = asyncio.Event()
+        self._reloading = asyncio.Lock()
+        self._reload_task: asyncio.Future[tuple[bool, str]] | None = None
+        self._build(site)
+
+    # --- wiring -----------------------------------------------------------------------
+    def _build(self, site: SiteConfig) -> None:
+        self.site = site
+        self.config_hash = hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
+        self.image = PointImage(point_limits(site))
+        self.acquisition = Acquisition(site, self.image,
+                                       on_availability=self.publisher.availability)
+        self.writer = SetpointWriter(site, self.acquisition.devices, self._alarm,
+                                     deadband=site.runtime.write_deadband)
+        self.stats.period = site.runtime.cycle_period
+
+    async def _start_io(self) -> None:
+        await self.acquisition.start()
+        self.writer.start()
+
+    async def _stop_io(self) -> None:
+        await self.writer.stop()
+        await self.acquisition.stop()
+
+    def _alarm(self, name: str, details: dict[str, Any]) -> None:
+        log.warning(name, **details)
+        self.publisher.event({"type": "alarm", "name": name, **details})
+
+    # --- commands (called by the MQTT layer, between cycles) --------------------------
+    def set_mode(self, mode: str, ttl: float | None, by: str) -> None:
+        self.state = commands.set_mode(self.state, Mode(mode), time.monotonic(), ttl, by)
+
+    def set_override(self, role: str, value: float | bool, ttl: float, by: str) -> None:
+        self.state = commands.set_override(self.state, role, value, time.monotonic(), ttl, by)
+
+    def clear_override(self, role: str, by: str) -> None:
+        self.state = commands.clear_override(self.state, role, time.monotonic(), by)
+
+    def request_reload(self) -> None:
+        self._reload_task = asyncio.ensure_future(self.reload())
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    # --- the cycle --------------------------------------------------------------------
+    def cycle_once(self) -> Decision[State]:
+        """One control cycle: snapshot, decide, submit. Pure but for the submits."""
+        now = time.monotonic()
+        points = self.image.snapshot(time.time())
+        decision = step(control_snapshot(self.site, points, now), self.state,
+                        self.site.control, now)
+        self.state = decision.state
+        self.last_decision = decision
+        self._submit(decision.setpoints.as_roles())
+        self._heartbeat = (self._heartbeat + 1) % HEARTBEAT_MODULO
+        self._submit({R.PLC_HEARTBEAT: self._heartbeat})
+        for event in decision.events:
+            self.publisher.event({"type": "transition", "layer": event.layer.value,
+                                  "kind": event.kind, "subject": event.subject,
+                                  "from": event.old, "to": event.new, "reason": event.reason})
+        return decision
+
+    def _submit(self, values: dict[str, float | bool | int]) -> None:
+        for role, value in values.items():
+            try:
+                self.writer.submit(role, value)
+            except OutOfBounds as exc:
+                self._alarm("setpoint_out_of_bounds", {"role": role, "reason": str(exc)})
+
+    async def _cycle_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        watchdog = self.notifier.watchdog_interval()
+        last_ping = 0.0
+        while not self._stopping.is_set():
+            started = loop.time()
+            self.cycle_once()
+            self.publisher.cycle(started)
+            if watchdog is not None and started - last_ping >= watchdog / 2:
+                self.notifier.notify(WATCHDOG=1)
+                last_ping = started
+            duration = loop.time() - started
+            self.stats.record(max(0.0, started - next_at), duration)
+            period = self.site.runtime.cycle_period
+            next_at += period
+            now = loop.time()
+            if next_at < now:  # overran: skip missed ticks rather than burst
+                next_at += ((now - next_at) // period + 1) * period
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), next_at - now)
+
+    async def reload(self) -> tuple[bool, str]:
+        """Validate the site file again; only a valid one replaces the running drivers.
+        The control state (mode, leases, heat-pump timers) carries over."""
+        async with self._reloading:
+            try:
+                site = load_site(self.path)
+            except ConfigError as exc:
+                for problem in exc.problems:
+                    log.error("reload refused", problem=str(problem))
+                self.publisher.event({"type": "reload", "accepted": False,
+                                      "reason": "invalid configuration",
+                                      "problems": [str(p) for p in exc.problems]})
+                return False, f"invalid configuration, still running the old one: {exc}"
+            await self._stop_io()
+            self._build(site)
+            await self._start_io()
+            self.publisher.rebuilt()
+            log.info("configuration reloaded", config_hash=self.config_hash)
+            self.publisher.event({"type": "reload", "accepted": True,
+                                  "config_hash": self.config_hash})
+            return True, "configuration reloaded"
+
+    # --- lifecycle --------------------------------------------------------------------
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        await self.publisher.start()
+        await self._start_io()
+        self.notifier.notify(READY=1, STATUS=f"controlling site {self.site.site.id}")
+        log.info("heatd running", site=self.site.site.id,
+                 cycle_period=self.site.runtime.cycle_period, config_hash=self.config_hash)
+        try:
+            await self._cycle_loop()
+        finally:
+            await self._shutdown()
+        return 0
+
+    async def _shutdown(self) -> None:
+        self.notifier.notify(STOPPING=1, STATUS="writing the safe state")
+        log.info("stopping: writing the safe state")
+        self._submit(SAFE_SETPOINTS.as_roles())
+        safe = await self.writer.flush(self.site.runtime.stop_timeout)
+        if not safe:
+            log.error("safe state not confirmed by every device before exit")
+        await self._stop_io()
+        await self.publisher.stop()
+        self.notifier.close()
+
+
+def run(path: str) -> int:
+    """Entry point of ``heatd run``: validate, then run until stopped."""
+    try:
+        site = load_site(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        return 1
+    return uvloop.run(Daemon(path, site).run())
