@@ -1,0 +1,236 @@
+"""Remote commands: strict payload models, site-aware bounds, and the handler contract.
+
+Everything an MQTT client can send is validated here before the runtime sees it: a
+payload that is not exactly a known command, within the site's bounds, is refused with a
+reason that names the field. Whether a *valid* command is then carried out (an override
+beyond the cooling envelope, say) is the runtime's decision, reached through the async
+handler; cooling priority is never the business of this layer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+
+from drivers.codec import DataType
+from heatd.control import roles as R
+from heatd.control.commands import OVERRIDABLE
+from heatd.control.state import Mode
+
+if TYPE_CHECKING:
+    from heatd.config import SiteConfig
+
+BOOL_OUTPUTS: frozenset[str] = frozenset({R.HP_ENABLE})
+"""Overridable roles that take true/false; the others take a fraction 0..1."""
+
+Ttl = Annotated[float, Field(gt=0)]
+
+
+@dataclass(frozen=True, slots=True)
+class WritablePoint:
+    """What an override of one point may ask for."""
+
+    role: str
+    boolean: bool
+    low: float | None
+    high: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandLimits:
+    """The site facts a command is checked against: lease length, overridable targets."""
+
+    max_ttl: float
+    roles: frozenset[str]
+    """Overridable roles the site binds."""
+    points: dict[str, WritablePoint]
+    """'device.point' -> bounds, for writable points bound to an overridable role."""
+
+    @classmethod
+    def from_site(cls, site: SiteConfig, max_ttl: float) -> CommandLimits:
+        points: dict[str, WritablePoint] = {}
+        bound = frozenset(role for role in OVERRIDABLE if site.role_points(role))
+        for role in sorted(bound):
+            for ref in site.role_points(role):
+                point = site.point(ref)
+                if point.writable:
+                    boolean = point.data_type in (DataType.BOOL, DataType.BIT)
+                    points[ref] = WritablePoint(role, boolean, point.write_min, point.write_max)
+        return cls(max_ttl=max_ttl, roles=bound, points=points)
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: ClassVar[str]
+
+    id: Annotated[str, Field(max_length=128)] | None = Field(
+        None, description="Echoed in the reply, so a 3.1.1 client can match it."
+    )
+    by: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        None, description="Who asks, for the audit trail."
+    )
+
+
+def _limits(info: ValidationInfo) -> CommandLimits | None:
+    """The site's limits; None when a command is built in code rather than parsed from
+    MQTT (``parse`` always passes them), and then only the structure is checked."""
+    return info.context if isinstance(info.context, CommandLimits) else None
+
+
+def _check_ttl(ttl: float | None, limits: CommandLimits | None) -> None:
+    if ttl is not None and limits is not None and ttl > limits.max_ttl:
+        raise ValueError(
+            f"ttl {ttl:g} s exceeds the longest allowed lease of {limits.max_ttl:g} s")
+
+
+class ModeCommand(_Command):
+    """``{"mode": "auto|recovery_off|manual|safe", "ttl"?: s}``; with ttl, back to auto."""
+
+    name: ClassVar[str] = "mode"
+    mode: Mode
+    ttl: Ttl | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self, info: ValidationInfo) -> ModeCommand:
+        _check_ttl(self.ttl, _limits(info))
+        return self
+
+
+class OverrideCommand(_Command):
+    """Lease one output: ``{"role"|"point": ..., "value": v, "ttl": s}``; value null ends it.
+
+    After validation ``role`` is always set (resolved from ``point`` when a point was
+    named). ``value`` is in the role's terms (fraction 0..1, or true/false for
+    hp.enable) when the operator named the role, and in the point's engineering unit,
+    within its write_min/write_max, when ``point`` is set.
+    """
+
+    name: ClassVar[str] = "override"
+    role: str | None = None
+    point: str | None = None
+    value: float | bool | None
+    ttl: Ttl | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self, info: ValidationInfo) -> OverrideCommand:
+        limits = _limits(info)
+        if (self.role is None) == (self.point is None):
+            raise ValueError("give exactly one of role or point")
+        if self.value is None:
+            if self.ttl is not None:
+                raise ValueError("ttl makes no sense when clearing an override (value null)")
+        elif self.ttl is None:
+            raise ValueError("an override needs a ttl (seconds)")
+        _check_ttl(self.ttl, limits)
+        if limits is None:
+            return self
+        if self.point is not None:
+            self.role = self._check_point(limits, self.point)
+        else:
+            self._check_role(limits, self.role or "")
+        return self
+
+    def _check_role(self, limits: CommandLimits, role: str) -> None:
+        if role not in limits.roles:
+            raise ValueError(f"role {role!r} cannot be overridden here; one of "
+                             f"{sorted(limits.roles)}")
+        if self.value is None:
+            return
+        if role in BOOL_OUTPUTS:
+            if not isinstance(self.value, bool):
+                raise ValueError(f"{role} takes true or false")
+        elif isinstance(self.value, bool) or not 0.0 <= self.value <= 1.0:
+            raise ValueError(f"{role} takes a fraction 0..1, got {self.value!r}")
+
+    def _check_point(self, limits: CommandLimits, ref: str) -> str:
+        point = limits.points.get(ref)
+        if point is None:
+            raise ValueError(f"point {ref!r} cannot be overridden here; one of "
+                             f"{sorted(limits.points)}")
+        value = self.value
+        if value is None:
+            return point.role
+        if point.boolean != isinstance(value, bool):
+            raise ValueError(f"{ref} takes {'true or false' if point.boolean else 'a number'}")
+        if not point.boolean:
+            if point.low is not None and value < point.low:
+                raise ValueError(f"{ref} value {value!r} below write_min {point.low:g}")
+            if point.high is not None and value > point.high:
+                raise ValueError(f"{ref} value {value!r} above write_max {point.high:g}")
+        return point.role
+
+
+class RepublishCommand(_Command):
+    """Re-send every retained topic now (answered by the MQTT link itself)."""
+
+    name: ClassVar[str] = "republish"
+
+
+class ReloadCommand(_Command):
+    """Re-read the site file (the runtime decides whether the new file is taken)."""
+
+    name: ClassVar[str] = "reload"
+
+
+Command = ModeCommand | OverrideCommand | RepublishCommand | ReloadCommand
+MODELS: dict[str, type[Command]] = {
+    m.name: m for m in (ModeCommand, OverrideCommand, RepublishCommand, ReloadCommand)
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """The runtime's answer to a valid command; ``reason`` says why in words."""
+
+    accepted: bool
+    reason: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+CommandHandler = Callable[[Command], Awaitable[CommandResult]]
+
+
+class CommandRefused(ValueError):
+    """A payload that is not a valid command; ``id`` is echoed when it could be read."""
+
+    def __init__(self, reason: str, id: str | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.id = id
+
+
+def parse(name: str, payload: bytes, limits: CommandLimits) -> Command:
+    """Validate one command payload (JSON object); raises CommandRefused with the reason."""
+    id_ = _peek_id(payload)
+    model = MODELS.get(name)
+    if model is None:
+        raise CommandRefused(f"unknown command {name!r}; known: {', '.join(MODELS)}", id_)
+    try:
+        return model.model_validate_json(payload or b"{}", strict=True, context=limits)
+    except ValidationError as exc:
+        raise CommandRefused(explain(exc), id_) from None
+
+
+def explain(exc: ValidationError) -> str:
+    """Pydantic's errors as one line: ``field: message; ...``."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(x) for x in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)
+
+
+def _peek_id(payload: bytes) -> str | None:
+    """The ``id`` of a payload that may not validate, so even a refusal can be matched."""
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(data, dict) and isinstance(data.get("id"), str):
+        return data["id"][:128]
+    return None

@@ -1,0 +1,163 @@
+"""The ``mqtt:`` section of a site file.
+
+Strict like the rest of the site model: a misspelt key or a port given as a string stops
+the daemon at start instead of leaving it silently unpublished. The password never sits
+in the YAML: it is read from a file at start, which is how systemd's ``LoadCredential=``
+hands secrets over (``${CREDENTIALS_DIRECTORY}/mqtt-password``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import ssl
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+TOPIC_LEVEL = re.compile(r"^[a-z0-9_-]+$")
+Seconds = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class TlsSettings(_Strict):
+    """TLS to the broker; without ``ca`` the system's trusted CAs verify the broker."""
+
+    ca: str | None = Field(None, description="CA certificate file (PEM) for the broker.")
+    cert: str | None = Field(None, description="Client certificate (PEM), with key.")
+    key: str | None = Field(None, description="Client private key (PEM), with cert.")
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TlsSettings:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("tls: cert and key go together")
+        return self
+
+    def context(self) -> ssl.SSLContext:
+        """An SSL context that verifies the broker (and presents our certificate)."""
+        ctx = ssl.create_default_context(cafile=_expand(self.ca) if self.ca else None)
+        if self.cert and self.key:
+            ctx.load_cert_chain(_expand(self.cert), _expand(self.key))
+        return ctx
+
+
+class HomeAssistantSettings(_Strict):
+    """Home Assistant MQTT discovery (device-based ``<prefix>/device/<id>/config``)."""
+
+    discovery: bool = False
+    prefix: str = Field("homeassistant", description="Discovery prefix configured in HA.")
+    override_ttl: Seconds = Field(
+        900.0, description="Lease, in seconds, of an override set from an HA number entity."
+    )
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_levels(cls, value: str) -> str:
+        return _check_topic(value, "homeassistant.prefix")
+
+
+class MqttSettings(_Strict):
+    """Broker connection, topics and publishing policy for one site."""
+
+    host: str = "localhost"
+    port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
+        None, description="Broker port; default 1883, or 8883 with tls."
+    )
+    username: str | None = None
+    password_file: str | None = Field(
+        None,
+        description="File holding the password, read at start; environment variables are "
+        "expanded, e.g. ${CREDENTIALS_DIRECTORY}/mqtt-password.",
+    )
+    tls: TlsSettings | None = None
+    client_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = Field(
+        None, description="MQTT client id; default heatd-<site>."
+    )
+    base_topic: str | None = Field(None, description="Topic prefix; default heatd/<site>.")
+    qos: Literal[0, 1, 2] = 1
+    keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
+    deadband: NonNegative = Field(
+        0.0, description="Absolute change a numeric point must exceed to be re-published."
+    )
+    deadbands: dict[Annotated[str, Field(pattern=r"^[a-z0-9_-]+\.[a-z0-9_-]+$")], NonNegative] = (
+        Field(default_factory=dict, description="Per point deadband: 'device.point' -> value.")
+    )
+    full_refresh: Seconds = Field(
+        300.0, description="Seconds after which a device's full state is re-sent anyway."
+    )
+    reconnect_min: Seconds = 0.5
+    reconnect_max: Seconds = 30.0
+    queue_size: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        1000,
+        description="Non-retained messages (events, replies) kept while the broker is away; "
+        "beyond it the oldest are dropped and counted.",
+    )
+    override_max_ttl: Seconds = Field(
+        3600.0, description="Longest lease, in seconds, a remote override or mode may ask for."
+    )
+    homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)
+
+    @field_validator("base_topic")
+    @classmethod
+    def _base_levels(cls, value: str | None) -> str | None:
+        return None if value is None else _check_topic(value, "base_topic")
+
+    @model_validator(mode="after")
+    def _backoff_ordered(self) -> MqttSettings:
+        if self.reconnect_min > self.reconnect_max:
+            raise ValueError("reconnect_min must not exceed reconnect_max")
+        if self.username is None and self.password_file is not None:
+            raise ValueError("password_file needs username")
+        if self.homeassistant.override_ttl > self.override_max_ttl:
+            raise ValueError("homeassistant.override_ttl exceeds override_max_ttl")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return 8883 if self.tls is not None else 1883
+
+    def base(self, site_id: str) -> str:
+        return self.base_topic or f"heatd/{site_id}"
+
+    def identifier(self, site_id: str) -> str:
+        return self.client_id or f"heatd-{site_id}"
+
+    def deadband_for(self, device: str, point: str) -> float:
+        return self.deadbands.get(f"{device}.{point}", self.deadband)
+
+    def read_password(self) -> str | None:
+        """The password from ``password_file`` (one trailing newline stripped), or None.
+
+        Raises ValueError naming the file when it cannot be read, so a missing credential
+        stops the start with a clear message rather than as a refused CONNECT later.
+        """
+        if self.password_file is None:
+            return None
+        path = _expand(self.password_file)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"mqtt.password_file {path}: {exc.strerror or exc}") from exc
+        return text.removesuffix("\n").removesuffix("\r")
+
+
+def _expand(path: str) -> str:
+    """Expand ``${VAR}``; an unset variable is an error, not a path with a literal '$'."""
+    expanded = os.path.expandvars(os.path.expanduser(path))
+    if "$" in expanded:
+        raise ValueError(f"{path}: environment variable not set")
+    return expanded
+
+
+def _check_topic(value: str, field: str) -> str:
+    levels = value.split("/")
+    if not all(TOPIC_LEVEL.match(level) for level in levels):
+        raise ValueError(f"{field} {value!r}: levels must match [a-z0-9_-]+, separated by '/'")
+    return value

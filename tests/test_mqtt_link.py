@@ -1,0 +1,478 @@
+"""The MQTT link against a real mosquitto: status and last will, retained state, commands
+for v5 and 3.1.1 clients, broker restarts, and Home Assistant discovery."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import aiomqtt
+from mqtt_broker import Mosquitto, Recorder, broker_fixture, retained
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from drivers.reading import Quality, Reading
+from heatd.config_loader import parse_site
+from heatd.control.state import Mode
+from heatd.mqtt.commands import (
+    Command,
+    CommandLimits,
+    CommandResult,
+    ModeCommand,
+    OverrideCommand,
+    parse,
+)
+from heatd.mqtt.link import MqttLink
+from heatd.mqtt.settings import MqttSettings
+
+broker = broker_fixture()
+
+SITE_YAML = """
+site: {id: t1, name: Test site}
+devices:
+  loop:
+    protocol: opcua
+    endpoint: opc.tcp://127.0.0.1:4840
+    points:
+      supply_temp: {node_id: "ns=2;s=Supply", unit: degC, range: [0, 90]}
+      flow: {node_id: "ns=2;s=Flow", unit: m3/h}
+      valve: {node_id: "ns=2;s=Valve", data_type: float64, unit: "%", writable: true,
+              write_min: 0, write_max: 100}
+  racks:
+    protocol: modbus_tcp
+    host: 127.0.0.1
+    address_base: 0
+    points:
+      it_power: {table: input, address: 0, data_type: float32, unit: kW}
+      it_energy: {table: input, address: 2, data_type: uint32, unit: kWh}
+      status: {table: input, address: 4, data_type: uint16}
+      enable: {table: coil, address: 0, data_type: bool, writable: true}
+roles:
+  coolant.supply_temp: loop.supply_temp
+  coolant.flow: loop.flow
+  valve.recovery: loop.valve
+  it.power: racks.it_power
+  it.energy: racks.it_energy
+  hp.enable: racks.enable
+"""
+SITE = parse_site(SITE_YAML, "test-site.yaml")
+BASE = "heatd/t1"
+
+
+class Runtime:
+    """Stands in for the daemon's runtime: records commands, refuses overrides above 0.9
+    (its own rule, as the real one refuses what the cooling envelope forbids)."""
+
+    def __init__(self) -> None:
+        self.calls: list[Command] = []
+
+    async def __call__(self, command: Command) -> CommandResult:
+        self.calls.append(command)
+        if isinstance(command, OverrideCommand) and command.value is not None \
+                and not isinstance(command.value, bool) and command.value > 0.9:
+            return CommandResult(False, "beyond the cooling envelope", {"valve_max": 0.9})
+        return CommandResult(True, "ok", {"name": command.name})
+
+
+def settings(b: Mosquitto, **extra: Any) -> MqttSettings:
+    data = {"host": b.host, "port": b.port, "reconnect_min": 0.05, "reconnect_max": 0.3,
+            "keepalive": 5, **extra}
+    return MqttSettings.model_validate_json(json.dumps(data), strict=True)
+
+
+async def started(b: Mosquitto, runtime: Runtime | None = None, **extra: Any) -> MqttLink:
+    link = MqttLink(settings(b, **extra), SITE, runtime or Runtime(), version="9.9.9",
+                    config_hash="abc123")
+    await link.start()
+    await asyncio.wait_for(link.wait_connected(), 10)
+    return link
+
+
+def v5_request(response_topic: str, correlation: bytes) -> Properties:
+    props = Properties(PacketTypes.PUBLISH)
+    props.ResponseTopic = response_topic
+    props.CorrelationData = correlation
+    return props
+
+
+# ------------------------------------------------------------------ status and info
+
+
+async def test_status_online_info_retained_and_offline_on_clean_stop(broker: Mosquitto) -> None:
+    link = await started(broker)
+    try:
+        async with Recorder(broker, f"{BASE}/status", f"{BASE}/info") as rec:
+            status = await rec.wait(f"{BASE}/status")
+            assert status.payload == b"online" and status.retain
+            info = json.loads((await rec.wait(f"{BASE}/info")).payload)
+        assert info["version"] == "9.9.9" and info["config_hash"] == "abc123"
+        assert info["site"] == "t1" and isinstance(info["started"], int)
+        assert info["devices"]["loop"]["points"]["valve"] == {"unit": "%", "writable": True}
+        assert info["roles"]["valve.recovery"] == ["loop.valve"]
+    finally:
+        await link.stop()
+    assert await retained(broker, f"{BASE}/status") == b"offline"
+    assert not link.connected
+
+
+LINK_SCRIPT = textwrap.dedent("""
+    import asyncio, sys
+    from heatd.config_loader import parse_site
+    from heatd.mqtt.commands import CommandResult
+    from heatd.mqtt.link import MqttLink
+    from heatd.mqtt.settings import MqttSettings
+
+    async def handler(command):
+        return CommandResult(True)
+
+    async def main():
+        site = parse_site(sys.argv[1], "site.yaml")
+        link = MqttLink(MqttSettings.model_validate_json(sys.argv[2]), site, handler)
+        await link.start()
+        await link.wait_connected()
+        print("connected", flush=True)
+        await asyncio.sleep(60)
+
+    asyncio.run(main())
+""")
+
+
+async def test_last_will_marks_site_offline_when_the_process_dies(broker: Mosquitto) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LINK_SCRIPT, SITE_YAML, settings(broker).model_dump_json()],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        out = proc.stdout
+
+        def connected() -> None:  # log lines may come first
+            while (line := out.readline()) and line.strip() != b"connected":
+                pass
+            assert line, "the link process ended before it connected"
+
+        await asyncio.wait_for(asyncio.to_thread(connected), 30)
+        async with Recorder(broker, f"{BASE}/status") as rec:
+            await rec.wait(f"{BASE}/status", lambda m: m.payload == b"online")
+            mark = rec.mark()
+            proc.send_signal(signal.SIGKILL)  # no DISCONNECT packet: only the will can tell
+            will = await rec.wait(f"{BASE}/status", after=mark)
+        assert will.payload == b"offline"
+        assert await retained(broker, f"{BASE}/status") == b"offline"
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+
+
+# ------------------------------------------------------------------ device state
+
+
+async def test_state_is_retained_json_with_numbers_nulls_and_quality(broker: Mosquitto) -> None:
+    link = await started(broker)
+    try:
+        sent = link.publish_readings("racks", {
+            "it_power": Reading.good(42.5, 1.0),
+            "it_energy": Reading.good(123456, 1.0),
+            "enable": Reading.good(True, 1.0),
+            "status": Reading.bad("timeout", 1.0),
+            "flow_copy": Reading(3.5, Quality.STALE, 1.0, "older than 5 s"),
+        }, ts=1_700_000_000.123)
+        assert sent
+        link.publish_availability("racks", True)
+        async with Recorder(broker, f"{BASE}/racks/#") as rec:
+            state = await rec.wait(f"{BASE}/racks/state")
+            avail = await rec.wait(f"{BASE}/racks/availability")
+    finally:
+        await link.stop()
+    assert state.retain and avail.retain and avail.payload == b"online"
+    body = json.loads(state.payload)
+    assert body["ts"] == 1_700_000_000_123
+    assert body["it_power"] == 42.5 and isinstance(body["it_power"], float)
+    assert body["it_energy"] == 123456 and isinstance(body["it_energy"], int)
+    assert body["enable"] is True
+    assert body["status"] is None
+    assert body["flow_copy"] == 3.5
+    assert body["quality"] == {"status": "bad:timeout", "flow_copy": "stale:older than 5 s"}
+
+
+async def test_deadband_suppresses_small_changes_and_refresh_resends(broker: Mosquitto) -> None:
+    clock = [1000.0]
+    link = MqttLink(
+        settings(broker, deadband=0.5, deadbands={"loop.flow": 5.0}, full_refresh=60.0),
+        SITE, Runtime(), monotonic=lambda: clock[0])
+    await link.start()
+    try:
+        async with Recorder(broker, f"{BASE}/loop/state", f"{BASE}/events") as rec:
+            await link.wait_connected()
+
+            def offer(temp: float, flow: float) -> bool:
+                return link.publish_readings("loop", {"supply_temp": Reading.good(temp, 1.0),
+                                                      "flow": Reading.good(flow, 1.0)})
+
+            async def states_after_sentinel(n: int) -> list[dict[str, Any]]:
+                link.publish_event("sentinel", n=n)  # queued after any pending state
+                await rec.wait(f"{BASE}/events", lambda m: json.loads(m.payload)["n"] == n)
+                return [json.loads(m.payload) for m in rec.on(f"{BASE}/loop/state")]
+
+            assert offer(30.0, 100.0)
+            assert not offer(30.4, 104.0)  # both inside their deadbands
+            assert len(await states_after_sentinel(1)) == 1
+            assert offer(30.6, 104.0)  # temperature moved beyond 0.5
+            states = await states_after_sentinel(2)
+            assert [s["supply_temp"] for s in states] == [30.0, 30.6]
+            assert states[-1]["flow"] == 104.0  # a sent state carries every current value
+            clock[0] += 30
+            assert not offer(30.6, 104.0)
+            clock[0] += 31  # the full refresh is due: re-sent although nothing moved
+            assert offer(30.6, 104.0)
+            assert len(await states_after_sentinel(3)) == 3
+    finally:
+        await link.stop()
+
+
+# ------------------------------------------------------------------ commands
+
+
+async def test_v5_command_is_answered_on_response_topic_with_correlation(broker: Mosquitto) -> None:
+    runtime = Runtime()
+    link = await started(broker, runtime)
+    try:
+        async with Recorder(broker, "client/replies/#") as rec:
+            await rec.client.publish(
+                f"{BASE}/cmd/mode", json.dumps({"mode": "manual", "ttl": 600}), qos=1,
+                properties=v5_request("client/replies/42", b"\x00corr-1"))
+            reply = await rec.wait("client/replies/42")
+    finally:
+        await link.stop()
+    assert reply.properties.CorrelationData == b"\x00corr-1"
+    body = json.loads(reply.payload)
+    assert body["accepted"] is True and body["command"] == "mode"
+    assert body["detail"] == {"name": "mode"}
+    assert isinstance(body["ts"], int)
+    assert runtime.calls == [ModeCommand(mode=Mode.MANUAL, ttl=600.0)]
+
+
+async def test_311_command_is_answered_on_response_topic_echoing_id(broker: Mosquitto) -> None:
+    runtime = Runtime()
+    link = await started(broker, runtime)
+    response = f"{BASE}/cmd/override/response"
+    try:
+        async with Recorder(broker, response, protocol=aiomqtt.ProtocolVersion.V311) as rec:
+            for id_, value in (("r1", 0.5), ("r2", 0.95)):
+                await rec.client.publish(f"{BASE}/cmd/override", json.dumps(
+                    {"id": id_, "role": "valve.recovery", "value": value, "ttl": 60}), qos=1)
+            ok = json.loads((await rec.wait(response, lambda m: b'"r1"' in m.payload)).payload)
+            no = json.loads((await rec.wait(response, lambda m: b'"r2"' in m.payload)).payload)
+    finally:
+        await link.stop()
+    assert ok["id"] == "r1" and ok["accepted"] is True
+    assert no["id"] == "r2" and no["accepted"] is False
+    assert no["reason"] == "beyond the cooling envelope" and no["detail"] == {"valve_max": 0.9}
+    assert [c.value for c in runtime.calls if isinstance(c, OverrideCommand)] == [0.5, 0.95]
+
+
+async def test_invalid_payload_is_refused_with_reason_and_never_reaches_handler(
+    broker: Mosquitto,
+) -> None:
+    runtime = Runtime()
+    link = await started(broker, runtime)
+    try:
+        async with Recorder(broker, f"{BASE}/cmd/+/response") as rec:
+            bad = [
+                ("mode", {"id": "b1", "mode": "turbo"}, "mode: Input should be"),
+                ("override", {"id": "b2", "role": "valve.recovery", "value": "0.5", "ttl": 60},
+                 "value"),
+                ("override", {"id": "b3", "point": "loop.valve", "value": 150, "ttl": 60},
+                 "above write_max 100"),
+                ("override", {"id": "b4", "role": "valve.recovery", "value": 0.5,
+                              "ttl": 99999}, "exceeds the longest allowed lease"),
+                ("reload", {"id": "b5", "force": True}, "force: Extra inputs are not permitted"),
+                ("launch", {"id": "b6"}, "unknown command 'launch'"),
+            ]
+            for name, payload, _ in bad:
+                await rec.client.publish(f"{BASE}/cmd/{name}", json.dumps(payload), qos=1)
+            await rec.client.publish(f"{BASE}/cmd/mode", b"{not json", qos=1)
+            for name, payload, reason in bad:
+                reply = await rec.wait(f"{BASE}/cmd/{name}/response",
+                                       lambda m, i=payload["id"]: json.loads(m.payload)["id"] == i)
+                body = json.loads(reply.payload)
+                assert body["accepted"] is False
+                assert reason in body["reason"], body["reason"]
+            broken = await rec.wait(f"{BASE}/cmd/mode/response",
+                                    lambda m: json.loads(m.payload)["id"] is None)
+            assert "Invalid JSON" in json.loads(broken.payload)["reason"]
+    finally:
+        await link.stop()
+    assert runtime.calls == []
+    assert link.stats.refused == 7
+
+
+async def test_retained_command_ignored_and_every_command_audited(broker: Mosquitto) -> None:
+    runtime = Runtime()
+    async with broker.client() as planter:  # a stale retained command waits on the broker
+        await planter.publish(f"{BASE}/cmd/mode", b'{"mode": "safe", "id": "old"}', qos=1,
+                              retain=True)
+    async with Recorder(broker, f"{BASE}/events", f"{BASE}/cmd/+/response") as rec:
+        link = await started(broker, runtime)
+        try:
+            for payload in (b'{"mode": "auto", "id": "c1"}', b'{"mode": "nope", "id": "c2"}'):
+                await rec.client.publish(f"{BASE}/cmd/mode", payload, qos=1)
+            await rec.client.publish(f"{BASE}/cmd/override", json.dumps(
+                {"id": "c3", "role": "valve.recovery", "value": 1.0, "ttl": 5}), qos=1)
+            await rec.client.publish(f"{BASE}/cmd/republish", b'{"id": "c4"}', qos=1)
+            await rec.wait(f"{BASE}/events", lambda m: b'"c4"' in m.payload)
+        finally:
+            await link.stop()
+    audit = [json.loads(m.payload) for m in rec.on(f"{BASE}/events")]
+    assert all(a["kind"] == "command" and isinstance(a["ts"], int) for a in audit)
+    summary = [(a["id"], a["command"], a["accepted"]) for a in audit]
+    assert summary == [(None, "mode", False), ("c1", "mode", True), ("c2", "mode", False),
+                       ("c3", "override", False), ("c4", "republish", True)]
+    assert audit[0]["reason"] == "retained command ignored" and "old" in audit[0]["payload"]
+    assert audit[1]["args"] == {"by": None, "mode": "auto", "ttl": None}
+    assert audit[3]["reason"] == "beyond the cooling envelope"
+    replies = [json.loads(m.payload)["id"] for m in rec.seen if m.topic.endswith("/response")]
+    assert sorted(replies) == ["c1", "c2", "c3", "c4"]  # no reply to the retained one
+    assert [c.id for c in runtime.calls] == ["c1", "c3"]  # republish is the link's own
+
+
+# ------------------------------------------------------------------ broker outages
+
+
+async def test_broker_restart_reconnects_resubscribes_and_republishes(broker: Mosquitto) -> None:
+    runtime = Runtime()
+    link = await started(broker, runtime, reconnect_min=1.0, reconnect_max=1.0, queue_size=5)
+    try:
+        link.publish_readings("loop", {"supply_temp": Reading.good(31.0, 1.0)})
+        link.publish_control_state({"mode": "auto", "setpoints": {"valve.recovery": 0.4}})
+        async with Recorder(broker, f"{BASE}/control/state") as rec:
+            await rec.wait(f"{BASE}/control/state")
+        await broker.kill()
+        while link.connected:
+            await asyncio.sleep(0.01)
+        # The broker is gone: publishing is a plain call that neither awaits nor fails.
+        assert link.publish_readings("loop", {"supply_temp": Reading.good(35.0, 2.0)}) is True
+        assert link.publish_control_state({"mode": "manual"}) is None
+        for n in range(8):
+            assert link.publish_event("alarm", n=n) is None
+        assert link.stats.dropped == 3  # the oldest three: the queue holds five
+        while link.stats.connect_failures == 0:
+            await asyncio.sleep(0.01)
+        await broker.start()  # same port, empty retained store
+        async with Recorder(broker, f"{BASE}/#", "replies/#") as rec:
+            await asyncio.wait_for(link.wait_connected(), 10)
+            await rec.wait(f"{BASE}/events", lambda m: json.loads(m.payload).get("n") == 7)
+            await rec.client.publish(f"{BASE}/cmd/reload", b'{"id": "after"}', qos=1,
+                                     properties=v5_request("replies/x", b"1"))
+            reply = json.loads((await rec.wait("replies/x")).payload)
+    finally:
+        await link.stop()
+    assert reply["accepted"] is True and reply["id"] == "after"
+    assert link.stats.connects == 2
+    events = [json.loads(m.payload) for m in rec.on(f"{BASE}/events")]
+    assert [e["n"] for e in events if e["kind"] == "alarm"] == [3, 4, 5, 6, 7]
+    republished = {m.topic: m.payload for m in rec.seen if m.retain}
+    assert republished[f"{BASE}/status"] == b"online"
+    assert json.loads(republished[f"{BASE}/loop/state"])["supply_temp"] == 35.0
+    assert json.loads(republished[f"{BASE}/control/state"])["mode"] == "manual"
+    assert f"{BASE}/info" in republished
+
+
+async def test_publish_never_waits_while_broker_is_unreachable() -> None:
+    dead = Mosquitto()  # never started: its port refuses connections
+    link = MqttLink(settings(dead), SITE, Runtime())
+    await link.start()
+    try:
+        for name in ("publish", "publish_readings", "publish_event", "publish_control_state",
+                     "publish_availability", "republish"):
+            assert not asyncio.iscoroutinefunction(getattr(link, name)), name
+        for n in range(50):  # no await in between: the loop never ran the link task
+            link.publish_event("e", n=n)
+            link.publish_readings("loop", {"flow": Reading.good(float(n), 1.0)})
+        await asyncio.sleep(0.2)
+        assert not link.connected and link.stats.connect_failures >= 1
+    finally:
+        await link.stop(timeout=2)
+
+
+async def test_password_from_credentials_directory(tmp_path, monkeypatch) -> None:
+    (tmp_path / "mqtt-password").write_text("s3cret\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    async with Mosquitto(users={"heatd": "s3cret"}) as b:
+        good = await started(b, username="heatd",
+                             password_file="${CREDENTIALS_DIRECTORY}/mqtt-password")
+        await good.stop()
+        (tmp_path / "wrong").write_text("guess")
+        bad = MqttLink(settings(b, username="heatd", password_file=str(tmp_path / "wrong")),
+                       SITE, Runtime())
+        await bad.start()
+        try:
+            while bad.stats.connect_failures < 2:  # refused, and it keeps trying
+                await asyncio.sleep(0.02)
+            assert not bad.connected and "authori" in (bad.stats.last_error or "").lower()
+        finally:
+            await bad.stop()
+
+
+# ------------------------------------------------------------------ Home Assistant
+
+
+async def test_homeassistant_discovery_content_and_resend_on_birth(broker: Mosquitto) -> None:
+    topic = "homeassistant/device/heatd_t1/config"
+    link = await started(broker, homeassistant={"discovery": True, "override_ttl": 600})
+    try:
+        async with Recorder(broker, topic) as rec:
+            first = await rec.wait(topic)
+            mark = rec.mark()
+            await rec.client.publish("homeassistant/status", b"online", qos=1)
+            await rec.wait(topic, after=mark)
+    finally:
+        await link.stop()
+    assert first.retain
+    doc = json.loads(first.payload)
+    assert doc["dev"]["ids"] == ["heatd_t1"] and doc["dev"]["name"] == "Test site"
+    assert doc["o"]["name"] == "heatd"
+    cmps = doc["cmps"]
+    expect = {
+        "loop_supply_temp": ("sensor", "temperature", "°C", "measurement"),
+        "loop_flow": ("sensor", "volume_flow_rate", "m³/h", "measurement"),
+        "racks_it_power": ("sensor", "power", "kW", "measurement"),
+        "racks_it_energy": ("sensor", "energy", "kWh", "total_increasing"),
+    }
+    for key, (platform, device_class, unit, state_class) in expect.items():
+        c = cmps[key]
+        assert (c["p"], c["device_class"], c["unit_of_measurement"], c["state_class"]) == (
+            platform, device_class, unit, state_class), key
+    temp = cmps["loop_supply_temp"]
+    assert temp["state_topic"] == f"{BASE}/loop/state"
+    assert temp["value_template"] == "{{ value_json['supply_temp'] }}"
+    assert temp["availability_mode"] == "all"
+    assert [a["topic"] for a in temp["availability"]] == [f"{BASE}/status",
+                                                          f"{BASE}/loop/availability"]
+    assert cmps["racks_enable"]["p"] == "binary_sensor"
+    assert "state_class" not in cmps["racks_status"]
+
+    mode = cmps["mode"]
+    assert mode["p"] == "select" and mode["options"] == ["auto", "recovery_off", "manual", "safe"]
+    assert [a["topic"] for a in mode["availability"]] == [f"{BASE}/status"]
+    limits = CommandLimits.from_site(SITE, max_ttl=3600)
+    chosen = mode["command_template"].replace("{{ value }}", "recovery_off")
+    assert parse("mode", chosen.encode(), limits) == ModeCommand(
+        mode=Mode.RECOVERY_OFF, by="homeassistant")
+
+    number = cmps["loop_valve_override"]
+    assert number["p"] == "number" and (number["min"], number["max"]) == (0.0, 100.0)
+    assert number["command_topic"] == f"{BASE}/cmd/override"
+    sent = parse("override", number["command_template"].replace("{{ value }}", "37.5").encode(),
+                 limits)
+    assert isinstance(sent, OverrideCommand)
+    assert (sent.point, sent.role, sent.value, sent.ttl) == ("loop.valve", "valve.recovery",
+                                                              37.5, 600.0)
+    assert not any(c["p"] == "number" for k, c in cmps.items() if k.startswith("racks_enable"))
