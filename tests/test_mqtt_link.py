@@ -476,3 +476,24 @@ async def test_homeassistant_discovery_content_and_resend_on_birth(broker: Mosqu
     assert (sent.point, sent.role, sent.value, sent.ttl) == ("loop.valve", "valve.recovery",
                                                               37.5, 600.0)
     assert not any(c["p"] == "number" for k, c in cmps.items() if k.startswith("racks_enable"))
+
+
+async def test_reloaded_site_updates_info_and_deletes_vanished_devices(broker: Mosquitto) -> None:
+    link = await started(broker)
+    smaller = parse_site(SITE_YAML.split("  racks:")[0] + "roles:\n  valve.recovery: loop.valve\n",
+                         "smaller.yaml")
+    try:
+        link.publish_readings("racks", {"it_power": Reading.good(1.0, 1.0)})
+        link.publish_availability("racks", True)
+        async with Recorder(broker, f"{BASE}/racks/state") as rec:
+            await rec.wait(f"{BASE}/racks/state")
+        assert await retained(broker, f"{BASE}/racks/state") is not None
+        link.set_site(smaller, config_hash="new")
+        async with Recorder(broker, f"{BASE}/info") as rec:
+            info = json.loads((await rec.wait(
+                f"{BASE}/info", lambda m: json.loads(m.payload)["config_hash"] == "new")).payload)
+        assert list(info["devices"]) == ["loop"]
+        assert await retained(broker, f"{BASE}/racks/state", timeout=0.5) is None
+        assert await retained(broker, f"{BASE}/racks/availability", timeout=0.5) is None
+    finally:
+        await link.stop()

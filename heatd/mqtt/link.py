@@ -102,8 +102,8 @@ class MqttLink:
         self._handler = handler
         self._handler_timeout = handler_timeout
         self._version = version
-        self._config_hash = config_hash or hashlib.sha256(
-            site.model_dump_json().encode()).hexdigest()[:16]
+        self._config_hash = config_hash or _hash(site)
+        self._started = clock()
         self._clock = clock
         self._monotonic = monotonic
         self._limits = CommandLimits.from_site(site, settings.override_max_ttl)
@@ -130,13 +130,8 @@ class MqttLink:
             raise RuntimeError("the link is already started")
         password = self.settings.read_password()
         tls = self.settings.tls.context() if self.settings.tls else None
-        started = self._clock()
-        self._set_retained(self.topics.info, dumps(self._info(started)))
-        if self.settings.homeassistant.discovery:
-            self._set_retained(
-                discovery_topic(self.settings.homeassistant, self.site.site.id),
-                dumps(discovery_payload(self.site, self.topics, self.settings.homeassistant,
-                                        self._limits, self._version)))
+        self._started = self._clock()
+        self._describe_site()
         self._task = asyncio.create_task(self._run(password, tls), name="mqtt-link")
 
     async def stop(self, timeout: float = 5.0) -> None:
@@ -157,6 +152,21 @@ class MqttLink:
                 await self._task
         finally:
             self._task = None
+
+    def set_site(self, site: SiteConfig, config_hash: str | None = None) -> None:
+        """Take a reloaded site file: new command bounds, info and discovery; the retained
+        topics of devices that are gone are deleted. Connection settings are not re-read:
+        a changed ``mqtt:`` section needs a new link."""
+        for device in site.devices:
+            check_device(device)
+        for gone in set(self.site.devices) - set(site.devices):
+            self._reporters.pop(gone, None)
+            self._set_retained(self.topics.state(gone), b"")  # empty retained = delete
+            self._set_retained(self.topics.availability(gone), b"")
+        self.site = site
+        self._config_hash = config_hash or _hash(site)
+        self._limits = CommandLimits.from_site(site, self.settings.override_max_ttl)
+        self._describe_site()
 
     async def __aenter__(self) -> MqttLink:
         await self.start()
@@ -237,7 +247,10 @@ class MqttLink:
         self._wake.set()
 
     def republish(self) -> int:
-        """Re-send every retained topic; returns how many."""
+        """Re-send every retained topic, and make the next ``publish_readings`` of each
+        device send its full current state; returns how many topics."""
+        for reporter in self._reporters.values():
+            reporter.force()
         for topic in self._retained:
             self._dirty[topic] = None
         self._wake.set()
@@ -253,13 +266,22 @@ class MqttLink:
         self._dirty[topic] = None
         self._wake.set()
 
-    def _info(self, started: float) -> dict[str, Any]:
+    def _describe_site(self) -> None:
+        """Queue the retained info (and discovery) for the current site."""
+        self._set_retained(self.topics.info, dumps(self._info()))
+        if self.settings.homeassistant.discovery:
+            self._set_retained(
+                discovery_topic(self.settings.homeassistant, self.site.site.id),
+                dumps(discovery_payload(self.site, self.topics, self.settings.homeassistant,
+                                        self._limits, self._version)))
+
+    def _info(self) -> dict[str, Any]:
         return {
-            "ts": epoch_ms(started),
+            "ts": epoch_ms(self._clock()),
             "site": self.site.site.id,
             "name": self.site.site.name,
             "version": self._version,
-            "started": epoch_ms(started),
+            "started": epoch_ms(self._started),
             "config_hash": self._config_hash,
             "devices": {
                 name: {
@@ -450,3 +472,8 @@ class MqttLink:
             fields["payload"] = payload.decode("utf-8", "replace")[:AUDIT_PAYLOAD_CHARS]
         self.publish_event("command", **fields)
         log.info("mqtt command", **fields)
+
+
+def _hash(site: SiteConfig) -> str:
+    """A stand-in config hash when the runtime has none (of the file's bytes)."""
+    return hashlib.sha256(site.model_dump_json().encode()).hexdigest()[:16]

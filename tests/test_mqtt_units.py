@@ -1,0 +1,232 @@
+"""The MQTT layer's pure parts: settings, report-by-exception, command validation, topics
+and payload encoding. No broker needed."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from drivers.reading import Quality, Reading
+from heatd.control.state import Mode
+from heatd.mqtt.commands import (
+    CommandLimits,
+    CommandRefused,
+    ModeCommand,
+    OverrideCommand,
+    ReloadCommand,
+    WritablePoint,
+    parse,
+)
+from heatd.mqtt.payload import dumps, epoch_ms
+from heatd.mqtt.settings import MqttSettings
+from heatd.mqtt.state import DeviceReporter, body
+from heatd.mqtt.topics import Topics, check_device
+
+# ------------------------------------------------------------------ settings
+
+
+def settings(**data: object) -> MqttSettings:
+    return MqttSettings.model_validate_json(json.dumps(data), strict=True)
+
+
+def test_settings_defaults_follow_the_contract() -> None:
+    s = settings()
+    assert s.base("site-1") == "heatd/site-1" and s.identifier("site-1") == "heatd-site-1"
+    assert (s.qos, s.effective_port, s.deadband) == (1, 1883, 0.0)
+    assert settings(tls={}).effective_port == 8883
+    assert settings(base_topic="plant/dc-3").base("x") == "plant/dc-3"
+
+
+@pytest.mark.parametrize("data, needle", [
+    ({"hots": "broker"}, "Extra inputs are not permitted"),
+    ({"port": "1883"}, "valid integer"),
+    ({"base_topic": "heatd/#"}, "[a-z0-9_-]"),
+    ({"base_topic": "Heatd/Site"}, "[a-z0-9_-]"),
+    ({"reconnect_min": 5, "reconnect_max": 1}, "reconnect_min must not exceed"),
+    ({"password_file": "/x"}, "password_file needs username"),
+    ({"deadbands": {"no-dot": 1.0}}, "pattern"),
+    ({"deadband": -1}, "greater than or equal to 0"),
+    ({"tls": {"cert": "c.pem"}}, "cert and key go together"),
+    ({"homeassistant": {"override_ttl": 7200}}, "override_ttl exceeds override_max_ttl"),
+])
+def test_settings_refuse_bad_input_with_a_reason(data: dict[str, object], needle: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        settings(**data)
+    assert needle in str(err.value)
+
+
+def test_password_file_read_with_environment_expansion(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "mqtt-password").write_text("pa ss\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    s = settings(username="u", password_file="${CREDENTIALS_DIRECTORY}/mqtt-password")
+    assert s.read_password() == "pa ss"
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY")
+    with pytest.raises(ValueError, match="environment variable not set"):
+        s.read_password()
+    with pytest.raises(ValueError, match="missing"):
+        settings(username="u", password_file=str(tmp_path / "missing")).read_password()
+    assert settings().read_password() is None
+
+
+def test_per_point_deadband_overrides_the_default() -> None:
+    s = settings(deadband=0.2, deadbands={"loop.flow": 3.0})
+    assert s.deadband_for("loop", "flow") == 3.0
+    assert s.deadband_for("loop", "supply") == 0.2
+
+
+# ------------------------------------------------------------------ report by exception
+
+
+def reporter(deadband: float = 0.5, refresh: float = 60.0) -> DeviceReporter:
+    return DeviceReporter(lambda point: 2.0 if point == "flow" else deadband, refresh)
+
+
+def test_body_keeps_numbers_and_marks_bad_and_stale() -> None:
+    out = body({
+        "t": Reading.good(21.5, 0), "n": Reading.good(7, 0), "b": Reading.good(False, 0),
+        "bad": Reading(12.0, Quality.BAD, 0, "range"),  # a bad value is never published
+        "old": Reading(3.0, Quality.STALE, 0, "older than 5 s"),
+        "nan": Reading.good(math.nan, 0),
+    })
+    assert out == {"t": 21.5, "n": 7, "b": False, "bad": None, "old": 3.0, "nan": None,
+                   "quality": {"bad": "bad:range", "old": "stale:older than 5 s",
+                               "nan": "bad:not a number"}}
+    assert json.loads(dumps(out))["n"] == 7
+
+
+def test_first_report_always_sent_then_only_beyond_deadband() -> None:
+    r = reporter()
+    assert r.update({"t": Reading.good(20.0, 0)}, 0.0) is not None
+    assert r.update({"t": Reading.good(20.5, 0)}, 1.0) is None  # not *beyond* 0.5
+    assert r.update({"t": Reading.good(19.6, 0)}, 2.0) is None
+    assert r.update({"t": Reading.good(20.51, 0)}, 3.0) == {"t": 20.51, "quality": {}}
+    # the reference is what was sent last, so slow creep is reported once it adds up
+    assert r.update({"t": Reading.good(20.9, 0)}, 4.0) is None
+    assert r.update({"t": Reading.good(21.1, 0)}, 5.0) is not None
+
+
+def test_per_point_deadband_and_any_change_of_bool_quality_or_points() -> None:
+    r = reporter()
+    first = {"flow": Reading.good(100.0, 0), "run": Reading.good(False, 0)}
+    assert r.update(first, 0.0) is not None
+    assert r.update({**first, "flow": Reading.good(101.9, 0)}, 1.0) is None
+    assert r.update({**first, "run": Reading.good(True, 0)}, 2.0) is not None
+    assert r.update({**first, "run": Reading.good(True, 0),
+                     "flow": Reading.bad("timeout", 0)}, 3.0) == {
+        "flow": None, "run": True, "quality": {"flow": "bad:timeout"}}
+    assert r.update({**first, "run": Reading.good(True, 0),
+                     "flow": Reading.bad("crc", 0)}, 4.0) is not None  # new reason
+    assert r.update({"run": Reading.good(True, 0)}, 5.0) is not None  # a point went away
+
+
+def test_full_refresh_and_force_resend_unchanged_state() -> None:
+    r = reporter(refresh=10.0)
+    same = {"t": Reading.good(20.0, 0)}
+    assert r.update(same, 100.0) is not None
+    assert r.update(same, 109.9) is None
+    assert r.update(same, 110.0) is not None
+    assert r.update(same, 111.0) is None
+    r.force()
+    assert r.update(same, 112.0) is not None
+
+
+# ------------------------------------------------------------------ commands
+
+LIMITS = CommandLimits(
+    max_ttl=3600.0,
+    roles=frozenset({"valve.recovery", "hp.enable"}),
+    points={"loop.valve": WritablePoint("valve.recovery", False, 0.0, 100.0),
+            "hp.enable": WritablePoint("hp.enable", True, None, None)},
+)
+
+
+def refused(name: str, payload: object) -> CommandRefused:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    with pytest.raises(CommandRefused) as err:
+        parse(name, raw, LIMITS)
+    return err.value
+
+
+def test_valid_commands_parse_into_their_models() -> None:
+    assert parse("mode", b'{"mode": "safe", "id": "x", "by": "ops"}', LIMITS) == ModeCommand(
+        mode=Mode.SAFE, id="x", by="ops")
+    o = parse("override", b'{"point": "loop.valve", "value": 40, "ttl": 60}', LIMITS)
+    assert isinstance(o, OverrideCommand) and (o.role, o.point, o.value) == (
+        "valve.recovery", "loop.valve", 40.0)
+    o = parse("override", b'{"role": "hp.enable", "value": false, "ttl": 5}', LIMITS)
+    assert isinstance(o, OverrideCommand) and o.value is False
+    o = parse("override", b'{"role": "valve.recovery", "value": null}', LIMITS)
+    assert isinstance(o, OverrideCommand) and o.value is None  # ends the lease
+    assert parse("reload", b"", LIMITS) == ReloadCommand()
+
+
+@pytest.mark.parametrize("name, payload, reason", [
+    ("mode", {"mode": "Auto"}, "mode: Input should be 'auto'"),
+    ("mode", {"mode": "manual", "ttl": 0}, "ttl: Input should be greater than 0"),
+    ("mode", {"mode": "manual", "ttl": 4000}, "exceeds the longest allowed lease of 3600 s"),
+    ("mode", {"mode": "auto", "id": 7}, "id: Input should be a valid string"),
+    ("override", {"role": "valve.recovery", "value": 0.5}, "an override needs a ttl"),
+    ("override", {"role": "valve.recovery", "point": "loop.valve", "value": 0.5, "ttl": 1},
+     "give exactly one of role or point"),
+    ("override", {"role": "drycooler.fan", "value": 0.5, "ttl": 1},
+     "role 'drycooler.fan' cannot be overridden here"),
+    ("override", {"role": "valve.recovery", "value": 1.5, "ttl": 1}, "takes a fraction 0..1"),
+    ("override", {"role": "valve.recovery", "value": True, "ttl": 1}, "takes a fraction 0..1"),
+    ("override", {"role": "hp.enable", "value": 1, "ttl": 1}, "hp.enable takes true or false"),
+    ("override", {"point": "loop.valve", "value": -1, "ttl": 1}, "below write_min 0"),
+    ("override", {"point": "loop.heartbeat", "value": 1, "ttl": 1}, "cannot be overridden"),
+    ("override", {"role": "valve.recovery", "value": None, "ttl": 5}, "makes no sense"),
+    ("override", {"role": "valve.recovery", "value": "0.5", "ttl": 1}, "value"),
+    ("republish", {"all": True}, "all: Extra inputs are not permitted"),
+    ("reboot", {}, "unknown command 'reboot'"),
+])
+def test_invalid_commands_are_refused_with_reason(name: str, payload: object,
+                                                  reason: str) -> None:
+    assert reason in refused(name, payload).reason
+
+
+def test_refusal_keeps_the_id_when_it_can_be_read() -> None:
+    assert refused("mode", {"mode": "turbo", "id": "q7"}).id == "q7"
+    assert refused("mode", b"{oops").id is None
+    assert refused("mode", [1, 2]).reason == "Input should be an object"
+
+
+def test_limits_from_site_list_only_bound_writable_overridable_points() -> None:
+    from heatd.config_loader import load_site
+
+    site = load_site(Path(__file__).parent.parent / "config" / "example-site.yaml")
+    limits = CommandLimits.from_site(site, 60.0)
+    assert limits.roles <= {"valve.recovery", "drycooler.fan", "hp.enable", "hp.capacity"}
+    for ref, point in limits.points.items():
+        assert site.point(ref).writable and point.role in limits.roles
+        assert ref in site.role_points(point.role)
+    assert limits.points  # the example binds overridable outputs to writable points
+    assert not set(site.role_points("plc.heartbeat")) & set(limits.points)
+
+
+# ------------------------------------------------------------------ topics and payloads
+
+
+def test_topics_and_reserved_device_names() -> None:
+    t = Topics("heatd/s1")
+    assert t.state("loop") == "heatd/s1/loop/state"
+    assert t.command_name("heatd/s1/cmd/mode") == "mode"
+    assert t.command_name("heatd/s1/cmd/mode/response") is None
+    assert t.command_name("heatd/s2/cmd/mode") is None
+    for bad in ("cmd", "control", "Loop", "a/b", "#"):
+        with pytest.raises(ValueError):
+            check_device(bad)
+
+
+def test_payload_encoding() -> None:
+    assert epoch_ms(1_700_000_000.123) == 1_700_000_000_123
+    assert epoch_ms(1.5) == 1500
+    assert dumps({"a": math.inf, "b": (1, 2.5), "c": Quality.GOOD}) == \
+        b'{"a":null,"b":[1,2.5],"c":"good"}'
+    with pytest.raises(TypeError, match="object"):
+        dumps({"x": object()})
