@@ -12,6 +12,7 @@ import textwrap
 from typing import Any
 
 import aiomqtt
+import pytest
 from mqtt_broker import Mosquitto, Recorder, broker_fixture, retained
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -333,7 +334,7 @@ async def test_retained_command_ignored_and_every_command_audited(broker: Mosqui
     audit = [json.loads(m.payload) for m in rec.on(f"{BASE}/events")]
     assert all(a["kind"] == "command" and isinstance(a["ts"], int) for a in audit)
     summary = [(a["id"], a["command"], a["accepted"]) for a in audit]
-    assert summary == [(None, "mode", False), ("c1", "mode", True), ("c2", "mode", False),
+    assert summary == [("old", "mode", False), ("c1", "mode", True), ("c2", "mode", False),
                        ("c3", "override", False), ("c4", "republish", True)]
     assert audit[0]["reason"] == "retained command ignored" and "old" in audit[0]["payload"]
     assert audit[1]["args"] == {"by": None, "mode": "auto", "ttl": None}
@@ -497,3 +498,78 @@ async def test_reloaded_site_updates_info_and_deletes_vanished_devices(broker: M
         assert await retained(broker, f"{BASE}/racks/availability", timeout=0.5) is None
     finally:
         await link.stop()
+
+
+class Blocked(Runtime):
+    """A runtime whose handler waits until released (a reload that takes its time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.finished: list[str | None] = []
+
+    async def __call__(self, command: Command) -> CommandResult:
+        self.calls.append(command)
+        await self.release.wait()
+        self.finished.append(command.id)
+        return CommandResult(True, "done")
+
+
+async def test_slow_handler_is_answered_late_but_never_cancelled(broker: Mosquitto) -> None:
+    runtime = Blocked()
+    link = MqttLink(settings(broker), SITE, runtime, handler_timeout=0.2)
+    await link.start()
+    try:
+        await link.wait_connected()
+        async with Recorder(broker, f"{BASE}/cmd/reload/response") as rec:
+            await rec.client.publish(f"{BASE}/cmd/reload", b'{"id": "slow"}', qos=1)
+            reply = json.loads((await rec.wait(f"{BASE}/cmd/reload/response")).payload)
+            assert reply["accepted"] is False and "no answer within 0.2 s" in reply["reason"]
+            runtime.release.set()
+            while not runtime.finished:
+                await asyncio.sleep(0.01)
+        assert runtime.finished == ["slow"]
+    finally:
+        await link.stop()
+
+
+async def test_commands_beyond_the_backlog_are_refused_as_busy(broker: Mosquitto) -> None:
+    runtime = Blocked()
+    link = await started(broker, runtime)
+    try:
+        async with Recorder(broker, f"{BASE}/cmd/mode/response") as rec:
+            for n in range(80):  # one in the handler, a bounded backlog, the rest refused
+                await rec.client.publish(f"{BASE}/cmd/mode", json.dumps(
+                    {"mode": "auto", "id": str(n)}), qos=1)
+            busy = json.loads((await rec.wait(f"{BASE}/cmd/mode/response")).payload)
+            assert busy["accepted"] is False and busy["reason"].startswith("busy")
+            assert int(busy["id"]) > 60
+            runtime.release.set()
+            await rec.wait(f"{BASE}/cmd/mode/response",
+                           lambda m: json.loads(m.payload)["reason"] == "done")
+    finally:
+        await link.stop()
+    assert runtime.calls[0].id == "0"
+
+
+async def test_response_topic_inside_the_site_tree_is_not_honoured(broker: Mosquitto) -> None:
+    runtime = Runtime()
+    link = await started(broker, runtime)
+    try:
+        async with Recorder(broker, f"{BASE}/cmd/#") as rec:
+            # honoured, the reply would arrive as a new (invalid) command, and so on
+            await rec.client.publish(f"{BASE}/cmd/mode", b'{"mode": "auto", "id": "loop"}', qos=1,
+                                     properties=v5_request(f"{BASE}/cmd/mode", b"x"))
+            reply = await rec.wait(f"{BASE}/cmd/mode/response")
+            # A looped-back reply would reach the link before this second command does.
+            await rec.client.publish(f"{BASE}/cmd/mode", b'{"mode": "auto", "id": "next"}',
+                                     qos=1)
+            await rec.wait(f"{BASE}/cmd/mode/response", lambda m: b'"next"' in m.payload)
+    finally:
+        await link.stop()
+    assert json.loads(reply.payload)["id"] == "loop"
+    assert [m.topic.rsplit("/", 1)[-1] for m in rec.seen] == [
+        "mode", "response", "mode", "response"]
+    assert link.stats.commands == 2 and link.stats.refused == 0
+    with pytest.raises(ValueError, match="cannot publish"):
+        link.publish("heatd/+/x", b"")

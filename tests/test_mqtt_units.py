@@ -24,7 +24,7 @@ from heatd.mqtt.commands import (
 from heatd.mqtt.payload import dumps, epoch_ms
 from heatd.mqtt.settings import MqttSettings
 from heatd.mqtt.state import DeviceReporter, body
-from heatd.mqtt.topics import Topics, check_device
+from heatd.mqtt.topics import Topics, check_device, publishable
 
 # ------------------------------------------------------------------ settings
 
@@ -218,6 +218,8 @@ def test_topics_and_reserved_device_names() -> None:
     assert t.command_name("heatd/s1/cmd/mode") == "mode"
     assert t.command_name("heatd/s1/cmd/mode/response") is None
     assert t.command_name("heatd/s2/cmd/mode") is None
+    assert publishable("a/b") and publishable("x/é")
+    assert not any(publishable(t) for t in ("", "a/+", "a/#", "a\0b", "x" * 65536))
     for bad in ("cmd", "control", "Loop", "a/b", "#"):
         with pytest.raises(ValueError):
             check_device(bad)

@@ -205,7 +205,7 @@ class CommandRefused(ValueError):
 
 def parse(name: str, payload: bytes, limits: CommandLimits) -> Command:
     """Validate one command payload (JSON object); raises CommandRefused with the reason."""
-    id_ = _peek_id(payload)
+    id_ = peek_id(payload)
     model = MODELS.get(name)
     if model is None:
         raise CommandRefused(f"unknown command {name!r}; known: {', '.join(MODELS)}", id_)
@@ -225,7 +225,7 @@ def explain(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _peek_id(payload: bytes) -> str | None:
+def peek_id(payload: bytes) -> str | None:
     """The ``id`` of a payload that may not validate, so even a refusal can be matched."""
     try:
         data = json.loads(payload)

@@ -34,12 +34,13 @@ from heatd.mqtt.commands import (
     CommandResult,
     RepublishCommand,
     parse,
+    peek_id,
 )
 from heatd.mqtt.discovery import discovery_payload, discovery_topic
 from heatd.mqtt.payload import dumps, epoch_ms
 from heatd.mqtt.settings import MqttSettings
 from heatd.mqtt.state import DeviceReporter
-from heatd.mqtt.topics import Topics, check_device
+from heatd.mqtt.topics import Topics, check_device, publishable
 
 if TYPE_CHECKING:
     from drivers.reading import Reading
@@ -50,6 +51,7 @@ log = structlog.get_logger(__name__)
 
 ONLINE, OFFLINE = b"online", b"offline"
 AUDIT_PAYLOAD_CHARS = 256
+COMMAND_BACKLOG = 64
 
 
 @dataclass
@@ -115,6 +117,10 @@ class MqttLink:
         self._stopping = asyncio.Event()
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._commands: asyncio.Queue[tuple[str, aiomqtt.Message]] = asyncio.Queue(
+            COMMAND_BACKLOG)
+        self._worker: asyncio.Task[None] | None = None
+        self._late: set[asyncio.Task[CommandResult]] = set()
         self._ha_status = f"{settings.homeassistant.prefix}/status"
 
     # ----------------------------------------------------------------- lifecycle
@@ -126,13 +132,14 @@ class MqttLink:
         when the password file or TLS files cannot be read, so the daemon does not start
         half-configured.
         """
-        if self._task is not None:
-            raise RuntimeError("the link is already started")
+        if self._task is not None or self._stopping.is_set():
+            raise RuntimeError("a link starts once; make a new one after stop()")
         password = self.settings.read_password()
         tls = self.settings.tls.context() if self.settings.tls else None
         self._started = self._clock()
         self._describe_site()
         self._task = asyncio.create_task(self._run(password, tls), name="mqtt-link")
+        self._worker = asyncio.create_task(self._serve_commands(), name="mqtt-commands")
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Clean stop: flush what is queued, publish a retained ``offline``, disconnect.
@@ -152,6 +159,10 @@ class MqttLink:
                 await self._task
         finally:
             self._task = None
+            if self._worker is not None:
+                self._worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._worker
 
     def set_site(self, site: SiteConfig, config_hash: str | None = None) -> None:
         """Take a reloaded site file: new command bounds, info and discovery; the retained
@@ -234,7 +245,10 @@ class MqttLink:
     ) -> None:
         """Any topic. Retained: only the latest payload per topic is kept and re-sent
         after every reconnect. Not retained: queued in order, oldest dropped (and
-        counted in ``stats.dropped``) beyond ``queue_size``."""
+        counted in ``stats.dropped``) beyond ``queue_size``. An unpublishable topic
+        (wildcards, empty) raises ValueError here, at the caller, not in the link."""
+        if not publishable(topic):
+            raise ValueError(f"cannot publish to topic {topic!r}")
         data = payload.encode() if isinstance(payload, str) else payload
         level = self.settings.qos if qos is None else qos
         if retain:
@@ -405,16 +419,33 @@ class MqttLink:
                     self._wake.set()
                 continue
             name = self.topics.command_name(topic)
-            if name is not None:
-                await self._command(name, message)
+            if name is None:
+                continue
+            try:
+                self._commands.put_nowait((name, message))
+            except asyncio.QueueFull:
+                self._refuse_busy(name, message)
+
+    async def _serve_commands(self) -> None:
+        """Carry out commands one at a time, in arrival order. A task of its own, not part
+        of a connection, so a broker drop never cancels a handler half-way (a reload)."""
+        while True:
+            name, message = await self._commands.get()
+            await self._command(name, message)
+
+    def _refuse_busy(self, name: str, message: aiomqtt.Message) -> None:
+        payload = message.payload if isinstance(message.payload, bytes) else b""
+        self._conclude(name, message, peek_id(payload),
+                       CommandResult(False, "busy: too many commands queued"), None, payload)
 
     async def _command(self, name: str, message: aiomqtt.Message) -> None:
         """Validate, hand over, reply and audit one command message."""
         payload = message.payload if isinstance(message.payload, bytes) else b""
-        self.stats.commands += 1
         if message.retain:
+            self.stats.commands += 1
             self.stats.refused += 1
-            self._audit(name, None, False, "retained command ignored", payload, None)
+            self._audit(name, peek_id(payload), False, "retained command ignored", payload,
+                        None)
             return
         command: Command | None = None
         try:
@@ -424,6 +455,11 @@ class MqttLink:
             result, id_ = CommandResult(False, exc.reason), exc.id
         else:
             result = await self._execute(command)
+        self._conclude(name, message, id_, result, command, payload)
+
+    def _conclude(self, name: str, message: aiomqtt.Message, id_: str | None,
+                  result: CommandResult, command: Command | None, payload: bytes) -> None:
+        self.stats.commands += 1
         if not result.accepted:
             self.stats.refused += 1
         reply = dumps({"ts": epoch_ms(self._clock()), "id": id_, "command": name,
@@ -436,10 +472,15 @@ class MqttLink:
         if isinstance(command, RepublishCommand):
             return CommandResult(True, "retained topics re-sent",
                                  {"topics": self.republish()})
+        task = asyncio.ensure_future(self._handler(command))
         try:
-            result = await asyncio.wait_for(self._handler(command), self._handler_timeout)
+            result = await asyncio.wait_for(asyncio.shield(task), self._handler_timeout)
         except TimeoutError:
-            return CommandResult(False, f"not answered within {self._handler_timeout:g} s")
+            # Never cancel the runtime half-way; it finishes (and logs) on its own.
+            self._late.add(task)
+            task.add_done_callback(self._late_done)
+            return CommandResult(False, f"no answer within {self._handler_timeout:g} s; "
+                                 "it may still take effect (see events)")
         except Exception as exc:  # the runtime's bug must not take the link down
             log.exception("command handler failed", command=command.name)
             return CommandResult(False, f"internal error: {exc}")
@@ -447,13 +488,23 @@ class MqttLink:
             return CommandResult(False, "internal error: handler returned no CommandResult")
         return result
 
+    def _late_done(self, task: asyncio.Task[CommandResult]) -> None:
+        self._late.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        result = None if exc is not None else task.result()
+        log.warning("late command result", error=str(exc) if exc else None,
+                    accepted=getattr(result, "accepted", None),
+                    reason=getattr(result, "reason", None))
+
     def _reply(self, name: str, props: Properties | None, reply: bytes) -> None:
         """MQTT v5: on the response topic with the correlation data; otherwise (3.1.1)
         on ``<base>/cmd/<name>/response``. A response topic inside our own tree is not
         honoured: it could overwrite site topics or feed a reply back in as a command."""
         response_topic = getattr(props, "ResponseTopic", None) if props else None
-        if (response_topic and not response_topic.startswith(f"{self.topics.base}/")
-                and "+" not in response_topic and "#" not in response_topic):
+        if (response_topic and publishable(response_topic)
+                and not response_topic.startswith(f"{self.topics.base}/")):
             out = Properties(PacketTypes.PUBLISH)
             correlation = getattr(props, "CorrelationData", None)
             if correlation is not None:

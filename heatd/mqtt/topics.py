@@ -21,6 +21,17 @@ def check_id(value: str) -> str:
     return value
 
 
+def publishable(topic: str) -> bool:
+    """Whether a broker would take ``topic`` for a PUBLISH: not empty, no wildcard or NUL,
+    at most 65535 bytes of UTF-8."""
+    if not topic or any(c in topic for c in "+#\0"):
+        return False
+    try:
+        return len(topic.encode("utf-8")) <= 65535
+    except UnicodeEncodeError:
+        return False
+
+
 def check_device(name: str) -> str:
     """A device name that can be a topic level without colliding with the site's own."""
     if check_id(name) in RESERVED_DEVICES:
