@@ -1,0 +1,260 @@
+"""Lockstep co-simulation: any controller against the plant model, without sockets.
+
+Each step, in plant time t:
+1. the sensor layer measures the plant with the scenario's faults active at t
+   (a None reading - dropout, comms loss - becomes a bad Signal; NaN stays a value, so
+   the controller's own validation has to catch it);
+2. the readings become a control Snapshot (role -> Signals), as the daemon would freeze;
+3. the controller steps and its setpoints become the plant's Actuators, with the
+   heartbeat bumped every step as the daemon does, so the site PLC does not fall back;
+4. the plant steps by dt with the scenario's disturbances at t.
+The "none" controller writes nothing at all: the plant runs on its defaults and its PLC
+(no heartbeat, so the PLC falls back to local cooling), the floor every controller is
+scored against.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from heatd.control import baseline
+from heatd.control import roles as R
+from heatd.control.core import Decision, step
+from heatd.control.params import ControlParams
+from heatd.control.signals import Signal, Snapshot
+from heatd.control.state import initial_state as heatd_initial_state
+from hil.kpi import Accumulator, KpiConfig, Kpis, Sample, heat_available_kw, storage_kwh
+from hil.params import PlantParams, compile_params
+from hil.plant import Actuators, PlantState
+from hil.plant import initial_state as plant_initial_state
+from hil.plant import step as plant_step
+from hil.scenario import Scenario
+from hil.sensors import Readings, rack_offsets, role_of, sensor_names, true_readings
+
+CONTROLLERS = ("heatd", "baseline", "none")
+
+_FEEDBACK_OF_OUTPUT = {out: fb for fb, out in R.FEEDBACK_ROLES.items()}
+_RACK_PREFIX = R.RACK_INLET_TEMP + "["
+_NO_VALUE = "no value"
+
+
+@dataclass(frozen=True, slots=True)
+class Controller:
+    """A controller as the co-simulator drives it: a step function, its params and its
+    initial state. ``step`` None means a controller that never writes."""
+
+    name: str
+    step: Callable[[Snapshot, Any, Any, float], Decision[Any]] | None
+    params: Any
+    initial_state: Callable[[float], Any]
+
+
+def heatd_controller(params: ControlParams) -> Controller:
+    return Controller("heatd", step, params, heatd_initial_state)
+
+
+def baseline_controller(params: baseline.BaselineParams) -> Controller:
+    return Controller("baseline", baseline.step, params, baseline.initial_state)
+
+
+NO_CONTROLLER = Controller("none", None, None, lambda now: None)
+
+
+def _signal_factory() -> Callable[[float | None, float], Signal]:
+    """Signal(value, good, ts, reason) at half the cost of the frozen dataclass's __init__
+    (which sets each slot through object.__setattr__): the co-simulator makes some thirty
+    per step, millions per simulated year. Falls back to the constructor if Signal ever
+    stops being a slotted class."""
+    slots = [getattr(Signal, f, None) for f in ("value", "good", "ts", "reason")]
+    if not all(hasattr(s, "__set__") for s in slots):
+        return lambda v, now: (
+            Signal(v, True, now, None) if v is not None else Signal(None, False, now, _NO_VALUE)
+        )
+    set_value, set_good, set_ts, set_reason = (s.__set__ for s in slots)  # type: ignore[union-attr]
+    new = object.__new__
+
+    def make(v: float | None, now: float) -> Signal:
+        sig = new(Signal)
+        set_ts(sig, now)
+        if v is None:
+            set_value(sig, None)
+            set_good(sig, False)
+            set_reason(sig, _NO_VALUE)
+        else:
+            set_value(sig, v)
+            set_good(sig, True)
+            set_reason(sig, None)
+        return sig
+
+    return make
+
+
+_signal = _signal_factory()
+
+
+class SnapshotBuilder:
+    """Sensor readings -> Snapshot, with the sensor -> role table resolved once per site.
+
+    Every sensor the plant has is bound, as on a fully instrumented site. Output roles
+    that sensors report (actual valve position, fan speed, capacity) become the feedback
+    roles; sensors without a control role (fan power, condenser outlet...) are left out,
+    as a site file would not bind them. A None reading is a bad signal.
+    """
+
+    def __init__(self, names: list[str]) -> None:
+        plain: list[tuple[str, str]] = []
+        racks: list[tuple[int, str]] = []
+        for name in names:
+            role = role_of(name)
+            role = _FEEDBACK_OF_OUTPUT.get(role, role)
+            if role.startswith(_RACK_PREFIX):
+                racks.append((int(role[len(_RACK_PREFIX) : -1]), name))
+            elif R.is_input_role(role):
+                plain.append((name, role))
+        self._plain = tuple(plain)
+        self._racks = tuple(name for _, name in sorted(racks))
+
+    def __call__(self, readings: Readings, now: float) -> Snapshot:
+        make = _signal
+        get = readings.get
+        signals = {role: (make(get(name), now),) for name, role in self._plain}
+        if self._racks:
+            signals[R.RACK_INLET_TEMP] = tuple([make(get(name), now) for name in self._racks])
+        return Snapshot(now, signals)
+
+
+def plant_start(scenario: Scenario, t: float) -> PlantState:
+    """A quiet plant in steady state at scenario time t (a window may start mid-scenario)."""
+    d = scenario.disturbances(t)
+    return plant_initial_state(
+        scenario.params, t=t, it_power_kw=d.it_power_kw, outdoor_temp_c=d.outdoor_temp_c
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One co-simulation: the figures, the final plant state, and an optional trace."""
+
+    scenario: str
+    controller: str
+    seed: int
+    dt: float
+    start_s: float
+    duration_s: float
+    kpis: Kpis
+    final: PlantState
+    trace: Mapping[str, list[float]] | None
+    events: int
+
+
+TRACE_KEYS = (
+    "t_h", "supply_c", "return_c", "rack_inlet_c", "tank_top_c", "outdoor_c",
+    "valve", "fan", "hp_capacity", "hp_running", "demand_kw", "delivered_kw",
+    "hp_heat_kw", "available_kw",
+)  # fmt: skip
+
+
+def simulate(
+    scenario: Scenario,
+    controller: Controller,
+    *,
+    dt: float = 10.0,
+    start_s: float = 0.0,
+    duration_s: float | None = None,
+    kpi: KpiConfig | None = None,
+    trace_points: int = 0,
+) -> Run:
+    """Co-simulate ``controller`` on ``scenario`` from ``start_s`` for ``duration_s``
+    (default: to the end). ``trace_points`` > 0 also keeps about that many samples for plots.
+    """
+    if dt <= 0:
+        raise ValueError("dt must be positive")
+    params: PlantParams = scenario.params
+    compiled = compile_params(params)
+    end = (
+        scenario.duration_s
+        if duration_s is None
+        else min(scenario.duration_s, start_s + duration_s)
+    )
+    steps = max(0, math.ceil((end - start_s) / dt - 1e-9))
+    state = plant_start(scenario, start_s)
+    config = kpi or KpiConfig(supply_limit_c=params.loop.supply_limit_c)
+    acc = Accumulator(config, storage_kwh(state, params, capacity=True), storage_kwh(state, params))
+    sensors = scenario.sensor_layer()
+    build = SnapshotBuilder(sensor_names(params))
+    faults = scenario.faults
+    disturbances = scenario.disturbances
+    ctl_step, ctl_params = controller.step, controller.params
+    cstate = controller.initial_state(start_s)
+    idle = Actuators()
+    rack_top = max(rack_offsets(params), default=0.0)
+    every = max(1, steps // trace_points) if trace_points > 0 else 0
+    trace: dict[str, list[float]] | None = {k: [] for k in TRACE_KEYS} if every else None
+    events = 0
+    hb = 0
+    for k in range(steps):
+        t = start_s + k * dt
+        h = min(dt, end - t)
+        dist = disturbances(t)
+        if ctl_step is None:
+            act = idle
+        else:
+            active = [f for f in faults if f.start_s <= t < f.end_s]
+            readings = sensors.read(state, active, t) if active else true_readings(state, params)
+            decision = ctl_step(build(readings, t), cstate, ctl_params, t)
+            cstate = decision.state
+            events += len(decision.events)
+            sp = decision.setpoints
+            hb = hb + 1 if hb < 65535 else 0
+            act = Actuators(sp.valve, sp.hp_enable, sp.hp_capacity, sp.hp_reset, sp.fan, hb)
+        new = plant_step(state, act, dist, h, compiled)
+        available = 0.0 if dist.hp_fault else heat_available_kw(new, compiled)
+        sample = Sample(
+            h,
+            new.supply_temp_c,
+            new.air_temp_c + rack_top,
+            new.heat_delivered_to_dh_kwh - state.heat_delivered_to_dh_kwh,
+            new.hp_heat_kwh - state.hp_heat_kwh,
+            new.hp_electricity_kwh - state.hp_electricity_kwh,
+            new.it_energy_kwh - state.it_energy_kwh,
+            new.fan_electricity_kwh - state.fan_electricity_kwh,
+            available,
+            dist.dh_demand_kw,
+            new.hp_running,
+            new.hp_trip_code != 0,
+            new.plc_fallback,
+            new.valve_position,
+            new.fan_speed,
+            new.hp_capacity,
+        )
+        acc.add(sample)
+        if trace is not None and k % every == 0:
+            _record(trace, new, sample, rack_top)
+        state = new
+    return Run(
+        scenario.name,
+        controller.name,
+        scenario.seed,
+        dt,
+        start_s,
+        end - start_s,
+        acc.result(),
+        state,
+        trace,
+        events,
+    )
+
+
+def _record(trace: dict[str, list[float]], s: PlantState, x: Sample, rack_top: float) -> None:
+    h = x.dt / 3600.0
+    row = (
+        s.t / 3600.0, s.supply_temp_c, s.rack_temp_c, x.rack_inlet_c, s.tank_c[0],
+        s.outdoor_temp_c, s.valve_position, s.fan_speed, s.hp_capacity,
+        1.0 if s.hp_running else 0.0, x.demand_kw, x.delivered_kwh / h if h else 0.0,
+        x.hp_heat_kwh / h if h else 0.0, x.available_kw,
+    )  # fmt: skip
+    for key, v in zip(TRACE_KEYS, row, strict=True):
+        trace[key].append(v)

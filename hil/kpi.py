@@ -1,0 +1,241 @@
+"""Key performance indicators of one co-simulated run, BOPTEST style.
+
+The co-simulator hands over one :class:`Sample` per step (energies of that step from the
+plant's exact integrators, temperatures and positions at its end); :class:`Accumulator`
+folds them into :class:`Kpis`. It is pure arithmetic on the samples, so a hand-made trace
+checks every integral.
+
+The ideal the recovery ratio is measured against ("what physics would allow"):
+- heat available (kW) = min(IT heat x COP / (COP - 1), heat-pump nominal heat): everything
+  the IT puts into the loop lifted by the heat pump, the compressor's work added.
+  COP is the plant's own COP curve at full output in the loop and tank temperatures of
+  the run at that step (evaporator inlet = rack outlet - approach; condenser outlet as the
+  plant makes it at nominal heat). Full output is the highest condenser outlet, so the
+  lowest COP and the largest COP / (COP - 1): no controller's heat pump can turn the same
+  IT heat into more heat at that state. While the heat pump has an internal fault (a
+  physical trip in the scenario) nothing is available.
+- what the heat can go to: the demand, plus the storage headroom. An ideal tank, from the
+  real tank's starting content up to its capacity, charges with any surplus and serves
+  the demand whenever the heat pump falls short (which frees headroom). Content and
+  capacity count from the network's nominal return temperature up to the heat pump's
+  condenser trip temperature, the most any controller can store.
+- ideal = sum over steps of min(available x dt, demand x dt + headroom), the greedy
+  schedule, which is optimal for one store with a linear objective.
+The ratio compares the heat the heat pump made (delivered to the network + put in
+storage) with that ideal, so it is at most 1 up to the loop's own thermal mass (a few
+kWh) and Euler noise.
+
+Heat delivered is what the network's meter sees; over a short window it includes the
+heat the tank held at the start, which no controller made. So the ratio and ERF count the
+heat the heat pump made (delivered + stored) instead.
+
+ERF (ISO/IEC 30134-6) = energy reused / total data-centre energy, the heat pump and the
+dry-cooler fans inside the data-centre boundary: heat-pump heat / (IT + fans + heat-pump
+electricity), at most 1.
+CO2 avoided = heat delivered x the displaced gas boiler's factor - heat-pump electricity
+x the grid factor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+from hil.params import Compiled, PlantParams, compile_params
+from hil.plant import PlantState, cop_from_lift
+
+_S_PER_H = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class KpiConfig:
+    """Limits and factors the figures are judged with (not the controller's own)."""
+
+    supply_limit_c: float = 45.0
+    """Coolant supply temperature limit (ASHRAE W45): K.h above it are a violation."""
+    rack_inlet_limit_c: float = 45.0
+    """Hottest rack inlet air allowed (ASHRAE A4 allowable 45 degC: the air in this plant
+    is cooled by the W45 coolant, so the air-side recommended 27 degC is out of reach)."""
+    gas_kg_per_kwh: float = 0.202
+    """CO2 of the gas boiler heat that delivered heat displaces."""
+    grid_kg_per_kwh: float = 0.380
+    """CO2 of grid electricity the heat pump draws."""
+    min_on_s: float = 600.0
+    """A run shorter than this is a short cycle."""
+    min_off_s: float = 300.0
+    """A restart sooner than this after a stop is a short cycle."""
+
+
+class Sample(NamedTuple):
+    """One co-simulation step: energies over it (kWh), the state at its end."""
+
+    dt: float
+    supply_c: float
+    rack_inlet_c: float
+    """Hottest rack inlet."""
+    delivered_kwh: float
+    hp_heat_kwh: float
+    hp_electricity_kwh: float
+    it_kwh: float
+    fan_kwh: float
+    available_kw: float
+    demand_kw: float
+    hp_running: bool
+    hp_tripped: bool
+    plc_fallback: bool
+    valve: float
+    fan: float
+    capacity: float
+
+
+@dataclass(frozen=True, slots=True)
+class Kpis:
+    """Every figure of a run; ``as_dict`` keys are stable (scripts read them)."""
+
+    duration_h: float
+    supply_violation_kh: float
+    rack_inlet_violation_s: float
+    plc_fallback_s: float
+    max_supply_c: float
+    max_rack_inlet_c: float
+    heat_delivered_mwh: float
+    heat_recovered_mwh: float
+    ideal_heat_mwh: float
+    recovery_ratio: float | None
+    demand_mwh: float
+    hp_electricity_mwh: float
+    seasonal_cop: float | None
+    hp_starts: int
+    short_cycles: int
+    hp_trips: int
+    it_energy_mwh: float
+    fan_electricity_mwh: float
+    erf: float | None
+    co2_avoided_t: float
+    valve_travel: float
+    fan_travel: float
+    capacity_travel: float
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return asdict(self)
+
+
+def heat_available_kw(state: PlantState, params: PlantParams | Compiled) -> float:
+    """Heat the heat pump could make at full output from the IT heat in the loop now."""
+    c = params if isinstance(params, Compiled) else compile_params(params)
+    q = c.hp_nom
+    t_bot = state.tank_c[-1]
+    m_c = c.cond_flow_max
+    rise = c.dh_set - t_bot
+    if rise > 0.0:
+        m_c = min(m_c, q / (c.cp_dh * rise))
+    cond_out = t_bot + q / (m_c * c.cp_dh)
+    cop = cop_from_lift(cond_out - (state.rack_temp_c - c.hx_approach), cond_out, c)
+    return min(state.it_power_kw * cop / (cop - 1.0), q)
+
+
+def storage_kwh(state: PlantState, params: PlantParams, *, capacity: bool = False) -> float:
+    """Heat in the tank above the nominal return temperature (or the most it can hold)."""
+    c = compile_params(params)
+    ret = params.dh.return_temp_c
+    if capacity:
+        return c.node_cap * c.nodes * (params.heat_pump.cond_outlet_max_c - ret) / _S_PER_H
+    return max(0.0, c.node_cap * sum(t - ret for t in state.tank_c) / _S_PER_H)
+
+
+class Accumulator:
+    """Folds samples into KPIs; one per run."""
+
+    def __init__(
+        self, config: KpiConfig, storage_capacity_kwh: float = 0.0, storage_start_kwh: float = 0.0
+    ) -> None:
+        self.config = config
+        self._cap = storage_capacity_kwh
+        self._store = min(max(storage_start_kwh, 0.0), storage_capacity_kwh)
+        self._t = 0.0
+        self._supply_kh = self._rack_s = self._fallback_s = 0.0
+        self._max_supply = self._max_rack = float("-inf")
+        self._delivered = self._hp_heat = self._hp_el = self._it = self._fan = 0.0
+        self._ideal = self._demand = 0.0
+        self._starts = self._short = self._trips = 0
+        self._running = self._tripped = False
+        self._on_at: float | None = None
+        self._off_at: float | None = None
+        self._last: tuple[float, float, float] | None = None
+        self._travel = [0.0, 0.0, 0.0]
+
+    def add(self, x: Sample) -> None:
+        cfg = self.config
+        dt = x.dt
+        self._t += dt
+        now = self._t
+        over = x.supply_c - cfg.supply_limit_c
+        if over > 0.0:
+            self._supply_kh += over * dt / _S_PER_H
+        if x.rack_inlet_c > cfg.rack_inlet_limit_c:
+            self._rack_s += dt
+        if x.plc_fallback:
+            self._fallback_s += dt
+        self._max_supply = max(self._max_supply, x.supply_c)
+        self._max_rack = max(self._max_rack, x.rack_inlet_c)
+
+        self._delivered += x.delivered_kwh
+        self._hp_heat += x.hp_heat_kwh
+        self._hp_el += x.hp_electricity_kwh
+        self._it += x.it_kwh
+        self._fan += x.fan_kwh
+        demand = x.demand_kw * dt / _S_PER_H
+        self._demand += demand
+        made = min(x.available_kw * dt / _S_PER_H, demand + self._cap - self._store)
+        self._ideal += made
+        self._store = max(0.0, self._store + made - demand)
+
+        if x.hp_running and not self._running:
+            self._starts += 1
+            if self._off_at is not None and now - self._off_at < cfg.min_off_s:
+                self._short += 1
+            self._on_at = now
+        elif self._running and not x.hp_running:
+            if self._on_at is not None and now - self._on_at < cfg.min_on_s:
+                self._short += 1
+            self._off_at = now
+        self._running = x.hp_running
+        if x.hp_tripped and not self._tripped:
+            self._trips += 1
+        self._tripped = x.hp_tripped
+
+        pos = (x.valve, x.fan, x.capacity)
+        if self._last is not None:
+            for i in range(3):
+                self._travel[i] += abs(pos[i] - self._last[i])
+        self._last = pos
+
+    def result(self) -> Kpis:
+        cfg = self.config
+        total = self._it + self._fan + self._hp_el
+        return Kpis(
+            duration_h=self._t / _S_PER_H,
+            supply_violation_kh=self._supply_kh,
+            rack_inlet_violation_s=self._rack_s,
+            plc_fallback_s=self._fallback_s,
+            max_supply_c=self._max_supply,
+            max_rack_inlet_c=self._max_rack,
+            heat_delivered_mwh=self._delivered / 1000.0,
+            heat_recovered_mwh=self._hp_heat / 1000.0,
+            ideal_heat_mwh=self._ideal / 1000.0,
+            recovery_ratio=self._hp_heat / self._ideal if self._ideal > 0.0 else None,
+            demand_mwh=self._demand / 1000.0,
+            hp_electricity_mwh=self._hp_el / 1000.0,
+            seasonal_cop=self._hp_heat / self._hp_el if self._hp_el > 0.0 else None,
+            hp_starts=self._starts,
+            short_cycles=self._short,
+            hp_trips=self._trips,
+            it_energy_mwh=self._it / 1000.0,
+            fan_electricity_mwh=self._fan / 1000.0,
+            erf=self._hp_heat / total if total > 0.0 else None,
+            co2_avoided_t=(self._delivered * cfg.gas_kg_per_kwh - self._hp_el * cfg.grid_kg_per_kwh)
+            / 1000.0,
+            valve_travel=self._travel[0],
+            fan_travel=self._travel[1],
+            capacity_travel=self._travel[2],
+        )
