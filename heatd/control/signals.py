@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+Reading = float | bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,3 +36,18 @@ class Snapshot:
 
     now: float
     signals: Mapping[str, tuple[Signal, ...]]
+
+    @classmethod
+    def from_values(
+        cls, now: float, values: Mapping[str, Reading | Sequence[Reading]]
+    ) -> Snapshot:
+        """A snapshot sampled at ``now`` from plain values (None = a bad point), for a
+        simulator or a test that has numbers rather than driver readings."""
+        signals: dict[str, tuple[Signal, ...]] = {}
+        for role, v in values.items():
+            seq = v if isinstance(v, Sequence) else (v,)
+            signals[role] = tuple(
+                Signal.bad("no value", now) if x is None else Signal(float(x), True, now)
+                for x in seq
+            )
+        return cls(now, signals)
