@@ -82,6 +82,8 @@ class PlantServer:
         self.recorder = (Recorder(record_dir, len(self.plant.state.tank_c), record_interval_s)
                          if record_dir is not None else None)
         self.writes_received = 0
+        self.paused = False
+        """While paused plant time stands still; the servers keep serving and taking writes."""
         self._transitions: dict[int, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -185,10 +187,12 @@ class PlantServer:
             await asyncio.sleep(delay)
             now = loop.time()
             dt, last = min(now - last, self.max_lag_s), now
-            self.plant.advance(min(self.speed * dt, self.duration_s - self.plant.t))
+            if not self.paused:
+                self.plant.advance(min(self.speed * dt, self.duration_s - self.plant.t))
             await self._publish(time.time())
             if now - self._status_at[0] >= self.status_interval_s:
                 self._print_status(now)
+        self._print_status(loop.time())  # where the run ended
 
     async def _publish(self, wall: float) -> None:
         faults = self.plant.active_faults()

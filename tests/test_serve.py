@@ -1,0 +1,453 @@
+"""The served plant against real pymodbus and asyncua clients: the demo site (on free
+ports) read back with independent decoding, writes reaching the plant's actuators, the
+PLC heartbeat watchdog, every fault kind on the wire, and the CSV records."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import math
+import struct
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from asyncua import Client, ua
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+
+from drivers.modbus import Table
+from heatd.config import ModbusPointConfig, ModbusTcpDevice, OpcUaDevice, SiteConfig
+from heatd.config_loader import load_site
+from heatd.site_checks import protocol_address
+from hil.recorder import TRUTH_FILE, WRITES_FILE
+from hil.serve import PlantServer, build_scenario
+from hil.siteports import with_free_ports
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+DEMO = Path(__file__).resolve().parent.parent / "config" / "demo-site.yaml"
+SPEED = 50.0
+VALVE_STROKE_S = 90.0
+HEARTBEAT_TIMEOUT_S = 30.0
+STRUCT = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "int64": "q",
+          "uint64": "Q", "float32": "f", "float64": "d"}
+
+
+def wire_decode(registers: list[int], point: ModbusPointConfig) -> float:
+    """Decode as a Modbus manual would state it, without the project's codec."""
+    data = b"".join(r.to_bytes(2, "big") for r in registers)
+    order = point.order.value
+    if order in ("CDAB", "DCBA"):
+        data = b"".join(data[i:i + 2] for i in range(len(data) - 2, -2, -2))
+    if order in ("BADC", "DCBA"):
+        data = b"".join(data[i + 1:i + 2] + data[i:i + 1] for i in range(0, len(data), 2))
+    (raw,) = struct.unpack(">" + STRUCT[point.data_type.value], data)
+    return raw * point.scale + point.offset
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[int, int]]:
+    tmp = tmp_path_factory.mktemp("serve")
+    moved = with_free_ports(DEMO, tmp / "site.yaml")
+    return tmp / "site.yaml", tmp / "record", moved
+
+
+@pytest.fixture(scope="module")
+def site(files: tuple[Path, Path, dict[int, int]]) -> SiteConfig:
+    return load_site(files[0])
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def sim(site: SiteConfig, files: tuple[Path, Path, dict[int, int]]
+              ) -> AsyncIterator[PlantServer]:
+    scenario = build_scenario("winter_week", 0, None)
+    server = PlantServer(site, scenario, speed=SPEED, tick_s=0.05, record_dir=files[1],
+                         record_interval_s=5.0, status_interval_s=3600.0)
+    async with server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def modbus_port(files: tuple[Path, Path, dict[int, int]]) -> int:
+    return files[2][15020]
+
+
+@pytest.fixture(scope="module")
+def ua_url(site: SiteConfig) -> str:
+    device = site.devices["heatpump"]
+    assert isinstance(device, OpcUaDevice)
+    return device.endpoint
+
+
+async def modbus_client(port: int, timeout: float = 1.0) -> AsyncModbusTcpClient:
+    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=timeout, retries=0)
+    assert await client.connect()
+    return client
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def mb(sim: PlantServer, modbus_port: int) -> AsyncIterator[AsyncModbusTcpClient]:
+    client = await modbus_client(modbus_port)
+    yield client
+    client.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def opc(sim: PlantServer, ua_url: str) -> AsyncIterator[Client]:
+    client = Client(ua_url, timeout=2.0)
+    await client.connect()
+    yield client
+    await client.disconnect()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def heartbeat(sim: PlantServer, modbus_port: int) -> AsyncIterator[None]:
+    """Keep the PLC's watchdog fed (a changing counter every 5 plant seconds)."""
+    client = await modbus_client(modbus_port)
+
+    async def beat() -> None:
+        count = 100
+        while True:
+            count += 1
+            await client.write_register(0, count % 65536, device_id=5)
+            await asyncio.sleep(0.1)
+
+    task = asyncio.create_task(beat())
+    await until(lambda: not sim.plant.state.plc_fallback)
+    yield
+    task.cancel()
+    client.close()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+async def read_point(client: AsyncModbusTcpClient, device: ModbusTcpDevice,
+                     point: ModbusPointConfig) -> list[int] | list[bool]:
+    address = protocol_address(device, point)
+    unit = device.unit_id
+    if point.table is Table.COIL:
+        return (await client.read_coils(address, count=1, device_id=unit)).bits[:1]
+    if point.table is Table.DISCRETE:
+        return (await client.read_discrete_inputs(address, count=1, device_id=unit)).bits[:1]
+    read = (client.read_holding_registers if point.table is Table.HOLDING
+            else client.read_input_registers)
+    return (await read(address, count=point.register_count, device_id=unit)).registers
+
+
+def expected(sim: PlantServer, ref: str) -> float | None:
+    binding = sim.bindings[ref]
+    readings = sim.plant.readings(sim.plant.active_faults())
+    return binding.served(readings.get(binding.sensor))  # type: ignore[arg-type]
+
+
+# -- values on the wire -------------------------------------------------------------
+
+
+async def test_modbus_points_read_back_the_plant_values(
+    sim: PlantServer, site: SiteConfig, mb: AsyncModbusTcpClient
+) -> None:
+    sim.paused = True
+    try:
+        await asyncio.sleep(0.15)
+        checked = set()
+        for name, device in site.devices.items():
+            if not isinstance(device, ModbusTcpDevice):
+                continue
+            for pname, point in device.points.items():
+                ref = f"{name}.{pname}"
+                if sim.bindings[ref].sensor is None:
+                    continue
+                want = expected(sim, ref)
+                assert want is not None and not math.isnan(want), ref
+                got = await read_point(mb, device, point)
+                if point.data_type.value == "bit":
+                    assert bool((got[0] >> point.bit) & 1) == (want >= 0.5), ref  # type: ignore[operator]
+                elif point.table in (Table.COIL, Table.DISCRETE) or point.data_type.value == "bool":
+                    assert bool(got[0]) == (want >= 0.5), ref
+                else:
+                    value = wire_decode(list(got), point)  # type: ignore[arg-type]
+                    tolerance = abs(point.scale) / 2 + 1e-6 * abs(want)
+                    assert value == pytest.approx(want, abs=tolerance), ref
+                checked.add((point.data_type.value, point.order.value))
+    finally:
+        sim.paused = False
+    assert checked >= {("float32", o) for o in ("ABCD", "BADC", "CDAB", "DCBA")}
+    assert {("float64", "DCBA"), ("uint64", "DCBA"), ("int32", "BADC"), ("uint32", "CDAB"),
+            ("int16", "ABCD"), ("uint16", "ABCD"), ("bit", "ABCD"), ("bool", "ABCD")} <= checked
+
+
+async def test_opcua_points_read_back_the_plant_values(
+    sim: PlantServer, site: SiteConfig, opc: Client
+) -> None:
+    device = site.devices["heatpump"]
+    assert isinstance(device, OpcUaDevice)
+    types = {}
+    sim.paused = True
+    try:
+        await asyncio.sleep(0.15)
+        for pname, point in device.points.items():
+            ref = f"heatpump.{pname}"
+            dv = await opc.get_node(point.node_id).read_data_value()
+            types[pname] = dv.Value.VariantType
+            if sim.bindings[ref].sensor is None:
+                continue
+            want = expected(sim, ref)
+            raw = dv.Value.Value
+            if isinstance(raw, bool):
+                assert raw == (want >= 0.5), ref  # type: ignore[operator]
+            else:
+                assert raw * point.scale + point.offset == pytest.approx(
+                    want, rel=1e-6, abs=point.scale / 2), ref
+    finally:
+        sim.paused = False
+    assert types["running"] is ua.VariantType.Boolean
+    assert types["trip_code"] is ua.VariantType.UInt16
+    assert types["power"] is ua.VariantType.Float
+    assert types["heat"] is ua.VariantType.Double
+    assert types["heat_energy"] is ua.VariantType.UInt64
+    assert types["capacity_setpoint"] is ua.VariantType.Int16
+
+
+# -- writes become actuators ---------------------------------------------------------
+
+
+@pytest.mark.usefixtures("heartbeat")
+async def test_valve_write_moves_the_valve_at_its_stroke_rate(
+    sim: PlantServer, mb: AsyncModbusTcpClient
+) -> None:
+    await mb.write_register(100, 0, device_id=2)
+    await until(lambda: sim.plant.state.valve_position == 0.0)
+    t0 = sim.plant.t
+    await mb.write_register(100, 1000, device_id=2)  # 1.0: everything to the heat pump
+    await until(lambda: sim.plant.command.valve_recovery == 1.0)
+    samples = []
+    async with asyncio.timeout(10):
+        while not samples or samples[-1][1] < 0.999:
+            feedback = (await mb.read_input_registers(29, count=1, device_id=2)).registers[0]
+            samples.append((sim.plant.t, feedback * 0.001))
+            await asyncio.sleep(0.03)
+    for t, position in samples:
+        assert position <= (t - t0) / VALVE_STROKE_S + 0.01
+    assert any(0.1 < p < 0.9 for _, p in samples)
+    assert samples[-1][0] - t0 >= VALVE_STROKE_S * 0.99
+    await mb.write_register(100, 0, device_id=2)
+
+
+@pytest.mark.usefixtures("heartbeat")
+async def test_fan_write_and_its_feedback(sim: PlantServer, mb: AsyncModbusTcpClient) -> None:
+    await mb.write_register(0, 300, device_id=3)
+    await until(lambda: sim.plant.command.fan_speed == pytest.approx(0.3))
+    async with asyncio.timeout(5):
+        while (await mb.read_holding_registers(1, count=1, device_id=3)).registers[0] != 300:
+            await asyncio.sleep(0.05)
+    assert sim.plant.state.fan_speed == pytest.approx(0.3)
+    await mb.write_register(0, 1000, device_id=3)
+
+
+@pytest.mark.usefixtures("heartbeat")
+async def test_heat_pump_runs_on_coil_enable_and_opcua_capacity(
+    sim: PlantServer, mb: AsyncModbusTcpClient, opc: Client
+) -> None:
+    await opc.get_node("ns=2;s=HP.CapacitySetpoint").write_value(
+        ua.Variant(500, ua.VariantType.Int16))
+    await until(lambda: sim.plant.command.hp_capacity == pytest.approx(0.5))
+    await mb.write_coil(0, True, device_id=5)
+    await until(lambda: sim.plant.command.hp_enable is True)
+    running = opc.get_node("ns=2;s=HP.Running")
+    actual = opc.get_node("ns=2;s=HP.CapacityActual")
+    async with asyncio.timeout(8):
+        while not (await running.read_value() and await actual.read_value() >= 0.499):
+            await asyncio.sleep(0.05)
+    await mb.write_coil(0, False, device_id=5)
+    async with asyncio.timeout(3):
+        while await running.read_value() or await actual.read_value() != 0.0:
+            await asyncio.sleep(0.05)
+
+
+async def test_heartbeat_watchdog_falls_back_and_releases(
+    sim: PlantServer, mb: AsyncModbusTcpClient
+) -> None:
+    async def fallback_seen() -> tuple[bool, bool]:
+        di = (await mb.read_discrete_inputs(0, count=1, device_id=5)).bits[0]
+        word = (await mb.read_holding_registers(10, count=1, device_id=5)).registers[0]
+        return bool(di), bool(word & 1)
+
+    await mb.write_register(0, 4242, device_id=5)
+    async with asyncio.timeout(3):
+        while await fallback_seen() != (False, False):
+            await asyncio.sleep(0.02)
+    t_write = sim.plant.t  # the write landed at or before this plant time
+    async with asyncio.timeout(5):
+        while await fallback_seen() != (True, True):
+            await asyncio.sleep(0.02)
+    assert sim.plant.t >= t_write + HEARTBEAT_TIMEOUT_S - 2 * SPEED * 0.05
+    assert sim.plant.t - t_write < HEARTBEAT_TIMEOUT_S + SPEED * 1.0
+    await mb.write_register(0, 4243, device_id=5)
+    async with asyncio.timeout(3):
+        while await fallback_seen() != (False, False):
+            await asyncio.sleep(0.02)
+
+
+# -- faults on the protocol layer ----------------------------------------------------
+
+
+async def test_comms_loss_silences_one_unit_of_the_gateway(
+    sim: PlantServer, modbus_port: int
+) -> None:
+    client = await modbus_client(modbus_port, timeout=0.3)
+    try:
+        fault = sim.inject("comms_loss", "cdu", duration_s=SPEED * 1.0)
+        await asyncio.sleep(0.1)
+        with pytest.raises(ModbusException):
+            await client.read_input_registers(0, count=2, device_id=2)
+        assert not (await client.read_input_registers(0, count=2, device_id=1)).isError()
+        await until(lambda: sim.plant.t > fault.end_s + 5)
+        async with asyncio.timeout(5):
+            while True:
+                try:
+                    if not (await client.read_input_registers(0, count=2, device_id=2)).isError():
+                        break
+                except ModbusException:
+                    await asyncio.sleep(0.1)
+    finally:
+        client.close()
+
+
+async def test_opcua_server_restart_drops_sessions_then_serves_again(
+    sim: PlantServer, ua_url: str
+) -> None:
+    client = Client(ua_url, timeout=1.0)
+    await client.connect()
+    node_id = "ns=2;s=HP.HeatOutput"
+    await client.get_node(node_id).read_value()
+    sim.inject("server_restart", "heatpump", duration_s=SPEED * 0.5)
+    async with asyncio.timeout(5):
+        while True:
+            try:
+                await client.get_node(node_id).read_value()
+            except Exception:  # the link is gone: any asyncua/socket error will do
+                break
+            await asyncio.sleep(0.05)
+    client.disconnect_socket()
+    async with asyncio.timeout(15):
+        while True:
+            fresh = Client(ua_url, timeout=1.0)
+            try:
+                await fresh.connect()
+            except (TimeoutError, OSError, ua.UaError):
+                await asyncio.sleep(0.2)
+                continue
+            value = await fresh.get_node(node_id).read_value()
+            await fresh.disconnect()
+            break
+    assert isinstance(value, float)
+
+
+async def test_frozen_register_holds_while_the_plant_moves(
+    sim: PlantServer, site: SiteConfig, mb: AsyncModbusTcpClient
+) -> None:
+    pdu = site.devices["pdu"]
+    assert isinstance(pdu, ModbusTcpDevice)
+    point = pdu.points["it_power"]
+    sim.inject("sensor_stuck", "it_power", duration_s=SPEED * 2.0)
+    await asyncio.sleep(0.1)
+    first = await read_point(mb, pdu, point)
+    t_first = sim.plant.t
+    await until(lambda: sim.plant.t > t_first + 60.0)
+    assert await read_point(mb, pdu, point) == first
+    assert abs(sim.plant.state.it_power_kw - wire_decode(first, point)) > 1e-3  # type: ignore[arg-type]
+
+    sim.inject("sensor_stuck", "coolant_supply_temp", duration_s=SPEED * 1.0,
+               params={"value": 42.5})
+    await asyncio.sleep(0.15)
+    cdu = site.devices["cdu"]
+    assert isinstance(cdu, ModbusTcpDevice)
+    for name in ("supply_temp_a", "supply_temp_b"):
+        regs = await read_point(mb, cdu, cdu.points[name])
+        assert wire_decode(regs, cdu.points[name]) == pytest.approx(42.5)  # type: ignore[arg-type]
+    assert sim.plant.state.supply_temp_c != pytest.approx(42.5, abs=0.5)
+
+
+async def test_nan_is_nan_in_floats_and_bad_status_in_opcua_integers(
+    sim: PlantServer, site: SiteConfig, mb: AsyncModbusTcpClient, opc: Client
+) -> None:
+    for sensor in ("coolant_supply_temp", "hp_heat", "hp_trip_code"):
+        sim.inject("sensor_nan", sensor, duration_s=SPEED * 1.0)
+    await asyncio.sleep(0.15)
+    cdu = site.devices["cdu"]
+    assert isinstance(cdu, ModbusTcpDevice)
+    a = await read_point(mb, cdu, cdu.points["supply_temp_a"])
+    assert math.isnan(wire_decode(a, cdu.points["supply_temp_a"]))  # type: ignore[arg-type]
+    assert await read_point(mb, cdu, cdu.points["supply_temp_b"]) == [0x8000]
+    heat = await opc.get_node("ns=2;s=HP.HeatOutput").read_data_value()
+    assert heat.StatusCode.is_good() and math.isnan(heat.Value.Value)
+    trip = await opc.get_node("ns=2;s=HP.TripCode").read_data_value(raise_on_bad_status=False)
+    assert trip.StatusCode.value == ua.StatusCodes.BadSensorFailure
+
+
+async def test_dropout_is_a_sentinel_on_modbus_and_bad_status_on_opcua(
+    sim: PlantServer, site: SiteConfig, mb: AsyncModbusTcpClient, opc: Client
+) -> None:
+    for sensor in ("outdoor_temp", "dh_demand", "hp_power", "hp_running"):
+        sim.inject("sensor_dropout", sensor, duration_s=SPEED * 1.0)
+    await asyncio.sleep(0.15)
+    drycooler, dh = site.devices["drycooler"], site.devices["dh"]
+    assert isinstance(drycooler, ModbusTcpDevice) and isinstance(dh, ModbusTcpDevice)
+    assert await read_point(mb, drycooler, drycooler.points["outdoor_temp"]) == [0x8000]
+    assert await read_point(mb, dh, dh.points["demand"]) == [0xFFFF, 0xFFFF]
+    for node_id in ("ns=2;s=HP.ElectricPower", "ns=2;s=HP.Running"):
+        dv = await opc.get_node(node_id).read_data_value(raise_on_bad_status=False)
+        assert dv.StatusCode.value == ua.StatusCodes.BadSensorFailure, node_id
+    await until(lambda: not sim.plant.active_faults(), timeout=3)
+    await asyncio.sleep(0.15)
+    outdoor = await read_point(mb, drycooler, drycooler.points["outdoor_temp"])
+    assert outdoor != [0x8000]
+    assert (await opc.get_node("ns=2;s=HP.ElectricPower").read_data_value()).StatusCode.is_good()
+
+
+async def test_opcua_comms_loss_is_bad_no_communication(sim: PlantServer, opc: Client) -> None:
+    fault = sim.inject("comms_loss", "heatpump", duration_s=SPEED * 1.0)
+    await asyncio.sleep(0.15)
+    for node_id in ("ns=2;s=HP.HeatOutput", "ns=2;s=HP.Running", "ns=2;s=HP.TripCode"):
+        dv = await opc.get_node(node_id).read_data_value(raise_on_bad_status=False)
+        assert dv.StatusCode.value == ua.StatusCodes.BadNoCommunication, node_id
+    await until(lambda: sim.plant.t > fault.end_s + 5)
+    await asyncio.sleep(0.1)
+    assert (await opc.get_node("ns=2;s=HP.HeatOutput").read_data_value()).StatusCode.is_good()
+
+
+# -- records -------------------------------------------------------------------------
+
+
+async def test_records_hold_ground_truth_and_every_write(
+    sim: PlantServer, files: tuple[Path, Path, dict[int, int]]
+) -> None:
+    await asyncio.sleep(0.3)  # a truth row (every 5 plant s) flushes the write rows too
+    record = files[1]
+    with (record / WRITES_FILE).open() as fh:
+        writes = list(csv.DictReader(fh))
+    assert len(writes) == sim.writes_received
+    valve = [w for w in writes if w["point"] == "valve_setpoint"]
+    assert [float(w["value"]) for w in valve][:3] == [0.0, 1.0, 0.0]
+    assert {w["actuator"] for w in valve} == {"valve_recovery"}
+    assert valve[1]["raw"] == "[1000]" and valve[1]["address"] == "holding:100"
+    capacity = [w for w in writes if w["point"] == "capacity_setpoint"]
+    assert capacity[0]["protocol"] == "opcua" and float(capacity[0]["value"]) == 0.5
+    enable = [w["value"] for w in writes if w["point"] == "hp_enable"]
+    assert enable == ["True", "False"]
+    assert sum(w["role"] == "plc.heartbeat" for w in writes) > 10
+
+    with (record / TRUTH_FILE).open() as fh:
+        truth = list(csv.DictReader(fh))
+    times = [float(row["t"]) for row in truth]
+    assert times == sorted(times) and times[-1] > 300
+    assert any(float(row["cmd_valve_recovery"]) == 1.0 and float(row["valve_position"]) > 0.5
+               for row in truth)
+    assert any(row["plc_fallback"] == "True" for row in truth)
+    assert any("sensor_nan:hp_heat" in row["faults"] for row in truth)
