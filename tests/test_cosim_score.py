@@ -1,0 +1,192 @@
+"""``heatd hil score``: JSON with stable keys, readable tables, PNGs on disk, clear errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from heatd.cli import main as heatd_main
+from hil.kpi import Kpis
+from hil.plots import plot_run
+from hil.scenario import load_scenario
+from hil.score import (
+    JSON_KEYS,
+    SITE_CONTROL,
+    ScoreError,
+    format_run,
+    format_table,
+    kpi_config,
+    main,
+    run_record,
+    score,
+    site_control,
+)
+
+KPI_KEYS = [f.name for f in fields(Kpis)]
+
+
+@pytest.fixture
+def short_scenario(tmp_path: Path) -> Path:
+    """Two hours of a Copenhagen winter with a supply sensor stuck for 20 minutes."""
+    path = tmp_path / "short.yaml"
+    path.write_text(
+        "name: short\n"
+        "weather: copenhagen\n"
+        "start_hour: 400\n"
+        "duration_h: 2\n"
+        "faults:\n"
+        "  - {kind: sensor_stuck, target: coolant_supply_temp, start_s: 3600, duration_s: 1200}\n"
+    )
+    return path
+
+
+def args(**kw: object) -> argparse.Namespace:
+    base: dict[str, object] = {
+        "scenario": None, "all": False, "controller": "heatd", "seed": 0, "plant": None,
+        "site": None, "dt": 10.0, "json": False, "plot_dir": "out/plots", "no_plot": True,
+    }  # fmt: skip
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def test_json_is_one_object_per_run_with_stable_keys(
+    short_scenario: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main(args(scenario=str(short_scenario), controller="baseline", json=True))
+    assert rc == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1
+    obj = json.loads(lines[0])
+    assert list(obj) == [*JSON_KEYS, *KPI_KEYS]
+    assert obj["scenario"] == "short" and obj["controller"] == "baseline"
+    assert obj["dt_s"] == 10.0 and obj["duration_h"] == pytest.approx(2.0)
+    assert isinstance(obj["hp_starts"], int)
+
+
+def test_the_cli_prints_a_table_and_writes_a_png(
+    short_scenario: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plots = tmp_path / "plots"
+    argv = ["hil", "score", "--scenario", str(short_scenario), "--plot-dir", str(plots)]
+    assert heatd_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "short - heatd (2 h at dt 10 s)" in out
+    assert "cooling violation" in out and "recovery ratio" in out and "CO2 avoided" in out
+    png = plots / "short-heatd.png"
+    data = png.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(data) > 30_000  # three panels of curves, not an empty canvas
+
+
+def test_plot_marks_a_runaway_as_off_scale(short_scenario: Path, tmp_path: Path) -> None:
+    sc = load_scenario(short_scenario)
+    run = score(sc, "none", plot_dir=tmp_path)
+    assert run.trace is not None
+    hot = dict(run.trace)
+    hot["supply_c"] = [500.0] * len(hot["supply_c"])
+    out = plot_run(
+        run.__class__(**{**_asdict(run), "trace": hot}),
+        tmp_path / "hot.png",
+        kpi_config(sc.params, site_control(sc.params)),
+    )
+    assert out.stat().st_size > 10_000
+    with pytest.raises(ValueError, match="trace"):
+        plot_run(
+            run.__class__(**{**_asdict(run), "trace": None}),
+            tmp_path / "x.png",
+            kpi_config(sc.params, site_control(sc.params)),
+        )
+
+
+def _asdict(run: object) -> dict[str, object]:
+    return {f.name: getattr(run, f.name) for f in fields(run)}  # type: ignore[arg-type]
+
+
+def test_table_puts_heatd_and_baseline_side_by_side(short_scenario: Path) -> None:
+    sc = load_scenario(short_scenario)
+    pair = (score(sc, "heatd"), score(sc, "baseline"))
+    text = format_table([pair, pair])
+    lines = text.splitlines()
+    assert lines[0] == "each cell: heatd / baseline"
+    assert "cooling violation (K.h)" in lines[1]
+    assert len(lines) == 4 and lines[2].startswith("short ")
+    h, b = pair[0].kpis, pair[1].kpis
+    assert f"{h.heat_delivered_mwh:.2f} / {b.heat_delivered_mwh:.2f}" in lines[2]
+    assert len({len(line) for line in lines[1:]}) == 1  # columns line up
+    assert format_run(pair[0]).splitlines()[0] == "short - heatd (2 h at dt 10 s)"
+
+
+def test_run_record_is_json_safe_for_a_controller_that_never_runs(short_scenario: Path) -> None:
+    rec = run_record(score(load_scenario(short_scenario), "none"))
+    assert rec["seasonal_cop"] is None and rec["hp_starts"] == 0
+    json.dumps(rec, allow_nan=False)
+
+
+def test_site_file_tunes_heatd_on_top_of_plant_facts(tmp_path: Path) -> None:
+    plant = load_scenario("winter_week").params
+    default = site_control(plant)
+    assert default.optimiser.hp_nominal_heat_kw == plant.heat_pump.heat_nominal_kw
+    assert default.envelope.rack_inlet_limit_c == SITE_CONTROL["envelope"]["rack_inlet_limit_c"]
+    site = tmp_path / "site.yaml"
+    site.write_text("site: {id: x}\ncontrol:\n  optimiser: {supply_setpoint_c: 38.0}\n")
+    tuned = site_control(plant, site)
+    assert tuned.optimiser.supply_setpoint_c == 38.0
+    assert tuned.optimiser.hp_nominal_heat_kw == plant.heat_pump.heat_nominal_kw  # kept
+    site.write_text("control:\n  optimiser: {no_such_knob: 1}\n")
+    with pytest.raises(ScoreError, match=r"site\.yaml"):
+        site_control(plant, site)
+    site.write_text("control: [1, 2]\n")
+    with pytest.raises(ScoreError, match="control"):
+        site_control(plant, site)
+
+
+def test_site_file_changes_the_score(
+    short_scenario: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text("control:\n  optimiser: {hp_nominal_heat_kw: 60.0}\n")
+    main(args(scenario=str(short_scenario), json=True))
+    main(args(scenario=str(short_scenario), json=True, site=str(site)))
+    full, small = (json.loads(x) for x in capsys.readouterr().out.splitlines())
+    assert small["heat_recovered_mwh"] < 0.5 * full["heat_recovered_mwh"]
+
+
+def test_bad_inputs_are_reported_not_raised(
+    short_scenario: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args(scenario="no_such_scenario")) == 2
+    assert "no_such_scenario" in capsys.readouterr().err
+    site = tmp_path / "missing.yaml"
+    assert main(args(scenario=str(short_scenario), site=str(site))) == 2
+    assert "missing.yaml" in capsys.readouterr().err
+    plant = tmp_path / "plant.yaml"
+    plant.write_text("heat_pump: {heat_nominal_kw: -5}\n")
+    assert main(args(scenario=str(short_scenario), plant=str(plant))) == 2
+    assert "plant.yaml" in capsys.readouterr().err
+
+
+def test_plant_file_replaces_the_plant(
+    short_scenario: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plant = tmp_path / "plant.yaml"
+    plant.write_text("it: {idle_kw: 50.0, peak_kw: 120.0}\n")
+    main(args(scenario=str(short_scenario), controller="none", json=True))
+    main(args(scenario=str(short_scenario), controller="none", json=True, plant=str(plant)))
+    default, small = (json.loads(x) for x in capsys.readouterr().out.splitlines())
+    assert small["it_energy_mwh"] < 0.7 * default["it_energy_mwh"]
+
+
+@pytest.mark.slow
+def test_all_scores_every_scenario_both_ways(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args(all=True, json=True, no_plot=False, plot_dir=str(tmp_path))) == 0
+    recs = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    names = {r["scenario"] for r in recs}
+    assert len(recs) == 2 * len(names) and len(names) >= 14
+    assert {r["controller"] for r in recs} == {"heatd", "baseline"}
+    assert len(list(tmp_path.glob("*.png"))) == len(recs)
