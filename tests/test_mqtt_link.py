@@ -364,7 +364,7 @@ async def test_broker_restart_reconnects_resubscribes_and_republishes(broker: Mo
         for n in range(8):
             assert link.publish_event("alarm", n=n) is None
         assert link.stats.dropped == 3  # the oldest three: the queue holds five
-        while link.stats.connect_failures == 0:
+        while link.stats.failures == 0:
             await asyncio.sleep(0.01)
         await broker.start()  # same port, empty retained store
         async with Recorder(broker, f"{BASE}/#", "replies/#") as rec:
@@ -398,7 +398,7 @@ async def test_publish_never_waits_while_broker_is_unreachable() -> None:
             link.publish_event("e", n=n)
             link.publish_readings("loop", {"flow": Reading.good(float(n), 1.0)})
         await asyncio.sleep(0.2)
-        assert not link.connected and link.stats.connect_failures >= 1
+        assert not link.connected and link.stats.failures >= 1
     finally:
         await link.stop(timeout=2)
 
@@ -415,7 +415,7 @@ async def test_password_from_credentials_directory(tmp_path, monkeypatch) -> Non
                        SITE, Runtime())
         await bad.start()
         try:
-            while bad.stats.connect_failures < 2:  # refused, and it keeps trying
+            while bad.stats.failures < 2:  # refused, and it keeps trying
                 await asyncio.sleep(0.02)
             assert not bad.connected and "authori" in (bad.stats.last_error or "").lower()
         finally:

@@ -59,7 +59,8 @@ class LinkStats:
     """Counters the runtime may publish with its cycle statistics."""
 
     connects: int = 0
-    connect_failures: int = 0
+    failures: int = 0
+    """Connection attempts that failed plus sessions that broke."""
     sent: int = 0
     dropped: int = 0
     """Non-retained messages lost because the queue was full while the broker was away."""
@@ -136,7 +137,6 @@ class MqttLink:
             raise RuntimeError("a link starts once; make a new one after stop()")
         password = self.settings.read_password()
         tls = self.settings.tls.context() if self.settings.tls else None
-        self._started = self._clock()
         self._describe_site()
         self._task = asyncio.create_task(self._run(password, tls), name="mqtt-link")
         self._worker = asyncio.create_task(self._serve_commands(), name="mqtt-commands")
@@ -339,7 +339,7 @@ class MqttLink:
                     await self._session(client)
                     return
             except aiomqtt.MqttError as exc:
-                self.stats.connect_failures += 1
+                self.stats.failures += 1
                 self.stats.last_error = str(exc)
                 log.warning("mqtt link down", error=str(exc), retry_in=round(delay, 2))
             except Exception as exc:  # a bug here must not end publishing for good
