@@ -67,6 +67,7 @@ class Publisher:
     def rebuilt(self) -> None:
         """After a reload: every device state is re-sent in full."""
         if self.link is not None:
+            self.link.set_site(self.daemon.site, self.daemon.config_hash)
             self.link.republish()
 
     def cycle(self, started: float) -> None:
