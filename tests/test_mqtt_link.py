@@ -13,7 +13,6 @@ from typing import Any
 
 import aiomqtt
 import pytest
-from mqtt_broker import Mosquitto, Recorder, broker_fixture, retained
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -30,6 +29,8 @@ from heatd.mqtt.commands import (
 )
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import MqttSettings
+
+from mqtt_broker import Mosquitto, Recorder, broker_fixture, retained
 
 broker = broker_fixture()
 
