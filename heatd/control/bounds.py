@@ -82,13 +82,15 @@ class Bounds:
         valve = valve if valve >= 0.0 else 0.0  # NaN -> 0: all coolant to the dry cooler
         if valve > self.valve_max:
             valve = self.valve_max
-        fan = fan if fan <= 1.0 else 1.0
-        if not fan >= self.fan_min:  # NaN -> floor
+        fan = fan if fan <= 1.0 else 1.0  # NaN -> full dry cooler
+        if fan < self.fan_min:
             fan = self.fan_min
         enable = hp_enable and self.hp_run and (was_enabled or self.hp_start)
         if enable:
-            cap = hp_capacity if hp_capacity <= self.cap_max else self.cap_max
-            if not cap >= cap_min:  # NaN too
+            cap = hp_capacity if hp_capacity == hp_capacity else cap_min  # NaN -> least
+            if cap > self.cap_max:
+                cap = self.cap_max
+            if cap < cap_min:
                 cap = cap_min if cap_min <= self.cap_max else self.cap_max
         else:
             cap = 0.0

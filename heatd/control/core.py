@@ -7,14 +7,14 @@ leaves in the Decision, so the daemon, a test and the co-simulator drive it the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 from heatd.control import roles as R
 from heatd.control.bounds import Bounds, Setpoints
 from heatd.control.envelope import envelope
 from heatd.control.events import Event, Layer, Limit, LimitKey
-from heatd.control.optimiser import RESET, OptState, propose, want_heat
+from heatd.control.optimiser import RESET, propose, want_heat
 from heatd.control.params import ControlParams
 from heatd.control.sequencer import HpState, sequence
 from heatd.control.signals import Snapshot
@@ -101,7 +101,7 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
                 events.append(Event(now, Layer.OPERATOR, "lease", x.role, f"{x.value:g}", None,
                                     "expired"))
         leases = tuple(x for x in leases if x.expires > now)
-        opt = OptState(opt.want, opt.flip_since, None, None, None, opt.target_kw)
+        opt = replace(RESET, want=opt.want, flip_since=opt.flip_since, target_kw=opt.target_kw)
     leased = {x.role: x.value for x in leases}
 
     env = envelope(inputs, prev, state.env, params, now)
@@ -135,8 +135,8 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
     enabled = seq.enable
     running = seq.state.state is HpState.RUNNING
 
-    prop, opt = propose(values, enabled, running, prev.valve, prev.fan, prev.hp_capacity, opt,
-                        op, sp.capacity_min, dt)
+    prop, opt = propose(values, enabled, running, prev.fan, prev.hp_capacity, bounds.fan_min,
+                        min(bounds.cap_max, sp.capacity_max), opt, op, sp.capacity_min, dt)
     valve, fan, cap = prop.valve, prop.fan, prop.capacity
     if mode is Mode.MANUAL:
         valve, fan = prev.valve, prev.fan

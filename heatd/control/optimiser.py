@@ -12,7 +12,7 @@ heat pump extracts). Deadbands and start/stop hysteresis with delays keep it fro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from heatd.control import roles as R
 from heatd.control.params import OptimiserParams
@@ -20,12 +20,15 @@ from heatd.control.params import OptimiserParams
 
 @dataclass(frozen=True, slots=True)
 class OptState:
-    """Loop memory: last errors (None right after a mode change: no proportional kick)."""
+    """Loop memory. ``*_u`` is each PI's own output (the rate limiter chases it); None right
+    after a mode change, so the loop restarts from the applied output without a kick."""
 
     want: bool = False
     flip_since: float | None = None
     fan_e: float | None = None
+    fan_u: float | None = None
     cap_e: float | None = None
+    cap_u: float | None = None
     cap_ff: float | None = None
     target_kw: float = 0.0
 
@@ -64,12 +67,12 @@ def want_heat(
     frac = target / p.hp_nominal_heat_kw
     flip = frac < p.stop_below if st.want else frac >= p.start_above
     if not flip:
-        return OptState(st.want, None, st.fan_e, st.cap_e, st.cap_ff, target)
+        return replace(st, flip_since=None, target_kw=target)
     since = now if st.flip_since is None else st.flip_since
     delay = p.stop_delay_s if st.want else p.start_delay_s
     if now - since >= delay:
-        return OptState(not st.want, None, st.fan_e, st.cap_e, st.cap_ff, target)
-    return OptState(st.want, since, st.fan_e, st.cap_e, st.cap_ff, target)
+        return replace(st, want=not st.want, flip_since=None, target_kw=target)
+    return replace(st, flip_since=since, target_kw=target)
 
 
 def _deadband(e: float, band: float) -> float:
@@ -80,34 +83,40 @@ def propose(
     values: dict[str, float],
     enabled: bool,
     running: bool,
-    prev_valve: float,
     prev_fan: float,
     prev_cap: float,
+    fan_lo: float,
+    cap_hi: float,
     st: OptState,
     p: OptimiserParams,
     cap_min: float,
     dt: float,
 ) -> tuple[Proposal, OptState]:
-    """Fan, capacity and valve targets for this cycle (unclamped; rate limits come after)."""
-    fan, fan_e = prev_fan, None
+    """Fan, capacity and valve targets for this cycle. Each PI output is clamped to what the
+    bounds allow (``fan_lo``, ``cap_hi``), so it cannot wind up against them."""
+    fan = fan_u = prev_fan if st.fan_u is None else st.fan_u
+    fan_e = None
     supply = values.get(R.COOLANT_SUPPLY_TEMP)
     if supply is not None:
         fan_e = _deadband(supply - p.supply_setpoint_c, p.fan_deadband_k)
         last = fan_e if st.fan_e is None else st.fan_e
-        fan = prev_fan + p.fan_kp * (fan_e - last + dt / p.fan_ti_s * fan_e)
+        fan = fan_u + p.fan_kp * (fan_e - last + dt / p.fan_ti_s * fan_e)
+    fan = min(1.0, max(fan_lo, fan))
 
     cap, cap_e, cap_ff = 0.0, None, None
     if running:
         cap_ff = st.target_kw / p.hp_nominal_heat_kw
         heat = values.get(R.HP_HEAT)
-        base = max(prev_cap, cap_min)
-        if heat is None:
-            cap = cap_ff
-        else:
+        # On a (re)start the loop takes its positional value ff + kp*e (the rate limiter
+        # makes that smooth); afterwards it moves by increments from its own last output.
+        fresh = st.cap_u is None
+        base = max(prev_cap, cap_min) if fresh else st.cap_u
+        cap = base + cap_ff - (base if fresh or st.cap_ff is None else st.cap_ff)
+        if heat is not None:
             cap_e = _deadband((st.target_kw - heat) / p.hp_nominal_heat_kw, p.heat_deadband)
-            last = cap_e if st.cap_e is None else st.cap_e
-            step_ff = 0.0 if st.cap_ff is None else cap_ff - st.cap_ff
-            cap = base + step_ff + p.cap_kp * (cap_e - last + dt / p.cap_ti_s * cap_e)
+            last = 0.0 if fresh or st.cap_e is None else st.cap_e
+            cap += p.cap_kp * (cap_e - last + dt / p.cap_ti_s * cap_e)
+        cap = min(cap_hi, max(cap_min, cap))
     elif enabled:
         cap = cap_min
 
@@ -118,8 +127,10 @@ def propose(
         if running and heat is not None and power is not None:
             extraction = max(0.0, heat - power)
         else:
-            extraction = max(cap, cap_min) * p.hp_nominal_heat_kw * (1.0 - 1.0 / p.hp_cop)
-        valve = prev_valve if it is None else p.valve_ff_gain * extraction / max(it, 1e-6)
+            extraction = cap * p.hp_nominal_heat_kw * (1.0 - 1.0 / p.hp_cop)
+        # IT power unknown: assume the heat pump was sized for the IT load
+        valve = cap if it is None else p.valve_ff_gain * extraction / max(it, 1e-6)
         valve = max(valve, p.valve_min_running)
-    new = OptState(st.want, st.flip_since, fan_e, cap_e, cap_ff, st.target_kw)
+    new = replace(st, fan_e=fan_e, fan_u=fan, cap_e=cap_e, cap_u=cap if running else None,
+                  cap_ff=cap_ff)
     return Proposal(valve, fan, cap), new

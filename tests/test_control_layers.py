@@ -1,0 +1,356 @@
+"""Unit tests of each control layer: validation, envelope, sequencer, optimiser, params."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+from pydantic import ValidationError
+
+from heatd.control import (
+    Bounds,
+    ControlParams,
+    HpState,
+    Setpoints,
+    Signal,
+    Snapshot,
+    initial_state,
+    reset_heat_pump,
+    step,
+)
+from heatd.control import roles as R
+from heatd.control.bounds import SAFE_SETPOINTS, device_bounds
+from heatd.control.envelope import EnvelopeState, envelope
+from heatd.control.validate import ValidationState, validate
+
+P = ControlParams()
+FAST = ControlParams.model_validate(
+    {
+        "sequencer": {
+            "min_on_s": 60.0, "min_off_s": 30.0, "max_starts_per_hour": 2,
+            "starts_window_s": 600.0, "reset_cooldown_s": 20.0, "max_resets_per_hour": 2,
+            "resets_window_s": 600.0, "reset_pulse_s": 2.0, "start_timeout_s": 10.0,
+        },
+        "optimiser": {"start_delay_s": 0.0, "stop_delay_s": 0.0},
+        "envelope": {"rise_window_s": 10.0},
+    }
+)  # fmt: skip
+
+
+def healthy(now: float, **over: object) -> Snapshot:
+    values: dict[str, object] = {
+        R.COOLANT_SUPPLY_TEMP: 38.0 + 0.01 * (now % 3),  # real sensors never sit still
+        R.HP_RUNNING: 0.0, R.HP_FAULT: 0.0, R.HP_TRIP_CODE: 0.0,
+        R.IT_POWER: 100.0, R.DH_DEMAND: 80.0, R.HP_HEAT: 0.0, R.HP_POWER: 0.0,
+    }  # fmt: skip
+    values.update({k.replace("__", "."): v for k, v in over.items()})
+    return Snapshot.from_values(now, values)  # type: ignore[arg-type]
+
+
+def run(params: ControlParams, seconds: int, t0: float = 0.0, state=None, echo: bool = True,
+        **over: object):
+    """Drive the core once a second; the heat pump's running feedback follows its enable."""
+    state = state or initial_state(t0)
+    running = float(state.setpoints.hp_enable)
+    decisions = []
+    for k in range(1, seconds + 1):
+        now = t0 + k
+        extra = dict(over)
+        extra.setdefault("hp__running", running)
+        extra.setdefault("hp__heat", 60.0 * running)
+        d = step(healthy(now, **extra), state, params, now)
+        decisions.append(d)
+        state = d.state
+        if echo:
+            running = float(d.setpoints.hp_enable)
+    return decisions
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+def _v(signals: dict[str, tuple[Signal, ...]], now: float = 100.0, params=P, state=None):
+    return validate(Snapshot(now, signals), state or ValidationState(), params, now)
+
+
+def test_validation_rejects_stale_nan_range_future_and_bad_points() -> None:
+    inp, _ = _v({
+        R.COOLANT_SUPPLY_TEMP: (Signal(38.0, True, 100.0 - 11.0),),
+        R.COOLANT_RETURN_TEMP: (Signal(math.nan, True, 100.0),),
+        R.IT_POWER: (Signal(-5.0, True, 100.0),),
+        R.DH_DEMAND: (Signal(10.0, True, 200.0),),
+        R.HP_FAULT: (Signal.bad("timeout", 100.0),),
+        R.OUTDOOR_TEMP: (Signal(3.0, True, 95.0),),
+    })  # fmt: skip
+    assert inp.values == {R.OUTDOOR_TEMP: 3.0}
+    assert inp.invalid == {
+        R.COOLANT_SUPPLY_TEMP: "stale", R.COOLANT_RETURN_TEMP: "nan",
+        R.IT_POWER: "out of range", R.DH_DEMAND: "timestamp in the future",
+        R.HP_FAULT: "timeout",
+    }  # fmt: skip
+    assert R.STORAGE_TOP_TEMP in inp.missing and R.OUTDOOR_TEMP not in inp.missing
+
+
+def test_redundant_points_resolve_to_the_worst_case_for_cooling() -> None:
+    inp, _ = _v({
+        R.COOLANT_SUPPLY_TEMP: (Signal(38.0, True, 100.0), Signal(41.5, True, 100.0),
+                                Signal.bad("timeout", 100.0)),
+        R.COOLANT_FLOW: (Signal(20.0, True, 100.0), Signal(12.0, True, 100.0)),
+    })  # fmt: skip
+    assert inp.values[R.COOLANT_SUPPLY_TEMP] == 41.5  # hottest counts
+    assert inp.values[R.COOLANT_FLOW] == 12.0  # lowest flow counts
+    assert inp.invalid[R.COOLANT_SUPPLY_TEMP] == "point 2: timeout"
+
+
+def test_rack_inlets_are_unknown_when_any_rack_is_unwatched_unless_configured() -> None:
+    racks = {R.RACK_INLET_TEMP: (Signal(24.0, True, 100.0), Signal.bad("timeout", 100.0))}
+    inp, _ = _v(racks)
+    assert R.RACK_INLET_TEMP not in inp.values
+    lenient = ControlParams.model_validate({"validation": {"rack_inlet_min_good": 1}})
+    inp, _ = _v(racks, params=lenient)
+    assert inp.values[R.RACK_INLET_TEMP] == 24.0
+
+
+def test_a_value_that_stops_changing_is_declared_frozen() -> None:
+    params = ControlParams.model_validate({"validation": {"frozen_after_s": 30.0}})
+    state = ValidationState()
+    for t in range(0, 31):
+        inp, state = _v({R.COOLANT_SUPPLY_TEMP: (Signal(38.0, True, float(t)),)}, float(t),
+                        params, state)
+        assert (R.COOLANT_SUPPLY_TEMP in inp.values) == (t < 30)
+    assert inp.invalid[R.COOLANT_SUPPLY_TEMP] == "frozen"
+    inp, state = _v({R.COOLANT_SUPPLY_TEMP: (Signal(38.1, True, 31.0),)}, 31.0, params, state)
+    assert inp.values[R.COOLANT_SUPPLY_TEMP] == 38.1  # moving again: trusted again
+
+
+# --- envelope ---------------------------------------------------------------------------
+
+
+def _env(now: float, prev: Setpoints, state: EnvelopeState | None = None, **over: object):
+    inp, _ = validate(healthy(now, **over), ValidationState(), P, now)
+    return envelope(inp, prev, state or EnvelopeState((now - 60.0, 38.0), (now - 1, 38.0)),
+                    P, now)
+
+
+def _sp(valve: float, fan: float, cap: float) -> Setpoints:
+    return device_bounds().admit(valve, fan, cap > 0, cap, False, True, 0.2)
+
+
+def test_envelope_normal_leaves_the_whole_device_range() -> None:
+    r = _env(100.0, _sp(0.5, 0.3, 0.6))
+    b = r.bounds
+    assert (b.fan_min, b.valve_max, b.cap_max, b.hp_start, b.hp_run) == (0, 1, 1, True, True)
+    assert r.margin == pytest.approx(7.0, abs=0.05) and r.limits == ()
+
+
+def test_envelope_unknown_supply_is_worst_case() -> None:
+    r = _env(100.0, _sp(0.5, 0.3, 0.6), coolant__supply_temp=None)
+    b = r.bounds
+    assert (b.fan_min, b.valve_max, b.cap_max, b.hp_start, b.hp_run) == (1, 0, 0, False, False)
+    assert r.margin is None
+    assert {x.name for x in r.limits} == {"fan_min", "valve_max", "hp_capacity_max",
+                                          "hp_start", "hp_run"}
+    assert all(x.layer == "envelope" for x in r.limits)
+
+
+def test_envelope_margin_band_ramps_the_fan_and_freezes_recovery() -> None:
+    prev = _sp(0.5, 0.1, 0.6)
+    b = _env(100.0, prev, coolant__supply_temp=43.5).bounds  # half-way into the 3 K margin
+    assert b.fan_min == pytest.approx(0.5)
+    assert (b.valve_max, b.cap_max, b.hp_start, b.hp_run) == (0.5, 0.6, False, True)
+    b = _env(100.0, prev, coolant__supply_temp=45.0).bounds
+    assert b.fan_min == 1.0 and b.valve_max == 0.5 and b.hp_run
+
+
+def test_envelope_rising_fast_holds_recovery() -> None:
+    prev = _sp(0.4, 0.2, 0.5)
+    state = EnvelopeState((40.0, 36.0), (90.0, 38.0))  # 3 K in 60 s = 3 K/min
+    r = _env(100.0, prev, state, coolant__supply_temp=39.0)
+    assert r.rise == pytest.approx(0.05)
+    assert (r.bounds.valve_max, r.bounds.cap_max, r.bounds.fan_min) == (0.4, 0.5, 0.2)
+    assert any(x.reason == "supply rising fast" for x in r.limits)
+
+
+def test_envelope_rack_inlet_and_fault_bits() -> None:
+    prev = _sp(0.4, 0.2, 0.5)
+    assert _env(100.0, prev, rack__inlet_temp=[22.0, 27.5]).bounds.fan_min == 1.0
+    b = _env(100.0, prev, hp__fault=1.0).bounds
+    assert (b.valve_max, b.fan_min, b.hp_run) == (0.0, 1.0, False)
+    assert _env(100.0, prev, hp__trip_code=12.0).bounds.valve_max == 0.0
+    assert _env(100.0, prev, plc__fallback=1.0).bounds.fan_min == 1.0
+    b = _env(100.0, prev, hp__lockout=1.0).bounds
+    assert (b.valve_max, b.hp_run, b.fan_min) == (0.0, False, 0.0)
+
+
+def test_envelope_declares_a_valve_that_does_not_follow() -> None:
+    prev = _sp(0.6, 0.2, 0.5)
+    r = _env(100.0, prev, valve__recovery__actual=0.1)
+    assert r.bounds.valve_max == 1.0 and r.state.valve_off_since == 100.0
+    r = _env(161.0, prev, r.state, valve__recovery__actual=0.1)
+    assert r.bounds.valve_max == 0.0
+    assert any(x.reason == "recovery valve not following its setpoint" for x in r.limits)
+
+
+def test_bounds_cannot_be_forged_or_widened_and_setpoints_only_come_from_admit() -> None:
+    with pytest.raises(TypeError):
+        Bounds(object(), 0.0, 1.0, 1.0, True, True)
+    with pytest.raises(TypeError):
+        Setpoints(object(), 1.0, 0.0, True, 1.0, False)
+    b = _env(100.0, _sp(0.5, 0.3, 0.6), coolant__supply_temp=None).bounds
+    looser = b.tighten(fan_min=0.0, valve_max=1.0, cap_max=1.0, hp_start=True, hp_run=True)
+    assert (looser.fan_min, looser.valve_max, looser.hp_run) == (1.0, 0.0, False)
+    with pytest.raises(AttributeError):
+        b.valve_max = 1.0  # type: ignore[misc]
+    sp = b.admit(1.0, 0.0, True, 1.0, False, True, 0.2)
+    assert (sp.valve, sp.fan, sp.hp_enable, sp.hp_capacity) == (0.0, 1.0, False, 0.0)
+    sp = device_bounds().admit(math.nan, math.nan, True, math.nan, False, True, 0.2)
+    assert (sp.valve, sp.fan, sp.hp_capacity) == (0.0, 1.0, 0.2)  # NaN falls to the safe side
+
+
+# --- sequencer (through the core, heat pump feedback echoing the enable) ------------------
+
+
+def test_sequencer_respects_min_off_then_starts_and_runs() -> None:
+    ds = run(FAST, 40)
+    first_on = next(d for d in ds if d.setpoints.hp_enable)
+    assert first_on.state.last_now == 30.0  # minimum off time from start-up
+    assert any(x.reason == "minimum off time" for x in ds[20].limits)
+    assert ds[-1].hp_state == HpState.RUNNING
+    assert ds[-1].setpoints.hp_capacity >= FAST.sequencer.capacity_min
+
+
+def test_sequencer_holds_min_on_time_when_heat_is_no_longer_wanted() -> None:
+    ds = run(FAST, 35)
+    state = ds[-1].state
+    ds = run(FAST, 80, t0=35.0, state=state, dh__demand=0.0)
+    stop = next(i for i, d in enumerate(ds) if not d.setpoints.hp_enable)
+    assert 35.0 + stop + 1 - 30.0 >= FAST.sequencer.min_on_s
+    assert any(x.name == "hp_stop" and x.reason == "minimum on time" for x in ds[0].limits)
+
+
+def test_sequencer_limits_starts_per_window() -> None:
+    state, t = initial_state(0.0), 0.0
+    starts = 0
+    for _ in range(4):  # demand toggles: on long enough to start, off long enough to stop
+        for demand, secs in ((80.0, 100), (0.0, 40)):
+            ds = run(FAST, secs, t0=t, state=state, dh__demand=demand)
+            seq = [state.setpoints, *(d.setpoints for d in ds)]
+            starts += sum(b.hp_enable and not a.hp_enable for a, b in itertools.pairwise(seq))
+            state, t = ds[-1].state, t + secs
+    assert starts == FAST.sequencer.max_starts_per_hour  # 560 s < the 600 s window
+    assert any("starts per window" in x.reason for x in ds[-1].limits) or not ds[-1].limits
+
+
+def test_trip_sends_heat_to_dry_cooler_in_the_same_step_then_resets_then_locks_out() -> None:
+    ds = run(FAST, 60)
+    assert ds[-1].setpoints.hp_enable and ds[-1].setpoints.valve > 0
+    trip = run(FAST, 1, t0=60.0, state=ds[-1].state, hp__fault=1.0, hp__trip_code=7.0)[0]
+    sp = trip.setpoints
+    assert (sp.valve, sp.fan, sp.hp_enable) == (0.0, 1.0, False)
+    assert trip.hp_state == HpState.TRIPPED
+    assert any(e.kind == "hp_state" and e.new == "tripped" for e in trip.events)
+
+    # fault persists: two automatic reset pulses after each cool-down, then lock-out
+    ds = run(FAST, 80, t0=61.0, state=trip.state, hp__fault=1.0)
+    pulses = [b.state.last_now for a, b in itertools.pairwise(ds)
+              if b.setpoints.hp_reset and not a.setpoints.hp_reset]  # fmt: skip
+    assert len(pulses) == FAST.sequencer.max_resets_per_hour
+    assert ds[-1].hp_state == HpState.LOCKED_OUT
+    assert not any(d.setpoints.hp_enable for d in ds)
+
+    # fault cleared: still locked out until an operator resets
+    ds = run(FAST, 30, t0=141.0, state=ds[-1].state)
+    assert ds[-1].hp_state == HpState.LOCKED_OUT
+    state = reset_heat_pump(ds[-1].state, 171.0)
+    ds = run(FAST, 5, t0=171.0, state=state)
+    assert ds[0].setpoints.hp_reset
+    assert ds[-1].hp_state in (HpState.OFF, HpState.STARTING, HpState.RUNNING)
+
+
+def test_trip_that_clears_after_one_reset_returns_to_off() -> None:
+    ds = run(FAST, 60)
+    ds = run(FAST, 10, t0=60.0, state=ds[-1].state, hp__fault=1.0)
+    ds = run(FAST, 30, t0=70.0, state=ds[-1].state, dh__demand=0.0)
+    assert any(d.setpoints.hp_reset for d in ds)
+    assert ds[-1].hp_state == HpState.OFF
+
+
+# --- optimiser --------------------------------------------------------------------------
+
+
+def test_fan_loop_has_no_windup_after_long_saturation() -> None:
+    """Hot for 10 minutes (fan pinned at 1), then cold: the fan must start falling at once."""
+    hot = run(P, 600, coolant__supply_temp=41.5, dh__demand=0.0)
+    assert hot[-1].setpoints.fan == 1.0
+    cold = run(P, 5, t0=600.0, state=hot[-1].state, coolant__supply_temp=37.0, dh__demand=0.0)
+    assert cold[0].setpoints.fan < 1.0
+    assert cold[-1].setpoints.fan < cold[0].setpoints.fan
+
+
+def test_capacity_settles_on_the_heat_target_and_valve_follows_the_heat_balance() -> None:
+    """Heat pump whose delivered heat is proportional to capacity: the PI settles at demand."""
+    state, t, d = initial_state(0.0), 0.0, None
+    heat = 0.0
+    for _ in range(1500):
+        t += 1.0
+        sp = state.setpoints
+        snap = healthy(t, dh__demand=70.0, storage__top_temp=90.0, hp__running=float(sp.hp_enable),
+                       hp__heat=heat, hp__power=heat / FAST.optimiser.hp_cop)
+        d = step(snap, state, FAST, t)
+        state = d.state
+        heat = 100.0 * d.setpoints.extraction
+    assert d is not None and d.hp_state == HpState.RUNNING
+    band = FAST.optimiser.heat_deadband
+    assert 0.7 - band - 0.01 <= d.setpoints.hp_capacity <= 0.7 + band + 0.01
+    extraction = heat * (1 - 1 / FAST.optimiser.hp_cop)
+    assert d.setpoints.valve == pytest.approx(FAST.optimiser.valve_ff_gain * extraction / 100.0,
+                                              rel=0.02)
+
+
+def test_outputs_are_rate_limited() -> None:
+    ds = run(FAST, 120)
+    for a, b in itertools.pairwise(ds):
+        assert b.setpoints.valve - a.setpoints.valve <= FAST.optimiser.valve_up_per_s + 1e-9
+        assert a.setpoints.fan - b.setpoints.fan <= FAST.optimiser.fan_down_per_s + 1e-9
+
+
+def test_demand_near_threshold_does_not_cycle_the_heat_pump() -> None:
+    """Demand wobbling around the start threshold inside the hysteresis band: one start."""
+    state, t, starts, prev = initial_state(0.0), 0.0, 0, False
+    for k in range(600):
+        t += 1.0
+        demand = 24.0 + 8.0 * math.sin(k / 15.0)  # 16..32 kW: crosses 30 but never < 15
+        d = step(healthy(t, dh__demand=demand, hp__running=float(prev), hp__heat=20.0), state,
+                 FAST, t)
+        starts += d.setpoints.hp_enable and not prev
+        prev, state = d.setpoints.hp_enable, d.state
+    assert starts == 1
+
+
+# --- params -----------------------------------------------------------------------------
+
+
+def test_params_are_strict_and_scaled_consistently() -> None:
+    with pytest.raises(ValidationError):
+        ControlParams.model_validate({"envelope": {"supply_limit": 45}})
+    with pytest.raises(ValidationError):
+        ControlParams.model_validate({"envelope": {"supply_limit_c": "45"}})
+    with pytest.raises(ValidationError):
+        ControlParams.model_validate({"validation": {"ranges": {"no.role": {"lo": 0, "hi": 1}}}})
+    with pytest.raises(ValidationError):
+        ControlParams.model_validate({"optimiser": {"supply_setpoint_c": 43.0}})
+    fast = P.time_scaled(60.0)
+    assert fast.sequencer.min_on_s == 10.0 and fast.optimiser.fan_up_per_s == pytest.approx(3.0)
+    assert fast.sequencer.max_starts_per_hour == 3 and fast.optimiser.fan_kp == P.optimiser.fan_kp
+    custom = P.model_copy(update={"validation": P.validation.model_copy(
+        update={"ranges": {}, "frozen_after_s": None})})  # fmt: skip
+    assert custom.role_specs[R.COOLANT_SUPPLY_TEMP][3] is False
+
+
+def test_roles_are_one_consistent_table() -> None:
+    assert set(R.INPUT_ROLES) >= R.REQUIRED_INPUTS
+    assert R.REQUIRED_OUTPUTS <= R.OUTPUT_ROLES
+    assert set(R.FEEDBACK_ROLES.values()) <= R.OUTPUT_ROLES
+    assert set(R.DEFAULT_RANGES) == set(R.INPUT_ROLES) | set(R.FEEDBACK_ROLES)
+    assert SAFE_SETPOINTS.as_roles()[R.DRYCOOLER_FAN] == 1.0
