@@ -1,0 +1,210 @@
+"""Modes, leases, bumpless transfer, events; the baseline; the purity of the core."""
+
+from __future__ import annotations
+
+import ast
+import itertools
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from heatd.control import (
+    ControlParams,
+    HpState,
+    Mode,
+    Signal,
+    Snapshot,
+    baseline,
+    clear_override,
+    initial_state,
+    set_mode,
+    set_override,
+    step,
+)
+from heatd.control import roles as R
+
+P = ControlParams.model_validate(
+    {
+        "sequencer": {"min_on_s": 60.0, "min_off_s": 10.0},
+        "optimiser": {"start_delay_s": 0.0, "stop_delay_s": 0.0},
+        "envelope": {"rise_window_s": 10.0},
+    }
+)
+
+
+def snap(now: float, supply: float = 38.0, running: float = 0.0, **over: float | None) -> Snapshot:
+    values = {
+        R.COOLANT_SUPPLY_TEMP: supply + 0.01 * (now % 3), R.HP_RUNNING: running,
+        R.HP_FAULT: 0.0, R.IT_POWER: 100.0, R.DH_DEMAND: 80.0, R.HP_HEAT: 60.0 * running,
+    }  # fmt: skip
+    values.update({k.replace("__", "."): v for k, v in over.items()})
+    return Snapshot.from_values(now, values)
+
+
+def drive(state, t0: float, seconds: int, **over: float | None):
+    out = []
+    for k in range(1, seconds + 1):
+        now = t0 + k
+        d = step(snap(now, running=float(state.setpoints.hp_enable), **over), state, P, now)
+        out.append(d)
+        state = d.state
+    return out
+
+
+def test_safe_mode_forces_the_safe_state_and_says_who_asked() -> None:
+    ds = drive(initial_state(0.0), 0.0, 40)
+    assert ds[-1].setpoints.hp_enable
+    state = set_mode(ds[-1].state, Mode.SAFE, 40.0)
+    d = drive(state, 40.0, 1)[0]
+    assert (d.setpoints.fan, d.setpoints.valve, d.setpoints.hp_enable) == (1.0, 0.0, False)
+    assert d.mode == "safe"
+    assert any(e.kind == "mode" and e.new == "safe" and e.layer == "operator" for e in d.events)
+    assert any(x.layer == "operator" and x.reason == "safe mode" for x in d.limits)
+    stop = next(e for e in d.events if e.kind == "hp_state")
+    assert stop.layer == "operator" and stop.reason == "safety stop: safe mode"
+
+
+def test_recovery_off_winds_down_the_heat_pump_respecting_min_on_time() -> None:
+    ds = drive(initial_state(0.0), 0.0, 20)  # started at t=10
+    state = set_mode(ds[-1].state, Mode.RECOVERY_OFF, 20.0)
+    ds = drive(state, 20.0, 80)
+    off = next(d for d in ds if not d.setpoints.hp_enable)
+    assert off.state.last_now >= 10.0 + P.sequencer.min_on_s
+    assert ds[-1].setpoints.valve == 0.0 and ds[-1].hp_state == HpState.OFF
+    assert all(d.mode == "recovery_off" for d in ds)
+
+
+def test_manual_mode_holds_operator_setpoints_inside_the_envelope() -> None:
+    ds = drive(initial_state(0.0), 0.0, 40)
+    state = set_mode(ds[-1].state, Mode.MANUAL, 40.0, ttl_s=600.0)
+    state = set_override(state, R.DRYCOOLER_FAN, 0.0, 40.0, ttl_s=600.0)
+    ds = drive(state, 40.0, 200)
+    assert ds[-1].setpoints.fan == 0.0
+    # supply at the limit: the envelope overrules the operator at once
+    d = step(snap(241.0, supply=45.5, running=1.0), ds[-1].state, P, 241.0)
+    assert d.setpoints.fan == 1.0 and d.mode == "manual"
+
+
+def test_leases_expire_back_to_automatic_with_an_event() -> None:
+    state = set_override(initial_state(0.0), R.DRYCOOLER_FAN, 1.0, 0.0, ttl_s=30.0)
+    state = set_mode(state, Mode.RECOVERY_OFF, 0.0, ttl_s=50.0)
+    ds = drive(state, 0.0, 60)
+    assert all(d.setpoints.fan == 1.0 for d in ds[:29])
+    lease_end = [e for d in ds for e in d.events if e.kind == "lease" and e.reason == "expired"]
+    assert [(e.subject, e.ts) for e in lease_end] == [(R.DRYCOOLER_FAN, 30.0)]
+    mode_end = [e for d in ds for e in d.events if e.kind == "mode" and e.reason == "expired"]
+    assert [(e.new, e.ts) for e in mode_end] == [("auto", 50.0)]
+    assert ds[-1].mode == "auto" and ds[31].setpoints.fan < 1.0
+
+
+def test_override_commands_are_validated() -> None:
+    s = initial_state(0.0)
+    with pytest.raises(ValueError):
+        set_override(s, R.PLC_HEARTBEAT, 1.0, 0.0, ttl_s=10.0)
+    with pytest.raises(ValueError):
+        set_override(s, R.VALVE_RECOVERY, 1.5, 0.0, ttl_s=10.0)
+    with pytest.raises(ValueError):
+        set_override(s, R.VALVE_RECOVERY, 0.5, 0.0, ttl_s=0.0)
+    assert clear_override(s, R.VALVE_RECOVERY, 0.0) is s
+
+
+def test_transfer_from_manual_to_auto_is_bumpless() -> None:
+    """Outputs continue from where manual left them; no step beyond one rate-limited move."""
+    ds = drive(initial_state(0.0), 0.0, 120)
+    state = set_mode(ds[-1].state, Mode.MANUAL, 120.0)
+    state = set_override(state, R.DRYCOOLER_FAN, 0.6, 120.0, ttl_s=900.0)
+    manual_last = drive(state, 120.0, 300, coolant__supply_temp=38.0)[-1]
+    assert manual_last.setpoints.fan == 0.6
+    state = clear_override(set_mode(manual_last.state, Mode.AUTO, 420.0), R.DRYCOOLER_FAN, 420.0)
+    auto = drive(state, 420.0, 60, coolant__supply_temp=38.0)
+    # the loop resumes from 0.6 and moves only by its integral action (supply 1.8 K below
+    # setpoint): far less than the rate limit a jump back to its old output would show
+    op = P.optimiser
+    loop_step = op.fan_kp * 1.8 / op.fan_ti_s + 1e-9
+    assert loop_step < op.fan_down_per_s / 2
+    for a, b in itertools.pairwise([manual_last, *auto]):
+        assert abs(b.setpoints.fan - a.setpoints.fan) <= loop_step
+    assert auto[-1].setpoints.fan >= 0.6 - len(auto) * loop_step
+
+
+def test_decision_summary_is_what_the_daemon_publishes() -> None:
+    d = step(Snapshot.from_values(1.0, {R.COOLANT_SUPPLY_TEMP: None}), initial_state(0.0), P, 1.0)
+    s = d.summary()
+    assert s["mode"] == "auto" and s["cooling_margin"] is None and s["hp_state"] == "off"
+    assert s["setpoints"][R.DRYCOOLER_FAN] == 1.0
+    assert {"name": "valve_max", "value": 0.0, "layer": "envelope",
+            "reason": "coolant.supply_temp unknown (no value)"} in s["limits"]  # fmt: skip
+    assert R.HP_FAULT in s["missing"] and s["invalid"] == {R.COOLANT_SUPPLY_TEMP: "no value"}
+
+
+# --- baseline ---------------------------------------------------------------------------
+
+
+def test_baseline_runs_a_thermostatic_valve_and_a_demand_hysteresis() -> None:
+    bp = baseline.BaselineParams()
+    s = baseline.initial_state(0.0)
+    d = baseline.step(snap(1.0, supply=35.0, dh__demand=40.0), s, bp, 1.0)
+    assert d.setpoints.hp_enable and d.setpoints.valve == pytest.approx(0.75, abs=0.01)
+    assert d.setpoints.fan == 0.0 and d.setpoints.hp_capacity == pytest.approx(0.4)
+    d = baseline.step(snap(2.0, supply=40.5, dh__demand=20.0), d.state, bp, 2.0)
+    assert d.setpoints.hp_enable and d.setpoints.fan == pytest.approx(0.5, abs=0.01)  # hysteresis
+    d = baseline.step(snap(3.0, supply=40.5, dh__demand=5.0), d.state, bp, 3.0)
+    assert not d.setpoints.hp_enable and d.setpoints.valve == 0.0
+    d = baseline.step(snap(4.0, coolant__supply_temp=None, dh__demand=None), d.state, bp, 4.0)
+    assert d.setpoints.fan == pytest.approx(0.5, abs=0.01)  # a BMS keeps the last good value
+
+
+@settings(max_examples=200)
+@given(
+    st.dictionaries(
+        st.sampled_from(sorted(R.ALL_ROLES)),
+        st.lists(
+            st.builds(Signal, value=st.one_of(st.none(), st.floats(), st.booleans()),
+                      good=st.booleans(), ts=st.floats(), reason=st.none()),
+            max_size=2,
+        ).map(tuple),
+    )
+)
+def test_baseline_never_crashes(signals: dict[str, tuple[Signal, ...]]) -> None:
+    s = baseline.initial_state(0.0)
+    for k in range(2):
+        d = baseline.step(Snapshot(float(k), signals), s, baseline.BaselineParams(), float(k))
+        assert 0.0 <= d.setpoints.valve <= 1.0 and 0.0 <= d.setpoints.fan <= 1.0
+        s = d.state
+
+
+# --- purity -----------------------------------------------------------------------------
+
+CONTROL = Path(__file__).resolve().parent.parent / "heatd" / "control"
+ALLOWED_TOP = {"__future__", "collections", "dataclasses", "enum", "functools", "math",
+               "typing", "types", "pydantic", "heatd"}  # fmt: skip
+
+
+def test_control_core_is_pure() -> None:
+    """No I/O, no clock, no asyncio: only the stdlib pieces above, pydantic and itself."""
+    for path in CONTROL.glob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                    assert node.func.id not in {"open", "print", "input"}, path.name
+                continue
+            for name in names:
+                assert name.split(".")[0] in ALLOWED_TOP, f"{path.name} imports {name}"
+                assert not name.startswith("heatd.") or name.startswith("heatd.control"), name
+
+
+def test_only_the_envelope_holds_the_bounds_key() -> None:
+    """Later layers can narrow Bounds but never make their own."""
+    for path in CONTROL.glob("*.py"):
+        text = path.read_text()
+        if path.name not in ("bounds.py", "envelope.py"):
+            assert "_ENVELOPE_KEY" not in text, path.name
+        if path.name != "bounds.py":
+            assert "_ADMIT_KEY" not in text, path.name
