@@ -16,6 +16,7 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -37,6 +38,7 @@ from hil.sensors import sensor_names
 log = structlog.get_logger(__name__)
 
 Endpoint = ModbusEndpoint | OpcUaEndpoint
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost"})
 
 
 class PlantServer:
@@ -133,6 +135,11 @@ class PlantServer:
         for endpoint in self.endpoints:
             await endpoint.start(outputs)
             log.info("serving", endpoint=endpoint.describe())
+        remote = sorted(name for name, d in self.site.devices.items()
+                        if _host_of(d) not in LOCAL_HOSTS and not isinstance(d, ModbusRtuDevice))
+        if remote:
+            log.warning("served on 127.0.0.1, not on the hosts the site names "
+                        "(hil.siteports.with_free_ports writes a local copy)", devices=remote)
         for skipped in self.skipped:
             log.warning("not served: serial lines are not simulated", device=skipped)
         missing = unbound(self.bindings)
@@ -238,12 +245,21 @@ class PlantServer:
             if busy is not None and not busy.done():
                 continue
             if want_down and endpoint.running:
-                log.info("server restart: stopping", port=endpoint.port, t=round(self.plant.t))
-                self._transitions[endpoint.port] = asyncio.create_task(endpoint.stop())
-            elif not want_down and not endpoint.running:
-                log.info("server restart: starting", port=endpoint.port, t=round(self.plant.t))
                 self._transitions[endpoint.port] = asyncio.create_task(
-                    endpoint.start(self.outputs()))
+                    self._transition(endpoint, "stopping", endpoint.stop()))
+            elif not want_down and not endpoint.running:
+                self._transitions[endpoint.port] = asyncio.create_task(
+                    self._transition(endpoint, "starting", endpoint.start(self.outputs())))
+
+    async def _transition(self, endpoint: Endpoint, what: str,
+                          action: Coroutine[Any, Any, None]) -> None:
+        """Stop or start one server in the background (an OPC UA start takes a second or
+        two); a start that fails is retried on the next tick."""
+        log.info(f"server restart: {what}", port=endpoint.port, t=round(self.plant.t))
+        try:
+            await action
+        except OSError as exc:
+            log.warning(f"server restart: {what} failed", port=endpoint.port, error=str(exc))
 
     # -- writes --------------------------------------------------------------------
 
@@ -288,6 +304,14 @@ class PlantServer:
         achieved = (self.plant.t - t0) / (now - wall0) if now > wall0 else None
         self._status_at = (now, self.plant.t)
         print(self.status_line(achieved), file=self.status_out or sys.stdout, flush=True)
+
+
+def _host_of(device: ModbusTcpDevice | ModbusRtuDevice | OpcUaDevice) -> str | None:
+    if isinstance(device, ModbusTcpDevice):
+        return device.host
+    if isinstance(device, OpcUaDevice):
+        return urlsplit(device.endpoint).hostname
+    return None
 
 
 def build_scenario(name: str, seed: int | None, plant: str | None) -> Scenario:
