@@ -18,8 +18,10 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from drivers.modbus import Table
+from drivers.reading import Quality
 from heatd.config import ModbusPointConfig, ModbusTcpDevice, OpcUaDevice, SiteConfig
 from heatd.config_loader import load_site
+from heatd.devices import build_devices
 from heatd.site_checks import protocol_address
 from hil.recorder import TRUTH_FILE, WRITES_FILE
 from hil.serve import PlantServer, build_scenario
@@ -212,6 +214,37 @@ async def test_opcua_points_read_back_the_plant_values(
     assert types["heat"] is ua.VariantType.Double
     assert types["heat_energy"] is ua.VariantType.UInt64
     assert types["capacity_setpoint"] is ua.VariantType.Int16
+
+
+async def test_the_daemons_drivers_read_every_point_good_and_right(
+    sim: PlantServer, site: SiteConfig
+) -> None:
+    devices = build_devices(site)
+    for device in devices.values():
+        await device.driver.start()
+    sim.paused = True
+    try:
+        await asyncio.sleep(0.15)
+        for name, device in devices.items():
+            async with asyncio.timeout(5):
+                while not device.driver.online:  # OPC UA connects in the background
+                    await device.driver.read(tuple(device.points.values()))
+                    await asyncio.sleep(0.05)
+            readings = await device.driver.read(tuple(device.points.values()))
+            for pname, reading in readings.items():
+                ref = f"{name}.{pname}"
+                assert reading.quality is Quality.GOOD, (ref, reading.reason)
+                want = expected(sim, ref) if sim.bindings[ref].sensor else None
+                point = site.point(ref)
+                integer = point.data_type is not None and point.data_type.value in STRUCT \
+                    and not point.data_type.value.startswith("float")
+                if want is not None:
+                    assert float(reading.value) == pytest.approx(  # type: ignore[arg-type]
+                        want, rel=1e-6, abs=abs(point.scale) / 2 if integer else 1e-9), ref
+    finally:
+        sim.paused = False
+        for device in devices.values():
+            await device.driver.close()
 
 
 # -- writes become actuators ---------------------------------------------------------
