@@ -26,7 +26,7 @@ from heatd.control.core import Decision, step
 from heatd.control.params import ControlParams
 from heatd.control.signals import Signal, Snapshot
 from heatd.control.state import initial_state as heatd_initial_state
-from hil.kpi import Accumulator, KpiConfig, Kpis, Sample, heat_available_kw, storage_kwh
+from hil.kpi import Accumulator, KpiConfig, Kpis, Sample, ideal_stores, lift_factor
 from hil.params import PlantParams, compile_params
 from hil.plant import Actuators, PlantState
 from hil.plant import initial_state as plant_initial_state
@@ -182,7 +182,7 @@ def simulate(
     steps = max(0, math.ceil((end - start_s) / dt - 1e-9))
     state = plant_start(scenario, start_s)
     config = kpi or KpiConfig(supply_limit_c=params.loop.supply_limit_c)
-    acc = Accumulator(config, storage_kwh(state, params, capacity=True), storage_kwh(state, params))
+    acc = Accumulator(config, ideal_stores(state, params))
     sensors = scenario.sensor_layer()
     build = SnapshotBuilder(sensor_names(params))
     faults = scenario.faults
@@ -211,7 +211,7 @@ def simulate(
             hb = hb + 1 if hb < 65535 else 0
             act = Actuators(sp.valve, sp.hp_enable, sp.hp_capacity, sp.hp_reset, sp.fan, hb)
         new = plant_step(state, act, dist, h, compiled)
-        available = 0.0 if dist.hp_fault else heat_available_kw(new, compiled)
+        lift = 0.0 if dist.hp_fault else lift_factor(new, compiled)
         sample = Sample(
             h,
             new.supply_temp_c,
@@ -221,7 +221,7 @@ def simulate(
             new.hp_electricity_kwh - state.hp_electricity_kwh,
             new.it_energy_kwh - state.it_energy_kwh,
             new.fan_electricity_kwh - state.fan_electricity_kwh,
-            available,
+            lift,
             dist.dh_demand_kw,
             new.hp_running,
             new.hp_trip_code != 0,
@@ -232,7 +232,7 @@ def simulate(
         )
         acc.add(sample)
         if trace is not None and k % every == 0:
-            _record(trace, new, sample, rack_top)
+            _record(trace, new, sample, min(new.it_power_kw * lift, compiled.hp_nom))
         state = new
     return Run(
         scenario.name,
@@ -248,13 +248,13 @@ def simulate(
     )
 
 
-def _record(trace: dict[str, list[float]], s: PlantState, x: Sample, rack_top: float) -> None:
+def _record(trace: dict[str, list[float]], s: PlantState, x: Sample, available_kw: float) -> None:
     h = x.dt / 3600.0
     row = (
         s.t / 3600.0, s.supply_temp_c, s.rack_temp_c, x.rack_inlet_c, s.tank_c[0],
         s.outdoor_temp_c, s.valve_position, s.fan_speed, s.hp_capacity,
         1.0 if s.hp_running else 0.0, x.demand_kw, x.delivered_kwh / h if h else 0.0,
-        x.hp_heat_kwh / h if h else 0.0, x.available_kw,
+        x.hp_heat_kwh / h if h else 0.0, available_kw,
     )  # fmt: skip
     for key, v in zip(TRACE_KEYS, row, strict=True):
         trace[key].append(v)

@@ -5,25 +5,26 @@ plant's exact integrators, temperatures and positions at its end); :class:`Accum
 folds them into :class:`Kpis`. It is pure arithmetic on the samples, so a hand-made trace
 checks every integral.
 
-The ideal the recovery ratio is measured against ("what physics would allow"):
-- heat available (kW) = min(IT heat x COP / (COP - 1), heat-pump nominal heat): everything
-  the IT puts into the loop lifted by the heat pump, the compressor's work added.
-  COP is the plant's own COP curve at full output in the loop and tank temperatures of
-  the run at that step (evaporator inlet = rack outlet - approach; condenser outlet as the
-  plant makes it at nominal heat). Full output is the highest condenser outlet, so the
-  lowest COP and the largest COP / (COP - 1): no controller's heat pump can turn the same
-  IT heat into more heat at that state. While the heat pump has an internal fault (a
-  physical trip in the scenario) nothing is available.
-- what the heat can go to: the demand, plus the storage headroom. An ideal tank, from the
-  real tank's starting content up to its capacity, charges with any surplus and serves
-  the demand whenever the heat pump falls short (which frees headroom). Content and
-  capacity count from the network's nominal return temperature up to the heat pump's
-  condenser trip temperature, the most any controller can store.
-- ideal = sum over steps of min(available x dt, demand x dt + headroom), the greedy
-  schedule, which is optimal for one store with a linear objective.
-The ratio compares the heat the heat pump made (delivered to the network + put in
-storage) with that ideal, so it is at most 1 up to the loop's own thermal mass (a few
-kWh) and Euler noise.
+The ideal the recovery ratio is measured against ("what physics would allow"), a greedy
+schedule over the same disturbances, step by step:
+- the source: the IT heat of the step plus what the coolant loop holds. The loop's thermal
+  mass (room air, racks, supply header) is a buffer: heat the heat pump cannot take now
+  warms it and can be taken later, down to the recovery exchanger's coldest outlet.
+- the lift: condenser heat = evaporator heat x COP / (COP - 1), COP from the plant's own
+  curve at full output in the loop and tank temperatures of the run at that step
+  (evaporator inlet = rack outlet - approach; condenser outlet as the plant makes it at
+  nominal heat). Full output is the highest condenser outlet, so the lowest COP and the
+  largest COP / (COP - 1): no heat pump turns the same heat into more at that state. At
+  most the heat pump's nominal heat; nothing while it has an internal fault (a physical
+  trip in the scenario).
+- the sink: the demand, plus the headroom of an ideal tank that starts with the real
+  tank's content, charges with any surplus and serves the demand whenever the heat pump
+  falls short (which frees headroom). Tank content counts from the network's nominal
+  return temperature up to the condenser trip temperature, the most any controller stores.
+Taking all it can at every step is optimal for one store on each side with a linear
+objective, so no controller's heat pump makes more: the ratio (heat the heat pump made,
+i.e. delivered to the network + put in storage, over the ideal) is at most 1 up to the
+Euler noise of the plant.
 
 Heat delivered is what the network's meter sees; over a short window it includes the
 heat the tank held at the start, which no controller made. So the ratio and ERF count the
@@ -78,7 +79,8 @@ class Sample(NamedTuple):
     hp_electricity_kwh: float
     it_kwh: float
     fan_kwh: float
-    available_kw: float
+    lift_factor: float
+    """Condenser heat per unit of evaporator heat at full output; 0 = unavailable."""
     demand_kw: float
     hp_running: bool
     hp_tripped: bool
@@ -120,8 +122,8 @@ class Kpis:
         return asdict(self)
 
 
-def heat_available_kw(state: PlantState, params: PlantParams | Compiled) -> float:
-    """Heat the heat pump could make at full output from the IT heat in the loop now."""
+def lift_factor(state: PlantState, params: PlantParams | Compiled) -> float:
+    """COP / (COP - 1) of the heat pump at full output in the plant's state now."""
     c = params if isinstance(params, Compiled) else compile_params(params)
     q = c.hp_nom
     t_bot = state.tank_c[-1]
@@ -131,27 +133,58 @@ def heat_available_kw(state: PlantState, params: PlantParams | Compiled) -> floa
         m_c = min(m_c, q / (c.cp_dh * rise))
     cond_out = t_bot + q / (m_c * c.cp_dh)
     cop = cop_from_lift(cond_out - (state.rack_temp_c - c.hx_approach), cond_out, c)
-    return min(state.it_power_kw * cop / (cop - 1.0), q)
+    return cop / (cop - 1.0)
 
 
-def storage_kwh(state: PlantState, params: PlantParams, *, capacity: bool = False) -> float:
-    """Heat in the tank above the nominal return temperature (or the most it can hold)."""
+def heat_available_kw(state: PlantState, params: PlantParams | Compiled) -> float:
+    """Heat the heat pump could make at full output from the IT heat entering the loop now
+    (what the plots show; the ideal also lets the loop buffer it)."""
+    c = params if isinstance(params, Compiled) else compile_params(params)
+    return min(state.it_power_kw * lift_factor(state, c), c.hp_nom)
+
+
+@dataclass(frozen=True, slots=True)
+class IdealStores:
+    """Bounds of the ideal schedule: heat-pump size and both buffers (kWh)."""
+
+    hp_max_kw: float = float("inf")
+    tank_capacity_kwh: float = 0.0
+    tank_start_kwh: float = 0.0
+    loop_capacity_kwh: float = 0.0
+    loop_start_kwh: float = 0.0
+
+
+def ideal_stores(state: PlantState, params: PlantParams) -> IdealStores:
+    """The plant's heat pump, tank and loop as the ideal sees them, starting from ``state``."""
     c = compile_params(params)
     ret = params.dh.return_temp_c
-    if capacity:
-        return c.node_cap * c.nodes * (params.heat_pump.cond_outlet_max_c - ret) / _S_PER_H
-    return max(0.0, c.node_cap * sum(t - ret for t in state.tank_c) / _S_PER_H)
+    tank_cap = c.node_cap * c.nodes * (params.heat_pump.cond_outlet_max_c - ret) / _S_PER_H
+    tank = c.node_cap * sum(t - ret for t in state.tank_c) / _S_PER_H
+    floor = c.src_min
+    top = c.sup_limit + params.it.peak_kw / c.loop_c  # rack outlet at the limit, at peak
+    loop_cap = (c.air_cap + c.rack_cap + c.sup_cap) * (top - floor) / _S_PER_H
+    loop = (
+        c.air_cap * (state.air_temp_c - floor)
+        + c.rack_cap * (state.rack_temp_c - floor)
+        + c.sup_cap * (state.supply_temp_c - floor)
+    ) / _S_PER_H
+    return IdealStores(c.hp_nom, tank_cap, _clip(tank, tank_cap), loop_cap, _clip(loop, loop_cap))
+
+
+def _clip(x: float, hi: float) -> float:
+    return min(max(x, 0.0), hi)
 
 
 class Accumulator:
     """Folds samples into KPIs; one per run."""
 
-    def __init__(
-        self, config: KpiConfig, storage_capacity_kwh: float = 0.0, storage_start_kwh: float = 0.0
-    ) -> None:
+    def __init__(self, config: KpiConfig, stores: IdealStores | None = None) -> None:
         self.config = config
-        self._cap = storage_capacity_kwh
-        self._store = min(max(storage_start_kwh, 0.0), storage_capacity_kwh)
+        st = stores or IdealStores()
+        self._hp_max = st.hp_max_kw
+        self._tank_cap, self._loop_cap = st.tank_capacity_kwh, st.loop_capacity_kwh
+        self._tank = _clip(st.tank_start_kwh, st.tank_capacity_kwh)
+        self._loop = _clip(st.loop_start_kwh, st.loop_capacity_kwh)
         self._t = 0.0
         self._supply_kh = self._rack_s = self._fallback_s = 0.0
         self._max_supply = self._max_rack = float("-inf")
@@ -186,9 +219,16 @@ class Accumulator:
         self._fan += x.fan_kwh
         demand = x.demand_kw * dt / _S_PER_H
         self._demand += demand
-        made = min(x.available_kw * dt / _S_PER_H, demand + self._cap - self._store)
+        source = self._loop + x.it_kwh
+        lift = x.lift_factor
+        made = 0.0
+        if lift > 0.0:
+            made = min(self._hp_max * dt / _S_PER_H, source * lift,
+                       demand + self._tank_cap - self._tank)  # fmt: skip
+            source -= made / lift
+        self._loop = min(self._loop_cap, source)
         self._ideal += made
-        self._store = max(0.0, self._store + made - demand)
+        self._tank = max(0.0, self._tank + made - demand)
 
         if x.hp_running and not self._running:
             self._starts += 1

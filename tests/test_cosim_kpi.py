@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from hil.kpi import Accumulator, KpiConfig, Sample, heat_available_kw, storage_kwh
+from hil.kpi import (
+    Accumulator,
+    IdealStores,
+    KpiConfig,
+    Sample,
+    heat_available_kw,
+    ideal_stores,
+    lift_factor,
+)
 from hil.params import PlantParams, compile_params
 from hil.plant import cop_from_lift, initial_state
 
@@ -16,15 +24,15 @@ def sample(**kw: object) -> Sample:
     base: dict[str, object] = {
         "dt": H, "supply_c": 30.0, "rack_inlet_c": 33.0, "delivered_kwh": 0.0,
         "hp_heat_kwh": 0.0, "hp_electricity_kwh": 0.0, "it_kwh": 0.0, "fan_kwh": 0.0,
-        "available_kw": 0.0, "demand_kw": 0.0, "hp_running": False, "hp_tripped": False,
+        "lift_factor": 0.0, "demand_kw": 0.0, "hp_running": False, "hp_tripped": False,
         "plc_fallback": False, "valve": 0.0, "fan": 0.0, "capacity": 0.0,
     }  # fmt: skip
     base.update(kw)
     return Sample(**base)  # type: ignore[arg-type]
 
 
-def fold(samples: list[Sample], config: KpiConfig | None = None, **storage: float):
-    acc = Accumulator(config or KpiConfig(), **storage)
+def fold(samples: list[Sample], config: KpiConfig | None = None, **stores: float):
+    acc = Accumulator(config or KpiConfig(), IdealStores(**stores))
     for x in samples:
         acc.add(x)
     return acc.result()
@@ -78,32 +86,55 @@ def test_nothing_run_gives_no_ratio_cop_or_erf_rather_than_a_division_by_zero() 
     assert k.hp_starts == k.short_cycles == k.hp_trips == 0
 
 
-def test_ideal_is_limited_by_what_is_available_and_by_demand() -> None:
+def test_ideal_is_limited_by_the_it_heat_lifted_the_heat_pump_and_the_demand() -> None:
     k = fold(
         [
-            sample(available_kw=100.0, demand_kw=300.0, hp_heat_kwh=90.0),  # 100 available
-            sample(available_kw=250.0, demand_kw=80.0, hp_heat_kwh=80.0),  # 80 wanted
-            sample(dt=1800.0, available_kw=60.0, demand_kw=100.0, hp_heat_kwh=30.0),  # 30
-        ]
+            # 100 kWh of IT heat x 1.25 = 125 kWh, below the pump's 250 and the demand
+            sample(it_kwh=100.0, lift_factor=1.25, demand_kw=300.0, hp_heat_kwh=120.0),
+            # 200 x 1.25 = 250 possible, but only 80 wanted (no tank, no loop buffer)
+            sample(it_kwh=200.0, lift_factor=1.25, demand_kw=80.0, hp_heat_kwh=80.0),
+            # half an hour: 24 x 1.25 = 30, the pump could make 125, 50 wanted
+            sample(dt=1800.0, it_kwh=24.0, lift_factor=1.25, demand_kw=100.0, hp_heat_kwh=20.0),
+            # plenty of everything, but the pump is capped at 250 kW
+            sample(it_kwh=400.0, lift_factor=1.25, demand_kw=900.0, hp_heat_kwh=250.0),
+            # the heat pump is unavailable (internal fault): nothing
+            sample(it_kwh=200.0, lift_factor=0.0, demand_kw=300.0),
+        ],
+        hp_max_kw=250.0,
     )
-    assert k.ideal_heat_mwh == pytest.approx(0.210)
-    assert k.recovery_ratio == pytest.approx(200.0 / 210.0)
+    assert k.ideal_heat_mwh == pytest.approx((125 + 80 + 30 + 250) / 1000)
+    assert k.recovery_ratio == pytest.approx(470.0 / 485.0)
+
+
+def test_ideal_loop_buffers_heat_the_pump_cannot_take_yet() -> None:
+    trace = [
+        sample(it_kwh=150.0, lift_factor=2.0, demand_kw=1000.0),  # 100 made, 50 evaporator
+        sample(it_kwh=0.0, lift_factor=2.0, demand_kw=1000.0),  # the loop gives 50 back
+    ]
+    k = fold(trace, hp_max_kw=100.0, loop_capacity_kwh=50.0)
+    assert k.ideal_heat_mwh == pytest.approx(0.200)
+    # without the buffer the surplus is lost to the dry cooler
+    assert fold(trace, hp_max_kw=100.0).ideal_heat_mwh == pytest.approx(0.100)
+    # the loop can hold no more than its capacity, and what it held at the start counts
+    k = fold(trace, hp_max_kw=100.0, loop_capacity_kwh=30.0, loop_start_kwh=999.0)
+    assert k.ideal_heat_mwh == pytest.approx(0.160)  # 100, then 30 x 2
 
 
 def test_ideal_storage_takes_the_surplus_up_to_its_headroom_and_frees_it_by_serving() -> None:
+    surplus = {"it_kwh": 50.0, "lift_factor": 2.0, "demand_kw": 50.0}  # 100 could be made
     trace = [
-        sample(available_kw=100.0, demand_kw=50.0),  # 50 to demand + 20 to fill the tank
-        sample(available_kw=100.0, demand_kw=50.0),  # tank full: 50
-        sample(available_kw=0.0, demand_kw=30.0),  # tank serves 20 of the 30: empty again
-        sample(available_kw=100.0, demand_kw=50.0),  # 50 + 20 again
+        sample(**surplus),  # 50 to demand + 20 to fill the tank
+        sample(**surplus),  # tank full: 50
+        sample(it_kwh=0.0, lift_factor=2.0, demand_kw=30.0),  # the tank serves 20: empty
+        sample(**surplus),  # 50 + 20 again
     ]
-    k = fold(trace, storage_capacity_kwh=20.0, storage_start_kwh=0.0)
+    k = fold(trace, tank_capacity_kwh=20.0)
     assert k.ideal_heat_mwh == pytest.approx((70 + 50 + 0 + 70) / 1000)
     # a tank that starts full has no headroom for the first surplus
-    full = fold(trace, storage_capacity_kwh=20.0, storage_start_kwh=20.0)
+    full = fold(trace, tank_capacity_kwh=20.0, tank_start_kwh=20.0)
     assert full.ideal_heat_mwh == pytest.approx((50 + 50 + 0 + 70) / 1000)
     # a start above the capacity is clamped, not a negative headroom
-    over = fold(trace[:1], storage_capacity_kwh=20.0, storage_start_kwh=50.0)
+    over = fold(trace[:1], tank_capacity_kwh=20.0, tank_start_kwh=50.0)
     assert over.ideal_heat_mwh == pytest.approx(0.050)
 
 
@@ -147,27 +178,39 @@ def test_as_dict_has_every_field_in_order() -> None:
     assert "recovery_ratio" in d and "erf" in d and "co2_avoided_t" in d
 
 
-def test_heat_available_is_the_it_heat_lifted_at_full_output_capped_by_the_heat_pump() -> None:
+def test_lift_is_the_plant_cop_at_full_output_and_available_heat_is_capped() -> None:
     p = PlantParams()
     c = compile_params(p)
     s = initial_state(p, it_power_kw=150.0)
     # tank bottom at 40: the condenser makes 300 kW at the flow that lands on 70 degC
     evap = s.rack_temp_c - p.recovery_hx.approach_k
     cop = cop_from_lift(70.0 - evap, 70.0, p)
+    assert lift_factor(s, p) == pytest.approx(cop / (cop - 1.0))
+    assert lift_factor(s, c) == lift_factor(s, p)
     assert heat_available_kw(s, p) == pytest.approx(150.0 * cop / (cop - 1.0))
-    assert heat_available_kw(s, c) == heat_available_kw(s, p)
     big = initial_state(p, it_power_kw=280.0)
     assert heat_available_kw(big, p) == p.heat_pump.heat_nominal_kw
     # a hot tank bottom pushes the condenser outlet up: a lower COP, more heat per IT kW
     hot = s._replace(tank_c=(70.0, 70.0, 70.0, 65.0))
-    assert heat_available_kw(hot, p) > heat_available_kw(s, p)
+    assert lift_factor(hot, p) > lift_factor(s, p)
 
 
-def test_storage_content_counts_from_the_nominal_return_temperature() -> None:
+def test_ideal_stores_count_the_tank_from_the_return_and_the_loop_from_the_hx_floor() -> None:
     p = PlantParams()
-    s = initial_state(p)  # 70, 60, 50, 40 degC in 4 layers of 5 m3
+    s = initial_state(p, supply_temp_c=30.0, it_power_kw=150.0)  # tank 70, 60, 50, 40 degC
+    st = ideal_stores(s, p)
     layer_kwh_per_k = 5000.0 * p.dh.cp_kj_kg_k / 3600.0
-    assert storage_kwh(s, p) == pytest.approx(layer_kwh_per_k * (30 + 20 + 10 + 0))
-    assert storage_kwh(s, p, capacity=True) == pytest.approx(layer_kwh_per_k * 4 * (82 - 40))
-    cold = s._replace(tank_c=(30.0, 30.0, 30.0, 30.0))
-    assert storage_kwh(cold, p) == 0.0
+    assert st.hp_max_kw == p.heat_pump.heat_nominal_kw
+    assert st.tank_start_kwh == pytest.approx(layer_kwh_per_k * (30 + 20 + 10 + 0))
+    assert st.tank_capacity_kwh == pytest.approx(layer_kwh_per_k * 4 * (82 - 40))
+    floor = p.recovery_hx.source_min_out_c
+    loop = (
+        p.it.air_capacity_kj_k * (s.air_temp_c - floor)
+        + p.loop.rack_capacity_kj_k * (s.rack_temp_c - floor)
+        + p.loop.supply_capacity_kj_k * (30.0 - floor)
+    ) / 3600.0
+    assert st.loop_start_kwh == pytest.approx(loop)
+    assert st.loop_start_kwh < st.loop_capacity_kwh
+    cold = ideal_stores(s._replace(tank_c=(30.0,) * 4, supply_temp_c=5.0, rack_temp_c=5.0,
+                                   air_temp_c=5.0), p)  # fmt: skip
+    assert cold.tank_start_kwh == 0.0 and cold.loop_start_kwh == 0.0

@@ -1,0 +1,117 @@
+"""Cost of co-simulating a whole year at 10 s steps (target < 120 s), and its ratio to the
+pure plant stepping alone, in the same run.
+
+A year-long Copenhagen scenario (no faults) is stepped four ways over the same hours:
+1. the plant alone, with the scenario's disturbances and fixed actuators;
+2. the co-simulation with the "none" controller (plant + KPIs, no sensing, no control);
+3. the co-simulation with the rule-based baseline;
+4. the co-simulation with heatd (sensing, snapshots, control step, actuators, KPIs).
+Then the heatd control step alone is timed on snapshots recorded from its own run, so
+the report splits the cost into plant, controller and co-simulation glue.
+
+    .venv/bin/python bench/bench_cosim.py [--hours 8760] [--dt 10] [--skip-baseline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from heatd.control.core import step as control_step
+from heatd.control.state import initial_state as control_initial
+from hil.cosim import NO_CONTROLLER, Controller, SnapshotBuilder, simulate
+from hil.params import compile_params
+from hil.plant import Actuators
+from hil.plant import step as plant_step
+from hil.scenario import Scenario, scenario_from_dict
+from hil.score import make_controller, site_control
+from hil.sensors import sensor_names, true_readings
+
+YEAR_STEPS_10S = 3_153_600
+TARGET_S = 120.0
+REPLAY = 20_000
+
+
+def plant_only(sc: Scenario, steps: int, dt: float) -> float:
+    params = compile_params(sc.params)
+    acts = (Actuators(0.8, True, 0.8, False, 0.2, 0), Actuators(0.8, True, 0.8, False, 0.2, 1))
+    dist = sc.disturbances
+    state = sc.initial_state()
+    t0 = time.perf_counter()
+    for k in range(steps):
+        state = plant_step(state, acts[k & 1], dist(k * dt), dt, params)
+    return time.perf_counter() - t0
+
+
+def cosim(sc: Scenario, ctl: Controller, hours: float, dt: float) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    run = simulate(sc, ctl, dt=dt, duration_s=hours * 3600.0)
+    return time.perf_counter() - t0, run.kpis.heat_recovered_mwh
+
+
+def control_alone(sc: Scenario, ctl: Controller, dt: float) -> float:
+    """Microseconds per heatd step on snapshots of a plant it is really controlling."""
+    build = SnapshotBuilder(sensor_names(sc.params))
+    compiled = compile_params(sc.params)
+    state, cstate = sc.initial_state(), control_initial(0.0)
+    snaps = []
+    for k in range(REPLAY):
+        t = k * dt
+        snap = build(true_readings(state, sc.params), t)
+        d = control_step(snap, cstate, ctl.params, t)
+        cstate, sp = d.state, d.setpoints
+        act = Actuators(sp.valve, sp.hp_enable, sp.hp_capacity, sp.hp_reset, sp.fan, k)
+        state = plant_step(state, act, sc.disturbances(t), dt, compiled)
+        snaps.append(snap)
+    cstate = control_initial(0.0)
+    t0 = time.perf_counter()
+    for snap in snaps:
+        cstate = control_step(snap, cstate, ctl.params, snap.now).state
+    return (time.perf_counter() - t0) / len(snaps) * 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hours", type=float, default=8760.0)
+    ap.add_argument("--dt", type=float, default=10.0)
+    ap.add_argument("--skip-baseline", action="store_true")
+    args = ap.parse_args()
+    hours, dt = args.hours, args.dt
+    sc = scenario_from_dict(
+        {"name": "year", "weather": "copenhagen", "start_hour": 0, "duration_h": hours}
+    )
+    steps = round(hours * 3600.0 / dt)
+    per_year = YEAR_STEPS_10S / steps
+
+    def report(what: str, seconds: float, plant_s: float) -> None:
+        print(
+            f"{what:<28}{seconds:8.2f} s  {seconds / steps * 1e6:7.2f} us/step  "
+            f"year at 10 s: {seconds * per_year:7.1f} s  x{seconds / plant_s:5.2f} plant"
+        )
+
+    print(f"{hours:g} h at dt {dt:g} s: {steps} steps (a year at 10 s is {YEAR_STEPS_10S})")
+    plant_s = plant_only(sc, steps, dt)
+    report("plant alone", plant_s, plant_s)
+    none_s, _ = cosim(sc, NO_CONTROLLER, hours, dt)
+    report("co-sim, no controller", none_s, plant_s)
+    control = site_control(sc.params)
+    if not args.skip_baseline:
+        base_s, _ = cosim(sc, make_controller("baseline", sc.params, control), hours, dt)
+        report("co-sim, baseline", base_s, plant_s)
+    heatd = make_controller("heatd", sc.params, control)
+    heatd_s, mwh = cosim(sc, heatd, hours, dt)
+    report("co-sim, heatd", heatd_s, plant_s)
+    ctl_us = control_alone(sc, heatd, dt)
+    ctl_s = ctl_us * steps / 1e6
+    glue_s = heatd_s - ctl_s - none_s
+    print(f"  of which heatd's control step: {ctl_us:.1f} us/step ({ctl_s / heatd_s:.0%}), "
+          f"plant + KPIs: {none_s / heatd_s:.0%}, sensing + snapshots + actuators: "
+          f"{glue_s / heatd_s:.0%}")  # fmt: skip
+    year = heatd_s * per_year
+    verdict = "met" if year < TARGET_S else "MISSED"
+    print(f"heatd co-simulation of a year at 10 s: {year:.1f} s (target < {TARGET_S:g} s: "
+          f"{verdict}); heat-pump heat over the run {mwh:,.0f} MWh")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
