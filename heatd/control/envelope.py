@@ -3,9 +3,10 @@
 Three severities, each no looser than the one below:
 - worst case (cooling input unknown, PLC in local fallback, heat pump faulted): full dry
   cooler, valve to the dry-cooler side, heat pump off at once;
-- distress (supply or rack inlet near/above its limit, supply rising fast or its rate not
-  yet known): recovery may not grow - valve, extraction and start are held at the last
-  decision and the dry cooler may not slow down (full speed at the limit);
+- distress (supply or rack inlet near/above its limit, supply rising fast enough to reach
+  the margin band within the rise horizon, or its rate not yet known): recovery may not
+  grow - valve, extraction and start are held at the last decision and the dry cooler may
+  not slow down (full speed at the limit);
 - normal: the whole device range.
 """
 
@@ -115,7 +116,9 @@ def envelope(
             rise = (supply - old[1]) / span  # type: ignore[index]
         state = EnvelopeState(old, new, state.valve_off_since)
         band = p.supply_limit_c - p.supply_margin_k
-        if supply >= band or rise is None or rise > p.max_rise_k_per_s:
+        rising_fast = (rise is not None and rise > p.max_rise_k_per_s
+                       and supply + rise * p.rise_horizon_s >= band)
+        if supply >= band or rise is None or rising_fast:
             acc = _Acc()
             if supply >= p.supply_limit_c:
                 why = "supply at or above its limit"
@@ -127,7 +130,7 @@ def envelope(
                 acc.hold(prev, why)
             if rise is None:
                 acc.hold(prev, "supply rate of rise not yet known")
-            elif rise > p.max_rise_k_per_s:
+            elif rising_fast:
                 acc.hold(prev, "supply rising fast")
 
     if R.RACK_INLET_TEMP in inputs.invalid or R.RACK_INLET_TEMP in vals:

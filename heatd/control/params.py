@@ -70,6 +70,9 @@ class EnvelopeParams(BaseModel):
     supply_margin_k: Positive = 3.0
     max_rise_k_per_s: Positive = 0.01
     rise_window_s: Positive = 60.0
+    rise_horizon_s: Positive = 600.0
+    """A fast rise counts only if, kept up this long, it would reach the margin band: a
+    warm-up 20 K below the limit is no reason to stop recovering heat."""
     rack_inlet_limit_c: float = 27.0
     rack_inlet_margin_k: Positive = 2.0
     flow_min: NonNegative | None = None
