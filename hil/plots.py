@@ -59,7 +59,8 @@ def plot_run(run: Run, path: str | Path, config: KpiConfig) -> Path:
     ceiling = max(config.supply_limit_c, config.rack_inlet_limit_c) + _OFF_SCALE_K
     peak = max(max(tr["supply_c"], default=0.0), max(tr["rack_inlet_c"], default=0.0))
     if peak > ceiling:
-        ax_t.set_ylim(top=ceiling)
+        low = min(min(tr[k], default=0.0) for k in ("supply_c", "outdoor_c", "tank_top_c"))
+        ax_t.set_ylim(low - 3.0, ceiling)
         ax_t.text(
             0.01,
             0.95,
