@@ -79,7 +79,6 @@ class PlantServer:
         self.modbus: dict[int, ModbusEndpoint] = {}
         self.opcua: dict[int, OpcUaEndpoint] = {}
         self.skipped: list[str] = []
-        self._endpoint_of: dict[str, Endpoint] = {}
         self._build_endpoints()
         self.recorder = (Recorder(record_dir, len(self.plant.state.tank_c), record_interval_s)
                          if record_dir is not None else None)
@@ -111,9 +110,6 @@ class PlantServer:
             self.modbus[port] = ModbusEndpoint(port, devices, self.bindings, self._modbus_write)
         for port, (url, devices) in ua_devices.items():
             self.opcua[port] = OpcUaEndpoint(url, devices, self.bindings, self._opcua_write)
-        for endpoint in self.endpoints:
-            for name in endpoint.devices:
-                self._endpoint_of[name] = endpoint
 
     @property
     def endpoints(self) -> list[Endpoint]:
@@ -349,7 +345,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve(server))
     except OSError as exc:
-        print(f"heatd hil serve: cannot listen: {exc}", file=sys.stderr)
+        print(f"heatd hil serve: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -12,7 +12,7 @@ import pytest
 from heatd.config import ModbusTcpDevice, OpcUaDevice, SiteConfig
 from heatd.config_loader import load_site
 from heatd.control.roles import ALL_ROLES, INPUT_ROLES, OUTPUT_ROLES
-from hil.pointmap import Binding, bind_site, unbound
+from hil.pointmap import Binding, bind_site, site_devices_of, unbound
 from hil.recorder import TRUTH_FILE
 from hil.sensors import sensor_names
 from hil.serve import PlantServer, build_scenario
@@ -102,3 +102,11 @@ def test_cli_rejects_a_bad_site(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert f"{bad}:3" in done.stderr
+
+
+def test_a_plant_device_fault_reaches_the_site_devices_serving_it() -> None:
+    example = load_site(DEMO.parent / "example-site.yaml")
+    groups = site_devices_of(bind_site(example, set()))
+    assert groups["cdu"] == {"loop", "racks"}  # coolant temps on OPC UA, rack inlets on Modbus
+    assert groups["pdu"] == {"racks"}
+    assert groups["heatpump"] == {"heatpump"}
