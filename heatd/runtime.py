@@ -109,7 +109,7 @@ class Daemon:
         self._submit({R.PLC_HEARTBEAT: self._heartbeat})
         for event in decision.events:
             self.publisher.event({"type": "transition", "layer": event.layer.value,
-                                  "kind": event.kind, "subject": event.subject,
+                                  "change": event.kind, "subject": event.subject,
                                   "from": event.old, "to": event.new, "reason": event.reason})
         return decision
 
@@ -127,8 +127,15 @@ class Daemon:
         last_ping = 0.0
         while not self._stopping.is_set():
             started = loop.time()
-            self.cycle_once()
-            self.publisher.cycle(started)
+            try:
+                self.cycle_once()
+            except Exception:  # a bug must not stop the heartbeat-driven safe fallback
+                log.exception("control cycle failed: writing the safe state")
+                self._submit(SAFE_SETPOINTS.as_roles())
+            try:
+                self.publisher.cycle(started)
+            except Exception:  # reporting trouble never stops control
+                log.exception("publishing failed")
             if watchdog is not None and started - last_ping >= watchdog / 2:
                 self.notifier.notify(WATCHDOG=1)
                 last_ping = started

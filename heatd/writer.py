@@ -104,6 +104,7 @@ class SetpointWriter:
                                                               self._deadband):
             return
         out.desired = point_value
+        out.verified = False
         self._queues[out.device.name].wake.set()
 
     async def flush(self, timeout: float) -> bool:

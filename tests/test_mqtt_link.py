@@ -288,7 +288,7 @@ async def test_invalid_payload_is_refused_with_reason_and_never_reaches_handler(
     try:
         async with Recorder(broker, f"{BASE}/cmd/+/response") as rec:
             bad = [
-                ("mode", {"id": "b1", "mode": "turbo"}, "mode: Input should be"),
+                ("mode", {"id": "b1", "mode": "turbo"}, "mode: 'turbo' is not one of auto"),
                 ("override", {"id": "b2", "role": "valve.recovery", "value": "0.5", "ttl": 60},
                  "value"),
                 ("override", {"id": "b3", "point": "loop.valve", "value": 150, "ttl": 60},

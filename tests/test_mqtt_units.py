@@ -166,7 +166,7 @@ def test_valid_commands_parse_into_their_models() -> None:
 
 
 @pytest.mark.parametrize("name, payload, reason", [
-    ("mode", {"mode": "Auto"}, "mode: Input should be 'auto'"),
+    ("mode", {"mode": "Auto"}, "mode: 'Auto' is not one of auto, recovery_off, manual, safe"),
     ("mode", {"mode": "manual", "ttl": 0}, "ttl: Input should be greater than 0"),
     ("mode", {"mode": "manual", "ttl": 4000}, "exceeds the longest allowed lease of 3600 s"),
     ("mode", {"mode": "auto", "id": 7}, "id: Input should be a valid string"),

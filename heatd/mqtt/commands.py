@@ -221,6 +221,9 @@ def explain(exc: ValidationError) -> str:
     for err in exc.errors(include_url=False):
         where = ".".join(str(x) for x in err["loc"])
         msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] in ("enum", "literal_error"):
+            allowed = str(err["ctx"]["expected"]).replace("'", "").replace(" or ", ", ")
+            msg = f"{err['input']!r} is not one of {allowed}"
         parts.append(f"{where}: {msg}" if where else msg)
     return "; ".join(parts)
 

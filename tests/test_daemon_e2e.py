@@ -1,0 +1,214 @@
+"""heatd as a process against the simulated demo site (real Modbus TCP and OPC UA) and a
+real mosquitto: what an operator sees, and what happens when things fail."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+from daemon_harness import running_stack
+
+DEVICES = ("pdu", "cdu", "drycooler", "dh", "plc", "heatpump")
+VALVE = "cdu.valve_setpoint"
+FAN = "drycooler.fan_setpoint"
+HP_ENABLE = "plc.hp_enable"
+
+
+def cycles(stack) -> int:
+    return int(stack.control().get("cycle", {}).get("cycles", 0))
+
+
+async def all_online(stack) -> None:
+    last = stack.observer.last
+    await stack.until(lambda: last.get(stack.topic("status")) == "online", what="online")
+    for device in DEVICES:
+        await stack.until(lambda d=device: last.get(stack.topic(f"{d}/availability"))
+                          == "online", what=f"{device} online")
+    await stack.until(lambda: cycles(stack) > 3, what="control cycles")
+
+
+async def test_state_availability_and_control_state_are_retained(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        await all_online(stack)
+        last = stack.observer.last
+        cdu = await stack.until(
+            lambda: (last.get(stack.topic("cdu/state")) or {}).get("quality") == {}
+            and last[stack.topic("cdu/state")], what="every cdu point good")
+        assert isinstance(cdu["ts"], int)
+        assert isinstance(cdu["supply_temp_a"], float) and 5 < cdu["supply_temp_a"] < 60
+        assert isinstance(cdu["rack_inlet_01"], float)
+        assert cdu["quality"] == {}
+        control = stack.control()
+        assert control["mode"] == "auto"
+        assert isinstance(control["cooling_margin"], float)
+        assert set(control["setpoints"]) >= {"valve.recovery", "drycooler.fan", "hp.enable"}
+        assert control["cycle"]["period_s"] == 0.2
+        retained = await stack.retained()
+        assert retained[stack.topic("status")] == "online"
+        assert retained[stack.topic("cdu/availability")] == "online"
+        assert isinstance(retained[stack.topic("cdu/state")]["return_temp"], float)
+        assert retained[stack.topic("control/state")]["mode"] == "auto"
+        assert retained[stack.topic("info")]["site"] == "demo"
+
+
+async def test_commands_answer_refuse_and_leases_expire(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        await all_online(stack)
+        reply = await stack.command("mode", {"mode": "recovery_off", "by": "test"})
+        assert reply["accepted"] is True
+        await stack.until(lambda: stack.control().get("mode") == "recovery_off", what="mode")
+
+        reply = await stack.command("mode", {"mode": "turbo"})
+        assert reply["accepted"] is False and "turbo" in reply["reason"]
+        await asyncio.sleep(0.5)
+        assert stack.control()["mode"] == "recovery_off"
+
+        reply = await stack.command("mode", {"mode": "auto"})
+        assert reply["accepted"] is True
+        reply = await stack.command("override", {"role": "drycooler.fan", "value": 0.9,
+                                                 "ttl": 2})
+        assert reply["accepted"] is True
+        await stack.until(lambda: [x["role"] for x in stack.control().get("leases", [])]
+                          == ["drycooler.fan"], what="lease visible")
+        await stack.until(lambda: abs(stack.sim.outputs()[FAN] - 0.9) < 0.01,
+                          what="override written to the fan")
+        await stack.until(lambda: stack.control().get("leases") == [], timeout=6,
+                          what="lease expired")
+        audited = [e for e in stack.observer.events if e.get("kind") == "command"]
+        assert [e["accepted"] for e in audited] == [True, False, True, True]
+        assert any(e.get("kind") == "transition" and e.get("subject") == "drycooler.fan"
+                   for e in stack.observer.events)
+
+
+async def test_heat_pump_trip_sends_the_heat_to_the_dry_cooler(tmp_path: Path) -> None:
+    scenario = tmp_path / "trip.yaml"
+    scenario.write_text(
+        "name: e2e_trip\ndescription: winter, the heat pump trips once it runs\n"
+        "weather: copenhagen\nstart_hour: 360\nduration_h: 2\nseed: 1\n"
+        "faults:\n  - {kind: hp_trip, start_s: 500, duration_s: 600}\n")
+    async with running_stack(tmp_path, scenario=scenario, speed=20.0) as stack:
+        await all_online(stack)
+        plant = stack.sim.plant
+        await stack.until(lambda: plant.state.hp_running and stack.sim.outputs()[VALVE] > 0.05,
+                          timeout=40, what="recovering heat through the heat pump")
+        await stack.until(lambda: plant.state.hp_trip_code != 0, timeout=40, what="trip")
+
+        def fault_limits() -> list[dict]:
+            return [x for x in stack.control().get("limits", [])
+                    if x["name"] == "valve_max" and "heat pump" in x["reason"]]
+
+        seen = await stack.until(fault_limits, timeout=5, what="trip seen by heatd")
+        seen_at, seen_cycle = time.monotonic(), cycles(stack)
+        assert seen[0]["layer"] == "envelope"
+        assert stack.control()["setpoints"]["valve.recovery"] == 0.0
+        await stack.until(lambda: stack.sim.outputs()[VALVE] == 0.0, timeout=2,
+                          what="valve write at the simulator")
+        assert cycles(stack) - seen_cycle <= 2 or time.monotonic() - seen_at <= 0.4
+        assert stack.sim.outputs()[HP_ENABLE] is False
+
+
+async def test_broker_restart_reconnects_and_keeps_the_cycle_rate(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        await all_online(stack)
+        before = stack.control()
+        await stack.broker.kill()
+        await asyncio.sleep(2.0)
+        await stack.broker.start()
+        await stack.reconnect_observer()
+        await stack.until(lambda: stack.control()["ts"] > before["ts"] + 3000, timeout=10,
+                          what="fresh control state")
+        assert_rate_kept(before, stack.control())
+        retained = await stack.retained()
+        assert retained[stack.topic("status")] == "online"
+        assert retained[stack.topic("pdu/availability")] == "online"
+        reply = await stack.command("mode", {"mode": "auto"})
+        assert reply["accepted"] is True
+
+
+async def out_of_start_up(stack) -> None:
+    """Until the controller has left its cautious start (fan below full speed)."""
+    await all_online(stack)
+    await stack.until(lambda: stack.sim.outputs()[FAN] < 0.9, timeout=40,
+                      what="dry cooler below full speed")
+
+
+async def test_dead_modbus_device_goes_offline_and_cooling_falls_back(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, speed=20.0) as stack:
+        await out_of_start_up(stack)
+        before = stack.control()
+        stack.sim.inject("comms_loss", "cdu", duration_s=1e9)
+        await stack.until(lambda: stack.observer.last.get(stack.topic("cdu/availability"))
+                          == "offline", timeout=10, what="cdu offline")
+
+        def worst_case() -> bool:
+            control = stack.control()
+            return any(x["layer"] == "envelope" and x["name"] == "fan_min"
+                       and "coolant.supply_temp" in x["reason"]
+                       for x in control.get("limits", []))
+
+        await stack.until(worst_case, timeout=5, what="supply temperature unknown")
+        control = stack.control()
+        assert control["setpoints"]["valve.recovery"] == 0.0
+        assert control["setpoints"]["drycooler.fan"] == 1.0
+        await stack.until(lambda: stack.sim.outputs()[FAN] == 1.0, timeout=2,
+                          what="full dry cooler at the plant")
+        assert_rate_kept(before, stack.control())
+
+
+def assert_rate_kept(before: dict, after: dict, period: float = 0.2) -> None:
+    """Cycles counted by heatd against its own publish timestamps: at least 80 % of the
+    nominal rate between the two control states."""
+    elapsed = (after["ts"] - before["ts"]) / 1000
+    done = after["cycle"]["cycles"] - before["cycle"]["cycles"]
+    assert elapsed > 1.0
+    assert done >= 0.8 * elapsed / period, (done, elapsed)
+
+
+async def test_kill_9_lets_the_plc_fall_back(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, speed=20.0) as stack:
+        await all_online(stack)
+        assert not stack.sim.plant.state.plc_fallback
+        stack.signal(signal.SIGKILL)
+        await stack.wait_exit(5)
+        await stack.until(lambda: stack.sim.plant.state.plc_fallback, timeout=10,
+                          what="PLC fallback")
+        await stack.until(lambda: stack.observer.last.get(stack.topic("status")) == "offline",
+                          timeout=60, what="last will")
+
+
+async def test_sigterm_writes_the_safe_state_and_says_offline(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, speed=20.0) as stack:
+        await out_of_start_up(stack)
+        started = time.monotonic()
+        stack.signal(signal.SIGTERM)
+        assert await stack.wait_exit(5) == 0
+        assert time.monotonic() - started < 5
+        outputs = stack.sim.outputs()
+        assert outputs[FAN] == 1.0 and outputs[VALVE] == 0.0 and outputs[HP_ENABLE] is False
+        await stack.until(lambda: stack.observer.last.get(stack.topic("status")) == "offline",
+                          timeout=2, what="offline")
+
+
+async def test_sighup_with_a_broken_file_keeps_running(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        await all_online(stack)
+        good = stack.site_path.read_text()
+        stack.site_path.write_text(good.replace("data_type: float32", "data_type: flaot32", 1))
+        stack.signal(signal.SIGHUP)
+        refused = await stack.until(
+            lambda: [e for e in stack.observer.events if e.get("kind") == "reload"],
+            what="reload event")
+        assert refused[0]["accepted"] is False
+        assert any("flaot32" in p for p in refused[0]["problems"])
+        before = cycles(stack)
+        await stack.until(lambda: cycles(stack) > before + 5, what="still cycling")
+        assert stack.proc is not None and stack.proc.poll() is None
+
+        stack.site_path.write_text(good)
+        stack.signal(signal.SIGHUP)
+        await stack.until(lambda: any(e.get("kind") == "reload" and e["accepted"]
+                                      for e in stack.observer.events), what="reload accepted")
+        await stack.until(lambda: stack.observer.last.get(stack.topic("cdu/availability"))
+                          == "online", what="drivers rebuilt")
