@@ -27,14 +27,24 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     serve.add_argument("site", help="site YAML file (the one the daemon reads)")
     serve.add_argument("--scenario", default="winter_week", help="scenario name or YAML file")
-    serve.add_argument("--speed", type=float, default=1.0,
-                       help="plant seconds per wall-clock second (default 1: real time)")
-    serve.add_argument("--seed", type=int, default=0)
+    serve.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="plant seconds per wall-clock second (default 1: real time)",
+    )
+    serve.add_argument("--seed", type=int, help="random seed (default: the scenario's own)")
     serve.add_argument("--plant", help="plant parameter YAML (default: a 250 kW edge site)")
-    serve.add_argument("--record", metavar="DIR",
-                       help="write ground truth and every write received to CSV files here")
-    serve.add_argument("--duration", type=float,
-                       help="stop after this many plant seconds (default: the scenario's)")
+    serve.add_argument(
+        "--record",
+        metavar="DIR",
+        help="write ground truth and every write received to CSV files here",
+    )
+    serve.add_argument(
+        "--duration",
+        type=float,
+        help="stop after this many plant seconds (default: the scenario's)",
+    )
     serve.set_defaults(handler=_serve)
 
     score = hil_commands.add_parser(
@@ -42,10 +52,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     which = score.add_mutually_exclusive_group(required=True)
     which.add_argument("--scenario", help="scenario name or YAML file")
-    which.add_argument("--all", action="store_true",
-                       help="every scenario, heatd and baseline side by side")
+    which.add_argument(
+        "--all", action="store_true", help="every scenario, heatd and baseline side by side"
+    )
     score.add_argument("--controller", choices=["heatd", "baseline", "none"], default="heatd")
-    score.add_argument("--seed", type=int, default=0)
+    score.add_argument("--seed", type=int, help="random seed (default: the scenario's own)")
     score.add_argument("--plant", help="plant parameter YAML (default: a 250 kW edge site)")
     score.add_argument("--site", help="site YAML whose control: section tunes heatd")
     score.add_argument("--dt", type=float, default=10.0, help="co-simulation step in seconds")
