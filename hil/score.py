@@ -40,11 +40,6 @@ SITE_CONTROL: dict[str, Any] = {
         # (recovery frozen) all year. ASHRAE class A4 allows 45 degC at the inlet.
         "rack_inlet_limit_c": 45.0,
     },
-    "sequencer": {
-        # Two automatic resets 10 min apart span a 15-min internal fault; at the default
-        # 5 min both land inside it and the heat pump locks out until an operator comes.
-        "reset_cooldown_s": 600.0,
-    },
 }
 """Tuning of the control core for the bundled 250 kW plant (see module docstring)."""
 

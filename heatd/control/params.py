@@ -92,7 +92,9 @@ class SequencerParams(BaseModel):
     capacity_max: Fraction = 1.0
     start_timeout_s: Positive = 120.0
     stop_timeout_s: Positive = 120.0
-    reset_cooldown_s: NonNegative = 300.0
+    reset_cooldown_s: NonNegative = 600.0
+    """Wait before an automatic reset: two resets 10 min apart outlast a typical 15-min
+    internal fault; at 5 min both would land inside it and lock the heat pump out."""
     max_resets_per_hour: Annotated[int, Field(ge=0)] = 2
     resets_window_s: Positive = 3600.0
     reset_pulse_s: Positive = 2.0
