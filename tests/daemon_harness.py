@@ -37,7 +37,8 @@ DEMO_SITE = ROOT / "config" / "demo-site.yaml"
 
 
 def write_site(tmp: Path, broker_port: int, *, speed: float, cycle_period: float) -> Path:
-    """The demo site on free ports, publishing to the test broker, timers scaled."""
+    """The demo site on free ports, publishing to the test broker, its control timers
+    scaled to the plant's speed."""
     path = tmp / "site.yaml"
     with_free_ports(DEMO_SITE, path)
     yaml = YAML(typ="rt")
@@ -45,7 +46,8 @@ def write_site(tmp: Path, broker_port: int, *, speed: float, cycle_period: float
     tree["mqtt"] = {"host": "127.0.0.1", "port": broker_port, "reconnect_min": 0.1,
                     "reconnect_max": 0.5, "full_refresh": 5.0}
     tree["runtime"] = {"cycle_period": cycle_period, "stop_timeout": 2.0}
-    tree["control"] = json.loads(ControlParams().time_scaled(speed).model_dump_json())
+    site_control = ControlParams.model_validate_json(json.dumps(tree.get("control", {})))
+    tree["control"] = json.loads(site_control.time_scaled(speed).model_dump_json())
     with path.open("w") as fh:
         yaml.dump(tree, fh)
     return path
