@@ -10,9 +10,9 @@ from asyncua import ua
 from hypothesis import given
 from hypothesis import strategies as st
 
+from drivers.backoff import Backoff
 from drivers.codec import DataType
 from drivers.opcua import OpcUaPoint, OpcUaSettings
-from drivers.opcua.backoff import Backoff
 from drivers.opcua.convert import VARIANT_TYPES, status_name, to_reading, to_variant
 from drivers.reading import Quality
 

@@ -1,7 +1,7 @@
 """Modbus TCP and RTU drivers (pymodbus): point specs, read plans, links and devices."""
 
 from drivers.modbus.device import DeviceStats, ModbusDevice, ModbusRtuDevice, ModbusTcpDevice
-from drivers.modbus.link import Backoff, Link, SerialLine, TcpLink
+from drivers.modbus.link import Link, SerialLine, TcpLink
 from drivers.modbus.plan import Block, build_plan, format_plan
 from drivers.modbus.spec import (
     ModbusPoint,
@@ -12,7 +12,6 @@ from drivers.modbus.spec import (
 )
 
 __all__ = [
-    "Backoff",
     "Block",
     "DeviceStats",
     "Link",

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
+from drivers.backoff import Backoff
 from drivers.base import WriteError
 from drivers.codec import CodecError, DataType
-from drivers.modbus.link import Backoff, Link, SerialLine, TcpLink
+from drivers.modbus.link import Link, SerialLine, TcpLink
 from drivers.modbus.plan import Block, build_plan, expand, split_block, split_point
 from drivers.modbus.spec import ModbusPoint, PlanLimits, Table, TcpSettings
 from drivers.reading import Quality, Reading, Value

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,28 +20,8 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.client.base import ModbusBaseClient
 from pymodbus.pdu import ModbusPDU
 
+from drivers.backoff import Backoff
 from drivers.modbus.spec import SerialSettings, TcpSettings
-
-
-class Backoff:
-    """Exponential delay with "equal jitter": uniform in [d/2, d], d doubling to a cap.
-
-    Jitter keeps many devices that failed together from retrying in lockstep.
-    """
-
-    def __init__(self, minimum: float, maximum: float, rng: random.Random | None = None):
-        self.minimum = minimum
-        self.maximum = max(minimum, maximum)
-        self._current = minimum
-        self._rng = rng or random.Random()
-
-    def next(self) -> float:
-        delay = self._current
-        self._current = min(self._current * 2, self.maximum)
-        return self._rng.uniform(delay / 2, delay)
-
-    def reset(self) -> None:
-        self._current = self.minimum
 
 
 class Link:

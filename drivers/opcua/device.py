@@ -26,8 +26,8 @@ from asyncua.client.ua_client import UaClientState
 from asyncua.common.node import Node
 from asyncua.common.subscription import DataChangeNotif
 
+from drivers.backoff import Backoff
 from drivers.base import ReadingSink, WriteError
-from drivers.opcua.backoff import Backoff
 from drivers.opcua.config import OpcUaPoint, OpcUaSettings
 from drivers.opcua.convert import VARIANT_TYPES, status_name, to_reading, to_variant
 from drivers.opcua.security import apply_security

@@ -15,7 +15,6 @@ import asyncio
 import collections
 import contextlib
 import hashlib
-import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from drivers.backoff import Backoff
 from heatd import __version__
 from heatd.mqtt.commands import (
     CommandHandler,
@@ -328,12 +328,12 @@ class MqttLink:
 
     async def _run(self, password: str | None, tls: Any) -> None:
         """Connect, serve, and on any MQTT failure wait (backoff with jitter) and retry."""
-        delay = self.settings.reconnect_min
+        backoff = Backoff(self.settings.reconnect_min, self.settings.reconnect_max)
         while not self._stopping.is_set():
             try:
                 async with self._client(password, tls) as client:
                     self.stats.connects += 1
-                    delay = self.settings.reconnect_min
+                    backoff.reset()
                     log.info("mqtt connected", host=self.settings.host,
                              port=self.settings.effective_port)
                     await self._session(client)
@@ -341,14 +341,13 @@ class MqttLink:
             except aiomqtt.MqttError as exc:
                 self.stats.failures += 1
                 self.stats.last_error = str(exc)
-                log.warning("mqtt link down", error=str(exc), retry_in=round(delay, 2))
             except Exception as exc:  # a bug here must not end publishing for good
                 self.stats.last_error = repr(exc)
-                log.exception("mqtt link failed", retry_in=round(delay, 2))
+                log.exception("mqtt link failed")
             finally:
                 self._connected.clear()
-            pause = random.uniform(delay / 2, delay)
-            delay = min(delay * 2, self.settings.reconnect_max)
+            pause = backoff.next()
+            log.warning("mqtt link down", error=self.stats.last_error, retry_in=round(pause, 2))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), pause)
 
