@@ -19,6 +19,7 @@ from drivers.reading import Reading
 from heatd.config import SiteConfig
 from heatd.devices import BoundDevice, build_devices
 from heatd.points import PointImage
+from heatd.tasks import cancel_all
 
 log = structlog.get_logger(__name__)
 
@@ -58,12 +59,7 @@ class Acquisition:
                                 f"poll {device.name}/{group}")
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await cancel_all(self._tasks)
         for device in self.devices.values():
             with contextlib.suppress(Exception):
                 await device.driver.close()

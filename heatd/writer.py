@@ -8,7 +8,6 @@ raises an alarm and is tried again on the next round, until the device takes it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from heatd.config import ModbusPointConfig, PointConfig, SiteConfig
 from heatd.control.roles import OUTPUT_ROLES
 from heatd.devices import BoundDevice
 from heatd.role_signals import to_point_value
+from heatd.tasks import cancel_all
 
 log = structlog.get_logger(__name__)
 
@@ -121,12 +121,7 @@ class SetpointWriter:
             self._tasks.append(asyncio.create_task(self._run(queue), name=f"write {name}"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await cancel_all(self._tasks)
 
     async def _run(self, queue: _DeviceQueue) -> None:
         while True:
