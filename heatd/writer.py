@@ -142,6 +142,8 @@ class SetpointWriter:
         value = out.desired
         assert value is not None
         driver, spec = out.device.driver, out.device.points[out.ref.split(".", 1)[1]]
+        if not driver.online:
+            return  # its availability already says offline; the write waits for it
         out.last_write = time.monotonic()
         try:
             await driver.write(spec, value)
