@@ -86,9 +86,9 @@ class Stack:
     client: aiomqtt.Client | None = None
     _watch: asyncio.Task[None] | None = None
 
-    def start_daemon(self) -> None:
+    def start_daemon(self, extra_env: dict[str, str] | None = None) -> None:
         log = (self.tmp / "heatd.log").open("ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
         self.proc = subprocess.Popen([sys.executable, "-m", "heatd.cli", "run",
                                       str(self.site_path)], stdout=log, stderr=log, env=env)
 

@@ -4,7 +4,9 @@ real mosquitto: what an operator sees, and what happens when things fail."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -51,6 +53,32 @@ async def test_state_availability_and_control_state_are_retained(tmp_path: Path)
         assert isinstance(retained[stack.topic("cdu/state")]["return_temp"], float)
         assert retained[stack.topic("control/state")]["mode"] == "auto"
         assert retained[stack.topic("info")]["site"] == "demo"
+
+
+async def test_systemd_notifications_ready_watchdog_stopping(tmp_path: Path) -> None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify"))
+    sock.setblocking(False)
+    received: list[str] = []
+
+    def drain() -> list[str]:
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                received.extend(sock.recv(4096).decode().split("\n"))
+        return received
+
+    try:
+        async with running_stack(tmp_path, start_daemon=False) as stack:
+            stack.start_daemon({"NOTIFY_SOCKET": str(tmp_path / "notify"),
+                                "WATCHDOG_USEC": "2000000"})
+            await stack.until(lambda: "READY=1" in drain(), what="READY")
+            await stack.until(lambda: drain().count("WATCHDOG=1") >= 3, timeout=5,
+                              what="watchdog pings from the cycle")
+            stack.signal(signal.SIGTERM)
+            assert await stack.wait_exit(5) == 0
+            assert "STOPPING=1" in drain()
+    finally:
+        sock.close()
 
 
 async def test_commands_answer_refuse_and_leases_expire(tmp_path: Path) -> None:
