@@ -230,6 +230,10 @@ class RuntimeSettings(Strict):
         0.001, description="Change of a setpoint (in role units, e.g. 0.001 = 0.1 % valve) "
         "below which it is not written again."
     )
+    write_min_interval: Annotated[float, Field(ge=0, le=60)] = Field(
+        0.0, description="Least seconds between two writes of one setpoint (the heartbeat is "
+        "written every cycle regardless), for actuators that wear or devices that throttle."
+    )
     stop_timeout: Annotated[float, Field(gt=0, le=30)] = Field(
         3.0, description="Seconds a clean stop waits for the safe state to be written."
     )

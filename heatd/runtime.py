@@ -64,7 +64,8 @@ class Daemon:
         self.acquisition = Acquisition(site, self.image,
                                        on_availability=self.publisher.availability)
         self.writer = SetpointWriter(site, self.acquisition.devices, self._alarm,
-                                     deadband=site.runtime.write_deadband)
+                                     deadband=site.runtime.write_deadband,
+                                     min_interval=site.runtime.write_min_interval)
         self.stats.period = site.runtime.cycle_period
 
     async def _start_io(self) -> None:

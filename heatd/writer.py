@@ -19,7 +19,7 @@ import structlog
 from drivers.base import WriteError
 from drivers.reading import Quality
 from heatd.config import ModbusPointConfig, PointConfig, SiteConfig
-from heatd.control.roles import OUTPUT_ROLES
+from heatd.control.roles import OUTPUT_ROLES, PLC_HEARTBEAT
 from heatd.devices import BoundDevice
 from heatd.role_signals import to_point_value
 from heatd.tasks import cancel_all
@@ -130,7 +130,8 @@ class SetpointWriter:
             for out in queue.outputs:
                 if out.desired is None or (out.verified and out.applied == out.desired):
                     continue
-                wait = out.last_write + self._min_interval - time.monotonic()
+                interval = 0.0 if out.role == PLC_HEARTBEAT else self._min_interval
+                wait = out.last_write + interval - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
                 await self._write_one(out)

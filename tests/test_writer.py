@@ -86,3 +86,28 @@ async def test_writes_are_verified_bounded_and_retried() -> None:
         for device in devices.values():
             await device.driver.close()
         await server.stop()
+
+
+async def test_min_interval_spaces_writes_of_one_setpoint() -> None:
+    server = SimServer([unit(1)])
+    await server.start()
+    site = parse_site(SITE.format(port=server.port), "site.yaml")
+    devices = build_devices(site)
+    writer = SetpointWriter(site, devices, lambda *_: None, min_interval=0.5)
+    fans = devices["fans"]
+    await fans.driver.start()
+    while not fans.driver.online:
+        await fans.driver.read(tuple(fans.points.values()))
+        await asyncio.sleep(0.02)
+    writer.start()
+    try:
+        writer.submit("drycooler.fan", 0.1)
+        assert await writer.flush(2.0)
+        started = asyncio.get_running_loop().time()
+        writer.submit("drycooler.fan", 0.2)
+        await _until(lambda: writer.status()["drycooler.fan"]["value"] == 20.0)
+        assert asyncio.get_running_loop().time() - started >= 0.4
+    finally:
+        await writer.stop()
+        await fans.driver.close()
+        await server.stop()
