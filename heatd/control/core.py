@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any, Generic, Protocol, TypeVar
 
 from heatd.control import roles as R
 from heatd.control.bounds import Bounds, Setpoints
 from heatd.control.envelope import envelope
 from heatd.control.events import Event, Layer, Limit, LimitKey
+from heatd.control.frozen import maker
 from heatd.control.optimiser import RESET, propose, want_heat
 from heatd.control.params import ControlParams
 from heatd.control.sequencer import HpState, sequence
@@ -102,12 +104,16 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
                                     "expired"))
         leases = tuple(x for x in leases if x.expires > now)
         opt = replace(RESET, want=opt.want, flip_since=opt.flip_since, target_kw=opt.target_kw)
-    leased = {x.role: x.value for x in leases}
+    leased = {x.role: x.value for x in leases} if leases else _NO_LEASES
 
     env = envelope(inputs, prev, state.env, params, now)
     bounds = env.bounds
     limits = list(env.limits)
-    stop_reason = next((x.reason for x in env.limits if x.name == "hp_run"), "")
+    stop_reason = ""
+    for x in limits:
+        if x.name == "hp_run":
+            stop_reason = x.reason
+            break
     stop_layer = Layer.ENVELOPE
     if mode is Mode.SAFE:
         bounds = bounds.tighten(1.0, 0.0, 0.0, False, False)
@@ -125,15 +131,19 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
         want, requester = state.seq.enabled, Layer.OPERATOR
     elif mode is not Mode.AUTO:
         want, requester = False, Layer.OPERATOR
-    if mode is not Mode.SAFE and R.HP_ENABLE in leased:
+    if leased and mode is not Mode.SAFE and R.HP_ENABLE in leased:
         want, requester = leased[R.HP_ENABLE] > 0.5, Layer.OPERATOR
 
     seq = sequence(want, requester, bounds, values, state.seq, sp, now,
                    state.reset_request, stop_reason, stop_layer)
-    events.extend(seq.events)
-    limits.extend(seq.limits)
+    if seq.events:
+        events.extend(seq.events)
+    if seq.limits:
+        limits.extend(seq.limits)
     enabled = seq.enable
-    running = seq.state.state is HpState.RUNNING
+    seq_state = seq.state
+    hp_state = seq_state.state
+    running = hp_state is HpState.RUNNING
 
     prop, opt = propose(values, enabled, running, prev.fan, prev.hp_capacity, bounds.fan_min,
                         min(bounds.cap_max, sp.capacity_max), opt, op, sp.capacity_min, dt)
@@ -158,14 +168,22 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
     setpoints = bounds.admit(valve, fan, enabled, cap, seq.reset, prev.hp_enable,
                              sp.capacity_min)
 
-    keys = frozenset(x.key for x in limits)
+    keys = frozenset([x.key for x in limits]) if limits else _NO_KEYS
     if keys != state.limit_keys:
         _limit_events(events, limits, keys, state.limit_keys, now)
 
-    new_state = State(mode, mode_expires, leases, setpoints, now, seq.state, env.state, opt, val,
-                      keys)
-    return Decision(setpoints, new_state, tuple(limits), tuple(events), mode.value, env.margin,
-                    seq.state.state.value, inputs.missing, inputs.invalid, bounds)
+    new_state = _new_state(mode, mode_expires, leases, setpoints, now, seq_state, env.state, opt,
+                           val, keys, (), False)
+    return _new_decision(setpoints, new_state, tuple(limits), tuple(events), _VALUE[mode],
+                         env.margin, _VALUE[hp_state], inputs.missing, inputs.invalid, bounds)
+
+
+_NO_LEASES: Mapping[str, float] = MappingProxyType({})
+_NO_KEYS: frozenset[LimitKey] = frozenset()
+_VALUE: dict[Mode | HpState, str] = {x: x.value for x in (*Mode, *HpState)}
+"""Enum member -> its value: a dict lookup instead of the enum's ``value`` property."""
+_new_state = maker(State)
+_new_decision = maker(Decision)
 
 
 def _limit_events(events: list[Event], limits: list[Limit], keys: frozenset[LimitKey],

@@ -12,9 +12,10 @@ heat pump extracts). Deadbands and start/stop hysteresis with delays keep it fro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from heatd.control import roles as R
+from heatd.control.frozen import maker
 from heatd.control.params import OptimiserParams
 
 
@@ -34,6 +35,7 @@ class OptState:
 
 
 RESET = OptState()
+_new = maker(OptState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,8 @@ class Proposal:
     fan: float
     capacity: float
 
+
+_new_proposal = maker(Proposal)
 
 def heat_target_kw(values: dict[str, float], p: OptimiserParams) -> float:
     """Heat worth delivering now: DH demand plus storage headroom, capped by the IT heat
@@ -66,13 +70,13 @@ def want_heat(
     target = heat_target_kw(values, p)
     frac = target / p.hp_nominal_heat_kw
     flip = frac < p.stop_below if st.want else frac >= p.start_above
-    if not flip:
-        return replace(st, flip_since=None, target_kw=target)
-    since = now if st.flip_since is None else st.flip_since
-    delay = p.stop_delay_s if st.want else p.start_delay_s
-    if now - since >= delay:
-        return replace(st, want=not st.want, flip_since=None, target_kw=target)
-    return replace(st, flip_since=since, target_kw=target)
+    want = st.want
+    if flip:
+        since = now if st.flip_since is None else st.flip_since
+        if now - since < (p.stop_delay_s if want else p.start_delay_s):
+            return _new(want, since, st.fan_e, st.fan_u, st.cap_e, st.cap_u, st.cap_ff, target)
+        want = not want
+    return _new(want, None, st.fan_e, st.fan_u, st.cap_e, st.cap_u, st.cap_ff, target)
 
 
 def _deadband(e: float, band: float) -> float:
@@ -131,6 +135,6 @@ def propose(
         # IT power unknown: assume the heat pump was sized for the IT load
         valve = cap if it is None else p.valve_ff_gain * extraction / max(it, 1e-6)
         valve = max(valve, p.valve_min_running)
-    new = replace(st, fan_e=fan_e, fan_u=fan, cap_e=cap_e, cap_u=cap if running else None,
-                  cap_ff=cap_ff)
-    return Proposal(valve, fan, cap), new
+    new = _new(st.want, st.flip_since, fan_e, fan, cap_e, cap if running else None, cap_ff,
+               st.target_kw)
+    return _new_proposal(valve, fan, cap), new

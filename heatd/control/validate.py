@@ -11,12 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from heatd.control import roles
+from heatd.control.frozen import maker
 from heatd.control.params import ControlParams
-from heatd.control.signals import Snapshot
+from heatd.control.signals import Signal, Snapshot
 
 _KNOWN_INPUTS: frozenset[str] = frozenset(roles.INPUT_ROLES) | frozenset(roles.FEEDBACK_ROLES)
 
 _NAN = float("nan")
+_RACK = roles.RACK_INLET_TEMP
 
 Tracker = tuple[float, float]
 """(last value, time it last changed) for one point, for frozen-value detection."""
@@ -38,17 +40,26 @@ class Inputs:
     missing: tuple[str, ...]
 
 
+_new_inputs = maker(Inputs)
+
 _missing_cache: dict[frozenset[str], tuple[str, ...]] = {}
+_missing_last = [(frozenset[str](), tuple(sorted(_KNOWN_INPUTS)))]
+"""The last answer, checked first: a site's snapshots bind the same roles every cycle."""
 
 
-def _missing(bound: frozenset[str]) -> tuple[str, ...]:
+def _missing(signals: Mapping[str, object]) -> tuple[str, ...]:
     """Input roles the site does not bind (memoised: a site's bindings rarely change)."""
-    found = _missing_cache.get(bound)
-    if found is None:
-        found = tuple(sorted(_KNOWN_INPUTS - bound))
+    bound, found = _missing_last[0]
+    if signals.keys() == bound:
+        return found
+    bound = frozenset(signals)
+    cached = _missing_cache.get(bound)
+    if cached is None:
+        cached = tuple(sorted(_KNOWN_INPUTS - bound))
         if len(_missing_cache) < 64:
-            _missing_cache[bound] = found
-    return found
+            _missing_cache[bound] = cached
+    _missing_last[0] = (bound, cached)
+    return cached
 
 
 def validate(
@@ -71,6 +82,37 @@ def validate(
         if spec is None:
             continue  # not an input role (an output echoed back, or a typo the loader missed)
         lo, hi, high, track = spec
+        if len(points) == 1 and role != _RACK:
+            # One point, the common case: a good reading is the role's value. Anything
+            # else (bad, not a float, out of range, stale, frozen) takes the full path.
+            sig = points[0]
+            x = sig.value
+            if sig.good and type(x) is float and lo <= x <= hi and oldest <= sig.ts <= newest:
+                if not track:
+                    values[role] = x
+                    continue
+                prev_tr = old_trackers.get(role, ())
+                last = prev_tr[0] if prev_tr else None
+                if last is None or last[0] != x:
+                    trackers[role] = ((x, now),)
+                    values[role] = x
+                    continue
+                if now - last[1] < frozen_after:
+                    trackers[role] = prev_tr if len(prev_tr) == 1 else (last,)
+                    values[role] = x
+                    continue
+        elif points:
+            # Several points, all good (the usual case): the worst of them counts.
+            good = _all_good(points, lo, hi, oldest, newest)
+            if good is not None:
+                prev_tr = old_trackers.get(role, ()) if track else ()
+                tracked = _track_all(good, prev_tr, now, frozen_after) if track else ()
+                if tracked is not None:
+                    if track:
+                        trackers[role] = tracked
+                    if role != _RACK or len(good) >= (vp.rack_inlet_min_good or len(good)):
+                        values[role] = max(good) if high else min(good)
+                    continue
         prev_tr = old_trackers.get(role, ()) if track else ()
         new_tr: list[Tracker] = []
         best: float | None = None
@@ -119,8 +161,37 @@ def validate(
             if not points:
                 invalid[role] = "no points"
             continue
-        if role == roles.RACK_INLET_TEMP and n_good < (vp.rack_inlet_min_good or len(points)):
+        if role == _RACK and n_good < (vp.rack_inlet_min_good or len(points)):
             continue
         values[role] = best
 
-    return Inputs(values, invalid, _missing(frozenset(signals))), ValidationState(trackers)
+    return _new_inputs(values, invalid, _missing(signals)), ValidationState(trackers)
+
+
+def _all_good(
+    points: tuple[Signal, ...], lo: float, hi: float, oldest: float, newest: float
+) -> list[float] | None:
+    """The values of ``points`` if every one is a good, plausible, fresh float, else None."""
+    good: list[float] = []
+    for sig in points:
+        x = sig.value
+        if not (sig.good and type(x) is float and lo <= x <= hi and oldest <= sig.ts <= newest):
+            return None
+        good.append(x)
+    return good
+
+
+def _track_all(
+    good: list[float], prev: tuple[Tracker, ...], now: float, frozen_after: float
+) -> tuple[Tracker, ...] | None:
+    """New change trackers for all-good points, or None if one of them is frozen."""
+    n = len(prev)
+    out: list[Tracker] = []
+    for i, x in enumerate(good):
+        last = prev[i] if i < n else None
+        if last is None or last[0] != x:
+            last = (x, now)
+        elif now - last[1] >= frozen_after:
+            return None
+        out.append(last)
+    return tuple(out)
