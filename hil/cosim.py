@@ -63,36 +63,14 @@ def baseline_controller(params: baseline.BaselineParams) -> Controller:
 NO_CONTROLLER = Controller("none", None, None, lambda now: None)
 
 
-def _signal_factory() -> Callable[[float | None, float], Signal]:
-    """Signal(value, good, ts, reason) at half the cost of the frozen dataclass's __init__
-    (which sets each slot through object.__setattr__): the co-simulator makes some thirty
-    per step, millions per simulated year. Falls back to the constructor if Signal ever
-    stops being a slotted class."""
-    slots = [getattr(Signal, f, None) for f in ("value", "good", "ts", "reason")]
-    if not all(hasattr(s, "__set__") for s in slots):
-        return lambda v, now: (
-            Signal(v, True, now, None) if v is not None else Signal(None, False, now, _NO_VALUE)
-        )
-    set_value, set_good, set_ts, set_reason = (s.__set__ for s in slots)  # type: ignore[union-attr]
-    new = object.__new__
-
-    def make(v: float | None, now: float) -> Signal:
-        sig = new(Signal)
-        set_ts(sig, now)
-        if v is None:
-            set_value(sig, None)
-            set_good(sig, False)
-            set_reason(sig, _NO_VALUE)
-        else:
-            set_value(sig, v)
-            set_good(sig, True)
-            set_reason(sig, None)
-        return sig
-
-    return make
+def _slot_setters() -> tuple[Callable[[Signal, object], None], ...]:
+    """Direct writers for Signal's four slots. The frozen dataclass's ``__init__`` stores
+    each field through object.__setattr__; writing the slots costs half as much, and the
+    co-simulator makes some thirty Signals per step, millions per simulated year."""
+    return tuple(Signal.__dict__[f].__set__ for f in ("value", "good", "ts", "reason"))
 
 
-_signal = _signal_factory()
+_SET_VALUE, _SET_GOOD, _SET_TS, _SET_REASON = _slot_setters()
 
 
 class SnapshotBuilder:
@@ -118,12 +96,45 @@ class SnapshotBuilder:
         self._racks = tuple(name for _, name in sorted(racks))
 
     def __call__(self, readings: Readings, now: float) -> Snapshot:
-        make = _signal
         get = readings.get
-        signals = {role: (make(get(name), now),) for name, role in self._plain}
+        new, set_value, set_good, set_ts = _NEW, _SET_VALUE, _SET_GOOD, _SET_TS
+        set_reason = _SET_REASON
+        signals: dict[str, tuple[Signal, ...]] = {}
+        for name, role in self._plain:
+            v = get(name)
+            sig = new(Signal)
+            set_ts(sig, now)
+            if v is None:
+                set_value(sig, None)
+                set_good(sig, False)
+                set_reason(sig, _NO_VALUE)
+            else:
+                set_value(sig, v)
+                set_good(sig, True)
+                set_reason(sig, None)
+            signals[role] = (sig,)
         if self._racks:
-            signals[R.RACK_INLET_TEMP] = tuple([make(get(name), now) for name in self._racks])
+            signals[R.RACK_INLET_TEMP] = tuple([_reading(get(name), now) for name in self._racks])
         return Snapshot(now, signals)
+
+
+def _reading(v: float | None, now: float) -> Signal:
+    """``Signal(v, True, now)``, or a bad Signal for a missing reading, built slot by slot."""
+    sig = _NEW(Signal)
+    _SET_TS(sig, now)
+    if v is None:
+        _SET_VALUE(sig, None)
+        _SET_GOOD(sig, False)
+        _SET_REASON(sig, _NO_VALUE)
+    else:
+        _SET_VALUE(sig, v)
+        _SET_GOOD(sig, True)
+        _SET_REASON(sig, None)
+    return sig
+
+
+_NEW = object.__new__
+_tuple_new = tuple.__new__
 
 
 def plant_start(scenario: Scenario, t: float) -> PlantState:
@@ -195,6 +206,7 @@ def simulate(
     trace: dict[str, list[float]] | None = {k: [] for k in TRACE_KEYS} if every else None
     events = 0
     hb = 0
+    add = acc.add_step
     for k in range(steps):
         t = start_s + k * dt
         h = min(dt, end - t)
@@ -209,10 +221,12 @@ def simulate(
             events += len(decision.events)
             sp = decision.setpoints
             hb = hb + 1 if hb < 65535 else 0
-            act = Actuators(sp.valve, sp.hp_enable, sp.hp_capacity, sp.hp_reset, sp.fan, hb)
+            act = _tuple_new(  # Actuators(...) without its Python-level __new__
+                Actuators, (sp.valve, sp.hp_enable, sp.hp_capacity, sp.hp_reset, sp.fan, hb)
+            )
         new = plant_step(state, act, dist, h, compiled)
         lift = 0.0 if dist.hp_fault else lift_factor(new, compiled)
-        sample = Sample(
+        sample = (
             h,
             new.supply_temp_c,
             new.air_temp_c + rack_top,
@@ -229,10 +243,10 @@ def simulate(
             new.valve_position,
             new.fan_speed,
             new.hp_capacity,
-        )
-        acc.add(sample)
+        )  # the fields of a kpi.Sample, which only the trace needs built
+        add(*sample)
         if trace is not None and k % every == 0:
-            _record(trace, new, sample, min(new.it_power_kw * lift, compiled.hp_nom))
+            _record(trace, new, Sample(*sample), min(new.it_power_kw * lift, compiled.hp_nom))
         state = new
     return Run(
         scenario.name,

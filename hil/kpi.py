@@ -198,57 +198,84 @@ class Accumulator:
         self._travel = [0.0, 0.0, 0.0]
 
     def add(self, x: Sample) -> None:
+        self.add_step(*x)
+
+    def add_step(
+        self,
+        dt: float,
+        supply_c: float,
+        rack_inlet_c: float,
+        delivered_kwh: float,
+        hp_heat_kwh: float,
+        hp_electricity_kwh: float,
+        it_kwh: float,
+        fan_kwh: float,
+        lift: float,
+        demand_kw: float,
+        hp_running: bool,
+        hp_tripped: bool,
+        plc_fallback: bool,
+        valve: float,
+        fan: float,
+        capacity: float,
+    ) -> None:
+        """:meth:`add` with the :class:`Sample` fields as arguments, in the same order: the
+        co-simulator folds millions of steps and need not build a Sample for each."""
         cfg = self.config
-        dt = x.dt
         self._t += dt
         now = self._t
-        over = x.supply_c - cfg.supply_limit_c
+        over = supply_c - cfg.supply_limit_c
         if over > 0.0:
             self._supply_kh += over * dt / _S_PER_H
-        if x.rack_inlet_c > cfg.rack_inlet_limit_c:
+        if rack_inlet_c > cfg.rack_inlet_limit_c:
             self._rack_s += dt
-        if x.plc_fallback:
+        if plc_fallback:
             self._fallback_s += dt
-        self._max_supply = max(self._max_supply, x.supply_c)
-        self._max_rack = max(self._max_rack, x.rack_inlet_c)
+        if supply_c > self._max_supply:  # as max(): NaN never replaces, -inf start
+            self._max_supply = supply_c
+        if rack_inlet_c > self._max_rack:
+            self._max_rack = rack_inlet_c
 
-        self._delivered += x.delivered_kwh
-        self._hp_heat += x.hp_heat_kwh
-        self._hp_el += x.hp_electricity_kwh
-        self._it += x.it_kwh
-        self._fan += x.fan_kwh
-        demand = x.demand_kw * dt / _S_PER_H
+        self._delivered += delivered_kwh
+        self._hp_heat += hp_heat_kwh
+        self._hp_el += hp_electricity_kwh
+        self._it += it_kwh
+        self._fan += fan_kwh
+        demand = demand_kw * dt / _S_PER_H
         self._demand += demand
-        source = self._loop + x.it_kwh
-        lift = x.lift_factor
+        source = self._loop + it_kwh
         made = 0.0
         if lift > 0.0:
             made = min(self._hp_max * dt / _S_PER_H, source * lift,
                        demand + self._tank_cap - self._tank)  # fmt: skip
             source -= made / lift
-        self._loop = min(self._loop_cap, source)
+        loop_cap = self._loop_cap
+        self._loop = source if source < loop_cap else loop_cap  # as min(loop_cap, source)
         self._ideal += made
-        self._tank = max(0.0, self._tank + made - demand)
+        tank = self._tank + made - demand
+        self._tank = tank if tank > 0.0 else 0.0  # as max(0.0, tank)
 
-        if x.hp_running and not self._running:
+        if hp_running and not self._running:
             self._starts += 1
             if self._off_at is not None and now - self._off_at < cfg.min_off_s:
                 self._short += 1
             self._on_at = now
-        elif self._running and not x.hp_running:
+        elif self._running and not hp_running:
             if self._on_at is not None and now - self._on_at < cfg.min_on_s:
                 self._short += 1
             self._off_at = now
-        self._running = x.hp_running
-        if x.hp_tripped and not self._tripped:
+        self._running = hp_running
+        if hp_tripped and not self._tripped:
             self._trips += 1
-        self._tripped = x.hp_tripped
+        self._tripped = hp_tripped
 
-        pos = (x.valve, x.fan, x.capacity)
-        if self._last is not None:
-            for i in range(3):
-                self._travel[i] += abs(pos[i] - self._last[i])
-        self._last = pos
+        last = self._last
+        if last is not None:
+            travel = self._travel
+            travel[0] += abs(valve - last[0])
+            travel[1] += abs(fan - last[1])
+            travel[2] += abs(capacity - last[2])
+        self._last = (valve, fan, capacity)
 
     def result(self) -> Kpis:
         cfg = self.config

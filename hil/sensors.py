@@ -103,15 +103,32 @@ def role_of(sensor: str) -> str:
     return SENSOR_ROLES.get(sensor, sensor)
 
 
+_FIXED: dict[int, tuple[PlantParams, float, bool, tuple[tuple[str, float], ...]]] = {}
+
+
+def _fixed(params: PlantParams) -> tuple[float, bool, tuple[tuple[str, float], ...]]:
+    """What `true_readings` takes from the params, resolved once per params object (kept
+    alive by the cache, so its id stays unique): coolant flow, storage, (rack sensor, offset)."""
+    hit = _FIXED.get(id(params))
+    if hit is None or hit[0] is not params:
+        racks = tuple(
+            (f"rack_inlet_temp_{i + 1}", offset) for i, offset in enumerate(rack_offsets(params))
+        )
+        hit = (params, params.loop.flow_kg_s, params.storage.enabled, racks)
+        _FIXED[id(params)] = hit
+    return hit[1:]
+
+
 def true_readings(state: PlantState, params: PlantParams) -> dict[str, float]:
     """Fault-free values straight from the plant state."""
+    flow, storage, racks = _fixed(params)
     tripped = 1.0 if state.hp_trip_code else 0.0
     out = {
         "it_power": state.it_power_kw,
         "it_energy": state.it_energy_kwh,
         "coolant_supply_temp": state.supply_temp_c,
         "coolant_return_temp": state.rack_temp_c,
-        "coolant_flow": params.loop.flow_kg_s,
+        "coolant_flow": flow,
         "valve_position": state.valve_position,
         "hp_running": 1.0 if state.hp_running else 0.0,
         "hp_fault": tripped,
@@ -132,11 +149,12 @@ def true_readings(state: PlantState, params: PlantParams) -> dict[str, float]:
         "outdoor_temp": state.outdoor_temp_c,
         "plc_fallback": 1.0 if state.plc_fallback else 0.0,
     }
-    if params.storage.enabled:
+    if storage:
         out["storage_top_temp"] = state.tank_c[0]
         out["storage_bottom_temp"] = state.tank_c[-1]
-    for i, offset in enumerate(rack_offsets(params)):
-        out[f"rack_inlet_temp_{i + 1}"] = state.air_temp_c + offset
+    air = state.air_temp_c
+    for name, offset in racks:
+        out[name] = air + offset
     return out
 
 
