@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 import signal
 import time
 from pathlib import Path
@@ -122,12 +123,20 @@ class Daemon:
                 self._alarm("setpoint_out_of_bounds", {"role": role, "reason": str(exc)})
 
     async def _cycle_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
+        """Fixed rate on the monotonic clock (time.monotonic: uvloop's own clock counts
+        whole milliseconds, too coarse to measure jitter). The first cycle comes half a
+        period after the polls start, so cycles do not take their snapshot in the same
+        instant as the polls that would refresh it."""
+        clock = time.monotonic
+        next_at = clock() + self.site.runtime.cycle_period / 2
         watchdog = self.notifier.watchdog_interval()
-        last_ping = 0.0
+        last_ping = -math.inf
         while not self._stopping.is_set():
-            started = loop.time()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), max(0.0, next_at - clock()))
+            if self._stopping.is_set():
+                break
+            started = clock()
             try:
                 self.cycle_once()
             except Exception:  # a bug must not stop the heartbeat-driven safe fallback
@@ -137,18 +146,15 @@ class Daemon:
                 self.publisher.cycle(started)
             except Exception:  # reporting trouble never stops control
                 log.exception("publishing failed")
-            if watchdog is not None and started - last_ping >= watchdog / 2:
+            if watchdog is not None and started - last_ping >= watchdog:
                 self.notifier.notify(WATCHDOG=1)
                 last_ping = started
-            duration = loop.time() - started
-            self.stats.record(max(0.0, started - next_at), duration)
+            self.stats.record(started - next_at, clock() - started)
             period = self.site.runtime.cycle_period
             next_at += period
-            now = loop.time()
+            now = clock()
             if next_at < now:  # overran: skip missed ticks rather than burst
                 next_at += ((now - next_at) // period + 1) * period
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), next_at - now)
 
     async def reload(self) -> tuple[bool, str]:
         """Validate the site file again; only a valid one replaces the running drivers.

@@ -197,7 +197,10 @@ def assert_rate_kept(before: dict, after: dict, period: float = 0.2) -> None:
 async def test_kill_9_lets_the_plc_fall_back(tmp_path: Path) -> None:
     async with running_stack(tmp_path, speed=20.0) as stack:
         await all_online(stack)
-        assert not stack.sim.plant.state.plc_fallback
+        # at 20x the PLC's 30 s (plant) timeout is 1.5 s: it may have fallen back before
+        # heatd's first heartbeat; the heartbeat releases it
+        await stack.until(lambda: not stack.sim.plant.state.plc_fallback, timeout=5,
+                          what="heartbeat keeps the PLC in remote control")
         stack.signal(signal.SIGKILL)
         await stack.wait_exit(5)
         await stack.until(lambda: stack.sim.plant.state.plc_fallback, timeout=10,
