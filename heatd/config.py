@@ -239,6 +239,19 @@ class RuntimeSettings(Strict):
     )
 
 
+class MeterSettings(Strict):
+    """Energy metering: one record per interval, kept in SQLite until the broker has it."""
+
+    interval: Annotated[float, Field(ge=1, le=86400)] = Field(
+        900.0, description="Seconds per record, aligned to the clock (900: quarter hours)."
+    )
+    database: str = Field(
+        "${STATE_DIRECTORY}/meter.sqlite",
+        description="SQLite file of records not yet acknowledged by the broker; environment "
+        "variables are expanded (systemd sets STATE_DIRECTORY from StateDirectory=).",
+    )
+
+
 PointRef = Annotated[str, Field(pattern=r"^[a-z0-9_-]+\.[a-z0-9_-]+$")]
 
 
@@ -258,6 +271,7 @@ class SiteConfig(Strict):
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     mqtt: MqttSettings | None = Field(None, description="Broker; without it heatd runs "
                                       "without publishing.")
+    meter: MeterSettings | None = Field(None, description="Energy metering; needs mqtt.")
 
     def point(self, ref: str) -> PointConfig:
         device, name = ref.split(".", 1)

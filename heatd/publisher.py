@@ -6,11 +6,15 @@ Without an ``mqtt:`` section the daemon runs the same, publishing nothing.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from heatd.meter import EnergyMeter
+from heatd.meter_store import MeterStore
 from heatd.mqtt.commands import (
     Command,
     CommandResult,
@@ -20,6 +24,7 @@ from heatd.mqtt.commands import (
 )
 from heatd.mqtt.link import MqttLink
 from heatd.role_signals import percent_factor
+from heatd.tasks import cancel_all
 
 if TYPE_CHECKING:
     from heatd.runtime import Daemon
@@ -37,6 +42,9 @@ class Publisher:
         self.link: MqttLink | None = None
         self._last_control = 0.0
         self._last_key: tuple[Any, ...] | None = None
+        self.meter: EnergyMeter | None = None
+        self.meter_store: MeterStore | None = None
+        self._forwarder: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         settings = self.daemon.site.mqtt
@@ -48,8 +56,23 @@ class Publisher:
         await self.link.start()
         for device in self.daemon.site.devices:
             self.link.publish_availability(device, False)
+        meter = self.daemon.site.meter
+        if meter is not None:
+            path = os.path.expandvars(meter.database)
+            if "$" in path:
+                raise ValueError(f"meter.database {meter.database!r}: a variable in it is not "
+                                 "set; give a path")
+            self.meter = EnergyMeter(self.daemon.site.site.id, meter.interval)
+            self.meter_store = MeterStore(path)
+            link = self.link
+            self._forwarder = asyncio.create_task(self.meter_store.forward(
+                lambda payload: link.publish_confirmed(link.topics.meter, payload)))
 
     async def stop(self) -> None:
+        if self._forwarder is not None:
+            await cancel_all([self._forwarder])
+        if self.meter_store is not None:
+            self.meter_store.close()
         if self.link is not None:
             self.link.publish_control_state(self._control_state())
             await self.link.stop()
@@ -77,6 +100,10 @@ class Publisher:
             return
         daemon = self.daemon
         wall = time.time()
+        if self.meter is not None and self.meter_store is not None:
+            record = self.meter.observe(wall, daemon.role_values())
+            if record is not None:
+                self.meter_store.append(record)
         snapshot = daemon.image.snapshot(wall)
         for name, device in daemon.site.devices.items():
             readings = {p: snapshot[f"{name}.{p}"] for p in device.points}

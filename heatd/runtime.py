@@ -28,6 +28,7 @@ from heatd.control import commands
 from heatd.control import roles as R
 from heatd.control.bounds import SAFE_SETPOINTS
 from heatd.control.core import Decision, step
+from heatd.control.signals import Snapshot as ControlSnapshot
 from heatd.control.state import Mode, State, initial_state
 from heatd.cycle_stats import CycleStats
 from heatd.devices import point_limits
@@ -49,6 +50,7 @@ class Daemon:
         self.notifier = Notifier()
         self.state: State = initial_state(time.monotonic())
         self.last_decision: Decision[State] | None = None
+        self.last_snapshot: ControlSnapshot | None = None
         self.stats = CycleStats(site.runtime.cycle_period)
         self.publisher = Publisher(self)
         self._heartbeat = 0
@@ -97,13 +99,20 @@ class Daemon:
     def request_stop(self) -> None:
         self._stopping.set()
 
+    def role_values(self) -> dict[str, float | None]:
+        """Each input role's first good value in the last cycle (for metering)."""
+        if self.last_snapshot is None:
+            return {}
+        return {role: next((s.value for s in signals if s.good), None)
+                for role, signals in self.last_snapshot.signals.items()}
+
     # --- the cycle --------------------------------------------------------------------
     def cycle_once(self) -> Decision[State]:
         """One control cycle: snapshot, decide, submit. Pure but for the submits."""
         now = time.monotonic()
         points = self.image.snapshot(time.time())
-        decision = step(control_snapshot(self.site, points, now), self.state,
-                        self.site.control, now)
+        self.last_snapshot = control_snapshot(self.site, points, now)
+        decision = step(self.last_snapshot, self.state, self.site.control, now)
         self.state = decision.state
         self.last_decision = decision
         self._submit(decision.setpoints.as_roles())

@@ -46,6 +46,7 @@ def write_site(tmp: Path, broker_port: int, *, speed: float, cycle_period: float
     tree["mqtt"] = {"host": "127.0.0.1", "port": broker_port, "reconnect_min": 0.1,
                     "reconnect_max": 0.5, "full_refresh": 5.0}
     tree["runtime"] = {"cycle_period": cycle_period, "stop_timeout": 2.0}
+    tree["meter"] = {"interval": 2.0, "database": str(tmp / "meter.sqlite")}
     site_control = ControlParams.model_validate_json(json.dumps(tree.get("control", {})))
     tree["control"] = json.loads(site_control.time_scaled(speed).model_dump_json())
     with path.open("w") as fh:

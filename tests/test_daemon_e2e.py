@@ -53,6 +53,16 @@ async def test_state_availability_and_control_state_are_retained(tmp_path: Path)
         assert isinstance(retained[stack.topic("cdu/state")]["return_temp"], float)
         assert retained[stack.topic("control/state")]["mode"] == "auto"
         assert retained[stack.topic("info")]["site"] == "demo"
+        assert stack.topic("meter/energy") not in retained
+
+        def counted() -> dict | None:
+            record = stack.observer.last.get(stack.topic("meter/energy")) or {}
+            return record if record.get("it_source") == "counter" else None
+
+        record = await stack.until(counted, timeout=25, what="a meter record from counters")
+        assert record["site"] == "demo" and isinstance(record["id"], int)
+        assert record["end"] - record["start"] == 2000
+        assert record["it_kwh"] >= 0 and record["heat_source"] in ("counter", "power")
 
 
 async def test_systemd_notifications_ready_watchdog_stopping(tmp_path: Path) -> None:

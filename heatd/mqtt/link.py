@@ -118,6 +118,7 @@ class MqttLink:
         self._stopping = asyncio.Event()
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._client_now: aiomqtt.Client | None = None
         self._commands: asyncio.Queue[tuple[str, aiomqtt.Message]] = asyncio.Queue(
             COMMAND_BACKLOG)
         self._worker: asyncio.Task[None] | None = None
@@ -260,6 +261,20 @@ class MqttLink:
         self._queue.append(_Outgoing(topic, data, level, properties))
         self._wake.set()
 
+    async def publish_confirmed(self, topic: str, payload: bytes, timeout: float = 10.0
+                                ) -> bool:
+        """Publish at QoS 1 now and wait for the broker's acknowledgement; False when
+        there is no connection or no PUBACK came (the caller keeps the message)."""
+        client = self._client_now
+        if client is None or not self.connected:
+            return False
+        try:
+            await client.publish(topic, payload, qos=1, timeout=timeout)
+        except aiomqtt.MqttError:
+            return False
+        self.stats.sent += 1
+        return True
+
     def republish(self) -> int:
         """Re-send every retained topic, and make the next ``publish_readings`` of each
         device send its full current state; returns how many topics."""
@@ -357,12 +372,14 @@ class MqttLink:
             await client.subscribe(self._ha_status, qos=1)
         await client.publish(self.topics.status, ONLINE, qos=1, retain=True)
         self.republish()
+        self._client_now = client
         self._connected.set()
         tasks = {asyncio.create_task(self._receive(client)),
                  asyncio.create_task(self._send(client))}
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._client_now = None
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -62,6 +62,11 @@ class Topics:
         return f"{self.base}/events"
 
     @property
+    def meter(self) -> str:
+        """Energy records, one per metering interval (store-and-forward, not retained)."""
+        return f"{self.base}/meter/energy"
+
+    @property
     def commands(self) -> str:
         """Filter for every command topic (one level: replies one level below don't match)."""
         return f"{self.base}/cmd/+"

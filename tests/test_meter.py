@@ -1,0 +1,133 @@
+"""Energy metering: per-interval records from counters or integrated power, with their
+coverage; store-and-forward through SQLite and a real broker, nothing lost across a broker
+outage or a restart of the store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from heatd.config_loader import parse_site
+from heatd.control import roles as R
+from heatd.meter import EnergyMeter
+from heatd.meter_store import MeterStore
+from heatd.mqtt.commands import CommandResult
+from heatd.mqtt.link import MqttLink
+from heatd.mqtt.settings import MqttSettings
+
+from mqtt_broker import Mosquitto
+
+
+def test_counter_deltas_make_the_record_and_carry_across_intervals() -> None:
+    meter = EnergyMeter("s", interval_s=900)
+    records = []
+    counter = 1000.0
+    for t in range(0, 1801, 10):  # two quarter hours, 360 kW of heat, counter in kWh
+        record = meter.observe(t, {R.HP_HEAT_ENERGY: counter, R.HP_HEAT: 360.0})
+        counter += 360.0 * 10 / 3600
+        if record:
+            records.append(record)
+    first, second = records
+    assert (first["start"], first["end"]) == (0, 900_000)
+    # readings at 0..890 s fall in the first interval: 89 kWh between them
+    assert first["heat_kwh"] == pytest.approx(89.0) and first["heat_source"] == "counter"
+    # the second starts from the first one's last counter value, so nothing falls between
+    assert second["heat_kwh"] == pytest.approx(90.0)
+    assert first["it_source"] == "none" and first["it_kwh"] is None
+
+
+def test_power_is_integrated_with_its_coverage_when_there_is_no_counter() -> None:
+    meter = EnergyMeter("s", interval_s=600)
+    record = None
+    for t in range(0, 601, 1):
+        power = None if 100 <= t < 250 else 120.0  # a 150 s hole in the data
+        record = meter.observe(t, {R.IT_POWER: power, R.HP_POWER: 30.0}) or record
+    assert record is not None
+    assert record["it_source"] == "power"
+    assert record["it_coverage"] == pytest.approx((600 - 151) / 600, abs=0.01)
+    assert record["it_kwh"] == pytest.approx(120.0 * (600 - 151) / 3600, rel=0.01)
+    assert record["hp_electricity_kwh"] == pytest.approx(30.0 * 599 / 3600, rel=0.01)
+
+
+def test_a_counter_that_went_backwards_falls_back_to_power() -> None:
+    meter = EnergyMeter("s", interval_s=100)
+    record = None
+    for t in range(0, 101):
+        counter = 5000.0 if t < 50 else 3.0  # meter replaced mid-interval
+        record = meter.observe(t, {R.HP_HEAT_ENERGY: counter, R.HP_HEAT: 36.0}) or record
+    assert record is not None and record["heat_source"] == "power"
+    assert record["heat_kwh"] == pytest.approx(1.0, rel=0.02)
+
+
+SITE = parse_site("site: {id: m1}\ndevices: {}\n", "site.yaml")
+
+
+async def test_records_survive_a_broker_outage_and_a_restart(tmp_path: Path) -> None:
+    db = tmp_path / "meter.sqlite"
+    store = MeterStore(db)
+    store.append({"start": 0, "end": 900_000, "heat_kwh": 1.0})
+    store.close()
+    store = MeterStore(db)  # heatd restarted: the record is still there
+    assert [r["heat_kwh"] for _, r in store.pending()] == [1.0]
+
+    async with Mosquitto() as broker:
+        settings = MqttSettings.model_validate_json(json.dumps(
+            {"host": broker.host, "port": broker.port, "reconnect_min": 0.05,
+             "reconnect_max": 0.2}), strict=True)
+
+        async def handler(_command: object) -> CommandResult:
+            return CommandResult(False, "not here")
+
+        link = MqttLink(settings, SITE, handler)
+        received: list[dict] = []
+        async with broker.client(identifier="billing") as billing:
+            await billing.subscribe("heatd/m1/meter/energy", qos=1)
+
+            async def collect() -> None:
+                async for message in billing.messages:
+                    received.append(json.loads(message.payload))
+
+            collector = asyncio.create_task(collect())
+            await link.start()
+            forwarder = asyncio.create_task(store.forward(
+                lambda payload: link.publish_confirmed(link.topics.meter, payload)))
+            try:
+                await _until(lambda: len(received) == 1)
+                assert store.pending() == []
+                await broker.kill()
+                store.append({"start": 900_000, "end": 1_800_000, "heat_kwh": 2.0})
+                store.append({"start": 1_800_000, "end": 2_700_000, "heat_kwh": 3.0})
+                await asyncio.sleep(0.5)
+                assert len(store.pending()) == 2  # kept while the broker is away
+            finally:
+                collector.cancel()
+        await broker.start()
+        async with broker.client(identifier="billing2") as billing:
+            await billing.subscribe("heatd/m1/meter/energy", qos=1)
+            collector = asyncio.create_task(_collect(billing, received))
+            try:
+                await _until(lambda: len(received) == 3, timeout=15)
+            finally:
+                collector.cancel()
+                forwarder.cancel()
+                await link.stop()
+        assert [r["heat_kwh"] for r in received] == [1.0, 2.0, 3.0]
+        assert [r["id"] for r in received] == sorted({r["id"] for r in received})
+        assert store.pending() == []
+    store.close()
+
+
+async def _collect(client, received: list[dict]) -> None:
+    async for message in client.messages:
+        received.append(json.loads(message.payload))
+
+
+async def _until(condition, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not condition():
+        assert loop.time() < end, "condition not met in time"
+        await asyncio.sleep(0.05)
