@@ -24,7 +24,7 @@ from heatd.control import baseline
 from heatd.control import roles as R
 from heatd.control.core import Decision, step
 from heatd.control.params import ControlParams
-from heatd.control.signals import Signal, Snapshot
+from heatd.control.signals import SampledSignals, Snapshot
 from heatd.control.state import initial_state as heatd_initial_state
 from hil.kpi import Accumulator, KpiConfig, Kpis, Sample, ideal_stores, lift_factor
 from hil.params import PlantParams, compile_params
@@ -38,7 +38,6 @@ CONTROLLERS = ("heatd", "baseline", "none")
 
 _FEEDBACK_OF_OUTPUT = {out: fb for fb, out in R.FEEDBACK_ROLES.items()}
 _RACK_PREFIX = R.RACK_INLET_TEMP + "["
-_NO_VALUE = "no value"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,23 +62,14 @@ def baseline_controller(params: baseline.BaselineParams) -> Controller:
 NO_CONTROLLER = Controller("none", None, None, lambda now: None)
 
 
-def _slot_setters() -> tuple[Callable[[Signal, object], None], ...]:
-    """Direct writers for Signal's four slots. The frozen dataclass's ``__init__`` stores
-    each field through object.__setattr__; writing the slots costs half as much, and the
-    co-simulator makes some thirty Signals per step, millions per simulated year."""
-    return tuple(Signal.__dict__[f].__set__ for f in ("value", "good", "ts", "reason"))
-
-
-_SET_VALUE, _SET_GOOD, _SET_TS, _SET_REASON = _slot_setters()
-
-
 class SnapshotBuilder:
     """Sensor readings -> Snapshot, with the sensor -> role table resolved once per site.
 
     Every sensor the plant has is bound, as on a fully instrumented site. Output roles
     that sensors report (actual valve position, fan speed, capacity) become the feedback
     roles; sensors without a control role (fan power, condenser outlet...) are left out,
-    as a site file would not bind them. A None reading is a bad signal.
+    as a site file would not bind them. A None reading is a bad signal. The readings are
+    kept as they are (:class:`SampledSignals`): Signals are made only where looked up.
     """
 
     def __init__(self, names: list[str]) -> None:
@@ -97,43 +87,14 @@ class SnapshotBuilder:
 
     def __call__(self, readings: Readings, now: float) -> Snapshot:
         get = readings.get
-        new, set_value, set_good, set_ts = _NEW, _SET_VALUE, _SET_GOOD, _SET_TS
-        set_reason = _SET_REASON
-        signals: dict[str, tuple[Signal, ...]] = {}
-        for name, role in self._plain:
-            v = get(name)
-            sig = new(Signal)
-            set_ts(sig, now)
-            if v is None:
-                set_value(sig, None)
-                set_good(sig, False)
-                set_reason(sig, _NO_VALUE)
-            else:
-                set_value(sig, v)
-                set_good(sig, True)
-                set_reason(sig, None)
-            signals[role] = (sig,)
+        sampled: dict[str, float | tuple[float | None, ...] | None] = {
+            role: get(name) for name, role in self._plain
+        }
         if self._racks:
-            signals[R.RACK_INLET_TEMP] = tuple([_reading(get(name), now) for name in self._racks])
-        return Snapshot(now, signals)
+            sampled[R.RACK_INLET_TEMP] = tuple([get(name) for name in self._racks])
+        return Snapshot(now, SampledSignals(now, sampled))
 
 
-def _reading(v: float | None, now: float) -> Signal:
-    """``Signal(v, True, now)``, or a bad Signal for a missing reading, built slot by slot."""
-    sig = _NEW(Signal)
-    _SET_TS(sig, now)
-    if v is None:
-        _SET_VALUE(sig, None)
-        _SET_GOOD(sig, False)
-        _SET_REASON(sig, _NO_VALUE)
-    else:
-        _SET_VALUE(sig, v)
-        _SET_GOOD(sig, True)
-        _SET_REASON(sig, None)
-    return sig
-
-
-_NEW = object.__new__
 _tuple_new = tuple.__new__
 
 
@@ -246,7 +207,7 @@ def simulate(
         )  # the fields of a kpi.Sample, which only the trace needs built
         add(*sample)
         if trace is not None and k % every == 0:
-            _record(trace, new, Sample(*sample), min(new.it_power_kw * lift, compiled.hp_nom))
+            record_sample(trace, new, Sample(*sample), min(new.it_power_kw * lift, compiled.hp_nom))
         state = new
     return Run(
         scenario.name,
@@ -262,7 +223,9 @@ def simulate(
     )
 
 
-def _record(trace: dict[str, list[float]], s: PlantState, x: Sample, available_kw: float) -> None:
+def record_sample(trace: dict[str, list[float]], s: PlantState, x: Sample,
+                  available_kw: float) -> None:
+    """Append one row to a plot trace (TRACE_KEYS)."""
     h = x.dt / 3600.0
     row = (
         s.t / 3600.0, s.supply_temp_c, s.rack_temp_c, x.rack_inlet_c, s.tank_c[0],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, Sequence
 from dataclasses import dataclass
 
 Reading = float | bool | None
@@ -30,6 +30,67 @@ class Signal:
         return cls(None, False, ts, reason)
 
 
+_set = object.__setattr__
+
+NO_VALUE = "no value"
+"""Why a point sampled as None is bad."""
+
+
+class SampledSignals(Mapping[str, tuple[Signal, ...]]):
+    """Role -> Signals of points all sampled at one instant ``now`` from plain readings.
+
+    ``readings`` maps each role to one reading, or to a tuple with one reading per point.
+    A reading stands for ``Signal(reading, True, now)``, None for
+    ``Signal(None, False, now, "no value")``. A simulator samples some thirty points per
+    step, millions of steps per simulated year: the Signals are made only for the roles
+    someone looks up, and validation reads the plain readings directly (same rules).
+    Read-only, like every snapshot.
+    """
+
+    __slots__ = ("_made", "now", "readings")
+
+    now: float
+    readings: Mapping[str, object]
+
+    def __init__(self, now: float, readings: Mapping[str, object]) -> None:
+        _set(self, "now", now)
+        _set(self, "readings", readings)
+        _set(self, "_made", {})
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("a snapshot is read-only")
+
+    def __getitem__(self, role: str) -> tuple[Signal, ...]:
+        made: tuple[Signal, ...] | None = self._made.get(role)
+        if made is None:
+            v = self.readings[role]
+            now = self.now
+            made = tuple(
+                Signal(None, False, now, NO_VALUE) if x is None else Signal(x, True, now)  # type: ignore[arg-type]
+                for x in (v if type(v) is tuple else (v,))
+            )
+            self._made[role] = made
+        return made
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.readings)
+
+    def __len__(self) -> int:
+        return len(self.readings)
+
+    def __contains__(self, role: object) -> bool:
+        return role in self.readings
+
+    def keys(self) -> KeysView[str]:
+        return self.readings.keys()
+
+    def items(self) -> ItemsView[str, tuple[Signal, ...]]:
+        return ItemsView(self)
+
+    def __repr__(self) -> str:
+        return f"SampledSignals({self.now!r}, {dict(self.items())!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """All signals at one instant: role -> one Signal per point bound to that role."""
@@ -43,11 +104,10 @@ class Snapshot:
     ) -> Snapshot:
         """A snapshot sampled at ``now`` from plain values (None = a bad point), for a
         simulator or a test that has numbers rather than driver readings."""
-        signals: dict[str, tuple[Signal, ...]] = {}
+        readings: dict[str, float | tuple[float | None, ...] | None] = {}
         for role, v in values.items():
-            seq = v if isinstance(v, Sequence) else (v,)
-            signals[role] = tuple(
-                Signal.bad("no value", now) if x is None else Signal(float(x), True, now)
-                for x in seq
-            )
-        return cls(now, signals)
+            if isinstance(v, Sequence):
+                readings[role] = tuple(None if x is None else float(x) for x in v)
+            else:
+                readings[role] = None if v is None else float(v)
+        return cls(now, SampledSignals(now, readings))

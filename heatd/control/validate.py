@@ -7,13 +7,13 @@ the daemon can say why.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from heatd.control import roles
 from heatd.control.frozen import maker
-from heatd.control.params import ControlParams
-from heatd.control.signals import Signal, Snapshot
+from heatd.control.params import ControlParams, RoleSpec
+from heatd.control.signals import SampledSignals, Signal, Snapshot
 
 _KNOWN_INPUTS: frozenset[str] = frozenset(roles.INPUT_ROLES) | frozenset(roles.FEEDBACK_ROLES)
 
@@ -65,55 +65,95 @@ def _missing(signals: Mapping[str, object]) -> tuple[str, ...]:
 def validate(
     snapshot: Snapshot, state: ValidationState, params: ControlParams, now: float
 ) -> tuple[Inputs, ValidationState]:
-    """Judge every point; combine redundant points of a role into their worst good value."""
+    """Judge every point; combine redundant points of a role into their worst good value.
+
+    The usual case - every point of a role good, a float, plausible, fresh and not frozen -
+    is taken on a short path; anything else gets the full judgement of :func:`_judge`.
+    """
     vp = params.validation
-    oldest = now - vp.stale_after_s
-    newest = now + vp.future_tolerance_s
-    frozen_after = vp.frozen_after_s or 0.0
+    j = _Judge(now, now - vp.stale_after_s, now + vp.future_tolerance_s,
+               vp.frozen_after_s or 0.0, vp.rack_inlet_min_good, state.trackers)
+    oldest, newest, frozen_after, old = j.oldest, j.newest, j.frozen_after, j.old
     specs = params.role_specs
-    old_trackers = state.trackers
-    trackers: dict[str, tuple[Tracker, ...]] = {}
-    values: dict[str, float] = {}
-    invalid: dict[str, str] = {}
+    values, trackers = j.values, j.trackers
     signals = snapshot.signals
 
-    for role, points in signals.items():
-        spec = specs.get(role)
-        if spec is None:
-            continue  # not an input role (an output echoed back, or a typo the loader missed)
+    if type(signals) is SampledSignals and oldest <= signals.now <= newest:
+        # Plain readings with one fresh timestamp: a float reading is a good point.
+        for role, v in signals.readings.items():
+            spec = specs.get(role)
+            if spec is None:
+                continue
+            lo, hi, _, track = spec
+            if type(v) is float:
+                if lo <= v <= hi and role != _RACK:
+                    if not track:
+                        values[role] = v
+                        continue
+                    if _track_one(role, v, old, trackers, now, frozen_after):
+                        values[role] = v
+                        continue
+            elif type(v) is tuple and v and _plausible(v, lo, hi) and j.take_all(role, v, spec):
+                continue
+            j.judge(role, signals[role], spec)
+    else:
+        for role, points in signals.items():
+            spec = specs.get(role)
+            if spec is None:
+                continue  # not an input role (an output echoed back, or a typo the loader missed)
+            lo, hi, _, track = spec
+            if len(points) == 1:
+                sig = points[0]
+                x = sig.value
+                if (sig.good and type(x) is float and lo <= x <= hi and oldest <= sig.ts <= newest
+                        and role != _RACK):
+                    if not track:
+                        values[role] = x
+                        continue
+                    if _track_one(role, x, old, trackers, now, frozen_after):
+                        values[role] = x
+                        continue
+            elif points:
+                good = _all_good(points, lo, hi, oldest, newest)
+                if good is not None and j.take_all(role, good, spec):
+                    continue
+            j.judge(role, points, spec)
+
+    return _new_inputs(values, j.invalid, _missing(signals)), ValidationState(trackers)
+
+
+class _Judge:
+    """The full per-point judgement, and the results of one validation pass."""
+
+    __slots__ = ("frozen_after", "invalid", "min_good", "newest", "now", "old", "oldest",
+                 "trackers", "values")
+
+    def __init__(self, now: float, oldest: float, newest: float, frozen_after: float,
+                 min_good: int | None, old: Mapping[str, tuple[Tracker, ...]]) -> None:
+        self.now, self.oldest, self.newest = now, oldest, newest
+        self.frozen_after, self.min_good, self.old = frozen_after, min_good, old
+        self.trackers: dict[str, tuple[Tracker, ...]] = {}
+        self.values: dict[str, float] = {}
+        self.invalid: dict[str, str] = {}
+
+    def take_all(self, role: str, good: Sequence[float], spec: RoleSpec) -> bool:
+        """Several good float points: their worst counts, unless one of them is frozen."""
+        _, _, high, track = spec
+        if track:
+            tracked = _track_all(good, self.old.get(role, ()), self.now, self.frozen_after)
+            if tracked is None:
+                return False
+            self.trackers[role] = tracked
+        if role != _RACK or len(good) >= (self.min_good or len(good)):
+            self.values[role] = max(good) if high else min(good)
+        return True
+
+    def judge(self, role: str, points: Sequence[Signal], spec: RoleSpec) -> None:
+        """Every point of ``role`` on its own: bad, not a number, NaN, out of range, stale,
+        from the future or frozen; the role's value is the worst of the good ones."""
         lo, hi, high, track = spec
-        if len(points) == 1 and role != _RACK:
-            # One point, the common case: a good reading is the role's value. Anything
-            # else (bad, not a float, out of range, stale, frozen) takes the full path.
-            sig = points[0]
-            x = sig.value
-            if sig.good and type(x) is float and lo <= x <= hi and oldest <= sig.ts <= newest:
-                if not track:
-                    values[role] = x
-                    continue
-                prev_tr = old_trackers.get(role, ())
-                last = prev_tr[0] if prev_tr else None
-                if last is None or last[0] != x:
-                    trackers[role] = ((x, now),)
-                    values[role] = x
-                    continue
-                if now - last[1] < frozen_after:
-                    trackers[role] = prev_tr if len(prev_tr) == 1 else (last,)
-                    values[role] = x
-                    continue
-        elif points:
-            # Several points, all good (the usual case): the worst of them counts.
-            good = _all_good(points, lo, hi, oldest, newest)
-            if good is not None:
-                prev_tr = old_trackers.get(role, ()) if track else ()
-                tracked = _track_all(good, prev_tr, now, frozen_after) if track else ()
-                if tracked is not None:
-                    if track:
-                        trackers[role] = tracked
-                    if role != _RACK or len(good) >= (vp.rack_inlet_min_good or len(good)):
-                        values[role] = max(good) if high else min(good)
-                    continue
-        prev_tr = old_trackers.get(role, ()) if track else ()
+        now, oldest, newest, frozen_after = self.now, self.oldest, self.newest, self.frozen_after
+        prev_tr = self.old.get(role, ()) if track else ()
         new_tr: list[Tracker] = []
         best: float | None = None
         n_good = 0
@@ -154,22 +194,43 @@ def validate(
             if best is None or (x > best if high else x < best):
                 best = x
         if track:
-            trackers[role] = tuple(new_tr)
+            self.trackers[role] = tuple(new_tr)
         if reason is not None:
-            invalid[role] = reason
+            self.invalid[role] = reason
         if best is None:
             if not points:
-                invalid[role] = "no points"
-            continue
-        if role == _RACK and n_good < (vp.rack_inlet_min_good or len(points)):
-            continue
-        values[role] = best
+                self.invalid[role] = "no points"
+            return
+        if role == _RACK and n_good < (self.min_good or len(points)):
+            return
+        self.values[role] = best
 
-    return _new_inputs(values, invalid, _missing(signals)), ValidationState(trackers)
+
+def _track_one(role: str, x: float, old: Mapping[str, tuple[Tracker, ...]],
+               trackers: dict[str, tuple[Tracker, ...]], now: float, frozen_after: float) -> bool:
+    """Track one good point; False (and nothing tracked) if it is frozen."""
+    prev = old.get(role, ())
+    last = prev[0] if prev else None
+    if last is None or last[0] != x:
+        trackers[role] = ((x, now),)
+        return True
+    if now - last[1] < frozen_after:
+        trackers[role] = prev if len(prev) == 1 else (last,)
+        return True
+    return False
+
+
+def _plausible(readings: tuple[object, ...], lo: float, hi: float) -> bool:
+    """Every reading a float within the role's range (a loop: all() would build a generator
+    per role per cycle)."""
+    for x in readings:  # noqa: SIM110
+        if type(x) is not float or not lo <= x <= hi:
+            return False
+    return True
 
 
 def _all_good(
-    points: tuple[Signal, ...], lo: float, hi: float, oldest: float, newest: float
+    points: Sequence[Signal], lo: float, hi: float, oldest: float, newest: float
 ) -> list[float] | None:
     """The values of ``points`` if every one is a good, plausible, fresh float, else None."""
     good: list[float] = []
@@ -182,7 +243,7 @@ def _all_good(
 
 
 def _track_all(
-    good: list[float], prev: tuple[Tracker, ...], now: float, frozen_after: float
+    good: Sequence[float], prev: tuple[Tracker, ...], now: float, frozen_after: float
 ) -> tuple[Tracker, ...] | None:
     """New change trackers for all-good points, or None if one of them is frozen."""
     n = len(prev)
