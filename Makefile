@@ -46,7 +46,7 @@ bench: $(STAMP) system-tools
 	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 demo: $(STAMP) system-tools
-	$(PY) -m heatd.demo
+	$(PY) -m hil.demo
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis

@@ -175,6 +175,21 @@ def _clip(x: float, hi: float) -> float:
     return min(max(x, 0.0), hi)
 
 
+def sample_between(old: PlantState, new: PlantState, dt: float, lift: float,
+                   demand_kw: float, rack_top_k: float) -> Sample:
+    """The KPI sample of one step from the plant states before and after it."""
+    return Sample(
+        dt, new.supply_temp_c, new.air_temp_c + rack_top_k,
+        new.heat_delivered_to_dh_kwh - old.heat_delivered_to_dh_kwh,
+        new.hp_heat_kwh - old.hp_heat_kwh,
+        new.hp_electricity_kwh - old.hp_electricity_kwh,
+        new.it_energy_kwh - old.it_energy_kwh,
+        new.fan_electricity_kwh - old.fan_electricity_kwh,
+        lift, demand_kw, new.hp_running, new.hp_trip_code != 0, new.plc_fallback,
+        new.valve_position, new.fan_speed, new.hp_capacity,
+    )  # fmt: skip
+
+
 class Accumulator:
     """Folds samples into KPIs; one per run."""
 

@@ -1,0 +1,251 @@
+"""``make demo``: the demo site end to end on one machine, in about two minutes.
+
+Starts a private mosquitto, serves ``config/demo-site.yaml`` from the plant simulator
+(accelerated), runs ``heatd run`` against both as a separate process, shows a live view
+of what heatd publishes, then stops heatd cleanly and prints the KPIs of the run with a
+plot. Everything listens on free ports of 127.0.0.1, so it runs beside a real broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from ruamel.yaml import YAML
+
+from heatd.config_loader import load_site
+from heatd.control.params import ControlParams
+from heatd.logs import configure_logging
+from hil.cosim import TRACE_KEYS, Run, record_sample
+from hil.kpi import Accumulator, KpiConfig, ideal_stores, lift_factor, sample_between
+from hil.params import compile_params
+from hil.plots import plot_run
+from hil.scenario import load_scenario
+from hil.sensors import rack_offsets
+from hil.serve import PlantServer
+from hil.siteports import free_port, with_free_ports
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_SITE = ROOT / "config" / "demo-site.yaml"
+
+
+class Broker:
+    """A throw-away mosquitto on a free local port (no persistence, no auth)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self._conf = workdir / "mosquitto.conf"
+        lines = [f"listener {self.port} 127.0.0.1", "persistence false", "allow_anonymous true",
+                 f"log_dest file {workdir / 'mosquitto.log'}"]
+        if os.geteuid() == 0:
+            lines.append("user root")
+        self._conf.write_text("\n".join(lines) + "\n")
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    async def __aenter__(self) -> Broker:
+        binary = shutil.which("mosquitto", path=os.environ.get("PATH", "") + ":/usr/sbin")
+        if binary is None:
+            raise SystemExit("mosquitto is not installed (make demo installs it)")
+        self._proc = subprocess.Popen([binary, "-c", str(self._conf)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                return self
+            await asyncio.sleep(0.02)
+        raise SystemExit("mosquitto did not start")
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait()
+
+
+def demo_site(workdir: Path, broker_port: int, speed: float) -> Path:
+    """The demo site on free ports, publishing to the demo broker, with heatd's control
+    timers scaled to the plant's speed (DESIGN.md, "Time")."""
+    path = workdir / "site.yaml"
+    with_free_ports(DEMO_SITE, path)
+    yaml = YAML(typ="rt")
+    tree = yaml.load(path.read_text())
+    tree["mqtt"] = {"host": "127.0.0.1", "port": broker_port, "full_refresh": 10.0}
+    tree["runtime"] = {"cycle_period": 0.2}
+    control = ControlParams.model_validate_json(json.dumps(tree.get("control", {})))
+    tree["control"] = json.loads(control.time_scaled(speed).model_dump_json())
+    with path.open("w") as fh:
+        yaml.dump(tree, fh)
+    return path
+
+
+class Recorder:
+    """Samples the live plant once a second into KPIs and a trace for the plot."""
+
+    def __init__(self, sim: PlantServer) -> None:
+        self.sim = sim
+        params = sim.scenario.params
+        self.compiled = compile_params(params)
+        self.rack_top = max(rack_offsets(params), default=0.0)
+        self.acc = Accumulator(KpiConfig(supply_limit_c=params.loop.supply_limit_c,
+                                         rack_inlet_limit_c=45.0),
+                               ideal_stores(sim.plant.state, params))
+        self.trace: dict[str, list[float]] = {k: [] for k in TRACE_KEYS}
+        self.start = self.last = sim.plant.state
+
+    def sample(self) -> None:
+        old, new = self.last, self.sim.plant.state
+        dt = new.t - old.t
+        if dt <= 0:
+            return
+        dist = self.sim.scenario.disturbances(new.t)
+        lift = 0.0 if dist.hp_fault else lift_factor(new, self.compiled)
+        x = sample_between(old, new, dt, lift, dist.dh_demand_kw, self.rack_top)
+        self.acc.add(x)
+        record_sample(self.trace, new, x, min(new.it_power_kw * lift, self.compiled.hp_nom))
+        self.last = new
+
+    def run(self, scenario: str) -> Run:
+        return Run(scenario, "heatd (live)", self.sim.scenario.seed, 1.0, self.start.t,
+                   self.last.t - self.start.t, self.acc.result(), self.last, self.trace, 0)
+
+
+def view(control: dict[str, Any], cdu: dict[str, Any], hp: dict[str, Any], sim: PlantServer,
+         elapsed: float, total: float) -> str:
+    """The live screen: what an operator would watch on the MQTT topics."""
+    cycle = control.get("cycle", {})
+    sp = control.get("setpoints", {})
+    state = sim.plant.state
+    limits = control.get("limits", [])
+    lines = [
+        f"heatd demo  {elapsed:5.0f}/{total:.0f} s   plant time {state.t / 3600:5.2f} h "
+        f"(x{sim.speed:g})",
+        f"cycle   {cycle.get('cycles', 0):6d} cycles  period {cycle.get('period_s', 0):.1f} s  "
+        f"jitter p50 {cycle.get('jitter_ms_p50', 0):.1f} ms  p99 "
+        f"{cycle.get('jitter_ms_p99', 0):.1f} ms  overruns {cycle.get('overruns', 0)}",
+        f"mode    {control.get('mode')}   heat pump {control.get('hp_state')}   cooling margin "
+        f"{_num(control.get('cooling_margin'), '.1f')} K",
+        f"coolant supply {_num(cdu.get('supply_temp_a'), '.1f')} degC   return "
+        f"{_num(cdu.get('return_temp'), '.1f')} degC   rack inlet (max) "
+        f"{_num(_hottest_inlet(cdu), '.1f')} degC",
+        f"setpoints  valve {_num(sp.get('valve.recovery'), '.2f')}  fan "
+        f"{_num(sp.get('drycooler.fan'), '.2f')}  heat pump "
+        f"{'on' if sp.get('hp.enable') else 'off'} at {_num(sp.get('hp.capacity'), '.2f')}",
+        f"heat pump  {_num(hp.get('heat'), '.0f')} kW heat  {_num(hp.get('power'), '.0f')} kW "
+        f"electric   delivered so far {state.heat_delivered_to_dh_kwh / 1000:.2f} MWh",
+        "limits  " + (", ".join(f"{x['name']} ({x['layer']}: {x['reason']})" for x in limits)
+                      or "none: recovering freely"),
+    ]
+    return "\n".join(lines)
+
+
+def _hottest_inlet(cdu: dict[str, Any]) -> float | None:
+    inlets = [v for k, v in cdu.items() if k.startswith("rack_inlet") and isinstance(v, float)]
+    return max(inlets, default=None)
+
+
+def _num(value: Any, fmt: str) -> str:
+    return "-" if not isinstance(value, int | float) else format(value, fmt)
+
+
+async def run_demo(seconds: float, speed: float, scenario: str, out: Path) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="heatd-demo-"))
+    async with Broker(workdir) as broker:
+        site_path = demo_site(workdir, broker.port, speed)
+        site = load_site(site_path)
+        sim = PlantServer(site, load_scenario(scenario), speed=speed, status_interval_s=1e9,
+                          record_dir=out / "record")
+        async with sim:
+            log = (out / "heatd.log").open("wb")
+            heatd = subprocess.Popen([sys.executable, "-m", "heatd.cli", "run", str(site_path)],
+                                     stdout=log, stderr=log)
+            print(f"mosquitto on 127.0.0.1:{broker.port}; watch with:\n"
+                  f"  mosquitto_sub -p {broker.port} -t 'heatd/demo/#' -v\n"
+                  f"heatd log: {out / 'heatd.log'}\n")
+            recorder = Recorder(sim)
+            last: dict[str, Any] = {}
+            try:
+                async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+                    await client.subscribe("heatd/demo/#")
+                    watcher = asyncio.create_task(_collect(client, last))
+                    await _live(last, sim, recorder, seconds)
+                    watcher.cancel()
+            finally:
+                heatd.send_signal(signal.SIGTERM)
+                code = heatd.wait(timeout=10)
+            run = recorder.run(scenario)
+    png = plot_run(run, out / "demo.png", recorder.acc.config)
+    _summary(run, code, png)
+    return 0 if code == 0 else 1
+
+
+async def _collect(client: aiomqtt.Client, last: dict[str, Any]) -> None:
+    async for message in client.messages:
+        with contextlib.suppress(ValueError):
+            raw = message.payload if isinstance(message.payload, bytes) else b""
+            last[message.topic.value] = json.loads(raw)
+
+
+async def _live(last: dict[str, Any], sim: PlantServer, recorder: Recorder,
+                seconds: float) -> None:
+    tty = sys.stdout.isatty()
+    started = time.monotonic()
+    shown = 0.0
+    while (elapsed := time.monotonic() - started) < seconds:
+        await asyncio.sleep(1.0)
+        recorder.sample()
+        screen = view(last.get("heatd/demo/control/state", {}),
+                      last.get("heatd/demo/cdu/state", {}),
+                      last.get("heatd/demo/heatpump/state", {}), sim, elapsed, seconds)
+        if tty:
+            print("\033[H\033[J" + screen, flush=True)
+        elif elapsed - shown >= 15:
+            print(screen + "\n", flush=True)
+            shown = elapsed
+
+
+def _summary(run: Run, code: int, png: Path) -> None:
+    k = run.kpis
+    ratio = "-" if k.recovery_ratio is None else f"{k.recovery_ratio:.3f}"
+    cop = "-" if k.seasonal_cop is None else f"{k.seasonal_cop:.2f}"
+    print(f"\nheatd stopped with exit code {code} (safe state written, status offline)\n")
+    print(f"KPIs over {k.duration_h:.2f} plant hours:")
+    rows = [
+        ("cooling violation", f"{k.supply_violation_kh:.3f} K.h (max supply "
+                              f"{k.max_supply_c:.1f} degC)"),
+        ("heat delivered", f"{k.heat_delivered_mwh * 1000:.0f} kWh"),
+        ("recovery ratio", ratio),
+        ("heat-pump electricity", f"{k.hp_electricity_mwh * 1000:.0f} kWh, seasonal COP {cop}"),
+        ("heat-pump starts", f"{k.hp_starts} ({k.short_cycles} short cycles)"),
+        ("CO2 avoided", f"{k.co2_avoided_t * 1000:.0f} kg"),
+        ("plot", str(png)),
+    ]
+    for label, value in rows:
+        print(f"  {label:<22} {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--speed", type=float, default=30.0)
+    parser.add_argument("--scenario", default="winter_week")
+    parser.add_argument("--out", default="out/demo")
+    args = parser.parse_args(argv)
+    configure_logging("warning")
+    return asyncio.run(run_demo(args.seconds, args.speed, args.scenario, Path(args.out)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

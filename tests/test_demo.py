@@ -1,0 +1,27 @@
+"""``make demo`` in short: the whole chain runs, heatd stops cleanly, KPIs and a plot come
+out, and nothing overheats."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    run = subprocess.run(
+        [sys.executable, "-m", "hil.demo", "--seconds", "20", "--out", str(out)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    text = run.stdout
+    assert "mosquitto_sub -p" in text
+    assert "heatd stopped with exit code 0" in text
+    violation = re.search(r"cooling violation\s+([\d.]+) K\.h", text)
+    assert violation is not None and float(violation.group(1)) == 0.0
+    assert re.search(r"heat delivered\s+\d+ kWh", text)
+    png = out / "demo.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    assert "heatd running" in (out / "heatd.log").read_text()
