@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from heatd.control import roles as R
 from heatd.control.bounds import _ENVELOPE_KEY, Bounds, Setpoints
 from heatd.control.events import Layer, Limit
+from heatd.control.frozen import maker
 from heatd.control.params import ControlParams
 from heatd.control.validate import Inputs
 
@@ -98,23 +99,27 @@ def envelope(
     p = params.envelope
     vals = inputs.values
     acc: _Acc | None = None
+    since0 = state.valve_off_since
 
-    supply = vals.get(R.COOLANT_SUPPLY_TEMP)
+    supply = vals.get(_SUPPLY)
     rise: float | None = None
     if supply is None:
-        state = EnvelopeState(None, None, state.valve_off_since)
+        state = _new_state(None, None, since0)
         acc = _Acc()
-        acc.worst(_unknown(inputs, R.COOLANT_SUPPLY_TEMP))
+        acc.worst(_unknown(inputs, _SUPPLY))
     else:
-        old, new = state.anchor_old, state.anchor_new
+        window = p.rise_window_s
+        old0, new0 = state.anchor_old, state.anchor_new
+        old, new = old0, new0
         if new is None:
             old = new = (now, supply)
-        elif now - new[0] >= p.rise_window_s:
+        elif now - new[0] >= window:
             old, new = new, (now, supply)
         span = now - old[0]  # type: ignore[index]
-        if span >= 0.5 * p.rise_window_s:
+        if span >= 0.5 * window:
             rise = (supply - old[1]) / span  # type: ignore[index]
-        state = EnvelopeState(old, new, state.valve_off_since)
+        if old is not old0 or new is not new0:
+            state = _new_state(old, new, since0)
         band = p.supply_limit_c - p.supply_margin_k
         rising_fast = (rise is not None and rise > p.max_rise_k_per_s
                        and supply + rise * p.rise_horizon_s >= band)
@@ -133,11 +138,11 @@ def envelope(
             elif rising_fast:
                 acc.hold(prev, "supply rising fast")
 
-    if R.RACK_INLET_TEMP in inputs.invalid or R.RACK_INLET_TEMP in vals:
-        rack = vals.get(R.RACK_INLET_TEMP)
+    rack = vals.get(_RACK)
+    if rack is not None or _RACK in inputs.invalid:
         if rack is None:
             acc = acc or _Acc()
-            acc.worst(_unknown(inputs, R.RACK_INLET_TEMP))
+            acc.worst(_unknown(inputs, _RACK))
         elif rack >= p.rack_inlet_limit_c - p.rack_inlet_margin_k:
             acc = acc or _Acc()
             over = rack - (p.rack_inlet_limit_c - p.rack_inlet_margin_k)
@@ -145,37 +150,38 @@ def envelope(
             acc.floor_fan(min(1.0, over / p.rack_inlet_margin_k), why)
             acc.hold(prev, why)
 
-    if p.flow_min is not None:
-        flow = vals.get(R.COOLANT_FLOW)
-        if flow is None or flow < p.flow_min:
+    flow_min = p.flow_min
+    if flow_min is not None:
+        flow = vals.get(_FLOW)
+        if flow is None or flow < flow_min:
             acc = acc or _Acc()
             low = "coolant flow below minimum"
-            acc.worst(_unknown(inputs, R.COOLANT_FLOW) if flow is None else low)
+            acc.worst(_unknown(inputs, _FLOW) if flow is None else low)
 
-    if vals.get(R.PLC_FALLBACK, 0.0) > 0.5:
+    if vals.get(_FALLBACK, 0.0) > 0.5:
         acc = acc or _Acc()
         acc.worst("plc in local fallback")
 
-    fault = vals.get(R.HP_FAULT)
-    trip = vals.get(R.HP_TRIP_CODE, 0.0)
+    fault = vals.get(_FAULT)
+    trip = vals.get(_TRIP, 0.0)
     if fault is None or fault > 0.5 or trip > 0:
         acc = acc or _Acc()
-        why = _unknown(inputs, R.HP_FAULT) if fault is None else (
+        why = _unknown(inputs, _FAULT) if fault is None else (
             "heat pump trip code set" if trip > 0 else "heat pump fault")
         acc.worst(why)
-    elif vals.get(R.HP_LOCKOUT, 0.0) > 0.5:
+    elif vals.get(_LOCKOUT, 0.0) > 0.5:
         acc = acc or _Acc()
         acc.cap_valve(0.0, "heat pump locked out")
         acc.cap_extraction(0.0, "heat pump locked out")
         acc.block_start("heat pump locked out")
         if acc.run:
             acc.run, acc.run_why = False, "heat pump locked out"
-    if R.HP_RUNNING not in vals:
+    if _RUNNING not in vals:
         acc = acc or _Acc()
-        acc.block_start(_unknown(inputs, R.HP_RUNNING))
+        acc.block_start(_unknown(inputs, _RUNNING))
 
-    actual = vals.get(R.VALVE_RECOVERY_ACTUAL)
-    since = state.valve_off_since
+    actual = vals.get(_VALVE_ACTUAL)
+    since = since0
     if actual is not None and abs(actual - prev.valve) > p.valve_mismatch_tol:
         since = now if since is None else since
         if now - since >= p.valve_mismatch_s:
@@ -183,13 +189,13 @@ def envelope(
             acc.worst("recovery valve not following its setpoint")
     else:
         since = None
-    if since != state.valve_off_since:
-        state = EnvelopeState(state.anchor_old, state.anchor_new, since)
+    if since != since0:
+        state = _new_state(state.anchor_old, state.anchor_new, since)
 
     margin = None if supply is None else p.supply_limit_c - supply
     if acc is None:
-        return EnvelopeResult(_NORMAL, (), state, margin, rise)
-    return EnvelopeResult(
+        return _new_result(_NORMAL, (), state, margin, rise)
+    return _new_result(
         Bounds(_ENVELOPE_KEY, acc.fan, acc.valve, acc.cap, acc.start, acc.run),
         _limits(acc),
         state,
@@ -198,6 +204,17 @@ def envelope(
     )
 
 
+_new_state = maker(EnvelopeState)
+_new_result = maker(EnvelopeResult)
+_SUPPLY = R.COOLANT_SUPPLY_TEMP
+_RACK = R.RACK_INLET_TEMP
+_FLOW = R.COOLANT_FLOW
+_FALLBACK = R.PLC_FALLBACK
+_FAULT = R.HP_FAULT
+_TRIP = R.HP_TRIP_CODE
+_LOCKOUT = R.HP_LOCKOUT
+_RUNNING = R.HP_RUNNING
+_VALVE_ACTUAL = R.VALVE_RECOVERY_ACTUAL
 _NORMAL = Bounds(_ENVELOPE_KEY, 0.0, 1.0, 1.0, True, True)
 
 

@@ -52,15 +52,21 @@ _new_proposal = maker(Proposal)
 def heat_target_kw(values: dict[str, float], p: OptimiserParams) -> float:
     """Heat worth delivering now: DH demand plus storage headroom, capped by the IT heat
     available to the evaporator and by the heat pump's size."""
-    target = values.get(R.DH_DEMAND, 0.0)
-    top = values.get(R.STORAGE_TOP_TEMP)
+    # min()/max() written out (same result, NaN included): this runs every cycle
+    target = values.get(_DEMAND, 0.0)
+    top = values.get(_TOP)
     if top is not None:
         headroom = (p.storage_full_c - top) / p.storage_band_k
-        target += p.storage_charge_kw * min(1.0, max(0.0, headroom))
-    it = values.get(R.IT_POWER)
+        share = headroom if headroom > 0.0 else 0.0
+        target += p.storage_charge_kw * (share if share < 1.0 else 1.0)
+    it = values.get(_IT)
     if it is not None:
-        target = min(target, it * p.hp_cop / (p.hp_cop - 1.0))
-    return min(target, p.hp_nominal_heat_kw)
+        cop = p.hp_cop
+        it_heat = it * cop / (cop - 1.0)
+        if it_heat < target:
+            target = it_heat
+    nominal = p.hp_nominal_heat_kw
+    return nominal if nominal < target else target
 
 
 def want_heat(
@@ -79,10 +85,6 @@ def want_heat(
     return _new(want, None, st.fan_e, st.fan_u, st.cap_e, st.cap_u, st.cap_ff, target)
 
 
-def _deadband(e: float, band: float) -> float:
-    return e - band if e > band else (e + band if e < -band else 0.0)
-
-
 def propose(
     values: dict[str, float],
     enabled: bool,
@@ -98,43 +100,65 @@ def propose(
 ) -> tuple[Proposal, OptState]:
     """Fan, capacity and valve targets for this cycle. Each PI output is clamped to what the
     bounds allow (``fan_lo``, ``cap_hi``), so it cannot wind up against them."""
+    # Deadbands and min()/max() written out (same result, NaN included): this runs every cycle.
     fan = fan_u = prev_fan if st.fan_u is None else st.fan_u
     fan_e = None
-    supply = values.get(R.COOLANT_SUPPLY_TEMP)
+    supply = values.get(_SUPPLY)
     if supply is not None:
-        fan_e = _deadband(supply - p.supply_setpoint_c, p.fan_deadband_k)
+        e, band = supply - p.supply_setpoint_c, p.fan_deadband_k
+        fan_e = e - band if e > band else (e + band if e < -band else 0.0)
         last = fan_e if st.fan_e is None else st.fan_e
         fan = fan_u + p.fan_kp * (fan_e - last + dt / p.fan_ti_s * fan_e)
-    fan = min(1.0, max(fan_lo, fan))
+    if not fan > fan_lo:
+        fan = fan_lo
+    if not fan < 1.0:
+        fan = 1.0
 
     cap, cap_e, cap_ff = 0.0, None, None
     if running:
-        cap_ff = st.target_kw / p.hp_nominal_heat_kw
-        heat = values.get(R.HP_HEAT)
+        nominal = p.hp_nominal_heat_kw
+        cap_ff = st.target_kw / nominal
+        heat = values.get(_HEAT)
         # On a (re)start the loop takes its positional value ff + kp*e (the rate limiter
         # makes that smooth); afterwards it moves by increments from its own last output.
         fresh = st.cap_u is None
-        base = max(prev_cap, cap_min) if fresh else st.cap_u
+        base = (cap_min if cap_min > prev_cap else prev_cap) if fresh else st.cap_u
         cap = base + cap_ff - (base if fresh or st.cap_ff is None else st.cap_ff)
         if heat is not None:
-            cap_e = _deadband((st.target_kw - heat) / p.hp_nominal_heat_kw, p.heat_deadband)
+            e, band = (st.target_kw - heat) / nominal, p.heat_deadband
+            cap_e = e - band if e > band else (e + band if e < -band else 0.0)
             last = 0.0 if fresh or st.cap_e is None else st.cap_e
             cap += p.cap_kp * (cap_e - last + dt / p.cap_ti_s * cap_e)
-        cap = min(cap_hi, max(cap_min, cap))
+        if not cap > cap_min:
+            cap = cap_min
+        if not cap < cap_hi:
+            cap = cap_hi
     elif enabled:
         cap = cap_min
 
     valve = 0.0
     if enabled:
-        it = values.get(R.IT_POWER)
-        heat, power = values.get(R.HP_HEAT), values.get(R.HP_POWER)
+        it = values.get(_IT)
+        heat, power = values.get(_HEAT), values.get(_POWER)
         if running and heat is not None and power is not None:
-            extraction = max(0.0, heat - power)
+            extraction = heat - power
+            if not extraction > 0.0:
+                extraction = 0.0
         else:
             extraction = cap * p.hp_nominal_heat_kw * (1.0 - 1.0 / p.hp_cop)
         # IT power unknown: assume the heat pump was sized for the IT load
-        valve = cap if it is None else p.valve_ff_gain * extraction / max(it, 1e-6)
-        valve = max(valve, p.valve_min_running)
+        valve = cap if it is None else p.valve_ff_gain * extraction / (1e-6 if it < 1e-6 else it)
+        floor = p.valve_min_running
+        if floor > valve:
+            valve = floor
     new = _new(st.want, st.flip_since, fan_e, fan, cap_e, cap if running else None, cap_ff,
                st.target_kw)
     return _new_proposal(valve, fan, cap), new
+
+
+_SUPPLY = R.COOLANT_SUPPLY_TEMP
+_DEMAND = R.DH_DEMAND
+_TOP = R.STORAGE_TOP_TEMP
+_IT = R.IT_POWER
+_HEAT = R.HP_HEAT
+_POWER = R.HP_POWER

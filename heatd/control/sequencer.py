@@ -14,6 +14,7 @@ from enum import StrEnum
 from heatd.control import roles as R
 from heatd.control.bounds import Bounds
 from heatd.control.events import Event, Layer, Limit
+from heatd.control.frozen import maker
 from heatd.control.params import SequencerParams
 
 
@@ -98,13 +99,21 @@ def sequence(
     stop_layer: Layer = Layer.ENVELOPE,
 ) -> SeqOut:
     """One sequencer step. ``want_run`` comes from the optimiser (or the operator)."""
-    trip = values.get(R.HP_TRIP_CODE, 0.0)
-    faulted = values.get(R.HP_FAULT, 0.0) > 0.5 or trip > 0
-    locked = values.get(R.HP_LOCKOUT, 0.0) > 0.5
-    running = values.get(R.HP_RUNNING, 0.0) > 0.5
+    trip = values.get(_TRIP, 0.0)
+    faulted = values.get(_FAULT, 0.0) > 0.5 or trip > 0
+    locked = values.get(_LOCKOUT, 0.0) > 0.5
+    running = values.get(_RUNNING, 0.0) > 0.5
+    s = st.state
+    if not faulted and not locked:  # the steady states, where nothing happens
+        if s is HpState.RUNNING and running and bounds.hp_run:
+            if want_run:
+                return _new_out(True, now < st.reset_until, st, (), ())
+            if st.on_since is not None and now - st.on_since < p.min_on_s:
+                return _new_out(True, now < st.reset_until, st, _MIN_ON, ())
+        elif s is HpState.OFF and not want_run:
+            return _new_out(False, now < st.reset_until, st, (), ())
     step = _Step(st, now)
     limits: tuple[Limit, ...] = ()
-    s = st.state
 
     if faulted and s is not HpState.TRIPPED and s is not HpState.LOCKED_OUT:
         why = f"trip code {trip:g}" if trip > 0 else "fault"
@@ -120,7 +129,7 @@ def sequence(
             step.go(HpState.STOPPING, stop_layer, f"safety stop: {stop_reason}")
         elif want_run or (st.on_since is not None and now - st.on_since < p.min_on_s):
             if not want_run:
-                limits = (Limit("hp_stop", False, Layer.SEQUENCER, "minimum on time"),)
+                limits = _MIN_ON
             _confirm(step, running, p)
         else:
             step.go(HpState.STOPPING, requester, "no heat wanted")
@@ -142,7 +151,15 @@ def sequence(
         else:
             step.go(HpState.OFF, Layer.OPERATOR, "operator reset", reset_until=_NEVER)
     st = step.st
-    return SeqOut(st.state in _ENABLED, now < st.reset_until, st, limits, tuple(step.events))
+    return _new_out(st.state in _ENABLED, now < st.reset_until, st, limits, tuple(step.events))
+
+
+_new_out = maker(SeqOut)
+_MIN_ON = (Limit("hp_stop", False, Layer.SEQUENCER, "minimum on time"),)
+_TRIP = R.HP_TRIP_CODE
+_FAULT = R.HP_FAULT
+_LOCKOUT = R.HP_LOCKOUT
+_RUNNING = R.HP_RUNNING
 
 
 def _confirm(step: _Step, running: bool, p: SequencerParams) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from heatd.control import roles
 from heatd.control.frozen import maker
-from heatd.control.params import ControlParams, RoleSpec
+from heatd.control.params import ControlParams
 from heatd.control.signals import SampledSignals, Signal, Snapshot
 
 _KNOWN_INPUTS: frozenset[str] = frozenset(roles.INPUT_ROLES) | frozenset(roles.FEEDBACK_ROLES)
@@ -42,24 +42,36 @@ class Inputs:
 
 _new_inputs = maker(Inputs)
 
-_missing_cache: dict[frozenset[str], tuple[str, ...]] = {}
-_missing_last = [(frozenset[str](), tuple(sorted(_KNOWN_INPUTS)))]
-"""The last answer, checked first: a site's snapshots bind the same roles every cycle."""
+Plan = tuple[str, float, float, bool, bool, bool]
+"""(role, lo, hi, worst is high, frozen-checked, is the rack inlet role) of a bound role."""
 
 
-def _missing(signals: Mapping[str, object]) -> tuple[str, ...]:
-    """Input roles the site does not bind (memoised: a site's bindings rarely change)."""
-    bound, found = _missing_last[0]
-    if signals.keys() == bound:
-        return found
-    bound = frozenset(signals)
-    cached = _missing_cache.get(bound)
-    if cached is None:
-        cached = tuple(sorted(_KNOWN_INPUTS - bound))
-        if len(_missing_cache) < 64:
-            _missing_cache[bound] = cached
-    _missing_last[0] = (bound, cached)
-    return cached
+class _Plans:
+    """Per site: the snapshot's roles in order, each with its spec (None: not an input), and
+    the input roles it lacks. Worked out once and kept while the roles stay the same, which
+    is every cycle of a running site."""
+
+    __slots__ = ("missing", "params", "plan", "roles")
+
+    def __init__(self) -> None:
+        self.params: ControlParams | None = None
+        self.roles: tuple[str, ...] = ()
+        self.plan: tuple[Plan | None, ...] = ()
+        self.missing: tuple[str, ...] = ()
+
+    def get(self, params: ControlParams, bound: tuple[str, ...]) -> _Plans:
+        if self.params is not params or self.roles != bound:
+            specs = params.role_specs
+            self.plan = tuple(
+                None if spec is None else (role, *spec, role == _RACK)
+                for role, spec in ((r, specs.get(r)) for r in bound)
+            )
+            self.missing = tuple(sorted(_KNOWN_INPUTS - frozenset(bound)))
+            self.params, self.roles = params, bound
+        return self
+
+
+_plans = _Plans()
 
 
 def validate(
@@ -68,45 +80,52 @@ def validate(
     """Judge every point; combine redundant points of a role into their worst good value.
 
     The usual case - every point of a role good, a float, plausible, fresh and not frozen -
-    is taken on a short path; anything else gets the full judgement of :func:`_judge`.
+    is taken on a short path; anything else gets the full judgement of :meth:`_Judge.judge`.
     """
     vp = params.validation
-    j = _Judge(now, now - vp.stale_after_s, now + vp.future_tolerance_s,
-               vp.frozen_after_s or 0.0, vp.rack_inlet_min_good, state.trackers)
-    oldest, newest, frozen_after, old = j.oldest, j.newest, j.frozen_after, j.old
-    specs = params.role_specs
-    values, trackers = j.values, j.trackers
+    oldest = now - vp.stale_after_s
+    newest = now + vp.future_tolerance_s
+    frozen_after = vp.frozen_after_s or 0.0
+    old = state.trackers
+    values: dict[str, float] = {}
+    trackers: dict[str, tuple[Tracker, ...]] = {}
+    invalid: dict[str, str] = {}
+    judge: _Judge | None = None
     signals = snapshot.signals
+    found = _plans.get(params, tuple(signals))
 
     if type(signals) is SampledSignals and oldest <= signals.now <= newest:
         # Plain readings with one fresh timestamp: a float reading is a good point.
-        for role, v in signals.readings.items():
-            spec = specs.get(role)
-            if spec is None:
+        readings = signals.readings
+        for plan, v in zip(found.plan, readings.values(), strict=True):
+            if plan is None:
                 continue
-            lo, hi, _, track = spec
+            role, lo, hi, _, track, rack = plan
             if type(v) is float:
-                if lo <= v <= hi and role != _RACK:
+                if lo <= v <= hi and not rack:
                     if not track:
                         values[role] = v
                         continue
                     if _track_one(role, v, old, trackers, now, frozen_after):
                         values[role] = v
                         continue
-            elif type(v) is tuple and v and _plausible(v, lo, hi) and j.take_all(role, v, spec):
+            elif (type(v) is tuple and v and _plausible(v, lo, hi)
+                  and _take_all(plan, v, old, trackers, values, now, frozen_after,
+                                vp.rack_inlet_min_good)):
                 continue
-            j.judge(role, signals[role], spec)
+            judge = judge or _Judge(now, oldest, newest, frozen_after, vp.rack_inlet_min_good,
+                                    old, trackers, values, invalid)
+            judge.judge(plan, signals[role])
     else:
-        for role, points in signals.items():
-            spec = specs.get(role)
-            if spec is None:
+        for plan, points in zip(found.plan, signals.values(), strict=True):
+            if plan is None:
                 continue  # not an input role (an output echoed back, or a typo the loader missed)
-            lo, hi, _, track = spec
+            role, lo, hi, _, track, rack = plan
             if len(points) == 1:
                 sig = points[0]
                 x = sig.value
                 if (sig.good and type(x) is float and lo <= x <= hi and oldest <= sig.ts <= newest
-                        and role != _RACK):
+                        and not rack):
                     if not track:
                         values[role] = x
                         continue
@@ -115,43 +134,34 @@ def validate(
                         continue
             elif points:
                 good = _all_good(points, lo, hi, oldest, newest)
-                if good is not None and j.take_all(role, good, spec):
+                if good is not None and _take_all(plan, good, old, trackers, values, now,
+                                                  frozen_after, vp.rack_inlet_min_good):
                     continue
-            j.judge(role, points, spec)
+            judge = judge or _Judge(now, oldest, newest, frozen_after, vp.rack_inlet_min_good,
+                                    old, trackers, values, invalid)
+            judge.judge(plan, points)
 
-    return _new_inputs(values, j.invalid, _missing(signals)), ValidationState(trackers)
+    return _new_inputs(values, invalid, found.missing), ValidationState(trackers)
 
 
 class _Judge:
-    """The full per-point judgement, and the results of one validation pass."""
+    """The full judgement of a role's points, into one validation pass's results."""
 
     __slots__ = ("frozen_after", "invalid", "min_good", "newest", "now", "old", "oldest",
                  "trackers", "values")
 
     def __init__(self, now: float, oldest: float, newest: float, frozen_after: float,
-                 min_good: int | None, old: Mapping[str, tuple[Tracker, ...]]) -> None:
+                 min_good: int | None, old: Mapping[str, tuple[Tracker, ...]],
+                 trackers: dict[str, tuple[Tracker, ...]], values: dict[str, float],
+                 invalid: dict[str, str]) -> None:
         self.now, self.oldest, self.newest = now, oldest, newest
         self.frozen_after, self.min_good, self.old = frozen_after, min_good, old
-        self.trackers: dict[str, tuple[Tracker, ...]] = {}
-        self.values: dict[str, float] = {}
-        self.invalid: dict[str, str] = {}
+        self.trackers, self.values, self.invalid = trackers, values, invalid
 
-    def take_all(self, role: str, good: Sequence[float], spec: RoleSpec) -> bool:
-        """Several good float points: their worst counts, unless one of them is frozen."""
-        _, _, high, track = spec
-        if track:
-            tracked = _track_all(good, self.old.get(role, ()), self.now, self.frozen_after)
-            if tracked is None:
-                return False
-            self.trackers[role] = tracked
-        if role != _RACK or len(good) >= (self.min_good or len(good)):
-            self.values[role] = max(good) if high else min(good)
-        return True
-
-    def judge(self, role: str, points: Sequence[Signal], spec: RoleSpec) -> None:
-        """Every point of ``role`` on its own: bad, not a number, NaN, out of range, stale,
+    def judge(self, plan: Plan, points: Sequence[Signal]) -> None:
+        """Every point of a role on its own: bad, not a number, NaN, out of range, stale,
         from the future or frozen; the role's value is the worst of the good ones."""
-        lo, hi, high, track = spec
+        role, lo, hi, high, track, rack = plan
         now, oldest, newest, frozen_after = self.now, self.oldest, self.newest, self.frozen_after
         prev_tr = self.old.get(role, ()) if track else ()
         new_tr: list[Tracker] = []
@@ -201,9 +211,31 @@ class _Judge:
             if not points:
                 self.invalid[role] = "no points"
             return
-        if role == _RACK and n_good < (self.min_good or len(points)):
+        if rack and n_good < (self.min_good or len(points)):
             return
         self.values[role] = best
+
+
+def _take_all(plan: Plan, good: Sequence[float], old: Mapping[str, tuple[Tracker, ...]],
+              trackers: dict[str, tuple[Tracker, ...]], values: dict[str, float], now: float,
+              frozen_after: float, min_good: int | None) -> bool:
+    """Several good float points: their worst counts, unless one of them is frozen."""
+    role, _, _, high, track, rack = plan
+    if track:
+        prev = old.get(role, ())
+        n = len(prev)
+        tracked: list[Tracker] = []
+        for i, x in enumerate(good):
+            last = prev[i] if i < n else None
+            if last is None or last[0] != x:
+                last = (x, now)
+            elif now - last[1] >= frozen_after:
+                return False
+            tracked.append(last)
+        trackers[role] = tuple(tracked)
+    if not rack or len(good) >= (min_good or len(good)):
+        values[role] = max(good) if high else min(good)
+    return True
 
 
 def _track_one(role: str, x: float, old: Mapping[str, tuple[Tracker, ...]],
@@ -240,19 +272,3 @@ def _all_good(
             return None
         good.append(x)
     return good
-
-
-def _track_all(
-    good: Sequence[float], prev: tuple[Tracker, ...], now: float, frozen_after: float
-) -> tuple[Tracker, ...] | None:
-    """New change trackers for all-good points, or None if one of them is frozen."""
-    n = len(prev)
-    out: list[Tracker] = []
-    for i, x in enumerate(good):
-        last = prev[i] if i < n else None
-        if last is None or last[0] != x:
-            last = (x, now)
-        elif now - last[1] >= frozen_after:
-            return None
-        out.append(last)
-    return tuple(out)
