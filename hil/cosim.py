@@ -16,8 +16,9 @@ scored against.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from heatd.control import baseline
@@ -32,7 +33,7 @@ from hil.plant import Actuators, PlantState
 from hil.plant import initial_state as plant_initial_state
 from hil.plant import step as plant_step
 from hil.scenario import Scenario
-from hil.sensors import Readings, rack_offsets, role_of, sensor_names, true_readings
+from hil.sensors import Readings, rack_offsets, role_of, sensor_names, true_value_names, true_values
 
 CONTROLLERS = ("heatd", "baseline", "none")
 
@@ -93,6 +94,33 @@ class SnapshotBuilder:
         if self._racks:
             sampled[R.RACK_INLET_TEMP] = tuple([get(name) for name in self._racks])
         return Snapshot(now, SampledSignals(now, sampled))
+
+    def picker(self, names: Sequence[str]) -> Callable[[Sequence[float | None], float], Snapshot]:
+        """The same Snapshot from a list of readings in the order of ``names`` (what
+        :func:`hil.sensors.true_values` lists), picked by position rather than by name."""
+        index = {name: i for i, name in enumerate(names)}
+        roles = tuple(role for _, role in self._plain)
+        plain = _pick([index[name] for name, _ in self._plain])
+        racks = _pick([index[name] for name in self._racks]) if self._racks else None
+
+        def pick(values: Sequence[float | None], now: float) -> Snapshot:
+            sampled: dict[str, object] = dict(zip(roles, plain(values), strict=True))
+            if racks is not None:
+                sampled[_RACK] = racks(values)
+            return Snapshot(now, SampledSignals(now, sampled))
+
+        return pick
+
+
+def _pick(positions: list[int]) -> Callable[[Sequence[float | None]], tuple[float | None, ...]]:
+    """values -> the tuple of values at ``positions`` (itemgetter, but always a tuple)."""
+    if len(positions) == 1:
+        (i,) = positions
+        return lambda values: (values[i],)
+    return itemgetter(*positions)  # type: ignore[return-value]
+
+
+_RACK = R.RACK_INLET_TEMP
 
 
 _tuple_new = tuple.__new__
@@ -157,6 +185,7 @@ def simulate(
     acc = Accumulator(config, ideal_stores(state, params))
     sensors = scenario.sensor_layer()
     build = SnapshotBuilder(sensor_names(params))
+    pick = build.picker(true_value_names(params))
     faults = scenario.faults
     disturbances = scenario.disturbances
     ctl_step, ctl_params = controller.step, controller.params
@@ -176,8 +205,11 @@ def simulate(
             act = idle
         else:
             active = [f for f in faults if f.start_s <= t < f.end_s]
-            readings = sensors.read(state, active, t) if active else true_readings(state, params)
-            decision = ctl_step(build(readings, t), cstate, ctl_params, t)
+            if active:
+                snapshot = build(sensors.read(state, active, t), t)
+            else:
+                snapshot = pick(true_values(state, params), t)
+            decision = ctl_step(snapshot, cstate, ctl_params, t)
             cstate = decision.state
             events += len(decision.events)
             sp = decision.setpoints

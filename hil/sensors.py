@@ -103,59 +103,84 @@ def role_of(sensor: str) -> str:
     return SENSOR_ROLES.get(sensor, sensor)
 
 
-_FIXED: dict[int, tuple[PlantParams, float, bool, tuple[tuple[str, float], ...]]] = {}
+_TRUE_NAMES = (
+    "it_power", "it_energy", "coolant_supply_temp", "coolant_return_temp", "coolant_flow",
+    "valve_position", "hp_running", "hp_fault", "hp_lockout", "hp_trip_code", "hp_power",
+    "hp_heat", "hp_heat_energy", "hp_capacity_actual", "hp_evap_inlet_temp",
+    "hp_cond_outlet_temp", "dh_supply_temp", "dh_return_temp", "dh_demand", "dh_heat",
+    "fan_speed", "fan_power", "outdoor_temp", "plc_fallback",
+)  # fmt: skip
+"""The sensors every plant has, in the order `true_values` lists them."""
+
+_FIXED: dict[int, tuple[PlantParams, float, bool, tuple[float, ...], tuple[str, ...]]] = {}
 
 
-def _fixed(params: PlantParams) -> tuple[float, bool, tuple[tuple[str, float], ...]]:
-    """What `true_readings` takes from the params, resolved once per params object (kept
-    alive by the cache, so its id stays unique): coolant flow, storage, (rack sensor, offset)."""
+def _fixed(params: PlantParams) -> tuple[float, bool, tuple[float, ...], tuple[str, ...]]:
+    """What `true_values` takes from the params, resolved once per params object (kept
+    alive by the cache, so its id stays unique): coolant flow, storage, rack offsets, and
+    the sensor names in the order of the values."""
     hit = _FIXED.get(id(params))
     if hit is None or hit[0] is not params:
-        racks = tuple(
-            (f"rack_inlet_temp_{i + 1}", offset) for i, offset in enumerate(rack_offsets(params))
+        storage = params.storage.enabled
+        offsets = tuple(rack_offsets(params))
+        names = (
+            *_TRUE_NAMES,
+            *(("storage_top_temp", "storage_bottom_temp") if storage else ()),
+            *(f"rack_inlet_temp_{i + 1}" for i in range(len(offsets))),
         )
-        hit = (params, params.loop.flow_kg_s, params.storage.enabled, racks)
+        hit = (params, params.loop.flow_kg_s, storage, offsets, names)
         _FIXED[id(params)] = hit
     return hit[1:]
 
 
+def true_value_names(params: PlantParams) -> tuple[str, ...]:
+    """The sensor names of `true_values`, in its order."""
+    return _fixed(params)[3]
+
+
+def true_values(state: PlantState, params: PlantParams) -> list[float]:
+    """Fault-free values straight from the plant state, in `true_value_names` order: what a
+    co-simulator picks from without building the dict of `true_readings`."""
+    flow, storage, offsets, _ = _fixed(params)
+    tripped = 1.0 if state.hp_trip_code else 0.0
+    out = [
+        state.it_power_kw,
+        state.it_energy_kwh,
+        state.supply_temp_c,
+        state.rack_temp_c,
+        flow,
+        state.valve_position,
+        1.0 if state.hp_running else 0.0,
+        tripped,
+        tripped,
+        float(state.hp_trip_code),
+        state.hp_power_kw,
+        state.hp_heat_kw,
+        state.hp_heat_kwh,
+        state.hp_capacity,
+        state.hp_evap_inlet_c,
+        state.hp_cond_outlet_c,
+        state.dh_supply_temp_c,
+        state.dh_return_temp_c,
+        state.dh_demand_kw,
+        state.dh_delivered_kw,
+        state.fan_speed,
+        state.fan_power_kw,
+        state.outdoor_temp_c,
+        1.0 if state.plc_fallback else 0.0,
+    ]
+    if storage:
+        tank = state.tank_c
+        out.append(tank[0])
+        out.append(tank[-1])
+    air = state.air_temp_c
+    out += [air + offset for offset in offsets]
+    return out
+
+
 def true_readings(state: PlantState, params: PlantParams) -> dict[str, float]:
     """Fault-free values straight from the plant state."""
-    flow, storage, racks = _fixed(params)
-    tripped = 1.0 if state.hp_trip_code else 0.0
-    out = {
-        "it_power": state.it_power_kw,
-        "it_energy": state.it_energy_kwh,
-        "coolant_supply_temp": state.supply_temp_c,
-        "coolant_return_temp": state.rack_temp_c,
-        "coolant_flow": flow,
-        "valve_position": state.valve_position,
-        "hp_running": 1.0 if state.hp_running else 0.0,
-        "hp_fault": tripped,
-        "hp_lockout": tripped,
-        "hp_trip_code": float(state.hp_trip_code),
-        "hp_power": state.hp_power_kw,
-        "hp_heat": state.hp_heat_kw,
-        "hp_heat_energy": state.hp_heat_kwh,
-        "hp_capacity_actual": state.hp_capacity,
-        "hp_evap_inlet_temp": state.hp_evap_inlet_c,
-        "hp_cond_outlet_temp": state.hp_cond_outlet_c,
-        "dh_supply_temp": state.dh_supply_temp_c,
-        "dh_return_temp": state.dh_return_temp_c,
-        "dh_demand": state.dh_demand_kw,
-        "dh_heat": state.dh_delivered_kw,
-        "fan_speed": state.fan_speed,
-        "fan_power": state.fan_power_kw,
-        "outdoor_temp": state.outdoor_temp_c,
-        "plc_fallback": 1.0 if state.plc_fallback else 0.0,
-    }
-    if storage:
-        out["storage_top_temp"] = state.tank_c[0]
-        out["storage_bottom_temp"] = state.tank_c[-1]
-    air = state.air_temp_c
-    for name, offset in racks:
-        out[name] = air + offset
-    return out
+    return dict(zip(true_value_names(params), true_values(state, params), strict=True))
 
 
 def apply_faults(

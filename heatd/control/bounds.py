@@ -94,7 +94,13 @@ class Bounds:
                 cap = cap_min if cap_min <= self.cap_max else self.cap_max
         else:
             cap = 0.0
-        return Setpoints(_ADMIT_KEY, valve, fan, enable, cap, hp_reset)
+        sp = _new(Setpoints)  # Setpoints(_ADMIT_KEY, ...) without the per-field setattr
+        _set_valve(sp, valve)
+        _set_fan(sp, fan)
+        _set_enable(sp, enable)
+        _set_capacity(sp, cap)
+        _set_reset(sp, hp_reset)
+        return sp
 
 
 class Setpoints:
@@ -149,6 +155,13 @@ class Setpoints:
             f"Setpoints(valve={self.valve:.3f}, fan={self.fan:.3f}, enable={self.hp_enable}, "
             f"capacity={self.hp_capacity:.3f}, reset={self.hp_reset})"
         )
+
+
+_new = object.__new__
+_set_valve, _set_fan, _set_enable, _set_capacity, _set_reset = (
+    Setpoints.__dict__[name].__set__  # type: ignore[attr-defined]
+    for name in ("valve", "fan", "hp_enable", "hp_capacity", "hp_reset")
+)
 
 
 def device_bounds() -> Bounds:

@@ -69,14 +69,6 @@ class StepFn(Protocol[SC]):
         ...
 
 
-def _ramp(target: float, prev: float, up: float, down: float, dt: float) -> float:
-    if target > prev + up * dt:
-        return prev + up * dt
-    if target < prev - down * dt:
-        return prev - down * dt
-    return target
-
-
 _SAFE_MODE = "safe mode"
 
 
@@ -160,10 +152,17 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
         limits.extend(Limit(f"override:{x.role}", x.value, Layer.OPERATOR, "operator lease")
                       for x in leases)
 
-    valve = _ramp(valve, prev.valve, op.valve_up_per_s, op.valve_down_per_s, dt)
-    fan = _ramp(fan, prev.fan, op.fan_up_per_s, op.fan_down_per_s, dt)
+    # Rate limits: up by at most up_per_s * dt, down by at most down_per_s * dt.
+    x = prev.valve
+    up, down = x + op.valve_up_per_s * dt, x - op.valve_down_per_s * dt
+    valve = up if valve > up else (down if valve < down else valve)
+    x = prev.fan
+    up, down = x + op.fan_up_per_s * dt, x - op.fan_down_per_s * dt
+    fan = up if fan > up else (down if fan < down else fan)
     if prev.hp_enable and enabled:
-        cap = _ramp(cap, prev.hp_capacity, op.cap_up_per_s, op.cap_down_per_s, dt)
+        x = prev.hp_capacity
+        up, down = x + op.cap_up_per_s * dt, x - op.cap_down_per_s * dt
+        cap = up if cap > up else (down if cap < down else cap)
     cap = min(cap, sp.capacity_max)
     setpoints = bounds.admit(valve, fan, enabled, cap, seq.reset, prev.hp_enable,
                              sp.capacity_min)
