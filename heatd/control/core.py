@@ -15,7 +15,7 @@ from heatd.control import roles as R
 from heatd.control.bounds import Bounds, Setpoints
 from heatd.control.envelope import envelope
 from heatd.control.events import Event, Layer, Limit, LimitKey
-from heatd.control.frozen import maker
+from heatd.control.frozen import maker, plain
 from heatd.control.optimiser import RESET, propose, want_heat
 from heatd.control.params import ControlParams
 from heatd.control.sequencer import HpState, sequence
@@ -74,7 +74,7 @@ _SAFE_MODE = "safe mode"
 
 def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) -> Decision[State]:
     """Decide this cycle's setpoints. Never raises on any snapshot content."""
-    op, sp = params.optimiser, params.sequencer
+    op, sp = plain(params.optimiser), plain(params.sequencer)
     prev = state.setpoints
     last = state.last_now
     dt = 0.0 if last is None or not now > last else min(now - last, op.dt_max_s)

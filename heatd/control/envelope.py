@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from heatd.control import roles as R
 from heatd.control.bounds import _ENVELOPE_KEY, Bounds, Setpoints
 from heatd.control.events import Layer, Limit
-from heatd.control.frozen import maker
+from heatd.control.frozen import maker, plain
 from heatd.control.params import ControlParams
 from heatd.control.validate import Inputs
 
@@ -96,7 +96,7 @@ def envelope(
     inputs: Inputs, prev: Setpoints, state: EnvelopeState, params: ControlParams, now: float
 ) -> EnvelopeResult:
     """Bounds for this cycle; every unknown cooling input is treated as the worst case."""
-    p = params.envelope
+    p = plain(params.envelope)
     vals = inputs.values
     acc: _Acc | None = None
     since0 = state.valve_off_since

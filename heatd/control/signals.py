@@ -30,8 +30,6 @@ class Signal:
         return cls(None, False, ts, reason)
 
 
-_set = object.__setattr__
-
 NO_VALUE = "no value"
 """Why a point sampled as None is bad."""
 
@@ -53,15 +51,19 @@ class SampledSignals(Mapping[str, tuple[Signal, ...]]):
     readings: Mapping[str, object]
 
     def __init__(self, now: float, readings: Mapping[str, object]) -> None:
-        _set(self, "now", now)
-        _set(self, "readings", readings)
-        _set(self, "_made", {})
+        _set_now(self, now)
+        _set_readings(self, readings)
+        _set_made(self, None)  # the Signals made so far, once any are
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("a snapshot is read-only")
 
     def __getitem__(self, role: str) -> tuple[Signal, ...]:
-        made: tuple[Signal, ...] | None = self._made.get(role)
+        cache: dict[str, tuple[Signal, ...]] | None = self._made
+        if cache is None:
+            cache = {}
+            _set_made(self, cache)
+        made = cache.get(role)
         if made is None:
             v = self.readings[role]
             now = self.now
@@ -69,7 +71,7 @@ class SampledSignals(Mapping[str, tuple[Signal, ...]]):
                 Signal(None, False, now, NO_VALUE) if x is None else Signal(x, True, now)  # type: ignore[arg-type]
                 for x in (v if type(v) is tuple else (v,))
             )
-            self._made[role] = made
+            cache[role] = made
         return made
 
     def __iter__(self) -> Iterator[str]:
@@ -89,6 +91,12 @@ class SampledSignals(Mapping[str, tuple[Signal, ...]]):
 
     def __repr__(self) -> str:
         return f"SampledSignals({self.now!r}, {dict(self.items())!r})"
+
+
+_set_now, _set_readings, _set_made = (
+    SampledSignals.__dict__[name].__set__  # direct slot writes: one snapshot per cycle
+    for name in ("now", "readings", "_made")
+)
 
 
 @dataclass(frozen=True, slots=True)
