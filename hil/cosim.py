@@ -204,7 +204,7 @@ def simulate(
         if ctl_step is None:
             act = idle
         else:
-            active = [f for f in faults if f.start_s <= t < f.end_s]
+            active = [f for f in faults if f.start_s <= t < f.end_s] if faults else None
             if active:
                 snapshot = build(sensors.read(state, active, t), t)
             else:

@@ -49,24 +49,29 @@ Plan = tuple[str, float, float, bool, bool, bool]
 class _Plans:
     """Per site: the snapshot's roles in order, each with its spec (None: not an input), and
     the input roles it lacks. Worked out once and kept while the roles stay the same, which
-    is every cycle of a running site."""
+    is every cycle of a running site. ``plain`` (role, lo, hi): the roles with one reading
+    and no frozen check; ``rest``: the other input roles, in snapshot order."""
 
-    __slots__ = ("missing", "params", "plan", "roles")
+    __slots__ = ("missing", "params", "plain", "plan", "rest", "roles")
 
     def __init__(self) -> None:
         self.params: ControlParams | None = None
         self.roles: tuple[str, ...] = ()
         self.plan: tuple[Plan | None, ...] = ()
         self.missing: tuple[str, ...] = ()
+        self.plain: tuple[tuple[str, float, float], ...] = ()
+        self.rest: tuple[Plan, ...] = ()
 
     def get(self, params: ControlParams, bound: tuple[str, ...]) -> _Plans:
         if self.params is not params or self.roles != bound:
             specs = params.role_specs
-            self.plan = tuple(
+            self.plan = plan = tuple(
                 None if spec is None else (role, *spec, role == _RACK)
                 for role, spec in ((r, specs.get(r)) for r in bound)
             )
             self.missing = tuple(sorted(_KNOWN_INPUTS - frozenset(bound)))
+            self.plain = tuple((x[0], x[1], x[2]) for x in plan if x and not (x[4] or x[5]))
+            self.rest = tuple(x for x in plan if x and (x[4] or x[5]))
             self.params, self.roles = params, bound
         return self
 
@@ -97,6 +102,10 @@ def validate(
     if type(signals) is SampledSignals and oldest <= signals.now <= newest:
         # Plain readings with one fresh timestamp: a float reading is a good point.
         readings = signals.readings
+        good = _all_sampled_good(found, readings, old, now, frozen_after,
+                                 vp.rack_inlet_min_good)
+        if good is not None:
+            return _new_inputs(good[0], invalid, found.missing), ValidationState(good[1])
         for plan, v in zip(found.plan, readings.values(), strict=True):
             if plan is None:
                 continue
@@ -214,6 +223,33 @@ class _Judge:
         if rack and n_good < (self.min_good or len(points)):
             return
         self.values[role] = best
+
+
+def _all_sampled_good(
+    plans: _Plans, readings: Mapping[str, object], old: Mapping[str, tuple[Tracker, ...]],
+    now: float, frozen_after: float, min_good: int | None,
+) -> tuple[dict[str, float], dict[str, tuple[Tracker, ...]]] | None:
+    """(values, trackers) when every input reading is good - the usual cycle - else None,
+    and the caller judges every role in snapshot order as for any other snapshot."""
+    values: dict[str, float] = {}
+    for role, lo, hi in plans.plain:
+        v = readings[role]
+        if type(v) is not float or not lo <= v <= hi:  # type: ignore[operator]
+            return None
+        values[role] = v
+    trackers: dict[str, tuple[Tracker, ...]] = {}
+    for plan in plans.rest:
+        role, lo, hi, _, track, rack = plan
+        v = readings[role]
+        if type(v) is float:
+            if not (lo <= v <= hi and not rack  # type: ignore[operator]
+                    and (not track or _track_one(role, v, old, trackers, now, frozen_after))):
+                return None
+            values[role] = v  # type: ignore[assignment]
+        elif not (type(v) is tuple and v and _plausible(v, lo, hi)
+                  and _take_all(plan, v, old, trackers, values, now, frozen_after, min_good)):
+            return None
+    return values, trackers
 
 
 def _take_all(plan: Plan, good: Sequence[float], old: Mapping[str, tuple[Tracker, ...]],
