@@ -41,6 +41,7 @@ class Inputs:
 
 
 _new_inputs = maker(Inputs)
+_new_state = maker(ValidationState)
 
 Plan = tuple[str, float, float, bool, bool, bool]
 """(role, lo, hi, worst is high, frozen-checked, is the rack inlet role) of a bound role."""
@@ -97,15 +98,16 @@ def validate(
     invalid: dict[str, str] = {}
     judge: _Judge | None = None
     signals = snapshot.signals
-    found = _plans.get(params, tuple(signals))
+    sampled = type(signals) is SampledSignals
+    found = _plans.get(params, tuple(signals.readings if sampled else signals))  # type: ignore[attr-defined]
 
-    if type(signals) is SampledSignals and oldest <= signals.now <= newest:
+    if sampled and oldest <= signals.now <= newest:  # type: ignore[attr-defined]
         # Plain readings with one fresh timestamp: a float reading is a good point.
         readings = signals.readings
         good = _all_sampled_good(found, readings, old, now, frozen_after,
                                  vp.rack_inlet_min_good)
         if good is not None:
-            return _new_inputs(good[0], invalid, found.missing), ValidationState(good[1])
+            return _new_inputs(good[0], invalid, found.missing), _new_state(good[1])
         for plan, v in zip(found.plan, readings.values(), strict=True):
             if plan is None:
                 continue
@@ -150,7 +152,7 @@ def validate(
                                     old, trackers, values, invalid)
             judge.judge(plan, points)
 
-    return _new_inputs(values, invalid, found.missing), ValidationState(trackers)
+    return _new_inputs(values, invalid, found.missing), _new_state(trackers)
 
 
 class _Judge:
@@ -239,16 +241,43 @@ def _all_sampled_good(
         values[role] = v
     trackers: dict[str, tuple[Tracker, ...]] = {}
     for plan in plans.rest:
-        role, lo, hi, _, track, rack = plan
+        role, lo, hi, high, track, rack = plan
         v = readings[role]
         if type(v) is float:
-            if not (lo <= v <= hi and not rack  # type: ignore[operator]
-                    and (not track or _track_one(role, v, old, trackers, now, frozen_after))):
+            if not lo <= v <= hi or rack:  # type: ignore[operator]
                 return None
+            if track:
+                prev = old.get(role, ())
+                last = prev[0] if prev else None
+                if last is None or last[0] != v:
+                    trackers[role] = ((v, now),)  # type: ignore[assignment]
+                elif now - last[1] < frozen_after:
+                    trackers[role] = prev if len(prev) == 1 else (last,)
+                else:
+                    return None  # frozen
             values[role] = v  # type: ignore[assignment]
-        elif not (type(v) is tuple and v and _plausible(v, lo, hi)
-                  and _take_all(plan, v, old, trackers, values, now, frozen_after, min_good)):
+            continue
+        if type(v) is not tuple or not v:
             return None
+        prev = old.get(role, ()) if track else ()
+        n = len(prev)
+        tracked: list[Tracker] = []
+        i = 0
+        for x in v:
+            if type(x) is not float or not lo <= x <= hi:
+                return None
+            if track:
+                last = prev[i] if i < n else None
+                if last is None or last[0] != x:
+                    last = (x, now)
+                elif now - last[1] >= frozen_after:
+                    return None  # frozen
+                tracked.append(last)
+                i += 1
+        if track:
+            trackers[role] = tuple(tracked)
+        if not rack or len(v) >= (min_good or len(v)):
+            values[role] = max(v) if high else min(v)  # type: ignore[assignment]
     return values, trackers
 
 
