@@ -77,7 +77,12 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
     op, sp = plain(params.optimiser), plain(params.sequencer)
     prev = state.setpoints
     last = state.last_now
-    dt = 0.0 if last is None or not now > last else min(now - last, op.dt_max_s)
+    if last is None or not now > last:
+        dt = 0.0
+    else:  # min(now - last, dt_max_s), written out like the other per-cycle min()s
+        dt, dt_max = now - last, op.dt_max_s
+        if dt_max < dt:
+            dt = dt_max
     events: list[Event] = list(state.pending)
     opt = state.opt
 
@@ -106,8 +111,8 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
         if x.name == "hp_run":
             stop_reason = x.reason
             break
-    stop_layer = Layer.ENVELOPE
-    if mode is Mode.SAFE:
+    stop_layer = _ENVELOPE
+    if mode is _SAFE:
         bounds = bounds.tighten(1.0, 0.0, 0.0, False, False)
         limits += [
             Limit("fan_min", 1.0, Layer.OPERATOR, _SAFE_MODE),
@@ -118,12 +123,12 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
             stop_reason, stop_layer = _SAFE_MODE, Layer.OPERATOR
 
     opt = want_heat(values, opt, op, now)
-    want, requester = opt.want, Layer.OPTIMISER
-    if mode is Mode.MANUAL:
+    want, requester = opt.want, _OPTIMISER
+    if mode is _MANUAL:
         want, requester = state.seq.enabled, Layer.OPERATOR
-    elif mode is not Mode.AUTO:
+    elif mode is not _AUTO:
         want, requester = False, Layer.OPERATOR
-    if leased and mode is not Mode.SAFE and R.HP_ENABLE in leased:
+    if leased and mode is not _SAFE and R.HP_ENABLE in leased:
         want, requester = leased[R.HP_ENABLE] > 0.5, Layer.OPERATOR
 
     seq = sequence(want, requester, bounds, values, state.seq, sp, now,
@@ -135,17 +140,20 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
     enabled = seq.enable
     seq_state = seq.state
     hp_state = seq_state.state
-    running = hp_state is HpState.RUNNING
+    running = hp_state is _RUNNING
 
+    cap_max, cap_hi = sp.capacity_max, bounds.cap_max
+    if cap_max < cap_hi:  # min(bounds.cap_max, capacity_max)
+        cap_hi = cap_max
     prop, opt = propose(values, enabled, running, prev.fan, prev.hp_capacity, bounds.fan_min,
-                        min(bounds.cap_max, sp.capacity_max), opt, op, sp.capacity_min, dt)
+                        cap_hi, opt, op, sp.capacity_min, dt)
     valve, fan, cap = prop.valve, prop.fan, prop.capacity
-    if mode is Mode.MANUAL:
+    if mode is _MANUAL:
         valve, fan = prev.valve, prev.fan
         cap = prev.hp_capacity if prev.hp_enable else cap
-    elif mode is Mode.RECOVERY_OFF:
+    elif mode is _RECOVERY_OFF:
         cap = sp.capacity_min
-    if leased and mode is not Mode.SAFE:
+    if leased and mode is not _SAFE:
         valve = leased.get(R.VALVE_RECOVERY, valve)
         fan = leased.get(R.DRYCOOLER_FAN, fan)
         cap = leased.get(R.HP_CAPACITY, cap)
@@ -163,7 +171,8 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
         x = prev.hp_capacity
         up, down = x + op.cap_up_per_s * dt, x - op.cap_down_per_s * dt
         cap = up if cap > up else (down if cap < down else cap)
-    cap = min(cap, sp.capacity_max)
+    if cap_max < cap:  # min(cap, capacity_max)
+        cap = cap_max
     setpoints = bounds.admit(valve, fan, enabled, cap, seq.reset, prev.hp_enable,
                              sp.capacity_min)
 
@@ -183,6 +192,8 @@ _VALUE: dict[Mode | HpState, str] = {x: x.value for x in (*Mode, *HpState)}
 """Enum member -> its value: a dict lookup instead of the enum's ``value`` property."""
 _new_state = maker(State)
 _new_decision = maker(Decision)
+_SAFE, _MANUAL, _AUTO, _RECOVERY_OFF = Mode.SAFE, Mode.MANUAL, Mode.AUTO, Mode.RECOVERY_OFF
+_ENVELOPE, _OPTIMISER, _RUNNING = Layer.ENVELOPE, Layer.OPTIMISER, HpState.RUNNING
 
 
 def _limit_events(events: list[Event], limits: list[Limit], keys: frozenset[LimitKey],
