@@ -47,10 +47,10 @@ from ruamel.yaml import YAML
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from daemon_harness import Stack, running_stack
-
 from heatd.config_loader import load_site
 from heatd.cycle_stats import CycleStats
+
+from daemon_harness import Stack, running_stack
 
 DEVICES = ("pdu", "cdu", "drycooler", "dh", "plc", "heatpump")
 SUPPLY_SENSOR = "coolant_supply_temp"  # served by cdu.supply_temp_a and cdu.supply_temp_b

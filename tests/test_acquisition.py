@@ -22,6 +22,7 @@ from heatd.probe import probe
 
 from modbus_servers import SimServer, free_port, unit
 from opcua_servers import start_server
+from waiting import until
 
 SITE = """\
 site: {{id: t}}
@@ -82,8 +83,8 @@ async def test_image_follows_devices_and_survives_a_dead_one() -> None:
     acq = Acquisition(site, image, on_availability=lambda d, up: changes.append((d, up)))
     try:
         await acq.start()
-        await _until(lambda: image.snapshot(time.time())["pump.running"].quality is Quality.GOOD)
-        await _until(lambda: image.snapshot(time.time())["racks.power"].quality is Quality.GOOD)
+        await until(lambda: image.snapshot(time.time())["pump.running"].quality is Quality.GOOD)
+        await until(lambda: image.snapshot(time.time())["racks.power"].quality is Quality.GOOD)
         snap = image.snapshot(time.time())
         assert snap["racks.power"].value == 21.5
         assert abs(snap["racks.inlet"].value - 23.4) < 1e-9
@@ -91,7 +92,7 @@ async def test_image_follows_devices_and_survives_a_dead_one() -> None:
         assert snap["pump.running"].value is True
 
         await pump.stop()
-        await _until(lambda: image.snapshot(time.time())["pump.running"].quality is Quality.BAD)
+        await until(lambda: image.snapshot(time.time())["pump.running"].quality is Quality.BAD)
         dead = image.snapshot(time.time())["pump.running"]
         assert dead.value is None and dead.reason in ("disconnected", "timeout")
         assert ("pump", False) in changes
@@ -103,7 +104,7 @@ async def test_image_follows_devices_and_survives_a_dead_one() -> None:
 
         await pump.start()
         await pump.set(1, Table.COIL, 0, [True])
-        await _until(lambda: image.snapshot(time.time())["pump.running"].quality is Quality.GOOD,
+        await until(lambda: image.snapshot(time.time())["pump.running"].quality is Quality.GOOD,
                      timeout=10)
         assert changes[-1] == ("pump", True)
     finally:
@@ -135,13 +136,6 @@ async def test_probe_prints_plan_raw_and_values(tmp_path: Path) -> None:
     assert "running - - bad:disconnected" in rows
 
 
-async def _until(condition, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not condition():
-        assert loop.time() < end, "condition not met in time"
-        await asyncio.sleep(0.05)
-
 
 OPCUA_SITE = """\
 site: {{id: t}}
@@ -167,19 +161,19 @@ async def test_opcua_device_feeds_the_image_and_stays_fresh(mode: str) -> None:
     acq = Acquisition(site, image)
     try:
         await acq.start()
-        await _until(lambda: image.snapshot(time.time())["loop.supply"].quality is Quality.GOOD)
+        await until(lambda: image.snapshot(time.time())["loop.supply"].quality is Quality.GOOD)
         assert image.snapshot(time.time())["loop.supply"].value == 35.5
         assert image.snapshot(time.time())["loop.running"].value is True
         # an unchanged value stays fresh well past its max_age (0.5 s) while the link lives
         await asyncio.sleep(1.2)
         assert image.snapshot(time.time())["loop.supply"].quality is Quality.GOOD
         await server.set("Loop.SupplyTemp", 41.0)
-        await _until(lambda: image.snapshot(time.time())["loop.supply"].value == 41.0)
+        await until(lambda: image.snapshot(time.time())["loop.supply"].value == 41.0)
         await server.set_status("Loop.SupplyTemp", ua.StatusCodes.BadSensorFailure, 41.0)
-        await _until(lambda: image.snapshot(time.time())["loop.supply"].quality is Quality.BAD)
+        await until(lambda: image.snapshot(time.time())["loop.supply"].quality is Quality.BAD)
         assert image.snapshot(time.time())["loop.supply"].reason == "BadSensorFailure"
         await server.stop()
-        await _until(lambda: not acq.online("loop"))
+        await until(lambda: not acq.online("loop"))
         assert image.snapshot(time.time() + 1)["loop.running"].quality is not Quality.GOOD
     finally:
         await acq.stop()

@@ -19,6 +19,7 @@ from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import MqttSettings
 
 from mqtt_broker import Mosquitto
+from waiting import until
 
 
 def test_counter_deltas_make_the_record_and_carry_across_intervals() -> None:
@@ -95,7 +96,7 @@ async def test_records_survive_a_broker_outage_and_a_restart(tmp_path: Path) -> 
             forwarder = asyncio.create_task(store.forward(
                 lambda payload: link.publish_confirmed(link.topics.meter, payload)))
             try:
-                await _until(lambda: len(received) == 1)
+                await until(lambda: len(received) == 1)
                 assert store.pending() == []
                 await broker.kill()
                 store.append({"start": 900_000, "end": 1_800_000, "heat_kwh": 2.0})
@@ -109,7 +110,7 @@ async def test_records_survive_a_broker_outage_and_a_restart(tmp_path: Path) -> 
             await billing.subscribe("heatd/m1/meter/energy", qos=1)
             collector = asyncio.create_task(_collect(billing, received))
             try:
-                await _until(lambda: len(received) == 3, timeout=15)
+                await until(lambda: len(received) == 3, timeout=15)
             finally:
                 collector.cancel()
                 forwarder.cancel()
@@ -124,10 +125,3 @@ async def _collect(client, received: list[dict]) -> None:
     async for message in client.messages:
         received.append(json.loads(message.payload))
 
-
-async def _until(condition, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not condition():
-        assert loop.time() < end, "condition not met in time"
-        await asyncio.sleep(0.05)

@@ -13,6 +13,7 @@ from heatd.devices import build_devices
 from heatd.writer import OutOfBounds, SetpointWriter
 
 from modbus_servers import SimServer, unit
+from waiting import until
 
 SITE = """\
 site: {{id: w}}
@@ -33,13 +34,6 @@ roles:
   hp.enable: fans.enable
 """
 
-
-async def _until(condition, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not condition():
-        assert loop.time() < end, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_writes_are_verified_bounded_and_retried() -> None:
@@ -71,7 +65,7 @@ async def test_writes_are_verified_bounded_and_retried() -> None:
 
         server.faults.silent.add(1)
         writer.submit("drycooler.fan", 0.8)
-        await _until(lambda: any(name == "write_failed" for name, _ in alarms))
+        await until(lambda: any(name == "write_failed" for name, _ in alarms))
         assert writer.status()["drycooler.fan"]["verified"] is False
         server.faults.silent.clear()
         fans = devices["fans"]
@@ -105,7 +99,7 @@ async def test_min_interval_spaces_writes_of_one_setpoint() -> None:
         assert await writer.flush(2.0)
         started = asyncio.get_running_loop().time()
         writer.submit("drycooler.fan", 0.2)
-        await _until(lambda: writer.status()["drycooler.fan"]["value"] == 20.0)
+        await until(lambda: writer.status()["drycooler.fan"]["value"] == 20.0)
         assert asyncio.get_running_loop().time() - started >= 0.4
     finally:
         await writer.stop()
