@@ -17,8 +17,9 @@ from typing import Any
 import structlog
 
 from drivers.base import WriteError
+from drivers.codec import FLOAT_TYPES
 from drivers.reading import Quality
-from heatd.config import ModbusPointConfig, PointConfig, SiteConfig
+from heatd.config import PointConfig, SiteConfig
 from heatd.control.roles import OUTPUT_ROLES, PLC_HEARTBEAT
 from heatd.devices import BoundDevice
 from heatd.role_signals import to_point_value
@@ -54,10 +55,12 @@ class OutOfBounds(ValueError):
 
 
 def _tolerance(point: PointConfig) -> float:
-    """How far a read-back may differ from the written value: one step of the encoding."""
-    if isinstance(point, ModbusPointConfig) and not point.data_type.startswith("float"):
+    """How far a read-back may differ from the written value: one step of an integer
+    encoding (Modbus register or OPC UA integer variable with a scale); float encodings are
+    compared relatively in ``_same``."""
+    if point.data_type is not None and point.data_type not in FLOAT_TYPES:
         return abs(point.scale) * 0.51
-    return 1e-6
+    return 1e-9
 
 
 class SetpointWriter:
@@ -174,4 +177,5 @@ def _same(a: object, b: object, tolerance: float) -> bool:
         return bool(a) == bool(b)
     if not isinstance(a, int | float) or not isinstance(b, int | float):
         return False
-    return math.isclose(float(a), float(b), abs_tol=tolerance)
+    # rel_tol: a float32 register or variable keeps about seven significant digits
+    return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=tolerance)

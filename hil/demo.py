@@ -183,8 +183,10 @@ async def run_demo(seconds: float, speed: float, scenario: str, out: Path) -> in
                     await _live(last, sim, recorder, seconds)
                     watcher.cancel()
             finally:
+                # the simulator shares this event loop: wait without blocking it, so it
+                # can still take the safe state heatd writes on its way out
                 heatd.send_signal(signal.SIGTERM)
-                code = heatd.wait(timeout=10)
+                code = await asyncio.wait_for(asyncio.to_thread(heatd.wait), 10)
             run = recorder.run(scenario)
     png = plot_run(run, out / "demo.png", recorder.acc.config)
     _summary(run, code, png)

@@ -228,6 +228,8 @@ async def test_sigterm_writes_the_safe_state_and_says_offline(tmp_path: Path) ->
         assert time.monotonic() - started < 5
         outputs = stack.sim.outputs()
         assert outputs[FAN] == 1.0 and outputs[VALVE] == 0.0 and outputs[HP_ENABLE] is False
+        assert "safe state not confirmed" not in stack.daemon_log()
+        assert not [e for e in stack.observer.events if e.get("name") == "write_mismatch"]
         await stack.until(lambda: stack.observer.last.get(stack.topic("status")) == "offline",
                           timeout=2, what="offline")
 

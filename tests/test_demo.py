@@ -24,4 +24,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert re.search(r"heat delivered\s+\d+ kWh", text)
     png = out / "demo.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
-    assert "heatd running" in (out / "heatd.log").read_text()
+    log = (out / "heatd.log").read_text()
+    assert "heatd running" in log
+    assert "write_mismatch" not in log  # every setpoint read back as written
+    assert "safe state not confirmed" not in log  # the simulator took the safe state
