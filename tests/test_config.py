@@ -213,3 +213,14 @@ def test_control_section_is_validated_with_lines() -> None:
     assert problem.startswith("site.yaml:17: control.envelope.supply_limt: unknown field")
     site = parse_site(MINIMAL + "control:\n  envelope:\n    supply_limit_c: 44\n", "site.yaml")
     assert site.control.envelope.supply_limit_c == 44.0
+
+
+def test_version_and_schema_commands() -> None:
+    from heatd import __version__
+
+    version = subprocess.run([sys.executable, "-m", "heatd.cli", "--version"],
+                             capture_output=True, text=True, check=True)
+    assert version.stdout.strip() == f"heatd {__version__}"
+    schema = subprocess.run([sys.executable, "-m", "heatd.cli", "config", "schema"],
+                            capture_output=True, text=True, check=True)
+    assert json.loads(schema.stdout)["title"] == "heatd site configuration"
