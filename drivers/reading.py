@@ -6,7 +6,7 @@ nothing downstream can mistake a dead sensor for a cold one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 
 Value = float | int | bool
@@ -39,14 +39,6 @@ class Reading:
     @classmethod
     def bad(cls, reason: str, ts: float, raw: tuple[int, ...] | None = None) -> Reading:
         return cls(value=None, quality=Quality.BAD, source_ts=ts, reason=reason, raw=raw)
-
-    def aged(self, now: float, max_age: float | None) -> Reading:
-        """This reading as seen at ``now``: good turns stale once older than ``max_age``."""
-        if max_age is None or self.quality is not Quality.GOOD:
-            return self
-        if now - self.source_ts > max_age:
-            return replace(self, quality=Quality.STALE, reason=f"older than {max_age:g} s")
-        return self
 
     @property
     def quality_text(self) -> str:

@@ -8,7 +8,7 @@ because device clocks drift and a frozen device may keep sending an old timestam
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
@@ -39,12 +39,6 @@ class PointImage:
     def __init__(self, limits: Mapping[str, PointLimits]) -> None:
         self._limits = dict(limits)
         self._latest: dict[str, _Entry] = {}
-
-    def __contains__(self, ref: object) -> bool:
-        return ref in self._limits
-
-    def refs(self) -> Iterator[str]:
-        return iter(self._limits)
 
     def update(self, ref: str, reading: Reading, heard_at: float) -> None:
         """Store a reading heard at ``heard_at`` (epoch seconds). Unknown refs are refused

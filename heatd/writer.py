@@ -83,10 +83,6 @@ class SetpointWriter:
             self._outputs[role] = out
             self._queues.setdefault(device_name, _DeviceQueue()).outputs.append(out)
 
-    @property
-    def roles(self) -> frozenset[str]:
-        return frozenset(self._outputs)
-
     def status(self) -> dict[str, dict[str, Any]]:
         return {role: {"value": o.applied, "verified": o.verified, "failures": o.failures}
                 for role, o in self._outputs.items()}
