@@ -97,9 +97,10 @@ async def test_image_follows_devices_and_survives_a_dead_one() -> None:
         assert dead.value is None and dead.reason in ("disconnected", "timeout")
         assert ("pump", False) in changes
         before = acq.polls[("racks", "default")]
-        await asyncio.sleep(1.0)
-        # the gateway's devices kept polling at about 10 Hz while the pump was dead
-        assert acq.polls[("racks", "default")] - before >= 6
+        await asyncio.sleep(2.0)
+        # the gateway's devices kept polling (10 Hz nominal) while the pump was dead; polls
+        # waiting behind the pump's 0.2 s timeouts would manage at most about 7 in 2 s
+        assert acq.polls[("racks", "default")] - before >= 10
         assert image.snapshot(time.time())["racks.power"].quality is Quality.GOOD
 
         await pump.start()
