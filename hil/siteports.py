@@ -11,12 +11,20 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ruamel.yaml import YAML
 
+_HANDED_OUT: set[int] = set()
+
 
 def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port that was free on 127.0.0.1 a moment ago and was not handed out before in
+    this process: two servers set up one after the other must not get the same port while
+    the first has not bound it yet."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def with_free_ports(src: str | Path, dst: str | Path) -> dict[int, int]:
@@ -28,10 +36,7 @@ def with_free_ports(src: str | Path, dst: str | Path) -> dict[int, int]:
 
     def new_port(old: int) -> int:
         if old not in moved:
-            port = free_port()
-            while port in moved.values():
-                port = free_port()
-            moved[old] = port
+            moved[old] = free_port()
         return moved[old]
 
     for device in (tree.get("devices") or {}).values():

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -24,13 +23,11 @@ import aiomqtt
 import pytest_asyncio
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from hil.siteports import free_port
+
 MOSQUITTO = "/usr/sbin/mosquitto"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Mosquitto:

@@ -5,7 +5,6 @@ Basic256Sha256-only with self-signed certificates; and a TCP link that can go si
 from __future__ import annotations
 
 import asyncio
-import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +17,8 @@ from asyncua.crypto.permission_rules import User, UserRole
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from hil.siteports import free_port
 
 NAMESPACE = "urn:heatd:test"
 NS = 2
@@ -35,10 +36,6 @@ VARIABLES: dict[str, tuple[object, ua.VariantType]] = {
 READ_ONLY = "HP.Status"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def node_id(name: str) -> str:
