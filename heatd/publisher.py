@@ -104,10 +104,11 @@ class Publisher:
             record = self.meter.observe(wall, daemon.role_values())
             if record is not None:
                 self.meter_store.append(record)
-        snapshot = daemon.image.snapshot(wall)
-        for name, device in daemon.site.devices.items():
-            readings = {p: snapshot[f"{name}.{p}"] for p in device.points}
-            self.link.publish_readings(name, readings, wall)
+        snapshot = daemon.last_points  # the one the cycle decided on: judged once per cycle
+        if snapshot is not None:
+            for name, device in daemon.site.devices.items():
+                readings = {p: snapshot[f"{name}.{p}"] for p in device.points}
+                self.link.publish_readings(name, readings, wall)
         decision = daemon.last_decision
         key = None if decision is None else (decision.mode, decision.hp_state,
                                              tuple(x.name for x in decision.limits))

@@ -32,7 +32,7 @@ from heatd.control.signals import Snapshot as ControlSnapshot
 from heatd.control.state import Mode, State, initial_state
 from heatd.cycle_stats import CycleStats
 from heatd.devices import point_limits
-from heatd.points import PointImage
+from heatd.points import PointImage, Snapshot
 from heatd.publisher import Publisher
 from heatd.role_signals import control_snapshot
 from heatd.sdnotify import Notifier
@@ -51,6 +51,7 @@ class Daemon:
         self.state: State = initial_state(time.monotonic())
         self.last_decision: Decision[State] | None = None
         self.last_snapshot: ControlSnapshot | None = None
+        self.last_points: Snapshot | None = None
         self.stats = CycleStats(site.runtime.cycle_period)
         self.publisher = Publisher(self)
         self._heartbeat = 0
@@ -110,7 +111,7 @@ class Daemon:
     def cycle_once(self) -> Decision[State]:
         """One control cycle: snapshot, decide, submit. Pure but for the submits."""
         now = time.monotonic()
-        points = self.image.snapshot(time.time())
+        points = self.last_points = self.image.snapshot(time.time())
         self.last_snapshot = control_snapshot(self.site, points, now)
         decision = step(self.last_snapshot, self.state, self.site.control, now)
         self.state = decision.state
