@@ -19,7 +19,7 @@ from drivers.reading import Reading
 from heatd.config import SiteConfig
 from heatd.devices import BoundDevice, build_devices
 from heatd.points import PointImage
-from heatd.tasks import cancel_all
+from heatd.tasks import cancel_all, next_tick
 
 log = structlog.get_logger(__name__)
 
@@ -93,10 +93,8 @@ class Acquisition:
                 self.image.update(device.ref(name), reading, heard)
             self.polls[key] = self.polls.get(key, 0) + 1
             self._note_availability(device)
-            next_at += interval
             now = loop.time()
-            if next_at < now:  # overran: skip the missed ticks, keep the phase
-                next_at += ((now - next_at) // interval + 1) * interval
+            next_at = next_tick(next_at, now, interval)
             await asyncio.sleep(next_at - now)
 
     async def _confirm_loop(self, device: BoundDevice, refs: list[str]) -> None:

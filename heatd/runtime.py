@@ -36,6 +36,7 @@ from heatd.points import PointImage, Snapshot
 from heatd.publisher import Publisher
 from heatd.role_signals import control_snapshot
 from heatd.sdnotify import Notifier
+from heatd.tasks import next_tick
 from heatd.writer import OutOfBounds, SetpointWriter
 
 log = structlog.get_logger(__name__)
@@ -160,11 +161,7 @@ class Daemon:
                 self.notifier.notify(WATCHDOG=1)
                 last_ping = started
             self.stats.record(started - next_at, clock() - started)
-            period = self.site.runtime.cycle_period
-            next_at += period
-            now = clock()
-            if next_at < now:  # overran: skip missed ticks rather than burst
-                next_at += ((now - next_at) // period + 1) * period
+            next_at = next_tick(next_at, clock(), self.site.runtime.cycle_period)
 
     async def reload(self) -> tuple[bool, str]:
         """Validate the site file again; only a valid one replaces the running drivers.

@@ -14,3 +14,13 @@ async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     tasks.clear()
+
+
+def next_tick(previous: float, now: float, period: float) -> float:
+    """The deadline after ``previous`` on a fixed grid of ``period``. A loop that overran
+    skips the ticks it missed, keeping its phase, instead of bursting to catch up (a burst
+    hits a struggling device, or the cycle's budget, hardest)."""
+    deadline = previous + period
+    if deadline < now:
+        deadline += ((now - deadline) // period + 1) * period
+    return deadline

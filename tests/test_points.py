@@ -68,3 +68,4 @@ def test_snapshot_is_frozen(image: PointImage) -> None:
 def test_unknown_point_is_refused(image: PointImage) -> None:
     with pytest.raises(KeyError):
         image.update("loop.nope", Reading.good(1.0, ts=0.0), heard_at=0.0)
+
