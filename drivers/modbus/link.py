@@ -31,18 +31,14 @@ class Link:
         self,
         name: str,
         make_client: Callable[[Callable[[bool], None]], ModbusBaseClient],
-        *,
-        timeout: float,
-        retries: int,
-        request_delay: float,
-        backoff_min: float,
-        backoff_max: float,
+        settings: TcpSettings | SerialSettings,
     ) -> None:
         self.name = name
-        self.timeout = timeout
-        self.retries = retries
-        self.request_delay = request_delay
-        self._backoff = Backoff(backoff_min, backoff_max)
+        self.settings = settings
+        self.timeout = settings.timeout
+        self.retries = settings.retries
+        self.request_delay = settings.request_delay
+        self._backoff = Backoff(settings.backoff_min, settings.backoff_max)
         self._make_client = make_client
         self.client: ModbusBaseClient | None = None
         self._lock: asyncio.Lock | None = None
@@ -140,8 +136,6 @@ class TcpLink(Link):
     """One TCP connection, e.g. to a gateway that serves several unit ids."""
 
     def __init__(self, settings: TcpSettings) -> None:
-        self.settings = settings
-
         def make(on_connection: Callable[[bool], None]) -> ModbusBaseClient:
             return AsyncModbusTcpClient(
                 settings.host,
@@ -150,23 +144,13 @@ class TcpLink(Link):
                 **_client_options(settings.timeout, settings.retries, on_connection),
             )
 
-        super().__init__(
-            f"{settings.host}:{settings.port}",
-            make,
-            timeout=settings.timeout,
-            retries=settings.retries,
-            request_delay=settings.request_delay,
-            backoff_min=settings.backoff_min,
-            backoff_max=settings.backoff_max,
-        )
+        super().__init__(f"{settings.host}:{settings.port}", make, settings)
 
 
 class SerialLine(Link):
     """One RS-485 line: only one frame may be on the wire, whichever unit it is for."""
 
     def __init__(self, settings: SerialSettings) -> None:
-        self.settings = settings
-
         def make(on_connection: Callable[[bool], None]) -> ModbusBaseClient:
             return AsyncModbusSerialClient(
                 settings.port,
@@ -178,12 +162,4 @@ class SerialLine(Link):
                 **_client_options(settings.timeout, settings.retries, on_connection),
             )
 
-        super().__init__(
-            settings.port,
-            make,
-            timeout=settings.timeout,
-            retries=settings.retries,
-            request_delay=settings.request_delay,
-            backoff_min=settings.backoff_min,
-            backoff_max=settings.backoff_max,
-        )
+        super().__init__(settings.port, make, settings)
