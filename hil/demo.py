@@ -23,10 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-from ruamel.yaml import YAML
 
 from heatd.config_loader import load_site
-from heatd.control.params import ControlParams
 from heatd.logs import configure_logging
 from hil.cosim import TRACE_KEYS, Run, record_sample
 from hil.kpi import Accumulator, KpiConfig, ideal_stores, lift_factor, sample_between
@@ -35,7 +33,7 @@ from hil.plots import plot_run
 from hil.scenario import load_scenario
 from hil.sensors import rack_offsets
 from hil.serve import PlantServer
-from hil.siteports import free_port, with_free_ports
+from hil.siteports import accelerated_copy, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_SITE = ROOT / "config" / "demo-site.yaml"
@@ -77,17 +75,10 @@ class Broker:
 def demo_site(workdir: Path, broker_port: int, speed: float) -> Path:
     """The demo site on free ports, publishing to the demo broker, with heatd's control
     timers scaled to the plant's speed (DESIGN.md, "Time")."""
-    path = workdir / "site.yaml"
-    with_free_ports(DEMO_SITE, path)
-    yaml = YAML(typ="rt")
-    tree = yaml.load(path.read_text())
-    tree["mqtt"] = {"host": "127.0.0.1", "port": broker_port, "full_refresh": 10.0}
-    tree["runtime"] = {"cycle_period": 0.2}
-    control = ControlParams.model_validate_json(json.dumps(tree.get("control", {})))
-    tree["control"] = json.loads(control.time_scaled(speed).model_dump_json())
-    with path.open("w") as fh:
-        yaml.dump(tree, fh)
-    return path
+    return accelerated_copy(DEMO_SITE, workdir / "site.yaml", speed, {
+        "mqtt": {"host": "127.0.0.1", "port": broker_port, "full_refresh": 10.0},
+        "runtime": {"cycle_period": 0.2},
+    })
 
 
 class Recorder:

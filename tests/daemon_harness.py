@@ -22,13 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-from ruamel.yaml import YAML
 
 from heatd.config_loader import load_site
-from heatd.control.params import ControlParams
 from hil.scenario import load_scenario
 from hil.serve import PlantServer
-from hil.siteports import with_free_ports
+from hil.siteports import accelerated_copy
 
 from mqtt_broker import Mosquitto
 
@@ -39,19 +37,12 @@ DEMO_SITE = ROOT / "config" / "demo-site.yaml"
 def write_site(tmp: Path, broker_port: int, *, speed: float, cycle_period: float) -> Path:
     """The demo site on free ports, publishing to the test broker, its control timers
     scaled to the plant's speed."""
-    path = tmp / "site.yaml"
-    with_free_ports(DEMO_SITE, path)
-    yaml = YAML(typ="rt")
-    tree = yaml.load(path.read_text())
-    tree["mqtt"] = {"host": "127.0.0.1", "port": broker_port, "reconnect_min": 0.1,
-                    "reconnect_max": 0.5, "full_refresh": 5.0}
-    tree["runtime"] = {"cycle_period": cycle_period, "stop_timeout": 2.0}
-    tree["meter"] = {"interval": 2.0, "database": str(tmp / "meter.sqlite")}
-    site_control = ControlParams.model_validate_json(json.dumps(tree.get("control", {})))
-    tree["control"] = json.loads(site_control.time_scaled(speed).model_dump_json())
-    with path.open("w") as fh:
-        yaml.dump(tree, fh)
-    return path
+    return accelerated_copy(DEMO_SITE, tmp / "site.yaml", speed, {
+        "mqtt": {"host": "127.0.0.1", "port": broker_port, "reconnect_min": 0.1,
+                 "reconnect_max": 0.5, "full_refresh": 5.0},
+        "runtime": {"cycle_period": cycle_period, "stop_timeout": 2.0},
+        "meter": {"interval": 2.0, "database": str(tmp / "meter.sqlite")},
+    })
 
 
 @dataclass
