@@ -18,6 +18,17 @@ def _score(args: argparse.Namespace) -> int:
     return main(args)
 
 
+def _kg_per_kwh(text: str) -> float:
+    """An emission factor: a finite number of kg CO2 per kWh, not negative."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a factor >= 0 in kg CO2/kWh")
+    return value
+
+
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     hil = commands.add_parser("hil", help="plant simulator: serve a site, score controllers")
     hil_commands = hil.add_subparsers(dest="hil_command", required=True, metavar="COMMAND")
@@ -63,4 +74,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     score.add_argument("--json", action="store_true", help="one JSON object per run")
     score.add_argument("--plot-dir", default="out/plots", help="where the PNGs go")
     score.add_argument("--no-plot", action="store_true")
+    score.add_argument(
+        "--gas-co2",
+        type=_kg_per_kwh,
+        metavar="KG_PER_KWH",
+        help="CO2 of the heat that recovered heat displaces (default 0.202, a gas boiler)",
+    )
+    score.add_argument(
+        "--grid-co2",
+        type=_kg_per_kwh,
+        metavar="KG_PER_KWH",
+        help="CO2 of the grid electricity the heat pump draws (default 0.380)",
+    )
     score.set_defaults(handler=_score)

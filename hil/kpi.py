@@ -48,6 +48,12 @@ from hil.plant import PlantState, cop_from_lift
 _S_PER_H = 3600.0
 
 
+GAS_BOILER_KG_PER_KWH = 0.202
+"""Default CO2 of a kWh of heat from the gas boiler that recovered heat displaces."""
+GRID_KG_PER_KWH = 0.380
+"""Default CO2 of a kWh of grid electricity."""
+
+
 @dataclass(frozen=True, slots=True)
 class KpiConfig:
     """Limits and factors the figures are judged with (not the controller's own)."""
@@ -57,9 +63,9 @@ class KpiConfig:
     rack_inlet_limit_c: float = 45.0
     """Hottest rack inlet air allowed (ASHRAE A4 allowable 45 degC: the air in this plant
     is cooled by the W45 coolant, so the air-side recommended 27 degC is out of reach)."""
-    gas_kg_per_kwh: float = 0.202
+    gas_kg_per_kwh: float = GAS_BOILER_KG_PER_KWH
     """CO2 of the gas boiler heat that delivered heat displaces."""
-    grid_kg_per_kwh: float = 0.380
+    grid_kg_per_kwh: float = GRID_KG_PER_KWH
     """CO2 of grid electricity the heat pump draws."""
     min_on_s: float = 600.0
     """A run shorter than this is a short cycle."""

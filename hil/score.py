@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from hil.cosim import (
     heatd_controller,
     simulate,
 )
-from hil.kpi import KpiConfig
+from hil.kpi import GAS_BOILER_KG_PER_KWH, GRID_KG_PER_KWH, KpiConfig
 from hil.params import ParamsError, PlantParams, deep_merge, load_params
 from hil.scenario import Scenario, ScenarioError, list_scenarios, load_scenario
 
@@ -122,11 +123,24 @@ def baseline_params(plant: PlantParams) -> BaselineParams:
     )
 
 
-def kpi_config(plant: PlantParams, control: ControlParams) -> KpiConfig:
+@dataclass(frozen=True, slots=True)
+class Co2Factors:
+    """What a kWh is worth in CO2 where the site is: the heat it displaces and the grid."""
+
+    gas_kg_per_kwh: float = GAS_BOILER_KG_PER_KWH
+    grid_kg_per_kwh: float = GRID_KG_PER_KWH
+
+
+def kpi_config(
+    plant: PlantParams, control: ControlParams, co2: Co2Factors | None = None
+) -> KpiConfig:
     """Judge every controller by the plant's supply limit and the site's rack inlet limit."""
+    co2 = co2 or Co2Factors()
     return KpiConfig(
         supply_limit_c=plant.loop.supply_limit_c,
         rack_inlet_limit_c=control.envelope.rack_inlet_limit_c,
+        gas_kg_per_kwh=co2.gas_kg_per_kwh,
+        grid_kg_per_kwh=co2.grid_kg_per_kwh,
     )
 
 
@@ -208,28 +222,32 @@ def score(
     site: str | Path | None = None,
     dt: float = 10.0,
     plot_dir: str | Path | None = None,
+    co2: Co2Factors | None = None,
 ) -> Run:
     """Co-simulate one controller on one scenario; with ``plot_dir`` also write its PNG."""
     plant = scenario.params
     control = site_control(plant, site)
+    kpi = kpi_config(plant, control, co2)
     run = simulate(
         scenario,
         make_controller(controller, plant, control),
         dt=dt,
-        kpi=kpi_config(plant, control),
+        kpi=kpi,
         trace_points=TRACE_POINTS if plot_dir is not None else 0,
     )
     if plot_dir is not None:
         from hil.plots import plot_run
 
-        plot_run(
-            run, Path(plot_dir) / f"{run.scenario}-{run.controller}.png", kpi_config(plant, control)
-        )
+        plot_run(run, Path(plot_dir) / f"{run.scenario}-{run.controller}.png", kpi)
     return run
 
 
 def main(args: argparse.Namespace) -> int:
     plot_dir = None if args.no_plot else args.plot_dir
+    co2 = Co2Factors(
+        GAS_BOILER_KG_PER_KWH if args.gas_co2 is None else args.gas_co2,
+        GRID_KG_PER_KWH if args.grid_co2 is None else args.grid_co2,
+    )
     try:
         names = list_scenarios() if args.all else [args.scenario]
         controllers = ("heatd", "baseline") if args.all else (args.controller,)
@@ -238,7 +256,7 @@ def main(args: argparse.Namespace) -> int:
             sc = _scenario(name, args.seed, args.plant)
             row = []
             for ctl in controllers:
-                run = score(sc, ctl, site=args.site, dt=args.dt, plot_dir=plot_dir)
+                run = score(sc, ctl, site=args.site, dt=args.dt, plot_dir=plot_dir, co2=co2)
                 if args.json:
                     print(json.dumps(run_record(run)), flush=True)
                 row.append(run)

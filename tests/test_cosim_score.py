@@ -48,6 +48,7 @@ def args(**kw: object) -> argparse.Namespace:
     base: dict[str, object] = {
         "scenario": None, "all": False, "controller": "heatd", "seed": 0, "plant": None,
         "site": None, "dt": 10.0, "json": False, "plot_dir": "out/plots", "no_plot": True,
+        "gas_co2": None, "grid_co2": None,
     }  # fmt: skip
     base.update(kw)
     return argparse.Namespace(**base)
@@ -153,6 +154,30 @@ def test_site_file_changes_the_score(
     main(args(scenario=str(short_scenario), json=True, site=str(site)))
     full, small = (json.loads(x) for x in capsys.readouterr().out.splitlines())
     assert small["heat_recovered_mwh"] < 0.5 * full["heat_recovered_mwh"]
+
+
+def test_co2_factors_come_from_the_command_line(
+    short_scenario: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["hil", "score", "--scenario", str(short_scenario), "--json", "--no-plot"]
+    assert heatd_main(argv) == 0
+    assert heatd_main([*argv, "--gas-co2", "0.25", "--grid-co2", "0.05"]) == 0
+    default, local = (json.loads(x) for x in capsys.readouterr().out.splitlines())
+    assert default["heat_delivered_mwh"] > 0 and default["hp_electricity_mwh"] > 0
+    for run, gas, grid in ((default, 0.202, 0.380), (local, 0.25, 0.05)):
+        expected = run["heat_delivered_mwh"] * gas - run["hp_electricity_mwh"] * grid
+        assert run["co2_avoided_t"] == pytest.approx(expected)
+    assert local["co2_avoided_t"] > default["co2_avoided_t"]
+
+
+@pytest.mark.parametrize("bad", ["-0.1", "nan", "inf", "lots"])
+def test_a_bad_co2_factor_is_refused_by_name(
+    bad: str, short_scenario: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        heatd_main(["hil", "score", "--scenario", str(short_scenario), "--grid-co2", bad])
+    assert exit_.value.code == 2
+    assert "--grid-co2" in capsys.readouterr().err
 
 
 def test_bad_inputs_are_reported_not_raised(
