@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from heatd.role_signals import percent_factor
 from heatd.tasks import cancel_all
 
 if TYPE_CHECKING:
+    from heatd.config import SiteConfig
     from heatd.runtime import Daemon
 
 log = structlog.get_logger(__name__)
@@ -45,37 +47,54 @@ class Publisher:
         self.meter: EnergyMeter | None = None
         self.meter_store: MeterStore | None = None
         self._forwarder: asyncio.Task[None] | None = None
+        self._replacing: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def check(site: SiteConfig) -> None:
+        """What ``start`` would trip over beyond the file's own validation (an unreadable
+        password or TLS file, an unset variable in the meter path): raises ValueError, so
+        a reload can refuse such a file before anything is stopped."""
+        if site.mqtt is not None:
+            site.mqtt.read_password()
+            if site.mqtt.tls is not None:
+                try:
+                    site.mqtt.tls.context()
+                except OSError as exc:  # ssl.SSLError is one
+                    raise ValueError(f"mqtt.tls: {exc.strerror or exc}") from exc
+        if site.meter is not None:
+            _meter_path(site.meter.database)
 
     async def start(self) -> None:
-        settings = self.daemon.site.mqtt
+        site = self.daemon.site
+        settings = site.mqtt
         if settings is None:
             log.info("no mqtt section: not publishing")
             return
-        self.link = MqttLink(settings, self.daemon.site, self.handle,
-                             config_hash=self.daemon.config_hash)
-        await self.link.start()
-        for device in self.daemon.site.devices:
-            self.link.publish_availability(device, False)
-        meter = self.daemon.site.meter
+        link = self.link = MqttLink(settings, site, self.handle,
+                                    config_hash=self.daemon.config_hash)
+        await link.start()
+        for device in site.devices:
+            link.publish_availability(device, self.daemon.acquisition.online(device))
+        meter = site.meter
         if meter is not None:
-            path = os.path.expandvars(meter.database)
-            if "$" in path:
-                raise ValueError(f"meter.database {meter.database!r}: a variable in it is not "
-                                 "set; give a path")
-            self.meter = EnergyMeter(self.daemon.site.site.id, meter.interval)
-            self.meter_store = MeterStore(path)
-            link = self.link
+            self.meter = EnergyMeter(site.site.id, meter.interval)
+            self.meter_store = MeterStore(_meter_path(meter.database))
             self._forwarder = asyncio.create_task(self.meter_store.forward(
                 lambda payload: link.publish_confirmed(link.topics.meter, payload)))
 
     async def stop(self) -> None:
+        if self._replacing is not None and self._replacing is not asyncio.current_task():
+            await cancel_all([self._replacing])
         if self._forwarder is not None:
             await cancel_all([self._forwarder])
+            self._forwarder = None
         if self.meter_store is not None:
             self.meter_store.close()
-        if self.link is not None:
-            self.link.publish_control_state(self._control_state())
-            await self.link.stop()
+            self.meter_store = self.meter = None
+        link, self.link = self.link, None
+        if link is not None:
+            link.publish_control_state(self._control_state())
+            await link.stop()
 
     # --- outgoing ---------------------------------------------------------------------
     def availability(self, device: str, online: bool) -> None:
@@ -87,11 +106,25 @@ class Publisher:
             kind = fields.pop("type", "event")
             self.link.publish_event(kind, **fields)
 
-    def rebuilt(self) -> None:
-        """After a reload: every device state is re-sent in full."""
-        if self.link is not None:
-            self.link.set_site(self.daemon.site, self.daemon.config_hash)
+    def rebuilt(self, old: SiteConfig) -> None:
+        """After a reload: every device state is re-sent in full. A changed ``mqtt:`` or
+        ``meter:`` section or site id gets a new link instead: the old one says ``offline``
+        on its topics and goes (after answering the reload command that asked for it)."""
+        new = self.daemon.site
+        if (new.site.id, new.mqtt, new.meter) != (old.site.id, old.mqtt, old.meter):
+            self._replacing = asyncio.create_task(self._replace(), name="mqtt-replace")
+        elif self.link is not None:
+            self.link.set_site(new, self.daemon.config_hash)
             self.link.republish()
+
+    async def _replace(self) -> None:
+        await self.stop()
+        try:
+            await self.start()
+        except (ValueError, OSError, sqlite3.Error):
+            log.exception("mqtt or meter settings could not be applied: not publishing")
+        finally:
+            self._replacing = None
 
     def cycle(self, started: float) -> None:
         """Called once per control cycle: device states by exception, control state
@@ -150,3 +183,10 @@ class Publisher:
             accepted, reason = await daemon.reload()
             return CommandResult(accepted, reason, {"config_hash": daemon.config_hash})
         return CommandResult(False, f"unknown command {command.name}")
+
+
+def _meter_path(database: str) -> str:
+    path = os.path.expandvars(database)
+    if "$" in path:
+        raise ValueError(f"meter.database {database!r}: a variable in it is not set; give a path")
+    return path

@@ -176,10 +176,19 @@ class Daemon:
                                       "reason": "invalid configuration",
                                       "problems": [str(p) for p in exc.problems]})
                 return False, f"invalid configuration, still running the old one: {exc}"
+            try:
+                Publisher.check(site)
+            except ValueError as exc:
+                log.error("reload refused", problem=str(exc))
+                self.publisher.event({"type": "reload", "accepted": False,
+                                      "reason": "mqtt or meter settings unusable",
+                                      "problems": [str(exc)]})
+                return False, f"{exc}; still running the old configuration"
+            old = self.site
             await self._stop_io()
             self._build(site)
             await self._start_io()
-            self.publisher.rebuilt()
+            self.publisher.rebuilt(old)
             log.info("configuration reloaded", config_hash=self.config_hash)
             self.publisher.event({"type": "reload", "accepted": True,
                                   "config_hash": self.config_hash})
@@ -221,5 +230,10 @@ def run(path: str) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem)
+        return 1
+    try:
+        Publisher.check(site)
+    except ValueError as exc:
+        print(f"{path}: {exc}")
         return 1
     return uvloop.run(Daemon(path, site).run())

@@ -122,6 +122,8 @@ class MqttLink:
         self._commands: asyncio.Queue[tuple[str, aiomqtt.Message]] = asyncio.Queue(
             COMMAND_BACKLOG)
         self._worker: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._late: set[asyncio.Task[CommandResult]] = set()
         self._ha_status = f"{settings.homeassistant.prefix}/status"
 
@@ -145,11 +147,15 @@ class MqttLink:
     async def stop(self, timeout: float = 5.0) -> None:
         """Clean stop: flush what is queued, publish a retained ``offline``, disconnect.
 
-        Gives up after ``timeout`` seconds (broker away): the last will then tells the
+        A command being carried out gets up to half of ``timeout`` to finish first, so its
+        answer goes out through this link (a reload that replaces the link, say). The flush
+        gives up after ``timeout`` seconds (broker away): the last will then tells the
         truth once the broker notices the socket is gone.
         """
         if self._task is None:
             return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout / 2)
         self._stopping.set()
         self._wake.set()
         try:
@@ -168,7 +174,7 @@ class MqttLink:
     def set_site(self, site: SiteConfig, config_hash: str | None = None) -> None:
         """Take a reloaded site file: new command bounds, info and discovery; the retained
         topics of devices that are gone are deleted. Connection settings are not re-read:
-        a changed ``mqtt:`` section needs a new link."""
+        a changed ``mqtt:`` section needs a new link (the publisher makes one)."""
         for device in site.devices:
             check_device(device)
         for gone in set(self.site.devices) - set(site.devices):
@@ -447,7 +453,11 @@ class MqttLink:
         of a connection, so a broker drop never cancels a handler half-way (a reload)."""
         while True:
             name, message = await self._commands.get()
-            await self._command(name, message)
+            self._idle.clear()
+            try:
+                await self._command(name, message)
+            finally:
+                self._idle.set()
 
     def _refuse_busy(self, name: str, message: aiomqtt.Message) -> None:
         payload = message.payload if isinstance(message.payload, bytes) else b""
