@@ -232,3 +232,40 @@ def test_payload_encoding() -> None:
         b'{"a":null,"b":[1,2.5],"c":"good"}'
     with pytest.raises(TypeError, match="object"):
         dumps({"x": object()})
+
+
+# ------------------------------------------------------------------ Home Assistant
+
+
+def test_discovery_offers_a_control_for_every_overridable_point_and_a_release() -> None:
+    from heatd.config_loader import load_site
+    from heatd.mqtt.discovery import discovery_payload
+    from heatd.mqtt.settings import HomeAssistantSettings
+
+    site = load_site(Path(__file__).parent.parent / "config" / "demo-site.yaml")
+    limits = CommandLimits.from_site(site, 3600.0)
+    ha = HomeAssistantSettings(discovery=True, override_ttl=300)
+    cmps = discovery_payload(site, Topics("heatd/demo"), ha, limits, "1.0")["cmps"]
+    platforms = set()
+    for ref, bounds in limits.points.items():
+        key = ref.replace(".", "_")
+        control = cmps[f"{key}_override"]
+        platforms.add(control["p"])
+        if bounds.boolean:
+            assert control["p"] == "switch"
+            sent = [parse("override", control[k].encode(), limits)
+                    for k in ("payload_on", "payload_off")]
+            assert [(c.point, c.role, c.value, c.ttl) for c in sent] == [
+                (ref, bounds.role, True, 300.0), (ref, bounds.role, False, 300.0)]
+            device, name = ref.split(".", 1)
+            assert control["state_topic"] == f"heatd/demo/{device}/state"
+            assert f"value_json[{name!r}]" in control["value_template"]
+        else:
+            assert control["p"] == "number"
+            assert (control["min"], control["max"]) == (bounds.low, bounds.high)
+        release = cmps[f"{key}_release"]
+        assert release["p"] == "button"
+        cleared = parse("override", release["payload_press"].encode(), limits)
+        assert isinstance(cleared, OverrideCommand)
+        assert (cleared.point, cleared.role, cleared.value) == (ref, bounds.role, None)
+    assert platforms == {"switch", "number"}  # the demo site has both kinds

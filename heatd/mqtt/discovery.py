@@ -110,6 +110,44 @@ def _override(unique: str, ref: str, point: PointConfig, low: float, high: float
     return cmp
 
 
+def _switch(unique: str, ref: str, topics: Topics, ttl: float) -> dict[str, Any]:
+    """A switch that leases a true/false point (heat-pump enable) for ``ttl`` seconds."""
+    device, name = ref.split(".", 1)
+    field = f"value_json[{name!r}]"
+
+    def lease(value: str) -> str:
+        return f'{{"point":"{ref}","value":{value},"ttl":{ttl:g},"by":"homeassistant"}}'
+
+    return {
+        "p": "switch",
+        "unique_id": unique,
+        "name": f"{device} {name} override",
+        "command_topic": topics.command("override"),
+        "payload_on": lease("true"),
+        "payload_off": lease("false"),
+        "state_topic": topics.state(device),
+        "value_template": f"{{{{ none if {field} is none else ('ON' if {field} else 'OFF') }}}}",
+        "state_on": "ON",
+        "state_off": "OFF",
+        "entity_category": "config",
+        **_availability(topics, device),
+    }
+
+
+def _release(unique: str, ref: str, topics: Topics) -> dict[str, Any]:
+    """A button that ends the point's override lease before its time-to-live."""
+    device, name = ref.split(".", 1)
+    return {
+        "p": "button",
+        "unique_id": unique,
+        "name": f"{device} {name} release override",
+        "command_topic": topics.command("override"),
+        "payload_press": f'{{"point":"{ref}","value":null,"by":"homeassistant"}}',
+        "entity_category": "config",
+        **_availability(topics, None),
+    }
+
+
 def discovery_payload(site: SiteConfig, topics: Topics, settings: HomeAssistantSettings,
                       limits: CommandLimits, version: str) -> dict[str, Any]:
     """The retained discovery message for the whole site."""
@@ -132,11 +170,18 @@ def discovery_payload(site: SiteConfig, topics: Topics, settings: HomeAssistantS
             key = f"{device}_{name}"
             cmps[key] = _reading(f"heatd_{site_id}_{key}", device, name, point, topics)
     for ref, bounds in limits.points.items():
-        if bounds.boolean or bounds.low is None or bounds.high is None:
+        key = ref.replace(".", "_")
+        unique = f"heatd_{site_id}_{key}"
+        if bounds.boolean:
+            cmps[f"{key}_override"] = _switch(f"{unique}_override", ref, topics,
+                                              settings.override_ttl)
+        elif bounds.low is not None and bounds.high is not None:
+            cmps[f"{key}_override"] = _override(f"{unique}_override", ref, site.point(ref),
+                                                bounds.low, bounds.high, topics,
+                                                settings.override_ttl)
+        else:
             continue
-        key = ref.replace(".", "_") + "_override"
-        cmps[key] = _override(f"heatd_{site_id}_{key}", ref, site.point(ref), bounds.low,
-                              bounds.high, topics, settings.override_ttl)
+        cmps[f"{key}_release"] = _release(f"{unique}_release", ref, topics)
     return {
         "dev": {
             "ids": [f"heatd_{site_id}"],
