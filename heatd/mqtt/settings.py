@@ -52,7 +52,7 @@ class HomeAssistantSettings(_Strict):
     discovery: bool = False
     prefix: str = Field("homeassistant", description="Discovery prefix configured in HA.")
     override_ttl: Seconds = Field(
-        900.0, description="Lease, in seconds, of an override set from an HA number entity."
+        900.0, description="Lease, in seconds, of an override set from Home Assistant."
     )
 
     @field_validator("prefix")
