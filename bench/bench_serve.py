@@ -67,7 +67,7 @@ async def measure(speeds: list[float], seconds: float) -> list[tuple[float, floa
         with_free_ports(DEMO, site_file)
         site = load_site(site_file)
         server = PlantServer(site, build_scenario("winter_week", 0, None),
-                             duration_s=1e9, status_interval_s=1e9)
+                             duration_s=1e9, status_interval_s=1e9, ptys=True)
         stop = asyncio.Event()
         async with server:
             client = asyncio.create_task(poll(site_file, stop))

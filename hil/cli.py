@@ -29,12 +29,19 @@ def _kg_per_kwh(text: str) -> float:
     return value
 
 
+def _serial_mapping(text: str) -> tuple[str, str]:
+    site_port, sep, sim_port = text.partition("=")
+    if not (sep and site_port and sim_port):
+        raise argparse.ArgumentTypeError(f"{text!r} is not SITE_PORT=SIM_PORT")
+    return site_port, sim_port
+
+
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     hil = commands.add_parser("hil", help="plant simulator: serve a site, score controllers")
     hil_commands = hil.add_subparsers(dest="hil_command", required=True, metavar="COMMAND")
 
     serve = hil_commands.add_parser(
-        "serve", help="run the plant and serve the site's points over Modbus TCP and OPC UA"
+        "serve", help="run the plant and serve the site's points over Modbus and OPC UA"
     )
     serve.add_argument("site", help="site YAML file (the one the daemon reads)")
     serve.add_argument("--scenario", default="winter_week", help="scenario name or YAML file")
@@ -50,6 +57,20 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         "--record",
         metavar="DIR",
         help="write ground truth and every write received to CSV files here",
+    )
+    serve.add_argument(
+        "--serial",
+        type=_serial_mapping,
+        action="append",
+        metavar="SITE_PORT=SIM_PORT",
+        help="serve the Modbus RTU line the site puts on SITE_PORT on the simulator's own "
+        "serial port SIM_PORT (repeat per line)",
+    )
+    serve.add_argument(
+        "--pty",
+        action="store_true",
+        help="serve each other Modbus RTU line on a pseudo-terminal pair made with socat: "
+        "heatd opens the site's serial_port path, which the simulator creates",
     )
     serve.add_argument(
         "--duration",

@@ -157,7 +157,7 @@ async def run_demo(seconds: float, speed: float, scenario: str, out: Path) -> in
         site_path = demo_site(workdir, broker.port, speed)
         site = load_site(site_path)
         sim = PlantServer(site, load_scenario(scenario), speed=speed, status_interval_s=1e9,
-                          record_dir=out / "record")
+                          record_dir=out / "record", ptys=True)
         async with sim:
             log = (out / "heatd.log").open("wb")
             heatd = subprocess.Popen([sys.executable, "-m", "heatd.cli", "run", str(site_path)],

@@ -1,5 +1,6 @@
-"""One Modbus TCP server of the served plant: every unit id the site puts behind one
-host:port, registers encoded with the daemon's own codecs, writes captured as they arrive.
+"""One Modbus server of the served plant: every unit id the site puts behind one host:port
+(Modbus TCP) or on one serial line (Modbus RTU), registers encoded with the daemon's own
+codecs, writes captured as they arrive.
 
 Protocol-layer faults: a silenced unit swallows requests (no answer, writes not applied),
 as a gateway does when the device behind it is gone; the whole server can be stopped and
@@ -21,13 +22,13 @@ from dataclasses import dataclass
 
 import structlog
 from pymodbus.pdu import ModbusPDU
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType as SimType
 from pymodbus.simulator import SimData, SimDevice
 
 from drivers.codec import FLOAT_TYPES, Codec, CodecError, DataType
 from drivers.modbus import Table
-from heatd.config import ModbusTcpDevice
+from heatd.config import ModbusRtuDevice, ModbusTcpDevice
 from heatd.site_checks import protocol_address
 from hil.pointmap import Binding
 
@@ -106,17 +107,35 @@ def _bit_word(bits: Mapping[int, bool], order: str) -> int:
     return word
 
 
-class ModbusEndpoint:
-    """A pymodbus TCP server on 127.0.0.1:`port` for the site devices behind that port."""
+@dataclass(frozen=True, slots=True)
+class SerialLine:
+    """Where the simulator serves a Modbus RTU line: its own end of the wire (``path``),
+    with the framing the site file gives the line."""
 
-    def __init__(self, port: int, devices: Mapping[str, ModbusTcpDevice],
+    path: str
+    baudrate: int
+    parity: str
+    stopbits: int
+    bytesize: int
+
+    @classmethod
+    def serving(cls, path: str, device: ModbusRtuDevice) -> SerialLine:
+        return cls(path, device.baudrate, device.parity, device.stopbits, device.bytesize)
+
+
+class ModbusEndpoint:
+    """A pymodbus server for the site devices behind one TCP port on 127.0.0.1 (``place``
+    an int) or on one serial line (``place`` a SerialLine)."""
+
+    def __init__(self, place: int | SerialLine,
+                 devices: Mapping[str, ModbusTcpDevice | ModbusRtuDevice],
                  bindings: Mapping[str, Binding], on_write: WriteSink) -> None:
-        self.port = port
+        self.place = place
         self.devices = dict(devices)
         self.unit_of = {name: d.unit_id for name, d in self.devices.items()}
         self.silent: set[int] = set()
         self._on_write = on_write
-        self._server: ModbusTcpServer | None = None
+        self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self.slots: list[Slot] = []
         for name, device in self.devices.items():
             for pname, point in device.points.items():
@@ -136,7 +155,13 @@ class ModbusEndpoint:
     def describe(self) -> str:
         units = ", ".join(f"unit {d.unit_id} {name} ({len(d.points)} points)"
                           for name, d in self.devices.items())
-        return f"Modbus TCP 127.0.0.1:{self.port}: {units}"
+        return f"{self.where}: {units}"
+
+    @property
+    def where(self) -> str:
+        if isinstance(self.place, SerialLine):
+            return f"Modbus RTU {self.place.path}"
+        return f"Modbus TCP 127.0.0.1:{self.place}"
 
     def _sim_device(self, unit_id: int) -> SimDevice:
         sizes = dict.fromkeys(Table, 1)
@@ -153,12 +178,19 @@ class ModbusEndpoint:
     async def start(self, outputs: Mapping[str, float | bool | int | None]) -> None:
         """Listen; output points start at `outputs` (engineering values by ref)."""
         units = [self._sim_device(u) for u in sorted(set(self.unit_of.values()))]
-        server = ModbusTcpServer(units, address=("127.0.0.1", self.port),
-                                 trace_pdu=self._trace_pdu)
+        server: ModbusTcpServer | ModbusSerialServer
+        if isinstance(self.place, SerialLine):
+            line = self.place
+            server = ModbusSerialServer(units, port=line.path, baudrate=line.baudrate,
+                                        parity=line.parity, stopbits=line.stopbits,
+                                        bytesize=line.bytesize, trace_pdu=self._trace_pdu)
+        else:
+            server = ModbusTcpServer(units, address=("127.0.0.1", self.place),
+                                     trace_pdu=self._trace_pdu)
         try:
             await server.serve_forever(background=True)
         except RuntimeError as exc:  # pymodbus reports a port in use this way
-            raise OSError(f"cannot listen on 127.0.0.1:{self.port}: {exc}") from exc
+            raise OSError(f"cannot serve {self.where}: {exc}") from exc
         self._server = server
         self._served.clear()
         for slot in self.slots:

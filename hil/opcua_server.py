@@ -114,9 +114,13 @@ class OpcUaEndpoint:
     def running(self) -> bool:
         return self._server is not None
 
+    @property
+    def where(self) -> str:
+        return f"OPC UA {self.url}"
+
     def describe(self) -> str:
         devices = ", ".join(f"{name} ({len(d.points)} points)" for name, d in self.devices.items())
-        return f"OPC UA {self.url}: {devices}"
+        return f"{self.where}: {devices}"
 
     async def start(self, outputs: Mapping[str, float | bool | int | None]) -> None:
         """Build the address space and listen; writable variables start at `outputs`."""

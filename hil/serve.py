@@ -1,10 +1,12 @@
 """``heatd hil serve SITE``: the plant in real time (or --speed N times faster), serving the
-site's points over Modbus TCP and OPC UA from the same YAML the daemon reads.
+site's points over Modbus TCP, Modbus RTU and OPC UA from the same YAML the daemon reads.
 
 Each tick steps the plant by speed x wall dt (substeps of at most 1 s plant time), acts out
 the comms faults on the protocol layer, and serves the measured values. Writes to output
 points become the plant's actuators as they arrive; the plant's PLC watches the heartbeat
-in plant time. Modbus RTU devices are not served (they are listed at start).
+in plant time. A Modbus RTU line is served on a serial port of the simulator's own
+(``serial``: the site's port -> the simulator's, two adapters and a cable), or on a
+pseudo-terminal pair made in its place (``ptys``); otherwise it is listed as not served.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import argparse
 import asyncio
 import contextlib
 import math
+import os
 import signal
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -27,10 +30,11 @@ from heatd.config import ModbusRtuDevice, ModbusTcpDevice, OpcUaDevice, SiteConf
 from heatd.config_loader import ConfigError, load_site
 from hil.faults import Fault
 from hil.liveplant import LivePlant, scenario_for_site
-from hil.modbus_server import ModbusEndpoint, WireWrite
+from hil.modbus_server import ModbusEndpoint, SerialLine, WireWrite
 from hil.opcua_server import NodeWrite, OpcUaEndpoint
 from hil.params import ParamsError, load_params
 from hil.pointmap import Binding, bind_site, rack_count, site_devices_of, unbound
+from hil.ptys import PtyPair, pty_problem
 from hil.recorder import Recorder
 from hil.scenario import Scenario, ScenarioError, load_scenario
 from hil.sensors import sensor_names
@@ -61,6 +65,8 @@ class PlantServer:
         record_interval_s: float = 10.0,
         status_interval_s: float = 10.0,
         status_out: IO[str] | None = None,
+        serial: Mapping[str, str] | None = None,
+        ptys: bool = False,
     ) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
@@ -76,24 +82,26 @@ class PlantServer:
         self.bindings = bind_site(site, set(sensor_names(self.scenario.params)))
         self._sensor_refs = [(ref, b) for ref, b in self.bindings.items() if b.sensor]
         self._groups = site_devices_of(self.bindings)
-        self.modbus: dict[int, ModbusEndpoint] = {}
-        self.opcua: dict[int, OpcUaEndpoint] = {}
+        self.modbus: list[ModbusEndpoint] = []
+        self.opcua: list[OpcUaEndpoint] = []
+        self.ptys: list[PtyPair] = []
         self.skipped: list[str] = []
-        self._build_endpoints()
+        self._build_endpoints(dict(serial or {}), ptys)
         self.recorder = (Recorder(record_dir, len(self.plant.state.tank_c), record_interval_s)
                          if record_dir is not None else None)
         self.writes_received = 0
         self.paused = False
         """While paused plant time stands still; the servers keep serving and taking writes."""
-        self._transitions: dict[int, asyncio.Task[None]] = {}
+        self._transitions: dict[Endpoint, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._status_at = (0.0, 0.0)
 
     # -- setup ---------------------------------------------------------------------
 
-    def _build_endpoints(self) -> None:
+    def _build_endpoints(self, serial: dict[str, str], ptys: bool) -> None:
         tcp: dict[int, dict[str, ModbusTcpDevice]] = {}
+        lines: dict[str, dict[str, ModbusRtuDevice]] = {}
         ua_devices: dict[int, tuple[str, dict[str, OpcUaDevice]]] = {}
         for name, device in self.site.devices.items():
             if isinstance(device, ModbusTcpDevice):
@@ -101,19 +109,45 @@ class PlantServer:
             elif isinstance(device, OpcUaDevice):
                 port = urlsplit(device.endpoint).port or 4840
                 ua_devices.setdefault(port, (device.endpoint, {}))[1][name] = device
-            elif isinstance(device, ModbusRtuDevice):
-                self.skipped.append(f"{name} (Modbus RTU on {device.serial_port})")
+            else:
+                lines.setdefault(device.serial_port, {})[name] = device
         clash = set(tcp) & set(ua_devices)
         if clash:
             raise ValueError(f"port {min(clash)} is both a Modbus TCP and an OPC UA endpoint")
+        unknown = set(serial) - set(lines)
+        if unknown:
+            raise ValueError(f"--serial {min(unknown)}: no Modbus RTU device of the site is on "
+                             "that port")
         for port, devices in tcp.items():
-            self.modbus[port] = ModbusEndpoint(port, devices, self.bindings, self._modbus_write)
-        for port, (url, devices) in ua_devices.items():
-            self.opcua[port] = OpcUaEndpoint(url, devices, self.bindings, self._opcua_write)
+            self.modbus.append(
+                ModbusEndpoint(port, devices, self.bindings, self._modbus_write))
+        for path, rtu in lines.items():
+            first = next(iter(rtu.values()))
+            if path in serial:
+                place = SerialLine.serving(serial[path], first)
+            elif ptys:
+                place = SerialLine.serving(self._pty_for(path, first).sim_end, first)
+            else:
+                self.skipped.extend(f"{name} (Modbus RTU on {path})" for name in rtu)
+                continue
+            self.modbus.append(ModbusEndpoint(place, rtu, self.bindings, self._modbus_write))
+        for url, devices in ua_devices.values():
+            self.opcua.append(OpcUaEndpoint(url, devices, self.bindings, self._opcua_write))
+
+    def _pty_for(self, path: str, device: ModbusRtuDevice) -> PtyPair:
+        problem = pty_problem(device)
+        if problem is None and os.path.realpath(path).startswith("/dev/"):
+            problem = (f"{path}: not making a pseudo terminal in /dev; point the site file "
+                       "at another path, or connect real adapters with --serial")
+        if problem is not None:
+            raise ValueError(problem)
+        pair = PtyPair(path)
+        self.ptys.append(pair)
+        return pair
 
     @property
     def endpoints(self) -> list[Endpoint]:
-        return [*self.modbus.values(), *self.opcua.values()]
+        return [*self.modbus, *self.opcua]
 
     def outputs(self) -> dict[str, float | bool | int]:
         """The engineering value of every output point: what the plant is commanded."""
@@ -128,6 +162,10 @@ class PlantServer:
     async def start(self) -> None:
         """Listen on every port; logs which port serves which devices."""
         outputs = self.outputs()
+        for pair in self.ptys:
+            await pair.start()
+            log.info("serial line on a pseudo-terminal pair", heatd_opens=pair.link,
+                     simulator_serves=pair.sim_end)
         for endpoint in self.endpoints:
             await endpoint.start(outputs)
             log.info("serving", endpoint=endpoint.describe())
@@ -137,7 +175,8 @@ class PlantServer:
             log.warning("served on 127.0.0.1, not on the hosts the site names "
                         "(hil.siteports.with_free_ports writes a local copy)", devices=remote)
         for skipped in self.skipped:
-            log.warning("not served: serial lines are not simulated", device=skipped)
+            log.warning("not served: give the line a port with --serial, or --pty",
+                        device=skipped)
         missing = unbound(self.bindings)
         if missing:
             log.warning("points without a plant value (served as 0)", points=missing)
@@ -151,6 +190,8 @@ class PlantServer:
                 await task
         for endpoint in self.endpoints:
             await endpoint.stop()
+        for pair in self.ptys:
+            await pair.stop()
         if self.recorder is not None:
             self.recorder.close()
 
@@ -205,9 +246,9 @@ class PlantServer:
             ref: b.served(readings.get(b.sensor))  # type: ignore[arg-type]
             for ref, b in self._sensor_refs
         }
-        for endpoint in self.modbus.values():
+        for endpoint in self.modbus:
             await endpoint.update(values)
-        for ua_endpoint in self.opcua.values():
+        for ua_endpoint in self.opcua:
             await ua_endpoint.update(values, wall)
         if self.recorder is not None and self.recorder.truth(
             wall, self.plant.state, self.plant.command, faults
@@ -229,33 +270,34 @@ class PlantServer:
                 lost |= self._devices_of(f.target)
             elif f.kind == "server_restart":
                 down |= self._devices_of(f.target)
-        for endpoint in self.modbus.values():
+        for endpoint in self.modbus:
             for name in endpoint.devices:
                 endpoint.set_silent(name, name in lost)
-        for ua_endpoint in self.opcua.values():
+        for ua_endpoint in self.opcua:
             for name in ua_endpoint.devices:
                 ua_endpoint.set_offline(name, name in lost)
         for endpoint in self.endpoints:
             want_down = any(name in down for name in endpoint.devices)
-            busy = self._transitions.get(endpoint.port)
+            busy = self._transitions.get(endpoint)
             if busy is not None and not busy.done():
                 continue
             if want_down and endpoint.running:
-                self._transitions[endpoint.port] = asyncio.create_task(
+                self._transitions[endpoint] = asyncio.create_task(
                     self._transition(endpoint, "stopping", endpoint.stop()))
             elif not want_down and not endpoint.running:
-                self._transitions[endpoint.port] = asyncio.create_task(
+                self._transitions[endpoint] = asyncio.create_task(
                     self._transition(endpoint, "starting", endpoint.start(self.outputs())))
 
     async def _transition(self, endpoint: Endpoint, what: str,
                           action: Coroutine[Any, Any, None]) -> None:
         """Stop or start one server in the background (an OPC UA start takes a second or
         two); a start that fails is retried on the next tick."""
-        log.info(f"server restart: {what}", port=endpoint.port, t=round(self.plant.t))
+        log.info(f"server restart: {what}", endpoint=endpoint.where, t=round(self.plant.t))
         try:
             await action
         except OSError as exc:
-            log.warning(f"server restart: {what} failed", port=endpoint.port, error=str(exc))
+            log.warning(f"server restart: {what} failed", endpoint=endpoint.where,
+                        error=str(exc))
 
     # -- writes --------------------------------------------------------------------
 
@@ -335,7 +377,8 @@ def main(args: argparse.Namespace) -> int:
         site = load_site(args.site)
         scenario = build_scenario(args.scenario, args.seed, args.plant)
         server = PlantServer(site, scenario, speed=args.speed, duration_s=args.duration,
-                             record_dir=args.record, status_interval_s=5.0)
+                             record_dir=args.record, status_interval_s=5.0,
+                             serial=dict(args.serial or ()), ptys=args.pty)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1

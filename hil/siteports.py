@@ -1,6 +1,8 @@
 """Copies of a site file on free local ports, so tests can serve and poll the demo site
 while another copy (or a real plant) holds its fixed ports. Devices that share a port in
-the original share the same new port in the copy; comments and layout are kept.
+the original share the same new port in the copy; comments and layout are kept. Modbus
+RTU lines move to fresh paths beside the copy, where the simulator's pseudo terminals
+(``PlantServer(ptys=True)``) can be made.
 """
 
 from __future__ import annotations
@@ -32,11 +34,14 @@ def free_port() -> int:
 
 
 def with_free_ports(src: str | Path, dst: str | Path) -> dict[int, int]:
-    """Write `src` to `dst` with every Modbus TCP device on 127.0.0.1 and every port (Modbus
-    and OPC UA) replaced by a free one; returns old port -> new port."""
+    """Write `src` to `dst` with every Modbus TCP device on 127.0.0.1, every port (Modbus
+    and OPC UA) replaced by a free one, and every serial line on a path of its own in
+    `dst`'s folder (``<dst stem>-line<n>``); returns old port -> new port."""
     yaml = YAML(typ="rt")
     tree = yaml.load(Path(src).read_text(encoding="utf-8"))
     moved: dict[int, int] = {}
+    lines: dict[str, str] = {}
+    stem = Path(dst).with_suffix("")
 
     def new_port(old: int) -> int:
         if old not in moved:
@@ -48,6 +53,9 @@ def with_free_ports(src: str | Path, dst: str | Path) -> dict[int, int]:
         if protocol == "modbus_tcp":
             device["host"] = "127.0.0.1"
             device["port"] = new_port(int(device.get("port", 502)))
+        elif protocol == "modbus_rtu":
+            old_line = str(device["serial_port"])
+            device["serial_port"] = lines.setdefault(old_line, f"{stem}-line{len(lines) + 1}")
         elif protocol == "opcua":
             parts = urlsplit(device["endpoint"])
             netloc = f"127.0.0.1:{new_port(parts.port or 4840)}"

@@ -177,7 +177,8 @@ async def running_stack(tmp: Path, *, scenario: str | Path = "winter_week", spee
     site_path = write_site(tmp, broker.port, speed=speed, cycle_period=cycle_period)
     site = load_site(site_path)
     sim = PlantServer(site, load_scenario(str(scenario)), speed=speed,
-                      record_dir=tmp / "record", record_interval_s=5.0, status_interval_s=1e9)
+                      record_dir=tmp / "record", record_interval_s=5.0, status_interval_s=1e9,
+                      ptys=True)
     stack = Stack(tmp, site_path, broker, sim, Observer(), f"heatd/{site.site.id}")
     try:
         await sim.__aenter__()

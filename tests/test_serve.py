@@ -14,12 +14,19 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from asyncua import Client, ua
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ModbusException
 
 from drivers.modbus import Table
 from drivers.reading import Quality
-from heatd.config import ModbusPointConfig, ModbusTcpDevice, OpcUaDevice, SiteConfig
+from heatd.config import (
+    ModbusPointConfig,
+    ModbusRtuDevice,
+    ModbusTcpDevice,
+    OpcUaDevice,
+    SiteConfig,
+)
 from heatd.config_loader import load_site
 from heatd.devices import build_devices
 from heatd.site_checks import protocol_address
@@ -66,7 +73,7 @@ async def sim(site: SiteConfig, files: tuple[Path, Path, dict[int, int]]
               ) -> AsyncIterator[PlantServer]:
     scenario = build_scenario("winter_week", 0, None)
     server = PlantServer(site, scenario, speed=SPEED, tick_s=0.05, record_dir=files[1],
-                         record_interval_s=5.0, status_interval_s=3600.0)
+                         record_interval_s=5.0, status_interval_s=3600.0, ptys=True)
     async with server:
         yield server
 
@@ -92,6 +99,25 @@ async def modbus_client(port: int, timeout: float = 1.0) -> AsyncModbusTcpClient
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def mb(sim: PlantServer, modbus_port: int) -> AsyncIterator[AsyncModbusTcpClient]:
     client = await modbus_client(modbus_port)
+    yield client
+    client.close()
+
+
+async def rtu_client(site: SiteConfig, timeout: float = 1.0) -> AsyncModbusSerialClient:
+    """A client on heatd's end of the dry cooler's RS-485 line (a pseudo terminal)."""
+    line = site.devices["drycooler"]
+    assert isinstance(line, ModbusRtuDevice)
+    client = AsyncModbusSerialClient(line.serial_port, baudrate=line.baudrate,
+                                     parity=line.parity, stopbits=line.stopbits,
+                                     timeout=timeout, retries=0)
+    assert await client.connect()
+    return client
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def rtu(sim: PlantServer, site: SiteConfig) -> AsyncIterator[AsyncModbusSerialClient]:
+    """For one test at a time: a serial line has one master, and pyserial locks the port."""
+    client = await rtu_client(site)
     yield client
     client.close()
 
@@ -129,7 +155,7 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
             await asyncio.sleep(0.02)
 
 
-async def read_point(client: AsyncModbusTcpClient, device: ModbusTcpDevice,
+async def read_point(client: ModbusBaseClient, device: ModbusTcpDevice | ModbusRtuDevice,
                      point: ModbusPointConfig) -> list[int] | list[bool]:
     address = protocol_address(device, point)
     unit = device.unit_id
@@ -152,22 +178,23 @@ def expected(sim: PlantServer, ref: str) -> float | None:
 
 
 async def test_modbus_points_read_back_the_plant_values(
-    sim: PlantServer, site: SiteConfig, mb: AsyncModbusTcpClient
+    sim: PlantServer, site: SiteConfig, mb: AsyncModbusTcpClient, rtu: AsyncModbusSerialClient
 ) -> None:
     sim.paused = True
     try:
         await asyncio.sleep(0.15)
-        checked = set()
+        checked, served = set(), set()
         for name, device in site.devices.items():
-            if not isinstance(device, ModbusTcpDevice):
+            if isinstance(device, OpcUaDevice):
                 continue
+            client = mb if isinstance(device, ModbusTcpDevice) else rtu
             for pname, point in device.points.items():
                 ref = f"{name}.{pname}"
                 if sim.bindings[ref].sensor is None:
                     continue
                 want = expected(sim, ref)
                 assert want is not None and not math.isnan(want), ref
-                got = await read_point(mb, device, point)
+                got = await read_point(client, device, point)
                 if point.data_type.value == "bit":
                     assert bool((got[0] >> point.bit) & 1) == (want >= 0.5), ref  # type: ignore[operator]
                 elif point.table in (Table.COIL, Table.DISCRETE) or point.data_type.value == "bool":
@@ -177,8 +204,10 @@ async def test_modbus_points_read_back_the_plant_values(
                     tolerance = abs(point.scale) / 2 + 1e-6 * abs(want)
                     assert value == pytest.approx(want, abs=tolerance), ref
                 checked.add((point.data_type.value, point.order.value))
+                served.add(device.protocol)
     finally:
         sim.paused = False
+    assert served == {"modbus_tcp", "modbus_rtu"}
     assert checked >= {("float32", o) for o in ("ABCD", "BADC", "CDAB", "DCBA")}
     assert {("float64", "DCBA"), ("uint64", "DCBA"), ("int32", "BADC"), ("uint32", "CDAB"),
             ("int16", "ABCD"), ("uint16", "ABCD"), ("bit", "ABCD"), ("bool", "ABCD")} <= checked
@@ -273,14 +302,35 @@ async def test_valve_write_moves_the_valve_at_its_stroke_rate(
 
 
 @pytest.mark.usefixtures("heartbeat")
-async def test_fan_write_and_its_feedback(sim: PlantServer, mb: AsyncModbusTcpClient) -> None:
-    await mb.write_register(0, 300, device_id=3)
+async def test_fan_write_over_rtu_and_its_feedback(
+    sim: PlantServer, rtu: AsyncModbusSerialClient
+) -> None:
+    await rtu.write_register(0, 300, device_id=3)
     await until(lambda: sim.plant.command.fan_speed == pytest.approx(0.3))
     async with asyncio.timeout(5):
-        while (await mb.read_holding_registers(1, count=1, device_id=3)).registers[0] != 300:
+        while (await rtu.read_holding_registers(1, count=1, device_id=3)).registers[0] != 300:
             await asyncio.sleep(0.05)
     assert sim.plant.state.fan_speed == pytest.approx(0.3)
-    await mb.write_register(0, 1000, device_id=3)
+    await rtu.write_register(0, 1000, device_id=3)
+
+
+async def test_comms_loss_silences_the_rtu_unit(sim: PlantServer, site: SiteConfig) -> None:
+    rtu = await rtu_client(site, timeout=0.3)
+    try:
+        fault = sim.inject("comms_loss", "drycooler", duration_s=SPEED * 1.0)
+        await asyncio.sleep(0.1)
+        with pytest.raises(ModbusException):
+            await rtu.read_input_registers(0, count=2, device_id=3)
+        await until(lambda: sim.plant.t > fault.end_s + 5)
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    if not (await rtu.read_input_registers(0, count=2, device_id=3)).isError():
+                        break
+                except ModbusException:
+                    await asyncio.sleep(0.1)
+    finally:
+        rtu.close()
 
 
 @pytest.mark.usefixtures("heartbeat")
@@ -425,21 +475,22 @@ async def test_nan_is_nan_in_floats_and_bad_status_in_opcua_integers(
 
 
 async def test_dropout_is_a_sentinel_on_modbus_and_bad_status_on_opcua(
-    sim: PlantServer, site: SiteConfig, mb: AsyncModbusTcpClient, opc: Client
+    sim: PlantServer, site: SiteConfig, mb: AsyncModbusTcpClient, rtu: AsyncModbusSerialClient,
+    opc: Client
 ) -> None:
     for sensor in ("outdoor_temp", "dh_demand", "hp_power", "hp_running"):
         sim.inject("sensor_dropout", sensor, duration_s=SPEED * 1.0)
     await asyncio.sleep(0.15)
     drycooler, dh = site.devices["drycooler"], site.devices["dh"]
-    assert isinstance(drycooler, ModbusTcpDevice) and isinstance(dh, ModbusTcpDevice)
-    assert await read_point(mb, drycooler, drycooler.points["outdoor_temp"]) == [0x8000]
+    assert isinstance(drycooler, ModbusRtuDevice) and isinstance(dh, ModbusTcpDevice)
+    assert await read_point(rtu, drycooler, drycooler.points["outdoor_temp"]) == [0x8000]
     assert await read_point(mb, dh, dh.points["demand"]) == [0xFFFF, 0xFFFF]
     for node_id in ("ns=2;s=HP.ElectricPower", "ns=2;s=HP.Running"):
         dv = await opc.get_node(node_id).read_data_value(raise_on_bad_status=False)
         assert dv.StatusCode.value == ua.StatusCodes.BadSensorFailure, node_id
     await until(lambda: not sim.plant.active_faults(), timeout=3)
     await asyncio.sleep(0.15)
-    outdoor = await read_point(mb, drycooler, drycooler.points["outdoor_temp"])
+    outdoor = await read_point(rtu, drycooler, drycooler.points["outdoor_temp"])
     assert outdoor != [0x8000]
     assert (await opc.get_node("ns=2;s=HP.ElectricPower").read_data_value()).StatusCode.is_good()
 

@@ -1,5 +1,6 @@
 """The demo site and the serve command: every role bound to a plant quantity, free-port
-copies for tests, serial devices left out, and the CLI end to end in a subprocess."""
+copies for tests, serial lines left out unless given a port, and the CLI end to end in a
+subprocess."""
 
 from __future__ import annotations
 
@@ -67,11 +68,11 @@ def test_free_port_copy_moves_every_endpoint(demo: SiteConfig, tmp_path: Path) -
     assert "# The demo site" in (tmp_path / "site.yaml").read_text()  # comments kept
 
 
-def test_rtu_devices_are_listed_as_not_served(tmp_path: Path) -> None:
+def test_rtu_lines_without_a_port_or_pty_are_listed_as_not_served(tmp_path: Path) -> None:
     with_free_ports(DEMO.parent / "example-site.yaml", tmp_path / "example.yaml")
     site = load_site(tmp_path / "example.yaml")
     server = PlantServer(site, build_scenario("winter_week", 0, None))
-    assert server.skipped == ["heatpump (Modbus RTU on /dev/ttyUSB0)"]
+    assert server.skipped == [f"heatpump (Modbus RTU on {tmp_path / 'example-line1'})"]
     assert "heatpump" not in {name for e in server.endpoints for name in e.devices}
 
 
