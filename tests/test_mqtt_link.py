@@ -534,6 +534,28 @@ async def test_slow_handler_is_answered_late_but_never_cancelled(broker: Mosquit
         await link.stop()
 
 
+async def test_stop_lets_the_command_in_progress_answer_first(broker: Mosquitto) -> None:
+    """A reload that replaces the link stops it while the reload command is still being
+    carried out; its answer must still go out, before ``offline``."""
+    runtime = Blocked()
+    link = await started(broker, runtime)
+    response = f"{BASE}/cmd/reload/response"
+    async with Recorder(broker, response, f"{BASE}/status") as rec:
+        await rec.client.publish(f"{BASE}/cmd/reload", b'{"id": "swap"}', qos=1)
+        while not runtime.calls:
+            await asyncio.sleep(0.01)
+        stopping = asyncio.create_task(link.stop())
+        await asyncio.sleep(0.3)  # the handler is still busy: stop must wait for it
+        assert not stopping.done()
+        runtime.release.set()
+        await asyncio.wait_for(stopping, 10)
+        reply = json.loads((await rec.wait(response)).payload)
+        await rec.wait(f"{BASE}/status", lambda m: m.payload == b"offline")
+    assert reply["id"] == "swap" and reply["accepted"] is True
+    order = [m.topic for m in rec.seen if m.topic == response or m.payload == b"offline"]
+    assert order == [response, f"{BASE}/status"]
+
+
 async def test_commands_beyond_the_backlog_are_refused_as_busy(broker: Mosquitto) -> None:
     runtime = Blocked()
     link = await started(broker, runtime)
