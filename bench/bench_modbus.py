@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from drivers.codec import ByteOrder, Codec, DataType
 from drivers.modbus import (
     Block,
+    Forbidden,
     ModbusPoint,
     ModbusTcpDevice,
     PlanLimits,
@@ -42,7 +43,7 @@ from modbus_servers import SimServer, unit
 
 UNITS = (1, 2, 3)
 POINTS = 500
-LIMITS = PlanLimits(allow_gaps=True, max_gap=4, forbidden=((300, 309),))
+LIMITS = PlanLimits(allow_gaps=True, max_gap=4, forbidden=(Forbidden(300, 309),))
 REGISTER_MIX = [
     Codec(DataType.UINT16),
     Codec(DataType.INT16, scale=0.1),
@@ -66,7 +67,8 @@ def site_points() -> dict[int, list[ModbusPoint]]:
             table = tables[i % len(tables)]
             codec = Codec(DataType.BOOL) if table.is_bits else REGISTER_MIX[i % len(REGISTER_MIX)]
             address = cursor[table] + (2 if i % 17 == 0 else 0)
-            if not table.is_bits and LIMITS.touches_forbidden(address, address + codec.count):
+            if not table.is_bits and LIMITS.touches_forbidden(address, address + codec.count,
+                                                              table):
                 address = 310
             p = ModbusPoint(f"u{u}_p{i}", table, address, codec, u)
             by_unit[u].append(p)
@@ -89,7 +91,8 @@ def minimum_requests(points: list[ModbusPoint], limits: PlanLimits) -> int:
             for i in range(j, len(group)):
                 p = group[i]
                 if i > j and (
-                    p.address - reach > limits.gap or limits.touches_forbidden(reach, p.address)
+                    p.address - reach > limits.gap
+                    or limits.touches_forbidden(reach, p.address, table)
                 ):
                     break
                 reach = max(reach, p.end)

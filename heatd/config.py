@@ -11,7 +11,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from drivers.codec import ByteOrder, DataType, register_count
 from drivers.modbus.spec import Table
@@ -125,6 +132,37 @@ class Backoff(Strict):
 
 
 
+class ForbiddenRange(Strict):
+    """Addresses a device must never be asked for (it answers with an error, or worse,
+    hangs): ``[first, last]`` in every table, or ``{first, last, table}`` in one."""
+
+    first: Annotated[int, Field(ge=0, le=65536)]
+    last: Annotated[int, Field(ge=0, le=65536)]
+    table: Table | None = Field(None, description="Only this table (default: every table).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ForbiddenRange:
+        if self.first > self.last:
+            raise ValueError(f"forbidden range [{self.first}, {self.last}]: first must not "
+                             "exceed last")
+        return self
+
+
+def _range_from_pair(data: object) -> object:
+    """``[first, last]``, the short form for a range in every table."""
+    if isinstance(data, list | tuple):
+        if len(data) != 2:
+            raise ValueError("give [first, last] or {first: ..., last: ..., table: ...}")
+        return {"first": data[0], "last": data[1]}
+    return data
+
+
+ForbiddenEntry = Annotated[
+    ForbiddenRange,
+    BeforeValidator(_range_from_pair, json_schema_input_type=tuple[int, int] | ForbiddenRange),
+]
+
+
 class ModbusCommon(Strict):
     unit_id: Annotated[int, Field(ge=0, le=247)] = 1
     address_base: Literal[0, 1] = Field(
@@ -136,22 +174,14 @@ class ModbusCommon(Strict):
     max_registers: Annotated[int, Field(ge=1, le=125)] = 125
     allow_gaps: bool = False
     max_gap: Annotated[int, Field(ge=0, le=124)] = 0
-    forbidden: list[tuple[int, int]] = Field(
+    forbidden: list[ForbiddenEntry] = Field(
         default_factory=list,
-        description="Address ranges [first, last] (inclusive, in this file's address base) "
-        "that must never be read, not even as a gap.",
+        description="Address ranges (inclusive, in this file's address base) that must never "
+        "be read, not even as a gap: [first, last] in every table, or {first, last, table}.",
     )
     request_delay: Annotated[float, Field(ge=0, le=10)] = 0.0
     backoff: Backoff = Field(default_factory=Backoff)
     points: dict[Identifier, ModbusPointConfig]
-
-
-    @model_validator(mode="after")
-    def _forbidden_ranges_ordered(self) -> ModbusCommon:
-        for first, last in self.forbidden:
-            if first > last:
-                raise ValueError(f"forbidden range [{first}, {last}]: first must not exceed last")
-        return self
 
 
 class ModbusTcpDevice(ModbusCommon):

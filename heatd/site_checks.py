@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from drivers.codec import DataType
-from drivers.modbus.spec import Table
+from drivers.modbus.spec import Forbidden, Table
 from heatd.config import (
     ModbusPointConfig,
     ModbusRtuDevice,
@@ -51,8 +51,9 @@ def _modbus_address_problems(site: SiteConfig) -> Iterator[Problem]:
     for device_id, device in site.devices.items():
         if isinstance(device, OpcUaDevice):
             continue
-        forbidden = [(a - device.address_base, b - device.address_base)
-                     for a, b in device.forbidden]
+        base = device.address_base
+        forbidden = [Forbidden(hole.first - base, hole.last - base, hole.table)
+                     for hole in device.forbidden]
         taken: dict[Table, list[tuple[int, int, str, ModbusPointConfig]]] = defaultdict(list)
         for name, point in device.points.items():
             where = ("devices", device_id, "points", name, "address")
@@ -64,9 +65,8 @@ def _modbus_address_problems(site: SiteConfig) -> Iterator[Problem]:
             if last > 65535:
                 yield where, f"{point.address} + {point.register_count} registers passes 65535"
                 continue
-            for lo, hi in forbidden:
-                if first <= hi and lo <= last:
-                    yield where, "lies inside a forbidden range of the device"
+            if any(hole.hits(first, last + 1, point.table) for hole in forbidden):
+                yield where, "lies inside a forbidden range of the device"
             for other_first, other_last, other_name, other in taken[point.table]:
                 if first <= other_last and other_first <= last and not _may_share(point, other):
                     yield where, (f"registers {first}-{last} overlap point {other_name!r} "

@@ -131,6 +131,25 @@ def test_forbidden_range_and_address_base() -> None:
     assert "devices.hp1.points.temp.address: lies inside a forbidden range" in problem
 
 
+def test_a_range_forbidden_in_one_table_concerns_only_that_table() -> None:
+    def with_forbidden(spec: str) -> str:
+        return MINIMAL.replace("address_base: 0", f"address_base: 0\n    forbidden: {spec}")
+
+    site = parse_site(with_forbidden("[{first: 2, last: 2, table: input}]"), "site.yaml")
+    [hole] = site.devices["hp1"].forbidden
+    assert (hole.first, hole.last, hole.table.value) == (2, 2, "input")
+    [problem] = problems_of(with_forbidden("[{first: 2, last: 2, table: holding}]"))
+    assert "devices.hp1.points.temp.address: lies inside a forbidden range" in problem
+    found = problems_of(with_forbidden(
+        "[[1, 2, 3], {first: 9, last: 8}, {first: 1, last: 1, table: holdin}]"))
+    assert any("site.yaml:9: devices.hp1.forbidden[0]: give [first, last] or" in p
+               for p in found), found
+    assert any("devices.hp1.forbidden[1]: forbidden range [9, 8]: first must not exceed" in p
+               for p in found), found
+    assert any("devices.hp1.forbidden[2].table: 'holdin' is not one of" in p
+               for p in found), found
+
+
 def test_address_base_one_shifts_protocol_address() -> None:
     site = parse_site(MINIMAL.replace("address_base: 0", "address_base: 1")
                       .replace("address: 0,", "address: 1,").replace("address: 2,", "address: 3,"),
@@ -190,6 +209,11 @@ def test_schema_describes_devices() -> None:
     assert schema["title"] == "heatd site configuration"
     text = json.dumps(schema)
     assert "modbus_rtu" in text and "address_base" in text
+    # both forms of a forbidden range are valid to an editor, as they are to heatd
+    entry = schema["$defs"]["ModbusTcpDevice"]["properties"]["forbidden"]["items"]["anyOf"]
+    assert {"type": "array", "minItems": 2, "maxItems": 2}.items() <= entry[0].items()
+    assert entry[1] == {"$ref": "#/$defs/ForbiddenRange"}
+    assert set(schema["$defs"]["ForbiddenRange"]["properties"]) == {"first", "last", "table"}
 
 
 def test_check_config_cli(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from drivers.codec import Codec, DataType
 from drivers.modbus.plan import block_of, build_plan, expand, format_plan, split_point
-from drivers.modbus.spec import ModbusPoint, PlanLimits, Table
+from drivers.modbus.spec import Forbidden, ModbusPoint, PlanLimits, Table
 
 REGISTER_TYPES = [DataType.UINT16, DataType.INT32, DataType.FLOAT32, DataType.FLOAT64]
 
@@ -46,14 +46,18 @@ limits_strategy = st.builds(
 )
 
 
-def _safe(points: list[ModbusPoint], forbidden: tuple[tuple[int, int], ...]):
+def _safe(points: list[ModbusPoint], forbidden: tuple[Forbidden, ...]):
     lim = PlanLimits(forbidden=forbidden)
-    return [p for p in points if not lim.touches_forbidden(p.address, p.end)]
+    return [p for p in points if not lim.touches_forbidden(p.address, p.end, p.table)]
 
 
-@given(points=point_maps(), limits=limits_strategy, holes=st.lists(st.integers(0, 900), max_size=4))
+holes_strategy = st.lists(
+    st.tuples(st.integers(0, 900), st.sampled_from([None, *Table])), max_size=4)
+
+
+@given(points=point_maps(), limits=limits_strategy, holes=holes_strategy)
 def test_plan_covers_every_point_within_limits_and_never_reads_forbidden(points, limits, holes):
-    forbidden = tuple((h, h + h % 5) for h in holes)
+    forbidden = tuple(Forbidden(h, h + h % 5, table) for h, table in holes)
     limits = PlanLimits(
         limits.max_registers, limits.max_bits, limits.allow_gaps, limits.max_gap, forbidden
     )
@@ -63,7 +67,7 @@ def test_plan_covers_every_point_within_limits_and_never_reads_forbidden(points,
     assert sorted(covered) == sorted(p.name for p in points)
     for b in plan:
         assert 1 <= b.count <= limits.limit(b.table)
-        assert not limits.touches_forbidden(b.start, b.end)
+        assert not limits.touches_forbidden(b.start, b.end, b.table)
         for p in b.points:
             assert p.table is b.table and p.unit_id == b.unit_id
             assert b.start <= p.address and p.end <= b.end
@@ -126,12 +130,24 @@ def test_gaps_are_bridged_only_when_allowed() -> None:
 
 def test_forbidden_range_splits_a_block_and_points_inside_it_are_refused() -> None:
     points = [reg("a", 0), reg("b", 5)]
-    limits = PlanLimits(allow_gaps=True, max_gap=10, forbidden=((2, 3),))
+    limits = PlanLimits(allow_gaps=True, max_gap=10, forbidden=(Forbidden(2, 3),))
     assert [(b.start, b.count) for b in build_plan(points, limits)] == [(0, 1), (5, 1)]
     with pytest.raises(ValueError, match="forbidden"):
         build_plan([reg("x", 3)], limits)
     with pytest.raises(ValueError, match="forbidden"):
         build_plan([reg("y", 1, DataType.INT32)], limits)
+
+
+def test_a_range_forbidden_in_one_table_leaves_the_others_alone() -> None:
+    holding = [reg("a", 0), reg("b", 5)]
+    inputs = [ModbusPoint(p.name + "_in", Table.INPUT, p.address, p.codec, p.unit_id)
+              for p in [*holding, reg("c", 3)]]
+    limits = PlanLimits(allow_gaps=True, max_gap=10, forbidden=(Forbidden(2, 3, Table.HOLDING),))
+    plan = build_plan([*holding, *inputs], limits)
+    assert [(b.table, b.start, b.count) for b in plan] == [
+        (Table.HOLDING, 0, 1), (Table.HOLDING, 5, 1), (Table.INPUT, 0, 6)]
+    with pytest.raises(ValueError, match="forbidden"):
+        build_plan([reg("x", 3)], limits)
 
 
 def test_duplicate_names_and_bad_tables_are_refused() -> None:

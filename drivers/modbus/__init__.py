@@ -4,6 +4,7 @@ from drivers.modbus.device import DeviceStats, ModbusDevice, ModbusRtuDevice, Mo
 from drivers.modbus.link import Link, SerialLine, TcpLink
 from drivers.modbus.plan import Block, build_plan, format_plan
 from drivers.modbus.spec import (
+    Forbidden,
     ModbusPoint,
     PlanLimits,
     SerialSettings,
@@ -14,6 +15,7 @@ from drivers.modbus.spec import (
 __all__ = [
     "Block",
     "DeviceStats",
+    "Forbidden",
     "Link",
     "ModbusDevice",
     "ModbusPoint",

@@ -47,7 +47,7 @@ def _check(points: Sequence[ModbusPoint], limits: PlanLimits) -> None:
         if p.name in names:
             raise ValueError(f"point name {p.name!r} appears twice")
         names.add(p.name)
-        if limits.touches_forbidden(p.address, p.end):
+        if limits.touches_forbidden(p.address, p.end, p.table):
             raise ValueError(f"{p.name}: address {p.address} lies in a forbidden range")
         if p.width > limits.limit(p.table):
             raise ValueError(f"{p.name}: wider than the device's request limit")
@@ -79,7 +79,7 @@ def build_plan(points: Iterable[ModbusPoint], limits: PlanLimits) -> list[Block]
                 current
                 and p.address - end <= limits.gap
                 and max(end, p.end) - start <= limit
-                and not limits.touches_forbidden(end, p.address)
+                and not limits.touches_forbidden(end, p.address, p.table)
             )
             if fits:
                 current.append(p)

@@ -63,13 +63,26 @@ class ModbusPoint:
 
 
 @dataclass(frozen=True, slots=True)
+class Forbidden:
+    """Inclusive protocol addresses that must never be read: in one table, or (``table``
+    None) in every table of the device."""
+
+    first: int
+    last: int
+    table: Table | None = None
+
+    def hits(self, start: int, end: int, table: Table) -> bool:
+        """True if an address in ``start <= a < end`` of ``table`` is in this range."""
+        return (self.table is None or self.table is table) and (
+            self.first < end and start <= self.last)
+
+
+@dataclass(frozen=True, slots=True)
 class PlanLimits:
     """How a device wants to be asked.
 
-    ``forbidden`` holds inclusive protocol address ranges that must never be read; they
-    apply to every table of the device (a device that documents holes per table is
-    described conservatively by listing each hole once). A request is never merged across
-    a forbidden range and a point inside one is a configuration error.
+    ``forbidden`` holds the address ranges that must never be read. A request is never
+    merged across a forbidden range and a point inside one is a configuration error.
     ``max_gap`` (only with ``allow_gaps``) is the largest number of unused addresses a
     request may read to save a round trip.
     """
@@ -78,7 +91,7 @@ class PlanLimits:
     max_bits: int = MAX_BITS
     allow_gaps: bool = False
     max_gap: int = 0
-    forbidden: tuple[tuple[int, int], ...] = ()
+    forbidden: tuple[Forbidden, ...] = ()
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_registers <= MAX_REGISTERS:
@@ -87,9 +100,10 @@ class PlanLimits:
             raise ValueError(f"max_bits must be 1..{MAX_BITS}")
         if self.max_gap < 0:
             raise ValueError("max_gap must be >= 0")
-        for first, last in self.forbidden:
-            if not 0 <= first <= last <= LAST_ADDRESS:
-                raise ValueError(f"forbidden range {first}..{last} is not a valid range")
+        for hole in self.forbidden:
+            if not 0 <= hole.first <= hole.last <= LAST_ADDRESS:
+                raise ValueError(f"forbidden range {hole.first}..{hole.last} is not a valid "
+                                 "range")
 
     def limit(self, table: Table) -> int:
         return self.max_bits if table.is_bits else self.max_registers
@@ -98,9 +112,9 @@ class PlanLimits:
     def gap(self) -> int:
         return self.max_gap if self.allow_gaps else 0
 
-    def touches_forbidden(self, start: int, end: int) -> bool:
-        """True if any address in ``start <= a < end`` is forbidden."""
-        return any(first < end and start <= last for first, last in self.forbidden)
+    def touches_forbidden(self, start: int, end: int, table: Table) -> bool:
+        """True if any address in ``start <= a < end`` of ``table`` is forbidden."""
+        return any(hole.hits(start, end, table) for hole in self.forbidden)
 
 
 @dataclass(frozen=True, slots=True)
