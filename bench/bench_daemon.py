@@ -2,8 +2,9 @@
 and resident memory.
 
 Each cycle period runs its own stack from tests/daemon_harness.py: a private mosquitto
-(MQTT publishing on), the plant simulator serving the demo site over real Modbus TCP and
-OPC UA in this process at real-time speed, and ``heatd run`` as a subprocess.
+(MQTT publishing on), the plant simulator serving the demo site over real Modbus TCP,
+Modbus RTU (on a pseudo-terminal pair) and OPC UA in this process at real-time speed, and
+``heatd run`` as a subprocess.
 
 - Jitter: heatd's own cycle statistics (start lateness over its last 600 cycles, from
   control/state) against a bare fixed-rate loop in a separate process running at the same
@@ -13,7 +14,8 @@ OPC UA in this process at real-time speed, and ``heatd run`` as a subprocess.
 - Latency: in mode recovery_off, the served coolant supply temperature steps (both
   redundant points, sensor_stuck) to 1 K above the envelope's supply limit; the envelope
   then asks for full dry cooler at once. Measured from the plant tick that serves the step
-  (tick 10 ms during this phase) to the fan setpoint write arriving at the Modbus server,
+  (tick 10 ms during this phase) to the fan setpoint write arriving at the Modbus server
+  (the dry cooler's RTU line),
   polled every 1 ms. The step is held for poll interval + cycle period + 1 s, then the next
   one waits until the fan has come down from full speed and a random phase has passed.
 - CPU % (of one core) and VmRSS of the heatd process from /proc over the jitter window.
