@@ -31,6 +31,7 @@ from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import MqttSettings
 
 from mqtt_broker import Mosquitto, Recorder, broker_fixture, retained
+from waiting import until
 
 broker = broker_fixture()
 
@@ -350,7 +351,8 @@ async def test_retained_command_ignored_and_every_command_audited(broker: Mosqui
 
 async def test_broker_restart_reconnects_resubscribes_and_republishes(broker: Mosquitto) -> None:
     runtime = Runtime()
-    link = await started(broker, runtime, reconnect_min=1.0, reconnect_max=1.0, queue_size=5)
+    # a fixed 2 s backoff: after each refused attempt the link waits at least 1 s (jitter)
+    link = await started(broker, runtime, reconnect_min=2.0, reconnect_max=2.0, queue_size=5)
     try:
         link.publish_readings("loop", {"supply_temp": Reading.good(31.0, 1.0)})
         link.publish_control_state({"mode": "auto", "setpoints": {"valve.recovery": 0.4}})
@@ -365,8 +367,12 @@ async def test_broker_restart_reconnects_resubscribes_and_republishes(broker: Mo
         for n in range(8):
             assert link.publish_event("alarm", n=n) is None
         assert link.stats.dropped == 3  # the oldest three: the queue holds five
-        while link.stats.failures == 0:
-            await asyncio.sleep(0.01)
+        await until(lambda: link.stats.failures >= 1)  # the lost connection
+        refused = link.stats.failures
+        # Right after a refused attempt the link pauses at least 1 s: time enough for the
+        # broker to come back and the observer to subscribe before the queued events go
+        # out (they are not retained: an observer arriving later would never see them).
+        await until(lambda: link.stats.failures > refused, timeout=10)
         await broker.start()  # same port, empty retained store
         async with Recorder(broker, f"{BASE}/#", "replies/#") as rec:
             await asyncio.wait_for(link.wait_connected(), 10)
@@ -398,8 +404,8 @@ async def test_publish_never_waits_while_broker_is_unreachable() -> None:
         for n in range(50):  # no await in between: the loop never ran the link task
             link.publish_event("e", n=n)
             link.publish_readings("loop", {"flow": Reading.good(float(n), 1.0)})
-        await asyncio.sleep(0.2)
-        assert not link.connected and link.stats.failures >= 1
+        await until(lambda: link.stats.failures >= 1)
+        assert not link.connected
     finally:
         await link.stop(timeout=2)
 
