@@ -99,6 +99,14 @@ class OpcUaTestServer:
         return await self.nodes[name].read_value()
 
     async def stop(self) -> None:
+        # Stop accepting first. asyncua's stop closes the open connections, awaits its own
+        # clean-up and only then closes the listening socket: a client that reconnects in
+        # between (the drivers retry within 0.1 s here) keeps a connection that stop()
+        # then waits on for ever. On a loaded machine that window is wide enough to hit.
+        bserver = self.server.bserver
+        listener = bserver._server if bserver is not None else None
+        if listener is not None:
+            listener.close()
         await self.server.stop()
 
 
