@@ -188,27 +188,35 @@ async def test_exception_and_wrong_length_replies_become_bad_readings(server, de
 
 
 async def test_silent_unit_times_out_backs_off_and_recovers(server, devices) -> None:
-    silent, other = devices[0], devices[1]
-    await online_read(silent, points(1))
-    server.faults.silent.add(1)
-    got = await silent.read(points(1))
-    assert {r.quality_text for r in got.values()} == {"bad:timeout"}
-    assert silent.stats.last_poll_requests == 1  # the rest of the poll is not sent
-    assert not silent.online
-    again = await silent.read(points(1))
-    assert silent.stats.last_poll_requests == 0  # backing off: nothing on the wire
-    assert {r.quality_text for r in again.values()} == {"bad:timeout"}
-    other_got = await other.read(points(2))
-    assert all(r.quality is Quality.GOOD for r in other_got.values())
-
-    server.faults.silent.clear()
-
-    async def recovered() -> bool:
+    # a retry delay of 0.5 to 1 s (jitter), not the fixture's 10 to 20 ms: the second read
+    # must fall inside it even if the test is descheduled for a moment in between
+    silent = ModbusTcpDevice("u1", TcpSettings("127.0.0.1", server.port, timeout=0.2,
+                                               backoff_min=1.0, backoff_max=1.0), 1)
+    other = devices[1]
+    await silent.start()
+    try:
+        await online_read(silent, points(1))
+        server.faults.silent.add(1)
         got = await silent.read(points(1))
-        return all(r.quality is Quality.GOOD for r in got.values())
+        assert {r.quality_text for r in got.values()} == {"bad:timeout"}
+        assert silent.stats.last_poll_requests == 1  # the rest of the poll is not sent
+        assert not silent.online
+        again = await silent.read(points(1))
+        assert silent.stats.last_poll_requests == 0  # backing off: nothing on the wire
+        assert {r.quality_text for r in again.values()} == {"bad:timeout"}
+        other_got = await other.read(points(2))
+        assert all(r.quality is Quality.GOOD for r in other_got.values())
 
-    await until(recovered)
-    assert silent.online
+        server.faults.silent.clear()
+
+        async def recovered() -> bool:
+            got = await silent.read(points(1))
+            return all(r.quality is Quality.GOOD for r in got.values())
+
+        await until(recovered)
+        assert silent.online
+    finally:
+        await silent.close()
 
 
 async def test_device_down_and_back_while_another_keeps_polling() -> None:
@@ -245,7 +253,7 @@ async def test_device_down_and_back_while_another_keeps_polling() -> None:
         await a_server.stop()
         await until(lambda: _seen(a_seen, "bad:disconnected"))
         outage_start = len(b_polls)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(1.5)
         outage_polls = len(b_polls) - outage_start
         assert not a.online
         restarted = SimServer([unit(1)], port=a_server.port)
@@ -262,7 +270,8 @@ async def test_device_down_and_back_while_another_keeps_polling() -> None:
         await b.close()
         await b_server.stop()
     assert all(b_polls)
-    # b polls every ~10 ms; a being down must not stall it (loose bound, not a speed test)
+    # b polls every ~10 ms, over a hundred times in the 1.5 s; a being down must not stall
+    # it (loose bound, not a speed test)
     assert outage_polls >= 10
     assert a.link.connects == 2
 
