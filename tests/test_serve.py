@@ -255,7 +255,7 @@ async def test_the_daemons_drivers_read_every_point_good_and_right(
     try:
         await asyncio.sleep(0.15)
         for name, device in devices.items():
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(15):
                 while not device.driver.online:  # OPC UA connects in the background
                     await device.driver.read(tuple(device.points.values()))
                     await asyncio.sleep(0.05)
@@ -361,11 +361,13 @@ async def test_heartbeat_watchdog_falls_back_and_releases(
         word = (await mb.read_holding_registers(10, count=1, device_id=5)).registers[0]
         return bool(di), bool(word & 1)
 
+    # Taken before the write, not once the release is seen: seeing it takes a tick and a
+    # read, and on a loaded machine a tenth of a wall second is already 5 plant seconds.
+    t_write = sim.plant.t  # the write lands at or after this plant time
     await mb.write_register(0, 4242, device_id=5)
     async with asyncio.timeout(3):
         while await fallback_seen() != (False, False):
             await asyncio.sleep(0.02)
-    t_write = sim.plant.t  # the write landed at or before this plant time
     async with asyncio.timeout(5):
         while await fallback_seen() != (True, True):
             await asyncio.sleep(0.02)
