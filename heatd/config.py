@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from drivers.codec import ByteOrder, DataType, register_count
-from drivers.modbus.spec import Table
+from drivers.modbus.spec import Forbidden, Table
 from heatd.control.params import ControlParams
 from heatd.mqtt.settings import MqttSettings
 
@@ -139,6 +139,10 @@ class ForbiddenRange(Strict):
     first: Annotated[int, Field(ge=0, le=65536)]
     last: Annotated[int, Field(ge=0, le=65536)]
     table: Table | None = Field(None, description="Only this table (default: every table).")
+
+    def on_wire(self, address_base: int) -> Forbidden:
+        """The range in protocol addresses, for a device that counts from ``address_base``."""
+        return Forbidden(self.first - address_base, self.last - address_base, self.table)
 
     @model_validator(mode="after")
     def _ordered(self) -> ForbiddenRange:

@@ -14,7 +14,7 @@ from drivers.codec import Codec
 from drivers.modbus.device import ModbusRtuDevice as ModbusRtuDriver
 from drivers.modbus.device import ModbusTcpDevice as ModbusTcpDriver
 from drivers.modbus.link import SerialLine, TcpLink
-from drivers.modbus.spec import Forbidden, ModbusPoint, PlanLimits, SerialSettings, TcpSettings
+from drivers.modbus.spec import ModbusPoint, PlanLimits, SerialSettings, TcpSettings
 from drivers.opcua import OpcUaDevice as OpcUaDriver
 from drivers.opcua.config import OpcUaPoint, OpcUaSettings
 from heatd.config import (
@@ -61,13 +61,11 @@ def _modbus_points(device: ModbusTcpDevice | ModbusRtuDevice) -> dict[str, Modbu
 
 
 def _limits(device: ModbusTcpDevice | ModbusRtuDevice) -> PlanLimits:
-    base = device.address_base
     return PlanLimits(
         max_registers=device.max_registers,
         allow_gaps=device.allow_gaps,
         max_gap=device.max_gap,
-        forbidden=tuple(Forbidden(hole.first - base, hole.last - base, hole.table)
-                        for hole in device.forbidden),
+        forbidden=tuple(hole.on_wire(device.address_base) for hole in device.forbidden),
     )
 
 

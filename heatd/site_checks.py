@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from drivers.codec import DataType
-from drivers.modbus.spec import Forbidden, Table
+from drivers.modbus.spec import Table
 from heatd.config import (
     ModbusPointConfig,
     ModbusRtuDevice,
@@ -51,9 +51,7 @@ def _modbus_address_problems(site: SiteConfig) -> Iterator[Problem]:
     for device_id, device in site.devices.items():
         if isinstance(device, OpcUaDevice):
             continue
-        base = device.address_base
-        forbidden = [Forbidden(hole.first - base, hole.last - base, hole.table)
-                     for hole in device.forbidden]
+        forbidden = [hole.on_wire(device.address_base) for hole in device.forbidden]
         taken: dict[Table, list[tuple[int, int, str, ModbusPointConfig]]] = defaultdict(list)
         for name, point in device.points.items():
             where = ("devices", device_id, "points", name, "address")

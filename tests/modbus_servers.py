@@ -1,14 +1,11 @@
 """Real Modbus peers for the tests and the benchmark: pymodbus servers (TCP, and RTU over
-a socat pty pair) with several unit ids, holes that answer ILLEGAL DATA ADDRESS, and
+a socat pty pair (hil.ptys)) with several unit ids, holes that answer ILLEGAL DATA ADDRESS, and
 switches that make a unit fall silent or send replies one register short."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +15,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from drivers.modbus import Table
+from hil.ptys import PtyPair
 from hil.siteports import free_port
 
 FUNCTION_CODE = {Table.COIL: 1, Table.DISCRETE: 2, Table.HOLDING: 3, Table.INPUT: 4}
@@ -106,25 +104,13 @@ class SimServer:
         return await self.server.async_getValues(unit_id, FUNCTION_CODE[table], address, count)
 
 
-@contextlib.contextmanager
-def pty_pair(tmp: Path) -> Iterator[tuple[str, str]]:
-    """Two connected pseudo terminals (a null-modem cable), made by socat."""
-    a, b = str(tmp / "ttyA"), str(tmp / "ttyB")
-    proc = subprocess.Popen(
-        ["socat", "-d", "-d", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+@contextlib.asynccontextmanager
+async def pty_pair(tmp: Path) -> AsyncIterator[tuple[str, str]]:
+    """Two connected pseudo terminals (a null-modem cable), made by socat: yields the
+    server's end and the client's end (``tmp/ttyB``)."""
+    pair = PtyPair(str(tmp / "ttyB"))
+    await pair.start()
     try:
-        for _ in range(200):
-            if os.path.exists(a) and os.path.exists(b):
-                break
-            if proc.poll() is not None:
-                raise RuntimeError("socat exited")
-            time.sleep(0.01)
-        else:
-            raise RuntimeError("socat did not create the pty pair")
-        yield a, b
+        yield pair.sim_end, pair.link
     finally:
-        proc.terminate()
-        proc.wait(timeout=5)
+        await pair.stop()

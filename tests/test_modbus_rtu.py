@@ -4,7 +4,7 @@ end of a socat pty pair."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -39,8 +39,8 @@ async def until(check: Callable[[], Awaitable[bool]], seconds: float = 5.0) -> N
 
 
 @pytest.fixture
-def ptys(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    with pty_pair(tmp_path) as pair:
+async def ptys(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
+    async with pty_pair(tmp_path) as pair:
         yield pair
 
 
@@ -129,7 +129,7 @@ async def test_line_that_appears_later_is_connected(tmp_path: Path) -> None:
         got = await dev.read(points(1))
         assert {r.quality_text for r in got.values()} == {"bad:disconnected"}
         await asyncio.sleep(0.2)
-        with pty_pair(later) as (a, _):
+        async with pty_pair(later) as (a, _):
             srv = SimServer([unit(1, size=100)], serial=a)
             await srv.start()
 

@@ -155,6 +155,17 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
             await asyncio.sleep(0.02)
 
 
+async def answers_again(client: ModbusBaseClient, unit: int, timeout: float) -> None:
+    """Until the unit answers a read again (after a comms fault ends)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                if not (await client.read_input_registers(0, count=2, device_id=unit)).isError():
+                    return
+            except ModbusException:
+                await asyncio.sleep(0.1)
+
+
 async def read_point(client: ModbusBaseClient, device: ModbusTcpDevice | ModbusRtuDevice,
                      point: ModbusPointConfig) -> list[int] | list[bool]:
     address = protocol_address(device, point)
@@ -322,13 +333,7 @@ async def test_comms_loss_silences_the_rtu_unit(sim: PlantServer, site: SiteConf
         with pytest.raises(ModbusException):
             await rtu.read_input_registers(0, count=2, device_id=3)
         await until(lambda: sim.plant.t > fault.end_s + 5)
-        async with asyncio.timeout(10):
-            while True:
-                try:
-                    if not (await rtu.read_input_registers(0, count=2, device_id=3)).isError():
-                        break
-                except ModbusException:
-                    await asyncio.sleep(0.1)
+        await answers_again(rtu, 3, timeout=10)
     finally:
         rtu.close()
 
@@ -393,13 +398,7 @@ async def test_comms_loss_silences_one_unit_of_the_gateway(
             await client.read_input_registers(0, count=2, device_id=2)
         assert not (await client.read_input_registers(0, count=2, device_id=1)).isError()
         await until(lambda: sim.plant.t > fault.end_s + 5)
-        async with asyncio.timeout(5):
-            while True:
-                try:
-                    if not (await client.read_input_registers(0, count=2, device_id=2)).isError():
-                        break
-                except ModbusException:
-                    await asyncio.sleep(0.1)
+        await answers_again(client, 2, timeout=5)
     finally:
         client.close()
 

@@ -75,7 +75,7 @@ async def test_a_pty_line_is_made_served_read_by_heatd_and_removed(tmp_path: Pat
 
 
 async def test_a_line_is_served_on_the_port_the_caller_names(tmp_path: Path) -> None:
-    with pty_pair(tmp_path) as (heatd_end, sim_end):
+    async with pty_pair(tmp_path) as (sim_end, heatd_end):
         site = site_on(heatd_end)
         server = PlantServer(site, winter(), serial={heatd_end: sim_end},
                              status_interval_s=1e9)
