@@ -34,11 +34,17 @@ class ITParams(_Strict):
     coil_ua_kw_k: float = Field(25.0, gt=0)
     rack_count: int = Field(4, ge=0)
     rack_inlet_spread_k: float = Field(1.5, ge=0)
+    throttle_start_c: float = 50.0
+    """Coolant supply at which the servers start throttling (their own protection)."""
+    shutdown_c: float = 55.0
+    """Coolant supply at which the servers have throttled to nothing: the plant's ceiling."""
 
     @model_validator(mode="after")
     def _idle_below_peak(self) -> ITParams:
         if self.idle_kw > self.peak_kw:
             raise ValueError("idle_kw must not exceed peak_kw")
+        if not self.throttle_start_c < self.shutdown_c:
+            raise ValueError("throttle_start_c must be below shutdown_c")
         return self
 
 
@@ -53,7 +59,14 @@ class LoopParams(_Strict):
 
 
 class ValveParams(_Strict):
+    """The 3-way recovery valve. Diverting: the dry cooler gets only the flow the recovery
+    branch does not take. Mixing: the recovery branch and its bypass mix again before the
+    dry cooler, which sees the whole flow."""
+
+    kind: Literal["diverting", "mixing"] = "diverting"
     stroke_s: float = Field(90.0, gt=0)
+    lag_s: float = Field(0.0, ge=0)
+    """First-order lag of the actuator behind its command, before the stroke rate."""
 
 
 class RecoveryHxParams(_Strict):
@@ -69,11 +82,15 @@ class HeatPumpParams(_Strict):
     ramp_s: float = Field(120.0, gt=0)
     cop_model: Literal["regression", "carnot"] = "regression"
     carnot_efficiency: float = Field(0.5, gt=0, le=1)
+    cop_factor: float = Field(1.0, gt=0)
+    """This machine's COP relative to the model's curve (a better or worse unit)."""
     lift_min_k: float = Field(10.0, gt=0)
     lift_max_k: float = Field(78.0, gt=0)
     max_starts_per_hour: int = Field(6, ge=1)
     evap_inlet_max_c: float = 50.0
     cond_outlet_max_c: float = 82.0
+    cond_unload_k: float = Field(3.0, ge=0)
+    """The machine unloads to keep its condenser outlet this far below its trip."""
     cond_flow_max_kg_s: float = Field(5.0, gt=0)
 
 
@@ -86,6 +103,9 @@ class DHParams(_Strict):
     max_flow_kg_s: float = Field(15.0, gt=0)
     annual_demand_mwh: float = Field(4000.0, ge=0)
     building_type: Literal["MFH", "COM"] = "MFH"
+    accept_band_k: float = Field(2.0, gt=0)
+    """The network takes heat only at its contracted supply temperature (supply_temp_c):
+    its draw fades out over this band below it, so heat below contract is not delivered."""
 
     @model_validator(mode="after")
     def _supply_above_return(self) -> DHParams:
@@ -111,10 +131,25 @@ class DryCoolerParams(_Strict):
     fan_power_nominal_kw: float = Field(7.5, ge=0)
     fan_ramp_s: float = Field(10.0, gt=0)
     design_ambient_c: float = 35.0
+    air_offset_k: float = 0.0
+    """Air entering the coils above the outdoor temperature (recirculation, a hot roof)."""
 
 
 class PLCParams(_Strict):
     heartbeat_timeout_s: float = Field(30.0, gt=0)
+    high_limit_c: float | None = None
+    """Supply temperature above which the PLC forces the valve to the dry cooler and the
+    fans to full on its own; None: the loop's supply limit. Released below it by
+    `high_limit_release_k`."""
+    high_limit_release_k: float = Field(1.0, ge=0)
+
+
+class SensorParams(_Strict):
+    """Measurement imperfection of the temperature sensors (seeded by the scenario)."""
+
+    noise_std_k: float = Field(0.0, ge=0)
+    quantum_k: float = Field(0.0, ge=0)
+    """Resolution of the readings; 0: exact."""
 
 
 class PlantParams(_Strict):
@@ -129,6 +164,7 @@ class PlantParams(_Strict):
     storage: StorageParams = StorageParams()
     drycooler: DryCoolerParams = DryCoolerParams()
     plc: PLCParams = PLCParams()
+    sensors: SensorParams = SensorParams()
 
 
 class ParamsError(ValueError):
@@ -190,12 +226,16 @@ class Compiled:
     """PlantParams flattened to plain floats for `plant.step` (no pydantic per step)."""
 
     __slots__ = (
+        "accept_band",
         "air_cap",
+        "air_offset",
         "carnot",
         "carnot_eff",
         "coil_ua",
         "cond_flow_max",
         "cond_max",
+        "cond_unload",
+        "cop_factor",
         "cp",
         "cp_dh",
         "dc_exp",
@@ -208,6 +248,8 @@ class Compiled:
         "fan_rate",
         "flow",
         "hb_timeout",
+        "hi_limit",
+        "hi_release",
         "hp_min",
         "hp_nom",
         "hp_rate",
@@ -218,12 +260,16 @@ class Compiled:
         "loop_c",
         "max_dt",
         "max_starts",
+        "mixing",
         "node_cap",
         "nodes",
         "rack_cap",
         "src_min",
         "sup_cap",
+        "shutdown",
         "sup_limit",
+        "throttle_start",
+        "valve_lag",
         "valve_rate",
     )
 
@@ -238,6 +284,10 @@ class Compiled:
         self.sup_cap = p.loop.supply_capacity_kj_k
         self.sup_limit = p.loop.supply_limit_c
         self.valve_rate = 1.0 / p.valve.stroke_s
+        self.valve_lag = p.valve.lag_s
+        self.mixing = p.valve.kind == "mixing"
+        self.throttle_start = p.it.throttle_start_c
+        self.shutdown = p.it.shutdown_c
         self.hx_approach = p.recovery_hx.approach_k
         self.src_min = p.recovery_hx.source_min_out_c
         hp = p.heat_pump
@@ -246,15 +296,18 @@ class Compiled:
         self.hp_rate = 1.0 / hp.ramp_s
         self.carnot = hp.cop_model == "carnot"
         self.carnot_eff = hp.carnot_efficiency
+        self.cop_factor = hp.cop_factor
         self.lift_min = hp.lift_min_k
         self.lift_max = hp.lift_max_k
         self.max_starts = hp.max_starts_per_hour
         self.evap_max = hp.evap_inlet_max_c
         self.cond_max = hp.cond_outlet_max_c
+        self.cond_unload = hp.cond_outlet_max_c - hp.cond_unload_k
         self.cond_flow_max = hp.cond_flow_max_kg_s
         self.dh_set = p.dh.supply_temp_c
         self.cp_dh = p.dh.cp_kj_kg_k
         self.dh_flow_max = p.dh.max_flow_kg_s
+        self.accept_band = p.dh.accept_band_k
         st = p.storage
         self.nodes = st.nodes if st.enabled else 1
         volume = st.volume_m3 if st.enabled else st.header_volume_m3
@@ -265,7 +318,11 @@ class Compiled:
         self.dc_exp = dc.fan_exponent
         self.fan_p = dc.fan_power_nominal_kw
         self.fan_rate = 1.0 / dc.fan_ramp_s
+        self.air_offset = dc.air_offset_k
         self.hb_timeout = p.plc.heartbeat_timeout_s
+        hi = p.plc.high_limit_c
+        self.hi_limit = p.loop.supply_limit_c if hi is None else hi
+        self.hi_release = self.hi_limit - p.plc.high_limit_release_k
         # Explicit Euler is stable and accurate while a step stays well inside the
         # shortest time constant of any node, so longer steps are split into substeps.
         taus = (
@@ -273,6 +330,9 @@ class Compiled:
             self.rack_cap / self.loop_c,
             self.sup_cap / (self.loop_c + self.coil_ua),
             self.node_cap / (self.cp_dh * (self.cond_flow_max + self.dh_flow_max)),
+            # the network's draw fades over accept_band: a feedback on the top node
+            self.node_cap * self.accept_band
+            / (self.cp_dh * self.dh_flow_max * max(self.dh_set - p.dh.return_temp_c, 1.0)),
         )
         self.max_dt = 0.5 * min(taus)
 

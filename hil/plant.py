@@ -11,11 +11,18 @@ Physics (lumped, explicit Euler with automatic substeps):
   heat exchanger (heat-pump evaporator) and the rest through the dry cooler.
 - Heat pump: enable, capacity 20-100 % with a slew limit (start-up ramp), COP from the lift
   (condenser outlet minus evaporator inlet), trips that latch until a reset rising edge.
+  Like any real machine it unloads on a hot condenser return, keeping its outlet
+  `cond_unload_k` below the over-temperature trip.
 - District-heating side: the condenser charges a stratified tank (bottom -> condenser ->
   top); the network draws from the top to meet its demand and returns at its return
   temperature into the bottom. Without storage a one-node header plays the tank.
 - Dry cooler: effectiveness-NTU with UA from fan speed; fan power cubic in speed.
-- Site PLC: heartbeat watchdog forcing the safe state, and a hard supply-limit override.
+- Site PLC: heartbeat watchdog forcing the safe state, and a high-limit override (valve to
+  the dry cooler, fans full) above the supply limit, released 1 K below it.
+- Servers protect themselves: their power throttles linearly from `throttle_start_c`
+  coolant supply to nothing at `shutdown_c`, so the loop never runs away.
+- The network takes heat only at its contracted supply temperature: below it the draw
+  fades out over `accept_band_k`.
 
 Energy bookkeeping (kWh integrators in the state) closes exactly:
 it_energy + hp_electricity = heat_delivered_to_dh + heat_rejected_drycooler + delta stored
@@ -90,6 +97,7 @@ class PlantState(NamedTuple):
     # actuator positions
     valve_position: float
     fan_speed: float
+    valve_lagged: float  # the actuator's lagged view of its command
     # heat pump
     hp_running: bool
     hp_capacity: float
@@ -100,7 +108,7 @@ class PlantState(NamedTuple):
     plc_heartbeat_last: int
     plc_heartbeat_age_s: float
     plc_fallback: bool
-    plc_overtemp: bool
+    plc_overtemp: bool  # the PLC's high-limit override is acting
     # last-step outputs
     it_power_kw: float
     outdoor_temp_c: float
@@ -135,8 +143,10 @@ def cop_from_lift(lift_k: float, cond_outlet_c: float, params: PlantParams | Com
     c = _compiled(params)
     lift = min(max(lift_k, c.lift_min), c.lift_max)
     if c.carnot:
-        return max(1.01, c.carnot_eff * (cond_outlet_c + 273.15) / lift)
-    return max(1.01, 1.448e12 * (lift + 177.46) ** -4.946)
+        cop = c.carnot_eff * (cond_outlet_c + 273.15) / lift
+    else:
+        cop = 1.448e12 * (lift + 177.46) ** -4.946
+    return max(1.01, cop * c.cop_factor)
 
 
 def initial_state(
@@ -149,8 +159,14 @@ def initial_state(
     storage_top_c: float | None = None,
     storage_bottom_c: float | None = None,
     heartbeat: int = 0,
+    hp_running: bool = False,
+    hp_capacity: float = 0.0,
+    hp_trip_code: int = TRIP_NONE,
+    valve_position: float = 0.0,
+    fan_speed: float = 1.0,
 ) -> PlantState:
-    """A quiet plant in thermal steady state for the given IT load (heat pump off)."""
+    """A plant in thermal steady state for the given IT load; by default quiet (heat pump
+    off, valve to the dry cooler, fans full), or as a previous controller left it."""
     c = _compiled(params)
     q_it = params.it.idle_kw if it_power_kw is None else it_power_kw
     q_air = q_it * (1.0 - c.liquid_share)
@@ -160,10 +176,11 @@ def initial_state(
     bottom = params.dh.return_temp_c if storage_bottom_c is None else storage_bottom_c
     n = c.nodes
     tank = tuple(top + (bottom - top) * i / (n - 1) for i in range(n)) if n > 1 else (top,)
+    cap = min(max(hp_capacity, c.hp_min), 1.0) if hp_running else 0.0
     return PlantState(
         t, air, rack, supply_temp_c, tank,
-        0.0, 1.0,
-        False, 0.0, TRIP_NONE, (), False,
+        valve_position, fan_speed, valve_position,
+        hp_running, cap, hp_trip_code, (), False,
         heartbeat, 0.0, False, False,
         q_it, outdoor_temp_c, 0.0, params.dh.return_temp_c, tank[0], 0.0,
         0.0, 0.0, 0.0, 0.0, rack - c.hx_approach, tank[-1], 0.0, 0.0,
@@ -193,7 +210,7 @@ def step(
     """Advance the plant by dt seconds (split into stable substeps when dt is long)."""
     c = params if params.__class__ is Compiled else compile_params(params)  # type: ignore[assignment]
     (
-        t, t_air, t_rack, t_sup, tank, valve, fan,
+        t, t_air, t_rack, t_sup, tank, valve, fan, v_lag,
         running, cap, trip, starts, reset_prev,
         hb_last, hb_age, fallback, overtemp,
         _, _, _, _, dh_sup_out, q_dh, q_rec, q_cond, p_el, cop, evap_in, cond_out, q_dc, p_fan,
@@ -208,8 +225,10 @@ def step(
     nodes = c.nodes
     loop_c = c.loop_c
     cp_dh = c.cp_dh
-    q_liq = q_it * c.liquid_share
-    q_air = q_it - q_liq
+    q_it_demand = q_it
+    throttle_span = c.shutdown - c.throttle_start
+    lag = 1.0 - math.exp(-h / c.valve_lag) if c.valve_lag > 0.0 else 1.0
+    t_dc_air = t_out + c.air_offset
     cap_target = min(max(cap_cmd, c.hp_min), 1.0)
     reset_edge = reset and not reset_prev
 
@@ -223,7 +242,10 @@ def step(
             hb_age += h
             if hb_age >= c.hb_timeout:
                 fallback = True
-        overtemp = t_sup > c.sup_limit
+        if t_sup > c.hi_limit:
+            overtemp = True
+        elif t_sup < c.hi_release:
+            overtemp = False
         if fallback:
             v_cmd, fan_cmd, hp_en = 0.0, 1.0, False
         else:
@@ -231,11 +253,20 @@ def step(
             fan_cmd = min(max(fan_cmd_in, 0.0), 1.0)
             hp_en = hp_en_in
         if overtemp:
-            fan_cmd = 1.0
+            v_cmd, fan_cmd = 0.0, 1.0
 
-        # --- valve and fans move at their finite rates
+        # --- servers throttle themselves on a hot supply
+        if t_sup > c.throttle_start:
+            q_it = q_it_demand * max(0.0, 1.0 - (t_sup - c.throttle_start) / throttle_span)
+        else:
+            q_it = q_it_demand
+        q_liq = q_it * c.liquid_share
+        q_air = q_it - q_liq
+
+        # --- valve (lagged actuator, then its stroke rate) and fans move at finite rates
+        v_lag += (v_cmd - v_lag) * lag
         dv = c.valve_rate * h
-        valve = min(valve + dv, v_cmd) if v_cmd > valve else max(valve - dv, v_cmd)
+        valve = min(valve + dv, v_lag) if v_lag > valve else max(valve - dv, v_lag)
         df = c.fan_rate * h
         fan = min(fan + df, fan_cmd) if fan_cmd > fan else max(fan - df, fan_cmd)
 
@@ -273,13 +304,17 @@ def step(
             m_c = c.cond_flow_max
             if rise > 0.0:
                 m_c = min(m_c, q_target / (cp_dh * rise))
+            # the machine unloads itself to keep its condenser outlet below its trip
+            room = (c.cond_unload - t_bot) * m_c * cp_dh
+            if q_target > room:
+                q_target = room if room > 0.0 else 0.0
             lift = q_target / (m_c * cp_dh) + t_bot - evap_in
             lift = min(max(lift, c.lift_min), c.lift_max)
             if c.carnot:
                 cop = c.carnot_eff * (t_bot + q_target / (m_c * cp_dh) + 273.15) / lift
             else:
                 cop = 1.448e12 * (lift + 177.46) ** -4.946
-            cop = max(cop, 1.01)
+            cop = max(cop * c.cop_factor, 1.01)
             q_rec = q_target * (1.0 - 1.0 / cop)
             q_src = valve * loop_c * (t_rack - c.src_min)
             if q_rec > q_src:
@@ -298,20 +333,23 @@ def step(
             m_c = q_rec = q_cond = p_el = cop = 0.0
             cond_out = t_bot
 
-        # --- dry cooler (effectiveness-NTU on its share of the flow)
-        c_dc = (1.0 - valve) * loop_c
+        # --- dry cooler (effectiveness-NTU): diverting, on the flow the recovery branch
+        # leaves it; mixing, on the whole flow after the recovery branch has cooled it
+        if c.mixing:
+            c_dc, t_dc_in = loop_c, t_rack - q_rec / loop_c
+        else:
+            c_dc, t_dc_in = (1.0 - valve) * loop_c, t_rack
         if c_dc > 0.0:
             ua = c.dc_ua * (c.dc_nat + (1.0 - c.dc_nat) * fan**c.dc_exp)
-            q_dc = (1.0 - math.exp(-ua / c_dc)) * c_dc * (t_rack - t_out)
+            q_dc = (1.0 - math.exp(-ua / c_dc)) * c_dc * (t_dc_in - t_dc_air)
         else:
             q_dc = 0.0
         p_fan = c.fan_p * fan * fan * fan
 
-        # --- district-heating draw from the tank top
-        if t_top >= c.dh_set:
-            m_d = q_dem / (cp_dh * max(t_top - t_ret, 1.0))
-        elif t_top > t_ret:
-            m_d = q_dem / (cp_dh * max(c.dh_set - t_ret, 1.0))
+        # --- district-heating draw from the tank top, only at the contracted temperature
+        accept = (t_top - c.dh_set) / c.accept_band + 1.0
+        if accept > 0.0 and t_top > t_ret:
+            m_d = min(accept, 1.0) * q_dem / (cp_dh * max(t_top - t_ret, 1.0))
         else:
             m_d = 0.0
         m_d = min(m_d, c.dh_flow_max)
@@ -362,7 +400,7 @@ def step(
         t += h
 
     return PlantState(
-        t, t_air, t_rack, t_sup, tuple(tank), valve, fan,
+        t, t_air, t_rack, t_sup, tuple(tank), valve, fan, v_lag,
         running, cap, trip, starts, reset,
         hb_last, hb_age, fallback, overtemp,
         q_it, t_out, q_dem, t_ret, dh_sup_out, q_dh, q_rec, q_cond, p_el, cop, evap_in,

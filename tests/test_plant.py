@@ -66,7 +66,7 @@ def recovery_controller(state: PlantState, k: int) -> Actuators:
     [
         ({}, 10.0),
         ({"storage": {"enabled": False}}, 10.0),
-        ({"heat_pump": {"cop_model": "carnot"}, "storage": {"nodes": 2}}, 45.0),
+        ({"heat_pump": {"cop_model": "carnot"}, "storage": {"nodes": 2}}, 25.0),
     ],
 )
 def test_energy_balance_closes_over_a_scenario(overrides: dict, dt: float) -> None:
@@ -175,6 +175,66 @@ def test_plc_hard_limit_forces_fans_above_supply_limit() -> None:
     assert not cool.plc_overtemp and cool.fan_speed == 0.0
 
 
+def test_plc_high_limit_also_sends_the_coolant_to_the_dry_cooler_and_releases_below() -> None:
+    p = DEFAULTS
+    hot = initial_state(p, it_power_kw=250.0, supply_temp_c=p.loop.supply_limit_c + 1.0,
+                        valve_position=1.0)
+    state = run(hot, 30, Disturbances(250.0, 0.0, 0.0), valve_recovery=1.0, fan_speed=0.0)
+    assert state.plc_overtemp and state.valve_position < 1.0
+    # latched until 1 K below the limit, then the controller's commands count again
+    while state.supply_temp_c > p.loop.supply_limit_c - p.plc.high_limit_release_k - 0.5:
+        state = run(state, 10, Disturbances(250.0, 0.0, 0.0), valve_recovery=1.0, fan_speed=0.0)
+    state = run(state, 10, Disturbances(250.0, 0.0, 0.0), valve_recovery=1.0, fan_speed=0.0)
+    assert not state.plc_overtemp and state.fan_speed < 1.0
+
+
+def test_servers_throttle_above_fifty_degrees_and_bound_the_loop() -> None:
+    """With every cooling path off, the loop stops rising where the servers shut down."""
+    p = load_params(None, {"plc": {"high_limit_c": 100.0}, "drycooler": {"ua_nominal_kw_k": 0.0}})
+    state = initial_state(p, it_power_kw=250.0, supply_temp_c=48.0)
+    state = run(state, 6 * 3600, Disturbances(250.0, 30.0, 0.0), p, fan_speed=0.0)
+    assert p.it.throttle_start_c < state.supply_temp_c <= p.it.shutdown_c
+    assert state.it_power_kw < 0.5 * 250.0
+
+
+def test_mixing_valve_leaves_the_dry_cooler_the_whole_flow() -> None:
+    mixing = load_params(None, {"valve": {"kind": "mixing"}})
+    dist = Disturbances(200.0, 5.0, 0.0)
+    a = run(initial_state(DEFAULTS, it_power_kw=200.0), 300, dist, valve_recovery=1.0,
+            fan_speed=1.0)  # fmt: skip
+    b = run(initial_state(mixing, it_power_kw=200.0), 300, dist, mixing, valve_recovery=1.0,
+            fan_speed=1.0)  # fmt: skip
+    assert a.drycooler_kw == pytest.approx(0.0, abs=1e-9)  # diverting: no flow, no cooling
+    assert b.drycooler_kw > 100.0
+
+
+def test_valve_actuator_lag_delays_the_stroke() -> None:
+    lagged = load_params(None, {"valve": {"lag_s": 300.0}})
+    dist = Disturbances(100.0, 10.0, 0.0)
+    fast = run(initial_state(DEFAULTS), 30, dist, valve_recovery=1.0)
+    slow = run(initial_state(lagged), 30, dist, lagged, valve_recovery=1.0)
+    assert slow.valve_position < 0.5 * fast.valve_position
+
+
+def test_cop_factor_and_dry_cooler_air_offset_act() -> None:
+    worse = load_params(None, {"heat_pump": {"cop_factor": 0.8}})
+    assert cop_from_lift(30.0, 70.0, worse) == pytest.approx(0.8 * cop_from_lift(30.0, 70.0, DEFAULTS))
+    hot_roof = load_params(None, {"drycooler": {"air_offset_k": 10.0}})
+    dist = Disturbances(200.0, 20.0, 0.0)
+    a = run(initial_state(DEFAULTS, it_power_kw=200.0), 60, dist, fan_speed=1.0)
+    b = run(initial_state(hot_roof, it_power_kw=200.0), 60, dist, hot_roof, fan_speed=1.0)
+    assert b.drycooler_kw < a.drycooler_kw
+
+
+def test_plant_can_start_as_a_previous_controller_left_it() -> None:
+    running = initial_state(DEFAULTS, it_power_kw=200.0, hp_running=True, hp_capacity=0.6,
+                            valve_position=1.0, fan_speed=0.0)  # fmt: skip
+    state = _hp_on(running, 10, Disturbances(200.0, 5.0, 500.0), hp_capacity=0.6)
+    assert state.hp_running and state.hp_starts == ()  # no new start
+    tripped = initial_state(DEFAULTS, hp_trip_code=TRIP_INTERNAL_FAULT)
+    assert not _hp_on(tripped, 10, Disturbances(100.0, 5.0, 500.0)).hp_running
+
+
 def _hp_on(state: PlantState, seconds: float, dist: Disturbances, **extra: object) -> PlantState:
     act = {"valve_recovery": 1.0, "hp_enable": True, "hp_capacity": 1.0, "fan_speed": 0.5}
     act.update(extra)
@@ -246,9 +306,18 @@ def test_evaporator_inlet_too_hot_trips() -> None:
     assert state.hp_trip_code == TRIP_EVAP_INLET_HIGH and not state.hp_running
 
 
-def test_condenser_over_temperature_trips_when_storage_is_full() -> None:
+def test_heat_pump_unloads_on_a_hot_condenser_return() -> None:
     full = initial_state(DEFAULTS, it_power_kw=200.0, storage_top_c=75.0, storage_bottom_c=75.0)
     state = _hp_on(full, 600, Disturbances(200.0, 15.0, 0.0, dh_return_temp_c=75.0))
+    hp = DEFAULTS.heat_pump
+    assert state.hp_running and state.hp_trip_code == 0
+    assert state.hp_cond_outlet_c <= hp.cond_outlet_max_c - hp.cond_unload_k + 1e-9
+    assert 0.0 < state.hp_heat_kw < 0.9 * hp.heat_nominal_kw
+
+
+def test_condenser_over_temperature_trips_when_storage_is_full() -> None:
+    full = initial_state(DEFAULTS, it_power_kw=200.0, storage_top_c=83.0, storage_bottom_c=83.0)
+    state = _hp_on(full, 600, Disturbances(200.0, 15.0, 0.0, dh_return_temp_c=83.0))
     assert state.hp_trip_code == TRIP_COND_OVERTEMP and not state.hp_running
 
 
@@ -261,10 +330,19 @@ def test_storage_stratifies_when_charged() -> None:
 
 
 def test_dh_delivers_the_demand_from_a_hot_tank() -> None:
-    hot = initial_state(DEFAULTS, storage_top_c=70.0, storage_bottom_c=70.0)
+    hot = initial_state(DEFAULTS, storage_top_c=74.0, storage_bottom_c=74.0)
     state = run(hot, 60, Disturbances(100.0, 0.0, 800.0))
     assert state.dh_delivered_kw == pytest.approx(800.0)
     assert state.dh_supply_temp_c == pytest.approx(DEFAULTS.dh.supply_temp_c)
+
+
+def test_network_takes_no_heat_below_its_contracted_temperature() -> None:
+    band = DEFAULTS.dh.accept_band_k
+    cold = DEFAULTS.dh.supply_temp_c - band - 1.0
+    lukewarm = initial_state(DEFAULTS, storage_top_c=cold, storage_bottom_c=cold)
+    state = run(lukewarm, 60, Disturbances(100.0, 0.0, 800.0))
+    assert state.dh_delivered_kw == 0.0
+    assert state.heat_delivered_to_dh_kwh == 0.0
 
 
 def test_default_site_file_spells_out_the_built_in_defaults() -> None:
