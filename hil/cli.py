@@ -29,6 +29,27 @@ def _kg_per_kwh(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _price(text: str) -> float:
+    """A price: a finite number, not negative."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a price >= 0")
+    return value
+
+
 def _serial_mapping(text: str) -> tuple[str, str]:
     site_port, sep, sim_port = text.partition("=")
     if not (sep and site_port and sim_port):
@@ -87,6 +108,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     which.add_argument(
         "--all", action="store_true", help="every scenario, heatd and baseline side by side"
     )
+    which.add_argument(
+        "--family",
+        type=_count,
+        metavar="N",
+        help="run the scenario library over N randomised plants, heatd against the "
+        "baseline, judge the control goals and search for violations",
+    )
     score.add_argument("--controller", choices=["heatd", "baseline", "none"], default="heatd")
     score.add_argument("--seed", type=int, help="random seed (default: the scenario's own)")
     score.add_argument("--plant", help="plant parameter YAML (default: a 250 kW edge site)")
@@ -106,5 +134,27 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         type=_kg_per_kwh,
         metavar="KG_PER_KWH",
         help="CO2 of the grid electricity the heat pump draws (default 0.380)",
+    )
+    score.add_argument(
+        "--heat-price", type=_price, metavar="EUR_PER_MWH",
+        help="what the network pays for a MWh of heat (default 45)",
+    )
+    score.add_argument(
+        "--electricity-price", type=_price, metavar="EUR_PER_MWH",
+        help="what a MWh of electricity costs (default 120)",
+    )
+    family = score.add_argument_group("family runs (--family)")
+    family.add_argument(
+        "--scenarios", metavar="A,B,...",
+        help="scenarios to run on each plant (default: every scenario of the library)",
+    )
+    family.add_argument("--hours", type=float, default=24.0,
+                        help="window of each scenario, from its start (default 24)")
+    family.add_argument("--jobs", type=_count, default=1,
+                        help="processes to run cases in (results do not depend on it)")
+    family.add_argument(
+        "--falsify", type=int, default=0, metavar="K",
+        help="also search K plants drawn at the edges of the ranges for a supply-limit "
+        "violation in a feasible case",
     )
     score.set_defaults(handler=_score)

@@ -27,13 +27,30 @@ from heatd.control.core import Decision, step
 from heatd.control.params import ControlParams
 from heatd.control.signals import SampledSignals, Snapshot
 from heatd.control.state import initial_state as heatd_initial_state
-from hil.kpi import Accumulator, KpiConfig, Kpis, Sample, ideal_stores, lift_factor
+from hil.kpi import (
+    Accumulator,
+    KpiConfig,
+    Kpis,
+    Sample,
+    heat_available_kw,
+    ideal_stores,
+    sample_between,
+)
+from hil.kpi import kpi_config as plant_kpi_config
 from hil.params import PlantParams, compile_params
-from hil.plant import Actuators, PlantState
+from hil.plant import TRIP_INTERNAL_FAULT, TRIP_NONE, Actuators, PlantState
 from hil.plant import initial_state as plant_initial_state
 from hil.plant import step as plant_step
 from hil.scenario import Scenario
-from hil.sensors import Readings, rack_offsets, role_of, sensor_names, true_value_names, true_values
+from hil.sensors import (
+    Readings,
+    SensorNoise,
+    rack_offsets,
+    role_of,
+    sensor_names,
+    true_value_names,
+    true_values,
+)
 
 CONTROLLERS = ("heatd", "baseline", "none")
 
@@ -123,15 +140,34 @@ def _pick(positions: list[int]) -> Callable[[Sequence[float | None]], tuple[floa
 _RACK = R.RACK_INLET_TEMP
 
 
-_tuple_new = tuple.__new__
+
+@dataclass(frozen=True, slots=True)
+class PlantStart:
+    """How the plant is found when the controller takes over: by default quiet (heat pump
+    off, valve to the dry cooler, fans full); or running, or tripped, warm or cold."""
+
+    supply_temp_c: float = 32.0
+    hp_running: bool = False
+    hp_capacity: float = 0.0
+    hp_tripped: bool = False
+    valve: float = 0.0
+    fan: float = 1.0
 
 
-def plant_start(scenario: Scenario, t: float) -> PlantState:
-    """A quiet plant in steady state at scenario time t (a window may start mid-scenario)."""
+QUIET_START = PlantStart()
+
+
+def plant_start(scenario: Scenario, t: float, start: PlantStart = QUIET_START) -> PlantState:
+    """The plant in thermal steady state at scenario time t (a window may start
+    mid-scenario), as ``start`` describes it."""
     d = scenario.disturbances(t)
     return plant_initial_state(
-        scenario.params, t=t, it_power_kw=d.it_power_kw, outdoor_temp_c=d.outdoor_temp_c
-    )
+        scenario.params, t=t, it_power_kw=d.it_power_kw, outdoor_temp_c=d.outdoor_temp_c,
+        supply_temp_c=start.supply_temp_c, hp_running=start.hp_running,
+        hp_capacity=start.hp_capacity,
+        hp_trip_code=TRIP_INTERNAL_FAULT if start.hp_tripped else TRIP_NONE,
+        valve_position=start.valve, fan_speed=start.fan,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,9 +202,12 @@ def simulate(
     duration_s: float | None = None,
     kpi: KpiConfig | None = None,
     trace_points: int = 0,
+    start: PlantStart = QUIET_START,
 ) -> Run:
     """Co-simulate ``controller`` on ``scenario`` from ``start_s`` for ``duration_s``
-    (default: to the end). ``trace_points`` > 0 also keeps about that many samples for plots.
+    (default: to the end), the plant found as ``start`` says. ``trace_points`` > 0 also
+    keeps about that many samples for plots. The figures are judged by ``kpi``, by default
+    the plant's own spec (:func:`hil.kpi.kpi_config`).
     """
     if dt <= 0:
         raise ValueError("dt must be positive")
@@ -180,12 +219,14 @@ def simulate(
         else min(scenario.duration_s, start_s + duration_s)
     )
     steps = max(0, math.ceil((end - start_s) / dt - 1e-9))
-    state = plant_start(scenario, start_s)
-    config = kpi or KpiConfig(supply_limit_c=params.loop.supply_limit_c)
+    state = plant_start(scenario, start_s, start)
+    config = kpi or plant_kpi_config(params)
     acc = Accumulator(config, ideal_stores(state, params))
     sensors = scenario.sensor_layer()
     build = SnapshotBuilder(sensor_names(params))
-    pick = build.picker(true_value_names(params))
+    names = true_value_names(params)
+    pick = build.picker(names)
+    noise = SensorNoise(params, scenario.seed, names)
     faults = scenario.faults
     disturbances = scenario.disturbances
     ctl_step, ctl_params = controller.step, controller.params
@@ -196,7 +237,6 @@ def simulate(
     trace: dict[str, list[float]] | None = {k: [] for k in TRACE_KEYS} if every else None
     events = 0
     hb = 0
-    add = acc.add_step
     for k in range(steps):
         t = start_s + k * dt
         h = min(dt, end - t)
@@ -208,38 +248,22 @@ def simulate(
             if active:
                 snapshot = build(sensors.read(state, active, t), t)
             else:
-                snapshot = pick(true_values(state, params), t)
+                values: list[float | None] = true_values(state, params)  # type: ignore[assignment]
+                if noise.active:
+                    noise.apply(values)
+                snapshot = pick(values, t)
             decision = ctl_step(snapshot, cstate, ctl_params, t)
             cstate = decision.state
             events += len(decision.events)
             sp = decision.setpoints
             hb = hb + 1 if hb < 65535 else 0
-            act = _tuple_new(  # Actuators(...) without its Python-level __new__
-                Actuators, (sp.valve, sp.hp_enable, sp.hp_capacity, sp.hp_reset, sp.fan, hb)
-            )
+            act = Actuators(sp.valve, sp.hp_enable, sp.hp_capacity, sp.hp_reset, sp.fan, hb)
         new = plant_step(state, act, dist, h, compiled)
-        lift = 0.0 if dist.hp_fault else lift_factor(new, compiled)
-        sample = (
-            h,
-            new.supply_temp_c,
-            new.air_temp_c + rack_top,
-            new.heat_delivered_to_dh_kwh - state.heat_delivered_to_dh_kwh,
-            new.hp_heat_kwh - state.hp_heat_kwh,
-            new.hp_electricity_kwh - state.hp_electricity_kwh,
-            new.it_energy_kwh - state.it_energy_kwh,
-            new.fan_electricity_kwh - state.fan_electricity_kwh,
-            lift,
-            dist.dh_demand_kw,
-            new.hp_running,
-            new.hp_trip_code != 0,
-            new.plc_fallback,
-            new.valve_position,
-            new.fan_speed,
-            new.hp_capacity,
-        )  # the fields of a kpi.Sample, which only the trace needs built
-        add(*sample)
+        sample = sample_between(state, new, h, dist.dh_demand_kw, dist.it_power_kw,
+                                not dist.hp_fault, rack_top)
+        acc.add(sample)
         if trace is not None and k % every == 0:
-            record_sample(trace, new, Sample(*sample), min(new.it_power_kw * lift, compiled.hp_nom))
+            record_sample(trace, new, sample, heat_available_kw(new, compiled, config.lift_ref))
         state = new
     return Run(
         scenario.name,

@@ -27,7 +27,7 @@ import aiomqtt
 from heatd.config_loader import load_site
 from heatd.logs import configure_logging
 from hil.cosim import TRACE_KEYS, Run, record_sample
-from hil.kpi import Accumulator, KpiConfig, ideal_stores, lift_factor, sample_between
+from hil.kpi import Accumulator, heat_available_kw, ideal_stores, kpi_config, sample_between
 from hil.params import compile_params
 from hil.plots import plot_run
 from hil.scenario import load_scenario
@@ -89,9 +89,7 @@ class Recorder:
         params = sim.scenario.params
         self.compiled = compile_params(params)
         self.rack_top = max(rack_offsets(params), default=0.0)
-        self.acc = Accumulator(KpiConfig(supply_limit_c=params.loop.supply_limit_c,
-                                         rack_inlet_limit_c=45.0),
-                               ideal_stores(sim.plant.state, params))
+        self.acc = Accumulator(kpi_config(params), ideal_stores(sim.plant.state, params))
         self.trace: dict[str, list[float]] = {k: [] for k in TRACE_KEYS}
         self.start = self.last = sim.plant.state
 
@@ -101,10 +99,11 @@ class Recorder:
         if dt <= 0:
             return
         dist = self.sim.scenario.disturbances(new.t)
-        lift = 0.0 if dist.hp_fault else lift_factor(new, self.compiled)
-        x = sample_between(old, new, dt, lift, dist.dh_demand_kw, self.rack_top)
+        x = sample_between(old, new, dt, dist.dh_demand_kw, dist.it_power_kw, not dist.hp_fault,
+                           self.rack_top)
         self.acc.add(x)
-        record_sample(self.trace, new, x, min(new.it_power_kw * lift, self.compiled.hp_nom))
+        record_sample(self.trace, new, x,
+                      heat_available_kw(new, self.compiled, self.acc.config.lift_ref))
         self.last = new
 
     def run(self, scenario: str) -> Run:
@@ -211,18 +210,18 @@ async def _live(last: dict[str, Any], sim: PlantServer, recorder: Recorder,
 
 def _summary(run: Run, code: int, png: Path) -> None:
     k = run.kpis
-    ratio = "-" if k.recovery_ratio is None else f"{k.recovery_ratio:.3f}"
+    ratio = "-" if k.reuse_ratio is None else f"{k.reuse_ratio:.3f}"
     cop = "-" if k.seasonal_cop is None else f"{k.seasonal_cop:.2f}"
     print(f"\nheatd stopped with exit code {code} (safe state written, status offline)\n")
     print(f"KPIs over {k.duration_h:.2f} plant hours:")
     rows = [
-        ("cooling violation", f"{k.supply_violation_kh:.3f} K.h (max supply "
-                              f"{k.max_supply_c:.1f} degC)"),
+        ("supply over its limit", f"{k.supply_over_limit_s:.0f} s (max supply "
+                                  f"{k.max_supply_c:.1f} degC)"),
+        ("IT heat reused", f"{k.it_heat_reused_mwh * 1000:.0f} kWh, {ratio} of the ideal"),
         ("heat delivered", f"{k.heat_delivered_mwh * 1000:.0f} kWh"),
-        ("recovery ratio", ratio),
         ("heat-pump electricity", f"{k.hp_electricity_mwh * 1000:.0f} kWh, seasonal COP {cop}"),
         ("heat-pump starts", f"{k.hp_starts} ({k.short_cycles} short cycles)"),
-        ("CO2 avoided", f"{k.co2_avoided_t * 1000:.0f} kg"),
+        ("net CO2 avoided", f"{k.net_co2_t * 1000:.0f} kg (after heat-pump and fan power)"),
         ("plot", str(png)),
     ]
     for label, value in rows:

@@ -29,10 +29,10 @@ def plot_run(run: Run, path: str | Path, config: KpiConfig) -> Path:
     fig = Figure(figsize=(12, 9), dpi=100, layout="constrained")
     ax_t, ax_a, ax_q = fig.subplots(3, 1, sharex=True)
     k = run.kpis
-    ratio = "-" if k.recovery_ratio is None else f"{k.recovery_ratio:.3f}"
+    ratio = "-" if k.reuse_ratio is None else f"{k.reuse_ratio:.3f}"
     fig.suptitle(
-        f"{run.scenario} - {run.controller}   |   heat delivered {k.heat_delivered_mwh:.1f} MWh, "
-        f"recovery ratio {ratio}, cooling violation {k.supply_violation_kh:.2f} K.h, "
+        f"{run.scenario} - {run.controller}   |   IT heat reused {k.it_heat_reused_mwh:.1f} MWh "
+        f"({ratio} of ideal), supply over limit {k.supply_over_limit_s:.0f} s, "
         f"{k.hp_starts} heat-pump starts",
         fontsize=11,
     )
@@ -49,14 +49,9 @@ def plot_run(run: Run, path: str | Path, config: KpiConfig) -> Path:
         lw=1,
         label=f"supply limit {config.supply_limit_c:g} degC",
     )
-    ax_t.axhline(
-        config.rack_inlet_limit_c,
-        color="tab:purple",
-        ls=":",
-        lw=1,
-        label=f"rack inlet limit {config.rack_inlet_limit_c:g} degC",
-    )
-    ceiling = max(config.supply_limit_c, config.rack_inlet_limit_c) + _OFF_SCALE_K
+    a2 = config.rack_limits_c[-1]
+    ax_t.axhline(a2, color="tab:purple", ls=":", lw=1, label=f"rack inlet A2 {a2:g} degC")
+    ceiling = max(config.supply_limit_c, a2) + _OFF_SCALE_K
     peak = max(max(tr["supply_c"], default=0.0), max(tr["rack_inlet_c"], default=0.0))
     if peak > ceiling:
         low = min(min(tr[k], default=0.0) for k in ("supply_c", "outdoor_c", "tank_top_c"))

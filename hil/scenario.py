@@ -193,7 +193,7 @@ class Scenario:
 
     def sensor_layer(self) -> SensorLayer:
         """A fresh stateful reader that remembers stuck values from the fault start."""
-        return SensorLayer(self.params)
+        return SensorLayer(self.params, self.seed)
 
 
 def _check_targets(spec: ScenarioSpec, params: PlantParams) -> None:

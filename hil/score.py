@@ -12,7 +12,6 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from hil.cosim import (
     heatd_controller,
     simulate,
 )
-from hil.kpi import GAS_BOILER_KG_PER_KWH, GRID_KG_PER_KWH, KpiConfig
+from hil.kpi import Prices, kpi_config
 from hil.params import ParamsError, PlantParams, deep_merge, load_params
 from hil.scenario import Scenario, ScenarioError, list_scenarios, load_scenario
 
@@ -50,29 +49,40 @@ JSON_KEYS = ("scenario", "controller", "seed", "dt_s", "start_h")
 
 # KPI key -> (label, unit, format) for the tables.
 COLUMNS: dict[str, tuple[str, str, str]] = {
-    "supply_violation_kh": ("cooling violation", "K.h", "{:.2f}"),
-    "rack_inlet_violation_s": ("rack inlet over limit", "s", "{:.0f}"),
-    "plc_fallback_s": ("PLC in local fallback", "s", "{:.0f}"),
+    "supply_over_limit_s": ("supply over limit", "s", "{:.0f}"),
+    "supply_violation_kh": ("supply over limit", "K.h", "{:.2f}"),
     "max_supply_c": ("max coolant supply", "degC", "{:.1f}"),
+    "plc_high_limit_s": ("PLC high limit acting", "s", "{:.0f}"),
+    "plc_fallback_s": ("PLC in local fallback", "s", "{:.0f}"),
+    "it_throttled_s": ("servers throttled", "s", "{:.0f}"),
+    "rack_over_recommended_s": ("rack inlet > 27 degC", "s", "{:.0f}"),
+    "rack_over_a1_s": ("rack inlet > A1 32 degC", "s", "{:.0f}"),
+    "rack_over_a2_s": ("rack inlet > A2 35 degC", "s", "{:.0f}"),
+    "it_heat_reused_mwh": ("IT heat reused", "MWh", "{:.2f}"),
+    "ideal_reuse_mwh": ("ideal reuse", "MWh", "{:.2f}"),
+    "reuse_ratio": ("reuse ratio", "", "{:.3f}"),
+    "condenser_heat_mwh": ("condenser heat", "MWh", "{:.2f}"),
     "heat_delivered_mwh": ("heat delivered", "MWh", "{:.2f}"),
-    "heat_recovered_mwh": ("heat-pump heat", "MWh", "{:.2f}"),
-    "ideal_heat_mwh": ("ideal heat", "MWh", "{:.2f}"),
-    "recovery_ratio": ("recovery ratio", "", "{:.3f}"),
+    "unmet_demand_mwh": ("unmet demand", "MWh", "{:.2f}"),
+    "below_contract_kh": ("below contract", "K.h", "{:.1f}"),
     "hp_electricity_mwh": ("heat-pump electricity", "MWh", "{:.2f}"),
+    "fan_electricity_mwh": ("fan electricity", "MWh", "{:.3f}"),
+    "electricity_per_mwh_reused": ("electricity / reused", "", "{:.3f}"),
     "seasonal_cop": ("seasonal COP", "", "{:.2f}"),
     "hp_starts": ("heat-pump starts", "", "{:d}"),
     "short_cycles": ("short cycles", "", "{:d}"),
     "hp_trips": ("heat-pump trips", "", "{:d}"),
     "erf": ("ERF", "", "{:.3f}"),
-    "co2_avoided_t": ("CO2 avoided", "t", "{:.2f}"),
+    "net_co2_t": ("net CO2 avoided", "t", "{:.2f}"),
+    "net_money": ("net value", "EUR", "{:.0f}"),
     "valve_travel": ("valve travel", "strokes", "{:.1f}"),
     "fan_travel": ("fan travel", "strokes", "{:.1f}"),
     "capacity_travel": ("capacity travel", "strokes", "{:.1f}"),
 }
 ALL_COLUMNS = (
-    "supply_violation_kh", "rack_inlet_violation_s", "heat_delivered_mwh", "recovery_ratio",
-    "hp_electricity_mwh", "seasonal_cop", "hp_starts", "short_cycles", "erf", "co2_avoided_t",
-    "valve_travel",
+    "supply_over_limit_s", "plc_high_limit_s", "rack_over_a1_s", "reuse_ratio",
+    "it_heat_reused_mwh", "heat_delivered_mwh", "electricity_per_mwh_reused", "hp_starts",
+    "hp_trips", "net_co2_t", "net_money",
 )  # fmt: skip
 
 
@@ -123,27 +133,6 @@ def baseline_params(plant: PlantParams) -> BaselineParams:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Co2Factors:
-    """What a kWh is worth in CO2 where the site is: the heat it displaces and the grid."""
-
-    gas_kg_per_kwh: float = GAS_BOILER_KG_PER_KWH
-    grid_kg_per_kwh: float = GRID_KG_PER_KWH
-
-
-def kpi_config(
-    plant: PlantParams, control: ControlParams, co2: Co2Factors | None = None
-) -> KpiConfig:
-    """Judge every controller by the plant's supply limit and the site's rack inlet limit."""
-    co2 = co2 or Co2Factors()
-    return KpiConfig(
-        supply_limit_c=plant.loop.supply_limit_c,
-        rack_inlet_limit_c=control.envelope.rack_inlet_limit_c,
-        gas_kg_per_kwh=co2.gas_kg_per_kwh,
-        grid_kg_per_kwh=co2.grid_kg_per_kwh,
-    )
-
-
 def make_controller(name: str, plant: PlantParams, control: ControlParams) -> Controller:
     if name == "heatd":
         return heatd_controller(control)
@@ -182,6 +171,8 @@ def format_run(run: Run) -> str:
     rows = [head, "-" * len(head)]
     for key, (label, unit, _) in COLUMNS.items():
         rows.append(f"{label:<24}{_fmt(key, k[key]):>12} {unit}".rstrip())
+    trips = ", ".join(f"{n} {cause}" for cause, n in sorted(run.kpis.trips_by_cause.items()))
+    rows.append(f"{'trips by cause':<24}{trips or 'none':>12}")
     return "\n".join(rows)
 
 
@@ -222,12 +213,13 @@ def score(
     site: str | Path | None = None,
     dt: float = 10.0,
     plot_dir: str | Path | None = None,
-    co2: Co2Factors | None = None,
+    prices: Prices | None = None,
 ) -> Run:
-    """Co-simulate one controller on one scenario; with ``plot_dir`` also write its PNG."""
+    """Co-simulate one controller on one scenario; with ``plot_dir`` also write its PNG.
+    Every controller is judged by the plant's spec, never by its own parameters."""
     plant = scenario.params
     control = site_control(plant, site)
-    kpi = kpi_config(plant, control, co2)
+    kpi = kpi_config(plant, prices)
     run = simulate(
         scenario,
         make_controller(controller, plant, control),
@@ -242,12 +234,30 @@ def score(
     return run
 
 
-def main(args: argparse.Namespace) -> int:
-    plot_dir = None if args.no_plot else args.plot_dir
-    co2 = Co2Factors(
-        GAS_BOILER_KG_PER_KWH if args.gas_co2 is None else args.gas_co2,
-        GRID_KG_PER_KWH if args.grid_co2 is None else args.grid_co2,
+def prices_from(args: argparse.Namespace) -> Prices:
+    d = Prices()
+    return Prices(
+        d.gas_kg_per_kwh if args.gas_co2 is None else args.gas_co2,
+        d.grid_kg_per_kwh if args.grid_co2 is None else args.grid_co2,
+        d.heat_per_mwh if args.heat_price is None else args.heat_price,
+        d.electricity_per_mwh if args.electricity_price is None else args.electricity_price,
     )
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.family is not None:
+        from hil.family_cli import main as family_main
+
+        return family_main(args)
+    if not (args.all or args.scenario):
+        print("heatd hil score: give --scenario NAME, --all or --family N", file=sys.stderr)
+        return 2
+    plot_dir = None if args.no_plot else args.plot_dir
+    if plot_dir is not None and not _can_plot():
+        print("heatd hil score: plots need matplotlib (pip install 'heatd[plot]'); "
+              "writing none (--no-plot hides this)", file=sys.stderr)
+        plot_dir = None
+    prices = prices_from(args)
     try:
         names = list_scenarios() if args.all else [args.scenario]
         controllers = ("heatd", "baseline") if args.all else (args.controller,)
@@ -256,7 +266,8 @@ def main(args: argparse.Namespace) -> int:
             sc = _scenario(name, args.seed, args.plant)
             row = []
             for ctl in controllers:
-                run = score(sc, ctl, site=args.site, dt=args.dt, plot_dir=plot_dir, co2=co2)
+                run = score(sc, ctl, site=args.site, dt=args.dt, plot_dir=plot_dir,
+                            prices=prices)
                 if args.json:
                     print(json.dumps(run_record(run)), flush=True)
                 row.append(run)
@@ -272,3 +283,11 @@ def main(args: argparse.Namespace) -> int:
         if plot_dir is not None:
             print(f"plots in {plot_dir}/")
     return 0
+
+
+def _can_plot() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -17,7 +17,8 @@ Sensor names (units; bools and codes are floats 0/1 and 0..4):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import random
+from collections.abc import Iterable, Mapping, Sequence
 
 from hil.faults import COMMS_KINDS, Fault
 from hil.params import PlantParams
@@ -237,19 +238,59 @@ def measure(
     return apply_faults(true_readings(state, params), faults, t, held)
 
 
+def is_temperature(sensor: str) -> bool:
+    return "_temp" in sensor
+
+
+class SensorNoise:
+    """Gaussian noise and a finite resolution on every temperature reading, seeded, so a
+    controller is judged on what real sensors give. Bad readings (None, NaN) stay bad."""
+
+    def __init__(self, params: PlantParams, seed: int, names: Sequence[str]) -> None:
+        p = params.sensors
+        self.std, self.quantum = p.noise_std_k, p.quantum_k
+        self.active = self.std > 0.0 or self.quantum > 0.0
+        self._rng = random.Random(f"{seed}/sensor-noise")
+        self._positions = tuple(i for i, name in enumerate(names) if is_temperature(name))
+
+    def _one(self, x: float) -> float:
+        if self.std > 0.0:
+            x += self._rng.gauss(0.0, self.std)
+        if self.quantum > 0.0:
+            x = round(x / self.quantum) * self.quantum
+        return x
+
+    def apply(self, values: list[float | None]) -> None:
+        """Noise on the temperature readings of ``values``, listed in the order of ``names``."""
+        for i in self._positions:
+            x = values[i]
+            if x is not None and x == x:
+                values[i] = self._one(x)
+
+    def apply_readings(self, readings: Readings) -> None:
+        """Noise on the temperature readings of a name -> reading mapping, in place."""
+        for name, x in readings.items():
+            if x is not None and x == x and is_temperature(name):
+                readings[name] = self._one(x)
+
+
 class SensorLayer:
-    """`measure` plus the memory a stuck sensor needs: the value when its fault began.
+    """`measure` plus the memory a stuck sensor needs (the value when its fault began) and
+    the site's sensor noise.
 
     One per consumer (server, co-simulation), since each samples at its own instants.
     """
 
-    def __init__(self, params: PlantParams) -> None:
+    def __init__(self, params: PlantParams, seed: int = 0) -> None:
         self.params = params
         self._held: dict[int, float] = {}
+        self.noise = SensorNoise(params, seed, ())
 
     def read(self, state: PlantState, faults: Iterable[Fault], t: float) -> Readings:
         faults = list(faults)
         true = true_readings(state, self.params)
+        if self.noise.active:
+            self.noise.apply_readings(true)
         for f in faults:
             stuck = f.kind == "sensor_stuck" and f.active(t)
             if stuck and f.fault_id not in self._held and f.target in true:
