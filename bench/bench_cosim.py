@@ -46,7 +46,7 @@ def plant_only(sc: Scenario, steps: int, dt: float) -> float:
 def cosim(sc: Scenario, ctl: Controller, hours: float, dt: float) -> tuple[float, float]:
     t0 = time.perf_counter()
     run = simulate(sc, ctl, dt=dt, duration_s=hours * 3600.0)
-    return time.perf_counter() - t0, run.kpis.heat_recovered_mwh
+    return time.perf_counter() - t0, run.kpis.it_heat_reused_mwh
 
 
 def control_alone(sc: Scenario, ctl: Controller, dt: float) -> tuple[float, float]:

@@ -263,7 +263,8 @@ def simulate(
                                 not dist.hp_fault, rack_top)
         acc.add(sample)
         if trace is not None and k % every == 0:
-            record_sample(trace, new, sample, heat_available_kw(new, compiled, config.lift_ref))
+            available = 0.0 if dist.hp_fault else heat_available_kw(new, compiled, config.lift_ref)
+            record_sample(trace, new, sample, available)
         state = new
     return Run(
         scenario.name,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from heatd.cli import main as heatd_main
-from hil.kpi import Kpis
+from hil.kpi import Kpis, kpi_config
 from hil.plots import plot_run
 from hil.scenario import load_scenario
 from hil.score import (
@@ -19,7 +19,6 @@ from hil.score import (
     ScoreError,
     format_run,
     format_table,
-    kpi_config,
     main,
     run_record,
     score,
@@ -48,7 +47,8 @@ def args(**kw: object) -> argparse.Namespace:
     base: dict[str, object] = {
         "scenario": None, "all": False, "controller": "heatd", "seed": 0, "plant": None,
         "site": None, "dt": 10.0, "json": False, "plot_dir": "out/plots", "no_plot": True,
-        "gas_co2": None, "grid_co2": None,
+        "gas_co2": None, "grid_co2": None, "heat_price": None, "electricity_price": None,
+        "family": None,
     }  # fmt: skip
     base.update(kw)
     return argparse.Namespace(**base)
@@ -76,7 +76,8 @@ def test_the_cli_prints_a_table_and_writes_a_png(
     assert heatd_main(argv) == 0
     out = capsys.readouterr().out
     assert "short - heatd (2 h at dt 10 s)" in out
-    assert "cooling violation" in out and "recovery ratio" in out and "CO2 avoided" in out
+    assert "supply over limit" in out and "reuse ratio" in out and "net CO2 avoided" in out
+    assert "trips by cause" in out
     png = plots / "short-heatd.png"
     data = png.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
@@ -92,14 +93,14 @@ def test_plot_marks_a_runaway_as_off_scale(short_scenario: Path, tmp_path: Path)
     out = plot_run(
         run.__class__(**{**_asdict(run), "trace": hot}),
         tmp_path / "hot.png",
-        kpi_config(sc.params, site_control(sc.params)),
+        kpi_config(sc.params),
     )
     assert out.stat().st_size > 10_000
     with pytest.raises(ValueError, match="trace"):
         plot_run(
             run.__class__(**{**_asdict(run), "trace": None}),
             tmp_path / "x.png",
-            kpi_config(sc.params, site_control(sc.params)),
+            kpi_config(sc.params),
         )
 
 
@@ -113,10 +114,10 @@ def test_table_puts_heatd_and_baseline_side_by_side(short_scenario: Path) -> Non
     text = format_table([pair, pair])
     lines = text.splitlines()
     assert lines[0] == "each cell: heatd / baseline"
-    assert "cooling violation (K.h)" in lines[1]
+    assert "supply over limit (s)" in lines[1]
     assert len(lines) == 4 and lines[2].startswith("short ")
     h, b = pair[0].kpis, pair[1].kpis
-    assert f"{h.heat_delivered_mwh:.2f} / {b.heat_delivered_mwh:.2f}" in lines[2]
+    assert f"{h.it_heat_reused_mwh:.2f} / {b.it_heat_reused_mwh:.2f}" in lines[2]
     assert len({len(line) for line in lines[1:]}) == 1  # columns line up
     assert format_run(pair[0]).splitlines()[0] == "short - heatd (2 h at dt 10 s)"
 
@@ -153,31 +154,36 @@ def test_site_file_changes_the_score(
     main(args(scenario=str(short_scenario), json=True))
     main(args(scenario=str(short_scenario), json=True, site=str(site)))
     full, small = (json.loads(x) for x in capsys.readouterr().out.splitlines())
-    assert small["heat_recovered_mwh"] < 0.5 * full["heat_recovered_mwh"]
+    assert small["it_heat_reused_mwh"] < 0.5 * full["it_heat_reused_mwh"]
 
 
-def test_co2_factors_come_from_the_command_line(
+def test_co2_factors_and_prices_come_from_the_command_line(
     short_scenario: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["hil", "score", "--scenario", str(short_scenario), "--json", "--no-plot"]
     assert heatd_main(argv) == 0
-    assert heatd_main([*argv, "--gas-co2", "0.25", "--grid-co2", "0.05"]) == 0
+    assert heatd_main([*argv, "--gas-co2", "0.25", "--grid-co2", "0.05", "--heat-price", "60",
+                       "--electricity-price", "80"]) == 0  # fmt: skip
     default, local = (json.loads(x) for x in capsys.readouterr().out.splitlines())
-    assert default["heat_delivered_mwh"] > 0 and default["hp_electricity_mwh"] > 0
-    for run, gas, grid in ((default, 0.202, 0.380), (local, 0.25, 0.05)):
-        expected = run["heat_delivered_mwh"] * gas - run["hp_electricity_mwh"] * grid
-        assert run["co2_avoided_t"] == pytest.approx(expected)
-    assert local["co2_avoided_t"] > default["co2_avoided_t"]
+    assert default["hp_electricity_mwh"] > 0
+    for run, gas, grid, heat, power in ((default, 0.202, 0.380, 45.0, 120.0),
+                                        (local, 0.25, 0.05, 60.0, 80.0)):  # fmt: skip
+        electricity = run["hp_electricity_mwh"] + run["fan_electricity_mwh"]
+        sold = run["heat_delivered_mwh"]
+        assert run["net_co2_t"] == pytest.approx(sold * gas - electricity * grid)
+        assert run["net_money"] == pytest.approx(sold * heat - electricity * power)
+    assert local["net_co2_t"] > default["net_co2_t"]
 
 
+@pytest.mark.parametrize("option", ["--grid-co2", "--heat-price"])
 @pytest.mark.parametrize("bad", ["-0.1", "nan", "inf", "lots"])
-def test_a_bad_co2_factor_is_refused_by_name(
-    bad: str, short_scenario: Path, capsys: pytest.CaptureFixture[str]
+def test_a_bad_factor_or_price_is_refused_by_name(
+    option: str, bad: str, short_scenario: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exit_:
-        heatd_main(["hil", "score", "--scenario", str(short_scenario), "--grid-co2", bad])
+        heatd_main(["hil", "score", "--scenario", str(short_scenario), option, bad])
     assert exit_.value.code == 2
-    assert "--grid-co2" in capsys.readouterr().err
+    assert option in capsys.readouterr().err
 
 
 def test_bad_inputs_are_reported_not_raised(

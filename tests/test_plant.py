@@ -218,7 +218,8 @@ def test_valve_actuator_lag_delays_the_stroke() -> None:
 
 def test_cop_factor_and_dry_cooler_air_offset_act() -> None:
     worse = load_params(None, {"heat_pump": {"cop_factor": 0.8}})
-    assert cop_from_lift(30.0, 70.0, worse) == pytest.approx(0.8 * cop_from_lift(30.0, 70.0, DEFAULTS))
+    nominal = cop_from_lift(30.0, 70.0, DEFAULTS)
+    assert cop_from_lift(30.0, 70.0, worse) == pytest.approx(0.8 * nominal)
     hot_roof = load_params(None, {"drycooler": {"air_offset_k": 10.0}})
     dist = Disturbances(200.0, 20.0, 0.0)
     a = run(initial_state(DEFAULTS, it_power_kw=200.0), 60, dist, fan_speed=1.0)
