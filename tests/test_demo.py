@@ -19,8 +19,9 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     text = run.stdout
     assert "mosquitto_sub -p" in text
     assert "heatd stopped with exit code 0" in text
-    violation = re.search(r"cooling violation\s+([\d.]+) K\.h", text)
-    assert violation is not None and float(violation.group(1)) == 0.0
+    over_limit = re.search(r"supply over its limit\s+([\d.]+) s", text)
+    assert over_limit is not None and float(over_limit.group(1)) == 0.0
+    assert re.search(r"IT heat reused\s+\d+ kWh", text)
     assert re.search(r"heat delivered\s+\d+ kWh", text)
     png = out / "demo.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
