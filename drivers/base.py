@@ -39,8 +39,15 @@ class Device(Protocol[P_contra]):
         """Read the points once; every point gets a reading, good or bad with a reason."""
         ...
 
-    async def write(self, point: P_contra, value: Value) -> None:
-        """Write one point and wait for the device's answer; raises WriteError."""
+    @property
+    def session(self) -> object:
+        """Changes whenever the device may have lost what was written to it (a reconnect,
+        or an answer after silence), so the writer asserts every setpoint again."""
+        ...
+
+    async def write(self, point: P_contra, value: Value, *, urgent: bool = False) -> None:
+        """Write one point and wait for the device's answer; raises WriteError. An
+        ``urgent`` write (heartbeat, safe state) goes before queued polls and read-backs."""
         ...
 
     async def close(self) -> None: ...

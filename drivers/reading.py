@@ -24,6 +24,8 @@ class Reading:
 
     ``source_ts`` is epoch seconds (UTC) from the source when it provides one (OPC UA),
     otherwise the time the reply arrived. ``raw`` keeps the registers for diagnostics.
+    ``heard_at`` is when heatd received it, on the monotonic clock (set by acquisition):
+    ages are judged on it, never on the wall clock.
     """
 
     value: Value | None
@@ -31,6 +33,7 @@ class Reading:
     source_ts: float
     reason: str | None = None
     raw: tuple[int, ...] | None = None
+    heard_at: float | None = None
 
     @classmethod
     def good(cls, value: Value, ts: float, raw: tuple[int, ...] | None = None) -> Reading:

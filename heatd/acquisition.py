@@ -4,6 +4,10 @@ rate, so a slow or dead device only ever delays itself.
 A poll that overruns its interval skips the ticks it missed instead of bursting to catch
 up (a burst would hit a struggling device hardest). Subscribed OPC UA devices push their
 changes into the image and are confirmed as current while their session is alive.
+
+Every reading is stamped with the monotonic time heatd heard it (``Reading.heard_at``) and
+the image judges age on that clock, so a step of the wall clock (NTP, an RTC reset) can
+neither keep a dead sensor fresh nor make a live one stale.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import structlog
 
-from drivers.reading import Reading
+from drivers.reading import Quality, Reading
 from heatd.config import SiteConfig
 from heatd.devices import BoundDevice, build_devices
 from heatd.points import PointImage
@@ -29,12 +34,14 @@ Clock = Callable[[], float]
 class Acquisition:
     """Owns the drivers of a site and the tasks that poll them into a point image."""
 
-    def __init__(self, site: SiteConfig, image: PointImage, *, wall_clock: Clock = time.time,
+    def __init__(self, site: SiteConfig, image: PointImage, *, clock: Clock = time.monotonic,
                  on_availability: Callable[[str, bool], None] | None = None) -> None:
         self.site = site
         self.image = image
         self.devices: dict[str, BoundDevice] = build_devices(site)
-        self._wall = wall_clock
+        self._clock = clock
+        self._pushed: dict[str, Reading] = {}
+        """Latest reading of each subscribed point, to confirm it as current."""
         self._on_availability = on_availability
         self._tasks: list[asyncio.Task[None]] = []
         self._online: dict[str, bool | None] = dict.fromkeys(self.devices)
@@ -69,8 +76,13 @@ class Acquisition:
 
     def _sink(self, device: BoundDevice) -> Callable[[str, Reading], None]:
         def store(point_name: str, reading: Reading) -> None:
-            self.image.update(device.ref(point_name), reading, self._wall())
+            self._store(device.ref(point_name), reading, self._clock())
         return store
+
+    def _store(self, ref: str, reading: Reading, heard: float) -> None:
+        stamped = replace(reading, heard_at=heard)
+        self._pushed[ref] = stamped
+        self.image.update(ref, stamped, heard)
 
     def _note_availability(self, device: BoundDevice) -> None:
         now_online = bool(device.driver.online)
@@ -88,9 +100,9 @@ class Acquisition:
         key = (device.name, group)
         while True:
             readings = await device.driver.read(points)
-            heard = self._wall()
+            heard = self._clock()
             for name, reading in readings.items():
-                self.image.update(device.ref(name), reading, heard)
+                self.image.update(device.ref(name), replace(reading, heard_at=heard), heard)
             self.polls[key] = self.polls.get(key, 0) + 1
             self._note_availability(device)
             now = loop.time()
@@ -101,5 +113,9 @@ class Acquisition:
         while True:
             self._note_availability(device)
             if device.driver.online:
-                self.image.confirm(refs, self._wall())
+                heard = self._clock()
+                for ref in refs:  # a live subscription reports changes only: still current
+                    latest = self._pushed.get(ref)
+                    if latest is not None and latest.quality is Quality.GOOD:
+                        self._store(ref, latest, heard)
             await asyncio.sleep(device.publishing_interval)

@@ -1,6 +1,7 @@
 """Turn a validated site into driver objects: one per device, sharing a TCP connection per
-gateway and one serial client per RS-485 line, with each point's driver spec and the poll
-group it belongs to.
+gateway (unless a device asks for a connection of its own) and one serial client per RS-485
+line, with each point's driver spec and the poll group it belongs to. Every unit keeps its
+own timeout, retries and backoff on a shared link.
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ def _modbus_points(device: ModbusTcpDevice | ModbusRtuDevice) -> dict[str, Modbu
     }
 
 
+def _own_connection(device: ModbusTcpDevice) -> bool:
+    """``connection: own`` in the site file, once the schema offers it; shared otherwise."""
+    return getattr(device, "connection", "shared") == "own"
+
+
 def _limits(device: ModbusTcpDevice | ModbusRtuDevice) -> PlanLimits:
     return PlanLimits(
         max_registers=device.max_registers,
@@ -90,7 +96,7 @@ def _opcua_settings(device: OpcUaDevice) -> OpcUaSettings:
 
 def build_devices(site: SiteConfig, only: str | None = None) -> dict[str, BoundDevice]:
     """Driver objects for every device (or just ``only``); nothing connects yet."""
-    tcp_links: dict[tuple[str, int], TcpLink] = {}
+    tcp_links: dict[tuple[str, int, str], TcpLink] = {}
     serial_lines: dict[str, SerialLine] = {}
     bound: dict[str, BoundDevice] = {}
     for name, device in site.devices.items():
@@ -102,19 +108,31 @@ def build_devices(site: SiteConfig, only: str | None = None) -> dict[str, BoundD
                 host=device.host, port=device.port, timeout=device.timeout,
                 retries=device.retries, request_delay=device.request_delay,
                 backoff_min=device.backoff.min, backoff_max=device.backoff.max,
+                own_connection=_own_connection(device),
             )
-            link = tcp_links.setdefault((device.host, device.port), TcpLink(settings))
+            key = (device.host, device.port, name if settings.own_connection else "")
+            link = tcp_links.get(key)
+            if link is None:
+                link = tcp_links[key] = TcpLink(settings)
+            else:
+                link.join(settings)
             driver: Any = ModbusTcpDriver(name, settings, device.unit_id, _limits(device),
                                           link=link)
             points = _modbus_points(device)
         elif isinstance(device, ModbusRtuDevice):
-            line = serial_lines.setdefault(device.serial_port, SerialLine(SerialSettings(
+            unit = SerialSettings(
                 port=device.serial_port, baudrate=device.baudrate, parity=device.parity,
                 stopbits=device.stopbits, bytesize=device.bytesize, timeout=device.timeout,
                 retries=device.retries, request_delay=device.request_delay,
                 backoff_min=device.backoff.min, backoff_max=device.backoff.max,
-            )))
-            driver = ModbusRtuDriver(name, line, device.unit_id, _limits(device))
+            )
+            line = serial_lines.get(device.serial_port)
+            if line is None:
+                line = serial_lines[device.serial_port] = SerialLine(unit)
+            else:
+                line.join(unit)
+            driver = ModbusRtuDriver(name, line, device.unit_id, _limits(device),
+                                     settings=unit)
             points = _modbus_points(device)
         else:
             driver = OpcUaDriver(name, _opcua_settings(device))

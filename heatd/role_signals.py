@@ -34,8 +34,9 @@ def to_point_value(role: str, point: PointConfig, value: float | bool) -> float 
 
 
 def control_snapshot(site: SiteConfig, points: Snapshot, now: float) -> ControlSnapshot:
-    """Every input role with one Signal per bound point. A point the image judges good was
-    heard within its max age, so it is stamped ``now``; anything else is a bad signal."""
+    """Every input role with one Signal per bound point, stamped with the monotonic time
+    heatd heard it (``now`` for a point never heard), so the core's own staleness rule
+    judges its real age; a point the image does not judge good is a bad signal."""
     signals: dict[str, tuple[Signal, ...]] = {}
     for role in site.roles:
         if role in R.OUTPUT_ROLES:
@@ -45,7 +46,8 @@ def control_snapshot(site: SiteConfig, points: Snapshot, now: float) -> ControlS
             reading = points[ref]
             if reading.quality is Quality.GOOD and reading.value is not None:
                 value = float(reading.value) / percent_factor(role, site.point(ref))
-                bound.append(Signal(value, True, now))
+                heard = now if reading.heard_at is None else reading.heard_at
+                bound.append(Signal(value, True, heard))
             else:
                 bound.append(Signal.bad(reading.quality_text, now))
         signals[role] = tuple(bound)

@@ -56,6 +56,8 @@ class Daemon:
         self.stats = CycleStats(site.runtime.cycle_period)
         self.publisher = Publisher(self)
         self._heartbeat = 0
+        self._safe = False
+        """The last cycle asked for the safe state (it is forced again only on entry)."""
         self._stopping = asyncio.Event()
         self._reloading = asyncio.Lock()
         self._reload_task: asyncio.Future[tuple[bool, str]] | None = None
@@ -112,12 +114,17 @@ class Daemon:
     def cycle_once(self) -> Decision[State]:
         """One control cycle: snapshot, decide, submit. Pure but for the submits."""
         now = time.monotonic()
-        points = self.last_points = self.image.snapshot(time.time())
+        points = self.last_points = self.image.snapshot(now)
         self.last_snapshot = control_snapshot(self.site, points, now)
         decision = step(self.last_snapshot, self.state, self.site.control, now)
         self.state = decision.state
         self.last_decision = decision
-        self._submit(decision.setpoints.as_roles())
+        if decision.setpoints == SAFE_SETPOINTS:  # the worst case: whatever the caches say
+            self.writer.safe_state(decision.setpoints.as_roles(), force=not self._safe)
+            self._safe = True
+        else:
+            self._safe = False
+            self._submit(decision.setpoints.as_roles())
         self._heartbeat = (self._heartbeat + 1) % HEARTBEAT_MODULO
         self._submit({R.PLC_HEARTBEAT: self._heartbeat})
         for event in decision.events:
@@ -152,7 +159,8 @@ class Daemon:
                 self.cycle_once()
             except Exception:  # a bug must not stop the heartbeat-driven safe fallback
                 log.exception("control cycle failed: writing the safe state")
-                self._submit(SAFE_SETPOINTS.as_roles())
+                self.writer.safe_state(SAFE_SETPOINTS.as_roles(), force=not self._safe)
+                self._safe = True
             try:
                 self.publisher.cycle(started)
             except Exception:  # reporting trouble never stops control
@@ -214,7 +222,7 @@ class Daemon:
     async def _shutdown(self) -> None:
         self.notifier.notify(STOPPING=1, STATUS="writing the safe state")
         log.info("stopping: writing the safe state")
-        self._submit(SAFE_SETPOINTS.as_roles())
+        self.writer.safe_state(SAFE_SETPOINTS.as_roles(), force=True)
         safe = await self.writer.flush(self.site.runtime.stop_timeout)
         if not safe:
             log.error("safe state not confirmed by every device before exit")

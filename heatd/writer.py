@@ -1,16 +1,27 @@
-"""Setpoint writes: only what changed, latest value wins, read back and verified.
+"""Setpoint writes: only what changed, latest value wins, read back and verified, and kept
+true afterwards.
 
-The control cycle only ``submit``s; one task per device does the talking, so a slow or
-dead actuator never stretches the cycle. A failed write or a read-back that disagrees
-raises an alarm and is tried again on the next round, until the device takes it.
+The control cycle only ``submit``s; tasks per device do the talking, so a slow or dead
+actuator never stretches the cycle. Each device's heartbeat has a task of its own and
+goes on the link as an urgent request, so no other output's writes, read-backs or
+``min_interval`` and no poll can delay it. The safe state is urgent too, is clamped to the
+write bounds instead of refused, and ``safe_state(force=True)`` writes it whatever the
+caches say.
+
+Writes stay true: every verified output is read back every ``verify_every`` seconds, and
+one that changed at the device (another client, a local panel) raises ``write_mismatch``
+and is written again. When a device comes back (a reconnect, or an answer after silence)
+every setpoint is asserted again, not only the ones that changed. A failed write or a
+read-back that disagrees raises an alarm and is tried again until the device takes it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +41,15 @@ log = structlog.get_logger(__name__)
 Alarm = Callable[[str, dict[str, Any]], None]
 """Called with (event name, details) for write failures and mismatches."""
 
+VERIFY_EVERY_S = 5.0
+"""Default period of the read-back that catches a setpoint changed at the device."""
+RETRY_S = 0.2
+"""Retry pace for a write the device refused or did not take."""
+SESSION_CHECK_S = 0.5
+"""Longest an idle writer goes without looking for a device that came back."""
+
+Value = float | bool | int
+
 
 @dataclass
 class _Output:
@@ -37,17 +57,26 @@ class _Output:
     ref: str
     device: BoundDevice
     point: PointConfig
-    desired: float | bool | int | None = None
-    applied: float | bool | int | None = None
+    desired: Value | None = None
+    applied: Value | None = None
     verified: bool = False
     failures: int = 0
     last_write: float = 0.0
+    checked: float = 0.0
+    """Monotonic time of the last read-back that found ``applied`` at the device."""
+    urgent: bool = False
+    """The safe state: ahead of every queued request, no minimum interval."""
 
 
 @dataclass
-class _DeviceQueue:
+class _Lane:
+    """Outputs of one device that one task writes, in order."""
+
+    device: BoundDevice
+    heartbeat: bool
     outputs: list[_Output] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    session: object = None
 
 
 class OutOfBounds(ValueError):
@@ -63,14 +92,28 @@ def _tolerance(point: PointConfig) -> float:
     return 1e-9
 
 
+def clamp(point: PointConfig, value: Value) -> Value:
+    """``value`` inside the point's write bounds (a bool has none)."""
+    if isinstance(value, bool):
+        return value
+    low, high = point.write_min, point.write_max
+    if low is not None and value < low:
+        return low
+    if high is not None and value > high:
+        return high
+    return value
+
+
 class SetpointWriter:
     def __init__(self, site: SiteConfig, devices: dict[str, BoundDevice], alarm: Alarm,
-                 *, deadband: float = 1e-3, min_interval: float = 0.0) -> None:
+                 *, deadband: float = 1e-3, min_interval: float = 0.0,
+                 verify_every: float = VERIFY_EVERY_S) -> None:
         self._alarm = alarm
         self._deadband = deadband
         self._min_interval = min_interval
+        self._verify_every = verify_every
         self._outputs: dict[str, _Output] = {}
-        self._queues: dict[str, _DeviceQueue] = {}
+        self._lanes: dict[tuple[str, bool], _Lane] = {}
         self._tasks: list[asyncio.Task[None]] = []
         for role, bound in site.roles.items():
             if role not in OUTPUT_ROLES:
@@ -81,11 +124,16 @@ class SetpointWriter:
                 continue
             out = _Output(role, ref, devices[device_name], site.point(ref))
             self._outputs[role] = out
-            self._queues.setdefault(device_name, _DeviceQueue()).outputs.append(out)
+            beat = role == PLC_HEARTBEAT
+            lane = self._lanes.setdefault((device_name, beat), _Lane(devices[device_name], beat))
+            lane.outputs.append(out)
 
     def status(self) -> dict[str, dict[str, Any]]:
         return {role: {"value": o.applied, "verified": o.verified, "failures": o.failures}
                 for role, o in self._outputs.items()}
+
+    def _wake(self, out: _Output) -> None:
+        self._lanes[(out.device.name, out.role == PLC_HEARTBEAT)].wake.set()
 
     def submit(self, role: str, value: float | bool) -> None:
         """Ask for ``value`` on ``role``; returns at once. Raises OutOfBounds."""
@@ -99,12 +147,36 @@ class SetpointWriter:
                 high is not None and point_value > high + 1e-9
             ):
                 raise OutOfBounds(f"{out.ref}: {point_value:g} outside [{low}, {high}]")
-        if out.desired is not None and out.verified and _same(out.desired, point_value,
-                                                              self._deadband):
+        if out.desired is not None and _same(out.desired, point_value, self._deadband) and (
+            out.verified or out.urgent
+        ):
             return
         out.desired = point_value
         out.verified = False
-        self._queues[out.device.name].wake.set()
+        out.urgent = False
+        self._wake(out)
+
+    def safe_state(self, values: Mapping[str, float | bool], *, force: bool) -> None:
+        """Ask for the safe state: clamped to each point's write bounds (and logged), never
+        refused, and written ahead of everything else. ``force`` writes every value even
+        where the caches say the device holds it already (stop, a failed cycle, entering
+        the worst case)."""
+        for role, value in values.items():
+            out = self._outputs.get(role)
+            if out is None:
+                continue
+            wanted = to_point_value(role, out.point, value)
+            point_value = clamp(out.point, wanted)
+            held = out.desired is not None and _same(out.desired, point_value, self._deadband)
+            if point_value != wanted and (force or not held):
+                log.warning("safe state clamped to the write bounds", point=out.ref,
+                            wanted=wanted, written=point_value)
+            if held and not force and (out.verified or out.urgent):
+                continue
+            out.desired = point_value
+            out.verified = False
+            out.urgent = True
+            self._wake(out)
 
     async def flush(self, timeout: float) -> bool:
         """Wait until every desired value is verified (used before a clean exit)."""
@@ -116,29 +188,58 @@ class SetpointWriter:
         return False
 
     def start(self) -> None:
-        for name, queue in self._queues.items():
-            self._tasks.append(asyncio.create_task(self._run(queue), name=f"write {name}"))
+        for (name, beat), lane in self._lanes.items():
+            label = f"heartbeat {name}" if beat else f"write {name}"
+            self._tasks.append(asyncio.create_task(self._run(lane), name=label))
 
     async def stop(self) -> None:
         await cancel_all(self._tasks)
 
-    async def _run(self, queue: _DeviceQueue) -> None:
-        while True:
-            await queue.wake.wait()
-            queue.wake.clear()
-            for out in queue.outputs:
-                if out.desired is None or (out.verified and out.applied == out.desired):
-                    continue
-                interval = 0.0 if out.role == PLC_HEARTBEAT else self._min_interval
-                wait = out.last_write + interval - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                await self._write_one(out)
-            if any(not o.verified and o.desired is not None for o in queue.outputs):
-                await asyncio.sleep(0.2)  # retry pace for a device that refused
-                queue.wake.set()
+    def _note_session(self, lane: _Lane) -> None:
+        """A device that came back may have lost its setpoints: assert all of them."""
+        session = getattr(lane.device.driver, "session", None)
+        if lane.session is not None and session != lane.session:
+            reasserted = [o.ref for o in lane.outputs if o.desired is not None]
+            for out in lane.outputs:
+                out.verified = False
+            if reasserted:
+                log.info("device came back: asserting its setpoints again",
+                         device=lane.device.name, points=reasserted)
+        lane.session = session
 
-    async def _write_one(self, out: _Output) -> None:
+    async def _run(self, lane: _Lane) -> None:
+        while True:
+            if lane.device.driver.online:
+                self._note_session(lane)
+            due = [time.monotonic() + SESSION_CHECK_S]
+            for out in sorted(lane.outputs, key=lambda o: not o.urgent):
+                at = await self._serve(lane, out)
+                if at is not None:
+                    due.append(at)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lane.wake.wait(), max(0.0, min(due) - time.monotonic()))
+            lane.wake.clear()
+
+    async def _serve(self, lane: _Lane, out: _Output) -> float | None:
+        """Write or check one output if it is due; returns when it is next due."""
+        if out.desired is None:
+            return None
+        now = time.monotonic()
+        if not out.verified:
+            interval = 0.0 if (out.urgent or lane.heartbeat) else self._min_interval
+            if out.last_write + interval > now:
+                return out.last_write + interval
+            await self._write_one(out, urgent=out.urgent or lane.heartbeat,
+                                  read_back=not lane.heartbeat)
+            return None if out.verified else time.monotonic() + RETRY_S
+        if lane.heartbeat or self._verify_every <= 0:
+            return None
+        if out.checked + self._verify_every > now:
+            return out.checked + self._verify_every
+        await self._check_one(out)
+        return time.monotonic() if not out.verified else out.checked + self._verify_every
+
+    async def _write_one(self, out: _Output, *, urgent: bool, read_back: bool) -> None:
         value = out.desired
         assert value is not None
         driver, spec = out.device.driver, out.device.points[out.ref.split(".", 1)[1]]
@@ -146,7 +247,7 @@ class SetpointWriter:
             return  # its availability already says offline; the write waits for it
         out.last_write = time.monotonic()
         try:
-            await driver.write(spec, value)
+            await driver.write(spec, value, urgent=urgent)
         except WriteError as exc:
             out.verified = False
             out.failures += 1
@@ -154,18 +255,41 @@ class SetpointWriter:
                 self._alarm("write_failed", {"role": out.role, "point": out.ref,
                                              "value": value, "reason": str(exc)})
             return
+        if read_back:
+            back = (await driver.read((spec,)))[spec.name]
+            if back.quality is not Quality.GOOD or not _same(back.value, value,
+                                                             _tolerance(out.point)):
+                out.verified = False
+                out.failures += 1
+                if out.failures == 1:
+                    self._alarm("write_mismatch", {"role": out.role, "point": out.ref,
+                                                   "value": value, "read_back": back.value,
+                                                   "quality": back.quality_text})
+                return
+        if out.failures:
+            log.info("write recovered", point=out.ref, value=value)
+        out.applied, out.failures, out.checked = value, 0, time.monotonic()
+        if out.desired == value:  # not asked for something else meanwhile
+            out.verified, out.urgent = True, False
+
+    async def _check_one(self, out: _Output) -> None:
+        """Read a verified output back; one changed at the device is alarmed and written
+        again."""
+        driver, spec = out.device.driver, out.device.points[out.ref.split(".", 1)[1]]
+        if not driver.online:
+            return
         back = (await driver.read((spec,)))[spec.name]
-        if back.quality is Quality.GOOD and _same(back.value, value, _tolerance(out.point)):
-            if out.failures:
-                log.info("write recovered", point=out.ref, value=value)
-            out.applied, out.verified, out.failures = value, True, 0
+        if back.quality is not Quality.GOOD:
+            out.checked = time.monotonic()  # not an answer about the value: ask next slot
+            return
+        if not out.verified or _same(back.value, out.applied, _tolerance(out.point)):
+            out.checked = time.monotonic()
             return
         out.verified = False
-        out.failures += 1
-        if out.failures == 1:
-            self._alarm("write_mismatch", {"role": out.role, "point": out.ref, "value": value,
-                                           "read_back": back.value,
-                                           "quality": back.quality_text})
+        self._alarm("write_mismatch", {"role": out.role, "point": out.ref,
+                                       "value": out.applied, "read_back": back.value,
+                                       "quality": back.quality_text,
+                                       "reason": "changed at the device; writing it again"})
 
 
 def _same(a: object, b: object, tolerance: float) -> bool:

@@ -86,17 +86,17 @@ async def test_image_follows_devices_and_survives_a_dead_one() -> None:
         await acq.start()
         # every device polls on its own schedule: wait until each has answered once
         await until(lambda: all(
-            r.quality is Quality.GOOD for r in image.snapshot(time.time()).readings.values()),
+            r.quality is Quality.GOOD for r in image.snapshot(time.monotonic()).readings.values()),
             timeout=10)
-        snap = image.snapshot(time.time())
+        snap = image.snapshot(time.monotonic())
         assert snap["racks.power"].value == 21.5
         assert abs(snap["racks.inlet"].value - 23.4) < 1e-9
         assert snap["fans.speed"].value == 55 and snap["fans.fault"].value is True
         assert snap["pump.running"].value is True
 
         await pump.stop()
-        await until(lambda: image.snapshot(time.time())["pump.running"].quality is Quality.BAD)
-        dead = image.snapshot(time.time())["pump.running"]
+        await until(lambda: image.snapshot(time.monotonic())["pump.running"].quality is Quality.BAD)
+        dead = image.snapshot(time.monotonic())["pump.running"]
         assert dead.value is None and dead.reason in ("disconnected", "timeout")
         assert ("pump", False) in changes
         before = acq.polls[("racks", "default")]
@@ -104,12 +104,12 @@ async def test_image_follows_devices_and_survives_a_dead_one() -> None:
         # the gateway's devices kept polling (10 Hz nominal) while the pump was dead; polls
         # waiting behind the pump's 0.2 s timeouts would manage at most about 7 in 2 s
         assert acq.polls[("racks", "default")] - before >= 10
-        assert image.snapshot(time.time())["racks.power"].quality is Quality.GOOD
+        assert image.snapshot(time.monotonic())["racks.power"].quality is Quality.GOOD
 
         await pump.start()
         await pump.set(1, Table.COIL, 0, [True])
-        await until(lambda: image.snapshot(time.time())["pump.running"].quality is Quality.GOOD,
-                     timeout=10)
+        await until(lambda: image.snapshot(time.monotonic())["pump.running"].quality
+                    is Quality.GOOD, timeout=10)
         assert changes[-1] == ("pump", True)
     finally:
         await acq.stop()
@@ -167,20 +167,20 @@ async def test_opcua_device_feeds_the_image_and_stays_fresh(mode: str) -> None:
         await acq.start()
         # subscribed, the two points' first values may come in separate notifications
         await until(lambda: all(r.quality is Quality.GOOD
-                                for r in image.snapshot(time.time()).readings.values()))
-        assert image.snapshot(time.time())["loop.supply"].value == 35.5
-        assert image.snapshot(time.time())["loop.running"].value is True
+                                for r in image.snapshot(time.monotonic()).readings.values()))
+        assert image.snapshot(time.monotonic())["loop.supply"].value == 35.5
+        assert image.snapshot(time.monotonic())["loop.running"].value is True
         # an unchanged value stays fresh well past its max_age (0.5 s) while the link lives
         await asyncio.sleep(1.2)
-        assert image.snapshot(time.time())["loop.supply"].quality is Quality.GOOD
+        assert image.snapshot(time.monotonic())["loop.supply"].quality is Quality.GOOD
         await server.set("Loop.SupplyTemp", 41.0)
-        await until(lambda: image.snapshot(time.time())["loop.supply"].value == 41.0)
+        await until(lambda: image.snapshot(time.monotonic())["loop.supply"].value == 41.0)
         await server.set_status("Loop.SupplyTemp", ua.StatusCodes.BadSensorFailure, 41.0)
-        await until(lambda: image.snapshot(time.time())["loop.supply"].quality is Quality.BAD)
-        assert image.snapshot(time.time())["loop.supply"].reason == "BadSensorFailure"
+        await until(lambda: image.snapshot(time.monotonic())["loop.supply"].quality is Quality.BAD)
+        assert image.snapshot(time.monotonic())["loop.supply"].reason == "BadSensorFailure"
         await server.stop()
         await until(lambda: not acq.online("loop"))
-        assert image.snapshot(time.time() + 1)["loop.running"].quality is not Quality.GOOD
+        assert image.snapshot(time.monotonic() + 1)["loop.running"].quality is not Quality.GOOD
     finally:
         await acq.stop()
         with contextlib.suppress(Exception):

@@ -1,8 +1,13 @@
 """Modbus devices: one unit id behind a link, read through a cached plan.
 
 ``read`` never raises: every point gets a reading, good or bad with a reason such as
-``timeout``, ``disconnected`` or ``exception 2 illegal data address``. A unit that stops
-answering is left alone for a jittered, growing delay, so it costs later polls nothing.
+``timeout``, ``disconnected`` or ``exception 2 illegal data address``.
+
+A circuit breaker per unit: after ``breaker_after`` requests in a row without an answer,
+the unit is left alone for a jittered, growing delay (its backoff slot), and then one
+request, a poll or a write, probes it; every other read or write meanwhile answers at once
+without touching the link. A silent unit on a shared gateway or line therefore holds the
+line for at most one timeout per slot.
 Blocks the device refuses with ILLEGAL DATA ADDRESS are split, and the split is kept.
 """
 
@@ -20,7 +25,7 @@ from drivers.base import WriteError
 from drivers.codec import CodecError, DataType
 from drivers.modbus.link import Link, SerialLine, TcpLink
 from drivers.modbus.plan import Block, build_plan, expand, split_block, split_point
-from drivers.modbus.spec import ModbusPoint, PlanLimits, Table, TcpSettings
+from drivers.modbus.spec import ModbusPoint, PlanLimits, SerialSettings, Table, TcpSettings
 from drivers.reading import Quality, Reading, Value
 
 ILLEGAL_DATA_ADDRESS = 2
@@ -90,14 +95,21 @@ class ModbusDevice:
     """One unit id on a link. Use ModbusTcpDevice or ModbusRtuDevice to build one."""
 
     def __init__(
-        self, name: str, link: Link, unit_id: int, limits: PlanLimits, *, backoff: Backoff
+        self, name: str, link: Link, unit_id: int, limits: PlanLimits, *, backoff: Backoff,
+        timeout: float | None = None, retries: int | None = None, breaker_after: int = 1,
     ) -> None:
         self.name = name
         self.link = link
         self.unit_id = unit_id
         self.limits = limits
         self.stats = DeviceStats()
+        self.timeout = link.timeout if timeout is None else timeout
+        self.retries = link.retries if retries is None else retries
         self._backoff = backoff
+        self._breaker_after = max(1, breaker_after)
+        self._silent_requests = 0
+        self._probing = False
+        self._comebacks = 0
         self._plans: dict[tuple[ModbusPoint, ...], list[Block]] = {}
         self._steps: dict[tuple[ModbusPoint, ...], list[_Step]] = {}
         self._last: tuple[tuple[ModbusPoint, ...], list[_Step]] | None = None
@@ -110,6 +122,26 @@ class ModbusDevice:
     @property
     def online(self) -> bool:
         return self._online and self.link.connected
+
+    @property
+    def session(self) -> tuple[int, int]:
+        """(link connects, times the unit answered again after silence): a change means
+        the unit may have restarted and lost its setpoints."""
+        return (self.link.connects, self._comebacks)
+
+    @property
+    def tripped(self) -> bool:
+        """True while the breaker keeps requests to this unit off the link."""
+        return self._silent_requests >= self._breaker_after
+
+    def _may_send(self) -> bool | None:
+        """None: held off by the breaker; False: send; True: send as the slot's probe."""
+        if not self.tripped:
+            return False
+        if self._probing or time.monotonic() < self._retry_at:
+            return None
+        self._probing = True
+        return True
 
     async def start(self) -> None:
         if not self._started:
@@ -160,39 +192,60 @@ class ModbusDevice:
         if not self.link.connected:
             self._online = False
             return _all_bad(points, "disconnected", time.time())
-        if time.monotonic() < self._retry_at:
+        probe = self._may_send()
+        if probe is None:
             return _all_bad(points, self._down_reason, time.time())
         try:
             for step in steps:
                 await self._read_step(step, out)
         except _Unreachable as exc:
-            self._online = False
-            self._down_reason = exc.reason
-            self._retry_at = time.monotonic() + self._backoff.next()
             now = time.time()
             for p in points:
                 if p.name not in out:
                     out[p.name] = Reading.bad(exc.reason, now)
+        finally:
+            if probe:
+                self._probing = False
         return out
 
-    async def _send(self, method: str, *args: object, **kwargs: object) -> ModbusPDU:
-        """One request; a silent or lost unit raises _Unreachable."""
+    def _silent(self, reason: str) -> None:
+        """A request without an answer: trip the breaker after enough in a row."""
+        self._online = False
+        self._down_reason = reason
+        self._silent_requests += 1
+        if self.tripped:
+            self._retry_at = time.monotonic() + self._backoff.next()
+
+    def _answered(self) -> None:
+        if not self._online:
+            self._comebacks += 1
+        self._online = True
+        self._silent_requests = 0
+        self._backoff.reset()
+
+    async def _send(self, method: str, *args: object, urgent: bool = False,
+                    **kwargs: object) -> ModbusPDU:
+        """One request with this unit's timeout; a silent or lost unit raises _Unreachable."""
         assert self.link.client is not None
         self.stats.requests += 1
         self.stats.last_poll_requests += 1
         try:
-            reply = await self.link.request(getattr(self.link.client, method), *args, **kwargs)
+            reply = await self.link.request(
+                getattr(self.link.client, method), *args, urgent=urgent,
+                timeout=self.timeout, retries=self.retries, **kwargs)
         except ConnectionException as exc:
             self.stats.errors += 1
+            self._silent("disconnected")
             raise _Unreachable("disconnected") from exc
         except (ModbusIOException, TimeoutError) as exc:
             self.stats.errors += 1
+            self._silent("timeout")
             raise _Unreachable("timeout") from exc
         except ModbusException as exc:
             self.stats.errors += 1
+            self._silent(f"protocol error: {exc}")
             raise _Unreachable(f"protocol error: {exc}") from exc
-        self._online = True
-        self._backoff.reset()
+        self._answered()
         if reply.isError():
             self.stats.errors += 1
         return reply
@@ -228,7 +281,9 @@ class ModbusDevice:
             except CodecError as exc:
                 out[name] = Reading.bad(f"decode: {exc}", now, raw)
 
-    async def write(self, point: ModbusPoint, value: Value) -> None:
+    async def write(self, point: ModbusPoint, value: Value, *, urgent: bool = False) -> None:
+        """Write and wait for the answer; ``urgent`` goes before queued polls on the link.
+        Raises WriteError, at once (nothing sent) while the breaker holds the unit off."""
         if point.codec.data_type is DataType.BIT:
             raise WriteError(f"{point.name}: a bit of a status word cannot be written")
         if not point.table.writable:
@@ -249,11 +304,18 @@ class ModbusDevice:
             call, arg = "write_register", words[0]
         else:
             call, arg = "write_registers", words
+        probe = self._may_send()
+        if probe is None:
+            raise WriteError(f"{point.name}: {self.name} not answering ({self._down_reason}); "
+                             "waiting for its next probe")
         try:
-            reply = await self._send(call, point.address, arg, device_id=point.unit_id)
+            reply = await self._send(call, point.address, arg, urgent=urgent,
+                                     device_id=point.unit_id)
         except _Unreachable as exc:
-            self._online = False
             raise WriteError(f"{point.name}: {exc.reason}") from exc
+        finally:
+            if probe:
+                self._probing = False
         if reply.isError():
             code = int(getattr(reply, "exception_code", 0))
             raise WriteError(f"{point.name}: {exception_reason(code)}")
@@ -272,7 +334,8 @@ class ModbusTcpDevice(ModbusDevice):
     """A unit on a TCP server or gateway.
 
     Pass ``link`` to share one TCP connection among several unit ids behind one gateway
-    (the link's own settings then apply); otherwise the device opens its own.
+    (the unit keeps its own timeout, retries and backoff); otherwise the device opens its
+    own.
     """
 
     def __init__(
@@ -290,20 +353,30 @@ class ModbusTcpDevice(ModbusDevice):
             unit_id,
             limits or PlanLimits(),
             backoff=Backoff(settings.backoff_min, settings.backoff_max),
+            timeout=settings.timeout,
+            retries=settings.retries,
+            breaker_after=settings.breaker_after,
         )
 
 
 class ModbusRtuDevice(ModbusDevice):
-    """A unit on an RS-485 line shared with other units (one request at a time)."""
+    """A unit on an RS-485 line shared with other units (one request at a time).
+
+    ``settings`` are the unit's own (timeout, retries, backoff); the line's framing comes
+    from the line. Without them the line's settings apply."""
 
     def __init__(
-        self, name: str, line: SerialLine, unit_id: int, limits: PlanLimits | None = None
+        self, name: str, line: SerialLine, unit_id: int, limits: PlanLimits | None = None,
+        *, settings: SerialSettings | None = None,
     ) -> None:
-        s = line.settings
+        s = settings or line.settings
         super().__init__(
             name,
             line,
             unit_id,
             limits or PlanLimits(),
             backoff=Backoff(s.backoff_min, s.backoff_max),
+            timeout=s.timeout,
+            retries=s.retries,
+            breaker_after=s.breaker_after,
         )

@@ -6,6 +6,11 @@ back off up to 300 s. A link therefore disables pymodbus' own reconnect and runs
 own supervisor: connect, and on failure wait an exponentially growing, jittered delay,
 including when the very first connect fails. Requests never wait for a connect: while
 the link is down they fail at once, so a dead device costs its poll nothing.
+
+Requests take turns (``Turns``): urgent ones (heartbeat, safe state) go before every queued
+poll or read-back. Each request carries its unit's own timeout and retries: pymodbus keeps
+one timeout per client, and the link sets it before each request it lets on the wire, so
+units behind one gateway or on one line keep the settings their devices name.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from pymodbus.pdu import ModbusPDU
 
 from drivers.backoff import Backoff
 from drivers.modbus.spec import SerialSettings, TcpSettings
+from drivers.modbus.turns import Turns
 
 
 class Link:
-    """A client, the lock that keeps one request at a time on it, and its reconnects."""
+    """A client, the turns that keep one request at a time on it, and its reconnects."""
 
     def __init__(
         self,
@@ -38,10 +44,11 @@ class Link:
         self.timeout = settings.timeout
         self.retries = settings.retries
         self.request_delay = settings.request_delay
+        self._backoff_range = (settings.backoff_min, settings.backoff_max)
         self._backoff = Backoff(settings.backoff_min, settings.backoff_max)
         self._make_client = make_client
         self.client: ModbusBaseClient | None = None
-        self._lock: asyncio.Lock | None = None
+        self._turns: Turns | None = None
         self._lost: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._users = 0
@@ -49,20 +56,36 @@ class Link:
         self.connects = 0
         """Successful connects so far (diagnostics: a flapping link shows here)."""
 
+    def join(self, settings: TcpSettings | SerialSettings) -> None:
+        """Another unit shares this link: the longest pause between requests and the
+        shortest reconnect backoff of its units apply to the link (timeouts and retries
+        stay per unit, see ``request``)."""
+        self.request_delay = max(self.request_delay, settings.request_delay)
+        low = min(self._backoff_range[0], settings.backoff_min)
+        high = min(self._backoff_range[1], settings.backoff_max)
+        if (low, high) != self._backoff_range:
+            self._backoff_range = (low, high)
+            self._backoff = Backoff(low, max(low, high))
+
     @property
     def connected(self) -> bool:
         return self.client is not None and self.client.connected
 
     @property
     def deadline(self) -> float:
-        """Longest a request may take: every attempt timing out, plus slack."""
-        return self.timeout * (self.retries + 1) + self.timeout / 2
+        """Longest a request with the link's own settings may take."""
+        return deadline(self.timeout, self.retries)
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued for their turn."""
+        return 0 if self._turns is None else self._turns.waiting
 
     async def acquire(self) -> None:
         """Register a user; the first one starts the client and its supervisor."""
         self._users += 1
         if self._task is None:
-            self._lock = asyncio.Lock()
+            self._turns = Turns()
             self._lost = asyncio.Event()
             self.client = self._make_client(self._on_connection)
             self._task = asyncio.create_task(self._supervise(), name=f"modbus link {self.name}")
@@ -101,24 +124,43 @@ class Link:
                 await self._lost.wait()
 
     async def request(
-        self, call: Callable[..., Awaitable[ModbusPDU]], *args: Any, **kwargs: Any
+        self,
+        call: Callable[..., Awaitable[ModbusPDU]],
+        *args: Any,
+        urgent: bool = False,
+        timeout: float | None = None,
+        retries: int | None = None,
+        **kwargs: Any,
     ) -> ModbusPDU:
         """Send one request and wait for its answer, one at a time on this link.
 
-        Raises pymodbus' ConnectionException/ModbusIOException or TimeoutError; the
-        caller turns them into qualities.
+        ``urgent`` requests go before every queued normal one. ``timeout`` and ``retries``
+        (default: the link's) bound this request's attempts. Raises pymodbus'
+        ConnectionException/ModbusIOException or TimeoutError; the caller turns them into
+        qualities.
         """
-        assert self._lock is not None
-        async with self._lock:
+        assert self._turns is not None
+        timeout = self.timeout if timeout is None else timeout
+        retries = self.retries if retries is None else retries
+        async with self._turns.take(urgent):
             if self.request_delay:
                 pause = self._last_request + self.request_delay - time.monotonic()
                 if pause > 0:
                     await asyncio.sleep(pause)
+            if self.client is not None:
+                # one request at a time: the client's settings are this request's
+                self.client.ctx.comm_params.timeout_connect = timeout
+                self.client.ctx.retries = retries
             try:
-                async with asyncio.timeout(self.deadline):
+                async with asyncio.timeout(deadline(timeout, retries)):
                     return await call(*args, **kwargs)
             finally:
                 self._last_request = time.monotonic()
+
+
+def deadline(timeout: float, retries: int) -> float:
+    """Longest a request may take: every attempt timing out, plus slack."""
+    return timeout * (retries + 1) + timeout / 2
 
 
 def _client_options(timeout: float, retries: int, on_connection: Callable[[bool], None]) -> dict:

@@ -119,9 +119,12 @@ class PlanLimits:
 
 @dataclass(frozen=True, slots=True)
 class TcpSettings:
-    """One TCP endpoint. ``timeout`` bounds one attempt of one request; ``retries`` are
-    extra attempts; ``request_delay`` is a pause between requests for slow gateways;
-    reconnects back off from ``backoff_min`` to ``backoff_max`` seconds with jitter."""
+    """One TCP endpoint as one unit sees it. ``timeout`` bounds one attempt of one request;
+    ``retries`` are extra attempts; ``request_delay`` is a pause between requests for slow
+    gateways; reconnects and a silent unit's probes back off from ``backoff_min`` to
+    ``backoff_max`` seconds with jitter, once ``breaker_after`` requests in a row went
+    unanswered. ``own_connection`` gives the unit a TCP connection of its own instead of
+    sharing one per host:port (for gateways that serve units in parallel)."""
 
     host: str
     port: int = 502
@@ -130,12 +133,15 @@ class TcpSettings:
     request_delay: float = 0.0
     backoff_min: float = 0.5
     backoff_max: float = 30.0
+    breaker_after: int = 1
+    own_connection: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class SerialSettings:
-    """One RS-485 line. ``request_delay`` is the silent interval the slowest unit on the
-    line needs between frames."""
+    """One RS-485 line as one unit sees it. ``request_delay`` is the silent interval the
+    slowest unit on the line needs between frames; timeout, retries, backoff and
+    ``breaker_after`` mean what they mean in TcpSettings."""
 
     port: str
     baudrate: int = 19200
@@ -147,3 +153,4 @@ class SerialSettings:
     request_delay: float = 0.0
     backoff_min: float = 0.5
     backoff_max: float = 30.0
+    breaker_after: int = 1

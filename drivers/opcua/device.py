@@ -95,6 +95,13 @@ class OpcUaDevice:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self.connects = 0
+        """Connections made so far: a new one means the server may have restarted."""
+
+    @property
+    def session(self) -> int:
+        """Changes whenever the outputs may have been lost (a new connection)."""
+        return self.connects
 
     @property
     def online(self) -> bool:
@@ -138,8 +145,9 @@ class OpcUaDevice:
             return self._all_bad(points, f"server returned {len(results)} of {len(points)} values")
         return {p.name: to_reading(p, dv, received) for p, dv in zip(points, results, strict=True)}
 
-    async def write(self, point: OpcUaPoint, value: Value) -> None:
-        """Write with the variable's own variant type; raises WriteError."""
+    async def write(self, point: OpcUaPoint, value: Value, *, urgent: bool = False) -> None:
+        """Write with the variable's own variant type; raises WriteError. ``urgent`` is
+        accepted for the Device protocol: each OPC UA request has its own session slot."""
         client = self._connected_client()
         if client is None:
             raise WriteError(f"{self.name}/{point.name}: {DISCONNECTED}")
@@ -287,6 +295,7 @@ class OpcUaDevice:
         async with self._lock:
             self._client = client
             self._answering = True
+            self.connects += 1
             try:
                 for group in self._groups:
                     await self._activate(client, group)
