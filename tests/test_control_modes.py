@@ -67,11 +67,11 @@ def test_safe_mode_forces_the_safe_state_and_says_who_asked() -> None:
 
 
 def test_recovery_off_winds_down_the_heat_pump_respecting_min_on_time() -> None:
-    ds = drive(initial_state(0.0), 0.0, 20)  # started at t=10
+    ds = drive(initial_state(0.0), 0.0, 20)  # found stopped, started at t=1
     state = set_mode(ds[-1].state, Mode.RECOVERY_OFF, 20.0)
     ds = drive(state, 20.0, 80)
     off = next(d for d in ds if not d.setpoints.hp_enable)
-    assert off.state.last_now >= 10.0 + P.sequencer.min_on_s
+    assert off.state.last_now >= 1.0 + P.sequencer.min_on_s
     assert ds[-1].setpoints.valve == 0.0 and ds[-1].hp_state == HpState.OFF
     assert all(d.mode == "recovery_off" for d in ds)
 
@@ -122,7 +122,7 @@ def test_transfer_from_manual_to_auto_is_bumpless() -> None:
     # the loop resumes from 0.6 and moves only by its integral action (supply 1.8 K below
     # setpoint): far less than the rate limit a jump back to its old output would show
     op = P.optimiser
-    loop_step = op.fan_kp * 1.8 / op.fan_ti_s + 1e-9
+    loop_step = op.cool_kp * 1.8 / op.cool_ti_s + 1e-9
     assert loop_step < op.fan_down_per_s / 2
     for a, b in itertools.pairwise([manual_last, *auto]):
         assert abs(b.setpoints.fan - a.setpoints.fan) <= loop_step

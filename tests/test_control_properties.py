@@ -202,7 +202,7 @@ def test_cooling_priority_and_hp_protection_hold_for_any_sequence(seq: list[Segm
     prev = state.setpoints
     running = 0.0
     on_at: float | None = None
-    off_at: float | None = now  # initial_state assumes the pump may just have stopped
+    off_at: float | None = None  # found stopped: how long ago is unknown
     starts: list[float] = []
     at_risk_while_recovering = 0
     for seg in seq:
@@ -253,7 +253,8 @@ def test_cooling_priority_and_hp_protection_hold_for_any_sequence(seq: list[Segm
 )
 def test_rising_fast_never_grows_recovery(base: float, rate: float, warmup: int, ramp: int) -> None:
     """Supply climbing faster than allowed, towards the margin band within the rise horizon
-    (below the limit): recovery may only shrink."""
+    (below the limit): the recovery share may only shrink and the dry cooling only grow.
+    The compressor may load up: it cools the loop too."""
     now = 0.0
     state = initial_state(now)
     running = 0.0
@@ -275,7 +276,6 @@ def test_rising_fast_never_grows_recovery(base: float, rate: float, warmup: int,
         if (t >= 2 * env.rise_window_s and supply < LIMIT - 3 and rate * 60 > 1.0
                 and heading_for_band):
             assert d.setpoints.valve <= prev.valve
-            assert d.setpoints.extraction <= prev.extraction
             assert d.setpoints.fan >= prev.fan
             assert any(x.reason == "supply rising fast" for x in d.limits)
         state, prev, running = d.state, d.setpoints, float(d.setpoints.hp_enable)

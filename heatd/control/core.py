@@ -12,13 +12,13 @@ from types import MappingProxyType
 from typing import Any, Generic, Protocol, TypeVar
 
 from heatd.control import roles as R
-from heatd.control.bounds import Bounds, Setpoints
+from heatd.control.bounds import Bounds, Setpoints, device_bounds
 from heatd.control.envelope import envelope
 from heatd.control.events import Event, Layer, Limit, LimitKey
 from heatd.control.frozen import maker, plain
-from heatd.control.optimiser import RESET, propose, want_heat
+from heatd.control.optimiser import RESET, OptState, propose, want_heat
 from heatd.control.params import ControlParams
-from heatd.control.sequencer import HpState, sequence
+from heatd.control.sequencer import HpState, SeqState, sequence
 from heatd.control.signals import Snapshot
 from heatd.control.state import Lease, Mode, State
 from heatd.control.validate import validate
@@ -88,6 +88,9 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
 
     inputs, val = validate(snapshot, state.val, params, now)
     values = inputs.values
+    if last is None:
+        state, opt = _take_over(state, values, params, now)
+        prev = state.setpoints
 
     mode, mode_expires = state.mode, state.mode_expires
     if mode_expires is not None and now >= mode_expires:
@@ -104,13 +107,11 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
     leased = {x.role: x.value for x in leases} if leases else _NO_LEASES
 
     env = envelope(inputs, prev, state.env, params, now)
+    if env.state.alarms != state.env.alarms:
+        _actuator_events(events, state.env.alarms, env.state.alarms, now)
     bounds = env.bounds
     limits = list(env.limits)
-    stop_reason = ""
-    for x in limits:
-        if x.name == "hp_run":
-            stop_reason = x.reason
-            break
+    stop_reason = next((x.reason for x in limits if x.name == "hp_run"), "")
     stop_layer = _ENVELOPE
     if mode is _SAFE:
         bounds = bounds.tighten(1.0, 0.0, 0.0, False, False)
@@ -184,6 +185,41 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
                            val, keys, (), False)
     return _new_decision(setpoints, new_state, tuple(limits), tuple(events), _VALUE[mode],
                          env.margin, _VALUE[hp_state], inputs.missing, inputs.invalid, bounds)
+
+
+def _actuator_events(events: list[Event], old: tuple[str, ...], new: tuple[str, ...],
+                     now: float) -> None:
+    """An actuator that stops (or starts again) following its command is an alarm event."""
+    for role in new:
+        if role not in old:
+            events.append(Event(now, _ENVELOPE, "actuator", role, "following", "not following",
+                                "feedback differs from the command"))
+    for role in old:
+        if role not in new:
+            events.append(Event(now, _ENVELOPE, "actuator", role, "not following", "following",
+                                "feedback agrees with the command again"))
+
+
+def _take_over(state: State, values: dict[str, float], params: ControlParams,
+               now: float) -> tuple[State, OptState]:
+    """First cycle: take the plant as found rather than as if everything had just stopped.
+    A running heat pump stays running and wanted; outputs whose position the site reports
+    start from there (a bumpless take-over), the others from the safe state."""
+    running = values.get(R.HP_RUNNING)
+    seq = state.seq
+    opt = state.opt
+    if running is not None:
+        seq = SeqState.found(running > 0.5, params.sequencer, now)
+        if seq.enabled:
+            opt = replace(opt, want=True)
+    valve = values.get(R.VALVE_RECOVERY_ACTUAL)
+    fan = values.get(R.DRYCOOLER_FAN_ACTUAL)
+    setpoints = state.setpoints
+    if valve is not None and fan is not None:
+        cap = values.get(R.HP_CAPACITY_ACTUAL, params.sequencer.capacity_min)
+        setpoints = device_bounds().admit(valve, fan, seq.enabled, cap, False, seq.enabled,
+                                          params.sequencer.capacity_min)
+    return replace(state, seq=seq, setpoints=setpoints), opt
 
 
 _NO_LEASES: Mapping[str, float] = MappingProxyType({})

@@ -1,24 +1,40 @@
 """Safety envelope: cooling priority, computed first, from the validated inputs only.
 
-Three severities, each no looser than the one below:
-- worst case (cooling input unknown, PLC in local fallback, heat pump faulted): full dry
-  cooler, valve to the dry-cooler side, heat pump off at once;
-- distress (supply or rack inlet near/above its limit, supply rising fast enough to reach
-  the margin band within the rise horizon, or its rate not yet known): recovery may not
-  grow - valve, extraction and start are held at the last decision and the dry cooler may
-  not slow down (full speed at the limit);
+Severities, each no looser than the one below:
+- worst case (supply or rack inlet unknown, coolant flow too low, PLC in local fallback,
+  the recovery valve not following): full dry cooler, valve to the dry-cooler side, heat
+  pump off at once;
+- heat pump out (fault, trip or lockout) with the supply known: the recovery branch is
+  dead, so all coolant goes to the dry cooler and the heat pump stays off; the fans stay
+  with the supply loop, which knows how much cooling the loop needs (a winter loop
+  chilled to 0 degC by full fans would starve the heat pump for hours after its reset);
+- heat pump out of contact (its fault state unknown): a running machine has its own
+  protection and keeps running, but gets no more flow than it had; a stopped one gets
+  none and is not started;
+- high limit (supply within its margin of the limit): recovery is **driven down** across
+  the margin band, the valve from fully on recovery at the band's foot to fully on the
+  dry cooler at the limit, and the fans are floored from nothing to full: the dry cooler
+  gets a flow share and a fan speed able to carry the load before the limit is reached.
+  The heat pump keeps running on the flow it still gets (it cools the loop too); at the
+  limit, with no recovery flow left, it idles at its minimum capacity instead of
+  stopping, so it takes the heat back without a restart once the supply falls, and a
+  stopped one is not started;
+- distress (supply rising fast enough to reach the band within the rise horizon, or its
+  rate not yet known; rack inlet near its limit): the valve share and the fans are held
+  where they are, no more recovery share and no less dry cooling;
+- a fan or compressor that does not follow its command is an alarm: the fans are asked
+  for everything, a lame compressor gets no more flow;
 - normal: the whole device range.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from heatd.control import roles as R
 from heatd.control.bounds import _ENVELOPE_KEY, Bounds, Setpoints
 from heatd.control.events import Layer, Limit
-from heatd.control.frozen import maker, plain
-from heatd.control.params import ControlParams
+from heatd.control.params import ControlParams, EnvelopeParams
 from heatd.control.validate import Inputs
 
 Sample = tuple[float, float]
@@ -27,11 +43,16 @@ Sample = tuple[float, float]
 
 @dataclass(frozen=True, slots=True)
 class EnvelopeState:
-    """Two rolling anchors give the rate of rise over one to two windows, at O(1) cost."""
+    """Two rolling anchors give the rate of rise over one to two windows, at O(1) cost; the
+    mismatch clocks say since when each actuator has not followed its command."""
 
     anchor_old: Sample | None = None
     anchor_new: Sample | None = None
     valve_off_since: float | None = None
+    fan_off_since: float | None = None
+    cap_off_since: float | None = None
+    alarms: tuple[str, ...] = ()
+    """Output roles whose actuator does not follow its command, as of the last cycle."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +64,8 @@ class EnvelopeResult:
     """K below the supply limit; None while the supply temperature is unknown."""
     rise: float | None
     """Supply rate of rise, K/s; None until measured over half a window."""
+    alarms: tuple[str, ...] = ()
+    """Actuators that do not follow their command."""
 
 
 class _Acc:
@@ -58,18 +81,19 @@ class _Acc:
 
     def worst(self, why: str) -> None:
         self.floor_fan(1.0, why)
+        self.recovery_out(why)
+
+    def recovery_out(self, why: str) -> None:
+        """The recovery branch is closed and the heat pump stopped; the fans are free."""
         self.cap_valve(0.0, why)
         self.cap_extraction(0.0, why)
         self.block_start(why)
-        if self.run:
-            self.run, self.run_why = False, why
+        self.stop(why)
 
     def hold(self, prev: Setpoints, why: str) -> None:
-        """No more recovery than last cycle, and no less dry cooling."""
+        """No more recovery share than last cycle, and no less dry cooling."""
         self.floor_fan(prev.fan, why)
         self.cap_valve(prev.valve, why)
-        self.cap_extraction(prev.extraction, why)
-        self.block_start(why)
 
     def floor_fan(self, v: float, why: str) -> None:
         if v > self.fan or (v == self.fan and not self.fan_why and v > 0):
@@ -87,125 +111,141 @@ class _Acc:
         if self.start:
             self.start, self.start_why = False, why
 
+    def stop(self, why: str) -> None:
+        if self.run:
+            self.run, self.run_why = False, why
+
 
 def _unknown(inputs: Inputs, role: str) -> str:
     return f"{role} unknown ({inputs.invalid.get(role, 'not bound')})"
+
+
+def _rise(state: EnvelopeState, supply: float, now: float,
+          window: float) -> tuple[EnvelopeState, float | None]:
+    """Roll the anchors and measure the rate of rise over one to two windows."""
+    old, new = state.anchor_old, state.anchor_new
+    if new is None or old is None:
+        old = new = (now, supply)
+    elif now - new[0] >= window:
+        old, new = new, (now, supply)
+    if old is not state.anchor_old or new is not state.anchor_new:
+        state = replace(state, anchor_old=old, anchor_new=new)
+    span = now - old[0]
+    return state, ((supply - old[1]) / span if span >= 0.5 * window else None)
+
+
+def _since(since: float | None, off: bool, now: float) -> float | None:
+    """A mismatch clock: started when the actuator first strays, cleared when it follows."""
+    if not off:
+        return None
+    return now if since is None else since
+
+
+def _supply_rules(acc: _Acc, supply: float, rise: float | None, prev: Setpoints,
+                  p: EnvelopeParams, cap_min: float) -> None:
+    band = p.supply_limit_c - p.supply_margin_k
+    if supply >= band:
+        depth = min((supply - band) / p.supply_margin_k, 1.0)
+        why = ("supply at or above its limit" if depth >= 1.0
+               else "supply within its margin of the limit")
+        acc.floor_fan(depth, why)
+        acc.floor_fan(prev.fan, why)
+        acc.cap_valve(min(prev.valve, 1.0 - depth), why)
+        if depth >= 1.0:  # no recovery flow left: the compressor idles, nothing starts
+            acc.cap_extraction(cap_min, why)
+            acc.block_start(why)
+    if rise is None:
+        acc.hold(prev, "supply rate of rise not yet known")
+    elif rise > p.max_rise_k_per_s and supply + rise * p.rise_horizon_s >= band:
+        acc.hold(prev, "supply rising fast")
 
 
 def envelope(
     inputs: Inputs, prev: Setpoints, state: EnvelopeState, params: ControlParams, now: float
 ) -> EnvelopeResult:
     """Bounds for this cycle; every unknown cooling input is treated as the worst case."""
-    p = plain(params.envelope)
+    p = params.envelope
     vals = inputs.values
-    acc: _Acc | None = None
-    since0 = state.valve_off_since
+    acc = _Acc()
+    alarms: list[str] = []
 
     supply = vals.get(_SUPPLY)
     rise: float | None = None
     if supply is None:
-        state = _new_state(None, None, since0)
-        acc = _Acc()
+        state = replace(state, anchor_old=None, anchor_new=None)
         acc.worst(_unknown(inputs, _SUPPLY))
     else:
-        window = p.rise_window_s
-        old0, new0 = state.anchor_old, state.anchor_new
-        old, new = old0, new0
-        if new is None:
-            old = new = (now, supply)
-        elif now - new[0] >= window:
-            old, new = new, (now, supply)
-        span = now - old[0]  # type: ignore[index]
-        if span >= 0.5 * window:
-            rise = (supply - old[1]) / span  # type: ignore[index]
-        if old is not old0 or new is not new0:
-            state = _new_state(old, new, since0)
-        band = p.supply_limit_c - p.supply_margin_k
-        rising_fast = (rise is not None and rise > p.max_rise_k_per_s
-                       and supply + rise * p.rise_horizon_s >= band)
-        if supply >= band or rise is None or rising_fast:
-            acc = _Acc()
-            if supply >= p.supply_limit_c:
-                why = "supply at or above its limit"
-                acc.floor_fan(1.0, why)
-                acc.hold(prev, why)
-            elif supply >= band:
-                why = "supply within its margin of the limit"
-                acc.floor_fan((supply - band) / p.supply_margin_k, why)
-                acc.hold(prev, why)
-            if rise is None:
-                acc.hold(prev, "supply rate of rise not yet known")
-            elif rising_fast:
-                acc.hold(prev, "supply rising fast")
+        state, rise = _rise(state, supply, now, p.rise_window_s)
+        _supply_rules(acc, supply, rise, prev, p, params.sequencer.capacity_min)
 
     rack = vals.get(_RACK)
-    if rack is not None or _RACK in inputs.invalid:
-        if rack is None:
-            acc = acc or _Acc()
-            acc.worst(_unknown(inputs, _RACK))
-        elif rack >= p.rack_inlet_limit_c - p.rack_inlet_margin_k:
-            acc = acc or _Acc()
-            over = rack - (p.rack_inlet_limit_c - p.rack_inlet_margin_k)
-            why = "rack inlet near its limit"
-            acc.floor_fan(min(1.0, over / p.rack_inlet_margin_k), why)
-            acc.hold(prev, why)
+    if rack is None and _RACK in inputs.invalid:
+        acc.worst(_unknown(inputs, _RACK))
+    elif rack is not None and rack >= p.rack_inlet_limit_c - p.rack_inlet_margin_k:
+        over = rack - (p.rack_inlet_limit_c - p.rack_inlet_margin_k)
+        why = "rack inlet near its limit"
+        acc.floor_fan(min(1.0, over / p.rack_inlet_margin_k), why)
+        acc.hold(prev, why)
 
-    flow_min = p.flow_min
-    if flow_min is not None:
+    if p.flow_min is not None:
         flow = vals.get(_FLOW)
-        if flow is None or flow < flow_min:
-            acc = acc or _Acc()
-            low = "coolant flow below minimum"
-            acc.worst(_unknown(inputs, _FLOW) if flow is None else low)
+        if flow is None:
+            acc.worst(_unknown(inputs, _FLOW))
+        elif flow < p.flow_min:
+            acc.worst("coolant flow below minimum")
 
     if vals.get(_FALLBACK, 0.0) > 0.5:
-        acc = acc or _Acc()
         acc.worst("plc in local fallback")
 
     fault = vals.get(_FAULT)
     trip = vals.get(_TRIP, 0.0)
-    if fault is None or fault > 0.5 or trip > 0:
-        acc = acc or _Acc()
-        why = _unknown(inputs, _FAULT) if fault is None else (
-            "heat pump trip code set" if trip > 0 else "heat pump fault")
-        acc.worst(why)
+    if fault is None:
+        why = f"heat pump out of contact: {_unknown(inputs, _FAULT)}"
+        acc.block_start(why)
+        acc.cap_valve(prev.valve if prev.hp_enable else 0.0, why)
+    elif fault > 0.5 or trip > 0:
+        acc.recovery_out("heat pump trip code set" if trip > 0 else "heat pump fault")
     elif vals.get(_LOCKOUT, 0.0) > 0.5:
-        acc = acc or _Acc()
-        acc.cap_valve(0.0, "heat pump locked out")
-        acc.cap_extraction(0.0, "heat pump locked out")
-        acc.block_start("heat pump locked out")
-        if acc.run:
-            acc.run, acc.run_why = False, "heat pump locked out"
+        acc.recovery_out("heat pump locked out")
     if _RUNNING not in vals:
-        acc = acc or _Acc()
         acc.block_start(_unknown(inputs, _RUNNING))
 
     actual = vals.get(_VALVE_ACTUAL)
-    since = since0
-    if actual is not None and abs(actual - prev.valve) > p.valve_mismatch_tol:
-        since = now if since is None else since
-        if now - since >= p.valve_mismatch_s:
-            acc = acc or _Acc()
-            acc.worst("recovery valve not following its setpoint")
-    else:
-        since = None
-    if since != since0:
-        state = _new_state(state.anchor_old, state.anchor_new, since)
+    valve_since = _since(state.valve_off_since,
+                         actual is not None and abs(actual - prev.valve) > p.valve_mismatch_tol,
+                         now)  # fmt: skip
+    if valve_since is not None and now - valve_since >= p.valve_mismatch_s:
+        acc.worst("recovery valve not following its setpoint")
+        alarms.append(R.VALVE_RECOVERY)
+    fan = vals.get(_FAN_ACTUAL)
+    fan_since = _since(state.fan_off_since,
+                       fan is not None and abs(fan - prev.fan) > p.fan_mismatch_tol, now)
+    if fan_since is not None and now - fan_since >= p.fan_mismatch_s:
+        acc.floor_fan(1.0, "dry-cooler fan not following its setpoint")
+        alarms.append(R.DRYCOOLER_FAN)
+    cap = vals.get(_CAP_ACTUAL)
+    running = vals.get(_RUNNING, 0.0) > 0.5 and prev.hp_enable
+    cap_since = _since(state.cap_off_since,
+                       running and cap is not None
+                       and abs(cap - prev.hp_capacity) > p.capacity_mismatch_tol,
+                       now)  # fmt: skip
+    if cap_since is not None and now - cap_since >= p.capacity_mismatch_s:
+        why = "heat-pump capacity not following its setpoint"
+        acc.cap_valve(prev.valve, why)
+        acc.block_start(why)
+        alarms.append(R.HP_CAPACITY)
+    if (valve_since, fan_since, cap_since, tuple(alarms)) != (
+            state.valve_off_since, state.fan_off_since, state.cap_off_since, state.alarms):
+        state = replace(state, valve_off_since=valve_since, fan_off_since=fan_since,
+                        cap_off_since=cap_since, alarms=tuple(alarms))
 
     margin = None if supply is None else p.supply_limit_c - supply
-    if acc is None:
-        return _new_result(_NORMAL, (), state, margin, rise)
-    return _new_result(
+    return EnvelopeResult(
         Bounds(_ENVELOPE_KEY, acc.fan, acc.valve, acc.cap, acc.start, acc.run),
-        _limits(acc),
-        state,
-        margin,
-        rise,
-    )
+        _limits(acc), state, margin, rise, tuple(alarms),
+    )  # fmt: skip
 
 
-_new_state = maker(EnvelopeState)
-_new_result = maker(EnvelopeResult)
 _SUPPLY = R.COOLANT_SUPPLY_TEMP
 _RACK = R.RACK_INLET_TEMP
 _FLOW = R.COOLANT_FLOW
@@ -215,7 +255,8 @@ _TRIP = R.HP_TRIP_CODE
 _LOCKOUT = R.HP_LOCKOUT
 _RUNNING = R.HP_RUNNING
 _VALVE_ACTUAL = R.VALVE_RECOVERY_ACTUAL
-_NORMAL = Bounds(_ENVELOPE_KEY, 0.0, 1.0, 1.0, True, True)
+_FAN_ACTUAL = R.DRYCOOLER_FAN_ACTUAL
+_CAP_ACTUAL = R.HP_CAPACITY_ACTUAL
 
 
 def _limits(acc: _Acc) -> tuple[Limit, ...]:

@@ -1,21 +1,26 @@
-"""Heat-recovery optimiser: sell as much heat as the DH side (and storage) will take,
-inside whatever bounds the envelope left.
+"""Heat recovery: sell as much heat as the network (and storage) will take, inside
+whatever bounds the envelope left, with the source loop as warm as cooling allows.
 
-Two PI loops in velocity form, each continuing from the output actually applied last
-cycle: the dry-cooler fan holds the supply temperature at its setpoint (the trim), the
-heat-pump capacity tracks the heat target. Starting from the applied output makes the
-loops bumpless across mode changes and free of wind-up when the envelope or a rate limit
-clamps them, by construction. The recovery valve follows a heat-balance feed-forward
-(the recovery branch gets the share of coolant flow that matches the share of heat the
-heat pump extracts). Deadbands and start/stop hysteresis with delays keep it from hunting.
+Two PI loops in velocity form, each continuing from its own last output, so they are
+bumpless across mode changes and cannot wind up against a clamp:
+
+- **cooling demand** ``u`` (0..1) holds the coolant supply at its setpoint. It drives
+  the dry-cooler fan and, while the heat pump runs, the dry cooler's share of the flow
+  (valve = 1 - u). In steady operation the heat pump takes all the IT heat it can: the
+  valve sits fully on recovery and nothing leaks to the dry cooler; only heat the heat
+  pump cannot take opens the dry cooler. A stopped heat pump gets no flow.
+- **capacity** tracks the heat target: the network's demand plus storage headroom,
+  capped by the IT heat the evaporator can take at the measured COP, and faded out as
+  the loop falls below its setpoint (a colder loop costs COP and would only be drained).
+
+Start/stop hysteresis with delays keeps noise from cycling the compressor.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from heatd.control import roles as R
-from heatd.control.frozen import maker
 from heatd.control.params import OptimiserParams
 
 
@@ -26,16 +31,14 @@ class OptState:
 
     want: bool = False
     flip_since: float | None = None
-    fan_e: float | None = None
-    fan_u: float | None = None
+    cool_e: float | None = None
+    cool_u: float | None = None
     cap_e: float | None = None
     cap_u: float | None = None
-    cap_ff: float | None = None
     target_kw: float = 0.0
 
 
 RESET = OptState()
-_new = maker(OptState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,26 +50,34 @@ class Proposal:
     capacity: float
 
 
-_new_proposal = maker(Proposal)
+def measured_cop(values: dict[str, float], p: OptimiserParams) -> float:
+    """The heat pump's COP from its own meters when they make sense, else the nominal."""
+    heat, power = values.get(_HEAT), values.get(_POWER)
+    if heat is not None and power is not None and power > 0.05 * p.hp_nominal_heat_kw / p.hp_cop:
+        cop = heat / power
+        if 1.2 < cop < 12.0:
+            return cop
+    return p.hp_cop
+
 
 def heat_target_kw(values: dict[str, float], p: OptimiserParams) -> float:
-    """Heat worth delivering now: DH demand plus storage headroom, capped by the IT heat
-    available to the evaporator and by the heat pump's size."""
-    # min()/max() written out (same result, NaN included): this runs every cycle
+    """Heat worth delivering now: demand plus storage headroom, capped by the IT heat the
+    evaporator can take, by the heat pump's size, and faded out on a cold loop."""
     target = values.get(_DEMAND, 0.0)
     top = values.get(_TOP)
     if top is not None:
-        headroom = (p.storage_full_c - top) / p.storage_band_k
-        share = headroom if headroom > 0.0 else 0.0
-        target += p.storage_charge_kw * (share if share < 1.0 else 1.0)
+        headroom = min(max((p.storage_full_c - top) / p.storage_band_k, 0.0), 1.0)
+        target += p.storage_charge_kw * headroom
     it = values.get(_IT)
     if it is not None:
-        cop = p.hp_cop
-        it_heat = it * cop / (cop - 1.0)
-        if it_heat < target:
-            target = it_heat
-    nominal = p.hp_nominal_heat_kw
-    return nominal if nominal < target else target
+        cop = measured_cop(values, p)
+        target = min(target, it * cop / (cop - 1.0))
+    supply = values.get(_SUPPLY)
+    if supply is not None:
+        cold = p.supply_setpoint_c - p.cool_deadband_k - supply
+        if cold > 0.0:
+            target *= max(1.0 - cold / p.cold_band_k, 0.0)
+    return min(target, p.hp_nominal_heat_kw)
 
 
 def want_heat(
@@ -77,12 +88,16 @@ def want_heat(
     frac = target / p.hp_nominal_heat_kw
     flip = frac < p.stop_below if st.want else frac >= p.start_above
     want = st.want
+    since: float | None = None
     if flip:
         since = now if st.flip_since is None else st.flip_since
-        if now - since < (p.stop_delay_s if want else p.start_delay_s):
-            return _new(want, since, st.fan_e, st.fan_u, st.cap_e, st.cap_u, st.cap_ff, target)
-        want = not want
-    return _new(want, None, st.fan_e, st.fan_u, st.cap_e, st.cap_u, st.cap_ff, target)
+        if now - since >= (p.stop_delay_s if want else p.start_delay_s):
+            want, since = not want, None
+    return replace(st, want=want, flip_since=since, target_kw=target)
+
+
+def _deadband(e: float, band: float) -> float:
+    return e - band if e > band else (e + band if e < -band else 0.0)
 
 
 def propose(
@@ -100,60 +115,35 @@ def propose(
 ) -> tuple[Proposal, OptState]:
     """Fan, capacity and valve targets for this cycle. Each PI output is clamped to what the
     bounds allow (``fan_lo``, ``cap_hi``), so it cannot wind up against them."""
-    # Deadbands and min()/max() written out (same result, NaN included): this runs every cycle.
-    fan = fan_u = prev_fan if st.fan_u is None else st.fan_u
-    fan_e = None
+    u = prev_fan if st.cool_u is None else st.cool_u
+    cool_e = None
     supply = values.get(_SUPPLY)
     if supply is not None:
-        e, band = supply - p.supply_setpoint_c, p.fan_deadband_k
-        fan_e = e - band if e > band else (e + band if e < -band else 0.0)
-        last = fan_e if st.fan_e is None else st.fan_e
-        fan = fan_u + p.fan_kp * (fan_e - last + dt / p.fan_ti_s * fan_e)
-    if not fan > fan_lo:
-        fan = fan_lo
-    if not fan < 1.0:
-        fan = 1.0
+        cool_e = _deadband(supply - p.supply_setpoint_c, p.cool_deadband_k)
+        last = cool_e if st.cool_e is None else st.cool_e
+        u += p.cool_kp * (cool_e - last + dt / p.cool_ti_s * cool_e)
+    u = min(max(u, 0.0), 1.0)
+    fan = max(u, fan_lo)
 
-    cap, cap_e, cap_ff = 0.0, None, None
+    cap, cap_e = 0.0, None
     if running:
         nominal = p.hp_nominal_heat_kw
-        cap_ff = st.target_kw / nominal
         heat = values.get(_HEAT)
-        # On a (re)start the loop takes its positional value ff + kp*e (the rate limiter
-        # makes that smooth); afterwards it moves by increments from its own last output.
         fresh = st.cap_u is None
-        base = (cap_min if cap_min > prev_cap else prev_cap) if fresh else st.cap_u
-        cap = base + cap_ff - (base if fresh or st.cap_ff is None else st.cap_ff)
+        # On a (re)start the loop begins at the target's own share of the machine (the
+        # rate limiter makes that smooth); afterwards it moves by increments.
+        cap = max(st.target_kw / nominal, cap_min, prev_cap) if fresh else st.cap_u
         if heat is not None:
-            e, band = (st.target_kw - heat) / nominal, p.heat_deadband
-            cap_e = e - band if e > band else (e + band if e < -band else 0.0)
+            cap_e = _deadband((st.target_kw - heat) / nominal, p.heat_deadband)
             last = 0.0 if fresh or st.cap_e is None else st.cap_e
-            cap += p.cap_kp * (cap_e - last + dt / p.cap_ti_s * cap_e)
-        if not cap > cap_min:
-            cap = cap_min
-        if not cap < cap_hi:
-            cap = cap_hi
+            cap += p.cap_kp * (cap_e - last + dt / p.cap_ti_s * cap_e)  # type: ignore[operator]
+        cap = min(max(cap, cap_min), cap_hi)  # type: ignore[type-var]
     elif enabled:
         cap = cap_min
 
-    valve = 0.0
-    if enabled:
-        it = values.get(_IT)
-        heat, power = values.get(_HEAT), values.get(_POWER)
-        if running and heat is not None and power is not None:
-            extraction = heat - power
-            if not extraction > 0.0:
-                extraction = 0.0
-        else:
-            extraction = cap * p.hp_nominal_heat_kw * (1.0 - 1.0 / p.hp_cop)
-        # IT power unknown: assume the heat pump was sized for the IT load
-        valve = cap if it is None else p.valve_ff_gain * extraction / (1e-6 if it < 1e-6 else it)
-        floor = p.valve_min_running
-        if floor > valve:
-            valve = floor
-    new = _new(st.want, st.flip_since, fan_e, fan, cap_e, cap if running else None, cap_ff,
-               st.target_kw)
-    return _new_proposal(valve, fan, cap), new
+    valve = 1.0 - u if enabled else 0.0
+    new = replace(st, cool_e=cool_e, cool_u=u, cap_e=cap_e, cap_u=cap if running else None)
+    return Proposal(valve, fan, cap), new
 
 
 _SUPPLY = R.COOLANT_SUPPLY_TEMP

@@ -70,7 +70,7 @@ class EnvelopeParams(BaseModel):
     supply_margin_k: Positive = 3.0
     max_rise_k_per_s: Positive = 0.01
     rise_window_s: Positive = 60.0
-    rise_horizon_s: Positive = 600.0
+    rise_horizon_s: Positive = 300.0
     """A fast rise counts only if, kept up this long, it would reach the margin band: a
     warm-up 20 K below the limit is no reason to stop recovering heat."""
     rack_inlet_limit_c: float = 27.0
@@ -78,6 +78,11 @@ class EnvelopeParams(BaseModel):
     flow_min: NonNegative | None = None
     valve_mismatch_tol: Fraction = 0.15
     valve_mismatch_s: Positive = 60.0
+    fan_mismatch_tol: Fraction = 0.15
+    fan_mismatch_s: Positive = 60.0
+    capacity_mismatch_tol: Fraction = 0.25
+    capacity_mismatch_s: Positive = 300.0
+    """A compressor ramps and unloads on its own: it is judged over minutes, not seconds."""
 
 
 class SequencerParams(BaseModel):
@@ -111,16 +116,19 @@ class OptimiserParams(BaseModel):
 
     model_config = _STRICT
     supply_setpoint_c: float = 40.0
-    fan_kp: NonNegative = 0.15
-    fan_ti_s: Positive = 120.0
-    fan_deadband_k: NonNegative = 0.2
+    """The loop is held this warm: as warm as the margin allows, for the heat pump's COP."""
+    cool_kp: NonNegative = 0.15
+    """Cooling demand (fan and dry-cooler share) per K of supply above its setpoint."""
+    cool_ti_s: Positive = 120.0
+    cool_deadband_k: NonNegative = 0.2
+    cold_band_k: Positive = 4.0
+    """Below the setpoint the heat target fades to nothing over this band."""
     cap_kp: NonNegative = 0.5
-    cap_ti_s: Positive = 300.0
+    cap_ti_s: Positive = 60.0
     heat_deadband: Fraction = 0.02
     hp_nominal_heat_kw: Positive = 100.0
     hp_cop: Annotated[float, Field(gt=1)] = 3.5
-    valve_ff_gain: Positive = 1.1
-    valve_min_running: Fraction = 0.2
+    """COP assumed until the heat pump's own heat and power meters say better."""
     valve_up_per_s: Positive = 0.01
     valve_down_per_s: Positive = 0.05
     fan_up_per_s: Positive = 0.05

@@ -50,6 +50,15 @@ class SeqState:
         """Assume the machine may just have stopped: the minimum off time runs from now."""
         return cls(HpState.OFF, now, None, now)
 
+    @classmethod
+    def found(cls, running: bool, p: SequencerParams, now: float) -> SeqState:
+        """The heat pump as heatd finds it on its first cycle: a running machine is taken
+        over as running (its minimum on time long served), a stopped one may start at once
+        (how long it has been off is unknown; its own anti-cycling timer guards it)."""
+        if running:
+            return cls(HpState.RUNNING, now, now - p.min_on_s, None)
+        return cls(HpState.OFF, now, None, None)
+
     @property
     def enabled(self) -> bool:
         return self.state in _ENABLED
@@ -103,9 +112,12 @@ def sequence(
     faulted = values.get(_FAULT, 0.0) > 0.5 or trip > 0
     locked = values.get(_LOCKOUT, 0.0) > 0.5
     running = values.get(_RUNNING, 0.0) > 0.5
+    # Out of contact, a running machine is believed to run on: its own protection guards
+    # it, and dropping its enable over a comms gap would cost a stop and a restart.
+    unknown = _RUNNING not in values
     s = st.state
     if not faulted and not locked:  # the steady states, where nothing happens
-        if s is HpState.RUNNING and running and bounds.hp_run:
+        if s is HpState.RUNNING and (running or unknown) and bounds.hp_run:
             if want_run:
                 return _new_out(True, now < st.reset_until, st, (), ())
             if st.on_since is not None and now - st.on_since < p.min_on_s:
@@ -130,7 +142,8 @@ def sequence(
         elif want_run or (st.on_since is not None and now - st.on_since < p.min_on_s):
             if not want_run:
                 limits = _MIN_ON
-            _confirm(step, running, p)
+            if not unknown:
+                _confirm(step, running, p)
         else:
             step.go(HpState.STOPPING, requester, "no heat wanted")
     elif s is HpState.STOPPING:
