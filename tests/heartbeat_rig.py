@@ -34,6 +34,7 @@ VALVE_ADDRESS = 1
 SITE = """\
 site: {{id: hb}}
 runtime: {{cycle_period: {cycle}, write_min_interval: {min_interval}}}
+control: {control}
 poll_groups:
   fast: {{interval: 0.25}}
   a: {{interval: 0.25}}
@@ -60,7 +61,9 @@ devices:
     timeout: {timeout}
     points:
       supply: {{table: holding, address: 0, data_type: int16, scale: 0.1, unit: degC,
-                poll_group: fast}}
+                poll_group: fast, max_age: {max_age}}}
+      flow: {{table: holding, address: 1, data_type: uint16, scale: 0.1, unit: "m3/h",
+              poll_group: fast}}
   hp:
     {link}
     unit_id: 3
@@ -77,6 +80,7 @@ roles:
   valve.recovery: plc.valve
   drycooler.fan: plc.fan
   coolant.supply_temp: sensors.supply
+  coolant.flow: sensors.flow
   hp.running: hp.running
   hp.power: hp.power
   hp.heat: hp.heat
@@ -136,7 +140,8 @@ def _units() -> list:
 
 @contextlib.asynccontextmanager
 async def running(tmp: Path, *, serial: bool, cycle: float = 0.5, timeout: float = 0.5,
-                  min_interval: float = 0.0, fan_max: float = 100) -> AsyncIterator[Rig]:
+                  min_interval: float = 0.0, fan_max: float = 100, control: str = "{}",
+                  max_age: float = 1.0) -> AsyncIterator[Rig]:
     """The daemon running the site against a real server (TCP, or RTU over a pty pair)."""
     async with contextlib.AsyncExitStack() as stack:
         if serial:
@@ -149,10 +154,11 @@ async def running(tmp: Path, *, serial: bool, cycle: float = 0.5, timeout: float
             link = f"protocol: modbus_tcp\n    host: 127.0.0.1\n    port: {server.port}"
         await server.start()
         stack.push_async_callback(server.stop)
-        await server.set(SENSORS, Table.HOLDING, 0, [350])  # 35.0 degC
+        await server.set(SENSORS, Table.HOLDING, 0, [350, 200])  # 35.0 degC, 20 m3/h
         path = tmp / "site.yaml"
         path.write_text(SITE.format(cycle=cycle, min_interval=min_interval, timeout=timeout,
-                                    fan_max=fan_max, link=link))
+                                    fan_max=fan_max, link=link, control=control,
+                                    max_age=max_age))
         daemon = RecordingDaemon(path, load_site(path))
         daemon.alarms = []
         await daemon._start_io()

@@ -1,15 +1,21 @@
 """Setpoint writes against a real Modbus server: written once, read back and verified,
-refused outside their bounds, alarmed and retried while the device does not answer."""
+refused outside their bounds, alarmed and retried while the device does not answer; kept
+true against another client and a device restart; the safe state forced and clamped; the
+heartbeat never held back by another output's minimum interval."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
+from pymodbus.client import AsyncModbusTcpClient
 
 from drivers.modbus import Table
 from heatd.config_loader import parse_site
-from heatd.devices import build_devices
+from heatd.devices import BoundDevice, build_devices
 from heatd.writer import OutOfBounds, SetpointWriter
 
 from modbus_servers import SimServer, unit
@@ -29,9 +35,14 @@ devices:
       speed: {{table: holding, address: 0, data_type: uint16, unit: "%", scale: 0.1,
                writable: true, write_min: 0, write_max: 100}}
       enable: {{table: coil, address: 0, data_type: bool, writable: true}}
+      valve: {{table: holding, address: 1, data_type: uint16, unit: "%", scale: 0.1,
+               writable: true, write_min: 0, write_max: 100}}
+      beat: {{table: holding, address: 5, data_type: uint16, writable: true}}
 roles:
   drycooler.fan: fans.speed
   hp.enable: fans.enable
+  valve.recovery: fans.valve
+  plc.heartbeat: fans.beat
 """
 
 
@@ -105,3 +116,109 @@ async def test_min_interval_spaces_writes_of_one_setpoint() -> None:
         await writer.stop()
         await fans.driver.close()
         await server.stop()
+
+
+@dataclass
+class Rig:
+    server: SimServer
+    writer: SetpointWriter
+    fans: BoundDevice
+    alarms: list[tuple[str, dict]]
+
+
+@pytest.fixture
+async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
+    """A writer on a polled, online device; writer options by indirect parametrisation."""
+    options = getattr(request, "param", {})
+    server = SimServer([unit(1)])
+    await server.start()
+    site = parse_site(SITE.format(port=server.port), "site.yaml")
+    devices = build_devices(site)
+    alarms: list[tuple[str, dict]] = []
+    writer = SetpointWriter(site, devices, lambda name, d: alarms.append((name, d)), **options)
+    fans = devices["fans"]
+    await fans.driver.start()
+    while not fans.driver.online:
+        await fans.driver.read(tuple(fans.points.values()))
+        await asyncio.sleep(0.02)
+    writer.start()
+    try:
+        yield Rig(server, writer, fans, alarms)
+    finally:
+        await writer.stop()
+        await fans.driver.close()
+        await server.stop()
+
+
+@pytest.mark.parametrize("rig", [{"verify_every": 0.3}], indirect=True)
+async def test_a_setpoint_changed_by_another_client_is_alarmed_and_written_again(rig) -> None:
+    rig.writer.submit("valve.recovery", 0.4)
+    assert await rig.writer.flush(3.0)
+    assert await rig.server.get(1, Table.HOLDING, 1, 1) == [400]
+    other = AsyncModbusTcpClient("127.0.0.1", port=rig.server.port)
+    await other.connect()
+    try:
+        await other.write_register(1, 777, device_id=1)  # a foreign write: 77.7 %
+    finally:
+        other.close()
+    await until(lambda: any(n == "write_mismatch" for n, _ in rig.alarms))
+    _, details = next(a for a in rig.alarms if a[0] == "write_mismatch")
+    assert details["point"] == "fans.valve" and details["read_back"] == pytest.approx(77.7)
+    await until(lambda: rig.writer.status()["valve.recovery"]["verified"])
+    assert await rig.server.get(1, Table.HOLDING, 1, 1) == [400]
+
+
+async def test_every_setpoint_is_asserted_again_after_the_device_restarts(rig) -> None:
+    rig.writer.submit("valve.recovery", 0.25)
+    rig.writer.submit("hp.enable", True)
+    rig.writer.submit("plc.heartbeat", 7)
+    assert await rig.writer.flush(3.0)
+    port = rig.server.port
+    await rig.server.stop()
+    fresh = rig.server = SimServer([unit(1)], port=port)  # restarted: every register zero
+    await fresh.start()
+    fans = rig.fans
+    while not fans.driver.online:  # the daemon's polling finds the device back
+        await fans.driver.read(tuple(fans.points.values()))
+        await asyncio.sleep(0.05)
+
+    async def restored() -> bool:
+        return (await fresh.get(1, Table.HOLDING, 1, 1) == [250]
+                and await fresh.get(1, Table.COIL, 0, 1) == [True])
+
+    async with asyncio.timeout(5):
+        while not await restored():
+            await asyncio.sleep(0.02)
+
+
+async def test_safe_state_is_forced_whatever_the_cache_says_and_clamped(rig) -> None:
+    rig.writer.submit("drycooler.fan", 0.9)  # write_max is 100 %: in bounds
+    rig.writer.submit("valve.recovery", 0.0)
+    assert await rig.writer.flush(3.0)
+    sent = rig.fans.driver.stats.requests
+    # the device holds these values already; a stop must still send them
+    rig.writer.safe_state({"drycooler.fan": 0.9, "valve.recovery": 0.0}, force=True)
+    assert await rig.writer.flush(3.0)
+    assert rig.fans.driver.stats.requests >= sent + 2
+    # a safe value beyond the write bounds is clamped, not refused
+    rig.writer.safe_state({"drycooler.fan": 1.5}, force=False)
+    assert await rig.writer.flush(3.0)
+    assert await rig.server.get(1, Table.HOLDING, 0, 1) == [1000]
+
+
+@pytest.mark.parametrize("rig", [{"min_interval": 2.0}], indirect=True)
+async def test_heartbeat_is_not_held_back_by_another_outputs_min_interval(rig) -> None:
+    period, seconds = 0.2, 3.0
+    beats: list[float] = []
+    count = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        count += 1
+        rig.writer.submit("valve.recovery", (count % 10) / 10)  # changes every cycle
+        rig.writer.submit("plc.heartbeat", count)
+        await asyncio.sleep(period)
+        value = (await rig.server.get(1, Table.HOLDING, 5, 1))[0]
+        if not beats or value != beats[-1]:
+            beats.append(value)
+    # the valve is rate-limited to one write per 2 s; the heartbeat goes every cycle
+    assert len(beats) >= seconds / period / 2, beats
