@@ -132,6 +132,14 @@ class Rig:
     daemon: RecordingDaemon
     cycle: float
     timeout: float
+    loop: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        """A clean stop, as on SIGTERM: the cycle ends, then the daemon's own shutdown."""
+        if not self.loop.done():
+            self.daemon.request_stop()
+            await self.loop
+            await self.daemon._shutdown()
 
 
 def _units() -> list:
@@ -162,15 +170,10 @@ async def running(tmp: Path, *, serial: bool, cycle: float = 0.5, timeout: float
         daemon = RecordingDaemon(path, load_site(path))
         daemon.alarms = []
         await daemon._start_io()
-        loop = asyncio.create_task(daemon._cycle_loop(), name="cycle")
-
-        async def stop() -> None:
-            daemon.request_stop()
-            await loop
-            await daemon._stop_io()
-
-        stack.push_async_callback(stop)
-        yield Rig(server, daemon, cycle, timeout)
+        rig = Rig(server, daemon, cycle, timeout,
+                  asyncio.create_task(daemon._cycle_loop(), name="cycle"))
+        stack.push_async_callback(rig.stop)
+        yield rig
 
 
 async def heartbeat_with_silent_unit(tmp: Path, *, serial: bool, seconds: float,
