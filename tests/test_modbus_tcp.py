@@ -308,3 +308,89 @@ async def test_first_connect_failing_then_server_appears() -> None:
 async def test_points_of_another_unit_are_a_config_error_not_a_crash(devices) -> None:
     got = await online_read(devices[0], points(2))
     assert all(r.quality is Quality.BAD and "unit" in r.reason for r in got.values())
+
+
+async def test_units_on_one_link_keep_their_own_timeouts(server: SimServer) -> None:
+    quick = TcpSettings("127.0.0.1", server.port, timeout=0.2, backoff_min=5, backoff_max=5)
+    patient = TcpSettings("127.0.0.1", server.port, timeout=3.0, backoff_min=5, backoff_max=5)
+    link = TcpLink(patient)  # the link was made for the patient unit
+    slow = ModbusTcpDevice("slow", patient, 2, link=link)
+    fast = ModbusTcpDevice("fast", quick, 1, link=link)
+    for d in (slow, fast):
+        await d.start()
+    try:
+        await until(lambda: _connected(fast))
+        server.faults.silent.add(1)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        got = await fast.read(points(1))
+        # its own 0.2 s, not the 3 s the link was built with (the bound has slack for a
+        # loaded machine; taking the link's timeout would need 3 s)
+        assert loop.time() - started < 2.0
+        assert {r.quality_text for r in got.values()} == {"bad:timeout"}
+    finally:
+        for d in (slow, fast):
+            await d.close()
+
+
+async def test_a_silent_unit_is_probed_once_per_backoff_slot(server: SimServer) -> None:
+    shared = TcpSettings("127.0.0.1", server.port, timeout=0.3, backoff_min=0.5,
+                         backoff_max=0.5, breaker_after=2)
+    link = TcpLink(shared)
+    silent = ModbusTcpDevice("silent", shared, 1, link=link)
+    await silent.start()
+    try:
+        await until(lambda: _connected(silent))
+        server.faults.silent.add(1)
+        await silent.read(points(1))
+        assert not silent.tripped  # one timeout is not yet enough
+        await silent.read(points(1))
+        assert silent.tripped
+        sent = silent.stats.requests
+        # while held off nothing goes on the line, writes included
+        with pytest.raises(WriteError, match="not answering"):
+            await silent.write(points(1)[2], 1)
+        await silent.read(points(1))
+        assert silent.stats.requests == sent
+        await asyncio.sleep(0.6)  # the slot has come: many callers, one probe
+        await asyncio.gather(*(silent.read(points(1)) for _ in range(4)))
+        assert silent.stats.requests == sent + 1
+    finally:
+        await silent.close()
+
+
+async def test_an_urgent_request_goes_before_queued_ones(server: SimServer) -> None:
+    shared = TcpSettings("127.0.0.1", server.port, timeout=0.3, backoff_min=0.02,
+                         backoff_max=0.02, breaker_after=5)
+    link = TcpLink(shared)
+    silent = ModbusTcpDevice("silent", shared, 1, link=link)
+    plc = ModbusTcpDevice("plc", shared, 2, link=link)
+    for d in (silent, plc):
+        await d.start()
+    try:
+        await until(lambda: _connected(plc))
+        server.faults.silent.add(1)
+        finished: list[str] = []
+
+        async def poll(i: int) -> None:
+            await silent.read(points(1)[:1])
+            finished.append(f"poll{i}")
+
+        async def beat() -> None:
+            await plc.write(points(2)[2], 42, urgent=True)
+            finished.append("beat")
+
+        polls = [asyncio.create_task(poll(i)) for i in range(3)]
+        await until(lambda: _queued(link, 2))  # one poll on the wire, two waiting
+        await asyncio.gather(beat(), *polls)
+        # after the poll in flight (a frame on the wire is never cut), ahead of the queue
+        assert finished[:2] == ["poll0", "beat"], finished
+        assert await server.get(2, Table.HOLDING, 4, 1) == [42]
+    finally:
+        for d in (silent, plc):
+            await d.close()
+
+
+async def _queued(link: TcpLink, count: int) -> bool:
+    return link.waiting >= count
+
