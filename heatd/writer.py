@@ -111,7 +111,7 @@ class SetpointWriter:
         self._alarm = alarm
         self._deadband = deadband
         self._min_interval = min_interval
-        self._verify_every = verify_every
+        self.verify_every = verify_every
         self._outputs: dict[str, _Output] = {}
         self._lanes: dict[tuple[str, bool], _Lane] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -232,12 +232,12 @@ class SetpointWriter:
             await self._write_one(out, urgent=out.urgent or lane.heartbeat,
                                   read_back=not lane.heartbeat)
             return None if out.verified else time.monotonic() + RETRY_S
-        if lane.heartbeat or self._verify_every <= 0:
+        if lane.heartbeat or self.verify_every <= 0:
             return None
-        if out.checked + self._verify_every > now:
-            return out.checked + self._verify_every
+        if out.checked + self.verify_every > now:
+            return out.checked + self.verify_every
         await self._check_one(out)
-        return time.monotonic() if not out.verified else out.checked + self._verify_every
+        return time.monotonic() if not out.verified else out.checked + self.verify_every
 
     async def _write_one(self, out: _Output, *, urgent: bool, read_back: bool) -> None:
         value = out.desired
