@@ -141,3 +141,23 @@ async def test_line_that_appears_later_is_connected(tmp_path: Path) -> None:
             await srv.stop()
     finally:
         await dev.close()
+
+
+async def test_units_on_one_line_keep_their_own_timeouts_and_breakers(line, server) -> None:
+    own = SerialSettings(line.settings.port, baudrate=115200, timeout=0.1, backoff_min=5.0,
+                         backoff_max=5.0)
+    quick = ModbusRtuDevice("quick", line, 2, settings=own)  # the line's timeout is 0.25
+    others = await started(line)
+    await quick.start()
+    try:
+        server.faults.silent.add(2)
+        got = await quick.read(points(2))
+        assert {r.quality_text for r in got.values()} == {"bad:timeout"}
+        assert quick.tripped and quick.timeout == 0.1
+        sent = quick.stats.requests
+        # held off for its 5 s slot: nothing of it goes on the line, the others are served
+        results = await asyncio.gather(quick.read(points(2)), others[0].read(points(1)))
+        assert quick.stats.requests == sent
+        assert all(r.quality is Quality.GOOD for r in results[1].values())
+    finally:
+        await quick.close()
