@@ -17,7 +17,7 @@ from heatd.config import (
     OpcUaDevice,
     SiteConfig,
 )
-from heatd.control.roles import ALL_ROLES, OUTPUT_ROLES
+from heatd.control.roles import ALL_ROLES, INPUT_ROLES, OUTPUT_ROLES
 
 Problem = tuple[tuple[str | int, ...], str]
 
@@ -29,6 +29,7 @@ def site_problems(site: SiteConfig) -> list[Problem]:
         *_modbus_address_problems(site),
         *_shared_line_problems(site),
         *_role_problems(site),
+        *_staleness_problems(site),
     ]
 
 
@@ -124,3 +125,31 @@ def _role_problems(site: SiteConfig) -> Iterator[Problem]:
                 yield at, f"{ref!r} is bound to output role {role!r} but is not writable"
         if role in OUTPUT_ROLES and len(refs) != 1:
             yield where, "an output role is bound to exactly one point"
+
+
+def _staleness_problems(site: SiteConfig) -> Iterator[Problem]:
+    """A polled input read less often than the control core's staleness limit would be
+    judged stale between two polls, so the controller would run on its worst case.
+    One problem per poll group, naming the first such point."""
+    limit = site.control.validation.stale_after_s
+    slow: dict[str, list[str]] = defaultdict(list)
+    for role in site.roles:
+        if role not in INPUT_ROLES:
+            continue
+        for ref in site.role_points(role):
+            device_id, name = ref.split(".", 1)
+            device = site.devices.get(device_id)
+            if device is None or name not in device.points:
+                continue  # reported by the role checks
+            if isinstance(device, OpcUaDevice) and device.mode == "subscription":
+                continue  # heard on every publishing interval, not polled
+            group_name = device.points[name].poll_group
+            group = site.poll_groups.get(group_name)
+            if group is not None and group.interval >= limit:
+                slow[group_name].append(ref)
+    for group_name, refs in slow.items():
+        interval = site.poll_groups[group_name].interval
+        more = f" and {len(refs) - 1} more" if len(refs) > 1 else ""
+        yield (("control", "validation", "stale_after_s"),
+               f"{limit:g} s is not longer than the {interval:g} s interval of poll group "
+               f"{group_name!r}: its inputs ({refs[0]}{more}) would go stale between polls")

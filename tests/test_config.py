@@ -192,6 +192,17 @@ def test_unknown_poll_group() -> None:
     assert "devices.hp1.points.temp.poll_group: 'x' is not a poll group" in problem
 
 
+def test_inputs_polled_slower_than_the_staleness_limit_are_refused() -> None:
+    text = MINIMAL.replace("data_type: float32}", "data_type: float32, poll_group: slow}") + (
+        "poll_groups:\n  default: {interval: 1.0}\n  slow: {interval: 12.0}\n"
+        "control:\n  validation: {stale_after_s: 10.0}\n")
+    [problem] = problems_of(text)
+    assert "control.validation.stale_after_s: 10 s is not longer than the 12 s interval of " \
+           "poll group 'slow': its inputs (hp1.flow) would go stale between polls" in problem
+    assert problem.startswith("site.yaml:18:")
+    parse_site(text.replace("stale_after_s: 10.0", "stale_after_s: 15.0"), "site.yaml")
+
+
 def test_cross_field_rule_names_its_point() -> None:
     [problem] = problems_of(MINIMAL.replace("data_type: int16,", "data_type: int16, write_max: 3,"))
     assert problem.startswith("site.yaml:11: devices.hp1.points.temp: write_min/write_max given "

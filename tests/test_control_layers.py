@@ -408,6 +408,7 @@ def test_params_are_strict_and_scaled_consistently() -> None:
     fast = P.time_scaled(60.0)
     assert fast.sequencer.min_on_s == 10.0 and fast.optimiser.fan_up_per_s == pytest.approx(3.0)
     assert fast.sequencer.max_starts_per_hour == 3 and fast.optimiser.cool_kp == P.optimiser.cool_kp
+    assert fast.validation.stale_after_s == P.validation.stale_after_s  # polling keeps its pace
     custom = P.model_copy(update={"validation": P.validation.model_copy(
         update={"ranges": {}, "frozen_after_s": None})})  # fmt: skip
     assert custom.role_specs[R.COOLANT_SUPPLY_TEMP][3] is False

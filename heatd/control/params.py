@@ -186,10 +186,15 @@ class ControlParams(BaseModel):
         return copy
 
     def time_scaled(self, speed: float) -> ControlParams:
-        """The same controller running ``speed`` times faster (durations / speed, rates * speed)."""
+        """The same controller running ``speed`` times faster (durations / speed, rates * speed).
+
+        ``validation.stale_after_s`` keeps its value: it judges heatd's own polling, which
+        does not speed up with the plant."""
         if speed <= 0:
             raise ValueError("speed must be positive")
-        return ControlParams.model_validate(_scale(self.model_dump(), speed))
+        data = _scale(self.model_dump(), speed)
+        data["validation"]["stale_after_s"] = self.validation.stale_after_s
+        return ControlParams.model_validate(data)
 
 
 def _scale(data: Any, speed: float) -> Any:
