@@ -128,6 +128,8 @@ def baseline_params(plant: PlantParams) -> BaselineParams:
     hp = plant.heat_pump
     return BaselineParams(
         hp_nominal_heat_kw=hp.heat_nominal_kw,
+        hp_on_kw=0.3 * hp.heat_nominal_kw,
+        hp_off_kw=0.15 * hp.heat_nominal_kw,
         capacity_min=hp.min_capacity,
         supply_limit_c=plant.loop.supply_limit_c,
     )

@@ -142,18 +142,73 @@ def test_decision_summary_is_what_the_daemon_publishes() -> None:
 # --- baseline ---------------------------------------------------------------------------
 
 
-def test_baseline_runs_a_thermostatic_valve_and_a_demand_hysteresis() -> None:
+def _bms(seconds: int, t0: float, state: baseline.BaselineState, bp: baseline.BaselineParams,
+         **values: float | None) -> list:
+    """Scan the baseline once a second on constant inputs."""
+    out = []
+    for k in range(1, seconds + 1):
+        d = baseline.step(snap(t0 + k, **values), state, bp, t0 + k)  # type: ignore[arg-type]
+        out.append(d)
+        state = d.state
+    return out
+
+
+def test_baseline_opens_recovery_only_while_the_heat_pump_runs_and_closes_over_its_band() -> None:
     bp = baseline.BaselineParams()
     s = baseline.initial_state(0.0)
     d = baseline.step(snap(1.0, supply=35.0, dh__demand=40.0), s, bp, 1.0)
-    assert d.setpoints.hp_enable and d.setpoints.valve == pytest.approx(0.75, abs=0.01)
-    assert d.setpoints.fan == 0.0 and d.setpoints.hp_capacity == pytest.approx(0.4)
-    d = baseline.step(snap(2.0, supply=40.5, dh__demand=20.0), d.state, bp, 2.0)
-    assert d.setpoints.hp_enable and d.setpoints.fan == pytest.approx(0.5, abs=0.01)  # hysteresis
-    d = baseline.step(snap(3.0, supply=40.5, dh__demand=5.0), d.state, bp, 3.0)
-    assert not d.setpoints.hp_enable and d.setpoints.valve == 0.0
-    d = baseline.step(snap(4.0, coolant__supply_temp=None, dh__demand=None), d.state, bp, 4.0)
-    assert d.setpoints.fan == pytest.approx(0.5, abs=0.01)  # a BMS keeps the last good value
+    assert d.setpoints.hp_enable and d.setpoints.valve == 0.0  # not yet running
+    assert d.setpoints.hp_capacity == pytest.approx(0.4)
+    d = baseline.step(snap(2.0, supply=35.0, running=1.0, dh__demand=40.0), d.state, bp, 2.0)
+    assert d.setpoints.valve == 1.0
+    d = baseline.step(snap(3.0, supply=40.0, running=1.0, dh__demand=40.0), d.state, bp, 3.0)
+    assert d.setpoints.valve == pytest.approx(0.5, abs=0.01)  # half way over 38 -> 42
+    d = baseline.step(snap(4.0, supply=42.5, running=1.0, dh__demand=40.0), d.state, bp, 4.0)
+    assert d.setpoints.valve == 0.0 and d.setpoints.hp_enable
+
+
+def test_baseline_keeps_minimum_on_and_off_times_and_demand_hysteresis() -> None:
+    bp = baseline.BaselineParams()
+    ds = _bms(10, 0.0, baseline.initial_state(0.0), bp, running=1.0, dh__demand=40.0)
+    assert ds[-1].setpoints.hp_enable
+    ds = _bms(100, 10.0, ds[-1].state, bp, running=1.0, dh__demand=20.0)
+    assert all(d.setpoints.hp_enable for d in ds)  # 20 kW is inside the hysteresis
+    ds = _bms(100, 110.0, ds[-1].state, bp, running=1.0, dh__demand=5.0)
+    assert all(d.setpoints.hp_enable for d in ds)  # minimum on time
+    ds = _bms(500, 210.0, ds[-1].state, bp, running=1.0, dh__demand=5.0)
+    assert not ds[-1].setpoints.hp_enable
+    off_at = next(d for d in ds if not d.setpoints.hp_enable).state.changed_at
+    ds = _bms(400, 710.0, ds[-1].state, bp, dh__demand=80.0)
+    on_at = next(d for d in ds if d.setpoints.hp_enable).state.changed_at
+    assert on_at - off_at == pytest.approx(bp.min_off_s, abs=1.0)
+
+
+def test_baseline_interlock_sends_everything_to_the_dry_cooler_and_latches() -> None:
+    bp = baseline.BaselineParams()
+    ds = _bms(5, 0.0, baseline.initial_state(0.0), bp, running=1.0, dh__demand=40.0)
+    d = _bms(1, 5.0, ds[-1].state, bp, supply=43.2, running=1.0, dh__demand=40.0)[0]
+    assert (d.setpoints.valve, d.setpoints.fan, d.setpoints.hp_enable) == (0.0, 1.0, False)
+    d = _bms(1, 6.0, d.state, bp, supply=38.0, running=1.0, dh__demand=40.0,
+             coolant__return_temp=51.5)[0]
+    assert (d.setpoints.valve, d.setpoints.fan) == (0.0, 1.0)  # the evaporator inlet is hot
+    d = _bms(1, 7.0, d.state, bp, supply=41.0, coolant__return_temp=45.0)[0]
+    assert d.setpoints.fan == 1.0  # latched until 3 K back under
+    d = _bms(1, 8.0, d.state, bp, supply=39.0, coolant__return_temp=45.0)[0]
+    assert d.setpoints.fan < 1.0
+    d = _bms(1, 9.0, d.state, bp, coolant__supply_temp=None)[0]
+    assert d.setpoints.fan < 1.0  # a BMS keeps the last good value...
+    fresh = baseline.step(snap(1.0, coolant__supply_temp=None), baseline.initial_state(0.0),
+                          bp, 1.0)
+    assert fresh.setpoints.fan == 1.0 and fresh.setpoints.valve == 0.0  # ...or has none
+
+
+def test_baseline_resets_a_trip_after_its_cool_down_a_few_times_an_hour() -> None:
+    bp = baseline.BaselineParams()
+    ds = _bms(5, 0.0, baseline.initial_state(0.0), bp, running=1.0)
+    tripped = _bms(1900, 5.0, ds[-1].state, bp, hp__trip_code=3.0, hp__fault=1.0)
+    assert not any(d.setpoints.hp_enable for d in tripped)
+    pulses = [d.state.resets[-1] for d in tripped if d.setpoints.hp_reset]
+    assert sorted(set(pulses)) == [6.0 + bp.reset_cooldown_s, 6.0 + 2 * bp.reset_cooldown_s]
 
 
 @settings(max_examples=200)
