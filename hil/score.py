@@ -95,7 +95,8 @@ def plant_facts(plant: PlantParams) -> dict[str, Any]:
     return {
         "envelope": {"supply_limit_c": plant.loop.supply_limit_c},
         "sequencer": {"capacity_min": plant.heat_pump.min_capacity},
-        "optimiser": {"hp_nominal_heat_kw": plant.heat_pump.heat_nominal_kw},
+        "optimiser": {"hp_nominal_heat_kw": plant.heat_pump.heat_nominal_kw,
+                      "evaporator_inlet_max_c": plant.heat_pump.evap_inlet_max_c},
     }
 
 
@@ -128,8 +129,8 @@ def baseline_params(plant: PlantParams) -> BaselineParams:
     hp = plant.heat_pump
     return BaselineParams(
         hp_nominal_heat_kw=hp.heat_nominal_kw,
-        hp_on_kw=0.3 * hp.heat_nominal_kw,
-        hp_off_kw=0.15 * hp.heat_nominal_kw,
+        hp_on_kw=0.2 * hp.heat_nominal_kw,
+        hp_off_kw=0.1 * hp.heat_nominal_kw,
         capacity_min=hp.min_capacity,
         supply_limit_c=plant.loop.supply_limit_c,
     )

@@ -22,6 +22,7 @@ from heatd.control import (
 from heatd.control import roles as R
 from heatd.control.bounds import SAFE_SETPOINTS, device_bounds
 from heatd.control.envelope import EnvelopeState, envelope
+from heatd.control.optimiser import RESET, cold_fade, propose, want_heat
 from heatd.control.validate import ValidationState, validate
 
 P = ControlParams()
@@ -420,3 +421,36 @@ def test_roles_are_one_consistent_table() -> None:
     assert set(R.FEEDBACK_ROLES.values()) <= R.OUTPUT_ROLES
     assert set(R.DEFAULT_RANGES) == set(R.INPUT_ROLES) | set(R.FEEDBACK_ROLES)
     assert SAFE_SETPOINTS.as_roles()[R.DRYCOOLER_FAN] == 1.0
+
+
+# --- optimiser: heat worth taking, from a loop of any temperature ---------------------------
+
+
+def test_a_cold_loop_unloads_a_running_heat_pump_but_never_keeps_it_off() -> None:
+    op = P.optimiser
+    values = {R.DH_DEMAND: op.hp_nominal_heat_kw, R.COOLANT_SUPPLY_TEMP: op.source_min_c - 2.0}
+    st = want_heat(values, RESET, op, 0.0)
+    st = want_heat(values, st, op, op.start_delay_s + 1.0)
+    assert st.want  # heat the dry cooler would pass on is lost: start anyway
+    assert cold_fade(values, op) == pytest.approx(0.5)
+    assert st.target_kw == pytest.approx(0.5 * op.hp_nominal_heat_kw)  # but unload
+    warm = {**values, R.COOLANT_SUPPLY_TEMP: op.supply_setpoint_c}
+    assert cold_fade(warm, op) == 1.0 and cold_fade({R.DH_DEMAND: 1.0}, op) == 1.0
+
+
+def test_the_cooling_loop_keeps_the_evaporator_inlet_under_the_heat_pumps_trip() -> None:
+    op = P.optimiser
+    cool = {R.COOLANT_SUPPLY_TEMP: op.supply_setpoint_c - 2.0,
+            R.COOLANT_RETURN_TEMP: op.evaporator_inlet_max_c - op.evaporator_margin_k - 1.0}
+    hot = {**cool, R.COOLANT_RETURN_TEMP: op.evaporator_inlet_max_c}
+
+    def fan_after(values: dict[str, float], running: bool) -> float:
+        prop, st = propose(values, running, running, 0.0, 0.5, 0.0, 1.0, RESET, op, 0.2, 1.0)
+        for _ in range(30):
+            prop, st = propose(values, running, running, prop.fan, prop.capacity, 0.0, 1.0,
+                               st, op, 0.2, 1.0)
+        return prop.fan
+
+    assert fan_after(cool, True) == 0.0
+    assert fan_after(hot, True) > 0.0  # the return, not the supply, asks for the fans
+    assert fan_after(hot, False) == 0.0  # a stopped heat pump has no evaporator to guard

@@ -12,6 +12,8 @@ bumpless across mode changes and cannot wind up against a clamp:
 - **capacity** tracks the heat target: the network's demand plus storage headroom,
   capped by the IT heat the evaporator can take at the measured COP, and faded out as
   the loop falls below its setpoint (a colder loop costs COP and would only be drained).
+  The fade only unloads a running heat pump; whether it runs is decided on the unfaded
+  target, since heat the dry cooler passes on is lost for good.
 
 Start/stop hysteresis with delays keeps noise from cycling the compressor.
 """
@@ -62,7 +64,8 @@ def measured_cop(values: dict[str, float], p: OptimiserParams) -> float:
 
 def heat_target_kw(values: dict[str, float], p: OptimiserParams) -> float:
     """Heat worth delivering now: demand plus storage headroom, capped by the IT heat the
-    evaporator can take, by the heat pump's size, and faded out on a cold loop."""
+    evaporator can take and by the heat pump's size. It decides whether the heat pump
+    runs; a cold loop only slows it down (``cold_fade``), it never keeps it off."""
     target = values.get(_DEMAND, 0.0)
     top = values.get(_TOP)
     if top is not None:
@@ -72,20 +75,26 @@ def heat_target_kw(values: dict[str, float], p: OptimiserParams) -> float:
     if it is not None:
         cop = measured_cop(values, p)
         target = min(target, it * cop / (cop - 1.0))
-    supply = values.get(_SUPPLY)
-    if supply is not None:
-        cold = p.supply_setpoint_c - p.cool_deadband_k - supply
-        if cold > 0.0:
-            target *= max(1.0 - cold / p.cold_band_k, 0.0)
     return min(target, p.hp_nominal_heat_kw)
+
+
+def cold_fade(values: dict[str, float], p: OptimiserParams) -> float:
+    """Share of the heat target the capacity loop chases: 1 while the loop is above
+    ``source_min_c``, fading to 0 over ``cold_band_k`` below it, so a running heat pump
+    unloads rather than drain the loop to where its COP no longer pays."""
+    supply = values.get(_SUPPLY)
+    if supply is None:
+        return 1.0
+    cold = p.source_min_c - supply
+    return 1.0 if cold <= 0.0 else max(1.0 - cold / p.cold_band_k, 0.0)
 
 
 def want_heat(
     values: dict[str, float], st: OptState, p: OptimiserParams, now: float
 ) -> OptState:
     """Start/stop request with hysteresis and delays, so a noisy demand cannot cycle the pump."""
-    target = heat_target_kw(values, p)
-    frac = target / p.hp_nominal_heat_kw
+    wanted = heat_target_kw(values, p)
+    frac = wanted / p.hp_nominal_heat_kw
     flip = frac < p.stop_below if st.want else frac >= p.start_above
     want = st.want
     since: float | None = None
@@ -93,7 +102,8 @@ def want_heat(
         since = now if st.flip_since is None else st.flip_since
         if now - since >= (p.stop_delay_s if want else p.start_delay_s):
             want, since = not want, None
-    return replace(st, want=want, flip_since=since, target_kw=target)
+    return replace(st, want=want, flip_since=since,
+                   target_kw=wanted * cold_fade(values, p))
 
 
 def _deadband(e: float, band: float) -> float:
@@ -120,6 +130,9 @@ def propose(
     supply = values.get(_SUPPLY)
     if supply is not None:
         cool_e = _deadband(supply - p.supply_setpoint_c, p.cool_deadband_k)
+        ret = values.get(_RETURN)
+        if running and ret is not None:  # the evaporator inlet, not only the supply
+            cool_e = max(cool_e, ret - (p.evaporator_inlet_max_c - p.evaporator_margin_k))
         last = cool_e if st.cool_e is None else st.cool_e
         u += p.cool_kp * (cool_e - last + dt / p.cool_ti_s * cool_e)
     u = min(max(u, 0.0), 1.0)
@@ -147,6 +160,7 @@ def propose(
 
 
 _SUPPLY = R.COOLANT_SUPPLY_TEMP
+_RETURN = R.COOLANT_RETURN_TEMP
 _DEMAND = R.DH_DEMAND
 _TOP = R.STORAGE_TOP_TEMP
 _IT = R.IT_POWER

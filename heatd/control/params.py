@@ -121,8 +121,15 @@ class OptimiserParams(BaseModel):
     """Cooling demand (fan and dry-cooler share) per K of supply above its setpoint."""
     cool_ti_s: Positive = 120.0
     cool_deadband_k: NonNegative = 0.2
+    evaporator_inlet_max_c: float = 50.0
+    """The heat pump's own trip limit on its evaporator inlet (the coolant return)."""
+    evaporator_margin_k: NonNegative = 2.0
+    """The cooling loop keeps the coolant return this far below that trip limit."""
+    source_min_c: float = 10.0
+    """Below this supply temperature a running heat pump unloads: heat left in a loop
+    this cold is worth less than the electricity a deeper lift costs."""
     cold_band_k: Positive = 4.0
-    """Below the setpoint the heat target fades to nothing over this band."""
+    """Below ``source_min_c`` the heat target fades to nothing over this band."""
     cap_kp: NonNegative = 0.5
     cap_ti_s: Positive = 60.0
     heat_deadband: Fraction = 0.02
@@ -135,8 +142,8 @@ class OptimiserParams(BaseModel):
     fan_down_per_s: Positive = 0.01
     cap_up_per_s: Positive = 0.005
     cap_down_per_s: Positive = 0.01
-    start_above: Fraction = 0.3
-    stop_below: Fraction = 0.15
+    start_above: Fraction = 0.2
+    stop_below: Fraction = 0.1
     start_delay_s: NonNegative = 60.0
     stop_delay_s: NonNegative = 120.0
     storage_full_c: float = 75.0

@@ -1,0 +1,59 @@
+"""heatd on a family of randomised plants, never on one: the cooling promise must hold in
+every feasible case, and the family must be what ``hil.family`` documents.
+
+``make test`` runs a small family (20 plants x the key scenarios, 6 h windows); the
+``slow`` suite runs 500+ cases. Value goals (heat reused, money, starts) are reported by
+``heatd hil score --family N`` and in the closing figures; only the safety goal is a
+pass/fail here, because it is the one that must never move."""
+
+from __future__ import annotations
+
+import pytest
+
+from hil.family import RANGES, draw
+from hil.family_score import KEY_SCENARIOS, family_specs, goals, run_cases, violations
+
+QUICK_PLANTS = 20
+QUICK_HOURS = 6.0
+
+
+def _describe(cases) -> str:
+    return "\n".join(f"{c.spec.name}: {c.member} ({c.heatd['supply_over_limit_s']:.0f} s, "
+                     f"max {c.heatd['max_supply_c']:.1f} degC)" for c in cases)
+
+
+def test_members_stay_inside_the_documented_ranges_and_are_reproducible() -> None:
+    for index in range(50):
+        member = draw(7, index)
+        for name, (lo, hi) in RANGES.items():
+            assert lo <= member.draws[name] <= hi, (name, member.draws[name])
+        assert draw(7, index) == member
+    assert draw(7, 0) != draw(8, 0)
+
+
+def test_quick_family_never_goes_over_the_supply_limit_in_a_feasible_case() -> None:
+    specs = family_specs(QUICK_PLANTS, 0, KEY_SCENARIOS, QUICK_HOURS)
+    cases = run_cases(specs, jobs=2)
+    assert len(cases) == QUICK_PLANTS * len(KEY_SCENARIOS)
+    assert sum(c.feasible for c in cases) > 0.8 * len(cases)
+    found = violations(cases)
+    assert not found, "supply over its limit in feasible cases:\n" + _describe(found)
+    safety = goals(cases)[0]
+    assert safety.met, safety.figure
+
+
+def test_family_results_do_not_depend_on_the_number_of_jobs() -> None:
+    specs = family_specs(2, 3, ("hp_trip", "ai_burst"), 2.0)
+    one = [c.record() for c in run_cases(specs, jobs=1)]
+    two = [c.record() for c in run_cases(specs, jobs=2)]
+    assert one == two
+
+
+@pytest.mark.slow
+def test_500_cases_and_a_falsification_search_find_no_feasible_violation() -> None:
+    """About 90 plants x 6 key scenarios at 12 h, plus 40 plants at the edges of the ranges."""
+    cases = run_cases(family_specs(90, 11, KEY_SCENARIOS, 12.0), jobs=2)
+    corners = run_cases(family_specs(40, 11, KEY_SCENARIOS, 12.0, corners=True), jobs=2)
+    assert len(cases) + len(corners) >= 500
+    found = violations(cases) + violations(corners)
+    assert not found, "supply over its limit in feasible cases:\n" + _describe(found)
