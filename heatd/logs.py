@@ -1,21 +1,37 @@
 """Logging through structlog: readable on a terminal, one JSON object per line otherwise
-(journald and log shippers parse it without guessing)."""
+(journald and log shippers parse it without guessing).
+
+An exception logged in JSON mode carries its type, message and frames as structured data
+(``exception``), without the frames' local variables: they may hold a password read from
+a credential file. On a terminal the console renderer prints the usual traceback.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
+
+json_tracebacks = structlog.processors.ExceptionRenderer(
+    ExceptionDictTransformer(show_locals=False)
+)
+"""``exc_info`` -> ``exception``: a list of {exc_type, exc_value, frames, ...} (chained
+exceptions in order), for JSON output."""
 
 
-def configure_logging(level: str = "info", json_output: bool | None = None) -> None:
+def configure_logging(level: str = "info", json_output: bool | None = None,
+                      stream: TextIO | None = None) -> None:
     """Set up structlog and route the standard library's loggers (pymodbus, asyncua)
-    through the same renderer."""
+    through the same renderer. ``stream`` defaults to standard error."""
+    stream = sys.stderr if stream is None else stream
     if json_output is None:
-        json_output = not sys.stderr.isatty()
-    renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer()
+        json_output = not stream.isatty()
+    final: list[structlog.types.Processor] = (
+        [json_tracebacks, structlog.processors.JSONRenderer()] if json_output
+        else [structlog.dev.ConsoleRenderer()]
     )
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -28,11 +44,11 @@ def configure_logging(level: str = "info", json_output: bool | None = None) -> N
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
         )
     )
     root = logging.getLogger()
