@@ -20,6 +20,7 @@ from drivers.codec import DataType
 from heatd.control import roles as R
 from heatd.control.commands import OVERRIDABLE
 from heatd.control.state import Mode
+from heatd.mqtt.guard import shape_problem
 
 if TYPE_CHECKING:
     from heatd.config import SiteConfig
@@ -64,7 +65,7 @@ class CommandLimits:
 
 
 class _Command(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     name: ClassVar[str]
 
     id: Annotated[str, Field(max_length=128)] | None = Field(
@@ -204,7 +205,13 @@ class CommandRefused(ValueError):
 
 
 def parse(name: str, payload: bytes, limits: CommandLimits) -> Command:
-    """Validate one command payload (JSON object); raises CommandRefused with the reason."""
+    """Validate one command payload (JSON object); raises CommandRefused with the reason.
+
+    Size and nesting are checked before anything parses the payload, so no input can
+    exhaust the stack or the memory of the parsers below."""
+    problem = shape_problem(payload)
+    if problem is not None:
+        raise CommandRefused(problem, None)
     id_ = peek_id(payload)
     model = MODELS.get(name)
     if model is None:
@@ -217,8 +224,15 @@ def parse(name: str, payload: bytes, limits: CommandLimits) -> Command:
 
 def explain(exc: ValidationError) -> str:
     """Pydantic's errors as one line: ``field: message; ...``."""
-    parts = []
-    for err in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    # ``value: float | bool | None`` reports one error per member; NaN says it all.
+    non_finite = {err["loc"][0] for err in errors
+                  if err["type"] == "finite_number" and err["loc"]}
+    parts = [f"{field}: must be a finite number (not NaN or Infinity)"
+             for field in sorted(map(str, non_finite))]
+    for err in errors:
+        if err["loc"] and err["loc"][0] in non_finite:
+            continue
         where = ".".join(str(x) for x in err["loc"])
         msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] in ("enum", "literal_error"):
@@ -229,11 +243,21 @@ def explain(exc: ValidationError) -> str:
 
 
 def peek_id(payload: bytes) -> str | None:
-    """The ``id`` of a payload that may not validate, so even a refusal can be matched."""
+    """The ``id`` of a payload that may not validate, so even a refusal can be matched.
+
+    None for a payload too big or deep to parse safely (json.loads recurses), and for an
+    id that is not valid Unicode (a lone surrogate): it could not be logged or echoed."""
+    if shape_problem(payload) is not None:
+        return None
     try:
         data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+    except ValueError:  # UnicodeDecodeError included
         return None
-    if isinstance(data, dict) and isinstance(data.get("id"), str):
-        return data["id"][:128]
-    return None
+    id_ = data.get("id") if isinstance(data, dict) else None
+    if not isinstance(id_, str):
+        return None
+    try:
+        id_.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return id_[:128]

@@ -6,7 +6,13 @@ a bounded FIFO, and a connection task drains both. aiomqtt does not reconnect by
 so an outer loop builds a fresh client for every attempt, with exponential backoff and
 jitter; after each (re)connect it resubscribes and re-sends every retained topic, because
 the broker may have restarted without its retained store. A last will marks the site
-``offline`` if the process dies; a clean stop says so explicitly before disconnecting.
+``offline`` if the process dies; a clean stop says so explicitly (every device first)
+before disconnecting.
+
+Commands are hostile input: each is rate-limited by name, checked for size and nesting
+before it is parsed, validated, and answered and audited whatever happens, including a bug
+in the handler; reloads that arrive together are merged into one. Every message the link
+loses (a full queue, a broker that refuses it) is counted on the retained ``stats`` topic.
 """
 
 from __future__ import annotations
@@ -17,26 +23,30 @@ import contextlib
 import hashlib
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiomqtt
 import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from drivers.backoff import Backoff
 from heatd import __version__
 from heatd.mqtt.commands import (
+    MODELS,
     CommandHandler,
     CommandLimits,
     CommandRefused,
     CommandResult,
+    ReloadCommand,
     RepublishCommand,
     parse,
     peek_id,
 )
 from heatd.mqtt.discovery import discovery_payload, discovery_topic
+from heatd.mqtt.gate import CommandGate
 from heatd.mqtt.payload import dumps, epoch_ms
 from heatd.mqtt.settings import MqttSettings
 from heatd.mqtt.state import DeviceReporter
@@ -52,21 +62,52 @@ log = structlog.get_logger(__name__)
 ONLINE, OFFLINE = b"online", b"offline"
 AUDIT_PAYLOAD_CHARS = 256
 COMMAND_BACKLOG = 64
+STOPPING = "heatd is stopping; send it again once it is back online"
+STATS_EVERY_S = 1.0
+"""The retained ``stats`` topic is re-sent at most this often, and only on a change."""
+COMMANDS_SUBSCRIPTION = SubscribeOptions(qos=1, retainAsPublished=True, retainHandling=2)
+"""Retained commands are never sent at subscribe (retain handling 2), and one retained
+while we are subscribed keeps its flag (retain as published), so it can be ignored."""
+
+
+Kind = Literal["reply", "event", "other"]
+"""What a non-retained message is, for the drop counters."""
 
 
 @dataclass
 class LinkStats:
-    """Counters the runtime may publish with its cycle statistics."""
+    """The link's counters, published retained on ``<base>/stats``."""
 
     connects: int = 0
     failures: int = 0
     """Connection attempts that failed plus sessions that broke."""
     sent: int = 0
     dropped: int = 0
-    """Non-retained messages lost because the queue was full while the broker was away."""
+    """Non-retained messages lost: queue full, or unsendable. Sum of ``dropped_by_kind``."""
+    dropped_by_kind: dict[str, int] = field(
+        default_factory=lambda: {"reply": 0, "event": 0, "other": 0})
+    broker_refused: int = 0
+    """Publishes the broker acknowledged with an error (MQTT v5), e.g. denied by its ACL."""
     commands: int = 0
+    """Command messages concluded (each answered and audited, or ignored if retained)."""
     refused: int = 0
+    """Of those, answered ``accepted: false`` (the three below and ignored ones included)."""
+    busy: int = 0
+    """Refused because ``COMMAND_BACKLOG`` commands were already waiting."""
+    rate_limited: int = 0
+    """Refused by the per-name token bucket (``command_rate``, ``command_burst``)."""
+    merged: int = 0
+    """Reload requests answered with the result of another reload."""
+    internal_errors: int = 0
     last_error: str | None = None
+
+    def drop(self, kind: Kind) -> None:
+        self.dropped += 1
+        self.dropped_by_kind[kind] = self.dropped_by_kind.get(kind, 0) + 1
+
+    def summary(self) -> dict[str, Any]:
+        """A copy, as published on ``<base>/stats``."""
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +116,19 @@ class _Outgoing:
     payload: bytes
     qos: int
     properties: Properties | None = None
+    kind: Kind = "other"
+
+
+@dataclass(slots=True)
+class _Request:
+    """One command message on its way through the link."""
+
+    name: str
+    payload: bytes
+    reply_to: str
+    correlation: bytes | None = None
+    id: str | None = None
+    command: Command | None = None
 
 
 class MqttLink:
@@ -119,9 +173,17 @@ class MqttLink:
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._client_now: aiomqtt.Client | None = None
-        self._commands: asyncio.Queue[tuple[str, aiomqtt.Message]] = asyncio.Queue(
-            COMMAND_BACKLOG)
+        self._commands: asyncio.Queue[_Request] = asyncio.Queue(COMMAND_BACKLOG)
         self._worker: asyncio.Task[None] | None = None
+        self._stats_task: asyncio.Task[None] | None = None
+        self._gate = CommandGate(MODELS, settings.command_rate, settings.command_burst,
+                                 monotonic())
+        self._reply_prefix = settings.replies(site.site.id)
+        self._closing = False
+        """Set by stop(): commands are refused from then on, queued ones not started."""
+        self._reload_followers: list[_Request] | None = None
+        """Reload requests waiting on the reload queued or running; None when none is."""
+        self._last_reload: tuple[float, CommandResult] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self._late: set[asyncio.Task[CommandResult]] = set()
@@ -143,19 +205,27 @@ class MqttLink:
         self._describe_site()
         self._task = asyncio.create_task(self._run(password, tls), name="mqtt-link")
         self._worker = asyncio.create_task(self._serve_commands(), name="mqtt-commands")
+        self._stats_task = asyncio.create_task(self._report_stats(), name="mqtt-stats")
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Clean stop: flush what is queued, publish a retained ``offline``, disconnect.
+        """Clean stop: answer every command, flush what is queued, publish a retained
+        ``offline`` for each device and the site, disconnect.
 
         A command being carried out gets up to half of ``timeout`` to finish first, so its
-        answer goes out through this link (a reload that replaces the link, say). The flush
-        gives up after ``timeout`` seconds (broker away): the last will then tells the
-        truth once the broker notices the socket is gone.
+        answer goes out through this link (a reload that replaces the link, say); queued
+        and later commands are refused as stopping. The flush gives up after ``timeout``
+        seconds (broker away): the last will then tells the truth once the broker notices
+        the socket is gone; device availability stays as it was.
         """
         if self._task is None:
             return
+        self._closing = True
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout / 2)
+        await _cancel(self._worker, self._stats_task)
+        self._refuse_queued()
+        for device in self.site.devices:  # nobody vouches for them once we are gone
+            self.publish_availability(device, False)
         self._stopping.set()
         self._wake.set()
         try:
@@ -166,10 +236,6 @@ class MqttLink:
                 await self._task
         finally:
             self._task = None
-            if self._worker is not None:
-                self._worker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._worker
 
     def set_site(self, site: SiteConfig, config_hash: str | None = None) -> None:
         """Take a reloaded site file: new command bounds, info and discovery; the retained
@@ -184,6 +250,7 @@ class MqttLink:
         self.site = site
         self._config_hash = config_hash or _hash(site)
         self._limits = CommandLimits.from_site(site, self.settings.override_max_ttl)
+        self._reply_prefix = self.settings.replies(site.site.id)
         self._describe_site()
 
     async def __aenter__(self) -> MqttLink:
@@ -239,7 +306,8 @@ class MqttLink:
     def publish_event(self, kind: str, *, ts: float | None = None, **fields: Any) -> None:
         """A non-retained event (QoS 1), kept while offline and sent after reconnect."""
         self.publish(self.topics.events,
-                     dumps({"ts": epoch_ms(self._now(ts)), "kind": kind, **fields}))
+                     dumps({"ts": epoch_ms(self._now(ts)), "kind": kind, **fields}),
+                     kind="event")
 
     def publish(
         self,
@@ -249,11 +317,12 @@ class MqttLink:
         retain: bool = False,
         qos: int | None = None,
         properties: Properties | None = None,
+        kind: Kind = "other",
     ) -> None:
         """Any topic. Retained: only the latest payload per topic is kept and re-sent
         after every reconnect. Not retained: queued in order, oldest dropped (and
-        counted in ``stats.dropped``) beyond ``queue_size``. An unpublishable topic
-        (wildcards, empty) raises ValueError here, at the caller, not in the link."""
+        counted in ``stats.dropped`` under its ``kind``) beyond ``queue_size``. An
+        unpublishable topic (wildcards, empty) raises ValueError here, at the caller."""
         if not publishable(topic):
             raise ValueError(f"cannot publish to topic {topic!r}")
         data = payload.encode() if isinstance(payload, str) else payload
@@ -262,9 +331,8 @@ class MqttLink:
             self._set_retained(topic, data, level)
             return
         if len(self._queue) >= self.settings.queue_size:
-            self._queue.popleft()
-            self.stats.dropped += 1
-        self._queue.append(_Outgoing(topic, data, level, properties))
+            self.stats.drop(self._queue.popleft().kind)
+        self._queue.append(_Outgoing(topic, data, level, properties, kind))
         self._wake.set()
 
     async def publish_confirmed(self, topic: str, payload: bytes, timeout: float = 10.0
@@ -373,7 +441,8 @@ class MqttLink:
                 await asyncio.wait_for(self._stopping.wait(), pause)
 
     async def _session(self, client: aiomqtt.Client) -> None:
-        await client.subscribe(self.topics.commands, qos=1)
+        self._watch_acks(client)
+        await client.subscribe(self.topics.commands, options=COMMANDS_SUBSCRIPTION)
         if self.settings.homeassistant.discovery:
             await client.subscribe(self._ha_status, qos=1)
         await client.publish(self.topics.status, ONLINE, qos=1, retain=True)
@@ -392,12 +461,39 @@ class MqttLink:
         for task in done:
             task.result()
 
+    def _watch_acks(self, client: aiomqtt.Client) -> None:
+        """Count the publishes the broker refuses (an ACL that denies a reply topic, say).
+
+        aiomqtt drops the PUBACK reason code, so its paho callback is wrapped; paho runs it
+        on the event loop's thread, while the message is still among its outgoing ones."""
+        paho = client._client  # private, but the only way to the reason code
+        inner = paho.on_publish
+
+        def on_publish(c: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+            try:
+                if getattr(reason, "is_failure", False):
+                    message = c._out_messages.get(mid)
+                    self._broker_refused(message.topic if message else None, str(reason))
+            finally:  # aiomqtt's own bookkeeping, whatever happened above
+                inner(c, userdata, mid, reason, props)
+
+        paho.on_publish = on_publish
+
+    def _broker_refused(self, topic: str | None, reason: str) -> None:
+        self.stats.broker_refused += 1
+        log.warning("mqtt broker refused a publish; check its ACL", topic=topic,
+                    reason=reason, refused=self.stats.broker_refused)
+
     async def _send(self, client: aiomqtt.Client) -> None:
-        """Drain retained changes and the queue; on stop, finish with ``offline``."""
+        """Drain retained changes and the queue; on stop, finish with the final counters
+        and ``offline``."""
         while True:
             self._wake.clear()
+            stopping = self._stopping.is_set()
+            if stopping:
+                self._publish_stats()
             await self._flush(client)
-            if self._stopping.is_set():
+            if stopping:
                 await client.publish(self.topics.status, OFFLINE, qos=1, retain=True)
                 return
             await self._wake.wait()
@@ -416,7 +512,7 @@ class MqttLink:
                     await client.publish(msg.topic, msg.payload, qos=msg.qos,
                                          properties=msg.properties)
                 except (ValueError, TypeError) as exc:  # unsendable: retrying cannot help
-                    self.stats.dropped += 1
+                    self.stats.drop(msg.kind)
                     log.error("mqtt message dropped", topic=msg.topic, error=str(exc))
                     continue
                 except BaseException:
@@ -429,7 +525,25 @@ class MqttLink:
         if len(self._queue) < self.settings.queue_size:
             self._queue.appendleft(msg)
         else:
-            self.stats.dropped += 1
+            self.stats.drop(msg.kind)
+
+    def _publish_stats(self) -> None:
+        self._set_retained(self.topics.stats,
+                           dumps({"ts": epoch_ms(self._clock()), **self.stats.summary()}))
+
+    async def _report_stats(self) -> None:
+        """Re-send the retained counters when one changed (``sent`` alone does not count:
+        sending them changes it)."""
+        last: dict[str, Any] | None = None
+        while True:
+            now = self.stats.summary()
+            now.pop("sent")
+            if now != last:
+                self._publish_stats()
+                last = now
+            await asyncio.sleep(STATS_EVERY_S)
+
+    # ------------------------------------------------------------------ commands
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
@@ -443,56 +557,191 @@ class MqttLink:
             name = self.topics.command_name(topic)
             if name is None:
                 continue
-            try:
-                self._commands.put_nowait((name, message))
-            except asyncio.QueueFull:
-                self._refuse_busy(name, message)
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            self.take(name, payload, message.properties, retain=message.retain)
+
+    def take(self, name: str, payload: bytes, properties: Properties | None = None, *,
+             retain: bool = False) -> None:
+        """Admit one message from ``<base>/cmd/<name>``: ignore it (retained), refuse it
+        (rate, stopping, shape, validation, reply topic, backlog) or queue it.
+
+        Synchronous and never raises: whatever goes wrong, the command is answered and
+        audited, and the link goes on with the next one."""
+        request = _Request(name, payload, self.topics.response(name))
+        try:
+            self._admit(request, properties, retain)
+        except Exception as exc:  # a bug must not cost the session its receive loop
+            self._internal_error(request, exc)
+
+    def _admit(self, request: _Request, props: Properties | None, retain: bool) -> None:
+        if retain:  # a stale order must not act when it is replayed
+            request.id = peek_id(request.payload)
+            self._conclude(request, CommandResult(False, "retained command ignored"),
+                           reply=False)
+            return
+        if not self._gate.admit(request.name, self._monotonic()):
+            self.stats.rate_limited += 1
+            request.id = peek_id(request.payload)
+            self._conclude(request, CommandResult(
+                False, f"rate limited: at most {self._gate.rate:g} commands a second "
+                       f"on cmd/{request.name[:64]}; send it again later"))
+            return
+        if self._closing:
+            request.id = peek_id(request.payload)
+            self._conclude(request, CommandResult(False, STOPPING))
+            return
+        misdirected = self._route_reply(request, props)
+        try:
+            request.command = parse(request.name, request.payload, self._limits)
+        except CommandRefused as exc:
+            request.id = exc.id
+            self._conclude(request, CommandResult(False, exc.reason))
+            return
+        request.id = request.command.id
+        if misdirected is not None:
+            self._conclude(request, CommandResult(False, misdirected))
+        elif not (isinstance(request.command, ReloadCommand) and self._merge_reload(request)):
+            self._enqueue(request)
+
+    def _enqueue(self, request: _Request) -> None:
+        try:
+            self._commands.put_nowait(request)
+        except asyncio.QueueFull:
+            if isinstance(request.command, ReloadCommand):
+                self._reload_followers = None  # it leads no reload after all
+            self.stats.busy += 1
+            self._conclude(request, CommandResult(False, "busy: too many commands queued"))
+
+    def _route_reply(self, request: _Request, props: Properties | None) -> str | None:
+        """Send the reply to the v5 response topic when it lies below the reply prefix;
+        otherwise keep the 3.1.1 topic and say why the command is refused (an arbitrary
+        topic would let any commander make heatd publish where it chooses)."""
+        if props is None:
+            return None
+        request.correlation = getattr(props, "CorrelationData", None)
+        topic = getattr(props, "ResponseTopic", None)
+        if not topic:
+            return None
+        if publishable(topic) and topic.startswith(f"{self._reply_prefix}/"):
+            request.reply_to = topic
+            return None
+        return (f"response topic {topic[:128]!r} refused: replies go only below "
+                f"{self._reply_prefix}/ (mqtt.response_prefix)")
+
+    def _merge_reload(self, request: _Request) -> bool:
+        """True when this reload is answered by another: the one queued or running, or
+        the one finished less than ``reload_min_interval`` ago. A flood of reloads
+        thus costs at most one reload per interval."""
+        if self._reload_followers is not None:
+            self._reload_followers.append(request)
+            return True
+        if self._last_reload is not None:
+            at, result = self._last_reload
+            ago = self._monotonic() - at
+            if ago < self.settings.reload_min_interval:
+                self.stats.merged += 1
+                self._conclude(request, CommandResult(
+                    result.accepted, f"merged with the reload {ago:.1f} s ago: {result.reason}",
+                    {**result.detail, "merged": True}))
+                return True
+        self._reload_followers = []
+        return False
+
+    def _settle_reload(self, leader: _Request, result: CommandResult) -> None:
+        followers, self._reload_followers = self._reload_followers or [], None
+        self._last_reload = (self._monotonic(), result)
+        merged = CommandResult(result.accepted,
+                               f"merged into reload {leader.id or '(no id)'}: {result.reason}",
+                               {**result.detail, "merged": True})
+        for request in followers:
+            self.stats.merged += 1
+            self._answer(request, merged)
 
     async def _serve_commands(self) -> None:
         """Carry out commands one at a time, in arrival order. A task of its own, not part
-        of a connection, so a broker drop never cancels a handler half-way (a reload)."""
+        of a connection, so a broker drop never cancels a handler half-way (a reload).
+        Supervised: an exception in one command is answered and logged, never fatal."""
         while True:
-            name, message = await self._commands.get()
+            request = await self._commands.get()
+            if self._closing:  # queued before stop(): not started now
+                self._answer(request, CommandResult(False, STOPPING))
+                continue
             self._idle.clear()
             try:
-                await self._command(name, message)
+                await self._carry_out(request)
             finally:
                 self._idle.set()
 
-    def _refuse_busy(self, name: str, message: aiomqtt.Message) -> None:
-        payload = message.payload if isinstance(message.payload, bytes) else b""
-        self._conclude(name, message, peek_id(payload),
-                       CommandResult(False, "busy: too many commands queued"), None, payload)
-
-    async def _command(self, name: str, message: aiomqtt.Message) -> None:
-        """Validate, hand over, reply and audit one command message."""
-        payload = message.payload if isinstance(message.payload, bytes) else b""
-        if message.retain:
-            self.stats.commands += 1
-            self.stats.refused += 1
-            self._audit(name, peek_id(payload), False, "retained command ignored", payload,
-                        None)
-            return
-        command: Command | None = None
+    async def _carry_out(self, request: _Request) -> None:
+        result = CommandResult(False, "heatd stopped before this command finished")
         try:
-            command = parse(name, payload, self._limits)
-            id_ = command.id
-        except CommandRefused as exc:
-            result, id_ = CommandResult(False, exc.reason), exc.id
-        else:
-            result = await self._execute(command)
-        self._conclude(name, message, id_, result, command, payload)
+            assert request.command is not None  # only parsed commands are queued
+            result = await self._execute(request.command)
+        except asyncio.CancelledError:  # stop() gave up waiting: answer, then go
+            self._answer(request, result)
+            raise
+        except Exception as exc:
+            result = self._bug(request, exc)
+        self._answer(request, result)
 
-    def _conclude(self, name: str, message: aiomqtt.Message, id_: str | None,
-                  result: CommandResult, command: Command | None, payload: bytes) -> None:
+    def _answer(self, request: _Request, result: CommandResult) -> None:
+        """Conclude a queued command (falling back to an internal error), then the
+        reloads merged into it."""
+        try:
+            self._conclude(request, result)
+        except Exception as exc:
+            result = self._internal_error(request, exc)
+        if isinstance(request.command, ReloadCommand):
+            self._settle_reload(request, result)
+
+    def _refuse_queued(self) -> None:
+        while not self._commands.empty():
+            self._answer(self._commands.get_nowait(), CommandResult(False, STOPPING))
+
+    def _bug(self, request: _Request, exc: Exception) -> CommandResult:
+        """Log a bug in heatd with its traceback; the answer names only its type."""
+        self.stats.internal_errors += 1
+        log.error("command failed inside heatd", command=request.name, id=request.id,
+                  exc_info=exc)
+        return CommandResult(False, f"internal error: {type(exc).__name__}")
+
+    def _internal_error(self, request: _Request, exc: Exception) -> CommandResult:
+        """Answer and audit a command whose handling hit a bug in heatd."""
+        result = self._bug(request, exc)
+        try:
+            self._conclude(request, result)
+        except Exception:
+            log.exception("command could not be answered", command=request.name)
+        return result
+
+    def _conclude(self, request: _Request, result: CommandResult, *, reply: bool = True
+                  ) -> None:
+        """Count, reply (unless ignored) and audit: every command message ends here once.
+        Whatever can fail (a detail that is not JSON) fails before the first publish, so
+        a fallback answer is never a second one."""
+        fields: dict[str, Any] = {"command": request.name, "id": request.id,
+                                  "accepted": result.accepted, "reason": result.reason}
+        if request.command is not None:
+            fields["args"] = request.command.model_dump(mode="json", exclude={"id"})
+        else:
+            fields["payload"] = request.payload.decode("utf-8", "replace")[
+                :AUDIT_PAYLOAD_CHARS]
+        now = self._clock()
+        audit = dumps({"ts": epoch_ms(now), "kind": "command", **fields})
+        answer = dumps({"ts": epoch_ms(now), "id": request.id, "command": request.name,
+                        "accepted": result.accepted, "reason": result.reason,
+                        "detail": result.detail})
         self.stats.commands += 1
         if not result.accepted:
             self.stats.refused += 1
-        reply = dumps({"ts": epoch_ms(self._clock()), "id": id_, "command": name,
-                       "accepted": result.accepted, "reason": result.reason,
-                       "detail": result.detail})
-        self._reply(name, message.properties, reply)
-        self._audit(name, id_, result.accepted, result.reason, payload, command)
+        if reply:
+            props = None
+            if request.correlation is not None:
+                props = Properties(PacketTypes.PUBLISH)
+                props.CorrelationData = request.correlation
+            self.publish(request.reply_to, answer, qos=1, properties=props, kind="reply")
+        self.publish(self.topics.events, audit, kind="event")
+        log.info("mqtt command", **fields)
 
     async def _execute(self, command: Command) -> CommandResult:
         if isinstance(command, RepublishCommand):
@@ -509,7 +758,8 @@ class MqttLink:
                                  "it may still take effect (see events)")
         except Exception as exc:  # the runtime's bug must not take the link down
             log.exception("command handler failed", command=command.name)
-            return CommandResult(False, f"internal error: {exc}")
+            self.stats.internal_errors += 1
+            return CommandResult(False, f"internal error: {type(exc).__name__}: {exc}"[:256])
         if not isinstance(result, CommandResult):
             return CommandResult(False, "internal error: handler returned no CommandResult")
         return result
@@ -524,31 +774,13 @@ class MqttLink:
                     accepted=getattr(result, "accepted", None),
                     reason=getattr(result, "reason", None))
 
-    def _reply(self, name: str, props: Properties | None, reply: bytes) -> None:
-        """MQTT v5: on the response topic with the correlation data; otherwise (3.1.1)
-        on ``<base>/cmd/<name>/response``. A response topic inside our own tree is not
-        honoured: it could overwrite site topics or feed a reply back in as a command."""
-        response_topic = getattr(props, "ResponseTopic", None) if props else None
-        if (response_topic and publishable(response_topic)
-                and not response_topic.startswith(f"{self.topics.base}/")):
-            out = Properties(PacketTypes.PUBLISH)
-            correlation = getattr(props, "CorrelationData", None)
-            if correlation is not None:
-                out.CorrelationData = correlation
-            self.publish(response_topic, reply, qos=1, properties=out)
-        else:
-            self.publish(self.topics.response(name), reply, qos=1)
 
-    def _audit(self, name: str, id_: str | None, accepted: bool, reason: str,
-               payload: bytes, command: Command | None) -> None:
-        fields: dict[str, Any] = {"command": name, "id": id_, "accepted": accepted,
-                                  "reason": reason}
-        if command is not None:
-            fields["args"] = command.model_dump(mode="json", exclude={"id"})
-        else:
-            fields["payload"] = payload.decode("utf-8", "replace")[:AUDIT_PAYLOAD_CHARS]
-        self.publish_event("command", **fields)
-        log.info("mqtt command", **fields)
+async def _cancel(*tasks: asyncio.Task[None] | None) -> None:
+    for task in tasks:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def _hash(site: SiteConfig) -> str:

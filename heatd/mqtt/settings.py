@@ -100,12 +100,34 @@ class MqttSettings(_Strict):
     override_max_ttl: Seconds = Field(
         3600.0, description="Longest lease, in seconds, a remote override or mode may ask for."
     )
+    response_prefix: str | None = Field(
+        None,
+        description="MQTT v5 response topics are honoured only below this prefix; "
+        "default <base>/reply. Others are refused (the broker ACL must let heatd write "
+        "there).",
+    )
+    command_rate: Annotated[float, Field(gt=0, le=10_000)] = Field(
+        10.0, description="Commands of one name taken per second, on average."
+    )
+    command_burst: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        20, description="Commands of one name taken at once before the rate applies."
+    )
+    reload_min_interval: NonNegative = Field(
+        10.0,
+        description="Seconds after a reload during which further reloads are answered "
+        "with its result instead of reloading again.",
+    )
     homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)
 
     @field_validator("base_topic")
     @classmethod
     def _base_levels(cls, value: str | None) -> str | None:
         return None if value is None else _check_topic(value, "base_topic")
+
+    @field_validator("response_prefix")
+    @classmethod
+    def _response_levels(cls, value: str | None) -> str | None:
+        return None if value is None else _check_topic(value, "response_prefix")
 
     @model_validator(mode="after")
     def _backoff_ordered(self) -> MqttSettings:
@@ -115,6 +137,10 @@ class MqttSettings(_Strict):
             raise ValueError("password_file needs username")
         if self.homeassistant.override_ttl > self.override_max_ttl:
             raise ValueError("homeassistant.override_ttl exceeds override_max_ttl")
+        if self.base_topic is not None and self.response_prefix is not None:
+            problem = reply_prefix_problem(self.base_topic, self.response_prefix)
+            if problem is not None:
+                raise ValueError(problem)
         return self
 
     @property
@@ -125,6 +151,17 @@ class MqttSettings(_Strict):
 
     def base(self, site_id: str) -> str:
         return self.base_topic or f"heatd/{site_id}"
+
+    def replies(self, site_id: str) -> str:
+        """The prefix v5 response topics must lie below; ValueError when the configured
+        one overlaps the site's own topics (known only with the site id)."""
+        base = self.base(site_id)
+        if self.response_prefix is None:
+            return f"{base}/reply"
+        problem = reply_prefix_problem(base, self.response_prefix)
+        if problem is not None:
+            raise ValueError(problem)
+        return self.response_prefix
 
     def identifier(self, site_id: str) -> str:
         return self.client_id or f"heatd-{site_id}"
@@ -146,6 +183,21 @@ class MqttSettings(_Strict):
         except OSError as exc:
             raise ValueError(f"mqtt.password_file {path}: {exc.strerror or exc}") from exc
         return text.removesuffix("\n").removesuffix("\r")
+
+
+def reply_prefix_problem(base: str, prefix: str) -> str | None:
+    """Why ``prefix`` cannot hold replies for the site at ``base``, or None.
+
+    A reply published among the site's own topics could pass for its state, or arrive
+    back as a command; so the prefix lies outside the site's tree, or below
+    ``<base>/reply``, and never above the base (that would contain the whole tree)."""
+    inside = f"{prefix}/".startswith(f"{base}/")
+    replies = f"{base}/reply"
+    if f"{base}/".startswith(f"{prefix}/") or (
+            inside and not f"{prefix}/".startswith(f"{replies}/")):
+        return (f"mqtt.response_prefix {prefix!r} overlaps the site's topics below {base}/; "
+                f"use {replies} or a prefix outside {base}/")
+    return None
 
 
 def _expand(path: str) -> str:

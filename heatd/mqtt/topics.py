@@ -8,7 +8,7 @@ from dataclasses import dataclass
 ID = re.compile(r"^[a-z0-9_-]+$")
 
 RESERVED_DEVICES: frozenset[str] = frozenset(
-    {"cmd", "control", "events", "info", "meter", "status"}
+    {"cmd", "control", "events", "info", "meter", "reply", "stats", "status"}
 )
 """Names a device may not have: ``<base>/cmd/state`` would arrive as a command, and
 ``<base>/control/state`` is the controller's own topic."""
@@ -60,6 +60,11 @@ class Topics:
     @property
     def events(self) -> str:
         return f"{self.base}/events"
+
+    @property
+    def stats(self) -> str:
+        """Retained counters of the link: commands, refusals, drops (see DESIGN.md)."""
+        return f"{self.base}/stats"
 
     @property
     def meter(self) -> str:
