@@ -27,7 +27,7 @@ from heatd.mqtt.commands import (
     OverrideCommand,
     parse,
 )
-from heatd.mqtt.link import MqttLink
+from heatd.mqtt.link import COMMAND_BACKLOG, MqttLink
 from heatd.mqtt.settings import MqttSettings
 
 from mqtt_broker import Mosquitto, Recorder, broker_fixture, retained
@@ -247,11 +247,11 @@ async def test_v5_command_is_answered_on_response_topic_with_correlation(broker:
     runtime = Runtime()
     link = await started(broker, runtime)
     try:
-        async with Recorder(broker, "client/replies/#") as rec:
+        async with Recorder(broker, f"{BASE}/reply/#") as rec:
             await rec.client.publish(
                 f"{BASE}/cmd/mode", json.dumps({"mode": "manual", "ttl": 600}), qos=1,
-                properties=v5_request("client/replies/42", b"\x00corr-1"))
-            reply = await rec.wait("client/replies/42")
+                properties=v5_request(f"{BASE}/reply/ops/42", b"\x00corr-1"))
+            reply = await rec.wait(f"{BASE}/reply/ops/42")
     finally:
         await link.stop()
     assert reply.properties.CorrelationData == b"\x00corr-1"
@@ -260,6 +260,55 @@ async def test_v5_command_is_answered_on_response_topic_with_correlation(broker:
     assert body["detail"] == {"name": "mode"}
     assert isinstance(body["ts"], int)
     assert runtime.calls == [ModeCommand(mode=Mode.MANUAL, ttl=600.0)]
+
+
+async def test_v5_response_topic_outside_the_prefix_is_refused_on_the_311_topic(
+    broker: Mosquitto,
+) -> None:
+    """Honouring any response topic would let whoever may command heatd make it publish
+    wherever heatd may write; the refusal goes where a 3.1.1 client looks, correlated."""
+    runtime = Runtime()
+    link = await started(broker, runtime)
+    try:
+        async with Recorder(broker, "client/#", f"{BASE}/#") as rec:
+            await rec.client.publish(
+                f"{BASE}/cmd/mode", json.dumps({"mode": "manual", "id": "out"}), qos=1,
+                properties=v5_request("client/replies/42", b"corr-out"))
+            await rec.client.publish(  # looks like the prefix, is not below it
+                f"{BASE}/cmd/mode", json.dumps({"mode": "manual", "id": "near"}), qos=1,
+                properties=v5_request(f"{BASE}/replyx/1", b"corr-near"))
+            refusals = [await rec.wait(f"{BASE}/cmd/mode/response",
+                                       lambda m, i=i: json.loads(m.payload)["id"] == i)
+                        for i in ("out", "near")]
+    finally:
+        await link.stop()
+    for refusal, corr in zip(refusals, (b"corr-out", b"corr-near"), strict=True):
+        body = json.loads(refusal.payload)
+        assert body["accepted"] is False
+        assert "refused: replies go only below heatd/t1/reply/" in body["reason"]
+        assert refusal.properties.CorrelationData == corr
+    assert not [m for m in rec.seen if m.topic.startswith(("client/", f"{BASE}/replyx"))]
+    assert runtime.calls == []
+    assert link.stats.refused == 2
+
+
+async def test_configured_response_prefix_outside_the_site_is_honoured(
+    broker: Mosquitto,
+) -> None:
+    link = await started(broker, response_prefix="ops/replies")
+    try:
+        async with Recorder(broker, "ops/#", f"{BASE}/cmd/+/response") as rec:
+            for topic, corr in (("ops/replies/a", b"in"), (f"{BASE}/reply/b", b"default")):
+                await rec.client.publish(f"{BASE}/cmd/republish", b"{}", qos=1,
+                                         properties=v5_request(topic, corr))
+            honoured = await rec.wait("ops/replies/a")
+            refused = await rec.wait(f"{BASE}/cmd/republish/response")
+    finally:
+        await link.stop()
+    assert honoured.properties.CorrelationData == b"in"
+    assert json.loads(honoured.payload)["accepted"] is True
+    assert refused.properties.CorrelationData == b"default"
+    assert "below ops/replies/" in json.loads(refused.payload)["reason"]
 
 
 async def test_311_command_is_answered_on_response_topic_echoing_id(broker: Mosquitto) -> None:
@@ -318,6 +367,9 @@ async def test_invalid_payload_is_refused_with_reason_and_never_reaches_handler(
 
 
 async def test_retained_command_ignored_and_every_command_audited(broker: Mosquitto) -> None:
+    """A retained command is a stale order: one planted before heatd connects is never
+    delivered (retain handling 2), one retained while heatd listens arrives flagged
+    (retain as published) and is audited as ignored; neither is carried out."""
     runtime = Runtime()
     async with broker.client() as planter:  # a stale retained command waits on the broker
         await planter.publish(f"{BASE}/cmd/mode", b'{"mode": "safe", "id": "old"}', qos=1,
@@ -327,23 +379,29 @@ async def test_retained_command_ignored_and_every_command_audited(broker: Mosqui
         try:
             for payload in (b'{"mode": "auto", "id": "c1"}', b'{"mode": "nope", "id": "c2"}'):
                 await rec.client.publish(f"{BASE}/cmd/mode", payload, qos=1)
+            await rec.client.publish(f"{BASE}/cmd/mode", b'{"mode": "safe", "id": "live"}',
+                                     qos=1, retain=True)
             await rec.client.publish(f"{BASE}/cmd/override", json.dumps(
                 {"id": "c3", "role": "valve.recovery", "value": 1.0, "ttl": 5}), qos=1)
             await rec.client.publish(f"{BASE}/cmd/republish", b'{"id": "c4"}', qos=1)
             await rec.wait(f"{BASE}/events", lambda m: b'"c4"' in m.payload)
         finally:
             await link.stop()
-    audit = [json.loads(m.payload) for m in rec.on(f"{BASE}/events")]
-    assert all(a["kind"] == "command" and isinstance(a["ts"], int) for a in audit)
-    summary = [(a["id"], a["command"], a["accepted"]) for a in audit]
-    assert summary == [("old", "mode", False), ("c1", "mode", True), ("c2", "mode", False),
-                       ("c3", "override", False), ("c4", "republish", True)]
-    assert audit[0]["reason"] == "retained command ignored" and "old" in audit[0]["payload"]
-    assert audit[1]["args"] == {"by": None, "mode": "auto", "ttl": None}
-    assert audit[3]["reason"] == "beyond the cooling envelope"
+    # Refusals are audited at once, ahead of valid commands still waiting their turn.
+    audit = {a["id"]: a for a in (json.loads(m.payload) for m in rec.on(f"{BASE}/events"))}
+    assert all(a["kind"] == "command" and isinstance(a["ts"], int) for a in audit.values())
+    summary = sorted((a["id"], a["command"], a["accepted"]) for a in audit.values())
+    assert summary == [("c1", "mode", True), ("c2", "mode", False), ("c3", "override", False),
+                       ("c4", "republish", True), ("live", "mode", False)]
+    assert audit["live"]["reason"] == "retained command ignored"
+    assert "live" in audit["live"]["payload"]
+    assert audit["c1"]["args"] == {"by": None, "mode": "auto", "ttl": None}
+    assert audit["c3"]["reason"] == "beyond the cooling envelope"
+    assert len(rec.on(f"{BASE}/events")) == 5
     replies = [json.loads(m.payload)["id"] for m in rec.seen if m.topic.endswith("/response")]
-    assert sorted(replies) == ["c1", "c2", "c3", "c4"]  # no reply to the retained one
+    assert sorted(replies) == ["c1", "c2", "c3", "c4"]  # no reply to a retained one
     assert [c.id for c in runtime.calls] == ["c1", "c3"]  # republish is the link's own
+    assert link.stats.commands == 5 and link.stats.refused == 3
 
 
 # ------------------------------------------------------------------ broker outages
@@ -367,6 +425,7 @@ async def test_broker_restart_reconnects_resubscribes_and_republishes(broker: Mo
         for n in range(8):
             assert link.publish_event("alarm", n=n) is None
         assert link.stats.dropped == 3  # the oldest three: the queue holds five
+        assert link.stats.dropped_by_kind == {"reply": 0, "event": 3, "other": 0}
         await until(lambda: link.stats.failures >= 1)  # the lost connection
         refused = link.stats.failures
         # Right after a refused attempt the link pauses at least 1 s: time enough for the
@@ -374,12 +433,12 @@ async def test_broker_restart_reconnects_resubscribes_and_republishes(broker: Mo
         # out (they are not retained: an observer arriving later would never see them).
         await until(lambda: link.stats.failures > refused, timeout=10)
         await broker.start()  # same port, empty retained store
-        async with Recorder(broker, f"{BASE}/#", "replies/#") as rec:
+        async with Recorder(broker, f"{BASE}/#") as rec:
             await asyncio.wait_for(link.wait_connected(), 10)
             await rec.wait(f"{BASE}/events", lambda m: json.loads(m.payload).get("n") == 7)
             await rec.client.publish(f"{BASE}/cmd/reload", b'{"id": "after"}', qos=1,
-                                     properties=v5_request("replies/x", b"1"))
-            reply = json.loads((await rec.wait("replies/x")).payload)
+                                     properties=v5_request(f"{BASE}/reply/x", b"1"))
+            reply = json.loads((await rec.wait(f"{BASE}/reply/x")).payload)
     finally:
         await link.stop()
     assert reply["accepted"] is True and reply["id"] == "after"
@@ -563,8 +622,8 @@ async def test_stop_lets_the_command_in_progress_answer_first(broker: Mosquitto)
 
 
 async def test_commands_beyond_the_backlog_are_refused_as_busy(broker: Mosquitto) -> None:
-    runtime = Blocked()
-    link = await started(broker, runtime)
+    runtime = Blocked()  # a rate limit far above the flood: only the backlog refuses
+    link = await started(broker, runtime, command_rate=1000.0, command_burst=1000)
     try:
         async with Recorder(broker, f"{BASE}/cmd/mode/response") as rec:
             for n in range(80):  # one in the handler, a bounded backlog, the rest refused
@@ -579,6 +638,7 @@ async def test_commands_beyond_the_backlog_are_refused_as_busy(broker: Mosquitto
     finally:
         await link.stop()
     assert runtime.calls[0].id == "0"
+    assert link.stats.busy == 80 - 1 - COMMAND_BACKLOG and link.stats.rate_limited == 0
 
 
 async def test_response_topic_inside_the_site_tree_is_not_honoured(broker: Mosquitto) -> None:
@@ -596,9 +656,12 @@ async def test_response_topic_inside_the_site_tree_is_not_honoured(broker: Mosqu
             await rec.wait(f"{BASE}/cmd/mode/response", lambda m: b'"next"' in m.payload)
     finally:
         await link.stop()
-    assert json.loads(reply.payload)["id"] == "loop"
+    refusal = json.loads(reply.payload)
+    assert refusal["id"] == "loop" and refusal["accepted"] is False
+    assert "response topic 'heatd/t1/cmd/mode' refused" in refusal["reason"]
     assert [m.topic.rsplit("/", 1)[-1] for m in rec.seen] == [
         "mode", "response", "mode", "response"]
-    assert link.stats.commands == 2 and link.stats.refused == 0
+    assert link.stats.commands == 2 and link.stats.refused == 1
+    assert [c.id for c in runtime.calls] == ["next"]
     with pytest.raises(ValueError, match="cannot publish"):
         link.publish("heatd/+/x", b"")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,12 @@ from heatd.mqtt.commands import (
     ReloadCommand,
     WritablePoint,
     parse,
+    peek_id,
 )
+from heatd.mqtt.gate import CommandGate, TokenBucket
+from heatd.mqtt.guard import MAX_DEPTH, MAX_PAYLOAD_BYTES, shape_problem
 from heatd.mqtt.payload import dumps, epoch_ms
-from heatd.mqtt.settings import MqttSettings
+from heatd.mqtt.settings import MqttSettings, reply_prefix_problem
 from heatd.mqtt.state import DeviceReporter, body
 from heatd.mqtt.topics import Topics, check_device, publishable
 
@@ -52,11 +56,30 @@ def test_settings_defaults_follow_the_contract() -> None:
     ({"deadband": -1}, "greater than or equal to 0"),
     ({"tls": {"cert": "c.pem"}}, "cert and key go together"),
     ({"homeassistant": {"override_ttl": 7200}}, "override_ttl exceeds override_max_ttl"),
+    ({"response_prefix": "replies/#"}, "[a-z0-9_-]"),
+    ({"base_topic": "plant/dc", "response_prefix": "plant/dc"}, "overlaps the site's topics"),
+    ({"base_topic": "plant/dc", "response_prefix": "plant/dc/loop"}, "overlaps"),
+    ({"base_topic": "plant/dc", "response_prefix": "plant"}, "overlaps"),
+    ({"command_rate": 0}, "greater than 0"),
+    ({"command_burst": 0}, "greater than or equal to 1"),
+    ({"reload_min_interval": -1}, "greater than or equal to 0"),
 ])
 def test_settings_refuse_bad_input_with_a_reason(data: dict[str, object], needle: str) -> None:
     with pytest.raises(ValidationError) as err:
         settings(**data)
     assert needle in str(err.value)
+
+
+def test_reply_prefix_lies_below_reply_or_outside_the_site() -> None:
+    assert settings().replies("s1") == "heatd/s1/reply"
+    assert settings(base_topic="plant/dc").replies("x") == "plant/dc/reply"
+    assert settings(response_prefix="ops/replies").replies("s1") == "ops/replies"
+    assert settings(response_prefix="heatd/s1/reply/ops").replies("s1") == "heatd/s1/reply/ops"
+    for inside in ("heatd/s1", "heatd/s1/cmd", "heatd/s1/replyx", "heatd"):
+        assert reply_prefix_problem("heatd/s1", inside) is not None, inside
+        with pytest.raises(ValueError, match="overlaps"):  # known only with the site id
+            settings(response_prefix=inside).replies("s1")
+    assert reply_prefix_problem("heatd/s1", "heatd/s10/reply") is None
 
 
 def test_password_file_read_with_environment_expansion(tmp_path: Path,
@@ -188,6 +211,61 @@ def test_valid_commands_parse_into_their_models() -> None:
 def test_invalid_commands_are_refused_with_reason(name: str, payload: object,
                                                   reason: str) -> None:
     assert reason in refused(name, payload).reason
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity", b"1e999"])
+def test_non_finite_numbers_are_refused_with_one_clear_reason(literal: bytes) -> None:
+    value = refused("override", b'{"id": "n", "role": "valve.recovery", "value": ' + literal
+                    + b', "ttl": 60}')
+    assert value.reason == "value: must be a finite number (not NaN or Infinity)"
+    assert value.id == "n"
+    ttl = refused("mode", b'{"mode": "manual", "ttl": ' + literal + b"}")
+    assert ttl.reason == "ttl: must be a finite number (not NaN or Infinity)"
+
+
+def test_oversized_and_deep_payloads_are_refused_before_parsing() -> None:
+    deep = b'{"mode": ' + b"[" * 1100 + b"]" * 1100 + b"}"
+    assert refused("mode", deep).reason == f"payload nested deeper than {MAX_DEPTH} levels"
+    big = json.dumps({"mode": "auto", "by": "x" * MAX_PAYLOAD_BYTES}).encode()
+    assert "exceeds the limit of 4096 bytes" in refused("mode", big).reason
+    assert peek_id(deep) is None and peek_id(big) is None
+
+
+def test_shape_guard_ignores_brackets_in_strings_and_stays_linear() -> None:
+    assert shape_problem(b'{"by": "' + b"[" * 3000 + b'"}') is None
+    assert shape_problem(rb'{"by": "\\"}' + b"[" * 9) is not None  # escaped backslash
+    assert shape_problem(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH) is None
+    assert shape_problem(b"[" * (MAX_DEPTH + 1)) is not None
+    assert shape_problem(b'[[[[[[[[[ "abc') is not None  # counted before the open string
+    hostile = b'"' + rb'\"' * 2047  # a string that never ends, full of escaped quotes
+    started = time.perf_counter()
+    for _ in range(20):
+        assert shape_problem(hostile) is None
+    # Linear: ~0.03 ms each; the quadratic scan this replaces took ~60 ms each, so the
+    # bound has room for a loaded machine and still tells the two apart.
+    assert time.perf_counter() - started < 0.4
+
+
+def test_an_id_that_is_not_valid_unicode_is_not_echoed() -> None:
+    assert peek_id(rb'{"id": "\ud800", "mode": 1}') is None
+    assert peek_id(rb'{"id": "ok\u00e9"}') == "ok\u00e9"
+    assert peek_id(b'{"id": "' + b"x" * 300 + b'"}') == "x" * 128
+
+
+def test_token_bucket_allows_a_burst_then_the_rate() -> None:
+    bucket = TokenBucket.full(rate=2.0, burst=3, now=0.0)
+    assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
+    assert not bucket.take(0.4)  # 0.8 of a token
+    assert bucket.take(0.5) and not bucket.take(0.5)
+    assert [bucket.take(100.0) for _ in range(4)] == [True, True, True, False]  # capped
+    assert bucket.take(99.0) is False  # a clock step back adds nothing
+
+
+def test_gate_keeps_a_bucket_per_command_and_one_for_unknown_names() -> None:
+    gate = CommandGate(("mode", "reload"), rate=1.0, burst=2, now=0.0)
+    assert [gate.admit("mode", 0.0) for _ in range(3)] == [True, True, False]
+    assert gate.admit("reload", 0.0)  # its own bucket
+    assert [gate.admit(f"x{n}", 0.0) for n in range(3)] == [True, True, False]  # shared
 
 
 def test_refusal_keeps_the_id_when_it_can_be_read() -> None:
