@@ -77,7 +77,9 @@ class EnvelopeParams(BaseModel):
     rack_inlet_margin_k: Positive = 2.0
     flow_min: NonNegative | None = None
     valve_mismatch_tol: Fraction = 0.15
-    valve_mismatch_s: Positive = 60.0
+    valve_mismatch_s: Positive = 360.0
+    """Longer than a full stroke of the slowest valves (300 s) plus their lag: a slow valve
+    still on its way is not a stuck one. The supply rules guard cooling meanwhile."""
     fan_mismatch_tol: Fraction = 0.15
     fan_mismatch_s: Positive = 60.0
     capacity_mismatch_tol: Fraction = 0.25
