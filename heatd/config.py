@@ -1,9 +1,10 @@
 """The site model: one YAML file describes devices, points, poll groups and role bindings.
 
 The models are strict (unknown keys are errors; validated in JSON strict mode, so a string
-is never coerced into a number) because a typo in a site file must stop the daemon before
-it starts, not make it read the wrong register. Loading, and error reporting with file
-and line, live in ``heatd.config_loader``; this module only says what a valid site is.
+is never coerced into a number, and NaN or infinity is no number at all) because a typo in
+a site file must stop the daemon before it starts, not make it read the wrong register.
+Loading, and error reporting with file and line, live in ``heatd.config_loader``; this
+module only says what a valid site is.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ Seconds = Annotated[float, Field(gt=0)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class PollGroup(Strict):
@@ -121,6 +122,11 @@ class OpcUaPointConfig(PointBase):
     def _writable_needs_type(self) -> OpcUaPointConfig:
         if self.writable and self.data_type is None:
             raise ValueError("a writable OPC UA point needs data_type")
+        if self.data_type is DataType.BIT:
+            raise ValueError("data_type bit exists only on Modbus; an OPC UA Boolean "
+                             "variable is data_type bool")
+        if self.scale == 0:
+            raise ValueError("scale must not be 0")
         return self
 
 

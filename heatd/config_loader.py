@@ -1,15 +1,27 @@
 """Load a site YAML file and report every mistake at once as ``file:line: field: message``.
 
+Before anything is parsed the file must be a regular file of at most ``MAX_FILE_BYTES``,
+and UTF-8 text without NUL bytes. The YAML's events are then read without building
+anything: a document that would have more than ``MAX_NODES`` nodes with its aliases
+expanded (a "billion laughs" bomb), that nests deeper than ``MAX_DEPTH`` or whose aliases
+refer to themselves is refused before it is built.
+
 Validation runs in two passes: the pydantic models check each value where it stands, then
 ``site_checks`` checks what only the whole site can tell (a role naming a missing point,
 two points on the same register, a point inside a forbidden range). Both passes keep the
-path of the offending field so it can be traced back to its line in the file.
+path of the offending field so it can be traced back to its line in the file. Entries
+that fail the first pass (a point, a device, a poll group, a section) are left out and the
+second pass runs on the rest, so one run reports both kinds of mistake; whole-site checks
+never blame what was left out.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import math
+import os
+import stat
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,12 +29,29 @@ from typing import Any
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    ScalarEvent,
+)
+from ruamel.yaml.reader import ReaderError
 
 from heatd.config import SiteConfig
-from heatd.site_checks import site_problems
+from heatd.site_checks import Invalid, Problem, site_problems
 
 Loc = tuple[str | int, ...]
+
+MAX_FILE_BYTES = 1024 * 1024
+"""Largest site file read (1 MiB); a real site is a few tens of kilobytes."""
+MAX_NODES = 100_000
+"""Most YAML nodes (keys, values, list items) a site may have once every alias is expanded."""
+MAX_DEPTH = 40
+"""Deepest nesting of mappings and lists; a site nests about six levels."""
+
+_NON_FINITE = {math.inf: ".inf", -math.inf: "-.inf"}
+_NON_FINITE_TEXT = frozenset({".nan", ".inf", "-.inf"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,14 +76,25 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+def _key_line(node: CommentedMap, key: Any) -> int:
+    """0-based line of ``key`` in a mapping, also for a key merged in with ``<<: *anchor``."""
+    try:
+        return int(node.lc.key(key)[0])
+    except KeyError:
+        for source in getattr(node, "merge", ()):
+            source = source[1] if isinstance(source, tuple) else source
+            if isinstance(source, CommentedMap) and key in source:
+                return _key_line(source, key)
+        return int(node.lc.line)
+
+
 def _line_of(tree: Any, loc: Loc) -> tuple[int | None, Loc]:
     """Follow ``loc`` into the YAML tree; return the 1-based line of the deepest node found
     and the field path to name (discriminator tags pydantic inserts are skipped)."""
     node, line, found = tree, None, []
     for depth, key in enumerate(loc):
         if isinstance(node, CommentedMap) and key in node:
-            key_line = node.lc.key(key)[0]
-            line = key_line + 1
+            line = _key_line(node, key) + 1
             node = node[key]
             found.append(key)
         elif isinstance(node, CommentedSeq) and isinstance(key, int) and 0 <= key < len(node):
@@ -81,6 +121,8 @@ def _field_text(loc: Loc) -> str:
 
 def _message(error: dict[str, Any]) -> str:
     kind, value = error["type"], error.get("input")
+    if isinstance(value, str) and value in _NON_FINITE_TEXT and kind != "string_type":
+        return f"{value} is not a finite number"
     if kind == "enum":
         allowed = error["ctx"]["expected"].replace("'", "").replace(" or ", ", ")
         return f"{value!r} is not one of {allowed}"
@@ -106,54 +148,241 @@ def _message(error: dict[str, Any]) -> str:
     return message
 
 
-def parse_site(text: str, file: str) -> SiteConfig:
-    """Validate site YAML text; ``file`` is only used to name it in errors."""
+# --- reading and composing: nothing hostile gets past here ------------------------------
+
+
+def _read(path: Path) -> str:
+    """The file's text; refuses what is not a regular file, too large, binary or not UTF-8
+    before a byte of it is parsed."""
+    file = str(path)
+
+    def refuse(message: str, line: int | None = None) -> ConfigError:
+        return ConfigError([ConfigProblem(file, line, "", message)])
+
+    too_large = f"a site file may have at most {MAX_FILE_BYTES} bytes (1 MiB)"
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat refuses it below
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as stream:
+            info = os.fstat(stream.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise refuse("not a regular file")
+            if info.st_size > MAX_FILE_BYTES:
+                raise refuse(f"{info.st_size} bytes: {too_large}")
+            data = stream.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise refuse(exc.strerror or str(exc)) from None
+    if len(data) > MAX_FILE_BYTES:  # it grew while being read
+        raise refuse(f"more than {MAX_FILE_BYTES} bytes: {too_large}")
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise refuse(f"not a text YAML file: NUL byte at byte offset {nul}",
+                     data.count(b"\n", 0, nul) + 1)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise refuse(f"not UTF-8 text: byte 0x{data[exc.start]:02x} at byte offset "
+                     f"{exc.start} ({exc.reason})", data.count(b"\n", 0, exc.start) + 1) from None
+
+
+def _limit_problem(yaml: YAML, text: str) -> tuple[int, str] | None:
+    """Read the YAML's events (nothing is built) and count the nodes the document would
+    have with every alias expanded: an alias adds the size of the node its anchor names,
+    so a bomb is refused after a few hundred bytes. Also refuses deep nesting and an alias
+    inside the node it names. Returns (0-based line, reason) or None; syntax errors are
+    left to the loader, which names them better."""
+    count = 0
+    anchors: dict[str, object] = {}  # name -> expanded size, or the token of an open node
+    open_nodes: list[tuple[str | None, object, int]] = []
+    for event in yaml.parse(text):
+        if isinstance(event, AliasEvent):
+            size = anchors.get(event.anchor)
+            if size is not None and not isinstance(size, int):
+                return event.start_mark.line, "an alias refers to a node that contains it"
+            count += size or 0
+        elif isinstance(event, ScalarEvent):
+            count += 1
+            if event.anchor is not None:
+                anchors[event.anchor] = 1
+        elif isinstance(event, CollectionStartEvent):
+            token = object()
+            open_nodes.append((event.anchor, token, count))
+            count += 1
+            if event.anchor is not None:
+                anchors[event.anchor] = token
+            if len(open_nodes) > MAX_DEPTH:
+                return event.start_mark.line, f"nested deeper than {MAX_DEPTH} levels"
+        elif isinstance(event, CollectionEndEvent):
+            anchor, token, start = open_nodes.pop()
+            if anchor is not None and anchors.get(anchor) is token:
+                anchors[anchor] = count - start
+        if count > MAX_NODES:
+            return event.start_mark.line, (f"more than {MAX_NODES} nodes (keys, values and "
+                                           "items, every alias expanded)")
+    return None
+
+
+def _yaml_tree(text: str, file: str) -> CommentedMap:
+    def refuse(line: int | None, message: str) -> ConfigError:
+        return ConfigError([ConfigProblem(file, line, "", message)])
+
+    if len(text) > MAX_FILE_BYTES:
+        raise refuse(None, f"more than {MAX_FILE_BYTES} characters, the most a site file "
+                     "may have")
     yaml = YAML(typ="rt")
     try:
+        limit = _limit_problem(yaml, text)
+        if limit is not None:
+            raise refuse(limit[0] + 1, f"YAML: {limit[1]}; refused")
         tree = yaml.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         reason = exc.problem or exc.context or "cannot parse YAML"
-        raise ConfigError([ConfigProblem(file, line, "", f"YAML: {reason}")]) from None
+        raise refuse(line, f"YAML: {reason}") from None
+    except ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1 if isinstance(exc.position, int) else None
+        character = exc.character if isinstance(exc.character, int) else None
+        what = f"character U+{character:04X}" if character is not None else "a character"
+        raise refuse(line, f"not a text YAML file: {what} at offset {exc.position} is not "
+                     "allowed in YAML") from None
+    except RecursionError:  # the composer recurses; the depth limit above should prevent it
+        raise refuse(None, f"YAML: nested deeper than {MAX_DEPTH} levels; refused") from None
+    except YAMLError as exc:
+        raise refuse(None, f"YAML: {exc}") from None
     if not isinstance(tree, CommentedMap):
-        raise ConfigError([ConfigProblem(file, 1, "", "the file must be a YAML mapping")])
-    plain = json.loads(json.dumps(tree, default=str))
-    try:
-        site = SiteConfig.model_validate_json(json.dumps(plain), strict=True)
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors(include_url=False):
+        raise refuse(1, "the file must be a YAML mapping")
+    return tree
+
+
+def _plain(node: Any, loc: Loc, file: str, problems: list[ConfigProblem]) -> Any:
+    """The YAML tree as JSON data: string keys, and non-finite numbers as their YAML
+    spelling (``.nan``, ``.inf``), which no numeric field accepts. Keys that are not names
+    are problems."""
+    if isinstance(node, dict):
+        plain: dict[str, Any] = {}
+        for key, value in node.items():
+            if isinstance(key, bool) or not isinstance(key, str | int):
+                line = _key_line(node, key) + 1 if isinstance(node, CommentedMap) else None
+                problems.append(ConfigProblem(file, line, _field_text(loc),
+                                              f"key {key!r} is not a name"))
+                continue
+            plain[str(key)] = _plain(value, (*loc, str(key)), file, problems)
+        return plain
+    if isinstance(node, list):
+        return [_plain(item, (*loc, index), file, problems)
+                for index, item in enumerate(node)]
+    if node is None or isinstance(node, bool):
+        return node
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        if math.isnan(node):
+            return ".nan"
+        return _NON_FINITE.get(float(node), float(node))
+    return str(node)
+
+
+# --- validation -------------------------------------------------------------------------
+
+_ENTRY_DEPTH = {"devices": 2, "poll_groups": 2, "roles": 2}
+
+
+def _entry(found: Loc, kind: str) -> Loc:
+    """What to leave out so the rest validates: the unknown field itself, or the point,
+    device, poll group, role or section holding the mistake."""
+    if kind == "extra_forbidden" or not found:
+        return found
+    if found[0] == "devices" and len(found) >= 4 and found[2] == "points":
+        return found[:4]
+    return found[:_ENTRY_DEPTH.get(str(found[0]), 1)]
+
+
+def _leave_out(data: dict[str, Any], path: Loc) -> None:
+    if path == ("site",):
+        data["site"] = {"id": "site"}
+        return
+    if path == ("devices",):
+        data["devices"] = {}
+        return
+    node: Any = data
+    for key in path[:-1]:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return
+    if isinstance(node, dict):
+        node.pop(path[-1], None)
+
+
+def _validate(plain: dict[str, Any], tree: CommentedMap,
+              file: str) -> tuple[list[ConfigProblem], SiteConfig | None, Invalid]:
+    """Schema problems, and the site validated from what has none (None if that fails)."""
+    problems: list[ConfigProblem] = []
+    left_out: set[Loc] = set()
+    data = plain
+    for attempt in range(4):
+        try:
+            site = SiteConfig.model_validate_json(json.dumps(data), strict=True)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+        else:
+            return problems, site, Invalid(left_out)
+        stuck = False
+        for error in errors:
             loc = tuple(error["loc"])
             if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
                 loc += (error["ctx"]["discriminator"].strip("'"),)
             line, found = _line_of(tree, loc)
-            problems.append(ConfigProblem(file, line, _field_text(found), _message(error)))
-        raise ConfigError(_unique(problems)) from None
-    problems = [
-        ConfigProblem(file, _line_of(tree, loc)[0], _field_text(loc), message)
-        for loc, message in site_problems(site)
-    ]
+            if attempt == 0:  # later rounds only meet what leaving out entries caused
+                problems.append(ConfigProblem(file, line, _field_text(found), _message(error)))
+            entry = _entry(found, error["type"])
+            stuck = stuck or not entry
+            if entry:
+                _leave_out(data, entry)
+                if error["type"] != "extra_forbidden":
+                    left_out.add(entry)
+        if stuck:
+            break
+    return problems, None, Invalid(left_out)
+
+
+ExtraChecks = Callable[[SiteConfig, Invalid], Iterable[Problem]]
+
+
+def _parse(text: str, file: str, extra: ExtraChecks | None = None) -> SiteConfig:
+    tree = _yaml_tree(text, file)
+    problems: list[ConfigProblem] = []
+    plain = _plain(tree, (), file, problems)
+    schema_problems, site, invalid = _validate(plain, tree, file)
+    problems += schema_problems
+    if site is not None:
+        found = [*site_problems(site, invalid), *(extra(site, invalid) if extra else ())]
+        problems += [ConfigProblem(file, _line_of(tree, loc)[0], _field_text(loc), message)
+                     for loc, message in found]
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(_unique(problems))
+    assert site is not None
     return site
 
 
 def _unique(problems: Iterable[ConfigProblem]) -> list[ConfigProblem]:
+    """Without repeats, in file order (problems without a line first)."""
     seen: dict[str, ConfigProblem] = {}
     for problem in problems:
         seen.setdefault(str(problem), problem)
-    return list(seen.values())
+    return sorted(seen.values(), key=lambda p: -1 if p.line is None else p.line)
+
+
+def parse_site(text: str, file: str) -> SiteConfig:
+    """Validate site YAML text; ``file`` is only used to name it in errors."""
+    return _parse(text, file)
 
 
 def load_site(path: str | Path) -> SiteConfig:
     """Read and validate a site file; raises ConfigError naming file, line and field."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([ConfigProblem(str(path), None, "", exc.strerror or str(exc))]) from None
-    return parse_site(text, str(path))
+    return _parse(_read(path), str(path))
 
 
 def json_schema() -> dict[str, Any]:

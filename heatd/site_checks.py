@@ -1,41 +1,64 @@
 """Checks that need the whole site, not one field: references, register overlaps, shared
-serial lines. Each problem carries the path of the field to blame, so the loader can name
-its line in the file.
+serial lines, write bounds a point cannot hold. Each problem carries the path of the field
+to blame, so the loader can name its line in the file.
+
+The loader runs these checks also when some entries failed validation and were left out
+(``Invalid``): a check never blames a reference to such an entry, nor judges with a
+section that fell back to its defaults.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
-from drivers.codec import DataType
+from drivers.codec import FLOAT_TYPES, DataType
 from drivers.modbus.spec import Table
 from heatd.config import (
     ModbusPointConfig,
     ModbusRtuDevice,
     ModbusTcpDevice,
     OpcUaDevice,
+    PointConfig,
     SiteConfig,
 )
 from heatd.control.roles import ALL_ROLES, INPUT_ROLES, OUTPUT_ROLES
 
-Problem = tuple[tuple[str | int, ...], str]
+Loc = tuple[str | int, ...]
+Problem = tuple[Loc, str]
 
 
-def site_problems(site: SiteConfig) -> list[Problem]:
+class Invalid:
+    """Paths of the entries (a point, a device, a poll group, a section) that failed
+    validation and were left out of the site the checks see."""
+
+    def __init__(self, paths: Iterable[Loc] = ()) -> None:
+        self._paths = frozenset(tuple(path) for path in paths)
+
+    def covers(self, *path: str | int) -> bool:
+        """Whether ``path`` lies in (or is) an entry that was left out."""
+        return any(path[:depth] in self._paths for depth in range(1, len(path) + 1))
+
+
+def site_problems(site: SiteConfig, invalid: Invalid | None = None) -> list[Problem]:
     """Every whole-site mistake, in file order as far as possible."""
+    invalid = invalid or Invalid()
     return [
-        *_poll_group_problems(site),
+        *_poll_group_problems(site, invalid),
+        *_point_problems(site),
         *_modbus_address_problems(site),
         *_shared_line_problems(site),
-        *_role_problems(site),
-        *_staleness_problems(site),
+        *_role_problems(site, invalid),
+        *_staleness_problems(site, invalid),
     ]
 
 
-def _poll_group_problems(site: SiteConfig) -> Iterator[Problem]:
+def _poll_group_problems(site: SiteConfig, invalid: Invalid) -> Iterator[Problem]:
     for device_id, device in site.devices.items():
         for name, point in device.points.items():
+            if invalid.covers("poll_groups", point.poll_group):
+                continue
             if point.poll_group not in site.poll_groups:
                 known = ", ".join(site.poll_groups) or "none"
                 yield (("devices", device_id, "points", name, "poll_group"),
@@ -108,7 +131,84 @@ def _shared_line_problems(site: SiteConfig) -> Iterator[Problem]:
                    f"unit id {device.unit_id} on {endpoint} is already device {owner!r}")
 
 
-def _role_problems(site: SiteConfig) -> Iterator[Problem]:
+def _read_only(point: PointConfig) -> str | None:
+    """Why heatd can never write this point, or None."""
+    if isinstance(point, ModbusPointConfig) and point.table is Table.INPUT:
+        return "an input register (read-only in Modbus; writable registers are holding)"
+    if isinstance(point, ModbusPointConfig) and point.table is Table.DISCRETE:
+        return "a discrete input (read-only in Modbus; writable bits are coils)"
+    if point.data_type is DataType.BIT:
+        return ("a single bit of a register, which cannot be written on its own (heatd "
+                "writes whole registers; use a coil or a register of its own)")
+    return None
+
+
+_RAW_LIMITS = {
+    DataType.INT16: (-(2**15), 2**15 - 1),
+    DataType.UINT16: (0, 2**16 - 1),
+    DataType.INT32: (-(2**31), 2**31 - 1),
+    DataType.UINT32: (0, 2**32 - 1),
+    DataType.INT64: (-(2**63), 2**63 - 1),
+    DataType.UINT64: (0, 2**64 - 1),
+    DataType.FLOAT32: (-3.4028234663852886e38, 3.4028234663852886e38),
+    DataType.FLOAT64: (-math.inf, math.inf),
+}
+
+
+def encodable(point: PointConfig) -> tuple[float, float] | None:
+    """The lowest and highest engineering value the point's data type can carry after
+    ``value = raw * scale + offset``; None for booleans and untyped points."""
+    limits = _RAW_LIMITS.get(point.data_type) if point.data_type is not None else None
+    if limits is None or point.scale == 0:
+        return None
+    ends = [raw * point.scale + point.offset if math.isfinite(raw) else raw * point.scale
+            for raw in limits]
+    return min(ends), max(ends)
+
+
+def _fits(point: PointConfig, value: float) -> bool:
+    """Whether ``value`` survives encoding (integers round to the nearest raw step)."""
+    low, high = _RAW_LIMITS[point.data_type]  # type: ignore[index]
+    raw = (value - point.offset) / point.scale
+    if point.data_type not in FLOAT_TYPES:
+        raw = round(raw)
+    return low <= raw <= high
+
+
+def _encoding(point: PointConfig) -> str:
+    """E.g. ``uint16 with scale 0.1 and offset -40``."""
+    parts = [f"scale {point.scale:g}"] if point.scale != 1.0 else []
+    if point.offset != 0.0:
+        parts.append(f"offset {point.offset:g}")
+    kind = point.data_type.value if point.data_type is not None else "untyped"
+    return f"{kind} with {' and '.join(parts)}" if parts else str(kind)
+
+
+def _point_problems(site: SiteConfig) -> Iterator[Problem]:
+    """Points that can only fail: writable where the protocol cannot write, write bounds
+    that read back as out of range, or that the data type cannot carry."""
+    for device_id, device in site.devices.items():
+        for name, point in device.points.items():
+            where = ("devices", device_id, "points", name)
+            reason = _read_only(point)
+            if point.writable and reason is not None:
+                yield (*where, "writable"), f"the point is {reason}"
+                continue
+            carried = encodable(point)
+            for bound, value in (("write_min", point.write_min), ("write_max", point.write_max)):
+                if value is None:
+                    continue
+                if point.range is not None and not point.range[0] <= value <= point.range[1]:
+                    yield (*where, bound), (
+                        f"{value:g} lies outside the point's range [{point.range[0]:g}, "
+                        f"{point.range[1]:g}]: a value written there reads back as bad")
+                elif carried is not None and not _fits(point, value):
+                    yield (*where, bound), (
+                        f"{value:g} cannot be written: {_encoding(point)} carries "
+                        f"{carried[0]:g} to {carried[1]:g}")
+
+
+def _role_problems(site: SiteConfig, invalid: Invalid) -> Iterator[Problem]:
     for role in site.roles:
         where: tuple[str | int, ...] = ("roles", role)
         if role not in ALL_ROLES:
@@ -118,19 +218,28 @@ def _role_problems(site: SiteConfig) -> Iterator[Problem]:
         for index, ref in enumerate(refs):
             at = (*where, index) if isinstance(site.roles[role], list) else where
             device_id, name = ref.split(".", 1)
+            if invalid.covers("devices", device_id, "points", name):
+                continue  # its own mistake is reported where it stands
             device = site.devices.get(device_id)
             if device is None or name not in device.points:
                 yield at, f"{ref!r} is not a point of this site"
-            elif role in OUTPUT_ROLES and not device.points[name].writable:
+                continue
+            point = device.points[name]
+            reason = _read_only(point)
+            if role in OUTPUT_ROLES and reason is not None:
+                yield at, f"{ref!r} is bound to output role {role!r} but is {reason}"
+            elif role in OUTPUT_ROLES and not point.writable:
                 yield at, f"{ref!r} is bound to output role {role!r} but is not writable"
         if role in OUTPUT_ROLES and len(refs) != 1:
             yield where, "an output role is bound to exactly one point"
 
 
-def _staleness_problems(site: SiteConfig) -> Iterator[Problem]:
+def _staleness_problems(site: SiteConfig, invalid: Invalid) -> Iterator[Problem]:
     """A polled input read less often than the control core's staleness limit would be
     judged stale between two polls, so the controller would run on its worst case.
     One problem per poll group, naming the first such point."""
+    if invalid.covers("control"):
+        return  # the limit in the file is not known
     limit = site.control.validation.stale_after_s
     slow: dict[str, list[str]] = defaultdict(list)
     for role in site.roles:
@@ -144,6 +253,8 @@ def _staleness_problems(site: SiteConfig) -> Iterator[Problem]:
             if isinstance(device, OpcUaDevice) and device.mode == "subscription":
                 continue  # heard on every publishing interval, not polled
             group_name = device.points[name].poll_group
+            if invalid.covers("poll_groups", group_name):
+                continue
             group = site.poll_groups.get(group_name)
             if group is not None and group.interval >= limit:
                 slow[group_name].append(ref)

@@ -4,6 +4,7 @@ and all of them are reported at once."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -259,3 +260,249 @@ def test_version_and_schema_commands() -> None:
     schema = subprocess.run([sys.executable, "-m", "heatd.cli", "config", "schema"],
                             capture_output=True, text=True, check=True)
     assert json.loads(schema.stdout)["title"] == "heatd site configuration"
+
+
+# --- hostile and broken files: a clear error naming the file, never a traceback ----------
+
+BOMB = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+def check_config(path: Path, memory_limit: int | None = None,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def limit() -> None:
+        if memory_limit is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
+    return subprocess.run([sys.executable, "-m", "heatd.cli", "check-config", str(path)],
+                          capture_output=True, text=True, check=False, timeout=120,
+                          preexec_fn=limit, env=env)
+
+
+def test_a_yaml_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
+    assert len(BOMB.encode()) == 342
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(BOMB)
+    # expanded, the bomb is 9**9 strings: it would need gigabytes; 1 GiB is plenty for heatd
+    run = check_config(bomb, memory_limit=1 << 30)
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr, run.stderr
+    assert f"{bomb}:6: YAML: more than 100000 nodes (keys, values and items, every alias " \
+           "expanded); refused" in run.stderr
+    [problem] = problems_of(BOMB)
+    assert "more than 100000 nodes" in problem
+
+
+def test_anchors_and_merge_keys_are_fine_below_the_limit() -> None:
+    text = MINIMAL.replace(
+        "temp: {table: holding, address: 2, data_type: int16, scale: 0.1}",
+        "temp: &word {table: holding, address: 2, data_type: int16, scale: 0.1}\n"
+        "      temp2:\n        <<: *word\n        address: 3")
+    site = parse_site(text, "site.yaml")
+    assert site.point("hp1.temp2").scale == pytest.approx(0.1)
+    # a mistake in a merged mapping is named at the line it stands on, not a traceback
+    assert problems_of(text.replace("int16", "int61")) == [
+        f"site.yaml:11: devices.hp1.points.{name}.data_type: 'int61' is not one of int16, "
+        "uint16, int32, uint32, int64, uint64, float32, float64, bool, bit"
+        for name in ("temp", "temp2")]
+
+
+def test_an_alias_inside_its_own_node_is_refused() -> None:
+    [problem] = problems_of(MINIMAL + "control: &loop {envelope: *loop}\n")
+    assert problem == "site.yaml:14: YAML: an alias refers to a node that contains it; refused"
+
+
+def test_deep_nesting_is_refused() -> None:
+    [problem] = problems_of("site: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert problem == "site.yaml:1: YAML: nested deeper than 40 levels; refused"
+
+
+def test_a_file_over_the_size_limit_is_not_read(tmp_path: Path) -> None:
+    big = tmp_path / "site.yaml"
+    with big.open("wb") as stream:
+        stream.truncate(3 * 1024 * 1024)  # sparse: nothing to read, only its size to judge
+    with pytest.raises(ConfigError) as caught:
+        load_site(big)
+    assert str(caught.value) == (f"{big}: 3145728 bytes: a site file may have at most "
+                                 "1048576 bytes (1 MiB)")
+    with pytest.raises(ConfigError):
+        parse_site("#" * (1024 * 1024 + 1), "site.yaml")
+
+
+def test_binary_and_non_utf8_files_are_named(tmp_path: Path) -> None:
+    cases = {
+        "nul.yaml": (MINIMAL.encode().replace(b"id: s1", b"id: s1\0"),
+                     ":2: not a text YAML file: NUL byte at byte offset 14"),
+        "image.yaml": (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR",
+                       ":3: not a text YAML file: NUL byte at byte offset 8"),
+        "latin1.yaml": (MINIMAL.encode().replace(b"id: s1", b"id: s1\n  name: K\xf8ge"),
+                        ":3: not UTF-8 text: byte 0xf8 at byte offset 24 (invalid start byte)"),
+        "control.yaml": (MINIMAL.encode().replace(b"id: s1", b"id: s1\x07"),
+                         ":2: not a text YAML file: character U+0007 at offset 14 is not "
+                         "allowed in YAML"),
+    }
+    for name, (data, expected) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(ConfigError) as caught:
+            load_site(path)
+        assert str(caught.value) == f"{path}{expected}"
+        run = check_config(path)
+        assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+        assert f"{path}{expected}" in run.stderr
+    with pytest.raises(ConfigError) as caught:
+        load_site(tmp_path)
+    assert str(caught.value) == f"{tmp_path}: Is a directory"
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)  # opening it must not wait for a writer
+    for special in (fifo, Path("/dev/zero")):
+        with pytest.raises(ConfigError) as caught:
+            load_site(special)
+        assert str(caught.value) == f"{special}: not a regular file"
+
+
+def test_a_key_that_is_not_a_name() -> None:
+    found = problems_of(MINIMAL.replace("  coolant.flow: hp1.flow", "  ? [a, b]\n  : hp1.flow"))
+    assert found == ["site.yaml:13: roles: key ('a', 'b') is not a name"]
+
+
+# --- values that validate alone but can only fail -----------------------------------------
+
+def test_non_finite_numbers_are_refused_wherever_numbers_go() -> None:
+    text = (MINIMAL.replace("scale: 0.1}", "scale: .nan, offset: .inf, range: [0, .inf]}")
+            + "control:\n  envelope: {supply_limit_c: .NaN}\npoll_groups:\n"
+              "  default: {interval: -.inf}\n")
+    found = problems_of(text)
+    assert found == [
+        "site.yaml:11: devices.hp1.points.temp.range[1]: .inf is not a finite number",
+        "site.yaml:11: devices.hp1.points.temp.scale: .nan is not a finite number",
+        "site.yaml:11: devices.hp1.points.temp.offset: .inf is not a finite number",
+        "site.yaml:15: control.envelope.supply_limit_c: .nan is not a finite number",
+        "site.yaml:17: poll_groups.default.interval: -.inf is not a finite number",
+    ]
+
+
+def test_writable_read_only_tables_are_refused() -> None:
+    text = MINIMAL.replace("flow: {table: holding, address: 0, data_type: float32}",
+                           "flow: {table: input, address: 0, data_type: float32, "
+                           "writable: true}\n"
+                           "      run: {table: discrete, address: 0, data_type: bool, "
+                           "writable: true}\n"
+                           "      st: {table: holding, address: 5, data_type: bit, bit: 1, "
+                           "writable: true}")
+    assert problems_of(text) == [
+        "site.yaml:10: devices.hp1.points.flow.writable: the point is an input register "
+        "(read-only in Modbus; writable registers are holding)",
+        "site.yaml:11: devices.hp1.points.run.writable: the point is a discrete input "
+        "(read-only in Modbus; writable bits are coils)",
+        "site.yaml:12: devices.hp1.points.st.writable: the point is a single bit of a "
+        "register, which cannot be written on its own (heatd writes whole registers; use a "
+        "coil or a register of its own)",
+    ]
+
+
+def test_status_bits_and_read_only_points_bound_to_outputs() -> None:
+    text = MINIMAL.replace(
+        "temp: {table: holding, address: 2, data_type: int16, scale: 0.1}",
+        "status: {table: holding, address: 2, data_type: uint16}\n"
+        "      fault: {table: holding, address: 2, data_type: bit, bit: 3}\n"
+        "      running: {table: discrete, address: 0, data_type: bool}",
+    ) + "  hp.enable: hp1.fault\n  hp.reset: hp1.running\n  drycooler.fan: hp1.status\n"
+    assert problems_of(text) == [
+        "site.yaml:16: roles.hp.enable: 'hp1.fault' is bound to output role 'hp.enable' but "
+        "is a single bit of a register, which cannot be written on its own (heatd writes "
+        "whole registers; use a coil or a register of its own)",
+        "site.yaml:17: roles.hp.reset: 'hp1.running' is bound to output role 'hp.reset' but "
+        "is a discrete input (read-only in Modbus; writable bits are coils)",
+        "site.yaml:18: roles.drycooler.fan: 'hp1.status' is bound to output role "
+        "'drycooler.fan' but is not writable",
+    ]
+
+
+def test_write_bounds_outside_the_range_or_the_encoding() -> None:
+    def temp(spec: str) -> str:
+        return MINIMAL.replace("data_type: int16, scale: 0.1}",
+                               f"data_type: int16, scale: 0.1, writable: true, {spec}}}")
+
+    assert problems_of(temp("write_min: -5, write_max: 120, range: [0, 100]")) == [
+        "site.yaml:11: devices.hp1.points.temp.write_min: -5 lies outside the point's range "
+        "[0, 100]: a value written there reads back as bad",
+        "site.yaml:11: devices.hp1.points.temp.write_max: 120 lies outside the point's range "
+        "[0, 100]: a value written there reads back as bad",
+    ]
+    assert problems_of(temp("write_max: 4000, offset: 10")) == [
+        "site.yaml:11: devices.hp1.points.temp.write_max: 4000 cannot be written: int16 with "
+        "scale 0.1 and offset 10 carries -3266.8 to 3286.7",
+    ]
+    parse_site(temp("write_min: -3266.8, write_max: 3286.7, offset: 10"), "site.yaml")
+    unsigned = MINIMAL.replace("data_type: int16, scale: 0.1}",
+                               "data_type: uint16, writable: true, write_min: -1}")
+    assert problems_of(unsigned) == [
+        "site.yaml:11: devices.hp1.points.temp.write_min: -1 cannot be written: uint16 "
+        "carries 0 to 65535"]
+
+
+def test_opc_ua_points_cannot_be_bits_or_unscaled() -> None:
+    text = MINIMAL.replace("roles:", """\
+  plc:
+    protocol: opcua
+    endpoint: opc.tcp://127.0.0.1:4840
+    points:
+      alarm: {node_id: "ns=2;s=Alarm", data_type: bit}
+      level: {node_id: "ns=2;s=Level", scale: 0}
+roles:""")
+    assert problems_of(text) == [
+        "site.yaml:16: devices.plc.points.alarm: data_type bit exists only on Modbus; an "
+        "OPC UA Boolean variable is data_type bool",
+        "site.yaml:17: devices.plc.points.level: scale must not be 0",
+    ]
+
+
+# --- one run, every problem ----------------------------------------------------------------
+
+def test_schema_and_site_problems_are_reported_together() -> None:
+    text = (MINIMAL.replace("data_type: float32}", "data_type: flaot32}")
+            .replace("port: 5020", "port: 5020\n    colour: blue")
+            + "  it.power: hp1.nope\n  hp.enable: hp1.temp\n"
+            + "  coolant.return_temp: hp1.flow\n"
+            + "poll_groups:\n  slow: {interval: 0}\n  fast: {interval: 0.5}\n")
+    text = text.replace("scale: 0.1}", "scale: 0.1, poll_group: slow}")
+    assert problems_of(text) == [
+        "site.yaml:8: devices.hp1.colour: unknown field",
+        "site.yaml:11: devices.hp1.points.flow.data_type: 'flaot32' is not one of int16, "
+        "uint16, int32, uint32, int64, uint64, float32, float64, bool, bit",
+        # the role names a point the file has: its own mistake is reported, not the role
+        "site.yaml:15: roles.it.power: 'hp1.nope' is not a point of this site",
+        "site.yaml:16: roles.hp.enable: 'hp1.temp' is bound to output role 'hp.enable' but "
+        "is not writable",
+        # poll group 'slow' is invalid, not missing: temp is not blamed for naming it
+        "site.yaml:19: poll_groups.slow.interval: 0: Input should be greater than 0",
+    ]
+
+
+def test_a_device_with_a_bad_protocol_is_left_out_of_the_site_checks() -> None:
+    text = MINIMAL.replace("modbus_tcp", "modbus_udp") + "  it.power: hp1.missing\n"
+    assert problems_of(text) == [
+        "site.yaml:5: devices.hp1.protocol: 'modbus_udp' is not one of modbus_tcp, "
+        "modbus_rtu, opcua"]
+
+
+def test_an_invalid_control_section_does_not_judge_staleness_with_defaults() -> None:
+    text = MINIMAL.replace("data_type: float32}", "data_type: float32, poll_group: slow}") + (
+        "poll_groups:\n  default: {interval: 1.0}\n  slow: {interval: 12.0}\n"
+        "control:\n  validation: {stale_after_s: 30.0, colour: red}\n  envelope: 3\n")
+    assert problems_of(text) == [
+        "site.yaml:18: control.validation.colour: unknown field",
+        "site.yaml:19: control.envelope: 3: Input should be an object",
+    ]
