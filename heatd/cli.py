@@ -14,16 +14,19 @@ from heatd import __version__
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from heatd.config_loader import ConfigError, load_site
+    from heatd.config_loader import ConfigError, check_site
 
     try:
-        site = load_site(args.file)
+        checked = check_site(args.file)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         count = len(exc.problems)
         print(f"{args.file}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
         return 1
+    site = checked.site
+    for note in checked.notes:
+        print(f"note: {note}", file=sys.stderr)
     points = sum(len(d.points) for d in site.devices.values())
     print(f"{args.file}: ok (site {site.site.id}, {len(site.devices)} devices, {points} points, "
           f"{len(site.roles)} roles)")

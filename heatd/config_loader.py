@@ -13,6 +13,10 @@ path of the offending field so it can be traced back to its line in the file. En
 that fail the first pass (a point, a device, a poll group, a section) are left out and the
 second pass runs on the rest, so one run reports both kinds of mistake; whole-site checks
 never blame what was left out.
+
+``check_site`` is what ``heatd check-config`` runs: the same, plus what a running daemon
+survives but a deployment must not have (a safe state its write bounds would clamp) and
+what ``heatd run`` would only find at start (unreadable password or TLS files).
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +44,8 @@ from ruamel.yaml.events import (
 from ruamel.yaml.reader import ReaderError
 
 from heatd.config import SiteConfig
-from heatd.site_checks import Invalid, Problem, site_problems
+from heatd.mqtt.settings import MqttSettings
+from heatd.site_checks import Invalid, Problem, safe_state_problems, site_problems
 
 Loc = tuple[str | int, ...]
 
@@ -383,6 +389,70 @@ def load_site(path: str | Path) -> SiteConfig:
     """Read and validate a site file; raises ConfigError naming file, line and field."""
     path = Path(path)
     return _parse(_read(path), str(path))
+
+
+# --- check-config: what a deployment must not have --------------------------------------
+
+_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+def _unset_variables(path: str) -> list[str]:
+    return [name for braced, bare in _VARIABLE.findall(path)
+            if (name := braced or bare) not in os.environ]
+
+
+def _start_file_problems(mqtt: MqttSettings, notes: list[str], file: str) -> Iterator[Problem]:
+    """The password and TLS files ``heatd run`` reads at start, read here by the same code
+    (``MqttSettings.read_password``, ``TlsSettings.context``). A path with a variable that
+    is not set here (``$CREDENTIALS_DIRECTORY`` outside systemd) cannot be checked: noted."""
+    checks: list[tuple[Loc, list[str], Callable[[], object]]] = []
+    if mqtt.password_file is not None:
+        checks.append((("mqtt", "password_file"), [mqtt.password_file], mqtt.read_password))
+    tls = mqtt.tls
+    if tls is not None and tls.ca is not None:
+        only_ca = tls.model_copy(update={"cert": None, "key": None})
+        checks.append((("mqtt", "tls", "ca"), [tls.ca], only_ca.context))
+    if tls is not None and tls.cert is not None and tls.key is not None:
+        only_client = tls.model_copy(update={"ca": None})
+        checks.append((("mqtt", "tls", "cert"), [tls.cert, tls.key], only_client.context))
+    for loc, paths, read in checks:
+        field = _field_text(loc)
+        unset = sorted({name for path in paths for name in _unset_variables(path)})
+        if unset:
+            names = ", ".join(f"${name}" for name in unset)
+            hint = (" (systemd sets $CREDENTIALS_DIRECTORY for the service, from "
+                    "LoadCredential=)" if "CREDENTIALS_DIRECTORY" in unset else "")
+            notes.append(f"{file}: {field}: not checked: {names} is not set here{hint}")
+            continue
+        try:
+            read()
+        except (OSError, ValueError) as exc:
+            reason = str(exc).removeprefix(f"{field} ")
+            if isinstance(exc, OSError):
+                reason = f"{' / '.join(paths)}: {exc.strerror or exc}"
+            yield loc, f"{reason} (heatd run would refuse to start)"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedSite:
+    site: SiteConfig
+    notes: list[str]
+    """What could not be checked here, e.g. a credential path under $CREDENTIALS_DIRECTORY."""
+
+
+def check_site(path: str | Path) -> CheckedSite:
+    """``heatd check-config``: ``load_site`` and, in the same report, a safe state the
+    write bounds would clamp and password/TLS files ``heatd run`` could not read."""
+    path = Path(path)
+    notes: list[str] = []
+
+    def deployment(site: SiteConfig, invalid: Invalid) -> Iterator[Problem]:
+        yield from safe_state_problems(site, invalid)
+        if site.mqtt is not None and not invalid.covers("mqtt"):
+            yield from _start_file_problems(site.mqtt, notes, str(path))
+
+    site = _parse(_read(path), str(path), deployment)
+    return CheckedSite(site, notes)
 
 
 def json_schema() -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Checks that need the whole site, not one field: references, register overlaps, shared
-serial lines, write bounds a point cannot hold. Each problem carries the path of the field
-to blame, so the loader can name its line in the file.
+serial lines, write bounds a point cannot hold, a safe state its bounds would clamp. Each
+problem carries the path of the field to blame, so the loader can name its line in the
+file.
 
 The loader runs these checks also when some entries failed validation and were left out
 (``Invalid``): a check never blames a reference to such an entry, nor judges with a
@@ -23,7 +24,10 @@ from heatd.config import (
     PointConfig,
     SiteConfig,
 )
+from heatd.control import roles as R
+from heatd.control.bounds import SAFE_SETPOINTS
 from heatd.control.roles import ALL_ROLES, INPUT_ROLES, OUTPUT_ROLES
+from heatd.role_signals import to_point_value
 
 Loc = tuple[str | int, ...]
 Problem = tuple[Loc, str]
@@ -232,6 +236,49 @@ def _role_problems(site: SiteConfig, invalid: Invalid) -> Iterator[Problem]:
                 yield at, f"{ref!r} is bound to output role {role!r} but is not writable"
         if role in OUTPUT_ROLES and len(refs) != 1:
             yield where, "an output role is bound to exactly one point"
+
+
+_SAFE_MEANING = {
+    R.VALVE_RECOVERY: "all coolant to the dry cooler",
+    R.DRYCOOLER_FAN: "dry-cooler fans at full speed",
+    R.HP_CAPACITY: "heat pump off",
+}
+
+
+def safe_state_problems(site: SiteConfig, invalid: Invalid | None = None) -> Iterator[Problem]:
+    """Output points whose write bounds (or data type) keep the safe state out of reach:
+    the worst case would be clamped to less cooling than it asks for. heatd clamps rather
+    than refuses at run time; check-config refuses such a site. The capacity is judged only
+    when no ``hp.enable`` turns the heat pump off (a minimum capacity is normal then)."""
+    invalid = invalid or Invalid()
+    for role, value in SAFE_SETPOINTS.as_roles().items():
+        if role not in _SAFE_MEANING or isinstance(value, bool):
+            continue
+        if role == R.HP_CAPACITY and site.role_points(R.HP_ENABLE):
+            continue
+        refs = site.role_points(role)
+        if len(refs) != 1:
+            continue  # reported by the role checks
+        device_id, name = refs[0].split(".", 1)
+        device = site.devices.get(device_id)
+        if invalid.covers("devices", device_id, "points", name) or device is None:
+            continue
+        point = device.points.get(name)
+        if point is None or not point.writable or _read_only(point) is not None:
+            continue  # reported by the role checks
+        wanted = float(to_point_value(role, point, value))
+        unit = f" {point.unit}" if point.unit else ""
+        what = f"the safe state writes {wanted:g}{unit} to {role} ({_SAFE_MEANING[role]})"
+        where = ("devices", device_id, "points", name)
+        if point.write_min is not None and wanted < point.write_min - 1e-9:
+            yield (*where, "write_min"), (f"{what}, below write_min {point.write_min:g}: "
+                                          "the worst case would be clamped short of it")
+        elif point.write_max is not None and wanted > point.write_max + 1e-9:
+            yield (*where, "write_max"), (f"{what}, above write_max {point.write_max:g}: "
+                                          "the worst case would be clamped short of it")
+        elif (carried := encodable(point)) is not None and not _fits(point, wanted):
+            yield (*where, "data_type"), (f"{what}, but {_encoding(point)} carries only "
+                                          f"{carried[0]:g} to {carried[1]:g}")
 
 
 def _staleness_problems(site: SiteConfig, invalid: Invalid) -> Iterator[Problem]:

@@ -13,7 +13,7 @@ import pytest
 
 from drivers.codec import ByteOrder, DataType
 from heatd.config import ModbusPointConfig
-from heatd.config_loader import ConfigError, json_schema, load_site, parse_site
+from heatd.config_loader import ConfigError, check_site, json_schema, load_site, parse_site
 from heatd.site_checks import protocol_address
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -506,3 +506,94 @@ def test_an_invalid_control_section_does_not_judge_staleness_with_defaults() -> 
         "site.yaml:18: control.validation.colour: unknown field",
         "site.yaml:19: control.envelope: 3: Input should be an object",
     ]
+
+
+# --- check-config: the safe state and the files heatd run reads at start --------------------
+
+SAFE = MINIMAL.replace(
+    "temp: {table: holding, address: 2, data_type: int16, scale: 0.1}",
+    "fan: {table: holding, address: 2, data_type: uint16, scale: 0.1, unit: '%', "
+    "writable: true, write_min: 0, write_max: 100}\n"
+    "      valve: {table: holding, address: 3, data_type: uint16, scale: 0.001, "
+    "writable: true, write_min: 0, write_max: 1}\n"
+    "      capacity: {table: holding, address: 4, data_type: uint16, unit: '%', "
+    "writable: true, write_min: 20, write_max: 100}\n"
+    "      enable: {table: coil, address: 0, data_type: bool, writable: true}",
+) + ("  drycooler.fan: hp1.fan\n  valve.recovery: hp1.valve\n  hp.capacity: hp1.capacity\n"
+     "  hp.enable: hp1.enable\n")
+
+
+def checked_problems(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / "site.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        check_site(path)
+    return [str(p).removeprefix(str(tmp_path) + "/") for p in caught.value.problems]
+
+
+def test_safe_state_reachable_within_the_write_bounds(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(SAFE)
+    assert check_site(path).notes == []  # a minimum capacity is fine: hp.enable turns it off
+    fan_capped = SAFE.replace("write_max: 100}\n      valve", "write_max: 80}\n      valve")
+    valve_open = SAFE.replace("write_min: 0, write_max: 1}", "write_min: 0.1, write_max: 1}")
+    assert checked_problems(tmp_path, fan_capped) == [
+        "site.yaml:11: devices.hp1.points.fan.write_max: the safe state writes 100 % to "
+        "drycooler.fan (dry-cooler fans at full speed), above write_max 80: the worst case "
+        "would be clamped short of it"]
+    assert checked_problems(tmp_path, valve_open) == [
+        "site.yaml:12: devices.hp1.points.valve.write_min: the safe state writes 0 to "
+        "valve.recovery (all coolant to the dry cooler), below write_min 0.1: the worst case "
+        "would be clamped short of it"]
+    no_enable = SAFE.replace("  hp.enable: hp1.enable\n", "")
+    assert checked_problems(tmp_path, no_enable) == [
+        "site.yaml:13: devices.hp1.points.capacity.write_min: the safe state writes 0 % to "
+        "hp.capacity (heat pump off), below write_min 20: the worst case would be clamped "
+        "short of it"]
+    # heatd run accepts such a site (it clamps the safe state and says so); check-config not
+    load_site(path.parent / "site.yaml")
+    narrow = SAFE.replace("data_type: uint16, scale: 0.1, unit: '%', writable: true, "
+                          "write_min: 0, write_max: 100}",
+                          "data_type: uint16, scale: 0.001, unit: '%', writable: true}")
+    assert checked_problems(tmp_path, narrow) == [
+        "site.yaml:11: devices.hp1.points.fan.data_type: the safe state writes 100 % to "
+        "drycooler.fan (dry-cooler fans at full speed), but uint16 with scale 0.001 carries "
+        "only 0 to 65.535"]
+
+
+def test_check_config_reads_the_mqtt_files_heatd_run_reads(tmp_path: Path) -> None:
+    def site(mqtt: str) -> str:
+        return MINIMAL + "mqtt:\n" + mqtt
+
+    missing = tmp_path / "missing"
+    found = checked_problems(tmp_path, site(
+        f"  username: u\n  password_file: {missing}\n  tls:\n    ca: {tmp_path}\n"))
+    assert found == [
+        f"site.yaml:16: mqtt.password_file: {missing}: No such file or directory (heatd run "
+        "would refuse to start)",
+        f"site.yaml:18: mqtt.tls.ca: {tmp_path}: Is a directory (heatd run would refuse to "
+        "start)",
+    ]
+    garbage = tmp_path / "cert.pem"
+    garbage.write_text("not a certificate\n")
+    [problem] = checked_problems(tmp_path, site(
+        f"  tls:\n    cert: {garbage}\n    key: {garbage}\n"))
+    assert problem.startswith(f"site.yaml:16: mqtt.tls.cert: {garbage} / {garbage}: ")
+    # with the credential directory systemd would set, the same file is checked and passes
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "mqtt-password").write_text("secret\n")
+    path = tmp_path / "site.yaml"
+    path.write_text(site("  username: u\n"
+                         "  password_file: ${CREDENTIALS_DIRECTORY}/mqtt-password\n"))
+    run = check_config(path, env={"CREDENTIALS_DIRECTORY": str(tmp_path / "creds")})
+    assert run.returncode == 0, run.stderr
+    assert "note" not in run.stderr
+    # without it (a shell, not systemd) the path cannot be checked: said, not failed
+    run = check_config(path, env={})
+    assert run.returncode == 0, run.stderr
+    assert f"note: {path}: mqtt.password_file: not checked: $CREDENTIALS_DIRECTORY is not " \
+           "set here" in run.stderr
+    run = check_config(path, env={"CREDENTIALS_DIRECTORY": str(tmp_path / "nothing")})
+    assert run.returncode == 1
+    assert f"{path}:16: mqtt.password_file: {tmp_path}/nothing/mqtt-password: No such file " \
+           "or directory" in run.stderr
