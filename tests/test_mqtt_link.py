@@ -629,16 +629,18 @@ async def test_commands_beyond_the_backlog_are_refused_as_busy(broker: Mosquitto
             for n in range(80):  # one in the handler, a bounded backlog, the rest refused
                 await rec.client.publish(f"{BASE}/cmd/mode", json.dumps(
                     {"mode": "auto", "id": str(n)}), qos=1)
-            busy = json.loads((await rec.wait(f"{BASE}/cmd/mode/response")).payload)
-            assert busy["accepted"] is False and busy["reason"].startswith("busy")
-            assert int(busy["id"]) > 60
+            expected = 80 - 1 - COMMAND_BACKLOG
+            await until(lambda: len(rec.seen) == expected)  # nothing drains: all refused
+            busy = [json.loads(m.payload) for m in rec.seen]
+            assert all(b["accepted"] is False and b["reason"].startswith("busy") for b in busy)
+            assert [int(b["id"]) for b in busy] == list(range(80 - expected, 80))
             runtime.release.set()
             await rec.wait(f"{BASE}/cmd/mode/response",
                            lambda m: json.loads(m.payload)["reason"] == "done")
     finally:
         await link.stop()
     assert runtime.calls[0].id == "0"
-    assert link.stats.busy == 80 - 1 - COMMAND_BACKLOG and link.stats.rate_limited == 0
+    assert link.stats.busy == expected and link.stats.rate_limited == 0
 
 
 async def test_response_topic_inside_the_site_tree_is_not_honoured(broker: Mosquitto) -> None:
@@ -665,3 +667,125 @@ async def test_response_topic_inside_the_site_tree_is_not_honoured(broker: Mosqu
     assert [c.id for c in runtime.calls] == ["next"]
     with pytest.raises(ValueError, match="cannot publish"):
         link.publish("heatd/+/x", b"")
+
+
+# ------------------------------------------------------------------ hardening
+
+
+async def test_rate_limit_answers_rate_limited_beyond_the_burst(broker: Mosquitto) -> None:
+    runtime = Runtime()
+    link = await started(broker, runtime, command_rate=0.1, command_burst=3)
+    try:
+        async with Recorder(broker, f"{BASE}/cmd/+/response") as rec:
+            for n in range(6):
+                await rec.client.publish(f"{BASE}/cmd/mode", json.dumps(
+                    {"mode": "auto", "id": f"m{n}"}), qos=1)
+            await rec.client.publish(f"{BASE}/cmd/override", json.dumps(  # its own bucket
+                {"id": "o", "role": "valve.recovery", "value": 0.2, "ttl": 9}), qos=1)
+            await rec.wait(f"{BASE}/cmd/override/response")
+            await until(lambda: len(rec.on(f"{BASE}/cmd/mode/response")) == 6)
+    finally:
+        await link.stop()
+    answers = {b["id"]: b for b in (json.loads(m.payload) for m in rec.seen)}
+    assert [answers[f"m{n}"]["accepted"] for n in range(6)] == [True] * 3 + [False] * 3
+    assert answers["m5"]["reason"].startswith("rate limited: at most 0.1 commands a second")
+    assert answers["o"]["accepted"] is True
+    assert [c.id for c in runtime.calls] == ["m0", "m1", "m2", "o"]
+    assert link.stats.rate_limited == 3
+
+
+async def test_every_device_is_offline_after_a_clean_stop(broker: Mosquitto) -> None:
+    link = await started(broker)
+    link.publish_availability("loop", True)  # racks never reported: offline all the same
+    async with Recorder(broker, f"{BASE}/loop/availability") as rec:
+        await rec.wait(f"{BASE}/loop/availability", lambda m: m.payload == b"online")
+    await link.stop()
+    for device in SITE.devices:
+        assert await retained(broker, f"{BASE}/{device}/availability") == b"offline", device
+    assert await retained(broker, f"{BASE}/status") == b"offline"
+
+
+async def test_nan_override_is_refused_at_validation_and_never_reaches_handler(
+    broker: Mosquitto,
+) -> None:
+    runtime = Runtime()
+    link = await started(broker, runtime)
+    try:
+        async with Recorder(broker, f"{BASE}/cmd/override/response") as rec:
+            for id_, value in (("nan", b"NaN"), ("inf", b"Infinity"), ("ninf", b"-Infinity")):
+                await rec.client.publish(
+                    f"{BASE}/cmd/override", b'{"id": "' + id_.encode()
+                    + b'", "role": "valve.recovery", "value": ' + value + b', "ttl": 60}',
+                    qos=1)
+            await until(lambda: len(rec.seen) == 3)
+    finally:
+        await link.stop()
+    for body in (json.loads(m.payload) for m in rec.seen):
+        assert body["accepted"] is False and body["id"] in ("nan", "inf", "ninf")
+        assert body["reason"] == "value: must be a finite number (not NaN or Infinity)"
+    assert runtime.calls == []
+
+
+class Faulty(Runtime):
+    """A runtime with bugs: it raises, answers with a detail that is not JSON, or
+    returns something that is not a CommandResult."""
+
+    async def __call__(self, command: Command) -> CommandResult:
+        self.calls.append(command)
+        if command.id == "raise":
+            raise KeyError("oops")
+        if command.id == "detail":
+            return CommandResult(True, "ok", {"when": object()})
+        if command.id == "none":
+            return None  # type: ignore[return-value]
+        return CommandResult(True, "fine")
+
+
+async def test_a_buggy_handler_is_answered_once_and_the_worker_carries_on(
+    broker: Mosquitto,
+) -> None:
+    runtime = Faulty()
+    link = await started(broker, runtime)
+    ids = ["raise", "detail", "none", "after"]
+    try:
+        async with Recorder(broker, f"{BASE}/cmd/mode/response", f"{BASE}/events") as rec:
+            for id_ in ids:
+                await rec.client.publish(f"{BASE}/cmd/mode", json.dumps(
+                    {"mode": "auto", "id": id_}), qos=1)
+            await rec.wait(f"{BASE}/cmd/mode/response", lambda m: b'"after"' in m.payload)
+            await rec.wait(f"{BASE}/events", lambda m: b'"after"' in m.payload)
+    finally:
+        await link.stop()
+    replies = [json.loads(m.payload) for m in rec.on(f"{BASE}/cmd/mode/response")]
+    assert [r["id"] for r in replies] == ids  # one answer each, in order
+    assert [r["id"] for r in map(json.loads, (m.payload for m in rec.on(f"{BASE}/events")))
+            ] == ids
+    by_id = {r["id"]: r for r in replies}
+    assert by_id["raise"]["reason"].startswith("internal error: KeyError")
+    assert by_id["detail"]["reason"] == "internal error: TypeError"
+    assert by_id["none"]["reason"] == "internal error: handler returned no CommandResult"
+    assert by_id["after"]["accepted"] is True
+    assert link.stats.internal_errors == 3
+
+
+async def test_stop_refuses_queued_commands_instead_of_starting_them(broker: Mosquitto) -> None:
+    runtime = Blocked()
+    link = await started(broker, runtime)
+    response = f"{BASE}/cmd/mode/response"
+    async with Recorder(broker, response) as rec:
+        for n in range(3):
+            await rec.client.publish(f"{BASE}/cmd/mode", json.dumps(
+                {"mode": "auto", "id": f"q{n}"}), qos=1)
+        await until(lambda: runtime.calls and link.stats.commands == 0
+                    and link._commands.qsize() == 2)
+        stopping = asyncio.create_task(link.stop())
+        await asyncio.sleep(0.1)
+        runtime.release.set()
+        await asyncio.wait_for(stopping, 10)
+        await until(lambda: len(rec.seen) == 3)
+    answers = {b["id"]: b for b in (json.loads(m.payload) for m in rec.seen)}
+    assert answers["q0"]["accepted"] is True and answers["q0"]["reason"] == "done"
+    for id_ in ("q1", "q2"):
+        assert answers[id_]["accepted"] is False
+        assert answers[id_]["reason"].startswith("heatd is stopping")
+    assert [c.id for c in runtime.calls] == ["q0"]
