@@ -2,7 +2,8 @@
 
 The control cycle must never wait for the network, so every ``publish_*`` method here is a
 plain function: retained topics go into a latest-value-per-topic map, everything else into
-a bounded FIFO, and a connection task drains both. aiomqtt does not reconnect by itself,
+bounded FIFOs (command answers apart from the site's events), and a connection task drains
+them. aiomqtt does not reconnect by itself,
 so an outer loop builds a fresh client for every attempt, with exponential backoff and
 jitter; after each (re)connect it resubscribes and re-sends every retained topic, because
 the broker may have restarted without its retained store. A last will marks the site
@@ -74,8 +75,11 @@ COMMANDS_SUBSCRIPTION = SubscribeOptions(qos=1, retainAsPublished=True, retainHa
 while we are subscribed keeps its flag (retain as published), so it can be ignored."""
 
 
-Kind = Literal["reply", "event", "other"]
-"""What a non-retained message is, for the drop counters."""
+Kind = Literal["reply", "audit", "event", "other"]
+"""What a non-retained message is, for the drop counters. Replies and audit records of
+commands wait in a queue of their own, so a flood of commands cannot push the site's own
+events (alarms) out of theirs."""
+ANSWERS: frozenset[Kind] = frozenset({"reply", "audit"})
 
 
 @dataclass
@@ -89,7 +93,7 @@ class LinkStats:
     dropped: int = 0
     """Non-retained messages lost: queue full, or unsendable. Sum of ``dropped_by_kind``."""
     dropped_by_kind: dict[str, int] = field(
-        default_factory=lambda: {"reply": 0, "event": 0, "other": 0})
+        default_factory=lambda: {"reply": 0, "audit": 0, "event": 0, "other": 0})
     broker_refused: int = 0
     """Publishes the broker acknowledged with an error (MQTT v5), e.g. denied by its ACL."""
     commands: int = 0
@@ -172,6 +176,8 @@ class MqttLink:
         self._retained: dict[str, tuple[bytes, int]] = {}
         self._dirty: dict[str, None] = {}  # ordered set of retained topics to (re)send
         self._queue: collections.deque[_Outgoing] = collections.deque()
+        self._answers: collections.deque[_Outgoing] = collections.deque()
+        """Command replies and audit records: sent after ``_queue``, dropped first."""
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._connected = asyncio.Event()
@@ -325,8 +331,9 @@ class MqttLink:
     ) -> None:
         """Any topic. Retained: only the latest payload per topic is kept and re-sent
         after every reconnect. Not retained: queued in order, oldest dropped (and
-        counted in ``stats.dropped`` under its ``kind``) beyond ``queue_size``. An
-        unpublishable topic (wildcards, empty) raises ValueError here, at the caller."""
+        counted in ``stats.dropped`` under its ``kind``) beyond ``queue_size``; command
+        replies and audits have a queue of that size of their own. An unpublishable
+        topic (wildcards, empty) raises ValueError here, at the caller."""
         if not publishable(topic):
             raise ValueError(f"cannot publish to topic {topic!r}")
         data = payload.encode() if isinstance(payload, str) else payload
@@ -334,9 +341,10 @@ class MqttLink:
         if retain:
             self._set_retained(topic, data, level)
             return
-        if len(self._queue) >= self.settings.queue_size:
-            self.stats.drop(self._queue.popleft().kind)
-        self._queue.append(_Outgoing(topic, data, level, properties, kind))
+        queue = self._lane(kind)
+        if len(queue) >= self.settings.queue_size:
+            self.stats.drop(queue.popleft().kind)
+        queue.append(_Outgoing(topic, data, level, properties, kind))
         self._wake.set()
 
     async def publish_confirmed(self, topic: str, payload: bytes, timeout: float = 10.0
@@ -504,15 +512,16 @@ class MqttLink:
             await self._wake.wait()
 
     async def _flush(self, client: aiomqtt.Client) -> None:
-        while self._dirty or self._queue:
+        while self._dirty or self._queue or self._answers:
             while self._dirty:
                 topic = next(iter(self._dirty))
                 del self._dirty[topic]
                 payload, qos = self._retained[topic]
                 await client.publish(topic, payload, qos=qos, retain=True)
                 self.stats.sent += 1
-            if self._queue:
-                msg = self._queue.popleft()
+            queue = self._queue or self._answers
+            if queue:
+                msg = queue.popleft()
                 try:
                     await client.publish(msg.topic, msg.payload, qos=msg.qos,
                                          properties=msg.properties)
@@ -527,10 +536,14 @@ class MqttLink:
 
     def _requeue(self, msg: _Outgoing) -> None:
         """Put an unsent message back in front, unless newer ones filled the queue."""
-        if len(self._queue) < self.settings.queue_size:
-            self._queue.appendleft(msg)
+        queue = self._lane(msg.kind)
+        if len(queue) < self.settings.queue_size:
+            queue.appendleft(msg)
         else:
             self.stats.drop(msg.kind)
+
+    def _lane(self, kind: Kind) -> collections.deque[_Outgoing]:
+        return self._answers if kind in ANSWERS else self._queue
 
     def _publish_stats(self) -> None:
         self._set_retained(self.topics.stats,
@@ -745,7 +758,7 @@ class MqttLink:
                 props = Properties(PacketTypes.PUBLISH)
                 props.CorrelationData = request.correlation
             self.publish(request.reply_to, answer, qos=1, properties=props, kind="reply")
-        self.publish(self.topics.events, audit, kind="event")
+        self.publish(self.topics.events, audit, kind="audit")
         log.info("mqtt command", **fields)
 
     async def _execute(self, command: Command) -> CommandResult:
