@@ -290,7 +290,7 @@ async def test_burst_of_2000_commands_each_answered_and_audited_or_counted(
             await until(lambda: latest_stats().get("commands") == total, timeout=30)
             stats = latest_stats()
             lost_replies = stats["dropped_by_kind"]["reply"]
-            lost_events = stats["dropped_by_kind"]["event"]
+            lost_events = stats["dropped_by_kind"]["audit"]
 
             def replies() -> list[str]:
                 return [json.loads(m.payload)["id"] for m in rec.seen

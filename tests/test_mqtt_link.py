@@ -425,7 +425,7 @@ async def test_broker_restart_reconnects_resubscribes_and_republishes(broker: Mo
         for n in range(8):
             assert link.publish_event("alarm", n=n) is None
         assert link.stats.dropped == 3  # the oldest three: the queue holds five
-        assert link.stats.dropped_by_kind == {"reply": 0, "event": 3, "other": 0}
+        assert link.stats.dropped_by_kind == {"reply": 0, "audit": 0, "event": 3, "other": 0}
         await until(lambda: link.stats.failures >= 1)  # the lost connection
         refused = link.stats.failures
         # Right after a refused attempt the link pauses at least 1 s: time enough for the
@@ -467,6 +467,22 @@ async def test_publish_never_waits_while_broker_is_unreachable() -> None:
         assert not link.connected
     finally:
         await link.stop(timeout=2)
+
+
+async def test_a_command_flood_cannot_push_the_sites_events_out_of_the_queue() -> None:
+    dead = Mosquitto()  # never started: everything waits in the queues
+    link = MqttLink(settings(dead, queue_size=5), SITE, Runtime())
+    await link.start()
+    try:
+        for n in range(3):
+            link.publish_event("alarm", n=n)
+        for n in range(50):
+            link.take("mode", json.dumps({"mode": "auto", "id": str(n)}).encode())
+        await until(lambda: link.stats.commands == 50)
+        lost = link.stats.dropped_by_kind  # 100 answers (reply, audit) for 5 places
+        assert lost["reply"] + lost["audit"] == 95 and lost["event"] == 0
+    finally:
+        await link.stop(timeout=1)
 
 
 async def test_password_from_credentials_directory(tmp_path, monkeypatch) -> None:
