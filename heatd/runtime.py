@@ -32,6 +32,7 @@ from heatd.control.signals import Snapshot as ControlSnapshot
 from heatd.control.state import Mode, State, initial_state
 from heatd.cycle_stats import CycleStats
 from heatd.devices import point_limits
+from heatd.fingerprint import fingerprint
 from heatd.points import PointImage, Snapshot
 from heatd.publisher import Publisher
 from heatd.role_signals import control_snapshot
@@ -67,6 +68,7 @@ class Daemon:
     def _build(self, site: SiteConfig) -> None:
         self.site = site
         self.config_hash = hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
+        self.fingerprint = fingerprint(self.path, site)
         self.image = PointImage(point_limits(site))
         self.acquisition = Acquisition(site, self.image,
                                        on_availability=self.publisher.availability)
@@ -173,8 +175,15 @@ class Daemon:
 
     async def reload(self) -> tuple[bool, str]:
         """Validate the site file again; only a valid one replaces the running drivers.
-        The control state (mode, leases, heat-pump timers) carries over."""
+        The control state (mode, leases, heat-pump timers) carries over. When neither the
+        file nor any file it names changed, nothing restarts (heatd.fingerprint)."""
         async with self._reloading:
+            with contextlib.suppress(OSError):
+                if fingerprint(self.path, self.site) == self.fingerprint:
+                    log.info("reload: configuration unchanged", config_hash=self.config_hash)
+                    self.publisher.event({"type": "reload", "accepted": True,
+                                          "unchanged": True, "config_hash": self.config_hash})
+                    return True, "configuration unchanged: nothing to reload"
             try:
                 site = load_site(self.path)
             except ConfigError as exc:

@@ -85,3 +85,29 @@ def test_run_refuses_an_unreadable_password_before_starting(tmp_path: Path) -> N
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert f"{site}: mqtt.password_file {missing}" in done.stdout + done.stderr
+
+
+async def test_reload_of_an_unchanged_site_restarts_nothing(tmp_path: Path) -> None:
+    """A reload flood must not touch the drivers or the PLC heartbeat: an unchanged file
+    is answered "unchanged"; a rotated password file alone is a change."""
+    async with running_stack(tmp_path) as stack:
+        await all_online(stack)
+        flips: list[str] = []
+        feed = stack.observer.feed
+
+        def watch(message: Any) -> None:
+            if message.topic.value.endswith("/availability"):
+                flips.append(message.topic.value)
+            feed(message)
+
+        stack.observer.feed = watch  # type: ignore[method-assign]
+        for _ in range(3):
+            reply = await stack.command("reload", {})
+            assert reply["accepted"] is True, reply
+            assert reply["reason"].startswith("configuration unchanged") or \
+                reply["detail"].get("merged"), reply
+        assert "configuration reloaded" not in stack.daemon_log()
+        assert flips == []  # no device went offline and back
+        unchanged = [e for e in stack.observer.events
+                     if e.get("kind") == "reload" and e.get("unchanged")]
+        assert unchanged and unchanged[0]["accepted"] is True

@@ -1,0 +1,48 @@
+"""The reload fingerprint: the site file and the files it names, so a reload of an
+unchanged configuration restarts nothing while a rotated credential still counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from heatd.config_loader import load_site
+from heatd.fingerprint import fingerprint, referenced_files
+
+SITE = """\
+site:
+  id: s1
+devices:
+  hp1:
+    protocol: modbus_tcp
+    host: 127.0.0.1
+    port: 5020
+    address_base: 0
+    points:
+      flow: {table: holding, address: 0, data_type: float32}
+roles:
+  coolant.flow: hp1.flow
+mqtt:
+  host: 127.0.0.1
+  username: heatd
+  password_file: ${SECRETS}/mqtt-password
+"""
+
+
+def test_a_rotated_password_changes_the_fingerprint_an_untouched_site_does_not(
+        tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("SECRETS", str(tmp_path))
+    (tmp_path / "mqtt-password").write_text("one\n")
+    path = tmp_path / "site.yaml"
+    path.write_text(SITE)
+    site = load_site(path)
+    assert list(referenced_files(site)) == ["${SECRETS}/mqtt-password"]
+    first = fingerprint(path, site)
+    assert fingerprint(path, site) == first
+    (tmp_path / "mqtt-password").write_text("two\n")
+    rotated = fingerprint(path, site)
+    assert rotated != first
+    (tmp_path / "mqtt-password").unlink()
+    assert fingerprint(path, site) not in (first, rotated)  # a vanished file is a change
+    (tmp_path / "mqtt-password").write_text("two\n")
+    path.write_text(SITE.replace("port: 5020", "port: 5021"))
+    assert fingerprint(path, site) != rotated
