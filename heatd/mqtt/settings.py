@@ -137,8 +137,10 @@ class MqttSettings(_Strict):
             raise ValueError("password_file needs username")
         if self.homeassistant.override_ttl > self.override_max_ttl:
             raise ValueError("homeassistant.override_ttl exceeds override_max_ttl")
-        if self.base_topic is not None and self.response_prefix is not None:
-            problem = reply_prefix_problem(self.base_topic, self.response_prefix)
+        if self.response_prefix is not None:
+            problem = (reply_prefix_problem(self.base_topic, self.response_prefix)
+                       if self.base_topic is not None
+                       else _default_base_problem(self.response_prefix))
             if problem is not None:
                 raise ValueError(problem)
         return self
@@ -153,15 +155,9 @@ class MqttSettings(_Strict):
         return self.base_topic or f"heatd/{site_id}"
 
     def replies(self, site_id: str) -> str:
-        """The prefix v5 response topics must lie below; ValueError when the configured
-        one overlaps the site's own topics (known only with the site id)."""
-        base = self.base(site_id)
-        if self.response_prefix is None:
-            return f"{base}/reply"
-        problem = reply_prefix_problem(base, self.response_prefix)
-        if problem is not None:
-            raise ValueError(problem)
-        return self.response_prefix
+        """The prefix v5 response topics must lie below (checked against the base by the
+        validator above)."""
+        return self.response_prefix or f"{self.base(site_id)}/reply"
 
     def identifier(self, site_id: str) -> str:
         return self.client_id or f"heatd-{site_id}"
@@ -197,6 +193,16 @@ def reply_prefix_problem(base: str, prefix: str) -> str | None:
             inside and not f"{prefix}/".startswith(f"{replies}/")):
         return (f"mqtt.response_prefix {prefix!r} overlaps the site's topics below {base}/; "
                 f"use {replies} or a prefix outside {base}/")
+    return None
+
+
+def _default_base_problem(prefix: str) -> str | None:
+    """``reply_prefix_problem`` for the default base ``heatd/<site>``, before the site id
+    is known: below ``heatd/`` only ``heatd/<any site>/reply...`` is safe."""
+    levels = prefix.split("/")
+    if levels[0] == "heatd" and (len(levels) < 3 or levels[2] != "reply"):
+        return (f"mqtt.response_prefix {prefix!r} may overlap the site's topics below "
+                "heatd/<site>/; use heatd/<site>/reply or a prefix outside heatd/")
     return None
 
 
