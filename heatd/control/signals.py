@@ -41,8 +41,9 @@ class SampledSignals(Mapping[str, tuple[Signal, ...]]):
     A reading stands for ``Signal(reading, True, now)``, None for
     ``Signal(None, False, now, "no value")``. A simulator samples some thirty points per
     step, millions of steps per simulated year: the Signals are made only for the roles
-    someone looks up, and validation reads the plain readings directly (same rules).
-    Read-only, like every snapshot.
+    someone looks up. Validation sees every snapshot as one plain reading per role and
+    judges both forms with the same code; these readings are that view already, so a
+    fresh, plausible cycle builds no Signal. Read-only, like every snapshot.
     """
 
     __slots__ = ("_made", "now", "readings")

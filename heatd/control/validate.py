@@ -7,8 +7,9 @@ the daemon can say why.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from heatd.control import roles
 from heatd.control.frozen import maker
@@ -50,29 +51,24 @@ Plan = tuple[str, float, float, bool, bool, bool]
 class _Plans:
     """Per site: the snapshot's roles in order, each with its spec (None: not an input), and
     the input roles it lacks. Worked out once and kept while the roles stay the same, which
-    is every cycle of a running site. ``plain`` (role, lo, hi): the roles with one reading
-    and no frozen check; ``rest``: the other input roles, in snapshot order."""
+    is every cycle of a running site."""
 
-    __slots__ = ("missing", "params", "plain", "plan", "rest", "roles")
+    __slots__ = ("missing", "params", "plan", "roles")
 
     def __init__(self) -> None:
         self.params: ControlParams | None = None
         self.roles: tuple[str, ...] = ()
         self.plan: tuple[Plan | None, ...] = ()
         self.missing: tuple[str, ...] = ()
-        self.plain: tuple[tuple[str, float, float], ...] = ()
-        self.rest: tuple[Plan, ...] = ()
 
     def get(self, params: ControlParams, bound: tuple[str, ...]) -> _Plans:
         if self.params is not params or self.roles != bound:
             specs = params.role_specs
-            self.plan = plan = tuple(
+            self.plan = tuple(
                 None if spec is None else (role, *spec, role == _RACK)
                 for role, spec in ((r, specs.get(r)) for r in bound)
             )
             self.missing = tuple(sorted(_KNOWN_INPUTS - frozenset(bound)))
-            self.plain = tuple((x[0], x[1], x[2]) for x in plan if x and not (x[4] or x[5]))
-            self.rest = tuple(x for x in plan if x and (x[4] or x[5]))
             self.params, self.roles = params, bound
         return self
 
@@ -85,74 +81,81 @@ def validate(
 ) -> tuple[Inputs, ValidationState]:
     """Judge every point; combine redundant points of a role into their worst good value.
 
-    The usual case - every point of a role good, a float, plausible, fresh and not frozen -
-    is taken on a short path; anything else gets the full judgement of :meth:`_Judge.judge`.
+    Both snapshot forms (the daemon's Signals, the co-simulator's sampled readings) are
+    first seen as one plain reading per role (:func:`_readings`), so they share one rule:
+    a role whose points are all plausible floats, fresh and not frozen is taken on a short
+    path; any other role gets the full judgement of :meth:`_Judge.judge` on its Signals.
     """
     vp = params.validation
     oldest = now - vp.stale_after_s
     newest = now + vp.future_tolerance_s
     frozen_after = vp.frozen_after_s or 0.0
+    min_good = vp.rack_inlet_min_good
     old = state.trackers
     values: dict[str, float] = {}
     trackers: dict[str, tuple[Tracker, ...]] = {}
     invalid: dict[str, str] = {}
     judge: _Judge | None = None
     signals = snapshot.signals
-    sampled = type(signals) is SampledSignals
-    found = _plans.get(params, tuple(signals.readings if sampled else signals))  # type: ignore[attr-defined]
+    bound, readings = _readings(signals, oldest, newest)
+    found = _plans.get(params, tuple(bound))
 
-    if sampled and oldest <= signals.now <= newest:  # type: ignore[attr-defined]
-        # Plain readings with one fresh timestamp: a float reading is a good point.
-        readings = signals.readings
-        good = _all_sampled_good(found, readings, old, now, frozen_after,
-                                 vp.rack_inlet_min_good)
-        if good is not None:
-            return _new_inputs(good[0], invalid, found.missing), _new_state(good[1])
-        for plan, v in zip(found.plan, readings.values(), strict=True):
-            if plan is None:
-                continue
-            role, lo, hi, _, track, rack = plan
-            if type(v) is float:
-                if lo <= v <= hi and not rack:
-                    if not track:
-                        values[role] = v
-                        continue
-                    if _track_one(role, v, old, trackers, now, frozen_after):
-                        values[role] = v
-                        continue
-            elif (type(v) is tuple and v and _plausible(v, lo, hi)
-                  and _take_all(plan, v, old, trackers, values, now, frozen_after,
-                                vp.rack_inlet_min_good)):
-                continue
-            judge = judge or _Judge(now, oldest, newest, frozen_after, vp.rack_inlet_min_good,
-                                    old, trackers, values, invalid)
-            judge.judge(plan, signals[role])
-    else:
-        for plan, points in zip(found.plan, signals.values(), strict=True):
-            if plan is None:
-                continue  # not an input role (an output echoed back, or a typo the loader missed)
-            role, lo, hi, _, track, rack = plan
-            if len(points) == 1:
-                sig = points[0]
-                x = sig.value
-                if (sig.good and type(x) is float and lo <= x <= hi and oldest <= sig.ts <= newest
-                        and not rack):
-                    if not track:
-                        values[role] = x
-                        continue
-                    if _track_one(role, x, old, trackers, now, frozen_after):
-                        values[role] = x
-                        continue
-            elif points:
-                good = _all_good(points, lo, hi, oldest, newest)
-                if good is not None and _take_all(plan, good, old, trackers, values, now,
-                                                  frozen_after, vp.rack_inlet_min_good):
+    for plan, v in zip(found.plan, readings, strict=True):  # one reading per role, in order
+        if plan is None:
+            continue  # not an input role (an output echoed back, or a typo the loader missed)
+        role, lo, hi, _, track, rack = plan
+        if type(v) is float:
+            if lo <= v <= hi and not rack:  # NaN fails the range too
+                if not track:
+                    values[role] = v
                     continue
-            judge = judge or _Judge(now, oldest, newest, frozen_after, vp.rack_inlet_min_good,
-                                    old, trackers, values, invalid)
-            judge.judge(plan, points)
+                prev = old.get(role, ())
+                last = prev[0] if prev else None
+                if last is None or last[0] != v:
+                    trackers[role] = ((v, now),)
+                    values[role] = v
+                    continue
+                if now - last[1] < frozen_after:
+                    trackers[role] = prev if len(prev) == 1 else (last,)
+                    values[role] = v
+                    continue
+                # frozen: judged below, which tracks it and says so
+        elif (type(v) is tuple and v
+              and _take_all(plan, v, old, trackers, values, now, frozen_after, min_good)):
+            continue
+        judge = judge or _Judge(now, oldest, newest, frozen_after, min_good,
+                                old, trackers, values, invalid)
+        judge.judge(plan, signals[role])
 
     return _new_inputs(values, invalid, found.missing), _new_state(trackers)
+
+
+def _readings(
+    signals: Mapping[str, Sequence[Signal]], oldest: float, newest: float
+) -> tuple[Iterable[str], Iterable[object]]:
+    """One plain reading per role, in snapshot order: the value of a role's one point, or
+    the tuple of its points' values, when every point is good and fresh; else None, and the
+    role is judged point by point. A sampled snapshot already holds these readings for its
+    one instant, so a simulator's cycle builds no Signal unless a point is judged."""
+    if type(signals) is SampledSignals:
+        readings = signals.readings
+        if oldest <= signals.now <= newest:
+            return readings, readings.values()
+        return readings, repeat(None, len(readings))
+    out: list[object] = []
+    for points in signals.values():
+        if len(points) == 1:
+            sig = points[0]
+            out.append(sig.value if sig.good and oldest <= sig.ts <= newest else None)
+            continue
+        vals: list[object] = []
+        for sig in points:
+            if not (sig.good and oldest <= sig.ts <= newest):
+                vals = []
+                break
+            vals.append(sig.value)
+        out.append(tuple(vals) if vals else None)
+    return signals, out
 
 
 class _Judge:
@@ -227,113 +230,29 @@ class _Judge:
         self.values[role] = best
 
 
-def _all_sampled_good(
-    plans: _Plans, readings: Mapping[str, object], old: Mapping[str, tuple[Tracker, ...]],
-    now: float, frozen_after: float, min_good: int | None,
-) -> tuple[dict[str, float], dict[str, tuple[Tracker, ...]]] | None:
-    """(values, trackers) when every input reading is good - the usual cycle - else None,
-    and the caller judges every role in snapshot order as for any other snapshot."""
-    values: dict[str, float] = {}
-    for role, lo, hi in plans.plain:
-        v = readings[role]
-        if type(v) is not float or not lo <= v <= hi:  # type: ignore[operator]
-            return None
-        values[role] = v
-    trackers: dict[str, tuple[Tracker, ...]] = {}
-    for plan in plans.rest:
-        role, lo, hi, high, track, rack = plan
-        v = readings[role]
-        if type(v) is float:
-            if not lo <= v <= hi or rack:  # type: ignore[operator]
-                return None
-            if track:
-                prev = old.get(role, ())
-                last = prev[0] if prev else None
-                if last is None or last[0] != v:
-                    trackers[role] = ((v, now),)  # type: ignore[assignment]
-                elif now - last[1] < frozen_after:
-                    trackers[role] = prev if len(prev) == 1 else (last,)
-                else:
-                    return None  # frozen
-            values[role] = v  # type: ignore[assignment]
-            continue
-        if type(v) is not tuple or not v:
-            return None
-        prev = old.get(role, ()) if track else ()
-        n = len(prev)
-        tracked: list[Tracker] = []
-        i = 0
-        for x in v:
-            if type(x) is not float or not lo <= x <= hi:
-                return None
-            if track:
-                last = prev[i] if i < n else None
-                if last is None or last[0] != x:
-                    last = (x, now)
-                elif now - last[1] >= frozen_after:
-                    return None  # frozen
-                tracked.append(last)
-                i += 1
-        if track:
-            trackers[role] = tuple(tracked)
-        if not rack or len(v) >= (min_good or len(v)):
-            values[role] = max(v) if high else min(v)  # type: ignore[assignment]
-    return values, trackers
-
-
-def _take_all(plan: Plan, good: Sequence[float], old: Mapping[str, tuple[Tracker, ...]],
+def _take_all(plan: Plan, good: tuple[float, ...], old: Mapping[str, tuple[Tracker, ...]],
               trackers: dict[str, tuple[Tracker, ...]], values: dict[str, float], now: float,
               frozen_after: float, min_good: int | None) -> bool:
-    """Several good float points: their worst counts, unless one of them is frozen."""
-    role, _, _, high, track, rack = plan
-    if track:
-        prev = old.get(role, ())
-        n = len(prev)
-        tracked: list[Tracker] = []
-        for i, x in enumerate(good):
+    """Several good, fresh points: their worst counts if every one is a plausible float and
+    none is frozen; else False, nothing taken or tracked, and the role is judged."""
+    role, lo, hi, high, track, rack = plan
+    prev = old.get(role, ()) if track else ()
+    n = len(prev)
+    tracked: list[Tracker] = []
+    i = 0
+    for x in good:  # a loop: all() would build a generator per role per cycle
+        if type(x) is not float or not lo <= x <= hi:
+            return False
+        if track:
             last = prev[i] if i < n else None
             if last is None or last[0] != x:
                 last = (x, now)
             elif now - last[1] >= frozen_after:
                 return False
             tracked.append(last)
+            i += 1
+    if track:
         trackers[role] = tuple(tracked)
     if not rack or len(good) >= (min_good or len(good)):
         values[role] = max(good) if high else min(good)
     return True
-
-
-def _track_one(role: str, x: float, old: Mapping[str, tuple[Tracker, ...]],
-               trackers: dict[str, tuple[Tracker, ...]], now: float, frozen_after: float) -> bool:
-    """Track one good point; False (and nothing tracked) if it is frozen."""
-    prev = old.get(role, ())
-    last = prev[0] if prev else None
-    if last is None or last[0] != x:
-        trackers[role] = ((x, now),)
-        return True
-    if now - last[1] < frozen_after:
-        trackers[role] = prev if len(prev) == 1 else (last,)
-        return True
-    return False
-
-
-def _plausible(readings: tuple[object, ...], lo: float, hi: float) -> bool:
-    """Every reading a float within the role's range (a loop: all() would build a generator
-    per role per cycle)."""
-    for x in readings:  # noqa: SIM110
-        if type(x) is not float or not lo <= x <= hi:
-            return False
-    return True
-
-
-def _all_good(
-    points: Sequence[Signal], lo: float, hi: float, oldest: float, newest: float
-) -> list[float] | None:
-    """The values of ``points`` if every one is a good, plausible, fresh float, else None."""
-    good: list[float] = []
-    for sig in points:
-        x = sig.value
-        if not (sig.good and type(x) is float and lo <= x <= hi and oldest <= sig.ts <= newest):
-            return None
-        good.append(x)
-    return good
