@@ -603,7 +603,7 @@ class MqttLink:
             request.id = peek_id(request.payload)
             self._conclude(request, CommandResult(
                 False, f"rate limited: at most {self._gate.rate:g} commands a second "
-                       f"on cmd/{request.name[:64]}; send it again later"))
+                       f"on cmd/{request.name[:64]}; send it again later"), quiet=True)
             return
         if self._closing:
             request.id = peek_id(request.payload)
@@ -732,11 +732,12 @@ class MqttLink:
             log.exception("command could not be answered", command=request.name)
         return result
 
-    def _conclude(self, request: _Request, result: CommandResult, *, reply: bool = True
-                  ) -> None:
+    def _conclude(self, request: _Request, result: CommandResult, *, reply: bool = True,
+                  quiet: bool = False) -> None:
         """Count, reply (unless ignored) and audit: every command message ends here once.
         Whatever can fail (a detail that is not JSON) fails before the first publish, so
-        a fallback answer is never a second one."""
+        a fallback answer is never a second one. ``quiet`` logs at debug level only: a
+        flood is counted in ``stats``, not written to the journal line by line."""
         fields: dict[str, Any] = {"command": request.name, "id": request.id,
                                   "accepted": result.accepted, "reason": result.reason}
         if request.command is not None:
@@ -759,7 +760,7 @@ class MqttLink:
                 props.CorrelationData = request.correlation
             self.publish(request.reply_to, answer, qos=1, properties=props, kind="reply")
         self.publish(self.topics.events, audit, kind="audit")
-        log.info("mqtt command", **fields)
+        (log.debug if quiet else log.info)("mqtt command", **fields)
 
     async def _execute(self, command: Command) -> CommandResult:
         if isinstance(command, RepublishCommand):
