@@ -25,6 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import aiomqtt
+
+from heatd.config_loader import load_site
+
 from daemon_harness import running_stack
 
 HEARTBEAT = "plc.heartbeat"
@@ -101,7 +104,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                 "commands_sent": sent,
                 "heartbeat_writes": len(changes),
                 "heartbeat_worst_interval_s": round(max(gaps, default=float("inf")), 3),
-                "bound_s": CYCLE + 1.0,
+                "bound_s": CYCLE + load_site(stack.site_path).devices["plc"].timeout,
                 "plc_fell_back": bool(stack.sim.plant.state.plc_fallback),
                 "availability_messages_during_flood": availability[0],
                 "link_stats": stats,
