@@ -64,6 +64,12 @@ log = structlog.get_logger(__name__)
 ONLINE, OFFLINE = b"online", b"offline"
 AUDIT_PAYLOAD_CHARS = 256
 COMMAND_BACKLOG = 64
+COMMAND_INBOX = 512
+"""Messages received but not yet read by the link; beyond, they are discarded and counted
+(``inbox_dropped``), so a flood faster than heatd reads cannot grow its memory."""
+MAX_INCOMING_PACKET = 64 * 1024
+"""Told to the broker (MQTT v5 Maximum Packet Size), which then sends heatd nothing
+larger: the inbox holds at most ``COMMAND_INBOX`` times this."""
 STOPPING = "heatd is stopping; send it again once it is back online"
 STATS_EVERY_S = 1.0
 """The retained ``stats`` topic is re-sent at most this often, and only on a change."""
@@ -107,6 +113,8 @@ class LinkStats:
     merged: int = 0
     """Reload requests answered with the result of another reload."""
     internal_errors: int = 0
+    inbox_dropped: int = 0
+    """Messages discarded unread: ``COMMAND_INBOX`` were already waiting (a flood)."""
     last_error: str | None = None
 
     def drop(self, kind: Kind) -> None:
@@ -413,6 +421,8 @@ class MqttLink:
 
     def _client(self, password: str | None, tls: Any) -> aiomqtt.Client:
         s = self.settings
+        connect = Properties(PacketTypes.CONNECT)
+        connect.MaximumPacketSize = MAX_INCOMING_PACKET
         return aiomqtt.Client(
             s.host,
             s.effective_port,
@@ -426,6 +436,8 @@ class MqttLink:
             tls_context=tls,
             timeout=10.0,
             socket_options=(NO_DELAY,),
+            max_queued_incoming_messages=COMMAND_INBOX,
+            properties=connect,
         )
 
     async def _run(self, password: str | None, tls: Any) -> None:
@@ -454,7 +466,7 @@ class MqttLink:
                 await asyncio.wait_for(self._stopping.wait(), pause)
 
     async def _session(self, client: aiomqtt.Client) -> None:
-        self._watch_acks(client)
+        self._instrument(client)
         await client.subscribe(self.topics.commands, options=COMMANDS_SUBSCRIPTION)
         if self.settings.homeassistant.discovery:
             await client.subscribe(self._ha_status, qos=1)
@@ -474,23 +486,32 @@ class MqttLink:
         for task in done:
             task.result()
 
-    def _watch_acks(self, client: aiomqtt.Client) -> None:
-        """Count the publishes the broker refuses (an ACL that denies a reply topic, say).
+    def _instrument(self, client: aiomqtt.Client) -> None:
+        """Count what aiomqtt loses without a trace: publishes the broker refuses (it
+        drops the PUBACK reason code; an ACL that denies a reply topic, say) and messages
+        beyond a full inbox (it logs a warning for each). Its paho callbacks are wrapped,
+        private but the only way in; paho runs them on the event loop's thread, with a
+        published message still among its outgoing ones."""
+        paho = client._client
+        on_publish, on_message, inbox = paho.on_publish, paho.on_message, client._queue
 
-        aiomqtt drops the PUBACK reason code, so its paho callback is wrapped; paho runs it
-        on the event loop's thread, while the message is still among its outgoing ones."""
-        paho = client._client  # private, but the only way to the reason code
-        inner = paho.on_publish
-
-        def on_publish(c: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        def counted_publish(c: Any, userdata: Any, mid: int, reason: Any, props: Any
+                            ) -> None:
             try:
                 if getattr(reason, "is_failure", False):
                     message = c._out_messages.get(mid)
                     self._broker_refused(message.topic if message else None, str(reason))
             finally:  # aiomqtt's own bookkeeping, whatever happened above
-                inner(c, userdata, mid, reason, props)
+                on_publish(c, userdata, mid, reason, props)
 
-        paho.on_publish = on_publish
+        def bounded_message(c: Any, userdata: Any, message: Any) -> None:
+            if inbox.full():
+                self.stats.inbox_dropped += 1
+                return
+            on_message(c, userdata, message)
+
+        paho.on_publish = counted_publish
+        paho.on_message = bounded_message
 
     def _broker_refused(self, topic: str | None, reason: str) -> None:
         self.stats.broker_refused += 1
