@@ -5,9 +5,9 @@ The link runs in this process with a handler that takes 50 ms over a reload; a s
 process floods ``cmd/override`` (and ``cmd/mode``) without pause and ``cmd/reload`` every
 ``--reload-every`` seconds for ``--seconds``, and counts the replies and audit events it
 receives. Printed: what was sent, what came back, what the link counted as lost
-(``dropped_by_kind``) or turned away (rate limited, busy, merged), how many reloads ran,
-and how late this process's event loop woke up meanwhile (what a control cycle sharing
-the loop would feel), with CPU time and RSS.
+(``dropped_by_kind``, ``inbox_dropped``) or turned away (rate limited, busy, merged), how
+many reloads ran, and how late this process's event loop woke up meanwhile (what a
+control cycle sharing the loop would feel), with CPU time and RSS.
 
     .venv/bin/python bench/bench_command_flood.py [--seconds 60] [--rate 10] [--burst 20]
         [--reload-every 0.05] [--json]
@@ -157,8 +157,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "replies_received": seen["replies"], "events_received": seen["events"],
         "replies_lost_counted": stats["dropped_by_kind"]["reply"],
         "events_lost_counted": stats["dropped_by_kind"]["audit"],
-        "replies_unaccounted": total - seen["replies"] - stats["dropped_by_kind"]["reply"],
-        "events_unaccounted": total - seen["events"] - stats["dropped_by_kind"]["audit"],
+        "unread_counted": stats["inbox_dropped"],
+        "replies_unaccounted": (total - seen["replies"] - stats["dropped_by_kind"]["reply"]
+                                - stats["inbox_dropped"]),
+        "events_unaccounted": (total - seen["events"] - stats["dropped_by_kind"]["audit"]
+                               - stats["inbox_dropped"]),
         "handler_calls": handler.calls,
         "link_stats": stats,
         "loop_lag_ms": {"p50": round(statistics.median(late_ms), 2),
@@ -178,7 +181,8 @@ def _rss_kib() -> int:
 
 def report(r: dict[str, Any]) -> None:
     s = r["link_stats"]
-    print(f"flood of {r['flood_s']} s: sent {r['sent_total']} commands {r['sent']}")
+    print(f"flood of {r['flood_s']} s: sent {r['sent_total']} commands {r['sent']}, of "
+          f"which {r['unread_counted']} discarded unread (inbox full) and counted")
     print(f"  replies received {r['replies_received']} + lost and counted "
           f"{r['replies_lost_counted']} (unaccounted {r['replies_unaccounted']})")
     print(f"  audit events received {r['events_received']} + lost and counted "

@@ -18,6 +18,7 @@ from typing import Any
 import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from paho.mqtt.client import MQTTMessage
 from test_mqtt_link import BASE, SITE, Runtime, started, v5_request
 
 from heatd.mqtt.commands import (
@@ -29,6 +30,7 @@ from heatd.mqtt.commands import (
     ReloadCommand,
     parse,
 )
+from heatd.mqtt.link import COMMAND_INBOX, MAX_INCOMING_PACKET
 from heatd.mqtt.payload import dumps
 
 from mqtt_broker import Mosquitto, Recorder, retained
@@ -230,6 +232,34 @@ async def test_live_hostile_sample_is_answered_message_by_message(broker: Mosqui
     assert link.stats.internal_errors == 0 and link.stats.dropped == 0
 
 
+async def test_a_full_inbox_discards_and_counts_and_big_packets_never_arrive(
+    broker: Mosquitto,
+) -> None:
+    """Messages read faster than the link takes them wait in a bounded inbox; the broker
+    sends nothing above the packet size heatd announced."""
+    runtime = Runtime()
+    link = await started(broker, runtime, command_rate=10_000.0, command_burst=100_000)
+    try:
+        client = link._client_now  # as paho hands messages over, all at once
+        assert client is not None
+        for n in range(COMMAND_INBOX + 10):
+            message = MQTTMessage(topic=f"{BASE}/cmd/republish".encode())
+            message.payload = json.dumps({"id": f"i{n}"}).encode()
+            client._client.on_message(client._client, None, message)
+        assert link.stats.inbox_dropped == 10
+        await until(lambda: link.stats.commands == COMMAND_INBOX)
+        async with Recorder(broker, f"{BASE}/cmd/mode/response") as rec:
+            await rec.client.publish(f"{BASE}/cmd/mode", b'{"id": "big", "by": "'
+                                     + b"x" * MAX_INCOMING_PACKET + b'"}', qos=1)
+            await rec.client.publish(f"{BASE}/cmd/mode", b'{"id": "small", "mode": "auto"}',
+                                     qos=1)
+            await rec.wait(f"{BASE}/cmd/mode/response", lambda m: b'"small"' in m.payload)
+    finally:
+        await link.stop()
+    assert [json.loads(m.payload)["id"] for m in rec.seen] == ["small"]
+    assert link.stats.commands == COMMAND_INBOX + 1 and link.stats.inbox_dropped == 10
+
+
 # ------------------------------------------------------------------ floods
 
 
@@ -286,11 +316,14 @@ async def test_burst_of_2000_commands_each_answered_and_audited_or_counted(
                 on = rec.on(stats_topic)
                 return json.loads(on[-1].payload) if on else {}
 
-            # Every command concluded, then every reply and audit event seen or counted.
-            await until(lambda: latest_stats().get("commands") == total, timeout=30)
+            # Every command concluded or discarded unread, then every reply and audit
+            # event seen or counted.
+            await until(lambda: latest_stats().get("commands", 0)
+                        + latest_stats().get("inbox_dropped", 0) == total, timeout=30)
             stats = latest_stats()
-            lost_replies = stats["dropped_by_kind"]["reply"]
-            lost_events = stats["dropped_by_kind"]["audit"]
+            unread = stats["inbox_dropped"]
+            lost_replies = stats["dropped_by_kind"]["reply"] + unread
+            lost_events = stats["dropped_by_kind"]["audit"] + unread
 
             def replies() -> list[str]:
                 return [json.loads(m.payload)["id"] for m in rec.seen
@@ -307,15 +340,15 @@ async def test_burst_of_2000_commands_each_answered_and_audited_or_counted(
           f"{len(replies())} + lost and counted {lost_replies}; audit events received "
           f"{len(events())} + lost and counted {lost_events}; rate_limited "
           f"{stats['rate_limited']}, busy {stats['busy']}, merged {stats['merged']}, "
-          f"refused {stats['refused']}, dropped {stats['dropped']}, "
+          f"refused {stats['refused']}, dropped {stats['dropped']}, inbox_dropped {unread}, "
           f"broker_refused {stats['broker_refused']}")
     assert len(replies()) + lost_replies == total
     assert len(events()) + lost_events == total
     assert len(set(replies())) == len(replies()) and len(set(events())) == len(events())
-    assert stats["dropped"] == lost_replies + lost_events
+    assert stats["dropped"] + 2 * unread == lost_replies + lost_events
     assert stats["rate_limited"] > 0  # the burst went beyond what the gate lets through
     assert stats["internal_errors"] == 0 and stats["broker_refused"] == 0
-    assert link.stats.commands == total  # nothing arrived after the burst
+    assert link.stats.commands + link.stats.inbox_dropped == total  # nothing arrived after
 
 
 async def test_reload_flood_runs_at_most_one_reload_per_interval(broker: Mosquitto) -> None:
