@@ -382,3 +382,29 @@ async def test_reload_flood_runs_at_most_one_reload_per_interval(broker: Mosquit
     assert len(runtime.reloads) + len(merged) == count
     assert all("merged" in r["reason"] for r in merged)
     assert link.stats.merged == len(merged) and link.stats.rate_limited == 0
+
+
+class Refusing(Slow):
+    """A runtime whose site file is broken: every reload is refused."""
+
+    async def __call__(self, command: Command) -> CommandResult:
+        result = await super().__call__(command)
+        if isinstance(command, ReloadCommand):
+            return CommandResult(False, "invalid configuration, still running the old one")
+        return result
+
+
+async def test_a_refused_reload_is_not_merged_into_the_next_one(broker: Mosquitto) -> None:
+    runtime = Refusing(0.0)
+    link = await started(broker, runtime, reload_min_interval=60.0)
+    try:
+        async with Recorder(broker, f"{BASE}/cmd/reload/response") as rec:
+            for n in range(2):
+                await rec.client.publish(f"{BASE}/cmd/reload", b"{}", qos=1)
+                await until(lambda n=n: len(rec.seen) == n + 1, timeout=10)
+    finally:
+        await link.stop()
+    replies = [json.loads(m.payload) for m in rec.seen]
+    assert len(runtime.reloads) == 2  # the fixed file is read at once, not in 60 s
+    assert [r["accepted"] for r in replies] == [False, False]
+    assert not any(r["detail"].get("merged") for r in replies)

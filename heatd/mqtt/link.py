@@ -669,15 +669,16 @@ class MqttLink:
 
     def _merge_reload(self, request: _Request) -> bool:
         """True when this reload is answered by another: the one queued or running, or
-        the one finished less than ``reload_min_interval`` ago. A flood of reloads
-        thus costs at most one reload per interval."""
+        the one that succeeded less than ``reload_min_interval`` ago. A flood of reloads
+        thus costs at most one reload per interval; an operator who has just fixed a
+        refused file does not have to wait out the interval."""
         if self._reload_followers is not None:
             self._reload_followers.append(request)
             return True
         if self._last_reload is not None:
             at, result = self._last_reload
             ago = self._monotonic() - at
-            if ago < self.settings.reload_min_interval:
+            if result.accepted and ago < self.settings.reload_min_interval:
                 self.stats.merged += 1
                 self._conclude(request, CommandResult(
                     result.accepted, f"merged with the reload {ago:.1f} s ago: {result.reason}",
