@@ -10,12 +10,13 @@ import asyncio
 import os
 import sqlite3
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from heatd.meter import EnergyMeter
-from heatd.meter_store import MeterStore
+from heatd.meter_store import AUDIT, METER, DurableOutbox
 from heatd.mqtt.commands import (
     Command,
     CommandResult,
@@ -45,7 +46,7 @@ class Publisher:
         self._last_control = 0.0
         self._last_key: tuple[Any, ...] | None = None
         self.meter: EnergyMeter | None = None
-        self.meter_store: MeterStore | None = None
+        self.outbox: DurableOutbox | None = None
         self._forwarder: asyncio.Task[None] | None = None
         self._replacing: asyncio.Task[None] | None = None
 
@@ -70,31 +71,41 @@ class Publisher:
         if settings is None:
             log.info("no mqtt section: not publishing")
             return
-        link = self.link = MqttLink(settings, site, self.handle,
-                                    config_hash=self.daemon.config_hash)
-        await link.start()
+        meter = site.meter
+        outbox = self.outbox = (None if meter is None
+                                else DurableOutbox(_meter_path(meter.database)))
+        try:
+            link = self.link = MqttLink(
+                settings, site, self.handle, config_hash=self.daemon.config_hash,
+                audit_store=None if outbox is None else partial(outbox.keep, AUDIT))
+            await link.start()
+        except BaseException:
+            self._close_outbox()
+            raise
         for device in site.devices:
             link.publish_availability(device, self.daemon.acquisition.online(device))
-        meter = site.meter
-        if meter is not None:
+        if meter is not None and outbox is not None:
             self.meter = EnergyMeter(site.site.id, meter.interval)
-            self.meter_store = MeterStore(_meter_path(meter.database))
-            self._forwarder = asyncio.create_task(self.meter_store.forward(
-                lambda payload: link.publish_confirmed(link.topics.meter, payload)))
+            self._forwarder = asyncio.create_task(outbox.forward({
+                METER: partial(link.publish_confirmed, link.topics.meter),
+                AUDIT: partial(link.publish_confirmed, link.topics.events)}))
 
     async def stop(self) -> None:
         if self._replacing is not None and self._replacing is not asyncio.current_task():
             await cancel_all([self._replacing])
+        link, self.link = self.link, None
+        if link is not None:  # first: audits of the commands it still answers are kept
+            link.publish_control_state(self._control_state())
+            await link.stop()
         if self._forwarder is not None:
             await cancel_all([self._forwarder])
             self._forwarder = None
-        if self.meter_store is not None:
-            self.meter_store.close()
-            self.meter_store = self.meter = None
-        link, self.link = self.link, None
-        if link is not None:
-            link.publish_control_state(self._control_state())
-            await link.stop()
+        self._close_outbox()
+
+    def _close_outbox(self) -> None:
+        if self.outbox is not None:
+            self.outbox.close()
+            self.outbox = self.meter = None
 
     # --- outgoing ---------------------------------------------------------------------
     def availability(self, device: str, online: bool) -> None:
@@ -133,10 +144,10 @@ class Publisher:
             return
         daemon = self.daemon
         wall = time.time()
-        if self.meter is not None and self.meter_store is not None:
+        if self.meter is not None and self.outbox is not None:
             record = self.meter.observe(wall, daemon.role_values())
             if record is not None:
-                self.meter_store.append(record)
+                self.outbox.append(record)
         snapshot = daemon.last_points  # the one the cycle decided on: judged once per cycle
         if snapshot is not None:
             for name, device in daemon.site.devices.items():

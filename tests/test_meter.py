@@ -13,7 +13,7 @@ import pytest
 from heatd.config_loader import parse_site
 from heatd.control import roles as R
 from heatd.meter import EnergyMeter
-from heatd.meter_store import MeterStore
+from heatd.meter_store import METER, DurableOutbox
 from heatd.mqtt.commands import CommandResult
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import MqttSettings
@@ -68,11 +68,11 @@ SITE = parse_site("site: {id: m1}\ndevices: {}\n", "site.yaml")
 
 async def test_records_survive_a_broker_outage_and_a_restart(tmp_path: Path) -> None:
     db = tmp_path / "meter.sqlite"
-    store = MeterStore(db)
+    store = DurableOutbox(db)
     store.append({"start": 0, "end": 900_000, "heat_kwh": 1.0})
     store.close()
-    store = MeterStore(db)  # heatd restarted: the record is still there
-    assert [r["heat_kwh"] for _, r in store.pending()] == [1.0]
+    store = DurableOutbox(db)  # heatd restarted: the record is still there
+    assert [json.loads(r.payload)["heat_kwh"] for r in store.pending()] == [1.0]
 
     async with Mosquitto() as broker:
         settings = MqttSettings.model_validate_json(json.dumps(
@@ -94,7 +94,7 @@ async def test_records_survive_a_broker_outage_and_a_restart(tmp_path: Path) -> 
             collector = asyncio.create_task(collect())
             await link.start()
             forwarder = asyncio.create_task(store.forward(
-                lambda payload: link.publish_confirmed(link.topics.meter, payload)))
+                {METER: lambda payload: link.publish_confirmed(link.topics.meter, payload)}))
             try:
                 await until(lambda: len(received) == 1)
                 assert store.pending() == []
@@ -125,3 +125,40 @@ async def _collect(client, received: list[dict]) -> None:
     async for message in client.messages:
         received.append(json.loads(message.payload))
 
+
+
+def test_a_file_written_before_audits_were_kept_still_forwards_its_records(
+        tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "meter.sqlite"
+    old = sqlite3.connect(db)
+    old.execute("CREATE TABLE pending (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                " payload TEXT NOT NULL)")
+    old.execute("INSERT INTO pending (payload) VALUES (?)", (json.dumps({"heat_kwh": 4.0}),))
+    old.commit()
+    old.close()
+    store = DurableOutbox(db)
+    assert [(r.stream, json.loads(r.payload)) for r in store.pending()] == [
+        (METER, {"heat_kwh": 4.0})]
+    store.close()
+
+
+async def test_a_backlog_longer_than_one_batch_is_sent_without_a_new_record(
+        tmp_path: Path) -> None:
+    store = DurableOutbox(tmp_path / "meter.sqlite")
+    for n in range(250):
+        store.append({"n": n})
+    sent: list[int] = []
+
+    async def send(payload: bytes) -> bool:
+        sent.append(json.loads(payload)["n"])
+        return True
+
+    forwarder = asyncio.create_task(store.forward({METER: send}))
+    try:
+        await until(lambda: len(sent) == 250)
+    finally:
+        forwarder.cancel()
+    assert sent == list(range(250)) and store.pending() == []
+    store.close()

@@ -14,6 +14,9 @@ Commands are hostile input: each is rate-limited by name, checked for size and n
 before it is parsed, validated, and answered and audited whatever happens, including a bug
 in the handler; reloads that arrive together are merged into one. Every message the link
 loses (a full queue, a broker that refuses it) is counted on the retained ``stats`` topic.
+The audit records of commands that got past the rate limit and the shape check go to an
+``AuditStore`` when the publisher gives one (SQLite, sent after the broker's PUBACK only):
+their rate is bounded by the gate, so a flood stays in the bounded in-memory queue.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from heatd.mqtt.commands import (
 )
 from heatd.mqtt.discovery import discovery_payload, discovery_topic
 from heatd.mqtt.gate import CommandGate
+from heatd.mqtt.guard import shape_problem
 from heatd.mqtt.payload import dumps, epoch_ms
 from heatd.mqtt.settings import MqttSettings
 from heatd.mqtt.state import DeviceReporter
@@ -86,6 +90,9 @@ Kind = Literal["reply", "audit", "event", "other"]
 commands wait in a queue of their own, so a flood of commands cannot push the site's own
 events (alarms) out of theirs."""
 ANSWERS: frozenset[Kind] = frozenset({"reply", "audit"})
+AuditStore = Callable[[bytes], bool]
+"""Keeps an audit record until the broker acknowledged it; False when it could not (the
+record then takes the in-memory queue). Never raises."""
 
 
 @dataclass
@@ -145,6 +152,9 @@ class _Request:
     correlation: bytes | None = None
     id: str | None = None
     command: Command | None = None
+    durable: bool = False
+    """Its audit goes to the ``AuditStore``: it passed the rate limit and the shape check
+    (or, retained, the bucket shared by unknown names)."""
 
 
 class MqttLink:
@@ -165,6 +175,7 @@ class MqttLink:
         handler_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        audit_store: AuditStore | None = None,
     ) -> None:
         for device in site.devices:
             check_device(device)
@@ -173,6 +184,7 @@ class MqttLink:
         self.topics = Topics(settings.base(site.site.id))
         self.stats = LinkStats()
         self._handler = handler
+        self._audit_store = audit_store
         self._handler_timeout = handler_timeout
         self._version = version
         self._config_hash = config_hash or _hash(site)
@@ -615,6 +627,7 @@ class MqttLink:
     def _admit(self, request: _Request, props: Properties | None, retain: bool) -> None:
         if retain:  # a stale order must not act when it is replayed
             request.id = peek_id(request.payload)
+            request.durable = self._gate.admit(CommandGate.OTHER, self._monotonic())
             self._conclude(request, CommandResult(False, "retained command ignored"),
                            reply=False)
             return
@@ -634,9 +647,11 @@ class MqttLink:
             request.command = parse(request.name, request.payload, self._limits)
         except CommandRefused as exc:
             request.id = exc.id
+            request.durable = shape_problem(request.payload) is None  # refused on content
             self._conclude(request, CommandResult(False, exc.reason))
             return
         request.id = request.command.id
+        request.durable = True
         if misdirected is not None:
             self._conclude(request, CommandResult(False, misdirected))
         elif not (isinstance(request.command, ReloadCommand) and self._merge_reload(request)):
@@ -781,8 +796,19 @@ class MqttLink:
                 props = Properties(PacketTypes.PUBLISH)
                 props.CorrelationData = request.correlation
             self.publish(request.reply_to, answer, qos=1, properties=props, kind="reply")
-        self.publish(self.topics.events, audit, kind="audit")
+        self._audit(request, audit)
         (log.debug if quiet else log.info)("mqtt command", **fields)
+
+    def _audit(self, request: _Request, record: bytes) -> None:
+        """Durable when the command earned it and a store takes it; else the bounded
+        answers queue, as for a flood (also when the store fails: disk full, say)."""
+        if request.durable and self._audit_store is not None:
+            try:
+                if self._audit_store(record):
+                    return
+            except Exception:
+                log.exception("audit store failed", command=request.name)
+        self.publish(self.topics.events, record, kind="audit")
 
     async def _execute(self, command: Command) -> CommandResult:
         if isinstance(command, RepublishCommand):
