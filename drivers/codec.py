@@ -52,6 +52,18 @@ _STRUCT = {
 
 FLOAT_TYPES = frozenset({DataType.FLOAT32, DataType.FLOAT64})
 
+RAW_LIMITS: dict[DataType, tuple[float, float]] = {
+    DataType.INT16: (-(2**15), 2**15 - 1),
+    DataType.UINT16: (0, 2**16 - 1),
+    DataType.INT32: (-(2**31), 2**31 - 1),
+    DataType.UINT32: (0, 2**32 - 1),
+    DataType.INT64: (-(2**63), 2**63 - 1),
+    DataType.UINT64: (0, 2**64 - 1),
+    DataType.FLOAT32: (-3.4028234663852886e38, 3.4028234663852886e38),
+    DataType.FLOAT64: (-math.inf, math.inf),
+}
+"""The raw values each numeric type carries on the wire, before scale and offset."""
+
 
 class CodecError(ValueError):
     """A value cannot be encoded, or registers cannot be decoded, for this point."""

@@ -14,7 +14,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
-from drivers.codec import FLOAT_TYPES, DataType
+from drivers.codec import FLOAT_TYPES, RAW_LIMITS, DataType
 from drivers.modbus.spec import Table
 from heatd.config import (
     ModbusPointConfig,
@@ -147,22 +147,12 @@ def _read_only(point: PointConfig) -> str | None:
     return None
 
 
-_RAW_LIMITS = {
-    DataType.INT16: (-(2**15), 2**15 - 1),
-    DataType.UINT16: (0, 2**16 - 1),
-    DataType.INT32: (-(2**31), 2**31 - 1),
-    DataType.UINT32: (0, 2**32 - 1),
-    DataType.INT64: (-(2**63), 2**63 - 1),
-    DataType.UINT64: (0, 2**64 - 1),
-    DataType.FLOAT32: (-3.4028234663852886e38, 3.4028234663852886e38),
-    DataType.FLOAT64: (-math.inf, math.inf),
-}
 
 
 def encodable(point: PointConfig) -> tuple[float, float] | None:
     """The lowest and highest engineering value the point's data type can carry after
     ``value = raw * scale + offset``; None for booleans and untyped points."""
-    limits = _RAW_LIMITS.get(point.data_type) if point.data_type is not None else None
+    limits = RAW_LIMITS.get(point.data_type) if point.data_type is not None else None
     if limits is None or point.scale == 0:
         return None
     ends = [raw * point.scale + point.offset if math.isfinite(raw) else raw * point.scale
@@ -172,7 +162,7 @@ def encodable(point: PointConfig) -> tuple[float, float] | None:
 
 def _fits(point: PointConfig, value: float) -> bool:
     """Whether ``value`` survives encoding (integers round to the nearest raw step)."""
-    low, high = _RAW_LIMITS[point.data_type]  # type: ignore[index]
+    low, high = RAW_LIMITS[point.data_type]  # type: ignore[index]
     raw = (value - point.offset) / point.scale
     if point.data_type not in FLOAT_TYPES:
         raw = round(raw)

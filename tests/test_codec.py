@@ -9,16 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.codec import ByteOrder, Codec, CodecError, DataType
+from drivers.codec import FLOAT_TYPES, RAW_LIMITS, ByteOrder, Codec, CodecError, DataType
 
-INT_RANGES = {
-    DataType.INT16: (-(2**15), 2**15 - 1),
-    DataType.UINT16: (0, 2**16 - 1),
-    DataType.INT32: (-(2**31), 2**31 - 1),
-    DataType.UINT32: (0, 2**32 - 1),
-    DataType.INT64: (-(2**63), 2**63 - 1),
-    DataType.UINT64: (0, 2**64 - 1),
-}
+INT_RANGES = {t: limits for t, limits in RAW_LIMITS.items() if t not in FLOAT_TYPES}
 ORDERS = list(ByteOrder)
 
 

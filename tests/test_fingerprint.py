@@ -5,22 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from test_config import MINIMAL
+
 from heatd.config_loader import load_site
 from heatd.fingerprint import fingerprint, referenced_files
 
-SITE = """\
-site:
-  id: s1
-devices:
-  hp1:
-    protocol: modbus_tcp
-    host: 127.0.0.1
-    port: 5020
-    address_base: 0
-    points:
-      flow: {table: holding, address: 0, data_type: float32}
-roles:
-  coolant.flow: hp1.flow
+SITE = MINIMAL + """\
 mqtt:
   host: 127.0.0.1
   username: heatd
