@@ -147,7 +147,9 @@ class PLCParams(_Strict):
 class SensorParams(_Strict):
     """Measurement imperfection of the temperature sensors (seeded by the scenario)."""
 
-    noise_std_k: float = Field(0.0, ge=0)
+    noise_std_k: float = Field(0.05, ge=0)
+    """Standard deviation of a reading, K: an RTD transmitter's noise. Never exactly zero
+    on a real site, which is why heatd may call an unchanging reading frozen."""
     quantum_k: float = Field(0.0, ge=0)
     """Resolution of the readings; 0: exact."""
 

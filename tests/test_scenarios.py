@@ -144,6 +144,7 @@ def test_sensor_faults_change_only_what_is_read() -> None:
          "params": {"rate_per_h": 3.0}},
         {"kind": "sensor_nan", "target": "rack_inlet_temp_2", "start_s": 600, "duration_s": 600},
         {"kind": "sensor_dropout", "target": "storage_top_temp", "start_s": 600, "duration_s": 600},
+        site_overrides={"sensors": {"noise_std_k": 0.0}},  # exact readings: faults alone
     )  # fmt: skip
     trace = run(sc, dt=10.0, until=3600.0)
     by_t = {round(s.t): s for s in trace}

@@ -30,6 +30,8 @@ from heatd.config import (
 from heatd.config_loader import load_site
 from heatd.devices import build_devices
 from heatd.site_checks import protocol_address
+from hil.liveplant import scenario_for_site
+from hil.params import SensorParams
 from hil.recorder import TRUTH_FILE, WRITES_FILE
 from hil.serve import PlantServer, build_scenario
 from hil.siteports import with_free_ports
@@ -71,7 +73,10 @@ def site(files: tuple[Path, Path, dict[int, int]]) -> SiteConfig:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def sim(site: SiteConfig, files: tuple[Path, Path, dict[int, int]]
               ) -> AsyncIterator[PlantServer]:
-    scenario = build_scenario("winter_week", 0, None)
+    noisy = build_scenario("winter_week", 0, None)
+    # exact sensors: these tests compare the wire with the plant's own readings
+    exact = noisy.params.model_copy(update={"sensors": SensorParams(noise_std_k=0.0)})
+    scenario = scenario_for_site(noisy, 0, exact)
     server = PlantServer(site, scenario, speed=SPEED, tick_s=0.05, record_dir=files[1],
                          record_interval_s=5.0, status_interval_s=3600.0, ptys=True)
     async with server:
