@@ -62,10 +62,9 @@ def exposure(unit_text: str, name: str, tmp_path: Path) -> float:
     """systemd-analyze's overall exposure score (0 best, 10 worst) of a unit file."""
     result = analyze(["security", "--offline=true", "--no-pager"], unit_text, name, tmp_path)
     found = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", result.stdout)
-    if found is None:
-        if "--offline" in result.stderr or "unrecognized option" in result.stderr:
-            pytest.skip(f"this systemd-analyze cannot judge a unit file: {result.stderr}")
-        raise AssertionError(f"no exposure score: {result.stdout}{result.stderr}")
+    # `make test` installs Debian's systemd (252+), whose security verb takes --offline;
+    # an older one fails here rather than letting the hardening go unchecked.
+    assert found is not None, f"no exposure score: {result.stdout}{result.stderr}"
     return float(found.group(1))
 
 
