@@ -196,12 +196,14 @@ CommandHandler = Callable[[Command], Awaitable[CommandResult]]
 
 
 class CommandRefused(ValueError):
-    """A payload that is not a valid command; ``id`` is echoed when it could be read."""
+    """A payload that is not a valid command; ``id`` is echoed when it could be read.
+    ``unread``: refused for its size or nesting, before any parser saw it."""
 
-    def __init__(self, reason: str, id: str | None) -> None:
+    def __init__(self, reason: str, id: str | None, *, unread: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.id = id
+        self.unread = unread
 
 
 def parse(name: str, payload: bytes, limits: CommandLimits) -> Command:
@@ -211,15 +213,15 @@ def parse(name: str, payload: bytes, limits: CommandLimits) -> Command:
     exhaust the stack or the memory of the parsers below."""
     problem = shape_problem(payload)
     if problem is not None:
-        raise CommandRefused(problem, None)
-    id_ = peek_id(payload)
+        raise CommandRefused(problem, None, unread=True)
     model = MODELS.get(name)
     if model is None:
-        raise CommandRefused(f"unknown command {name!r}; known: {', '.join(MODELS)}", id_)
+        raise CommandRefused(f"unknown command {name!r}; known: {', '.join(MODELS)}",
+                             _id_of(payload))
     try:
         return model.model_validate_json(payload or b"{}", strict=True, context=limits)
     except ValidationError as exc:
-        raise CommandRefused(explain(exc), id_) from None
+        raise CommandRefused(explain(exc), _id_of(payload)) from None
 
 
 def explain(exc: ValidationError) -> str:
@@ -247,8 +249,11 @@ def peek_id(payload: bytes) -> str | None:
 
     None for a payload too big or deep to parse safely (json.loads recurses), and for an
     id that is not valid Unicode (a lone surrogate): it could not be logged or echoed."""
-    if shape_problem(payload) is not None:
-        return None
+    return None if shape_problem(payload) is not None else _id_of(payload)
+
+
+def _id_of(payload: bytes) -> str | None:
+    """``peek_id`` for a payload whose shape was checked already."""
     try:
         data = json.loads(payload)
     except ValueError:  # UnicodeDecodeError included

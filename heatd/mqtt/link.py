@@ -3,12 +3,11 @@
 The control cycle must never wait for the network, so every ``publish_*`` method here is a
 plain function: retained topics go into a latest-value-per-topic map, everything else into
 bounded FIFOs (command answers apart from the site's events), and a connection task drains
-them. aiomqtt does not reconnect by itself,
-so an outer loop builds a fresh client for every attempt, with exponential backoff and
-jitter; after each (re)connect it resubscribes and re-sends every retained topic, because
-the broker may have restarted without its retained store. A last will marks the site
-``offline`` if the process dies; a clean stop says so explicitly (every device first)
-before disconnecting.
+them. aiomqtt does not reconnect by itself, so an outer loop builds a fresh client for
+every attempt, with exponential backoff and jitter; after each (re)connect it resubscribes
+and re-sends every retained topic, because the broker may have restarted without its
+retained store. A last will marks the site ``offline`` if the process dies; a clean stop
+says so explicitly (every device first) before disconnecting.
 
 Commands are hostile input: each is rate-limited by name, checked for size and nesting
 before it is parsed, validated, and answered and audited whatever happens, including a bug
@@ -52,11 +51,11 @@ from heatd.mqtt.commands import (
 )
 from heatd.mqtt.discovery import discovery_payload, discovery_topic
 from heatd.mqtt.gate import CommandGate
-from heatd.mqtt.guard import shape_problem
 from heatd.mqtt.payload import dumps, epoch_ms
 from heatd.mqtt.settings import MqttSettings
 from heatd.mqtt.state import DeviceReporter
 from heatd.mqtt.topics import Topics, check_device, publishable
+from heatd.tasks import cancel_all
 
 if TYPE_CHECKING:
     from drivers.reading import Reading
@@ -252,7 +251,7 @@ class MqttLink:
         self._closing = True
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout / 2)
-        await _cancel(self._worker, self._stats_task)
+        await cancel_all([t for t in (self._worker, self._stats_task) if t is not None])
         self._refuse_queued()
         for device in self.site.devices:  # nobody vouches for them once we are gone
             self.publish_availability(device, False)
@@ -647,7 +646,7 @@ class MqttLink:
             request.command = parse(request.name, request.payload, self._limits)
         except CommandRefused as exc:
             request.id = exc.id
-            request.durable = shape_problem(request.payload) is None  # refused on content
+            request.durable = not exc.unread  # refused on its content, not its shape
             self._conclude(request, CommandResult(False, exc.reason))
             return
         request.id = request.command.id
@@ -842,13 +841,6 @@ class MqttLink:
                     accepted=getattr(result, "accepted", None),
                     reason=getattr(result, "reason", None))
 
-
-async def _cancel(*tasks: asyncio.Task[None] | None) -> None:
-    for task in tasks:
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 def _hash(site: SiteConfig) -> str:
