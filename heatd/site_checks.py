@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from drivers.codec import FLOAT_TYPES, RAW_LIMITS, DataType
 from drivers.modbus.spec import Table
 from heatd.config import (
+    DeviceConfig,
     ModbusPointConfig,
     ModbusRtuDevice,
     ModbusTcpDevice,
@@ -147,8 +148,6 @@ def _read_only(point: PointConfig) -> str | None:
     return None
 
 
-
-
 def encodable(point: PointConfig) -> tuple[float, float] | None:
     """The lowest and highest engineering value the point's data type can carry after
     ``value = raw * scale + offset``; None for booleans and untyped points."""
@@ -202,6 +201,15 @@ def _point_problems(site: SiteConfig) -> Iterator[Problem]:
                         f"{carried[0]:g} to {carried[1]:g}")
 
 
+def _bound(site: SiteConfig, ref: str) -> tuple[Loc, DeviceConfig | None, PointConfig | None]:
+    """The path, device and point a role's ``device.point`` names (None where the site has
+    no such device or point)."""
+    device_id, name = ref.split(".", 1)
+    device = site.devices.get(device_id)
+    point = device.points.get(name) if device is not None else None
+    return ("devices", device_id, "points", name), device, point
+
+
 def _role_problems(site: SiteConfig, invalid: Invalid) -> Iterator[Problem]:
     for role in site.roles:
         where: tuple[str | int, ...] = ("roles", role)
@@ -211,14 +219,12 @@ def _role_problems(site: SiteConfig, invalid: Invalid) -> Iterator[Problem]:
         refs = site.role_points(role)
         for index, ref in enumerate(refs):
             at = (*where, index) if isinstance(site.roles[role], list) else where
-            device_id, name = ref.split(".", 1)
-            if invalid.covers("devices", device_id, "points", name):
+            path, _, point = _bound(site, ref)
+            if invalid.covers(*path):
                 continue  # its own mistake is reported where it stands
-            device = site.devices.get(device_id)
-            if device is None or name not in device.points:
+            if point is None:
                 yield at, f"{ref!r} is not a point of this site"
                 continue
-            point = device.points[name]
             reason = _read_only(point)
             if role in OUTPUT_ROLES and reason is not None:
                 yield at, f"{ref!r} is bound to output role {role!r} but is {reason}"
@@ -249,17 +255,14 @@ def safe_state_problems(site: SiteConfig, invalid: Invalid | None = None) -> Ite
         refs = site.role_points(role)
         if len(refs) != 1:
             continue  # reported by the role checks
-        device_id, name = refs[0].split(".", 1)
-        device = site.devices.get(device_id)
-        if invalid.covers("devices", device_id, "points", name) or device is None:
+        where, _, point = _bound(site, refs[0])
+        if invalid.covers(*where) or point is None:
             continue
-        point = device.points.get(name)
-        if point is None or not point.writable or _read_only(point) is not None:
+        if not point.writable or _read_only(point) is not None:
             continue  # reported by the role checks
         wanted = float(to_point_value(role, point, value))
         unit = f" {point.unit}" if point.unit else ""
         what = f"the safe state writes {wanted:g}{unit} to {role} ({_SAFE_MEANING[role]})"
-        where = ("devices", device_id, "points", name)
         if point.write_min is not None and wanted < point.write_min - 1e-9:
             yield (*where, "write_min"), (f"{what}, below write_min {point.write_min:g}: "
                                           "the worst case would be clamped short of it")
@@ -283,13 +286,12 @@ def _staleness_problems(site: SiteConfig, invalid: Invalid) -> Iterator[Problem]
         if role not in INPUT_ROLES:
             continue
         for ref in site.role_points(role):
-            device_id, name = ref.split(".", 1)
-            device = site.devices.get(device_id)
-            if device is None or name not in device.points:
+            _, device, point = _bound(site, ref)
+            if point is None:
                 continue  # reported by the role checks
             if isinstance(device, OpcUaDevice) and device.mode == "subscription":
                 continue  # heard on every publishing interval, not polled
-            group_name = device.points[name].poll_group
+            group_name = point.poll_group
             if invalid.covers("poll_groups", group_name):
                 continue
             group = site.poll_groups.get(group_name)
