@@ -9,7 +9,6 @@ changes the fingerprint even though the site file did not.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,27 +16,22 @@ from heatd.config import OpcUaDevice, SiteConfig
 
 
 def referenced_files(site: SiteConfig) -> Iterator[str]:
-    """Credential, TLS and certificate files named by the site, as written."""
-    mqtt = site.mqtt
-    if mqtt is not None:
-        if mqtt.password_file:
-            yield mqtt.password_file
-        if mqtt.tls is not None:
-            yield from (f for f in (mqtt.tls.ca, mqtt.tls.cert, mqtt.tls.key) if f)
+    """Credential, TLS and certificate files named by the site, as heatd opens them."""
+    if site.mqtt is not None:
+        yield from site.mqtt.files()
     for device in site.devices.values():
         if isinstance(device, OpcUaDevice):
             yield from (f for f in (device.certificate, device.private_key,
                                     device.server_certificate) if f)
 
 
-def fingerprint(path: Path, site: SiteConfig) -> str:
+def fingerprint(site_file: bytes, site: SiteConfig) -> str:
     """A digest of the site file's bytes and of every file it names (or their absence)."""
-    digest = hashlib.sha256(path.read_bytes())
+    digest = hashlib.sha256(site_file)
     for name in referenced_files(site):
-        expanded = os.path.expandvars(name)
-        digest.update(b"\0" + expanded.encode())
+        digest.update(b"\0" + name.encode())
         try:
-            digest.update(Path(expanded).read_bytes())
+            digest.update(Path(name).read_bytes())
         except OSError as exc:
             digest.update(f"unreadable: {exc.errno}".encode())
     return digest.hexdigest()

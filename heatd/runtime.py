@@ -67,8 +67,9 @@ class Daemon:
     # --- wiring -----------------------------------------------------------------------
     def _build(self, site: SiteConfig) -> None:
         self.site = site
-        self.config_hash = hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
-        self.fingerprint = fingerprint(self.path, site)
+        site_file = self.path.read_bytes()
+        self.config_hash = hashlib.sha256(site_file).hexdigest()[:16]
+        self.fingerprint = fingerprint(site_file, site)
         self.image = PointImage(point_limits(site))
         self.acquisition = Acquisition(site, self.image,
                                        on_availability=self.publisher.availability)
@@ -179,7 +180,7 @@ class Daemon:
         file nor any file it names changed, nothing restarts (heatd.fingerprint)."""
         async with self._reloading:
             with contextlib.suppress(OSError):
-                if fingerprint(self.path, self.site) == self.fingerprint:
+                if fingerprint(self.path.read_bytes(), self.site) == self.fingerprint:
                     log.info("reload: configuration unchanged", config_hash=self.config_hash)
                     self.publisher.event({"type": "reload", "accepted": True,
                                           "unchanged": True, "config_hash": self.config_hash})

@@ -180,6 +180,20 @@ class MqttSettings(_Strict):
             raise ValueError(f"mqtt.password_file {path}: {exc.strerror or exc}") from exc
         return text.removesuffix("\n").removesuffix("\r")
 
+    def files(self) -> list[str]:
+        """The password and TLS files heatd reads at start, as it will open them (a path
+        whose variable is not set, as written)."""
+        named = [self.password_file]
+        if self.tls is not None:
+            named += [self.tls.ca, self.tls.cert, self.tls.key]
+        paths = []
+        for path in filter(None, named):
+            try:
+                paths.append(_expand(path))
+            except ValueError:
+                paths.append(path)
+        return paths
+
 
 def reply_prefix_problem(base: str, prefix: str) -> str | None:
     """Why ``prefix`` cannot hold replies for the site at ``base``, or None.
