@@ -86,11 +86,6 @@ class DurableOutbox:
             " ORDER BY id LIMIT ?", (*names, limit))
         return [Pending(*row) for row in rows]
 
-    def count(self, stream: str) -> int:
-        (n,) = self._db.execute("SELECT COUNT(*) FROM pending WHERE stream = ?",
-                                (stream,)).fetchone()
-        return int(n)
-
     def acknowledge(self, row_id: int) -> None:
         self._db.execute("DELETE FROM pending WHERE id = ?", (row_id,))
 
@@ -116,6 +111,7 @@ class DurableOutbox:
                 return False
             self.acknowledge(row.id)
         return True
+
 
 def _encode(row: Pending) -> bytes:
     if row.stream == METER:
