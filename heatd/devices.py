@@ -2,6 +2,9 @@
 gateway (unless a device asks for a connection of its own) and one serial client per RS-485
 line, with each point's driver spec and the poll group it belongs to. Every unit keeps its
 own timeout, retries and backoff on a shared link.
+
+A protocol's driver (and its library: pymodbus, asyncua) is imported only when the site
+has a device that speaks it, so a Modbus-only gateway never loads asyncua.
 """
 
 from __future__ import annotations
@@ -9,14 +12,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivers.codec import Codec
-from drivers.modbus.device import ModbusRtuDevice as ModbusRtuDriver
-from drivers.modbus.device import ModbusTcpDevice as ModbusTcpDriver
-from drivers.modbus.link import SerialLine, TcpLink
 from drivers.modbus.spec import ModbusPoint, PlanLimits, SerialSettings, TcpSettings
-from drivers.opcua import OpcUaDevice as OpcUaDriver
 from drivers.opcua.config import OpcUaPoint, OpcUaSettings
 from heatd.config import (
     ModbusRtuDevice,
@@ -27,6 +26,9 @@ from heatd.config import (
 )
 from heatd.points import PointLimits
 from heatd.site_checks import protocol_address
+
+if TYPE_CHECKING:
+    from drivers.modbus.link import SerialLine, TcpLink
 
 DriverPoint = ModbusPoint | OpcUaPoint
 STALE_AFTER_POLLS = 3
@@ -104,6 +106,9 @@ def build_devices(site: SiteConfig, only: str | None = None) -> dict[str, BoundD
             continue
         points: Mapping[str, DriverPoint]
         if isinstance(device, ModbusTcpDevice):
+            from drivers.modbus.device import ModbusTcpDevice as ModbusTcpDriver
+            from drivers.modbus.link import TcpLink
+
             settings = TcpSettings(
                 host=device.host, port=device.port, timeout=device.timeout,
                 retries=device.retries, request_delay=device.request_delay,
@@ -120,6 +125,9 @@ def build_devices(site: SiteConfig, only: str | None = None) -> dict[str, BoundD
                                           link=link)
             points = _modbus_points(device)
         elif isinstance(device, ModbusRtuDevice):
+            from drivers.modbus.device import ModbusRtuDevice as ModbusRtuDriver
+            from drivers.modbus.link import SerialLine
+
             unit = SerialSettings(
                 port=device.serial_port, baudrate=device.baudrate, parity=device.parity,
                 stopbits=device.stopbits, bytesize=device.bytesize, timeout=device.timeout,
@@ -135,6 +143,8 @@ def build_devices(site: SiteConfig, only: str | None = None) -> dict[str, BoundD
                                      settings=unit)
             points = _modbus_points(device)
         else:
+            from drivers.opcua.device import OpcUaDevice as OpcUaDriver
+
             driver = OpcUaDriver(name, _opcua_settings(device))
             points = {
                 pname: OpcUaPoint(name=pname, node_id=p.node_id, data_type=p.data_type,

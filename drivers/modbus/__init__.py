@@ -1,7 +1,14 @@
-"""Modbus TCP and RTU drivers (pymodbus): point specs, read plans, links and devices."""
+"""Modbus TCP and RTU drivers (pymodbus): point specs, read plans, links and devices.
 
-from drivers.modbus.device import DeviceStats, ModbusDevice, ModbusRtuDevice, ModbusTcpDevice
-from drivers.modbus.link import Link, SerialLine, TcpLink
+Specs and plans load without pymodbus (config checks need only them); the links and
+devices, and pymodbus with them, load on first use, so a site without a Modbus device
+never pays for it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from drivers.modbus.plan import Block, build_plan, format_plan
 from drivers.modbus.spec import (
     Forbidden,
@@ -11,6 +18,10 @@ from drivers.modbus.spec import (
     Table,
     TcpSettings,
 )
+
+if TYPE_CHECKING:
+    from drivers.modbus.device import DeviceStats, ModbusDevice, ModbusRtuDevice, ModbusTcpDevice
+    from drivers.modbus.link import Link, SerialLine, TcpLink
 
 __all__ = [
     "Block",
@@ -30,3 +41,17 @@ __all__ = [
     "build_plan",
     "format_plan",
 ]
+
+_LAZY = {
+    "DeviceStats": "device", "ModbusDevice": "device", "ModbusRtuDevice": "device",
+    "ModbusTcpDevice": "device", "Link": "link", "SerialLine": "link", "TcpLink": "link",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f"drivers.modbus.{module}"), name)
