@@ -62,6 +62,14 @@ def _run(args: argparse.Namespace) -> int:
     return run(args.file)
 
 
+def _init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from heatd.scaffold import init
+
+    return init(Path(args.dir), args.force, sys.stdout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="heatd",
@@ -92,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the daemon on a site file (systemd: Type=notify)")
     run.add_argument("file")
     run.set_defaults(handler=_run)
+
+    init = commands.add_parser(
+        "init", help="write an example site file and a systemd unit into DIR, to edit"
+    )
+    init.add_argument("dir", metavar="DIR")
+    init.add_argument("--force", action="store_true", help="overwrite files already there")
+    init.set_defaults(handler=_init)
 
     from hil.cli import add_commands as add_hil_commands
 

@@ -8,10 +8,14 @@ touches pyplot's global state.
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from pathlib import Path
 
 from hil.cosim import Run
 from hil.kpi import KpiConfig
+
+PLOT_EXTRA = "plots need the 'plot' extra: pip install 'heatd[plot]'"
+"""What a command that plots says, once, when matplotlib is missing; it does the rest."""
 
 _OFF_SCALE_K = 20.0
 """Temperatures more than this above the supply limit are clipped (a runaway would
@@ -101,3 +105,8 @@ def plot_run(run: Run, path: str | Path, config: KpiConfig) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     return out
+
+
+def can_plot() -> bool:
+    """Whether matplotlib (the ``plot`` extra) is installed."""
+    return find_spec("matplotlib") is not None

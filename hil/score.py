@@ -31,6 +31,7 @@ from hil.cosim import (
 )
 from hil.kpi import Prices, kpi_config
 from hil.params import ParamsError, PlantParams, deep_merge, load_params
+from hil.plots import PLOT_EXTRA, can_plot, plot_run
 from hil.scenario import Scenario, ScenarioError, list_scenarios, load_scenario
 
 SITE_CONTROL: dict[str, Any] = {
@@ -231,8 +232,6 @@ def score(
         trace_points=TRACE_POINTS if plot_dir is not None else 0,
     )
     if plot_dir is not None:
-        from hil.plots import plot_run
-
         plot_run(run, Path(plot_dir) / f"{run.scenario}-{run.controller}.png", kpi)
     return run
 
@@ -256,9 +255,8 @@ def main(args: argparse.Namespace) -> int:
         print("heatd hil score: give --scenario NAME, --all or --family N", file=sys.stderr)
         return 2
     plot_dir = None if args.no_plot else args.plot_dir
-    if plot_dir is not None and not _can_plot():
-        print("heatd hil score: plots need matplotlib (pip install 'heatd[plot]'); "
-              "writing none (--no-plot hides this)", file=sys.stderr)
+    if plot_dir is not None and not can_plot():
+        print(f"heatd hil score: {PLOT_EXTRA} (--no-plot hides this line)", file=sys.stderr)
         plot_dir = None
     prices = prices_from(args)
     try:
@@ -287,10 +285,3 @@ def main(args: argparse.Namespace) -> int:
             print(f"plots in {plot_dir}/")
     return 0
 
-
-def _can_plot() -> bool:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
