@@ -27,9 +27,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
 import aiomqtt
 import structlog
 
@@ -37,8 +34,7 @@ from heatd.config_loader import parse_site
 from heatd.mqtt.commands import Command, CommandResult, ReloadCommand
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import MqttSettings
-
-from mqtt_broker import Mosquitto
+from hil.rig.broker import Mosquitto
 
 SITE = parse_site("""
 site: {id: flood, name: Flood bench}

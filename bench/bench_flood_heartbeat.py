@@ -16,19 +16,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
 import aiomqtt
 
 from heatd.config_loader import load_site
-
-from daemon_harness import running_stack
+from hil.rig.daemon import running_stack
 
 HEARTBEAT = "plc.heartbeat"
 CYCLE = 1.0

@@ -15,18 +15,14 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from heartbeat_rig import PLC, VALVE_ADDRESS, heartbeat_with_silent_unit, running
 from pymodbus.client import AsyncModbusTcpClient
 
 from drivers.modbus import Table
+from hil.rig.heartbeat import PLC, VALVE_ADDRESS, heartbeat_with_silent_unit, running
 
 CYCLE, TIMEOUT = 0.5, 0.5
 

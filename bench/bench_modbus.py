@@ -16,15 +16,10 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from pymodbus.client import AsyncModbusTcpClient
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from drivers.codec import ByteOrder, Codec, DataType
 from drivers.modbus import (
@@ -38,8 +33,7 @@ from drivers.modbus import (
     TcpSettings,
     build_plan,
 )
-
-from modbus_servers import SimServer, unit
+from hil.rig.modbus import SimServer, unit
 
 UNITS = (1, 2, 3)
 POINTS = 500

@@ -15,23 +15,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import time
-from pathlib import Path
 
 from asyncua import Client, Server, ua
-from pymodbus.client import AsyncModbusTcpClient
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from bench_modbus import LIMITS, UNITS, baseline_poll, minimum_requests, site_points
+from pymodbus.client import AsyncModbusTcpClient
 
 from drivers.modbus import ModbusTcpDevice, TcpLink, TcpSettings
 from drivers.opcua import OpcUaDevice, OpcUaPoint, OpcUaSettings
-
-from modbus_servers import SimServer, free_port, unit
+from hil.rig.modbus import SimServer, free_port, unit
 
 MODBUS_PER_UNIT = 150
 OPCUA_POINTS = 50
