@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="overwrite files already there")
     init.set_defaults(handler=_init)
 
+    from heatd.billing.cli import add_commands as add_billing_commands
+
+    add_billing_commands(commands)
+
     from hil.cli import add_commands as add_hil_commands
 
     add_hil_commands(commands)

@@ -9,7 +9,6 @@ module only says what a valid site is.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -23,6 +22,8 @@ from pydantic import (
 
 from drivers.codec import ByteOrder, DataType, register_count
 from drivers.modbus.spec import Forbidden, Table
+from drivers.opcua.nodeid import check_node_id
+from heatd.billing.contracts import Contracts
 from heatd.control.params import ControlParams
 from heatd.mqtt.settings import MqttSettings
 
@@ -52,8 +53,10 @@ class PointBase(Strict):
     write_min: float | None = Field(None, description="Lowest value heatd may write.")
     write_max: float | None = Field(None, description="Highest value heatd may write.")
     description: str | None = None
-
-
+    wrap: Literal[16, 32, 64] | None = Field(
+        None, description="An energy counter that wraps after 2^bits raw counts (e.g. a "
+        "32-bit Wh counter): a step back from the top to the bottom quarter of its range "
+        "is a wrap, not a reset.")
 
     @model_validator(mode="after")
     def _bounds_make_sense(self) -> PointBase:
@@ -103,9 +106,11 @@ class ModbusPointConfig(PointBase):
 
 
 class OpcUaPointConfig(PointBase):
-    node_id: str = Field(description="OPC UA node id, e.g. ns=2;s=Loop.SupplyTemp.")
+    node_id: str = Field(description="OPC UA node id, e.g. nsu=urn:vendor:plant;s=Loop.Supply "
+                         "(namespace by URI, resolved at every connect) or ns=2;s=Loop.Supply.")
     data_type: DataType | None = Field(
-        None, description="Needed for writable points: the variant type to write."
+        None, description="The variant type to write; without it heatd writes with the type "
+        "the server reports for the variable."
     )
     scale: float = 1.0
     offset: float = 0.0
@@ -114,14 +119,11 @@ class OpcUaPointConfig(PointBase):
     @field_validator("node_id")
     @classmethod
     def _looks_like_node_id(cls, value: str) -> str:
-        if not re.match(r"^(ns=\d+;)?[isgb]=.+$", value):
-            raise ValueError(f"{value!r} is not an OPC UA node id like ns=2;s=Name or i=85")
+        check_node_id(value)
         return value
 
     @model_validator(mode="after")
-    def _writable_needs_type(self) -> OpcUaPointConfig:
-        if self.writable and self.data_type is None:
-            raise ValueError("a writable OPC UA point needs data_type")
+    def _type_exists_on_opcua(self) -> OpcUaPointConfig:
         if self.data_type is DataType.BIT:
             raise ValueError("data_type bit exists only on Modbus; an OPC UA Boolean "
                              "variable is data_type bool")
@@ -222,6 +224,16 @@ class OpcUaDevice(Strict):
     application_uri: str = Field(
         "urn:heatd:client", description="Must equal the URI in the client certificate."
     )
+    trust: Literal["pinned", "list", "any"] | None = Field(
+        None, description="Which server certificates a secured channel accepts: pinned "
+        "(server_certificate), list (a certificate in trust_list or issued by a CA there) or "
+        "any (insecure). Default: pinned with server_certificate, list with trust_list."
+    )
+    trust_list: str | None = Field(None, description="Folder of trusted server or CA "
+                                   "certificates (.der, .pem, .crt, .cer).")
+    namespaces: dict[Annotated[int, Field(ge=1, le=65535)], Annotated[str, Field(min_length=1)]] \
+        = Field(default_factory=dict, description="Namespace index -> the URI the site expects "
+                "there; a point at an index whose URI differs on the server is bad, not read.")
     timeout: Seconds = 2.0
     mode: Literal["subscription", "polling"] = "subscription"
     publishing_interval: Seconds = 0.5
@@ -245,7 +257,19 @@ class OpcUaDevice(Strict):
             raise ValueError(f"{self.security_policy} needs certificate and private_key")
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together")
+        if secured and self.server_trust == "pinned" and not self.server_certificate:
+            raise ValueError("a secured device needs trust: pinned with server_certificate, "
+                             "list with trust_list, or any (insecure)")
+        if secured and self.server_trust == "list" and not self.trust_list:
+            raise ValueError("trust: list needs trust_list, a folder of certificates")
         return self
+
+    @property
+    def server_trust(self) -> Literal["pinned", "list", "any"]:
+        """``trust`` as given, else what the certificates given imply."""
+        if self.trust is not None:
+            return self.trust
+        return "list" if self.trust_list and not self.server_certificate else "pinned"
 
 
 DeviceConfig = Annotated[
@@ -312,6 +336,9 @@ class SiteConfig(Strict):
     mqtt: MqttSettings | None = Field(None, description="Broker; without it heatd runs "
                                       "without publishing.")
     meter: MeterSettings | None = Field(None, description="Energy metering; needs mqtt.")
+    contracts: Contracts | None = Field(
+        None, description="Heat-purchase agreements and the cooling guarantee: hourly "
+        "records kept in meter.database; needs meter.")
 
     def point(self, ref: str) -> PointConfig:
         device, name = ref.split(".", 1)

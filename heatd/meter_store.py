@@ -86,6 +86,10 @@ class DurableOutbox:
             " ORDER BY id LIMIT ?", (*names, limit))
         return [Pending(*row) for row in rows]
 
+    def wake(self) -> None:
+        """Rows were added by another connection to the file (the ledger): send them."""
+        self._wake.set()
+
     def acknowledge(self, row_id: int) -> None:
         self._db.execute("DELETE FROM pending WHERE id = ?", (row_id,))
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from heatd.billing.ledger import RECORDS
+from heatd.billing.service import Billing
 from heatd.meter import EnergyMeter
 from heatd.meter_store import AUDIT, METER, DurableOutbox
 from heatd.mqtt.commands import (
@@ -48,6 +50,8 @@ class Publisher:
         self.meter: EnergyMeter | None = None
         self.outbox: DurableOutbox | None = None
         self._forwarder: asyncio.Task[None] | None = None
+        self.billing: Billing | None = None
+        self._billing_writer: asyncio.Task[None] | None = None
         self._replacing: asyncio.Task[None] | None = None
 
     @staticmethod
@@ -63,7 +67,7 @@ class Publisher:
                 except OSError as exc:  # ssl.SSLError is one
                     raise ValueError(f"mqtt.tls: {exc.strerror or exc}") from exc
         if site.meter is not None:
-            _meter_path(site.meter.database)
+            meter_path(site.meter.database)
 
     async def start(self) -> None:
         site = self.daemon.site
@@ -73,7 +77,7 @@ class Publisher:
             return
         meter = site.meter
         outbox = self.outbox = (None if meter is None
-                                else DurableOutbox(_meter_path(meter.database)))
+                                else DurableOutbox(meter_path(meter.database)))
         try:
             link = self.link = MqttLink(
                 settings, site, self.handle, config_hash=self.daemon.config_hash,
@@ -86,9 +90,13 @@ class Publisher:
             link.publish_availability(device, self.daemon.acquisition.online(device))
         if meter is not None and outbox is not None:
             self.meter = EnergyMeter(site.site.id, meter.interval)
+            if site.contracts is not None:
+                self.billing = Billing(site, meter_path(meter.database), outbox.wake)
+                self._billing_writer = asyncio.create_task(self.billing.run())
             self._forwarder = asyncio.create_task(outbox.forward({
                 METER: partial(link.publish_confirmed, link.topics.meter),
-                AUDIT: partial(link.publish_confirmed, link.topics.events)}))
+                AUDIT: partial(link.publish_confirmed, link.topics.events),
+                RECORDS: partial(link.publish_confirmed, link.topics.records)}))
 
     async def stop(self) -> None:
         if self._replacing is not None and self._replacing is not asyncio.current_task():
@@ -97,12 +105,19 @@ class Publisher:
         if link is not None:  # first: audits of the commands it still answers are kept
             link.publish_control_state(self._control_state())
             await link.stop()
+        if self._billing_writer is not None and self.billing is not None:
+            await cancel_all([self._billing_writer])
+            self._billing_writer = None
+            await self.billing.flush()  # hours closed in the last cycles are kept
         if self._forwarder is not None:
             await cancel_all([self._forwarder])
             self._forwarder = None
         self._close_outbox()
 
     def _close_outbox(self) -> None:
+        if self.billing is not None:
+            self.billing.close()
+            self.billing = None
         if self.outbox is not None:
             self.outbox.close()
             self.outbox = self.meter = None
@@ -118,11 +133,13 @@ class Publisher:
             self.link.publish_event(kind, **fields)
 
     def rebuilt(self, old: SiteConfig) -> None:
-        """After a reload: every device state is re-sent in full. A changed ``mqtt:`` or
-        ``meter:`` section or site id gets a new link instead: the old one says ``offline``
-        on its topics and goes (after answering the reload command that asked for it)."""
+        """After a reload: every device state is re-sent in full. A changed ``mqtt:``,
+        ``meter:`` or ``contracts:`` section or site id gets a new link instead: the old
+        one says ``offline`` on its topics and goes (after answering the reload command
+        that asked for it)."""
         new = self.daemon.site
-        if (new.site.id, new.mqtt, new.meter) != (old.site.id, old.mqtt, old.meter):
+        if ((new.site.id, new.mqtt, new.meter, new.contracts)
+                != (old.site.id, old.mqtt, old.meter, old.contracts)):
             self._replacing = asyncio.create_task(self._replace(), name="mqtt-replace")
         elif self.link is not None:
             self.link.set_site(new, self.daemon.config_hash)
@@ -148,6 +165,8 @@ class Publisher:
             record = self.meter.observe(wall, daemon.role_values())
             if record is not None:
                 self.outbox.append(record)
+        if self.billing is not None:
+            self.billing.observe(wall, daemon.last_points)
         snapshot = daemon.last_points  # the one the cycle decided on: judged once per cycle
         if snapshot is not None:
             for name, device in daemon.site.devices.items():
@@ -196,7 +215,7 @@ class Publisher:
         return CommandResult(False, f"unknown command {command.name}")
 
 
-def _meter_path(database: str) -> str:
+def meter_path(database: str) -> str:
     path = os.path.expandvars(database)
     if "$" in path:
         raise ValueError(f"meter.database {database!r}: a variable in it is not set; give a path")

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 
 from drivers.codec import FLOAT_TYPES, RAW_LIMITS, DataType
 from drivers.modbus.spec import Table
+from heatd.billing.points import contract_problems
 from heatd.config import (
     DeviceConfig,
     ModbusPointConfig,
@@ -56,6 +57,7 @@ def site_problems(site: SiteConfig, invalid: Invalid | None = None) -> list[Prob
         *_shared_line_problems(site),
         *_role_problems(site, invalid),
         *_staleness_problems(site, invalid),
+        *([] if invalid.covers("contracts") else contract_problems(site)),
     ]
 
 

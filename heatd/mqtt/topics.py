@@ -72,6 +72,11 @@ class Topics:
         return f"{self.base}/meter/energy"
 
     @property
+    def records(self) -> str:
+        """Hourly contract records, hash-chained (store-and-forward, not retained)."""
+        return f"{self.base}/meter/records"
+
+    @property
     def commands(self) -> str:
         """Filter for every command topic (one level: replies one level below don't match)."""
         return f"{self.base}/cmd/+"

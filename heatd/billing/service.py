@@ -1,0 +1,146 @@
+"""The contracts' meters inside the daemon: fed from the point image once per cycle,
+their closed hours chained into the ledger by a worker thread.
+
+The cycle only reads the snapshot and does arithmetic; the SQLite transaction (with its
+fsync) runs in ``asyncio.to_thread`` from the writer task, so a slow disk never delays
+control. A counter's reading enters the meter once, stamped with the wall-clock time it
+was heard, so a counter that was not re-read since the last cycle is not a zero delta.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from drivers.reading import Quality, Reading
+from heatd.billing.contracts import CoolingGuarantee, HeatPurchase
+from heatd.billing.hourly import Hour, HourlyMeter, Level
+from heatd.billing.ledger import Ledger
+from heatd.billing.points import Channel, cooling_channels, heat_channels
+from heatd.billing.records import cooling_record, heat_record
+from heatd.config import SiteConfig
+from heatd.points import Snapshot
+
+log = structlog.get_logger(__name__)
+
+COUNTERS = ("energy", "it_energy")
+POWERS = ("power", "it_power", "hp_power", "fan_power")
+RETRY_S = 5.0
+
+
+@dataclass
+class _Contract:
+    contract: HeatPurchase | CoolingGuarantee
+    channels: dict[str, Channel]
+    meter: HourlyMeter
+
+    def record(self, site: SiteConfig, hour: Hour) -> dict[str, Any]:
+        if isinstance(self.contract, HeatPurchase):
+            return heat_record(site.site.id, self.contract, hour, site.site.timezone,
+                               "energy" in self.channels)
+        return cooling_record(site.site.id, self.contract, hour, "it_energy" in self.channels)
+
+
+def build_meters(site: SiteConfig, ledger: Ledger) -> list[_Contract]:
+    """One hourly meter per contract, resumed where its stored records end."""
+    contracts = site.contracts
+    if contracts is None:
+        return []
+    out = []
+    for contract in [*contracts.heat_purchase, *filter(None, [contracts.cooling_guarantee])]:
+        if isinstance(contract, HeatPurchase):
+            channels = heat_channels(site, contract)
+            levels = {"supply_temp": Level(below=contract.min_supply_temp_c),
+                      "return_temp": Level()}
+        else:
+            channels = cooling_channels(site, contract)
+            levels = {"rack_inlet": Level(above=contract.rack_inlet_limit_c),
+                      "supply_temp": Level(above=contract.supply_limit_c)}
+        counters = {n: c.modulus for n, c in channels.items() if n in COUNTERS}
+        meter = HourlyMeter(counters, tuple(n for n in channels if n in POWERS),
+                            {n: v for n, v in levels.items() if n in channels},
+                            ledger.resume(contract.name, counters))
+        out.append(_Contract(contract, channels, meter))
+    return out
+
+
+class Billing:
+    """Every contract's meter, and the writer that keeps their records."""
+
+    def __init__(self, site: SiteConfig, path: str, wake: Callable[[], None]) -> None:
+        self.site = site
+        self.ledger = Ledger(path, threaded=True)
+        self._contracts = build_meters(site, self.ledger)
+        self._heard: dict[str, float] = {}
+        self._closed: list[dict[str, Any]] = []
+        self._ready = asyncio.Event()
+        self._wake = wake
+
+    def observe(self, wall: float, points: Snapshot | None) -> None:
+        """Once per cycle (no I/O): feed the meters, queue the hours they closed."""
+        if points is None:
+            return
+        mono = points.taken_at
+        for entry in self._contracts:
+            counters, good, values = {}, {}, {}
+            for name, channel in entry.channels.items():
+                readings = [points[ref] for ref in channel.refs]
+                if name in COUNTERS:
+                    counters[name] = self._new_reading(channel, readings[0], wall, mono)
+                    good[name] = _good(readings[0])
+                else:
+                    found = [float(r.value) * channel.factor  # type: ignore[arg-type]
+                             for r in readings if _good(r)]
+                    values[name] = max(found) if found else None
+            for hour in entry.meter.observe(wall, counters=counters, counters_good=good,
+                                            powers=values, levels=values):
+                self._closed.append(entry.record(self.site, hour))
+        if self._closed:
+            self._ready.set()
+
+    def _new_reading(self, channel: Channel, reading: Reading, wall: float,
+                     mono: float) -> tuple[float, float] | None:
+        ref = channel.refs[0]
+        if not _good(reading) or reading.heard_at is None:
+            return None
+        if self._heard.get(ref) == reading.heard_at:
+            return None  # not re-read since the last cycle
+        self._heard[ref] = reading.heard_at
+        return wall - (mono - reading.heard_at), float(reading.value) * channel.factor  # type: ignore[arg-type]
+
+    async def run(self) -> None:
+        """Write closed records as they come, off the cycle; for ever."""
+        while True:
+            await self._ready.wait()
+            await self.flush()
+
+    async def flush(self) -> None:
+        self._ready.clear()
+        batch, self._closed = self._closed, []
+        if not batch:
+            return
+        started = time.monotonic()
+        try:
+            await asyncio.to_thread(self.ledger.append, batch)
+        except sqlite3.Error as exc:  # disk full, locked: keep them and try again
+            log.error("records not kept yet", count=len(batch), error=str(exc))
+            self._closed[:0] = batch
+            await asyncio.sleep(RETRY_S)
+            self._ready.set()
+            return
+        log.debug("records kept", count=len(batch), seconds=time.monotonic() - started)
+        self._wake()
+
+    def close(self) -> None:
+        self.ledger.close()
+
+
+def _good(reading: Reading) -> bool:
+    return reading.quality is Quality.GOOD and reading.value is not None \
+        and not isinstance(reading.value, bool)
