@@ -31,6 +31,13 @@ class Device(Protocol[P_contra]):
         """True while the device answers; False after a failed request until one succeeds."""
         ...
 
+    @property
+    def last_error(self) -> str | None:
+        """Why the device is not answering (``connection refused``, ``timeout``, ``no such
+        serial port``, a security status, ...) or the error it answered with; None when
+        healthy."""
+        ...
+
     async def start(self) -> None:
         """Begin connecting. Never raises on an unreachable device: it retries by itself."""
         ...

@@ -6,28 +6,99 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass, replace
 from typing import IO
 
 from drivers.modbus.device import ModbusDevice
 from drivers.modbus.plan import format_plan
 from drivers.reading import Quality, Reading
 from heatd.config import SiteConfig
-from heatd.devices import BoundDevice, build_devices
+from heatd.control.signals import Signal
+from heatd.control.signals import Snapshot as ControlSnapshot
+from heatd.control.validate import ValidationState, validate
+from heatd.devices import BoundDevice, build_devices, point_limits
+from heatd.points import PointImage
+from heatd.role_signals import control_snapshot
 
 CONNECT_WAIT_S = 5.0
-"""How long to wait for a device to connect before reporting it as it is."""
+"""Longest a device may take to connect (or to fail to) before it is reported as it is."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Probed:
+    """One device's readings as ``run`` would judge them, and its state."""
+
+    online: bool
+    error: str | None
+    readings: dict[str, Reading]
 
 
 async def _read_once(device: BoundDevice) -> dict[str, Reading]:
+    """Read every point once, after the first connect attempt ended either way."""
     points = tuple(device.points.values())
     await device.driver.start()
     deadline = time.monotonic() + CONNECT_WAIT_S
     while True:
         readings = await device.driver.read(points)
         disconnected = all(r.reason == "disconnected" for r in readings.values())
-        if not disconnected or time.monotonic() > deadline:
+        tried = device.driver.last_error not in (None, "disconnected")
+        if not disconnected or tried or time.monotonic() > deadline:
             return readings
         await asyncio.sleep(0.1)
+
+
+async def _probe_device(site: SiteConfig, device: BoundDevice, image: PointImage) -> _Probed:
+    """Read one device within CONNECT_WAIT_S plus one request, and judge its points."""
+    limit = CONNECT_WAIT_S + _request_s(site, device)
+    try:
+        readings = await asyncio.wait_for(_read_once(device), limit)
+    except TimeoutError:
+        readings = {name: Reading.bad("timeout", time.time()) for name in device.points}
+    online, error = device.driver.online, device.driver.last_error
+    if not online and error in (None, "disconnected"):
+        error = f"no connection within {CONNECT_WAIT_S:g} s"
+    return _Probed(online, error, judge(site, device.name, readings, image, time.monotonic()))
+
+
+def _request_s(site: SiteConfig, device: BoundDevice) -> float:
+    """One request with its retries, and some slack: the read after the connect."""
+    config = site.devices[device.name]
+    return config.timeout * (getattr(config, "retries", 0) + 2)
+
+
+def judge(site: SiteConfig, device: str, readings: dict[str, Reading], image: PointImage,
+          now: float) -> dict[str, Reading]:
+    """The readings as ``run`` judges them now: the point image's verdict (range, NaN,
+    staleness), then the control core's validation of every input role the point is
+    bound to (the role's plausible range); a point either calls bad is bad here."""
+    for name, reading in readings.items():
+        image.update(f"{device}.{name}", replace(reading, heard_at=now), now)
+    points = image.snapshot(now)
+    roles = control_snapshot(site, points, now).signals
+    judged = {}
+    for name in readings:
+        ref = f"{device}.{name}"
+        reading = points[ref]
+        for role, refs in ((r, site.role_points(r)) for r in roles):
+            if reading.quality is Quality.GOOD and ref in refs:
+                why = _role_verdict(site, role, roles[role][refs.index(ref)], now)
+                if why is not None:
+                    reading = replace(reading, value=None, quality=Quality.BAD, reason=why)
+        judged[name] = reading
+    return judged
+
+
+def _role_verdict(site: SiteConfig, role: str, signal: Signal, now: float) -> str | None:
+    """Why the control core would not take this one point as ``role``, or None."""
+    inputs, _ = validate(ControlSnapshot(now, {role: (signal,)}), ValidationState(),
+                         site.control, now)
+    why = inputs.invalid.get(role)
+    if why is None:
+        return None
+    spec = site.control.role_specs.get(role)
+    if why == "out of range" and spec is not None and signal.value is not None:
+        why = f"out of range: {signal.value:g} not in [{spec[0]:g}, {spec[1]:g}]"
+    return f"{role}: {why}"
 
 
 def _format_value(reading: Reading) -> str:
@@ -45,28 +116,34 @@ def _format_raw(reading: Reading) -> str:
 
 
 async def probe(site: SiteConfig, only: str | None, out: IO[str]) -> int:
-    """Print one table per device; exit status 0 when every point read good, else 2."""
+    """Print one table per device; exit status 0 when every point is good as ``run``
+    would judge it, else 2. Devices are read at the same time, each within its own
+    time limit, so unreachable devices cost the probe one wait, not one each."""
     devices = build_devices(site, only)
-    all_good = True
+    image = PointImage(point_limits(site))
     try:
-        for name, device in devices.items():
-            config = site.devices[name]
-            readings = await _read_once(device)
-            out.write(f"device {name} ({config.protocol}): "
-                      f"{'online' if device.driver.online else 'offline'}\n")
-            if isinstance(device.driver, ModbusDevice):
-                plan = device.driver.plan(tuple(device.points.values()))
-                out.write("read plan:\n" + _indent(format_plan(plan)) + "\n")
-            rows = [("point", "raw", "value", "unit", "quality")]
-            for pname, point in config.points.items():
-                reading = readings[pname]
-                all_good &= reading.quality is Quality.GOOD
-                rows.append((pname, _format_raw(reading), _format_value(reading),
-                             point.unit or "", reading.quality_text))
-            out.write(_table(rows) + "\n\n")
+        probed = await asyncio.gather(
+            *(_probe_device(site, device, image) for device in devices.values()))
     finally:
         for device in devices.values():
             await device.driver.close()
+    all_good = True
+    for (name, device), result in zip(devices.items(), probed, strict=True):
+        config = site.devices[name]
+        state = "online" if result.online else "offline"
+        if result.error is not None:
+            state += f" ({result.error})"
+        out.write(f"device {name} ({config.protocol}): {state}\n")
+        if isinstance(device.driver, ModbusDevice):
+            plan = device.driver.plan(tuple(device.points.values()))
+            out.write("read plan:\n" + _indent(format_plan(plan)) + "\n")
+        rows = [("point", "raw", "value", "unit", "quality")]
+        for pname, point in config.points.items():
+            reading = result.readings[pname]
+            all_good &= reading.quality is Quality.GOOD
+            rows.append((pname, _format_raw(reading), _format_value(reading),
+                         point.unit or "", reading.quality_text))
+        out.write(_table(rows) + "\n\n")
     return 0 if all_good else 2
 
 

@@ -136,7 +136,7 @@ async def test_probe_prints_plan_raw_and_values(tmp_path: Path) -> None:
     assert "power 0000 41AC 21.5 kW good" in rows
     assert "inlet FF9C -10 degC good" in rows
     assert "speed 0037 55 % good" in rows
-    assert "device pump (modbus_tcp): offline" in rows
+    assert "device pump (modbus_tcp): offline (connection refused)" in rows
     assert "running - - bad:disconnected" in rows
 
 

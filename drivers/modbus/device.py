@@ -118,6 +118,10 @@ class ModbusDevice:
         self._started = False
         self._retry_at = 0.0
         self._down_reason = "disconnected"
+        self._refused: str | None = None
+        """The first error answer (an exception code) of the read in progress."""
+        self._refusals: dict[str, str] = {}
+        """First point of a read (one per poll group) -> the error its latest read got."""
 
     @property
     def online(self) -> bool:
@@ -128,6 +132,17 @@ class ModbusDevice:
         """(link connects, times the unit answered again after silence): a change means
         the unit may have restarted and lost its setpoints."""
         return (self.link.connects, self._comebacks)
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the unit is not answering (the link's failed connect, or the last request's
+        timeout), else the error answer (an exception code) the latest read of one of its
+        poll groups got; None when every read was answered in full."""
+        if not self.link.connected:
+            return self.link.connect_error or "disconnected"
+        if not self._online:
+            return self._down_reason
+        return next(iter(self._refusals.values()), None)
 
     @property
     def tripped(self) -> bool:
@@ -195,6 +210,7 @@ class ModbusDevice:
         probe = self._may_send()
         if probe is None:
             return _all_bad(points, self._down_reason, time.time())
+        self._refused = None
         try:
             for step in steps:
                 await self._read_step(step, out)
@@ -206,6 +222,10 @@ class ModbusDevice:
         finally:
             if probe:
                 self._probing = False
+        if self._refused is not None and points:
+            self._refusals[points[0].name] = self._refused
+        elif self._refusals and points:
+            self._refusals.pop(points[0].name, None)
         return out
 
     def _silent(self, reason: str) -> None:
@@ -260,7 +280,9 @@ class ModbusDevice:
             code = int(getattr(reply, "exception_code", 0))
             at = split_point(block) if code == ILLEGAL_DATA_ADDRESS else None
             if at is None:
-                _fill_bad(out, block, exception_reason(code), now)
+                reason = exception_reason(code)
+                self._refused = self._refused or reason
+                _fill_bad(out, block, reason, now)
                 return
             self._splits[block.key] = at
             self._steps.clear()
@@ -271,7 +293,9 @@ class ModbusDevice:
         words = reply.bits if block.table.is_bits else reply.registers
         if len(words) < block.count or (not block.table.is_bits and len(words) != block.count):
             self.stats.errors += 1
-            _fill_bad(out, block, f"wrong length: {len(words)} for {block.count}", now)
+            reason = f"wrong length: {len(words)} for {block.count}"
+            self._refused = self._refused or reason
+            _fill_bad(out, block, reason, now)
             return
         good = Quality.GOOD
         for name, start, end, decode in step.layout:

@@ -26,6 +26,7 @@ from pymodbus.client.base import ModbusBaseClient
 from pymodbus.pdu import ModbusPDU
 
 from drivers.backoff import Backoff
+from drivers.failures import describe
 from drivers.modbus.spec import SerialSettings, TcpSettings
 from drivers.modbus.turns import Turns
 
@@ -55,6 +56,10 @@ class Link:
         self._last_request = 0.0
         self.connects = 0
         """Successful connects so far (diagnostics: a flapping link shows here)."""
+        self.connect_error: str | None = None
+        """Why the latest connect failed (``connection refused``, ``no such serial port``,
+        ...); None once connected."""
+        self._attempt_error: BaseException | None = None
 
     def join(self, settings: TcpSettings | SerialSettings) -> None:
         """Another unit shares this link: the longest pause between requests and the
@@ -88,6 +93,7 @@ class Link:
             self._turns = Turns()
             self._lost = asyncio.Event()
             self.client = self._make_client(self._on_connection)
+            self._record_connect_failures(self.client)
             self._task = asyncio.create_task(self._supervise(), name=f"modbus link {self.name}")
 
     async def release(self) -> None:
@@ -110,13 +116,31 @@ class Link:
         if not up and self._lost is not None:
             self._lost.set()
 
+    def _record_connect_failures(self, client: ModbusBaseClient) -> None:
+        """pymodbus logs why a connect failed and returns False; keep the exception too,
+        by wrapping the transport's create call, so the cause can be reported."""
+        create = client.ctx.call_create
+
+        async def recorded() -> Any:
+            try:
+                return await create()
+            except OSError as exc:
+                self._attempt_error = exc
+                raise
+
+        client.ctx.call_create = recorded
+
     async def _supervise(self) -> None:
         assert self.client is not None and self._lost is not None
         while True:
             if not self.client.connected:
+                self._attempt_error = None
                 if not await self.client.connect():
+                    cause = self._attempt_error
+                    self.connect_error = "timeout" if cause is None else describe(cause)
                     await asyncio.sleep(self._backoff.next())
                     continue
+                self.connect_error = None
                 self._backoff.reset()
                 self.connects += 1
             self._lost.clear()

@@ -28,6 +28,7 @@ from asyncua.common.subscription import DataChangeNotif
 
 from drivers.backoff import Backoff
 from drivers.base import ReadingSink, WriteError
+from drivers.failures import describe
 from drivers.opcua.config import OpcUaPoint, OpcUaSettings
 from drivers.opcua.convert import VARIANT_TYPES, status_name, to_reading, to_variant
 from drivers.opcua.security import apply_security
@@ -97,6 +98,8 @@ class OpcUaDevice:
         self._closing = False
         self.connects = 0
         """Connections made so far: a new one means the server may have restarted."""
+        self._connect_error: str | None = None
+        self._request_error: str | None = None
 
     @property
     def session(self) -> int:
@@ -107,6 +110,15 @@ class OpcUaDevice:
     def online(self) -> bool:
         client = self._client
         return client is not None and client.state is UaClientState.CONNECTED and self._answering
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the server is not answering: the latest failed connect as the client
+        raised it (refused, timeout, a security or certificate status), else the latest
+        failed request; None while connected and answering."""
+        if self._connected_client() is None:
+            return self._connect_error or DISCONNECTED
+        return self._request_error
 
     async def start(self) -> None:
         if self._task is None:
@@ -138,8 +150,10 @@ class OpcUaDevice:
         try:
             results = await asyncio.wait_for(client.uaclient.read(params), self.settings.timeout)
         except Exception as exc:  # read never raises: every failure becomes a reason
-            return self._all_bad(points, self._failure_reason(exc))
+            self._request_error = self._failure_reason(exc)
+            return self._all_bad(points, self._request_error)
         self._answering = True
+        self._request_error = None
         received = self._clock()
         if len(results) != len(points):
             return self._all_bad(points, f"server returned {len(results)} of {len(points)} values")
@@ -281,8 +295,10 @@ class OpcUaDevice:
             raise
         except Exception as exc:
             _log.info("%s: connect to %s failed: %r", self.name, settings.endpoint, exc)
+            self._connect_error = describe(exc)
             client.disconnect_socket()
             return None
+        self._connect_error = self._request_error = None
         _log.info("%s: connected to %s", self.name, settings.endpoint)
         return client
 

@@ -1,0 +1,180 @@
+"""``heatd probe`` against real servers: it judges every point as ``run`` does (the point's
+range, NaN, the control core's plausible range of the role it is bound to), says why a
+device is offline, reads the devices at the same time and exits 2 on any bad point."""
+
+from __future__ import annotations
+
+import errno
+import io
+import struct
+from pathlib import Path
+
+import pytest
+
+from drivers.failures import describe
+from drivers.modbus import Table
+from heatd.config_loader import parse_site
+from heatd.probe import probe
+
+from modbus_servers import SimServer, free_port, unit
+from opcua_servers import make_cert, start_server
+
+SITE = """\
+site: {{id: t}}
+poll_groups:
+  default: {{interval: 0.5}}
+devices:
+  loop:
+    protocol: modbus_tcp
+    host: 127.0.0.1
+    port: {port}
+    unit_id: 1
+    address_base: 0
+    timeout: 0.3
+    points:
+      supply: {{table: input, address: 0, data_type: float32, unit: degC}}
+      inlet: {{table: input, address: 2, data_type: int16, unit: degC, range: [-10, 60]}}
+      flow: {{table: input, address: 3, data_type: float32, unit: m3/h}}
+      running: {{table: coil, address: 0, data_type: bool}}
+  holes:
+    protocol: modbus_tcp
+    host: 127.0.0.1
+    port: {port}
+    unit_id: 3
+    address_base: 0
+    timeout: 0.3
+    points:
+      missing: {{table: holding, address: 5, data_type: uint16}}
+  silent:
+    protocol: modbus_tcp
+    host: 127.0.0.1
+    port: {port}
+    unit_id: 2
+    address_base: 0
+    timeout: 0.3
+    points:
+      fault: {{table: coil, address: 0, data_type: bool}}
+  gone:
+    protocol: modbus_tcp
+    host: 127.0.0.1
+    port: {nobody}
+    address_base: 0
+    timeout: 0.3
+    points:
+      power: {{table: input, address: 0, data_type: uint16, unit: kW}}
+  line:
+    protocol: modbus_rtu
+    serial_port: {tty}
+    parity: N
+    address_base: 0
+    timeout: 0.3
+    points:
+      heat: {{table: input, address: 0, data_type: uint16, unit: kW}}
+roles:
+  coolant.supply_temp: loop.supply
+  rack.inlet_temp: loop.inlet
+  coolant.flow: loop.flow
+  hp.running: loop.running
+"""
+
+
+def _float_words(value: float) -> list[int]:
+    high, low = struct.unpack(">HH", struct.pack(">f", value))
+    return [high, low]
+
+
+def _rows(text: str) -> list[str]:
+    return [" ".join(line.split()) for line in text.splitlines()]
+
+
+async def test_probe_judges_like_run_and_names_why_devices_are_offline(tmp_path: Path) -> None:
+    server = SimServer([unit(1), unit(2), unit(3, holes=[(0, 20)])])
+    await server.start()
+    server.faults.silent.add(2)
+    # 570 degC has no point range to break, but coolant.supply_temp is plausible only
+    # up to 100 degC: run calls it bad, so must the probe
+    await server.set(1, Table.INPUT, 0, [*_float_words(570.0), 70, *_float_words(float("nan"))])
+    await server.set(1, Table.COIL, 0, [True])
+    site = parse_site(SITE.format(port=server.port, nobody=free_port(),
+                                  tty=tmp_path / "ttyUSB9"), "site.yaml")
+    out = io.StringIO()
+    try:
+        status = await probe(site, None, out)
+    finally:
+        await server.stop()
+    rows = _rows(out.getvalue())
+    assert status == 2
+    assert "device loop (modbus_tcp): online" in rows
+    assert ("supply 440E 8000 - degC "
+            "bad:coolant.supply_temp: out of range: 570 not in [-10, 100]") in rows
+    assert "inlet 0046 - degC bad:out of range: 70 not in [-10, 60]" in rows
+    assert "flow 7FC0 0000 - m3/h bad:NaN" in rows
+    assert "running 0001 True good" in rows
+    assert "device holes (modbus_tcp): online (exception 2 illegal data address)" in rows
+    assert "missing - - bad:exception 2 illegal data address" in rows
+    assert "device silent (modbus_tcp): offline (timeout)" in rows
+    assert "device gone (modbus_tcp): offline (connection refused)" in rows
+    line = next(r for r in rows if r.startswith("device line"))
+    assert line.startswith("device line (modbus_rtu): offline (no such serial port: ")
+    assert str(tmp_path / "ttyUSB9") in line
+
+
+async def test_probe_exits_0_when_every_point_is_good() -> None:
+    server = SimServer([unit(1)])
+    await server.start()
+    await server.set(1, Table.INPUT, 0, [*_float_words(38.5), 22, *_float_words(12.0)])
+    text = SITE.format(port=server.port, nobody=0, tty="x").split("  holes:")[0]
+    text += "roles:\n  coolant.supply_temp: loop.supply\n"
+    site = parse_site(text, "site.yaml")
+    out = io.StringIO()
+    try:
+        status = await probe(site, None, out)
+    finally:
+        await server.stop()
+    assert status == 0, out.getvalue()
+    assert "supply 421A 0000 38.5 degC good" in _rows(out.getvalue())
+
+
+async def test_probe_reports_an_untrusted_certificate_as_the_driver_does(tmp_path: Path) -> None:
+    server_cert = make_cert(tmp_path, "server", "urn:heatd:test:server", server=True)
+    trusted = make_cert(tmp_path, "client", "urn:heatd:test:client", server=False)
+    stranger = make_cert(tmp_path, "stranger", "urn:heatd:test:stranger", server=False)
+    server = await start_server(cert=server_cert, trusted_client=trusted)
+    site = parse_site(f"""\
+site: {{id: t}}
+devices:
+  hp:
+    protocol: opcua
+    endpoint: {server.endpoint}
+    security_policy: Basic256Sha256
+    security_mode: SignAndEncrypt
+    certificate: {stranger.certificate}
+    private_key: {stranger.private_key}
+    application_uri: {stranger.uri}
+    server_certificate: {server_cert.certificate}
+    timeout: 1.0
+    points:
+      supply: {{node_id: "ns=2;s=Loop.SupplyTemp"}}
+""", "site.yaml")
+    out = io.StringIO()
+    try:
+        status = await probe(site, None, out)
+    finally:
+        await server.stop()
+    assert status == 2
+    line = _rows(out.getvalue())[0]
+    assert line.startswith("device hp (opcua): offline (")
+    # the driver's own words: asyncua's status, or its classification of it
+    assert "BadCertificateUntrusted" in line or "client_certificate_untrusted" in line
+
+
+@pytest.mark.parametrize(("exc", "phrase"), [
+    (ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed"), "connection refused"),
+    (PermissionError(errno.EACCES, "Permission denied", "/dev/ttyS0"),
+     "permission denied: /dev/ttyS0"),
+    (OSError("Multiple exceptions: [Errno 111] Connect call failed ('::1', 502, 0, 0), "
+             "[Errno 111] Connect call failed ('127.0.0.1', 502)"), "connection refused"),
+    (TimeoutError(), "timeout"),
+])
+def test_connect_failures_are_named(exc: BaseException, phrase: str) -> None:
+    assert describe(exc) == phrase
