@@ -34,6 +34,8 @@ top) spent below contract while the network wanted heat.
 Net CO2 = heat delivered x the displaced gas boiler's factor - (heat-pump + fan
 electricity) x the grid factor; net money the same with prices.
 ERF (ISO/IEC 30134-6) = heat delivered / (IT + fan + heat-pump electricity).
+ERF, seasonal COP and CO2 are defined once, in ``heatd.billing.indicators``, which the
+daemon's report uses too.
 """
 
 from __future__ import annotations
@@ -41,15 +43,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
+from heatd.billing.indicators import (
+    DISPLACED_HEAT_KG_PER_KWH,
+    GRID_KG_PER_KWH,
+    co2_avoided_kg,
+    erf,
+    seasonal_cop,
+)
 from hil.params import Compiled, PlantParams, compile_params
 from hil.plant import TRIP_NAMES, PlantState, cop_from_lift
 
 _S_PER_H = 3600.0
 
-GAS_BOILER_KG_PER_KWH = 0.202
+GAS_BOILER_KG_PER_KWH = DISPLACED_HEAT_KG_PER_KWH
 """Default CO2 of a kWh of heat from the gas boiler that recovered heat displaces."""
-GRID_KG_PER_KWH = 0.380
-"""Default CO2 of a kWh of grid electricity."""
 HEAT_PRICE_PER_MWH = 45.0
 """Default price the network pays for a MWh of heat at contract temperature."""
 ELECTRICITY_PRICE_PER_MWH = 120.0
@@ -367,15 +374,15 @@ class Accumulator:
             hp_electricity_mwh=self._hp_el / 1000.0,
             fan_electricity_mwh=self._fan / 1000.0,
             electricity_per_mwh_reused=electricity / self._reused if self._reused > 0 else None,
-            seasonal_cop=self._hp_heat / self._hp_el if self._hp_el > 0.0 else None,
+            seasonal_cop=seasonal_cop(self._hp_heat, self._hp_el),
             hp_starts=self._starts,
             short_cycles=self._short,
             hp_trips=sum(self._trips.values()),
             trips_by_cause=dict(self._trips),
             it_energy_mwh=self._it / 1000.0,
-            erf=self._delivered / total if total > 0.0 else None,
-            net_co2_t=(self._delivered * p.gas_kg_per_kwh - electricity * p.grid_kg_per_kwh)
-            / 1000.0,
+            erf=erf(self._delivered, total),
+            net_co2_t=co2_avoided_kg(self._delivered, electricity, p.gas_kg_per_kwh,
+                                     p.grid_kg_per_kwh) / 1000.0,
             net_money=(self._delivered * p.heat_per_mwh - electricity * p.electricity_per_mwh)
             / 1000.0,
             valve_travel=self._travel[0],

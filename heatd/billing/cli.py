@@ -12,7 +12,7 @@ from datetime import date
 def _verify(args: argparse.Namespace) -> int:
     from heatd.billing.ledger import verify
 
-    path = _database(args.db)
+    path, _ = _database(args.db)
     if path is None:
         return 1
     count, problems = verify(path)
@@ -28,8 +28,8 @@ def _verify(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from heatd.billing.report import main
 
-    path = _database(args.db)
-    return 1 if path is None else main(args, path)
+    path, timezone = _database(args.db)
+    return 1 if path is None else main(args, path, timezone)
 
 
 def _assess(args: argparse.Namespace) -> int:
@@ -38,10 +38,10 @@ def _assess(args: argparse.Namespace) -> int:
     return main(args)
 
 
-def _database(text: str) -> str | None:
-    """A ledger path, or the ``meter.database`` of a site file."""
+def _database(text: str) -> tuple[str | None, str | None]:
+    """A ledger path, or the ``meter.database`` of a site file and the site's timezone."""
     if not text.endswith((".yaml", ".yml")):
-        return text
+        return text, None
     from heatd.config_loader import ConfigError, load_site
     from heatd.publisher import meter_path
 
@@ -49,15 +49,15 @@ def _database(text: str) -> str | None:
         site = load_site(text)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        return None
+        return None, None
     if site.meter is None:
         print(f"{text}: no meter: section, so no records database", file=sys.stderr)
-        return None
+        return None, None
     try:
-        return meter_path(site.meter.database)
+        return meter_path(site.meter.database), site.site.timezone
     except ValueError as exc:
         print(f"{text}: {exc}", file=sys.stderr)
-        return None
+        return None, None
 
 
 def _day(text: str) -> date:

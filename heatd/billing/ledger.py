@@ -141,6 +141,21 @@ class Ledger:
         self._db.close()
 
 
+def stored_records(path: str | Path, start_ms: int | None = None,
+                   end_ms: int | None = None) -> list[dict[str, Any]]:
+    """Records starting in [start_ms, end_ms), read without writing to the file."""
+    db = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+    try:
+        sql, args = "SELECT payload FROM records WHERE 1=1", []
+        if start_ms is not None:
+            sql, args = sql + " AND start >= ?", [*args, start_ms]
+        if end_ms is not None:
+            sql, args = sql + " AND start < ?", [*args, end_ms]
+        return [json.loads(p) for (p,) in db.execute(sql + " ORDER BY seq", args)]
+    finally:
+        db.close()
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     seq: int | None

@@ -1,0 +1,129 @@
+"""``heatd report`` from stored records: totals are the sums of the records, the
+indicators follow their definitions with every factor named, and without matplotlib the
+tables are still written."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from heatd.billing.indicators import GRID_KG_PER_KWH, enefg_target, read_grid_csv
+from heatd.billing.ledger import Ledger
+from heatd.cli import main as heatd_main
+
+DAY0 = 1_767_225_600  # 2026-01-01 00:00 UTC
+
+
+def _records() -> list[dict]:
+    """Three days of hours: heat for two contracts, the data centre's own energy."""
+    out = []
+    for h in range(72):
+        start = (DAY0 + h * 3600) * 1000
+        head = {"site": "s", "start": start, "end": start + 3_600_000, "downtime_s": 0.0}
+        for name, kwh in (("city", 40.0 + h % 5), ("greenhouse", 10.0)):
+            out.append({**head, "contract": name, "kind": "heat_purchase", "heat_kwh": kwh,
+                        "heat_source": "counter", "heat_coverage": 1.0,
+                        "computed_heat_kwh": kwh, "supply_avg_c": 60.0 + h % 12,
+                        "return_avg_c": 40.0, "min_supply_c": 65.0,
+                        "below_contract_s": 3600.0 if h % 12 < 5 else 0.0,
+                        "availability": 0.0 if h % 12 < 5 else 1.0, "committed_kwh": 45.0,
+                        "unmet_kwh": max(45.0 - kwh, 0.0),
+                        "flags": ["missing"] if h == 3 else [], "counter_end": None})
+        out.append({**head, "contract": "cooling", "kind": "cooling_guarantee",
+                    "it_kwh": 200.0, "hp_electricity_kwh": 15.0, "fan_electricity_kwh": None,
+                    "rack_inlet_class": "A1", "rack_inlet_limit_c": 32.0,
+                    "rack_inlet_max_c": 33.0 if h == 10 else 28.0,
+                    "rack_over_class_s": 120.0 if h == 10 else 0.0, "supply_limit_c": 45.0,
+                    "supply_max_c": 44.0, "supply_over_limit_s": 0.0,
+                    "cooling_coverage": 1.0, "flags": [], "counter_end": None})
+    return out
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Path:
+    db = tmp_path / "meter.sqlite"
+    store = Ledger(db)
+    store.append(_records(), send=False)
+    store.close()
+    return db
+
+
+def test_csv_totals_are_the_sums_of_the_records(ledger: Path, tmp_path: Path) -> None:
+    out = tmp_path / "csv"
+    assert heatd_main(["report", "--from", "2026-01-01", "--to", "2026-01-02", "--format",
+                       "csv", "--db", str(ledger), "--out", str(out)]) == 0
+    rows = list(csv.DictReader((out / "records-heat.csv").open()))
+    assert len(rows) == 2 * 48  # two days of two contracts
+    totals = {r["contract"]: r for r in csv.DictReader((out / "totals.csv").open())}
+    for name in ("city", "greenhouse"):
+        mine = [r for r in rows if r["contract"] == name]
+        assert float(totals[name]["heat_kwh"]) == pytest.approx(
+            sum(float(r["heat_kwh"]) for r in mine), abs=1e-6)
+        assert float(totals[name]["unmet_kwh"]) == pytest.approx(
+            sum(float(r["unmet_kwh"]) for r in mine), abs=1e-6)
+    months = list(csv.DictReader((out / "months.csv").open()))
+    reused = sum(float(r["heat_kwh"]) for r in rows)
+    assert float(months[0]["reused_kwh"]) == pytest.approx(reused)
+    assert float(months[0]["datacentre_kwh"]) == pytest.approx(48 * 215.0)
+    assert float(months[0]["erf"]) == pytest.approx(reused / (48 * 215.0), abs=1e-5)
+    co2 = reused * 0.202 - 48 * 15.0 * GRID_KG_PER_KWH
+    assert float(months[0]["co2_avoided_kg"]) == pytest.approx(co2, abs=1e-3)
+
+
+def test_markdown_names_the_factors_and_embeds_the_figures(ledger: Path, tmp_path: Path
+                                                           ) -> None:
+    out = tmp_path / "md"
+    grid = tmp_path / "grid.csv"
+    grid.write_text("hour,kg_per_kwh\n" + "".join(f"{h},0.1\n" for h in range(8760)))
+    assert heatd_main(["report", "--from", "2026-01-01", "--to", "2026-01-03", "--contract",
+                       "city", "--db", str(ledger), "--out", str(out),
+                       "--grid-co2-csv", str(grid), "--displaced-co2", "0.25"]) == 0
+    text = (out / "report.md").read_text()
+    assert "## Contract city" in text and "## Contract greenhouse" not in text
+    assert f"| heat delivered | {sum(40.0 + h % 5 for h in range(72)) / 1000:.3f} MWh |" in text
+    assert "| hours below 65 degC | 30.00 h |" in text
+    assert "rack inlet over class A1 (32 degC) | 0.033 h in 1 hours" in text
+    assert "fans not metered" in text and "ISO/IEC 30134-6" in text
+    assert "| **period** | 3.741 | 15.480 | 24.2 % |" in text  # the site's, both contracts
+    assert "displaced heat: 0.25 kg CO2/kWh" in text
+    assert f"hourly series {grid}" in text
+    for png in ("daily-city.png", "duration-city.png", "erf.png"):
+        assert f"]({png})" in text and (out / png).stat().st_size > 1000
+
+
+def test_pdf_has_the_tables_and_the_figures(ledger: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pdf"
+    assert heatd_main(["report", "--from", "2026-01-01", "--to", "2026-01-03", "--format",
+                       "pdf", "--db", str(ledger), "--out", str(out)]) == 0
+    assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_without_matplotlib_one_line_says_so_and_the_tables_are_written(
+        ledger: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bare"
+    code = ("import sys; sys.modules['matplotlib'] = None; from heatd.cli import main; "
+            f"sys.exit(main(['report', '--from', '2026-01-01', '--to', '2026-01-01', "
+            f"'--db', {str(ledger)!r}, '--out', {str(out)!r}]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("matplotlib") == 1 and "tables only" in done.stderr
+    assert "| heat delivered |" in (out / "report.md").read_text()
+    assert not list(out.glob("*.png"))
+
+
+def test_enefg_targets_and_a_bad_grid_file(tmp_path: Path) -> None:
+    from datetime import date
+
+    assert [enefg_target(date(y, m, 1)) for y, m in ((2026, 6), (2026, 7), (2027, 7),
+                                                      (2029, 1))] == [None, 0.10, 0.15, 0.20]
+    bad = tmp_path / "grid.csv"
+    bad.write_text("hour,kg_per_kwh\n0,0.3\n1,x\n")
+    with pytest.raises(ValueError, match=r"grid.csv:3"):
+        read_grid_csv(bad)
+    assert json.dumps(enefg_target(date(2028, 7, 1))) == "0.2"
