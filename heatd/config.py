@@ -52,7 +52,10 @@ class PointBase(Strict):
     writable: bool = False
     write_min: float | None = Field(None, description="Lowest value heatd may write.")
     write_max: float | None = Field(None, description="Highest value heatd may write.")
-    description: str | None = None
+    description: str | None = Field(
+        None, max_length=100, description="The point's name for people, e.g. 'Recovery "
+        "valve position' in Home Assistant; default: device and point name."
+    )
     wrap: Literal[16, 32, 64] | None = Field(
         None, description="An energy counter that wraps after 2^bits raw counts (e.g. a "
         "32-bit Wh counter): a step back from the top to the bottom quarter of its range "

@@ -341,8 +341,10 @@ def test_discovery_offers_a_control_for_every_overridable_point_and_a_release() 
             assert control["state_topic"] == f"heatd/demo/{device}/state"
             assert f"value_json[{name!r}]" in control["value_template"]
         else:
-            assert control["p"] == "number"
-            assert (control["min"], control["max"]) == (bounds.low, bounds.high)
+            assert control["p"] == "number"  # the demo's fractions (0..1) shown in percent
+            assert bounds.low is not None and bounds.high is not None
+            assert (control["min"], control["max"], control["unit_of_measurement"]) == (
+                bounds.low * 100, bounds.high * 100, "%")
         release = cmps[f"{key}_release"]
         assert release["p"] == "button"
         cleared = parse("override", release["payload_press"].encode(), limits)

@@ -49,7 +49,7 @@ from heatd.mqtt.commands import (
     parse,
     peek_id,
 )
-from heatd.mqtt.discovery import discovery_payload, discovery_topic
+from heatd.mqtt.discovery import discovery_messages
 from heatd.mqtt.gate import CommandGate
 from heatd.mqtt.payload import dumps, epoch_ms
 from heatd.mqtt.settings import MqttSettings
@@ -217,6 +217,8 @@ class MqttLink:
         self._idle.set()
         self._late: set[asyncio.Task[CommandResult]] = set()
         self._ha_status = f"{settings.homeassistant.prefix}/status"
+        self._discovery: set[str] = set()
+        """Discovery topics that carry a configuration (not a deletion) for this site."""
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -276,6 +278,7 @@ class MqttLink:
             self._reporters.pop(gone, None)
             self._set_retained(self.topics.state(gone), b"")  # empty retained = delete
             self._set_retained(self.topics.availability(gone), b"")
+            self._set_retained(self.topics.last_error(gone), b"")
         self.site = site
         self._config_hash = config_hash or _hash(site)
         self._limits = CommandLimits.from_site(site, self.settings.override_max_ttl)
@@ -325,6 +328,17 @@ class MqttLink:
     def publish_availability(self, device: str, online: bool) -> None:
         """Retained ``online``/``offline``: whether the device is answering."""
         self._set_retained(self.topics.availability(device), ONLINE if online else OFFLINE)
+
+    def publish_last_error(self, device: str, error: str | None, ts: float | None = None
+                           ) -> None:
+        """Retained ``{"ts", "error"}``: why the device is not answering, or the error it
+        answered with, in the driver's words; cleared (an empty retained message) once
+        the device is healthy."""
+        topic = self.topics.last_error(device)
+        if error is None:
+            self._set_retained(topic, b"")
+        else:
+            self._set_retained(topic, dumps({"ts": epoch_ms(self._now(ts)), "error": error}))
 
     def publish_control_state(self, state: Mapping[str, Any], ts: float | None = None) -> None:
         """Retained control state (mode, limits and their layers, setpoints, margin,
@@ -403,11 +417,16 @@ class MqttLink:
     def _describe_site(self) -> None:
         """Queue the retained info (and discovery) for the current site."""
         self._set_retained(self.topics.info, dumps(self._info()))
-        if self.settings.homeassistant.discovery:
-            self._set_retained(
-                discovery_topic(self.settings.homeassistant, self.site.site.id),
-                dumps(discovery_payload(self.site, self.topics, self.settings.homeassistant,
-                                        self._limits, self._version)))
+        if not self.settings.homeassistant.discovery:
+            return
+        messages = discovery_messages(self.site, self.topics, self.settings.homeassistant,
+                                      self._limits, self._version)
+        gone = self._discovery - {t for t, body in messages.items() if body is not None}
+        for topic in gone:  # entities of a reloaded site that it no longer has
+            self._set_retained(topic, b"")
+        for topic, body in messages.items():
+            self._set_retained(topic, b"" if body is None else dumps(body))
+        self._discovery = {t for t, body in messages.items() if body is not None}
 
     def _info(self) -> dict[str, Any]:
         return {
@@ -600,8 +619,7 @@ class MqttLink:
             topic = message.topic.value
             if topic == self._ha_status and self.settings.homeassistant.discovery:
                 if message.payload == ONLINE:
-                    self._dirty[discovery_topic(self.settings.homeassistant,
-                                                self.site.site.id)] = None
+                    self._dirty.update(dict.fromkeys(self._discovery))
                     self._wake.set()
                 continue
             name = self.topics.command_name(topic)

@@ -47,9 +47,13 @@ class TlsSettings(_Strict):
 
 
 class HomeAssistantSettings(_Strict):
-    """Home Assistant MQTT discovery (device-based ``<prefix>/device/<id>/config``)."""
+    """Home Assistant MQTT discovery: off, one message for the site (``device``, Home
+    Assistant 2024.11 and later) or one per entity (``entity``, older releases too)."""
 
-    discovery: bool = False
+    discovery: bool | Literal["device", "entity"] = Field(
+        False, description="false, device (true means device: HA 2024.11 and later) or "
+        "entity (one message per entity, for older HA releases)."
+    )
     prefix: str = Field("homeassistant", description="Discovery prefix configured in HA.")
     override_ttl: Seconds = Field(
         900.0, description="Lease, in seconds, of an override set from Home Assistant."
@@ -59,6 +63,13 @@ class HomeAssistantSettings(_Strict):
     @classmethod
     def _prefix_levels(cls, value: str) -> str:
         return _check_topic(value, "homeassistant.prefix")
+
+    @property
+    def format(self) -> Literal["device", "entity"] | None:
+        """The discovery format, or None when discovery is off."""
+        if self.discovery is False:
+            return None
+        return "entity" if self.discovery == "entity" else "device"
 
 
 class MqttSettings(_Strict):
