@@ -35,7 +35,8 @@ class Acquisition:
     """Owns the drivers of a site and the tasks that poll them into a point image."""
 
     def __init__(self, site: SiteConfig, image: PointImage, *, clock: Clock = time.monotonic,
-                 on_availability: Callable[[str, bool], None] | None = None) -> None:
+                 on_availability: Callable[[str, bool], None] | None = None,
+                 on_error: Callable[[str, str | None], None] | None = None) -> None:
         self.site = site
         self.image = image
         self.devices: dict[str, BoundDevice] = build_devices(site)
@@ -43,6 +44,8 @@ class Acquisition:
         self._pushed: dict[str, Reading] = {}
         """Latest reading of each subscribed point, to confirm it as current."""
         self._on_availability = on_availability
+        self._on_error = on_error
+        self._errors: dict[str, str | None] = dict.fromkeys(self.devices)
         self._tasks: list[asyncio.Task[None]] = []
         self._online: dict[str, bool | None] = dict.fromkeys(self.devices)
         self.polls: dict[tuple[str, str], int] = {}
@@ -50,6 +53,10 @@ class Acquisition:
 
     def online(self, device: str) -> bool:
         return bool(self._online.get(device))
+
+    def last_error(self, device: str) -> str | None:
+        """The driver's ``last_error`` as of the device's latest poll."""
+        return self._errors.get(device)
 
     async def start(self) -> None:
         for device in self.devices.values():
@@ -92,6 +99,13 @@ class Acquisition:
                      state="online" if now_online else "offline")
             if self._on_availability is not None:
                 self._on_availability(device.name, now_online)
+        error = device.driver.last_error
+        if self._errors[device.name] != error:
+            self._errors[device.name] = error
+            if error is not None:
+                log.info("device error", device=device.name, error=error)
+            if self._on_error is not None:
+                self._on_error(device.name, error)
 
     async def _poll_loop(self, device: BoundDevice, group: str,
                          points: tuple[object, ...], interval: float) -> None:

@@ -88,6 +88,7 @@ class Publisher:
             raise
         for device in site.devices:
             link.publish_availability(device, self.daemon.acquisition.online(device))
+            link.publish_last_error(device, self.daemon.acquisition.last_error(device))
         if meter is not None and outbox is not None:
             self.meter = EnergyMeter(site.site.id, meter.interval)
             if site.contracts is not None:
@@ -126,6 +127,10 @@ class Publisher:
     def availability(self, device: str, online: bool) -> None:
         if self.link is not None:
             self.link.publish_availability(device, online)
+
+    def device_error(self, device: str, error: str | None) -> None:
+        if self.link is not None:
+            self.link.publish_last_error(device, error)
 
     def event(self, fields: dict[str, Any]) -> None:
         if self.link is not None:

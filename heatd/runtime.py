@@ -72,7 +72,8 @@ class Daemon:
         self.fingerprint = fingerprint(site_file, site)
         self.image = PointImage(point_limits(site))
         self.acquisition = Acquisition(site, self.image,
-                                       on_availability=self.publisher.availability)
+                                       on_availability=self.publisher.availability,
+                                       on_error=self.publisher.device_error)
         self.writer = SetpointWriter(site, self.acquisition.devices, self._alarm,
                                      deadband=site.runtime.write_deadband,
                                      min_interval=site.runtime.write_min_interval)

@@ -84,6 +84,10 @@ class Topics:
     def availability(self, device: str) -> str:
         return f"{self.base}/{check_device(device)}/availability"
 
+    def last_error(self, device: str) -> str:
+        """Retained: why the device is not answering; empty (deleted) while healthy."""
+        return f"{self.base}/{check_device(device)}/last_error"
+
     def state(self, device: str) -> str:
         return f"{self.base}/{check_device(device)}/state"
 
