@@ -308,7 +308,8 @@ USERS = {"heatd": "s3cret"}
 
 
 def secure(
-    endpoint: str, client: CertPair, server_cert: Path | None, password: str = "s3cret"
+    endpoint: str, client: CertPair, server_cert: Path | None, password: str = "s3cret",
+    **trust: object,
 ) -> OpcUaSettings:
     return settings(
         endpoint,
@@ -321,18 +322,25 @@ def secure(
         server_certificate=str(server_cert) if server_cert else None,
         application_uri=client.uri,
         timeout=2.0,
+        **trust,
     )
 
 
-@pytest.mark.parametrize("pinned", [True, False], ids=["pinned", "from-endpoints"])
+@pytest.mark.parametrize("trust", ["pinned", "list", "any"])
 async def test_basic256sha256_sign_and_encrypt_end_to_end(
-    certs: dict[str, CertPair], pinned: bool
+    certs: dict[str, CertPair], trust: str
 ) -> None:
     srv = await start_server(cert=certs["server"], trusted_client=certs["client"], users=USERS)
-    server_cert = certs["server"].certificate if pinned else None
-    good = OpcUaDevice("secure", secure(srv.endpoint, certs["client"], server_cert))
-    stranger = OpcUaDevice("stranger", secure(srv.endpoint, certs["stranger"], server_cert))
-    guesser = OpcUaDevice("guesser", secure(srv.endpoint, certs["client"], server_cert, "guess"))
+    server_cert = certs["server"].certificate if trust == "pinned" else None
+    trusted = certs["server"].certificate.parent / "trusted"
+    trusted.mkdir(exist_ok=True)
+    (trusted / "server.der").write_bytes(certs["server"].certificate.read_bytes())
+    how = {"trust": trust, "trust_list": str(trusted)}
+    good = OpcUaDevice("secure", secure(srv.endpoint, certs["client"], server_cert, **how))
+    stranger = OpcUaDevice("stranger",
+                           secure(srv.endpoint, certs["stranger"], server_cert, **how))
+    guesser = OpcUaDevice("guesser",
+                          secure(srv.endpoint, certs["client"], server_cert, "guess", **how))
     plain = OpcUaDevice("plain", settings(srv.endpoint, username="heatd", password="s3cret"))
     devices = (good, stranger, guesser, plain)
     try:
@@ -352,6 +360,9 @@ async def test_basic256sha256_sign_and_encrypt_end_to_end(
             assert not outsider.online
             reading = (await outsider.read([point("Loop.Valve")]))["Loop.Valve"]
             assert reading.reason == DISCONNECTED
+        assert (stranger.last_error or "").startswith("client_certificate_untrusted: ")
+        assert (guesser.last_error or "").startswith("user_rejected: ")
+        assert (plain.last_error or "").startswith("security_policy_rejected: ")
     finally:
         for dev in devices:
             await dev.close()

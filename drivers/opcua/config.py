@@ -7,10 +7,12 @@ bad node id or an impossible security combination fails at load time, not mid-ru
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from drivers.codec import DataType
+from drivers.opcua.namespaces import NodeRef
 from drivers.opcua.nodeid import check_node_id
 
 if TYPE_CHECKING:
@@ -19,8 +21,11 @@ if TYPE_CHECKING:
 SecurityPolicy = Literal["None", "Basic256Sha256"]
 SecurityMode = Literal["None", "Sign", "SignAndEncrypt"]
 ReadMode = Literal["subscription", "polling"]
+Trust = Literal["pinned", "list", "any"]
+"""Which server certificates a secured channel accepts: see ``drivers.opcua.trust``."""
 
 _CONNECT_STEPS = 6
+_DISCOVERY_STEPS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,11 @@ class OpcUaPoint:
             raise ValueError(f"point {self.name!r}: scale must be finite and non-zero")
 
     @property
+    def ref(self) -> NodeRef:
+        """The node id split into namespace and identifier, to resolve per connection."""
+        return NodeRef.parse(self.node_id)
+
+    @property
     def ua_node_id(self) -> ua.NodeId:
         from asyncua import ua  # loaded only once a site has an OPC UA device
 
@@ -63,6 +73,8 @@ class OpcUaSettings:
     ``connect_timeout`` (TCP, hello, channel, endpoints, session, activation).
     ``application_uri`` must equal the URI in the client certificate's SubjectAltName:
     servers reject a session whose ApplicationUri differs from its certificate's.
+    ``namespaces`` maps a namespace index to the URI the site expects there; ``trust``
+    says which server certificates a secured channel accepts (``drivers.opcua.trust``).
     """
 
     endpoint: str
@@ -74,6 +86,9 @@ class OpcUaSettings:
     private_key: str | None = None
     server_certificate: str | None = None
     application_uri: str = "urn:heatd:client"
+    trust: Trust = "pinned"
+    trust_list: str | None = None
+    namespaces: Mapping[int, str] = field(default_factory=dict)
     timeout: float = 2.0
     mode: ReadMode = "subscription"
     publishing_interval: float = 1.0
@@ -87,6 +102,11 @@ class OpcUaSettings:
             raise ValueError("security_policy and security_mode must both be None or both be set")
         if self.security_policy != "None" and not (self.certificate and self.private_key):
             raise ValueError(f"{self.security_policy} needs a client certificate and private key")
+        if self.security_policy != "None" and self.trust == "pinned" and \
+                not self.server_certificate:
+            raise ValueError("trust: pinned needs server_certificate")
+        if self.security_policy != "None" and self.trust == "list" and not self.trust_list:
+            raise ValueError("trust: list needs trust_list (a folder of certificates)")
         if self.password is not None and self.username is None:
             raise ValueError("a password needs a username")
         if not (self.timeout > 0 and self.publishing_interval > 0):
@@ -95,5 +115,10 @@ class OpcUaSettings:
             raise ValueError("need 0 < reconnect_min <= reconnect_max")
 
     @property
+    def secured(self) -> bool:
+        return self.security_policy != "None"
+
+    @property
     def connect_timeout(self) -> float:
-        return self.timeout * _CONNECT_STEPS
+        """A secured connect first asks for the endpoints on a channel of its own."""
+        return self.timeout * (_CONNECT_STEPS + _DISCOVERY_STEPS * self.secured)

@@ -28,9 +28,12 @@ from asyncua.common.subscription import DataChangeNotif
 
 from drivers.backoff import Backoff
 from drivers.base import ReadingSink, WriteError
-from drivers.failures import describe
+from drivers.opcua.browse import Describer, VariableInfo, walk
 from drivers.opcua.config import OpcUaPoint, OpcUaSettings
 from drivers.opcua.convert import VARIANT_TYPES, status_name, to_reading, to_variant
+from drivers.opcua.failures import classify
+from drivers.opcua.namespaces import changed_uris
+from drivers.opcua.resolver import NodeIds
 from drivers.opcua.security import apply_security
 from drivers.reading import Reading, Value
 
@@ -43,6 +46,9 @@ minute (small PLCs allow only a few sessions); the watchdog keeps a live one bus
 
 _REQUEST_ERRORS = (asyncio.TimeoutError, ConnectionError, OSError, ua.UaError)
 
+EventSink = Callable[[str, dict[str, object]], None]
+"""Called with an event name and its details, e.g. ``namespaces_changed``."""
+
 
 @dataclass(eq=False)
 class _Group:
@@ -53,9 +59,13 @@ class _Group:
     interval: float
     by_node: dict[ua.NodeId, list[OpcUaPoint]] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        for point in self.points:
-            self.by_node.setdefault(point.ua_node_id, []).append(point)
+    def bind(self, node_ids: NodeIds) -> dict[str, str]:
+        """Map this connection's node ids to points; returns the points that have none."""
+        found, refused = node_ids.split(self.points)
+        self.by_node = {}
+        for point, node_id in found:
+            self.by_node.setdefault(node_id, []).append(point)
+        return refused
 
     def emit_bad(self, reason: str, ts: float, points: Sequence[OpcUaPoint] | None = None) -> None:
         for point in self.points if points is None else points:
@@ -98,6 +108,10 @@ class OpcUaDevice:
         self._closing = False
         self.connects = 0
         """Connections made so far: a new one means the server may have restarted."""
+        self._node_ids: NodeIds | None = None
+        self.namespaces: tuple[str, ...] | None = None
+        """The server's NamespaceArray at the latest connect."""
+        self.on_event: EventSink | None = None
         self._connect_error: str | None = None
         self._request_error: str | None = None
 
@@ -140,12 +154,23 @@ class OpcUaDevice:
         if not points:
             return {}
         client = self._connected_client()
-        if client is None:
+        if client is None or self._node_ids is None:
             return self._all_bad(points, DISCONNECTED)
+        found, refused = self._node_ids.split(points)
+        now = self._clock()
+        out = {name: Reading.bad(reason, now) for name, reason in refused.items()}
+        if found:
+            out.update(await self._read_values(client, found))
+        return out
+
+    async def _read_values(
+        self, client: Client, found: Sequence[tuple[OpcUaPoint, ua.NodeId]]
+    ) -> dict[str, Reading]:
+        points = [point for point, _ in found]
         params = ua.ReadParameters(TimestampsToReturn=ua.TimestampsToReturn.Both)
-        for point in points:
+        for _, node_id in found:
             params.NodesToRead.append(
-                ua.ReadValueId(NodeId=point.ua_node_id, AttributeId=ua.AttributeIds.Value)
+                ua.ReadValueId(NodeId=node_id, AttributeId=ua.AttributeIds.Value)
             )
         try:
             results = await asyncio.wait_for(client.uaclient.read(params), self.settings.timeout)
@@ -163,11 +188,11 @@ class OpcUaDevice:
         """Write with the variable's own variant type; raises WriteError. ``urgent`` is
         accepted for the Device protocol: each OPC UA request has its own session slot."""
         client = self._connected_client()
-        if client is None:
+        if client is None or self._node_ids is None:
             raise WriteError(f"{self.name}/{point.name}: {DISCONNECTED}")
-        node_id = point.ua_node_id
         try:
-            variant_type = await self._variant_type(client, point)
+            node_id = self._node_ids.of(point)
+            variant_type = await self._variant_type(client, point, node_id)
             variant = to_variant(point, variant_type, value)
             params = ua.WriteParameters()
             params.NodesToWrite.append(
@@ -184,16 +209,43 @@ class OpcUaDevice:
         if not results[0].is_good():
             raise WriteError(f"{self.name}/{point.name}: {status_name(results[0])}")
 
-    async def _variant_type(self, client: Client, point: OpcUaPoint) -> ua.VariantType:
+    async def _variant_type(
+        self, client: Client, point: OpcUaPoint, node_id: ua.NodeId
+    ) -> ua.VariantType:
         if point.data_type is not None:
             return VARIANT_TYPES[point.data_type]
-        node_id = point.ua_node_id
         if node_id not in self._variant_types:
             node = client.get_node(node_id)
             self._variant_types[node_id] = await asyncio.wait_for(
                 node.read_data_type_as_variant_type(), self.settings.timeout
             )
         return self._variant_types[node_id]
+
+    # -- commissioning ---------------------------------------------------------------
+
+    async def describe(self, points: Sequence[OpcUaPoint]) -> dict[str, VariableInfo | str]:
+        """DataType, access and raw value of each point's variable as the server has
+        them, or why there are none; raises ConnectionError while disconnected."""
+        client = self._connected_client()
+        if client is None or self._node_ids is None or self.namespaces is None:
+            raise ConnectionError(self.last_error or DISCONNECTED)
+        found, refused = self._node_ids.split(points)
+        described = await Describer(client, self.namespaces, self.settings.timeout).describe(
+            [(node_id, point.name) for point, node_id in found])
+        out: dict[str, VariableInfo | str] = dict(refused)
+        out.update({info.path: info for info in described})
+        return out
+
+    async def browse(self, start: str | None = None, **limits: int) -> list[VariableInfo]:
+        """The variables below ``start`` (a node id as a site file writes it; default the
+        Objects folder); raises ConnectionError while disconnected and ValueError for a
+        start node whose namespace the server lacks."""
+        client = self._connected_client()
+        if client is None or self._node_ids is None or self.namespaces is None:
+            raise ConnectionError(self.last_error or DISCONNECTED)
+        node = self._node_ids.of_text(start) if start else ua.NodeId(ua.ObjectIds.ObjectsFolder)
+        return await walk(client, node, self.namespaces, timeout=self.settings.timeout,
+                          standard=start is not None, **limits)
 
     def _connected_client(self) -> Client | None:
         client = self._client
@@ -248,10 +300,17 @@ class OpcUaDevice:
         """Create the group's subscription on this connection; refused items go bad."""
         timeout = self.settings.timeout
         interval_ms = group.interval * 1000.0
+        assert self._node_ids is not None
+        refused = group.bind(self._node_ids)
+        now = self._clock()
+        for name, reason in refused.items():
+            group.sink(name, Reading.bad(reason, now))
+        node_ids = list(group.by_node)
+        if not node_ids:
+            return
         subscription = await asyncio.wait_for(
             client.create_subscription(interval_ms, _Handler(group, self._clock)), timeout
         )
-        node_ids = list(group.by_node)
         results = await asyncio.wait_for(
             subscription.subscribe_data_change(
                 [client.get_node(n) for n in node_ids], sampling_interval=interval_ms
@@ -294,8 +353,11 @@ class OpcUaDevice:
             client.disconnect_socket()
             raise
         except Exception as exc:
-            _log.info("%s: connect to %s failed: %r", self.name, settings.endpoint, exc)
-            self._connect_error = describe(exc)
+            error = str(classify(exc, secured=settings.secured))
+            level = logging.INFO if error == self._connect_error else logging.WARNING
+            _log.log(level, "%s: connect to %s failed: %s (%r)", self.name, settings.endpoint,
+                     error, exc)
+            self._connect_error = error
             client.disconnect_socket()
             return None
         self._connect_error = self._request_error = None
@@ -309,6 +371,11 @@ class OpcUaDevice:
         sessions but refuses subscriptions is not hammered at the shortest delay.
         """
         async with self._lock:
+            try:
+                await self._learn_namespaces(client)
+            except _REQUEST_ERRORS as exc:
+                _log.warning("%s: reading the namespace array failed: %r", self.name, exc)
+                return
             self._client = client
             self._answering = True
             self.connects += 1
@@ -323,6 +390,21 @@ class OpcUaDevice:
             while client.state is UaClientState.CONNECTED:
                 await changes.next_change()
         _log.warning("%s: connection to %s lost", self.name, self.settings.endpoint)
+
+    async def _learn_namespaces(self, client: Client) -> None:
+        """Resolve every node id anew against the server's NamespaceArray; a server whose
+        array changed since the last connect (a restart, a firmware update) is reported."""
+        array = tuple(await asyncio.wait_for(client.get_namespace_array(), self.settings.timeout))
+        self._variant_types.clear()
+        self._node_ids = NodeIds(array, self.settings.namespaces)
+        before, self.namespaces = self.namespaces, array
+        if before is not None and before != array:
+            moved = {uri: {"was": old, "now": new}
+                     for uri, (old, new) in sorted(changed_uris(before, array).items())}
+            _log.warning("%s: the server's namespace array changed; node ids resolved "
+                         "again: %s", self.name, moved)
+            if self.on_event is not None:
+                self.on_event("namespaces_changed", {"moved": moved})
 
     async def _drop(self, client: Client) -> None:
         """Forget the connection, tell every sink, and release the client's tasks."""

@@ -1,11 +1,15 @@
-"""Client identity: user token, application URI and secure-channel policy."""
+"""Client identity: user token, application URI and secure-channel policy, and the checks
+that name a security failure before asyncua turns it into an opaque one."""
 
 from __future__ import annotations
 
 from asyncua import Client, ua
-from asyncua.crypto import security_policies
+from asyncua.crypto import security_policies, uacrypto
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from drivers.opcua.config import OpcUaSettings
+from drivers.opcua.failures import ConnectFailure, Failure
+from drivers.opcua.trust import check_own_certificate, check_server_certificate
 
 _POLICIES: dict[str, type[security_policies.SecurityPolicy]] = {
     "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
@@ -15,22 +19,47 @@ _POLICIES: dict[str, type[security_policies.SecurityPolicy]] = {
 async def apply_security(client: Client, settings: OpcUaSettings) -> None:
     """Configure ``client`` before ``connect``.
 
-    Without ``server_certificate`` the server's certificate is taken from its endpoint
-    list (one extra round trip, and nothing is pinned); with it, a server presenting
-    another key cannot complete the secure channel.
+    A secured device first checks that its own certificate carries ``application_uri``,
+    then asks the server for its endpoints on an unsecured discovery channel (as every
+    OPC UA client does), and refuses, by name, a server that does not offer the policy
+    and mode or whose certificate ``trust`` does not accept. The channel is then opened
+    with the accepted certificate, so a server that lied in its endpoint list cannot
+    decrypt it.
     """
     client.application_uri = settings.application_uri
     if settings.username is not None:
         client.set_user(settings.username)
     if settings.password is not None:
         client.set_password(settings.password)
-    if settings.security_policy == "None":
+    if not settings.secured:
         return
     assert settings.certificate is not None and settings.private_key is not None
+    check_own_certificate(settings.certificate, settings.application_uri)
+    policy = _POLICIES[settings.security_policy]
+    mode = ua.MessageSecurityMode[settings.security_mode]
+    endpoints = await client.connect_and_get_server_endpoints()
+    endpoint = _matching(endpoints, mode, policy.URI)
+    presented = uacrypto.x509_from_der(endpoint.ServerCertificate)
+    check_server_certificate(presented, settings.trust, pinned=settings.server_certificate,
+                             folder=settings.trust_list)
     await client.set_security(
-        _POLICIES[settings.security_policy],
+        policy,
         settings.certificate,
         settings.private_key,
-        server_certificate=settings.server_certificate,
-        mode=ua.MessageSecurityMode[settings.security_mode],
+        server_certificate=presented.public_bytes(Encoding.DER),
+        mode=mode,
     )
+
+
+def _matching(
+    endpoints: list[ua.EndpointDescription], mode: ua.MessageSecurityMode, policy_uri: str
+) -> ua.EndpointDescription:
+    for endpoint in endpoints:
+        if endpoint.SecurityMode == mode and endpoint.SecurityPolicyUri == policy_uri:
+            return endpoint
+    offered = sorted({f"{e.SecurityPolicyUri.rpartition('#')[2]}/{e.SecurityMode.name}"
+                      for e in endpoints})
+    raise ConnectFailure(
+        Failure.SECURITY_POLICY_REJECTED,
+        f"the server does not offer {policy_uri.rpartition('#')[2]}/{mode.name}; it offers "
+        f"{', '.join(offered) or 'nothing'}")
