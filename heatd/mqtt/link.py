@@ -279,7 +279,6 @@ class MqttLink:
             self._set_retained(self.topics.state(gone), b"")  # empty retained = delete
             self._set_retained(self.topics.availability(gone), b"")
             self._set_retained(self.topics.last_error(gone), b"")
-            self._set_retained(self.topics.last_error(gone), b"")
         self.site = site
         self._config_hash = config_hash or _hash(site)
         self._limits = CommandLimits.from_site(site, self.settings.override_max_ttl)
@@ -329,17 +328,6 @@ class MqttLink:
     def publish_availability(self, device: str, online: bool) -> None:
         """Retained ``online``/``offline``: whether the device is answering."""
         self._set_retained(self.topics.availability(device), ONLINE if online else OFFLINE)
-
-    def publish_last_error(self, device: str, error: str | None, ts: float | None = None
-                           ) -> None:
-        """Retained ``{"ts", "error"}``: why the device is not answering, or the error it
-        answered with, in the driver's words; cleared (an empty retained message) once
-        the device is healthy."""
-        topic = self.topics.last_error(device)
-        if error is None:
-            self._set_retained(topic, b"")
-        else:
-            self._set_retained(topic, dumps({"ts": epoch_ms(self._now(ts)), "error": error}))
 
     def publish_last_error(self, device: str, error: str | None, ts: float | None = None
                            ) -> None:
