@@ -30,6 +30,10 @@ from heatd.mqtt.settings import MqttSettings
 ID_PATTERN = r"^[a-z0-9_-]+$"
 Identifier = Annotated[str, Field(pattern=ID_PATTERN, min_length=1, max_length=64)]
 Seconds = Annotated[float, Field(gt=0)]
+WriteFunction = Literal["fc6", "fc16"]
+"""How a holding register is written: ``fc6`` sends one register with function 6 (Write
+Single Register) and several with 16; ``fc16`` sends every write with function 16 (Write
+Multiple Registers), for devices that refuse function 6."""
 
 
 class Strict(BaseModel):
@@ -88,6 +92,8 @@ class ModbusPointConfig(PointBase):
     )
     scale: float = Field(1.0, description="value = raw * scale + offset.")
     offset: float = 0.0
+    write_function: WriteFunction | None = Field(
+        None, description="Overrides the device's write_function for this holding register.")
 
 
     @model_validator(mode="after")
@@ -99,6 +105,9 @@ class ModbusPointConfig(PointBase):
             raise ValueError("data_type bit needs 'bit' (0-15)")
         if self.bit is not None and self.data_type is not DataType.BIT:
             raise ValueError("'bit' is only for data_type bit")
+        if self.write_function is not None and self.table is not Table.HOLDING:
+            raise ValueError("write_function is for holding registers; coils are written "
+                             "with function 5")
         if self.scale == 0:
             raise ValueError("scale must not be 0")
         return self
@@ -195,6 +204,10 @@ class ModbusCommon(Strict):
         "be read, not even as a gap: [first, last] in every table, or {first, last, table}.",
     )
     request_delay: Annotated[float, Field(ge=0, le=10)] = 0.0
+    write_function: WriteFunction = Field(
+        "fc6", description="fc6: a one-register write uses function 6 (Write Single "
+        "Register), longer ones 16; fc16: every holding-register write uses function 16 "
+        "(Write Multiple Registers), for devices that accept only that.")
     backoff: Backoff = Field(default_factory=Backoff)
     points: dict[Identifier, ModbusPointConfig]
 

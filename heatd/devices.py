@@ -58,6 +58,7 @@ def _modbus_points(device: ModbusTcpDevice | ModbusRtuDevice) -> dict[str, Modbu
             address=protocol_address(device, point),
             codec=Codec(point.data_type, point.order, point.scale, point.offset, point.bit),
             unit_id=device.unit_id,
+            write_multiple=(point.write_function or device.write_function) == "fc16",
         )
         for name, point in device.points.items()
     }

@@ -324,7 +324,7 @@ class ModbusDevice:
             raise WriteError(f"{point.name}: {self.name} is disconnected")
         if point.table is Table.COIL:
             call, arg = "write_coil", bool(words[0])
-        elif len(words) == 1:
+        elif len(words) == 1 and not point.write_multiple:
             call, arg = "write_register", words[0]
         else:
             call, arg = "write_registers", words

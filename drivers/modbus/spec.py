@@ -42,6 +42,9 @@ class ModbusPoint:
     address: int
     codec: Codec
     unit_id: int
+    write_multiple: bool = False
+    """Write even a single register with function 16 (Write Multiple Registers): for
+    devices that refuse function 6."""
 
     def __post_init__(self) -> None:
         if self.table.is_bits and self.codec.data_type is not DataType.BOOL:

@@ -1,0 +1,113 @@
+"""``write_function: fc16``: a device that accepts only Write Multiple Registers gets even
+its single registers written with function 16; others keep function 6. Checked on the
+wire of a real pymodbus server, and in the site file's errors."""
+
+from __future__ import annotations
+
+import pytest
+from pymodbus.pdu import ModbusPDU
+
+from drivers.modbus import Table
+from heatd.config_loader import ConfigError, parse_site
+from heatd.devices import build_devices
+
+from modbus_servers import SimServer, unit
+from waiting import until
+
+WRITE_SINGLE_REGISTER, WRITE_MULTIPLE_REGISTERS = 6, 16
+
+SITE = """\
+site: {{id: t}}
+devices:
+  dh:
+    protocol: modbus_tcp
+    host: 127.0.0.1
+    port: {port}
+    unit_id: 1
+    address_base: 0
+    write_function: fc16
+    points:
+      supply_setpoint: {{table: holding, address: 10, data_type: int16, scale: 0.1,
+                         unit: degC, writable: true}}
+      pump_speed: {{table: holding, address: 11, data_type: uint16, writable: true,
+                    write_function: fc6}}
+  fans:
+    protocol: modbus_tcp
+    host: 127.0.0.1
+    port: {port}
+    unit_id: 2
+    address_base: 0
+    points:
+      speed: {{table: holding, address: 0, data_type: uint16, unit: "%", writable: true}}
+      limit: {{table: holding, address: 1, data_type: uint16, writable: true,
+               write_function: fc16}}
+"""
+
+
+class RecordingServer(SimServer):
+    """A SimServer that keeps the function code of every request it receives."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.functions: list[tuple[int, int]] = []
+
+    def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
+        if not sending:
+            self.functions.append((pdu.dev_id, pdu.function_code))
+        return super()._trace_pdu(sending, pdu)
+
+
+async def _write(server: RecordingServer, device: str, point: str, value: float) -> int:
+    """Write one point through heatd's driver; the function code the server received."""
+    site = parse_site(SITE.format(port=server.port), "site.yaml")
+    bound = build_devices(site, device)[device]
+    try:
+        await bound.driver.start()
+        await until(lambda: bound.driver.link.connected)  # it connects in the background
+        server.functions.clear()
+        await bound.driver.write(bound.points[point], value)
+    finally:
+        await bound.driver.close()
+    writes = [code for _, code in server.functions
+              if code in (WRITE_SINGLE_REGISTER, WRITE_MULTIPLE_REGISTERS)]
+    assert len(writes) == 1, server.functions
+    return writes[0]
+
+
+@pytest.fixture
+async def server():
+    srv = RecordingServer([unit(1), unit(2)])
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+async def test_fc16_device_writes_one_register_with_function_16(server: RecordingServer) -> None:
+    assert await _write(server, "dh", "supply_setpoint", 72.5) == WRITE_MULTIPLE_REGISTERS
+    assert await server.get(1, Table.HOLDING, 10, 1) == [725]
+
+
+async def test_a_point_may_take_function_6_on_an_fc16_device(server: RecordingServer) -> None:
+    assert await _write(server, "dh", "pump_speed", 40) == WRITE_SINGLE_REGISTER
+    assert await server.get(1, Table.HOLDING, 11, 1) == [40]
+
+
+async def test_the_default_is_function_6_and_a_point_may_ask_for_16(
+        server: RecordingServer) -> None:
+    assert await _write(server, "fans", "speed", 55) == WRITE_SINGLE_REGISTER
+    assert await _write(server, "fans", "limit", 80) == WRITE_MULTIPLE_REGISTERS
+    assert await server.get(2, Table.HOLDING, 0, 2) == [55, 80]
+
+
+def test_write_function_errors_name_file_line_and_field() -> None:
+    text = SITE.format(port=502).replace("write_function: fc16\n", "write_function: fc15\n", 1)
+    text = text.replace("      speed: {table: holding,",
+                        "      running: {table: coil, address: 5, data_type: bool, "
+                        "writable: true, write_function: fc16}\n      speed: {table: holding,")
+    with pytest.raises(ConfigError) as caught:
+        parse_site(text, "site.yaml")
+    problems = [str(p) for p in caught.value.problems]
+    assert any(p.startswith("site.yaml:9: devices.dh.write_function: ") and "fc16" in p
+               for p in problems), problems
+    assert any(p.startswith("site.yaml:22: devices.fans.points.running")
+               and "holding registers" in p for p in problems), problems
