@@ -33,21 +33,34 @@ def to_point_value(role: str, point: PointConfig, value: float | bool) -> float 
     return value * percent_factor(role, point)
 
 
-def control_snapshot(site: SiteConfig, points: Snapshot, now: float) -> ControlSnapshot:
+InputBindings = tuple[tuple[str, tuple[tuple[str, float], ...]], ...]
+"""Each input role with its points as (``device.point``, percent factor)."""
+
+
+def input_bindings(site: SiteConfig) -> InputBindings:
+    """What ``control_snapshot`` looks up, resolved once per site instead of every cycle."""
+    return tuple(
+        (role, tuple((ref, percent_factor(role, site.point(ref)))
+                     for ref in site.role_points(role)))
+        for role in site.roles if role not in R.OUTPUT_ROLES
+    )
+
+
+def control_snapshot(site: SiteConfig | InputBindings, points: Snapshot,
+                     now: float) -> ControlSnapshot:
     """Every input role with one Signal per bound point, stamped with the monotonic time
     heatd heard it (``now`` for a point never heard), so the core's own staleness rule
-    judges its real age; a point the image does not judge good is a bad signal."""
+    judges its real age; a point the image does not judge good is a bad signal. The
+    cycle passes the site's ``input_bindings``; a one-off caller may pass the site."""
+    bindings = input_bindings(site) if isinstance(site, SiteConfig) else site
     signals: dict[str, tuple[Signal, ...]] = {}
-    for role in site.roles:
-        if role in R.OUTPUT_ROLES:
-            continue
+    for role, bound_points in bindings:
         bound = []
-        for ref in site.role_points(role):
+        for ref, factor in bound_points:
             reading = points[ref]
             if reading.quality is Quality.GOOD and reading.value is not None:
-                value = float(reading.value) / percent_factor(role, site.point(ref))
                 heard = now if reading.heard_at is None else reading.heard_at
-                bound.append(Signal(value, True, heard))
+                bound.append(Signal(float(reading.value) / factor, True, heard))
             else:
                 bound.append(Signal.bad(reading.quality_text, now))
         signals[role] = tuple(bound)

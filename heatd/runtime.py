@@ -35,7 +35,7 @@ from heatd.devices import point_limits
 from heatd.fingerprint import fingerprint
 from heatd.points import PointImage, Snapshot
 from heatd.publisher import Publisher
-from heatd.role_signals import control_snapshot
+from heatd.role_signals import control_snapshot, input_bindings
 from heatd.sdnotify import Notifier
 from heatd.tasks import next_tick
 from heatd.writer import OutOfBounds, SetpointWriter
@@ -71,6 +71,7 @@ class Daemon:
         self.config_hash = hashlib.sha256(site_file).hexdigest()[:16]
         self.fingerprint = fingerprint(site_file, site)
         self.image = PointImage(point_limits(site))
+        self.bindings = input_bindings(site)
         self.acquisition = Acquisition(site, self.image,
                                        on_availability=self.publisher.availability,
                                        on_error=self.publisher.device_error)
@@ -119,7 +120,7 @@ class Daemon:
         """One control cycle: snapshot, decide, submit. Pure but for the submits."""
         now = time.monotonic()
         points = self.last_points = self.image.snapshot(now)
-        self.last_snapshot = control_snapshot(self.site, points, now)
+        self.last_snapshot = control_snapshot(self.bindings, points, now)
         decision = step(self.last_snapshot, self.state, self.site.control, now)
         self.state = decision.state
         self.last_decision = decision

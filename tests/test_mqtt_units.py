@@ -351,3 +351,17 @@ def test_discovery_offers_a_control_for_every_overridable_point_and_a_release() 
         assert isinstance(cleared, OverrideCommand)
         assert (cleared.point, cleared.role, cleared.value) == (ref, bounds.role, None)
     assert platforms == {"switch", "number"}  # the demo site has both kinds
+
+
+def test_the_same_readings_again_are_not_sent_until_the_refresh() -> None:
+    """A cycle that saw no new poll offers the very readings of the last one: nothing is
+    sent, and the full refresh still comes on time; a force sends them at once."""
+    r = reporter(deadband=0.0, refresh=10.0)
+    held = {"t": Reading.good(20.0, 0), "q": Reading(1.0, Quality.BAD, 0, "timeout")}
+    assert r.update(held, 0.0) is not None
+    assert r.update(held, 5.0) is None
+    assert r.update(dict(held), 9.9) is None
+    assert r.update(held, 10.0) == {"t": 20.0, "q": None, "quality": {"q": "bad:timeout"}}
+    r.force()
+    assert r.update(held, 10.1) is not None
+    assert r.update({**held, "t": Reading.good(20.1, 0)}, 10.2) is not None

@@ -50,9 +50,19 @@ class DeviceReporter:
         self._full_refresh = full_refresh
         self._sent: dict[str, Any] | None = None
         self._sent_at = -math.inf
+        self._offered: tuple[Reading, ...] = ()
+        """The readings of the last update: the same objects again (no new poll or
+        judgement since; the point image hands out the readings it holds) cannot have
+        moved, so their body is not built again."""
 
     def update(self, readings: Mapping[str, Reading], now: float) -> dict[str, Any] | None:
         """The body to publish now, or None when nothing moved beyond its deadband."""
+        offered = tuple(readings.values())
+        if (self._sent is not None and now - self._sent_at < self._full_refresh
+                and len(offered) == len(self._offered)
+                and all(a is b for a, b in zip(offered, self._offered, strict=True))):
+            return None
+        self._offered = offered
         new = body(readings)
         if self._due(new, now):
             self._sent, self._sent_at = new, now
