@@ -26,17 +26,16 @@ import aiomqtt
 
 from heatd.config_loader import load_site
 from heatd.logs import configure_logging
+from heatd.scaffold import shipped
 from hil.cosim import TRACE_KEYS, Run, record_sample
+from hil.demo_screen import Decisions, LiveScreen, view
 from hil.kpi import Accumulator, heat_available_kw, ideal_stores, kpi_config, sample_between
 from hil.params import compile_params
-from hil.plots import plot_run
+from hil.plots import PLOT_EXTRA, can_plot, plot_run
 from hil.scenario import load_scenario
 from hil.sensors import rack_offsets
 from hil.serve import PlantServer
 from hil.siteports import accelerated_copy, free_port
-
-ROOT = Path(__file__).resolve().parent.parent
-DEMO_SITE = ROOT / "config" / "demo-site.yaml"
 
 
 class Broker:
@@ -75,7 +74,10 @@ class Broker:
 def demo_site(workdir: Path, broker_port: int, speed: float) -> Path:
     """The demo site on free ports, publishing to the demo broker, with heatd's control
     timers scaled to the plant's speed (DESIGN.md, "Time")."""
-    return accelerated_copy(DEMO_SITE, workdir / "site.yaml", speed, {
+    demo = workdir / "demo-site.yaml"  # the installed package's copy, source tree or not
+    demo.write_text(shipped("config/demo-site.yaml").read_text(encoding="utf-8"),
+                    encoding="utf-8")
+    return accelerated_copy(demo, workdir / "site.yaml", speed, {
         "mqtt": {"host": "127.0.0.1", "port": broker_port, "full_refresh": 10.0},
         "runtime": {"cycle_period": 0.2},
     })
@@ -111,44 +113,6 @@ class Recorder:
                    self.last.t - self.start.t, self.acc.result(), self.last, self.trace, 0)
 
 
-def view(control: dict[str, Any], cdu: dict[str, Any], hp: dict[str, Any], sim: PlantServer,
-         elapsed: float, total: float) -> str:
-    """The live screen: what an operator would watch on the MQTT topics."""
-    cycle = control.get("cycle", {})
-    sp = control.get("setpoints", {})
-    state = sim.plant.state
-    limits = control.get("limits", [])
-    lines = [
-        f"heatd demo  {elapsed:5.0f}/{total:.0f} s   plant time {state.t / 3600:5.2f} h "
-        f"(x{sim.speed:g})",
-        f"cycle   {cycle.get('cycles', 0):6d} cycles  period {cycle.get('period_s', 0):.1f} s  "
-        f"jitter p50 {cycle.get('jitter_ms_p50', 0):.1f} ms  p99 "
-        f"{cycle.get('jitter_ms_p99', 0):.1f} ms  overruns {cycle.get('overruns', 0)}",
-        f"mode    {control.get('mode')}   heat pump {control.get('hp_state')}   cooling margin "
-        f"{_num(control.get('cooling_margin'), '.1f')} K",
-        f"coolant supply {_num(cdu.get('supply_temp_a'), '.1f')} degC   return "
-        f"{_num(cdu.get('return_temp'), '.1f')} degC   rack inlet (max) "
-        f"{_num(_hottest_inlet(cdu), '.1f')} degC",
-        f"setpoints  valve {_num(sp.get('valve.recovery'), '.2f')}  fan "
-        f"{_num(sp.get('drycooler.fan'), '.2f')}  heat pump "
-        f"{'on' if sp.get('hp.enable') else 'off'} at {_num(sp.get('hp.capacity'), '.2f')}",
-        f"heat pump  {_num(hp.get('heat'), '.0f')} kW heat  {_num(hp.get('power'), '.0f')} kW "
-        f"electric   delivered so far {state.heat_delivered_to_dh_kwh / 1000:.2f} MWh",
-        "limits  " + (", ".join(f"{x['name']} ({x['layer']}: {x['reason']})" for x in limits)
-                      or "none: recovering freely"),
-    ]
-    return "\n".join(lines)
-
-
-def _hottest_inlet(cdu: dict[str, Any]) -> float | None:
-    inlets = [v for k, v in cdu.items() if k.startswith("rack_inlet") and isinstance(v, float)]
-    return max(inlets, default=None)
-
-
-def _num(value: Any, fmt: str) -> str:
-    return "-" if not isinstance(value, int | float) else format(value, fmt)
-
-
 async def run_demo(seconds: float, speed: float, scenario: str, out: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="heatd-demo-"))
@@ -166,11 +130,12 @@ async def run_demo(seconds: float, speed: float, scenario: str, out: Path) -> in
                   f"heatd log: {out / 'heatd.log'}\n")
             recorder = Recorder(sim)
             last: dict[str, Any] = {}
+            decisions = Decisions()
             try:
                 async with aiomqtt.Client("127.0.0.1", broker.port) as client:
                     await client.subscribe("heatd/demo/#")
-                    watcher = asyncio.create_task(_collect(client, last))
-                    await _live(last, sim, recorder, seconds)
+                    watcher = asyncio.create_task(_collect(client, last, decisions, sim))
+                    await _live(last, decisions, sim, recorder, seconds)
                     watcher.cancel()
             finally:
                 # the simulator shares this event loop: wait without blocking it, so it
@@ -178,37 +143,39 @@ async def run_demo(seconds: float, speed: float, scenario: str, out: Path) -> in
                 heatd.send_signal(signal.SIGTERM)
                 code = await asyncio.wait_for(asyncio.to_thread(heatd.wait), 10)
             run = recorder.run(scenario)
-    png = plot_run(run, out / "demo.png", recorder.acc.config)
-    _summary(run, code, png)
+    png = plot_run(run, out / "demo.png", recorder.acc.config) if can_plot() else None
+    _summary(run, code, png, decisions)
     return 0 if code == 0 else 1
 
 
-async def _collect(client: aiomqtt.Client, last: dict[str, Any]) -> None:
+async def _collect(client: aiomqtt.Client, last: dict[str, Any], decisions: Decisions,
+                   sim: PlantServer) -> None:
+    """The latest message per topic, and every heat-pump decision from the events."""
     async for message in client.messages:
         with contextlib.suppress(ValueError):
             raw = message.payload if isinstance(message.payload, bytes) else b""
-            last[message.topic.value] = json.loads(raw)
+            last[message.topic.value] = decoded = json.loads(raw)
+            if message.topic.value == "heatd/demo/events":
+                decisions.take(decoded, sim.plant.state.t / 3600)
 
 
-async def _live(last: dict[str, Any], sim: PlantServer, recorder: Recorder,
-                seconds: float) -> None:
-    tty = sys.stdout.isatty()
+async def _live(last: dict[str, Any], decisions: Decisions, sim: PlantServer,
+                recorder: Recorder, seconds: float) -> None:
+    screen = LiveScreen(sys.stdout, sys.stdout.isatty(), shutil.get_terminal_size().columns - 1)
     started = time.monotonic()
-    shown = 0.0
     while (elapsed := time.monotonic() - started) < seconds:
         await asyncio.sleep(1.0)
         recorder.sample()
-        screen = view(last.get("heatd/demo/control/state", {}),
-                      last.get("heatd/demo/cdu/state", {}),
-                      last.get("heatd/demo/heatpump/state", {}), sim, elapsed, seconds)
-        if tty:
-            print("\033[H\033[J" + screen, flush=True)
-        elif elapsed - shown >= 15:
-            print(screen + "\n", flush=True)
-            shown = elapsed
+        state = sim.plant.state
+        head = (f"heatd demo  {elapsed:5.0f}/{seconds:.0f} s   plant time "
+                f"{state.t / 3600:5.2f} h (x{sim.speed:g})")
+        screen.show(view(last.get("heatd/demo/control/state", {}),
+                         last.get("heatd/demo/cdu/state", {}),
+                         last.get("heatd/demo/heatpump/state", {}), decisions, head,
+                         state.heat_delivered_to_dh_kwh / 1000), elapsed)
 
 
-def _summary(run: Run, code: int, png: Path) -> None:
+def _summary(run: Run, code: int, png: Path | None, decisions: Decisions) -> None:
     k = run.kpis
     ratio = "-" if k.reuse_ratio is None else f"{k.reuse_ratio:.3f}"
     cop = "-" if k.seasonal_cop is None else f"{k.seasonal_cop:.2f}"
@@ -222,10 +189,13 @@ def _summary(run: Run, code: int, png: Path) -> None:
         ("heat-pump electricity", f"{k.hp_electricity_mwh * 1000:.0f} kWh, seasonal COP {cop}"),
         ("heat-pump starts", f"{k.hp_starts} ({k.short_cycles} short cycles)"),
         ("net CO2 avoided", f"{k.net_co2_t * 1000:.0f} kg (after heat-pump and fan power)"),
-        ("plot", str(png)),
+        ("plot", str(png) if png is not None else PLOT_EXTRA),
     ]
     for label, value in rows:
         print(f"  {label:<22} {value}")
+    print(f"\nheat-pump decisions ({len(decisions.lines)}), with heatd's reasons:")
+    for line in decisions.lines or ["none: the heat pump kept its state"]:
+        print(f"  {line}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """One PNG per co-simulated run: what a person checks first when a figure looks wrong.
 
 Three stacked panels on a common time axis (scenario hours): temperatures
-with their limits, actuator positions, and heat (demand, delivered, made, available).
+with their limits, actuator positions, and heat (demand, delivered, made, given back by
+storage, available).
 Uses matplotlib's object API on the Agg canvas, so it never needs a display and never
 touches pyplot's global state.
 """
@@ -10,9 +11,13 @@ from __future__ import annotations
 
 from importlib.util import find_spec
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hil.cosim import Run
 from hil.kpi import KpiConfig
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 PLOT_EXTRA = "plots need the 'plot' extra: pip install 'heatd[plot]'"
 """What a command that plots says, once, when matplotlib is missing; it does the rest."""
@@ -24,6 +29,15 @@ otherwise flatten every other curve) and their peak is written on the panel."""
 
 def plot_run(run: Run, path: str | Path, config: KpiConfig) -> Path:
     """Write the run's PNG to ``path`` (parent directories are created)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure(run, config).savefig(out)
+    return out
+
+
+def figure(run: Run, config: KpiConfig) -> Figure:
+    """The run's three panels. Limits are drawn black, each in its own dash pattern and
+    labelled on the panel, so neither is taken for the curve it bounds."""
     from matplotlib.figure import Figure
 
     if run.trace is None:
@@ -46,15 +60,13 @@ def plot_run(run: Run, path: str | Path, config: KpiConfig) -> Path:
     ax_t.plot(t, tr["rack_inlet_c"], label="hottest rack inlet", color="tab:purple", lw=0.9)
     ax_t.plot(t, tr["tank_top_c"], label="storage top", color="tab:red", lw=0.9)
     ax_t.plot(t, tr["outdoor_c"], label="outdoor", color="tab:gray", lw=0.9)
-    ax_t.axhline(
-        config.supply_limit_c,
-        color="tab:blue",
-        ls="--",
-        lw=1,
-        label=f"supply limit {config.supply_limit_c:g} degC",
-    )
     a2 = config.rack_limits_c[-1]
-    ax_t.axhline(a2, color="tab:purple", ls=":", lw=1, label=f"rack inlet A2 {a2:g} degC")
+    for value, style, text in ((config.supply_limit_c, "--", "supply limit"),
+                               (a2, ":", "rack inlet limit (A2)")):
+        ax_t.axhline(value, color="black", ls=style, lw=1.4, label=f"{text} {value:g} degC")
+        ax_t.annotate(f"{text} {value:g} degC", (0.995, value), xycoords=("axes fraction", "data"),
+                      ha="right", va="bottom", fontsize=8,
+                      bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 1})
     ceiling = max(config.supply_limit_c, a2) + _OFF_SCALE_K
     peak = max(max(tr["supply_c"], default=0.0), max(tr["rack_inlet_c"], default=0.0))
     if peak > ceiling:
@@ -93,6 +105,8 @@ def plot_run(run: Run, path: str | Path, config: KpiConfig) -> Path:
     ax_q.plot(t, tr["demand_kw"], label="network demand", color="black", lw=1.0)
     ax_q.plot(t, tr["delivered_kw"], label="delivered to network", color="tab:red", lw=1.2)
     ax_q.plot(t, tr["hp_heat_kw"], label="heat-pump heat", color="tab:orange", lw=0.9)
+    ax_q.fill_between(t, 0.0, storage_discharge_kw(tr), color="tab:purple", alpha=0.45, lw=0,
+                      label="storage discharge (delivered beyond heat-pump heat)")
     ax_q.plot(
         t, tr["available_kw"], label="heat available (ideal)", color="tab:green", ls="--", lw=0.9
     )
@@ -100,11 +114,13 @@ def plot_run(run: Run, path: str | Path, config: KpiConfig) -> Path:
     ax_q.set_xlabel("scenario time (h)")
     ax_q.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     ax_q.grid(alpha=0.3)
+    return fig
 
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    return out
+
+def storage_discharge_kw(trace: dict[str, list[float]]) -> list[float]:
+    """Heat the network got beyond what the heat pump made: what the tank gave back."""
+    return [max(d - h, 0.0) for d, h in zip(trace["delivered_kw"], trace["hp_heat_kw"],
+                                            strict=True)]
 
 
 def can_plot() -> bool:

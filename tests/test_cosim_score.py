@@ -11,7 +11,7 @@ import pytest
 
 from heatd.cli import main as heatd_main
 from hil.kpi import Kpis, kpi_config
-from hil.plots import plot_run
+from hil.plots import figure, plot_run, storage_discharge_kw
 from hil.scenario import load_scenario
 from hil.score import (
     JSON_KEYS,
@@ -102,6 +102,32 @@ def test_plot_marks_a_runaway_as_off_scale(short_scenario: Path, tmp_path: Path)
             tmp_path / "x.png",
             kpi_config(sc.params),
         )
+
+
+def test_plot_tells_limits_from_curves_and_shows_storage_discharge(
+        short_scenario: Path, tmp_path: Path) -> None:
+    from matplotlib.colors import to_rgba
+
+    sc = load_scenario(short_scenario)
+    config = kpi_config(sc.params)
+    run = score(sc, "heatd", plot_dir=tmp_path)
+    assert run.trace is not None
+    temperatures, _, heat = figure(run, config).axes
+    lines = {line.get_label(): line for line in temperatures.get_lines()}
+    supply = f"supply limit {config.supply_limit_c:g} degC"
+    rack = f"rack inlet limit (A2) {config.rack_limits_c[-1]:g} degC"
+    limits = [lines[supply], lines[rack]]
+    curves = [lines["coolant supply"], lines["hottest rack inlet"]]
+    assert limits[0].get_linestyle() != limits[1].get_linestyle()
+    curve_colours = {to_rgba(c.get_color()) for c in curves}
+    assert not {to_rgba(x.get_color()) for x in limits} & curve_colours
+    assert {supply, rack} <= {text.get_text() for text in temperatures.texts}  # on the panel
+    series = [c.get_label() for c in heat.collections]
+    assert any(label.startswith("storage discharge") for label in series)
+    discharge = storage_discharge_kw(run.trace)
+    expected = [max(d - h, 0.0) for d, h in zip(run.trace["delivered_kw"],
+                                                 run.trace["hp_heat_kw"], strict=True)]
+    assert discharge == expected and len(discharge) == len(run.trace["t_h"])
 
 
 def _asdict(run: object) -> dict[str, object]:

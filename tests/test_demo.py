@@ -23,6 +23,9 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert over_limit is not None and float(over_limit.group(1)) == 0.0
     assert re.search(r"IT heat reused\s+\d+ kWh", text)
     assert re.search(r"heat delivered\s+\d+ kWh", text)
+    decisions = text.split("with heatd's reasons:\n", 1)[1].splitlines()
+    for line in decisions[:int(re.findall(r"heat-pump decisions \((\d+)\)", text)[0])]:
+        assert re.fullmatch(r"\s+[\d.]+ h  heat pump (\w+ -> \w+|reset): .+ \(\w+\)", line)
     png = out / "demo.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     log = (out / "heatd.log").read_text()
