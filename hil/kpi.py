@@ -179,6 +179,8 @@ class Kpis:
     electricity_per_mwh_reused: float | None
     """MWh of heat-pump and fan electricity per MWh of IT heat reused."""
     seasonal_cop: float | None
+    hp_off_h: float
+    """Hours the heat pump did not run: the dry cooler carried all the IT heat."""
     hp_starts: int
     short_cycles: int
     hp_trips: int
@@ -269,6 +271,7 @@ class Accumulator:
         self._delivered = self._hp_heat = self._reused = self._hp_el = self._it = 0.0
         self._fan = self._ideal = self._demand = self._below_kh = 0.0
         self._starts = self._short = 0
+        self._hp_off_s = 0.0
         self._trips: dict[str, int] = {}
         self._running = False
         self._trip = 0
@@ -310,6 +313,8 @@ class Accumulator:
             self._below_kh += (cfg.contract_supply_c - x.dh_supply_c) * dt / _S_PER_H
         self._ideal_step(dt, x.it_offered_kwh, demand, x.hp_available)
 
+        if not x.hp_running:
+            self._hp_off_s += dt
         if x.hp_running and not self._running:
             self._starts += 1
             if self._off_at is not None and now - self._off_at < cfg.min_off_s:
@@ -375,6 +380,7 @@ class Accumulator:
             fan_electricity_mwh=self._fan / 1000.0,
             electricity_per_mwh_reused=electricity / self._reused if self._reused > 0 else None,
             seasonal_cop=seasonal_cop(self._hp_heat, self._hp_el),
+            hp_off_h=self._hp_off_s / _S_PER_H,
             hp_starts=self._starts,
             short_cycles=self._short,
             hp_trips=sum(self._trips.values()),

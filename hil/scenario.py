@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -86,10 +87,21 @@ class ScenarioSpec(_Strict):
     faults: list[FaultSpec] = []
 
 
+@dataclass(frozen=True, slots=True)
+class YearSeries:
+    """Hourly series of a whole year (8760 values) that replace the bundled ones: IT power
+    (kW), outdoor temperature (degC), network heat demand (kW). None keeps the bundled."""
+
+    it_kw: tuple[float, ...] | None = None
+    outdoor_c: tuple[float, ...] | None = None
+    demand_kw: tuple[float, ...] | None = None
+
+
 class Scenario:
     """A loaded scenario: disturbances and faults as functions of scenario time t (s)."""
 
-    def __init__(self, spec: ScenarioSpec, params: PlantParams, seed: int) -> None:
+    def __init__(self, spec: ScenarioSpec, params: PlantParams, seed: int,
+                 year: YearSeries | None = None) -> None:
         self.spec = spec
         self.name = spec.name
         self.description = spec.description
@@ -99,12 +111,17 @@ class Scenario:
         self.duration_s = spec.duration_h * 3600.0
         hours = math.ceil(spec.duration_h) + 2
         window = [(spec.start_hour + h) % series.HOURS_PER_YEAR for h in range(hours)]
-        cpu = series.cpu_load()
-        temps = series.outdoor_temp(spec.weather)
+        year = year or YearSeries()
+        temps = year.outdoor_c or series.outdoor_temp(spec.weather)
         dh = params.dh
-        demand = series.dh_demand(spec.weather, dh.annual_demand_mwh, dh.building_type)
+        demand = year.demand_kw or series.dh_demand(spec.weather, dh.annual_demand_mwh,
+                                                    dh.building_type)
         it = params.it
-        self._it_base = [it.idle_kw + (it.peak_kw - it.idle_kw) * cpu[h] for h in window]
+        if year.it_kw is not None:
+            self._it_base = [year.it_kw[h] for h in window]
+        else:
+            cpu = series.cpu_load()
+            self._it_base = [it.idle_kw + (it.peak_kw - it.idle_kw) * cpu[h] for h in window]
         self._temp = [temps[h] for h in window]
         self._demand = [demand[h] for h in window]
         self._peak = it.peak_kw

@@ -42,8 +42,9 @@ def duration_curve(totals: ContractTotals, path: Path) -> Figure:
 def erf_by_month(months: list[Month], path: Path) -> Figure:
     fig = Figure(figsize=(9, 3.5), layout="constrained")
     ax = fig.subplots()
-    ax.bar([m.month for m in months], [100 * (m.erf or 0.0) for m in months],
-           color="tab:green", label="ERF")
+    at = range(len(months))
+    ax.bar(at, [100 * (m.erf or 0.0) for m in months], color="tab:green", label="ERF")
+    ax.set_xticks(at, [m.month for m in months])
     for since, share in ENEFG_ERF:
         ax.axhline(100 * share, ls="--", lw=1, color="grey")
         ax.annotate(f"EnEfG {share:.0%} (from {since:%Y-%m})", (0, 100 * share),

@@ -1,0 +1,98 @@
+"""``heatd assess``: a window of the year co-simulated with heatd's control core; one week
+agrees with ``hil score`` on the same week; a sweep picks what to buy, whatever the
+number of processes; planners' CSV files replace the bundled year."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from heatd.billing.indicators import co2_avoided_kg
+from heatd.cli import main as heatd_main
+from hil.assess import months_of, parse_sweep
+from hil.scenario import load_scenario
+from hil.score import score
+
+DEMO = str(Path(__file__).resolve().parents[1] / "config" / "demo-site.yaml")
+
+
+def assess(capsys, tmp_path: Path, *extra: str) -> dict:
+    assert heatd_main(["assess", DEMO, "--json", "--no-progress", "--out", str(tmp_path),
+                       *extra]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_one_week_agrees_with_hil_score_on_that_week(capsys, tmp_path: Path) -> None:
+    week = load_scenario("winter_week")
+    result = assess(capsys, tmp_path, "--start-hour", str(week.start_hour), "--hours", "168")
+    figures, = result["results"]
+    kpis = score(week, "heatd", site=DEMO).kpis
+    assert figures["heat_delivered_mwh"] == pytest.approx(kpis.heat_delivered_mwh, rel=1e-9)
+    assert figures["it_heat_reused_mwh"] == pytest.approx(kpis.it_heat_reused_mwh, rel=1e-9)
+    assert figures["hp_electricity_mwh"] == pytest.approx(kpis.hp_electricity_mwh, rel=1e-9)
+    assert figures["erf"] == pytest.approx(kpis.erf, rel=1e-9)
+    assert figures["seasonal_cop"] == pytest.approx(kpis.seasonal_cop, rel=1e-9)
+    assert figures["co2_avoided_t"] == pytest.approx(kpis.net_co2_t, rel=1e-9)
+    assert figures["homes_equivalent"] == pytest.approx(
+        kpis.heat_delivered_mwh * 1000 / 12000)
+    assert [m["month"] for m in figures["months"]] == ["Jan"]
+    assert (tmp_path / "months.png").stat().st_size > 1000
+    assert "ISO/IEC 30134-6" in result["factors"]["ERF"]
+
+
+def test_a_window_is_cut_at_the_months() -> None:
+    assert months_of(0, 24) == [("Jan", 0.0, 86400.0)]
+    cut = months_of(31 * 24 - 6, 12)  # 31 January 18:00 for 12 hours
+    assert cut == [("Jan", 0.0, 6 * 3600.0), ("Feb", 6 * 3600.0, 6 * 3600.0)]
+    assert sum(length for *_, length in months_of(0, 8760)) == 8760 * 3600
+    assert len(months_of(8760 - 24, 48)) == 2  # the window wraps into January
+
+
+def test_a_sweep_picks_the_smallest_size_near_the_most_heat(capsys, tmp_path: Path) -> None:
+    assert parse_sweep("hp_kw=100,300,storage_m3=10")[1].hp_kw == 300.0
+    with pytest.raises(ValueError, match="hp_kw or storage_m3"):
+        parse_sweep("fans=3")
+    window = ["--start-hour", "336", "--hours", "12", "--sweep", "hp_kw=60,300,storage_m3=20"]
+    one = assess(capsys, tmp_path / "one", *window)
+    two = assess(capsys, tmp_path / "two", *window, "--jobs", "2")
+    assert [r["heat_delivered_mwh"] for r in one["results"]] == [
+        r["heat_delivered_mwh"] for r in two["results"]]
+    small, large = one["results"]
+    assert small["heat_delivered_mwh"] < large["heat_delivered_mwh"]
+    assert one["best"]["hp_kw"] == 300.0 and "95%" in one["best_rule"]
+    assert (tmp_path / "two" / "sweep.png").stat().st_size > 1000
+
+
+def test_csv_series_replace_the_bundled_year(capsys, tmp_path: Path) -> None:
+    load = tmp_path / "load.csv"
+    load.write_text("it_kw\n" + "150\n" * 8760)
+    demand = tmp_path / "demand.csv"
+    demand.write_text("demand_kw\n" + "0\n" * 8760)
+    result = assess(capsys, tmp_path, "--hours", "24", "--load", str(load), "--demand",
+                    str(demand), "--grid-co2", "0.1", "--displaced-co2", "0.3")
+    figures, = result["results"]
+    assert figures["it_energy_mwh"] == pytest.approx(150 * 24 / 1000, rel=0.05)
+    assert figures["heat_delivered_mwh"] == pytest.approx(0.0, abs=1e-6)  # nobody buys
+    assert figures["co2_avoided_t"] == pytest.approx(co2_avoided_kg(
+        0.0, (figures["hp_electricity_mwh"] + figures["fan_electricity_mwh"]) * 1000, 0.3, 0.1
+    ) / 1000)
+    assert result["factors"]["grid"] == "0.1 kg CO2/kWh"
+
+
+def test_a_bad_series_file_is_named_with_its_line(capsys, tmp_path: Path) -> None:
+    weather = tmp_path / "weather.csv"
+    weather.write_text("dry_bulb_c\n1.0\nwarm\n")
+    assert heatd_main(["assess", DEMO, "--hours", "1", "--no-progress", "--weather",
+                       str(weather), "--out", str(tmp_path)]) == 2
+    assert f"{weather}:3: dry_bulb_c: 'warm' is not a number" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_year_of_the_demo_site(capsys, tmp_path: Path) -> None:
+    figures, = assess(capsys, tmp_path, "--jobs", "2")["results"]
+    assert [m["month"] for m in figures["months"]][::11] == ["Jan", "Dec"]
+    assert figures["hours"] == 8760
+    assert figures["supply_over_limit_s"] == 0
+    assert figures["erf"] > 0.1 and figures["heat_delivered_mwh"] > 500
