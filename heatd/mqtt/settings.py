@@ -50,7 +50,7 @@ class HomeAssistantSettings(_Strict):
     """Home Assistant MQTT discovery: off, one message for the site (``device``, Home
     Assistant 2024.11 and later) or one per entity (``entity``, older releases too)."""
 
-    discovery: bool | Literal["device", "entity"] = Field(
+    discovery: Literal[False, True, "device", "entity"] = Field(
         False, description="false, device (true means device: HA 2024.11 and later) or "
         "entity (one message per entity, for older HA releases)."
     )
