@@ -17,6 +17,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
 import structlog
 
@@ -36,10 +37,14 @@ class Acquisition:
 
     def __init__(self, site: SiteConfig, image: PointImage, *, clock: Clock = time.monotonic,
                  on_availability: Callable[[str, bool], None] | None = None,
-                 on_error: Callable[[str, str | None], None] | None = None) -> None:
+                 on_error: Callable[[str, str | None], None] | None = None,
+                 on_event: Callable[[str, str, dict[str, object]], None] | None = None) -> None:
         self.site = site
         self.image = image
         self.devices: dict[str, BoundDevice] = build_devices(site)
+        for device in self.devices.values():  # drivers with news of their own (OPC UA)
+            if on_event is not None and hasattr(device.driver, "on_event"):
+                device.driver.on_event = partial(on_event, device.name)
         self._clock = clock
         self._pushed: dict[str, Reading] = {}
         """Latest reading of each subscribed point, to confirm it as current."""

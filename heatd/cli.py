@@ -53,7 +53,7 @@ def _probe(args: argparse.Namespace) -> int:
         print(f"{args.file}: no device {args.device!r} (devices: {', '.join(site.devices)})",
               file=sys.stderr)
         return 1
-    return asyncio.run(probe(site, args.device, sys.stdout))
+    return asyncio.run(probe(site, args.device, sys.stdout, check_types=args.check_types))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     probe.add_argument("file")
     probe.add_argument("--device", help="probe only this device")
+    probe.add_argument("--check-types", action="store_true",
+                       help="flag OPC UA points whose data_type or writable differs from "
+                       "the server's")
     probe.set_defaults(handler=_probe)
 
     run = commands.add_parser("run", help="run the daemon on a site file (systemd: Type=notify)")
@@ -107,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("dir", metavar="DIR")
     init.add_argument("--force", action="store_true", help="overwrite files already there")
     init.set_defaults(handler=_init)
+
+    from heatd.opcua_cli import add_commands as add_opcua_commands
+
+    add_opcua_commands(commands)
 
     from heatd.billing.cli import add_commands as add_billing_commands
 

@@ -45,6 +45,7 @@ from ruamel.yaml.reader import ReaderError
 
 from heatd.config import SiteConfig
 from heatd.mqtt.settings import MqttSettings
+from heatd.opcua_checks import opcua_problems
 from heatd.site_checks import Invalid, Problem, safe_state_problems, site_problems
 
 Loc = tuple[str | int, ...]
@@ -450,6 +451,7 @@ def check_site(path: str | Path) -> CheckedSite:
         yield from safe_state_problems(site, invalid)
         if site.mqtt is not None and not invalid.covers("mqtt"):
             yield from _start_file_problems(site.mqtt, notes, str(path))
+        yield from opcua_problems(site, invalid, notes, str(path))
 
     site = _parse(_read(path), str(path), deployment)
     return CheckedSite(site, notes)

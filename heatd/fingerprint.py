@@ -8,6 +8,7 @@ changes the fingerprint even though the site file did not.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,9 @@ def referenced_files(site: SiteConfig) -> Iterator[str]:
         if isinstance(device, OpcUaDevice):
             yield from (f for f in (device.certificate, device.private_key,
                                     device.server_certificate) if f)
+            if device.trust_list:  # a certificate added to or removed from the folder
+                with contextlib.suppress(OSError):
+                    yield from sorted(str(p) for p in Path(device.trust_list).iterdir())
 
 
 def fingerprint(site_file: bytes, site: SiteConfig) -> str:

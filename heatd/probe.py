@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import IO
 
 from drivers.modbus.device import ModbusDevice
 from drivers.modbus.plan import format_plan
 from drivers.reading import Quality, Reading
-from heatd.config import SiteConfig
+from heatd import probe_opcua
+from heatd.config import OpcUaDevice, SiteConfig
 from heatd.control.signals import Signal
 from heatd.control.signals import Snapshot as ControlSnapshot
 from heatd.control.validate import ValidationState, validate
@@ -31,6 +32,7 @@ class _Probed:
     online: bool
     error: str | None
     readings: dict[str, Reading]
+    described: probe_opcua.Described = field(default_factory=dict)
 
 
 async def _read_once(device: BoundDevice) -> dict[str, Reading]:
@@ -57,7 +59,11 @@ async def _probe_device(site: SiteConfig, device: BoundDevice, image: PointImage
     online, error = device.driver.online, device.driver.last_error
     if not online and error in (None, "disconnected"):
         error = f"no connection within {CONNECT_WAIT_S:g} s"
-    return _Probed(online, error, judge(site, device.name, readings, image, time.monotonic()))
+    described = {}
+    if isinstance(site.devices[device.name], OpcUaDevice) and online:
+        described = await probe_opcua.describe(device)
+    return _Probed(online, error, judge(site, device.name, readings, image, time.monotonic()),
+                   described)
 
 
 def _request_s(site: SiteConfig, device: BoundDevice) -> float:
@@ -115,10 +121,13 @@ def _format_raw(reading: Reading) -> str:
     return " ".join(f"{word:04X}" for word in reading.raw)
 
 
-async def probe(site: SiteConfig, only: str | None, out: IO[str]) -> int:
+async def probe(site: SiteConfig, only: str | None, out: IO[str],
+                check_types: bool = False) -> int:
     """Print one table per device; exit status 0 when every point is good as ``run``
-    would judge it, else 2. Devices are read at the same time, each within its own
-    time limit, so unreachable devices cost the probe one wait, not one each."""
+    would judge it (and, with ``check_types``, every OPC UA point's data_type and
+    writability agree with the server), else 2. Devices are read at the same time, each
+    within its own time limit, so unreachable devices cost the probe one wait, not one
+    each."""
     devices = build_devices(site, only)
     image = PointImage(point_limits(site))
     try:
@@ -137,6 +146,9 @@ async def probe(site: SiteConfig, only: str | None, out: IO[str]) -> int:
         if isinstance(device.driver, ModbusDevice):
             plan = device.driver.plan(tuple(device.points.values()))
             out.write("read plan:\n" + _indent(format_plan(plan)) + "\n")
+        if isinstance(config, OpcUaDevice):
+            all_good &= _opcua_table(config, result, out, check_types)
+            continue
         rows = [("point", "raw", "value", "unit", "quality")]
         for pname, point in config.points.items():
             reading = result.readings[pname]
@@ -145,6 +157,28 @@ async def probe(site: SiteConfig, only: str | None, out: IO[str]) -> int:
                          point.unit or "", reading.quality_text))
         out.write(_table(rows) + "\n\n")
     return 0 if all_good else 2
+
+
+def _opcua_table(config: OpcUaDevice, result: _Probed, out: IO[str], check_types: bool) -> bool:
+    """The OPC UA table, with the server's type and access; False when a point is bad or,
+    with ``check_types``, disagrees with the server."""
+    good = True
+    rows = [("point", "raw", "value", "unit", "type", "access", "quality")]
+    mismatches = []
+    for pname, point in config.points.items():
+        reading = result.readings[pname]
+        good &= reading.quality is Quality.GOOD
+        info = result.described.get(pname)
+        raw, data_type, access = probe_opcua.columns(info)
+        rows.append((pname, raw, _format_value(reading), point.unit or "", data_type, access,
+                     reading.quality_text))
+        if check_types:
+            mismatches += [f"  {pname}: {p}" for p in probe_opcua.type_problems(point, info)]
+    out.write(_table(rows) + "\n")
+    if mismatches:
+        out.write("type mismatches:\n" + "\n".join(mismatches) + "\n")
+    out.write("\n")
+    return good and not mismatches
 
 
 def _indent(text: str) -> str:

@@ -74,7 +74,8 @@ class Daemon:
         self.bindings = input_bindings(site)
         self.acquisition = Acquisition(site, self.image,
                                        on_availability=self.publisher.availability,
-                                       on_error=self.publisher.device_error)
+                                       on_error=self.publisher.device_error,
+                                       on_event=self._device_event)
         self.writer = SetpointWriter(site, self.acquisition.devices, self._alarm,
                                      deadband=site.runtime.write_deadband,
                                      min_interval=site.runtime.write_min_interval)
@@ -87,6 +88,10 @@ class Daemon:
     async def _stop_io(self) -> None:
         await self.writer.stop()
         await self.acquisition.stop()
+
+    def _device_event(self, device: str, name: str, details: dict[str, Any]) -> None:
+        """Something a driver reports about its device, e.g. OPC UA's namespaces_changed."""
+        self.publisher.event({"type": "device", "device": device, "name": name, **details})
 
     def _alarm(self, name: str, details: dict[str, Any]) -> None:
         log.warning(name, **details)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -24,12 +24,15 @@ from asyncua.common.callback import CallbackType, ServerItemCallback
 
 from drivers.opcua.config import OpcUaPoint
 from drivers.opcua.convert import VARIANT_TYPES, to_variant
+from drivers.opcua.namespaces import STANDARD_URI, NodeRef, resolve
 from heatd.config import OpcUaDevice
 from hil.pointmap import Binding
 
 log = structlog.get_logger(__name__)
 
 NAMESPACE = "urn:heatd:hil:{}"
+SERVER_URI = "urn:freeopcua:python:server"
+"""asyncua's own namespace, index 1."""
 _BOOL_SENSORS = frozenset({"hp_running", "hp_fault", "hp_lockout", "plc_fallback"})
 _INTEGER_SENSORS = frozenset({"hp_trip_code"})
 _FLOATS = (ua.VariantType.Float, ua.VariantType.Double)
@@ -85,6 +88,19 @@ def data_value(var: Variable, value: float | None, now: datetime) -> ua.DataValu
     return ua.DataValue(variant, SourceTimestamp=now, ServerTimestamp=now)
 
 
+def namespace_array(devices: Iterable[OpcUaDevice]) -> tuple[str, ...]:
+    """The namespaces the served devices' node ids need, in the order they are registered:
+    each index a node id names (with the URI the site declares for it, else a made-up
+    one), then each URI named by ``nsu=`` that is not there yet."""
+    refs = [NodeRef.parse(p.node_id) for d in devices for p in d.points.values()]
+    declared = {i: uri for d in devices for i, uri in d.namespaces.items()}
+    highest = max([r.index for r in refs if r.uri is None] + list(declared), default=1)
+    array = [STANDARD_URI, SERVER_URI]
+    array += [declared.get(i, NAMESPACE.format(i)) for i in range(2, highest + 1)]
+    array += dict.fromkeys(r.uri for r in refs if r.uri is not None and r.uri not in array)
+    return tuple(array)
+
+
 class OpcUaEndpoint:
     """An asyncua server on 127.0.0.1 at the port (and path) of the devices' endpoint."""
 
@@ -100,13 +116,15 @@ class OpcUaEndpoint:
         self._refresh_s = refresh_s
         self._server: Server | None = None
         self.variables: list[Variable] = []
+        self.namespaces = namespace_array(self.devices.values())
         for name, device in self.devices.items():
             for pname, point in device.points.items():
                 binding = bindings[f"{name}.{pname}"]
                 vtype = variant_type_of(binding, point.data_type)
                 spec = OpcUaPoint(pname, point.node_id, None, point.scale, point.offset)
-                self.variables.append(Variable(binding, spec, spec.ua_node_id, vtype,
-                                               point.writable))
+                ref = spec.ref
+                node_id = ua.NodeId.from_string(ref.at(resolve(ref, self.namespaces, {})))
+                self.variables.append(Variable(binding, spec, node_id, vtype, point.writable))
         self._by_node = {v.node_id: v for v in self.variables}
         self._served: dict[ua.NodeId, tuple[object, int, float]] = {}
 
@@ -129,12 +147,11 @@ class OpcUaEndpoint:
         await server.init()
         server.set_endpoint(self.url)
         server.set_server_name("heatd plant simulator")
-        highest = max((v.node_id.NamespaceIndex for v in self.variables), default=1)
-        index = 1
-        while index < highest:
-            index = await server.register_namespace(NAMESPACE.format(index + 1))
+        for uri in self.namespaces[2:]:
+            await server.register_namespace(uri)
         now = datetime.now(UTC)
-        folders = {name: await server.nodes.objects.add_folder(max(highest, 1), name)
+        home = max(len(self.namespaces) - 1, 1)
+        folders = {name: await server.nodes.objects.add_folder(home, name)
                    for name in self.devices}
         for var in self.variables:
             start = outputs.get(var.binding.ref) if var.binding.actuator else None

@@ -136,6 +136,9 @@ class OpcUaDevice:
 
     async def start(self) -> None:
         if self._task is None:
+            if self.settings.secured and self.settings.trust == "any":
+                _log.warning("%s: trust: any: INSECURE, any server certificate is accepted "
+                             "on %s", self.name, self.settings.endpoint)
             self._closing = False
             self._task = asyncio.create_task(self._supervise(), name=f"opcua-{self.name}")
 
