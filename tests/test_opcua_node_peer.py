@@ -5,6 +5,7 @@ reorders the namespace array, browsing, and SignAndEncrypt with named failures."
 from __future__ import annotations
 
 import asyncio
+import io
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -14,7 +15,9 @@ import pytest_asyncio
 
 from drivers.opcua import OpcUaDevice, OpcUaPoint, OpcUaSettings
 from drivers.reading import Reading
+from heatd.config_loader import parse_site
 from heatd.opcua_cert import CertFiles, make_certificate
+from heatd.probe import probe
 
 from node_opcua import Namespace, NodeOpcUaServer, Variable, ensure_node_opcua
 
@@ -230,3 +233,35 @@ async def test_sign_and_encrypt_and_each_failure_named(
         for device in devices.values():
             await device.close()
         await server.stop()
+
+
+async def test_probe_names_an_untrusted_client_certificate(
+    tmp_path: Path, pki: dict[str, CertFiles]
+) -> None:
+    server = NodeOpcUaServer(tmp_path, [plant()], security={
+        "certificate": str(pki["server"].pem), "privateKey": str(pki["server"].key),
+        "pki": str(tmp_path / "server-pki"), "trusted": [str(pki["client"].der)]})
+    await server.start()
+    site = parse_site(f"""\
+site: {{id: t}}
+devices:
+  plc:
+    protocol: opcua
+    endpoint: {server.endpoint}
+    security_policy: Basic256Sha256
+    security_mode: SignAndEncrypt
+    certificate: {pki["stranger"].pem}
+    private_key: {pki["stranger"].key}
+    application_uri: urn:heatd:test:stranger
+    server_certificate: {pki["server"].der}
+    mode: polling
+    points:
+      supply: {{node_id: "nsu={PLANT};s=Loop.SupplyTemp"}}
+""", "site.yaml")
+    out = io.StringIO()
+    try:
+        assert await probe(site, None, out) == 2
+    finally:
+        await server.stop()
+    assert out.getvalue().startswith(
+        "device plc (opcua): offline (client_certificate_untrusted: the server refused")
