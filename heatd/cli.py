@@ -5,7 +5,6 @@ stop ``heatd check-config`` from working."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Sequence
@@ -41,6 +40,8 @@ def _config_schema(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
+    import asyncio
+
     from heatd.config_loader import ConfigError, load_site
     from heatd.probe import probe
 
@@ -83,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate a site file and list every error")
     check.add_argument("file")
-    check.set_defaults(handler=_check_config)
+    check.set_defaults(handler=_check_config, logs=False)  # prints its own report
 
     config = commands.add_parser("config", help="configuration tools")
     config_commands = config.add_subparsers(dest="config_command", required=True)
@@ -127,9 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from heatd.logs import configure_logging
+    if getattr(args, "logs", True):
+        from heatd.logs import configure_logging
 
-    configure_logging(args.log_level)
+        configure_logging(args.log_level)
     return int(args.handler(args))
 
 
