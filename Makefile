@@ -42,8 +42,10 @@ test-slow: $(STAMP) system-tools
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# One table of the headline figures, written to bench/results.json (BENCH_ARGS=--quick for
+# a shortened run); compare two with bench/compare.py OLD.json NEW.json.
 bench: $(STAMP) system-tools
-	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 demo: $(STAMP) system-tools
 	$(PY) -m hil.demo

@@ -76,19 +76,25 @@ def time_steps(fn: Callable[..., Any], state: Any, params: Any, snaps: list[Snap
     return (time.perf_counter() - t) / len(snaps) * 1e6
 
 
+def measure(steps: int = 20_000, repeat: int = 5) -> dict[str, float]:
+    """Best-run microseconds per step of heatd's core and of the baseline controller."""
+    t0 = 1_700_000_000.0
+    snaps = snapshots(steps, t0)
+    params, bparams = ControlParams(), baseline.BaselineParams()
+    core_us, base_us = [], []
+    for _ in range(repeat):  # interleaved, so both see the same machine state
+        core_us.append(time_steps(step, initial_state(t0), params, snaps))
+        base_us.append(time_steps(baseline.step, baseline.initial_state(t0), bparams, snaps))
+    return {"core_us": min(core_us), "baseline_us": min(base_us)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20_000)
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
-    t0 = 1_700_000_000.0
-    snaps = snapshots(args.steps, t0)
-    params, bparams = ControlParams(), baseline.BaselineParams()
-    core_us, base_us = [], []
-    for _ in range(args.repeat):  # interleaved, so both see the same machine state
-        core_us.append(time_steps(step, initial_state(t0), params, snaps))
-        base_us.append(time_steps(baseline.step, baseline.initial_state(t0), bparams, snaps))
-    core, base = min(core_us), min(base_us)
+    figures = measure(args.steps, args.repeat)
+    core, base = figures["core_us"], figures["baseline_us"]
     print(f"steps per run      {args.steps} x {args.repeat} runs (best run reported)")
     print(f"control step       {core:7.2f} us   (target <= {TARGET_US:g} us: "
           f"{'met' if core <= TARGET_US else 'MISSED'})")

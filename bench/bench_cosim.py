@@ -77,6 +77,25 @@ def control_alone(sc: Scenario, ctl: Controller, dt: float) -> tuple[float, floa
     return step_us, sense_us
 
 
+def year_scenario(hours: float) -> Scenario:
+    return scenario_from_dict(
+        {"name": "year", "weather": "copenhagen", "start_hour": 0, "duration_h": hours}
+    )
+
+
+def measure(hours: float = 8760.0, dt: float = 10.0) -> dict[str, float]:
+    """Seconds for the plant alone and for the co-simulation with heatd over ``hours``,
+    and both scaled to a year at 10 s steps."""
+    sc = year_scenario(hours)
+    steps = round(hours * 3600.0 / dt)
+    plant_s = plant_only(sc, steps, dt)
+    heatd_s, _ = cosim(sc, make_controller("heatd", sc.params, site_control(sc.params)),
+                       hours, dt)
+    per_year = YEAR_STEPS_10S / steps
+    return {"hours": hours, "steps": steps, "plant_s": plant_s, "heatd_s": heatd_s,
+            "plant_year_s": plant_s * per_year, "heatd_year_s": heatd_s * per_year}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hours", type=float, default=8760.0)
@@ -84,9 +103,7 @@ def main() -> None:
     ap.add_argument("--skip-baseline", action="store_true")
     args = ap.parse_args()
     hours, dt = args.hours, args.dt
-    sc = scenario_from_dict(
-        {"name": "year", "weather": "copenhagen", "start_hour": 0, "duration_h": hours}
-    )
+    sc = year_scenario(hours)
     steps = round(hours * 3600.0 / dt)
     per_year = YEAR_STEPS_10S / steps
 

@@ -49,11 +49,11 @@ REGISTER_MIX = [
 ]
 
 
-def site_points() -> dict[int, list[ModbusPoint]]:
+def site_points(points: int = POINTS) -> dict[int, list[ModbusPoint]]:
     """Mixed types over holding/input/coil/discrete tables, with small gaps and a hole
-    at 300..309 that the device forbids, ~167 points per unit."""
+    at 300..309 that the device forbids, ``points`` spread over the units (~167 each)."""
     by_unit: dict[int, list[ModbusPoint]] = {u: [] for u in UNITS}
-    per_unit = [POINTS // len(UNITS) + (i < POINTS % len(UNITS)) for i in range(len(UNITS))]
+    per_unit = [points // len(UNITS) + (i < points % len(UNITS)) for i in range(len(UNITS))]
     for u, n in zip(UNITS, per_unit, strict=True):
         cursor = {Table.HOLDING: 0, Table.INPUT: 0, Table.COIL: 0, Table.DISCRETE: 0}
         tables = [Table.HOLDING] * 5 + [Table.INPUT] * 3 + [Table.COIL, Table.DISCRETE]

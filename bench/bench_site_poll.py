@@ -1,10 +1,10 @@
-"""One full poll of a 500-point site: 450 Modbus points over 3 unit ids (mixed types, one
-pymodbus TCP server) and 50 OPC UA variables (one asyncua server), through heatd's
-drivers, against a minimal hand-written loop that sends exactly the same Modbus blocks and
-one plain asyncua read of the same nodes, in the same run. Devices are polled
-concurrently in both, as the daemon does.
+"""One full poll of a site (500 points by default: 450 Modbus points over 3 unit ids, mixed
+types, one pymodbus TCP server, and 50 OPC UA variables, one asyncua server; a tenth of
+any size is OPC UA), through heatd's drivers, against a minimal hand-written loop that
+sends exactly the same Modbus blocks and one plain asyncua read of the same nodes, in the
+same run. Devices are polled concurrently in both, as the daemon does.
 
-    .venv/bin/python bench/bench_site_poll.py [--rounds 200] [--uvloop]
+    .venv/bin/python bench/bench_site_poll.py [--points 500] [--rounds 200] [--uvloop]
 
 Prints requests per poll against the minimum the map allows, the median wall time of
 each, and their ratio (target: at most 1.3).
@@ -25,11 +25,12 @@ from drivers.modbus import ModbusTcpDevice, TcpLink, TcpSettings
 from drivers.opcua import OpcUaDevice, OpcUaPoint, OpcUaSettings
 from hil.rig.modbus import SimServer, free_port, unit
 
-MODBUS_PER_UNIT = 150
-OPCUA_POINTS = 50
+OPCUA_SHARE = 10
+"""One point in this many is an OPC UA variable."""
+UNIT_SIZE = 4000
 
 
-async def opcua_server(port: int) -> tuple[Server, list[str]]:
+async def opcua_server(port: int, variables: int) -> tuple[Server, list[str]]:
     server = Server()
     await server.init()
     server.disable_clock()
@@ -37,7 +38,7 @@ async def opcua_server(port: int) -> tuple[Server, list[str]]:
     ns = await server.register_namespace("urn:heatd:bench")
     folder = await server.nodes.objects.add_folder(ua.NodeId("Bench", ns), "Bench")
     ids = []
-    for i in range(OPCUA_POINTS):
+    for i in range(variables):
         node = ua.NodeId(f"P{i}", ns)
         await folder.add_variable(node, f"P{i}", float(i), ua.VariantType.Double)
         ids.append(node.to_string())
@@ -45,12 +46,15 @@ async def opcua_server(port: int) -> tuple[Server, list[str]]:
     return server, ids
 
 
-async def run(rounds: int) -> dict[str, float | int]:
-    points = {u: pts[:MODBUS_PER_UNIT] for u, pts in site_points().items()}
-    modbus = SimServer([unit(u, size=1000, holes=[(300, 309)]) for u in UNITS])
+async def run(rounds: int, size: int = 500) -> dict[str, float | int]:
+    """Requests per poll against the minimum, and the median wall time of one poll through
+    heatd's drivers and through the minimal loop, for a site of ``size`` points."""
+    variables = max(1, size // OPCUA_SHARE)
+    points = site_points(size - variables)
+    modbus = SimServer([unit(u, size=UNIT_SIZE, holes=[(300, 309)]) for u in UNITS])
     await modbus.start()
     ua_port = free_port()
-    ua_server, node_ids = await opcua_server(ua_port)
+    ua_server, node_ids = await opcua_server(ua_port, variables)
     endpoint = f"opc.tcp://127.0.0.1:{ua_port}"
 
     settings = TcpSettings("127.0.0.1", modbus.port, timeout=1.0)
@@ -119,6 +123,7 @@ async def run(rounds: int) -> dict[str, float | int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop like the daemon")
     args = parser.parse_args()
@@ -127,8 +132,9 @@ def main() -> None:
         import uvloop
 
         runner = uvloop.run
-    figures = runner(run(args.rounds))
-    print(f"[site poll: {MODBUS_PER_UNIT * len(UNITS)} Modbus + {OPCUA_POINTS} OPC UA points"
+    figures = runner(run(args.rounds, args.points))
+    variables = max(1, args.points // OPCUA_SHARE)
+    print(f"[site poll: {args.points - variables} Modbus + {variables} OPC UA points"
           f"{', uvloop' if args.uvloop else ''}]")
     for key, value in figures.items():
         print(f"  {key:<20} {value:.3f}" if isinstance(value, float) else f"  {key:<20} {value}")

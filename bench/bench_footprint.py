@@ -1,0 +1,159 @@
+"""What heatd costs a small gateway before it does any work: resident memory of ``heatd
+run`` on a Modbus-only site and on the demo site (Modbus TCP and RTU, OPC UA), and its
+start-up time, each beside a baseline measured in the same run.
+
+- RSS (VmRSS, the peak over a few seconds once every device answers): against an idle
+  interpreter that has imported only the protocol libraries the site needs (pymodbus and
+  aiomqtt; with asyncua for the demo site).
+- Start-up: the wall time of ``heatd check-config`` on the demo site (it runs as
+  ``ExecStartPre`` on every start) and of ``import heatd.runtime``, against a bare
+  interpreter's start (``python -c pass``); medians of ``--runs``.
+
+    .venv/bin/python bench/bench_footprint.py [--runs 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hil.rig.broker import Mosquitto
+from hil.rig.daemon import DEMO_SITE, running_stack
+from hil.rig.modbus import SimServer, unit
+
+MODBUS_SITE = """\
+site: {{id: lean}}
+devices:
+  loop:
+    protocol: modbus_tcp
+    host: 127.0.0.1
+    port: {port}
+    address_base: 0
+    points:
+      supply_temp: {{table: holding, address: 0, data_type: int16, scale: 0.1, unit: degC}}
+      return_temp: {{table: holding, address: 1, data_type: int16, scale: 0.1, unit: degC}}
+      fan: {{table: holding, address: 10, data_type: uint16, scale: 0.1, unit: "%",
+            writable: true, write_min: 0, write_max: 100}}
+      heartbeat: {{table: holding, address: 20, data_type: uint16, writable: true}}
+roles:
+  coolant.supply_temp: loop.supply_temp
+  coolant.return_temp: loop.return_temp
+  drycooler.fan: loop.fan
+  plc.heartbeat: loop.heartbeat
+mqtt: {{host: 127.0.0.1, port: {broker_port}}}
+"""
+SETTLE_S = 5.0
+SAMPLE_S = 3.0
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise ValueError(f"no VmRSS for pid {pid}")
+
+
+async def peak_rss(pid: int) -> float:
+    await asyncio.sleep(SETTLE_S)
+    peak, end = 0.0, time.monotonic() + SAMPLE_S
+    while time.monotonic() < end:
+        peak = max(peak, rss_mib(pid))
+        await asyncio.sleep(0.2)
+    return peak
+
+
+async def idle_with(modules: list[str]) -> float:
+    """RSS of an interpreter that imported ``modules`` and waits in an event loop."""
+    code = (f"import asyncio, {', '.join(modules)}\n"
+            "asyncio.run(asyncio.sleep(60))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        return await peak_rss(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def modbus_only_rss() -> dict[str, float]:
+    server = SimServer([unit(1)])
+    await server.start()
+    try:
+        async with Mosquitto() as broker:
+            with tempfile.TemporaryDirectory(prefix="bench-footprint-") as tmp:
+                site = Path(tmp) / "site.yaml"
+                site.write_text(MODBUS_SITE.format(port=server.port, broker_port=broker.port))
+                proc = subprocess.Popen([sys.executable, "-m", "heatd.cli", "run", str(site)],
+                                        stderr=subprocess.DEVNULL)
+                try:
+                    heatd = await peak_rss(proc.pid)
+                finally:
+                    proc.terminate()
+                    proc.wait()
+    finally:
+        await server.stop()
+    return {"heatd_mib": heatd, "baseline_mib": await idle_with(["pymodbus.client",
+                                                                 "aiomqtt"])}
+
+
+async def demo_site_rss() -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="bench-footprint-") as tmp:
+        async with running_stack(Path(tmp), speed=1.0, cycle_period=1.0) as stack:
+            await stack.until(lambda: stack.control().get("cycle", {}).get("cycles", 0) > 2,
+                              timeout=60, what="control cycles")
+            assert stack.proc is not None
+            heatd = await peak_rss(stack.proc.pid)
+    baseline = await idle_with(["pymodbus.client", "aiomqtt", "asyncua"])
+    return {"heatd_mib": heatd, "baseline_mib": baseline}
+
+
+def wall_ms(args: list[str], runs: int) -> float:
+    """Median wall time of a command, in ms."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1e3
+
+
+def startup(runs: int = 7) -> dict[str, float]:
+    """check-config and import wall times against a bare interpreter, interleaved."""
+    python = sys.executable
+    bare = wall_ms([python, "-c", "pass"], runs)
+    check = wall_ms([python, "-m", "heatd.cli", "check-config", str(DEMO_SITE)], runs)
+    runtime = wall_ms([python, "-c", "import heatd.runtime"], runs)
+    return {"check_config_ms": check, "import_runtime_ms": runtime, "bare_ms": bare}
+
+
+async def measure(runs: int = 7) -> dict[str, dict[str, float]]:
+    return {"modbus_only": await modbus_only_rss(), "demo_site": await demo_site_rss(),
+            "startup": startup(runs)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    figures = asyncio.run(measure(args.runs))
+    if args.json:
+        print(json.dumps(figures))
+        return
+    for site in ("modbus_only", "demo_site"):
+        f = figures[site]
+        print(f"RSS {site:<12} heatd {f['heatd_mib']:6.1f} MiB   protocol libraries alone "
+              f"{f['baseline_mib']:6.1f} MiB")
+    s = figures["startup"]
+    print(f"check-config (demo site) {s['check_config_ms']:6.0f} ms   import heatd.runtime "
+          f"{s['import_runtime_ms']:6.0f} ms   bare interpreter {s['bare_ms']:5.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
