@@ -1,10 +1,10 @@
 """Load a site YAML file and report every mistake at once as ``file:line: field: message``.
 
 Before anything is parsed the file must be a regular file of at most ``MAX_FILE_BYTES``,
-and UTF-8 text without NUL bytes. The YAML's events are then read without building
-anything: a document that would have more than ``MAX_NODES`` nodes with its aliases
-expanded (a "billion laughs" bomb), that nests deeper than ``MAX_DEPTH`` or whose aliases
-refer to themselves is refused before it is built.
+and UTF-8 text without NUL bytes. The YAML's events are judged as they are read
+(``heatd.yaml_limits``): a document that would have more than ``MAX_NODES`` nodes with its
+aliases expanded (a "billion laughs" bomb), that nests deeper than ``MAX_DEPTH`` or whose
+aliases refer to themselves is refused before any alias is expanded.
 
 Validation runs in two passes: the pydantic models check each value where it stands, then
 ``site_checks`` checks what only the whole site can tell (a role naming a missing point,
@@ -35,27 +35,18 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.events import (
-    AliasEvent,
-    CollectionEndEvent,
-    CollectionStartEvent,
-    ScalarEvent,
-)
 from ruamel.yaml.reader import ReaderError
 
 from heatd.config import SiteConfig
 from heatd.mqtt.settings import MqttSettings
 from heatd.opcua_checks import opcua_problems
 from heatd.site_checks import Invalid, Problem, safe_state_problems, site_problems
+from heatd.yaml_limits import MAX_DEPTH, LimitedParser, YamlRefused
 
 Loc = tuple[str | int, ...]
 
 MAX_FILE_BYTES = 1024 * 1024
 """Largest site file read (1 MiB); a real site is a few tens of kilobytes."""
-MAX_NODES = 100_000
-"""Most YAML nodes (keys, values, list items) a site may have once every alias is expanded."""
-MAX_DEPTH = 40
-"""Deepest nesting of mappings and lists; a site nests about six levels."""
 
 _NON_FINITE = {math.inf: ".inf", -math.inf: "-.inf"}
 _NON_FINITE_TEXT = frozenset({".nan", ".inf", "-.inf"})
@@ -192,43 +183,6 @@ def _read(path: Path) -> str:
                      f"{exc.start} ({exc.reason})", data.count(b"\n", 0, exc.start) + 1) from None
 
 
-def _limit_problem(yaml: YAML, text: str) -> tuple[int, str] | None:
-    """Read the YAML's events (nothing is built) and count the nodes the document would
-    have with every alias expanded: an alias adds the size of the node its anchor names,
-    so a bomb is refused after a few hundred bytes. Also refuses deep nesting and an alias
-    inside the node it names. Returns (0-based line, reason) or None; syntax errors are
-    left to the loader, which names them better."""
-    count = 0
-    anchors: dict[str, object] = {}  # name -> expanded size, or the token of an open node
-    open_nodes: list[tuple[str | None, object, int]] = []
-    for event in yaml.parse(text):
-        if isinstance(event, AliasEvent):
-            size = anchors.get(event.anchor)
-            if size is not None and not isinstance(size, int):
-                return event.start_mark.line, "an alias refers to a node that contains it"
-            count += size or 0
-        elif isinstance(event, ScalarEvent):
-            count += 1
-            if event.anchor is not None:
-                anchors[event.anchor] = 1
-        elif isinstance(event, CollectionStartEvent):
-            token = object()
-            open_nodes.append((event.anchor, token, count))
-            count += 1
-            if event.anchor is not None:
-                anchors[event.anchor] = token
-            if len(open_nodes) > MAX_DEPTH:
-                return event.start_mark.line, f"nested deeper than {MAX_DEPTH} levels"
-        elif isinstance(event, CollectionEndEvent):
-            anchor, token, start = open_nodes.pop()
-            if anchor is not None and anchors.get(anchor) is token:
-                anchors[anchor] = count - start
-        if count > MAX_NODES:
-            return event.start_mark.line, (f"more than {MAX_NODES} nodes (keys, values and "
-                                           "items, every alias expanded)")
-    return None
-
-
 def _yaml_tree(text: str, file: str) -> CommentedMap:
     def refuse(line: int | None, message: str) -> ConfigError:
         return ConfigError([ConfigProblem(file, line, "", message)])
@@ -237,11 +191,11 @@ def _yaml_tree(text: str, file: str) -> CommentedMap:
         raise refuse(None, f"more than {MAX_FILE_BYTES} characters, the most a site file "
                      "may have")
     yaml = YAML(typ="rt")
+    yaml.Parser = LimitedParser
     try:
-        limit = _limit_problem(yaml, text)
-        if limit is not None:
-            raise refuse(limit[0] + 1, f"YAML: {limit[1]}; refused")
         tree = yaml.load(text)
+    except YamlRefused as exc:
+        raise refuse(exc.line + 1, f"YAML: {exc.reason}; refused") from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
