@@ -138,7 +138,11 @@ def propose(
         if running and ret is not None:  # the evaporator inlet, not only the supply
             cool_e = max(cool_e, ret - (p.evaporator_inlet_max_c - p.evaporator_margin_k))
         last = cool_e if st.cool_e is None else st.cool_e
-        u += p.cool_kp * (cool_e - last + dt / p.cool_ti_s * cool_e)
+        du = p.cool_kp * (cool_e - last + dt / p.cool_ti_s * cool_e)
+        # Below the setpoint no sensor noise may add cooling: clamped at 0, the loop
+        # would keep every upward spike and drop the downward ones, and leak recovery
+        # flow to the dry cooler on a noisy sensor.
+        u += min(du, 0.0) if cool_e < 0.0 else du
     u = min(max(u, 0.0), 1.0)
     fan = max(u, fan_lo)
 
@@ -152,6 +156,9 @@ def propose(
         cap = max(st.target_kw / nominal, cap_min, prev_cap) if fresh else st.cap_u
         if heat is not None:
             cap_e = _deadband((st.target_kw - heat) / nominal, p.heat_deadband)
+            if st.target_kw >= nominal and heat < st.target_kw:
+                # The whole machine is wanted: the deadband must not keep it a step short.
+                cap_e = max(cap_e, p.heat_deadband)
             last = 0.0 if fresh or st.cap_e is None else st.cap_e
             cap += p.cap_kp * (cap_e - last + dt / p.cap_ti_s * cap_e)  # type: ignore[operator]
         cap = min(max(cap, cap_min), cap_hi)  # type: ignore[type-var]

@@ -127,7 +127,7 @@ class OptimiserParams(BaseModel):
     """The heat pump's own trip limit on its evaporator inlet (the coolant return)."""
     evaporator_margin_k: NonNegative = 2.0
     """The cooling loop keeps the coolant return this far below that trip limit."""
-    source_min_c: float = 10.0
+    source_min_c: float = 7.0
     """Below this supply temperature a running heat pump unloads: heat left in a loop
     this cold is worth less than the electricity a deeper lift costs."""
     cold_band_k: Positive = 4.0
