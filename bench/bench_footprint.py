@@ -113,23 +113,26 @@ async def demo_site_rss() -> dict[str, float]:
     return {"heatd_mib": heatd, "baseline_mib": baseline}
 
 
-def wall_ms(args: list[str], runs: int) -> float:
-    """Median wall time of a command, in ms."""
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1e3
+def wall_s(args: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
 
 
 def startup(runs: int = 7) -> dict[str, float]:
-    """check-config and import wall times against a bare interpreter, interleaved."""
+    """Median wall times of check-config, of the daemon's imports and of a bare
+    interpreter, run in turn so a change in the machine's load touches all three."""
     python = sys.executable
-    bare = wall_ms([python, "-c", "pass"], runs)
-    check = wall_ms([python, "-m", "heatd.cli", "check-config", str(DEMO_SITE)], runs)
-    runtime = wall_ms([python, "-c", "import heatd.runtime"], runs)
-    return {"check_config_ms": check, "import_runtime_ms": runtime, "bare_ms": bare}
+    commands = {
+        "bare_ms": [python, "-c", "pass"],
+        "check_config_ms": [python, "-m", "heatd.cli", "check-config", str(DEMO_SITE)],
+        "import_runtime_ms": [python, "-c", "import heatd.runtime"],
+    }
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, args in commands.items():
+            times[name].append(wall_s(args))
+    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
 
 
 async def measure(runs: int = 7) -> dict[str, dict[str, float]]:
