@@ -4,6 +4,7 @@ with the server's types (``--check-types``), against a real asyncua server."""
 
 from __future__ import annotations
 
+import datetime
 import io
 import os
 import stat
@@ -11,9 +12,14 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 from ruamel.yaml import YAML
 
+from drivers.opcua.failures import ConnectFailure, Failure
 from drivers.opcua.namespaces import NamespaceError, NodeRef, changed_uris, nsu_text, resolve
+from drivers.opcua.trust import check_server_certificate, thumbprint
 from heatd.browse import browse
 from heatd.cli import build_parser
 from heatd.config import OpcUaPointConfig
@@ -233,3 +239,40 @@ def test_acquisition_hands_driver_events_to_the_daemon() -> None:
                               on_event=lambda *event: seen.append(event))
     acquisition.devices["plc"].driver.on_event("namespaces_changed", {"moved": {}})
     assert seen == [("plc", "namespaces_changed", {"moved": {}})]
+
+
+def _signed(subject: str, issuer: str, key: rsa.RSAPrivateKey, signer: rsa.RSAPrivateKey,
+            ca: bool) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, subject)])
+    return (x509.CertificateBuilder().subject_name(name)
+            .issuer_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .sign(signer, hashes.SHA256()))
+
+
+def test_trust_list_takes_listed_and_ca_issued_certificates(tmp_path: Path) -> None:
+    ca_key, server_key, rogue_key = (rsa.generate_private_key(public_exponent=65537,
+                                                              key_size=2048) for _ in range(3))
+    ca = _signed("plant CA", "plant CA", ca_key, ca_key, ca=True)
+    issued = _signed("plc", "plant CA", server_key, ca_key, ca=False)
+    forged = _signed("plc", "plant CA", rogue_key, rogue_key, ca=False)
+    folder = tmp_path / "trusted"
+    folder.mkdir()
+    (folder / "ca.pem").write_bytes(ca.public_bytes(Encoding.PEM))
+    check_server_certificate(issued, "list", pinned=None, folder=str(folder))
+    check_server_certificate(ca, "list", pinned=None, folder=str(folder))
+    with pytest.raises(ConnectFailure) as refused:
+        check_server_certificate(forged, "list", pinned=None, folder=str(folder))
+    assert refused.value.kind is Failure.SERVER_NOT_TRUSTED
+    assert thumbprint(forged) in str(refused.value)
+
+    pin = tmp_path / "pin.der"
+    pin.write_bytes(issued.public_bytes(Encoding.DER))
+    check_server_certificate(issued, "pinned", pinned=str(pin), folder=None)
+    with pytest.raises(ConnectFailure, match=f"server_pin_mismatch: the server presents "
+                       f"CN=plc, thumbprint {thumbprint(forged)}, not the pinned {pin}"):
+        check_server_certificate(forged, "pinned", pinned=str(pin), folder=None)
+    check_server_certificate(forged, "any", pinned=None, folder=None)
