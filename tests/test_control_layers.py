@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 
 import pytest
 from pydantic import ValidationError
@@ -457,3 +458,42 @@ def test_the_cooling_loop_keeps_the_evaporator_inlet_under_the_heat_pumps_trip()
     assert fan_after(cool, True) == 0.0
     assert fan_after(hot, True) > 0.0  # the return, not the supply, asks for the fans
     assert fan_after(hot, False) == 0.0  # a stopped heat pump has no evaporator to guard
+
+
+def test_sensor_noise_below_the_setpoint_leaks_nothing_to_the_dry_cooler() -> None:
+    """A supply 7 K under its setpoint read with +-2 K noise: clamped at zero, the cooling
+    loop must not keep the upward spikes, or the valve would leak recovery flow."""
+    op = P.optimiser
+    spikes = (0.0, 2.0, -2.0, 1.5, -1.0, 2.0, 0.0, -2.0)
+    prop, st = propose({R.COOLANT_SUPPLY_TEMP: op.supply_setpoint_c - 7.0}, True, True, 0.0,
+                       0.5, 0.0, 1.0, RESET, op, 0.2, 10.0)
+    for k in range(200):
+        supply = op.supply_setpoint_c - 7.0 + spikes[k % len(spikes)]
+        prop, st = propose({R.COOLANT_SUPPLY_TEMP: supply}, True, True, prop.fan,
+                           prop.capacity, 0.0, 1.0, st, op, 0.2, 10.0)
+        assert prop.valve == 1.0 and prop.fan == 0.0
+    # Above the setpoint the same loop still acts.
+    for _ in range(5):
+        prop, st = propose({R.COOLANT_SUPPLY_TEMP: op.supply_setpoint_c + 2.0}, True, True,
+                           prop.fan, prop.capacity, 0.0, 1.0, st, op, 0.2, 10.0)
+    assert prop.fan > 0.0 and prop.valve < 1.0
+
+
+def test_the_whole_machine_is_reached_when_the_whole_machine_is_wanted() -> None:
+    """Demand far above the heat pump's size and delivered heat a hair under nominal
+    (inside the heat deadband): capacity must still climb to its maximum."""
+    op = P.optimiser
+    nominal = op.hp_nominal_heat_kw
+    values = {R.COOLANT_SUPPLY_TEMP: op.supply_setpoint_c - 1.0, R.DH_DEMAND: 4.0 * nominal,
+              R.IT_POWER: 2.0 * nominal, R.HP_HEAT: 0.99 * nominal}
+    st = replace(want_heat(values, RESET, op, 0.0), cap_u=0.98, cap_e=0.0)  # settled
+    assert st.target_kw == nominal
+    prop, st = propose(values, True, True, 0.0, 0.98, 0.0, 1.0, st, op, 0.2, 10.0)
+    for _ in range(60):
+        prop, st = propose(values, True, True, prop.fan, prop.capacity, 0.0, 1.0, st, op,
+                           0.2, 10.0)
+    assert prop.capacity == 1.0
+    # Delivering more than a (mis)configured nominal never pushes capacity up.
+    over = {**values, R.HP_HEAT: 1.5 * nominal}
+    prop, st = propose(over, True, True, 0.0, 0.98, 0.0, 1.0, st, op, 0.2, 10.0)
+    assert prop.capacity < 1.0
