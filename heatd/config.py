@@ -335,6 +335,24 @@ class MeterSettings(Strict):
 PointRef = Annotated[str, Field(pattern=r"^[a-z0-9_-]+\.[a-z0-9_-]+$")]
 
 
+class EngineeringSetpoint(Strict):
+    """An output in engineering units that the control core does not decide (a network
+    supply setpoint in degC): heatd writes ``value``, or an operator's lease, never
+    outside ``[min, max]``."""
+
+    value: float = Field(description="What heatd writes while no operator lease holds it.")
+    min: float = Field(description="Lowest value heatd writes, whoever asks.")
+    max: float = Field(description="Highest value heatd writes, whoever asks.")
+
+    @model_validator(mode="after")
+    def _inside(self) -> EngineeringSetpoint:
+        if not self.min < self.max:
+            raise ValueError(f"min ({self.min:g}) must be below max ({self.max:g})")
+        if not self.min <= self.value <= self.max:
+            raise ValueError(f"value {self.value:g} lies outside [{self.min:g}, {self.max:g}]")
+        return self
+
+
 class SiteConfig(Strict):
     """A whole site: what the daemon and the simulator both read."""
 
@@ -355,6 +373,10 @@ class SiteConfig(Strict):
     contracts: Contracts | None = Field(
         None, description="Heat-purchase agreements and the cooling guarantee: hourly "
         "records kept in meter.database; needs meter.")
+    setpoints: dict[str, EngineeringSetpoint] = Field(
+        default_factory=dict,
+        description="Outputs in engineering units bound in roles (dh.supply_setpoint): "
+        "the value heatd writes and the bounds of any value it writes.")
 
     def point(self, ref: str) -> PointConfig:
         device, name = ref.split(".", 1)

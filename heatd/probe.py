@@ -14,12 +14,13 @@ from drivers.modbus.plan import format_plan
 from drivers.reading import Quality, Reading
 from heatd import probe_opcua
 from heatd.config import OpcUaDevice, SiteConfig
+from heatd.control.roles import OUTPUT_ROLES
 from heatd.control.signals import Signal
 from heatd.control.signals import Snapshot as ControlSnapshot
 from heatd.control.validate import ValidationState, validate
 from heatd.devices import BoundDevice, build_devices, point_limits
 from heatd.points import PointImage
-from heatd.role_signals import control_snapshot
+from heatd.role_signals import control_snapshot, percent_factor
 
 CONNECT_WAIT_S = 5.0
 """Longest a device may take to connect (or to fail to) before it is reported as it is."""
@@ -80,16 +81,19 @@ def judge(site: SiteConfig, device: str, readings: dict[str, Reading], image: Po
     for name, reading in readings.items():
         image.update(f"{device}.{name}", replace(reading, heard_at=now), now)
     points = image.snapshot(now)
-    roles = control_snapshot(site, points, now).signals
     judged = {}
     for name in readings:
         ref = f"{device}.{name}"
         reading = points[ref]
-        for role, refs in ((r, site.role_points(r)) for r in roles):
-            if reading.quality is Quality.GOOD and ref in refs:
-                why = _role_verdict(site, role, roles[role][refs.index(ref)], now)
-                if why is not None:
-                    reading = replace(reading, value=None, quality=Quality.BAD, reason=why)
+        for role in site.roles:
+            if reading.quality is not Quality.GOOD or role in OUTPUT_ROLES \
+                    or ref not in site.role_points(role):
+                continue
+            alone = ((role, ((ref, percent_factor(role, site.point(ref))),)),)
+            (signal,) = control_snapshot(alone, points, now).signals[role]
+            why = _role_verdict(site, role, signal, now)
+            if why is not None:
+                reading = replace(reading, value=None, quality=Quality.BAD, reason=why)
         judged[name] = reading
     return judged
 

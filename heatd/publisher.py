@@ -17,6 +17,7 @@ import structlog
 
 from heatd.billing.ledger import RECORDS
 from heatd.billing.service import Billing
+from heatd.control import roles as R
 from heatd.meter import EnergyMeter
 from heatd.meter_store import AUDIT, METER, DurableOutbox
 from heatd.mqtt.commands import (
@@ -25,8 +26,10 @@ from heatd.mqtt.commands import (
     ModeCommand,
     OverrideCommand,
     ReloadCommand,
+    ResetLockoutCommand,
 )
 from heatd.mqtt.link import MqttLink
+from heatd.racks import rack_report
 from heatd.role_signals import percent_factor
 from heatd.tasks import cancel_all
 
@@ -47,6 +50,8 @@ class Publisher:
         self.link: MqttLink | None = None
         self._last_control = 0.0
         self._last_key: tuple[Any, ...] | None = None
+        self._racks: dict[str, Any] | None = None
+        """Each rack's inlet and power as the last cycle saw them (``rack_report``)."""
         self.meter: EnergyMeter | None = None
         self.outbox: DurableOutbox | None = None
         self._forwarder: asyncio.Task[None] | None = None
@@ -177,12 +182,29 @@ class Publisher:
             for name, device in daemon.site.devices.items():
                 readings = {p: snapshot[f"{name}.{p}"] for p in device.points}
                 self.link.publish_readings(name, readings, wall)
+            self._note_racks(rack_report(daemon.site, snapshot))
         decision = daemon.last_decision
         key = None if decision is None else (decision.mode, decision.hp_state,
                                              tuple(x.name for x in decision.limits))
         if key != self._last_key or started - self._last_control >= CONTROL_STATE_EVERY_S:
             self._last_key, self._last_control = key, started
             self.link.publish_control_state(self._control_state())
+
+    def _note_racks(self, report: dict[str, Any] | None) -> None:
+        """Keep the racks for the control state; a rack crossing its inlet limit, either
+        way, is an event of its own."""
+        before = set(self._racks["over_limit"]) if self._racks is not None else set()
+        self._racks = report
+        if report is None or self.link is None:
+            return
+        now = set(report["over_limit"])
+        limit = report["inlet_limit_c"]
+        for ref in sorted(now - before):
+            self.link.publish_event("alarm", name="rack_inlet_over_limit", point=ref,
+                                    value=report["inlet"][ref], limit=limit)
+        for ref in sorted(before - now):
+            self.link.publish_event("alarm", name="rack_inlet_back_under_limit", point=ref,
+                                    value=report["inlet"][ref], limit=limit)
 
     def _control_state(self) -> dict[str, Any]:
         daemon = self.daemon
@@ -193,6 +215,11 @@ class Publisher:
         state["leases"] = [{"role": x.role, "value": x.value,
                             "expires_in_s": round(x.expires - time.monotonic(), 1)}
                            for x in daemon.state.leases]
+        state["leases"] += daemon.outputs.leases(time.monotonic())
+        if daemon.outputs.values():
+            state["outputs"] = daemon.outputs.values()
+        if self._racks is not None:
+            state["racks"] = self._racks
         return state
 
     # --- incoming ---------------------------------------------------------------------
@@ -203,6 +230,15 @@ class Publisher:
             daemon.set_mode(command.mode, command.ttl, by)
             return CommandResult(True, f"mode {command.mode}", {"mode": command.mode,
                                                                 "ttl": command.ttl})
+        if isinstance(command, OverrideCommand) and command.role in R.ENGINEERING_OUTPUTS:
+            role = command.role
+            if command.value is None:
+                daemon.clear_output_lease(role, by)
+                return CommandResult(True, f"override on {role} cleared", {"role": role})
+            value = float(command.value)
+            daemon.set_output_lease(role, value, float(command.ttl or 0.0), by)
+            return CommandResult(True, "lease set", {"role": role, "value": value,
+                                                     "ttl": command.ttl})
         if isinstance(command, OverrideCommand):
             role = command.role or ""
             if command.value is None:
@@ -214,6 +250,9 @@ class Publisher:
             daemon.set_override(role, value, float(command.ttl or 0.0), by)
             return CommandResult(True, "lease set; the cooling envelope still bounds it",
                                  {"role": role, "value": value, "ttl": command.ttl})
+        if isinstance(command, ResetLockoutCommand):
+            accepted, reason = daemon.reset_lockout(by)
+            return CommandResult(accepted, reason, {"hp_state": daemon.state.seq.state.value})
         if isinstance(command, ReloadCommand):
             accepted, reason = await daemon.reload()
             return CommandResult(accepted, reason, {"config_hash": daemon.config_hash})

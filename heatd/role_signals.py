@@ -63,5 +63,18 @@ def control_snapshot(site: SiteConfig | InputBindings, points: Snapshot,
                 bound.append(Signal(float(reading.value) / factor, True, heard))
             else:
                 bound.append(Signal.bad(reading.quality_text, now))
-        signals[role] = tuple(bound)
+        signals[role] = (_sum(bound, now),) if len(bound) > 1 and role in _SUMMED else tuple(bound)
     return ControlSnapshot(now, signals)
+
+
+_SUMMED = R.SUMMED_ROLES
+
+
+def _sum(parts: list[Signal], now: float) -> Signal:
+    """The parts of one quantity (rack power meters) as one signal: their sum, as old as
+    the oldest part; bad, naming the first bad part, unless every part is good, since a
+    sum without a rack would understate the load."""
+    for index, part in enumerate(parts):
+        if not part.good or part.value is None:
+            return Signal.bad(f"point {index}: {part.reason}", now)
+    return Signal(sum(p.value for p in parts), True, min(p.ts for p in parts))  # type: ignore[misc]

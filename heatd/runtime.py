@@ -28,11 +28,13 @@ from heatd.control import commands
 from heatd.control import roles as R
 from heatd.control.bounds import SAFE_SETPOINTS
 from heatd.control.core import Decision, step
+from heatd.control.sequencer import HpState
 from heatd.control.signals import Snapshot as ControlSnapshot
 from heatd.control.state import Mode, State, initial_state
 from heatd.cycle_stats import CycleStats
 from heatd.devices import point_limits
 from heatd.fingerprint import fingerprint
+from heatd.outputs import EngineeringOutputs
 from heatd.points import PointImage, Snapshot
 from heatd.publisher import Publisher
 from heatd.role_signals import control_snapshot, input_bindings
@@ -62,11 +64,13 @@ class Daemon:
         self._stopping = asyncio.Event()
         self._reloading = asyncio.Lock()
         self._reload_task: asyncio.Future[tuple[bool, str]] | None = None
+        self.outputs = EngineeringOutputs(site.setpoints)
         self._build(site)
 
     # --- wiring -----------------------------------------------------------------------
     def _build(self, site: SiteConfig) -> None:
         self.site = site
+        self.outputs.configure(site.setpoints)
         site_file = self.path.read_bytes()
         self.config_hash = hashlib.sha256(site_file).hexdigest()[:16]
         self.fingerprint = fingerprint(site_file, site)
@@ -107,6 +111,31 @@ class Daemon:
     def clear_override(self, role: str, by: str) -> None:
         self.state = commands.clear_override(self.state, role, time.monotonic(), by)
 
+    def reset_lockout(self, by: str) -> tuple[bool, str]:
+        """Operator reset of a latched heat-pump lockout: a reset pulse on ``hp.reset``
+        when the site binds it, then heatd's own latch clears once the heat pump no
+        longer reports a fault or lockout. Refused when nothing is latched."""
+        hp = self.state.seq.state
+        if hp is not HpState.LOCKED_OUT:
+            return False, f"the heat pump is not locked out (it is {hp.value})"
+        self.state = commands.reset_heat_pump(self.state, time.monotonic(), by)
+        pulse = ("a reset pulse on hp.reset, then " if self.site.role_points(R.HP_RESET)
+                 else "no hp.reset is bound: ")
+        return True, f"{pulse}the lockout clears once the heat pump reports no fault"
+
+    def set_output_lease(self, role: str, value: float, ttl: float, by: str) -> None:
+        """Lease an output in engineering units (``setpoints:``) within its bounds."""
+        self.outputs.lease(role, value, ttl, time.monotonic(), by)
+        self.publisher.event({"type": "transition", "layer": "operator", "change": "lease",
+                              "subject": role, "from": None, "to": f"{value:g}",
+                              "reason": f"set by {by} for {ttl:g} s"})
+
+    def clear_output_lease(self, role: str, by: str) -> None:
+        if self.outputs.clear(role):
+            self.publisher.event({"type": "transition", "layer": "operator",
+                                  "change": "lease", "subject": role, "from": "set",
+                                  "to": None, "reason": f"cleared by {by}"})
+
     def request_reload(self) -> None:
         self._reload_task = asyncio.ensure_future(self.reload())
 
@@ -137,6 +166,11 @@ class Daemon:
             self._submit(decision.setpoints.as_roles())
         self._heartbeat = (self._heartbeat + 1) % HEARTBEAT_MODULO
         self._submit({R.PLC_HEARTBEAT: self._heartbeat})
+        for role, lease in self.outputs.expire(now):
+            self.publisher.event({"type": "transition", "layer": "operator",
+                                  "change": "lease", "subject": role,
+                                  "from": f"{lease.value:g}", "to": None, "reason": "expired"})
+        self._submit(self.outputs.values())
         for event in decision.events:
             self.publisher.event({"type": "transition", "layer": event.layer.value,
                                   "change": event.kind, "subject": event.subject,

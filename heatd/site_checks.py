@@ -57,6 +57,7 @@ def site_problems(site: SiteConfig, invalid: Invalid | None = None) -> list[Prob
         *_shared_line_problems(site),
         *_role_problems(site, invalid),
         *_staleness_problems(site, invalid),
+        *_setpoint_problems(site, invalid),
         *([] if invalid.covers("contracts") else contract_problems(site)),
     ]
 
@@ -274,6 +275,43 @@ def safe_state_problems(site: SiteConfig, invalid: Invalid | None = None) -> Ite
         elif (carried := encodable(point)) is not None and not _fits(point, wanted):
             yield (*where, "data_type"), (f"{what}, but {_encoding(point)} carries only "
                                           f"{carried[0]:g} to {carried[1]:g}")
+
+
+def _setpoint_problems(site: SiteConfig, invalid: Invalid) -> Iterator[Problem]:
+    """Outputs in engineering units: a ``setpoints:`` entry for each one bound, and its
+    bounds inside what the bound point may be written and can carry."""
+    for role, setpoint in site.setpoints.items():
+        where: Loc = ("setpoints", role)
+        if role not in R.ENGINEERING_OUTPUTS:
+            yield where, (f"{role!r} is not an output heatd writes from setpoints; one of "
+                          f"{', '.join(sorted(R.ENGINEERING_OUTPUTS))}")
+            continue
+        refs = site.role_points(role)
+        if not refs and not invalid.covers("roles", role):
+            yield where, f"{role!r} is not bound in roles: nothing would be written"
+        if len(refs) != 1:
+            continue  # an unbound role, or the role checks report it
+        path, _, point = _bound(site, refs[0])
+        if point is None or invalid.covers(*path) or not point.writable:
+            continue  # reported by the role checks
+        unit = f" {point.unit}" if point.unit else ""
+        for bound in ("min", "max"):
+            value = getattr(setpoint, bound)
+            if point.write_min is not None and value < point.write_min:
+                yield (*where, bound), (f"{value:g}{unit} is below write_min "
+                                        f"{point.write_min:g} of {refs[0]}")
+            elif point.write_max is not None and value > point.write_max:
+                yield (*where, bound), (f"{value:g}{unit} is above write_max "
+                                        f"{point.write_max:g} of {refs[0]}")
+            elif (carried := encodable(point)) is not None and not _fits(point, value):
+                yield (*where, bound), (f"{value:g}{unit} cannot be written to {refs[0]}: "
+                                        f"{_encoding(point)} carries {carried[0]:g} to "
+                                        f"{carried[1]:g}")
+    for role in site.roles:
+        if role in R.ENGINEERING_OUTPUTS and role not in site.setpoints \
+                and not invalid.covers("setpoints", role):
+            yield ("roles", role), (f"{role} needs setpoints.{role} with its value, min and "
+                                    "max")
 
 
 def _staleness_problems(site: SiteConfig, invalid: Invalid) -> Iterator[Problem]:

@@ -133,8 +133,9 @@ def test_snapshot_binds_every_sensor_with_a_role() -> None:
     assert sig[R.DRYCOOLER_FAN_ACTUAL][0].value == readings["fan_speed"]
     assert sig[R.HP_CAPACITY_ACTUAL][0].value == readings["hp_capacity_actual"]
     assert all(s.ts == 123.0 for points in sig.values() for s in points)
-    # the plant instruments every input and feedback role, and nothing else is bound
-    assert set(sig) == set(R.INPUT_ROLES) | set(R.FEEDBACK_ROLES)
+    # the plant instruments every input and feedback role but the heat pump's own
+    # anti-short-cycle timer, which it does not model; nothing else is bound
+    assert set(sig) == (set(R.INPUT_ROLES) | set(R.FEEDBACK_ROLES)) - {R.HP_MIN_OFF_ACTIVE}
 
 
 def test_baseline_is_sized_for_the_same_plant() -> None:

@@ -28,6 +28,9 @@ HP_RUNNING = "hp.running"
 HP_FAULT = "hp.fault"
 HP_TRIP_CODE = "hp.trip_code"
 HP_LOCKOUT = "hp.lockout"
+HP_MIN_OFF_ACTIVE = "hp.min_off_active"
+"""The heat pump's own anti-short-cycle timer is running: it will not start yet. Not a
+lockout: it clears by itself and needs no reset."""
 HP_POWER = "hp.power"
 HP_HEAT = "hp.heat"
 HP_HEAT_ENERGY = "hp.heat_energy"
@@ -51,6 +54,8 @@ HP_CAPACITY = "hp.capacity"
 HP_RESET = "hp.reset"
 DRYCOOLER_FAN = "drycooler.fan"
 PLC_HEARTBEAT = "plc.heartbeat"
+DH_SUPPLY_SETPOINT = "dh.supply_setpoint"
+"""The district-heating network's supply temperature setpoint, degC."""
 
 INPUT_ROLES: dict[str, Worst] = {
     COOLANT_SUPPLY_TEMP: Worst.HIGH,
@@ -63,6 +68,7 @@ INPUT_ROLES: dict[str, Worst] = {
     HP_FAULT: Worst.HIGH,
     HP_TRIP_CODE: Worst.HIGH,
     HP_LOCKOUT: Worst.HIGH,
+    HP_MIN_OFF_ACTIVE: Worst.HIGH,
     HP_POWER: Worst.HIGH,
     HP_HEAT: Worst.LOW,
     HP_HEAT_ENERGY: Worst.LOW,
@@ -82,12 +88,21 @@ FEEDBACK_ROLES: dict[str, str] = {
 }
 """Feedback role -> the output role whose write it verifies."""
 
+ENGINEERING_OUTPUTS: frozenset[str] = frozenset({DH_SUPPLY_SETPOINT})
+"""Outputs in engineering units that the control core does not decide: the site file
+gives each a value and bounds (``setpoints:``), an operator may lease another value within
+them, and heatd writes it like any setpoint."""
+
 OUTPUT_ROLES: frozenset[str] = frozenset(
     {VALVE_RECOVERY, HP_ENABLE, HP_CAPACITY, HP_RESET, DRYCOOLER_FAN, PLC_HEARTBEAT}
-)
+) | ENGINEERING_OUTPUTS
 
-MULTI_POINT_ROLES: frozenset[str] = frozenset({RACK_INLET_TEMP})
+MULTI_POINT_ROLES: frozenset[str] = frozenset({RACK_INLET_TEMP, IT_POWER})
 """Roles that normally bind several distinct points (one per rack), not redundant copies."""
+
+SUMMED_ROLES: frozenset[str] = frozenset({IT_POWER})
+"""Roles whose points are parts of one quantity (one power meter per rack): the role's
+value is their sum, known only while every part is."""
 
 REQUIRED_INPUTS: frozenset[str] = frozenset({COOLANT_SUPPLY_TEMP, HP_RUNNING, HP_FAULT})
 """Without these the controller can only hold the safe state."""
@@ -98,7 +113,8 @@ REQUIRED_OUTPUTS: frozenset[str] = frozenset(
 
 ALL_ROLES: frozenset[str] = frozenset(INPUT_ROLES) | frozenset(FEEDBACK_ROLES) | OUTPUT_ROLES
 
-BOOL_ROLES: frozenset[str] = frozenset({HP_RUNNING, HP_FAULT, HP_LOCKOUT, PLC_FALLBACK})
+BOOL_ROLES: frozenset[str] = frozenset(
+    {HP_RUNNING, HP_FAULT, HP_LOCKOUT, HP_MIN_OFF_ACTIVE, PLC_FALLBACK})
 
 DEFAULT_RANGES: dict[str, tuple[float, float]] = {
     COOLANT_SUPPLY_TEMP: (-10.0, 100.0),
@@ -111,6 +127,7 @@ DEFAULT_RANGES: dict[str, tuple[float, float]] = {
     HP_FAULT: (0.0, 1.0),
     HP_TRIP_CODE: (0.0, 65_535.0),
     HP_LOCKOUT: (0.0, 1.0),
+    HP_MIN_OFF_ACTIVE: (0.0, 1.0),
     HP_POWER: (0.0, 100_000.0),
     HP_HEAT: (0.0, 200_000.0),
     HP_HEAT_ENERGY: (0.0, 1e15),

@@ -135,7 +135,7 @@ def sequence(
         step.go(HpState.LOCKED_OUT, Layer.SEQUENCER, "heat pump reports lockout")
     elif s is HpState.OFF:
         if want_run:
-            limits = _try_start(step, bounds, p, requester)
+            limits = _try_start(step, bounds, p, requester, values.get(_MIN_OFF, 0.0) > 0.5)
     elif s is HpState.STARTING or s is HpState.RUNNING:
         if not bounds.hp_run:
             step.go(HpState.STOPPING, stop_layer, f"safety stop: {stop_reason}")
@@ -172,6 +172,7 @@ _MIN_ON = (Limit("hp_stop", False, Layer.SEQUENCER, "minimum on time"),)
 _TRIP = R.HP_TRIP_CODE
 _FAULT = R.HP_FAULT
 _LOCKOUT = R.HP_LOCKOUT
+_MIN_OFF = R.HP_MIN_OFF_ACTIVE
 _RUNNING = R.HP_RUNNING
 
 
@@ -189,14 +190,18 @@ def _confirm(step: _Step, running: bool, p: SequencerParams) -> None:
 
 
 def _try_start(
-    step: _Step, bounds: Bounds, p: SequencerParams, requester: Layer
+    step: _Step, bounds: Bounds, p: SequencerParams, requester: Layer, held: bool = False
 ) -> tuple[Limit, ...]:
-    """Start if the envelope, the minimum off time and the start budget all allow it."""
+    """Start if the envelope, the minimum off time (heatd's and, ``held``, the heat
+    pump's own timer) and the start budget all allow it. The heat pump's timer only
+    defers the start: it is no trip, no lockout, and counts no start."""
     if not bounds.hp_start:
         return ()  # the envelope already reports why
     st, now = step.st, step.now
     starts = tuple(t for t in st.starts if now - t < p.starts_window_s)
-    if st.off_since is not None and now - st.off_since < p.min_off_s:
+    if held:
+        why = "heat pump's own minimum off timer"
+    elif st.off_since is not None and now - st.off_since < p.min_off_s:
         why = "minimum off time"
     elif len(starts) >= p.max_starts_per_hour:
         why = f"{p.max_starts_per_hour} starts per window used"

@@ -50,6 +50,8 @@ class CommandLimits:
     """Overridable roles the site binds."""
     points: dict[str, WritablePoint]
     """'device.point' -> bounds, for writable points bound to an overridable role."""
+    engineering: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Outputs in engineering units the site binds and configures -> their [min, max]."""
 
     @classmethod
     def from_site(cls, site: SiteConfig, max_ttl: float) -> CommandLimits:
@@ -61,7 +63,10 @@ class CommandLimits:
                 if point.writable:
                     boolean = point.data_type in (DataType.BOOL, DataType.BIT)
                     points[ref] = WritablePoint(role, boolean, point.write_min, point.write_max)
-        return cls(max_ttl=max_ttl, roles=bound, points=points)
+        engineering = {role: (s.min, s.max) for role, s in site.setpoints.items()
+                       if role in R.ENGINEERING_OUTPUTS and site.role_points(role)}
+        return cls(max_ttl=max_ttl, roles=bound | frozenset(engineering), points=points,
+                   engineering=engineering)
 
 
 class _Command(BaseModel):
@@ -141,6 +146,12 @@ class OverrideCommand(_Command):
                              f"{sorted(limits.roles)}")
         if self.value is None:
             return
+        if role in limits.engineering:
+            low, high = limits.engineering[role]
+            if isinstance(self.value, bool) or not low <= self.value <= high:
+                raise ValueError(f"{role} takes a number in [{low:g}, {high:g}], got "
+                                 f"{self.value!r}")
+            return
         if role in BOOL_OUTPUTS:
             if not isinstance(self.value, bool):
                 raise ValueError(f"{role} takes true or false")
@@ -177,9 +188,18 @@ class ReloadCommand(_Command):
     name: ClassVar[str] = "reload"
 
 
-Command = ModeCommand | OverrideCommand | RepublishCommand | ReloadCommand
+class ResetLockoutCommand(_Command):
+    """Reset a latched heat-pump lockout: a reset pulse on hp.reset (when bound), and
+    heatd's own latch cleared once the heat pump reports no fault."""
+
+    name: ClassVar[str] = "reset_lockout"
+
+
+Command = (ModeCommand | OverrideCommand | RepublishCommand | ReloadCommand
+           | ResetLockoutCommand)
 MODELS: dict[str, type[Command]] = {
-    m.name: m for m in (ModeCommand, OverrideCommand, RepublishCommand, ReloadCommand)
+    m.name: m for m in (ModeCommand, OverrideCommand, RepublishCommand, ReloadCommand,
+                        ResetLockoutCommand)
 }
 
 
