@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-import ssl
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    import ssl
 
 TOPIC_LEVEL = re.compile(r"^[a-z0-9_-]+$")
 Seconds = Annotated[float, Field(gt=0)]
@@ -40,6 +42,8 @@ class TlsSettings(_Strict):
 
     def context(self) -> ssl.SSLContext:
         """An SSL context that verifies the broker (and presents our certificate)."""
+        import ssl  # only when a site uses TLS: checking a site file needs no OpenSSL
+
         ctx = ssl.create_default_context(cafile=_expand(self.ca) if self.ca else None)
         if self.cert and self.key:
             ctx.load_cert_chain(_expand(self.cert), _expand(self.key))
