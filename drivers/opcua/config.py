@@ -9,14 +9,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from drivers.codec import DataType
 from drivers.opcua.namespaces import NodeRef
 from drivers.opcua.nodeid import check_node_id
-
-if TYPE_CHECKING:
-    from asyncua import ua
 
 SecurityPolicy = Literal["None", "Basic256Sha256"]
 SecurityMode = Literal["None", "Sign", "SignAndEncrypt"]
@@ -56,12 +53,6 @@ class OpcUaPoint:
     def ref(self) -> NodeRef:
         """The node id split into namespace and identifier, to resolve per connection."""
         return NodeRef.parse(self.node_id)
-
-    @property
-    def ua_node_id(self) -> ua.NodeId:
-        from asyncua import ua  # loaded only once a site has an OPC UA device
-
-        return ua.NodeId.from_string(self.node_id)
 
 
 @dataclass(frozen=True, slots=True)
