@@ -1,17 +1,25 @@
 """``write_function: fc16``: a device that accepts only Write Multiple Registers gets even
 its single registers written with function 16; others keep function 6. Checked on the
-wire of a real pymodbus server, and in the site file's errors."""
+wire of a real pymodbus server, against the npm modbus-serial server as a device that
+refuses function 6, and in the site file's errors."""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
 
 import pytest
 from pymodbus.pdu import ModbusPDU
 
+from drivers.base import WriteError
 from drivers.modbus import Table
 from heatd.config_loader import ConfigError, parse_site
 from heatd.devices import build_devices
 
-from modbus_servers import SimServer, unit
+from modbus_servers import SimServer, free_port, unit
+from node_opcua import PEERS, ensure_node_opcua
 from waiting import until
 
 WRITE_SINGLE_REGISTER, WRITE_MULTIPLE_REGISTERS = 6, 16
@@ -111,3 +119,50 @@ def test_write_function_errors_name_file_line_and_field() -> None:
                for p in problems), problems
     assert any(p.startswith("site.yaml:22: devices.fans.points.running")
                and "holding registers" in p for p in problems), problems
+
+
+@contextlib.asynccontextmanager
+async def fc16_only_device() -> AsyncIterator[tuple[int, list[str]]]:
+    """tests/peers/modbus_server.js (npm modbus-serial, installed with the other npm peers
+    of tests/peers): yields its port and the writes it accepted, as it prints them."""
+    ensure_node_opcua()  # npm ci of tests/peers/package.json: node-opcua and modbus-serial
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        "node", str(PEERS / "modbus_server.js"), str(port), cwd=PEERS,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert process.stdout is not None
+    lines: list[str] = []
+
+    async def read() -> None:
+        assert process.stdout is not None
+        while line := await process.stdout.readline():
+            lines.append(line.decode().strip())
+
+    reader = asyncio.create_task(read())
+    try:
+        await until(lambda: f"ready {port}" in lines or reader.done(), timeout=30)
+        assert f"ready {port}" in lines, lines
+        yield port, lines
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 10)
+        await reader
+
+
+async def test_a_device_that_refuses_function_6_takes_fc16_writes() -> None:
+    async with fc16_only_device() as (port, lines):
+        site = parse_site(SITE.format(port=port), "site.yaml")
+        bound = build_devices(site, "dh")["dh"]
+        try:
+            await bound.driver.start()
+            await until(lambda: bound.driver.link.connected)
+            await bound.driver.write(bound.points["supply_setpoint"], 68.5)
+            await until(lambda: "write 16 10 685" in lines)
+            back = await bound.driver.read([bound.points["supply_setpoint"]])
+            assert back["supply_setpoint"].value == pytest.approx(68.5)
+            # a point left on function 6 is refused by this device
+            with pytest.raises(WriteError, match="exception 1 illegal function"):
+                await bound.driver.write(bound.points["pump_speed"], 40)
+        finally:
+            await bound.driver.close()
