@@ -19,6 +19,10 @@ import pytest
 from drivers.modbus import Table
 from drivers.reading import Quality, Reading
 from heatd.config_loader import ConfigError, load_site, parse_site
+from heatd.control.bounds import device_bounds
+from heatd.control.events import Layer
+from heatd.control.params import SequencerParams
+from heatd.control.sequencer import HpState, SeqState, sequence
 from heatd.control.signals import Signal
 from heatd.devices import point_limits
 from heatd.points import PointImage
@@ -279,3 +283,19 @@ async def _eventually(read: Callable[[], Any], expected: object, timeout: float 
             return True
         await asyncio.sleep(0.05)
     return False
+
+
+def test_a_start_the_heat_pumps_own_timer_holds_is_called_off_not_tripped() -> None:
+    params = SequencerParams(start_timeout_s=5.0)
+    values = {"hp.running": 0.0, "hp.fault": 0.0}
+    st = SeqState.found(False, params, 0.0)
+    out = sequence(True, Layer.OPTIMISER, device_bounds(), values, st, params, 1.0)
+    assert out.state.state is HpState.STARTING and out.enable
+    held = {**values, "hp.min_off_active": 1.0}
+    for now in (2.0, 10.0, 100.0):  # far past the start timeout: no trip, no lockout
+        out = sequence(True, Layer.OPTIMISER, device_bounds(), held, out.state, params, now)
+        assert out.state.state is HpState.OFF and not out.enable
+        assert [x.reason for x in out.limits] in ([], ["heat pump's own minimum off timer"])
+    assert out.state.starts == ()  # the start that did not happen is not counted
+    out = sequence(True, Layer.OPTIMISER, device_bounds(), values, out.state, params, 101.0)
+    assert out.state.state is HpState.STARTING and out.enable

@@ -143,7 +143,7 @@ def sequence(
             if not want_run:
                 limits = _MIN_ON
             if not unknown:
-                _confirm(step, running, p)
+                _confirm(step, running, p, values.get(_MIN_OFF, 0.0) > 0.5)
         else:
             step.go(HpState.STOPPING, requester, "no heat wanted")
     elif s is HpState.STOPPING:
@@ -176,12 +176,17 @@ _MIN_OFF = R.HP_MIN_OFF_ACTIVE
 _RUNNING = R.HP_RUNNING
 
 
-def _confirm(step: _Step, running: bool, p: SequencerParams) -> None:
-    """STARTING waits for the running feedback; RUNNING falls back to waiting if it is lost."""
+def _confirm(step: _Step, running: bool, p: SequencerParams, held: bool = False) -> None:
+    """STARTING waits for the running feedback; RUNNING falls back to waiting if it is lost.
+    A start the heat pump's own minimum-off timer holds (``held``) is called off, not
+    timed out into a trip: the sequencer tries again once the timer has run out."""
     st = step.st
     if st.state is HpState.STARTING:
         if running:
             step.go(HpState.RUNNING, Layer.SEQUENCER, "running confirmed")
+        elif held:  # no start happened: it neither counts nor restarts the off time
+            step.go(HpState.OFF, Layer.SEQUENCER, "heat pump's own minimum off timer",
+                    off_since=st.off_since, starts=st.starts[:-1])
         elif step.now - st.since >= p.start_timeout_s:
             step.go(HpState.TRIPPED, Layer.SEQUENCER, "start not confirmed in time",
                     next_reset=step.now + p.reset_cooldown_s, reset_until=_NEVER)
