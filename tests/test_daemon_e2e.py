@@ -195,6 +195,8 @@ async def test_dead_modbus_device_goes_offline_and_cooling_falls_back(tmp_path: 
         stack.sim.inject("comms_loss", "cdu", duration_s=1e9)
         await stack.until(lambda: stack.observer.last.get(stack.topic("cdu/availability"))
                           == "offline", timeout=20, what="cdu offline")
+        await stack.until(lambda: (stack.observer.last.get(stack.topic("cdu/last_error"))
+                                   or {}).get("error") == "timeout", what="why: timeout")
 
         def worst_case() -> bool:
             control = stack.control()
