@@ -5,6 +5,7 @@ YAML, so a site is described once and the two cannot disagree on what a register
 Rules:
 - an input role serves the sensor of that role (`hil.sensors.SENSOR_ROLES`); the i-th point
   of `rack.inlet_temp` serves `rack_inlet_temp_<i+1>`; redundant points serve the same one;
+  the points of a summed role (`it.power`, one meter per rack) each serve an equal share;
 - a feedback role serves the actuator's actual position;
 - an output role drives one field of `hil.plant.Actuators`;
 - a point bound to no role but named like a sensor (e.g. `fan_power`) serves that sensor;
@@ -109,7 +110,9 @@ def bind_site(site: SiteConfig, sensors: frozenset[str] | set[str]) -> dict[str,
                 binding = Binding(device_name, name, role, sensor=SENSOR_OF_FEEDBACK[role],
                                   factor=factor)
             elif role in _SENSOR_OF_INPUT:
-                binding = Binding(device_name, name, role, sensor=_SENSOR_OF_INPUT[role])
+                share = 1.0 / len(site.role_points(role)) if role in r.SUMMED_ROLES else 1.0
+                binding = Binding(device_name, name, role, sensor=_SENSOR_OF_INPUT[role],
+                                  factor=share)
             elif role is None and name in sensors:
                 binding = Binding(device_name, name, sensor=name)
             out[ref] = binding

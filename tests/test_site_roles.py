@@ -28,6 +28,7 @@ from heatd.devices import point_limits
 from heatd.points import PointImage
 from heatd.role_signals import control_snapshot
 from heatd.runtime import Daemon
+from hil.pointmap import bind_site
 
 from modbus_servers import SimServer, unit
 from mqtt_broker import Mosquitto, Recorder, broker_fixture
@@ -299,3 +300,11 @@ def test_a_start_the_heat_pumps_own_timer_holds_is_called_off_not_tripped() -> N
     assert out.state.starts == ()  # the start that did not happen is not counted
     out = sequence(True, Layer.OPTIMISER, device_bounds(), values, out.state, params, 101.0)
     assert out.state.state is HpState.STARTING and out.enable
+
+
+def test_the_simulator_serves_each_rack_meter_a_share_of_the_it_power() -> None:
+    site = parse_site(SITE.format(port=502, mqtt=1883), "site.yaml")
+    bindings = bind_site(site, set())
+    shares = [bindings[ref] for ref in site.role_points("it.power")]
+    assert [(b.sensor, b.served(120.0)) for b in shares] == [("it_power", 60.0)] * 2
+    assert bindings["plant.supply"].served(35.0) == 35.0
