@@ -94,7 +94,12 @@ class ScoreError(ValueError):
 def plant_facts(plant: PlantParams) -> dict[str, Any]:
     """Control parameters that only restate the plant: what commissioning fills in."""
     return {
-        "envelope": {"supply_limit_c": plant.loop.supply_limit_c},
+        "envelope": {
+            "supply_limit_c": plant.loop.supply_limit_c,
+            # A fifth of the IT peak left unbalanced, over the loop's heat capacity.
+            "blind_rise_k_per_s": 0.2 * plant.it.peak_kw
+            / (plant.loop.rack_capacity_kj_k + plant.loop.supply_capacity_kj_k),
+        },
         "sequencer": {"capacity_min": plant.heat_pump.min_capacity},
         "optimiser": {"hp_nominal_heat_kw": plant.heat_pump.heat_nominal_kw,
                       "evaporator_inlet_max_c": plant.heat_pump.evap_inlet_max_c},

@@ -497,3 +497,44 @@ def test_the_whole_machine_is_reached_when_the_whole_machine_is_wanted() -> None
     over = {**values, R.HP_HEAT: 1.5 * nominal}
     prop, st = propose(over, True, True, 0.0, 0.98, 0.0, 1.0, st, op, 0.2, 10.0)
     assert prop.capacity < 1.0
+
+
+RIDE = ControlParams.model_validate({"envelope": {"blind_rise_k_per_s": 0.01,
+                                                  "blind_hold_max_s": 600.0}})
+
+
+def _ride(now: float, state: EnvelopeState, prev: Setpoints, **over: object):
+    inp, _ = validate(healthy(now, **over), ValidationState(), RIDE, now)
+    return envelope(inp, prev, state, RIDE, now)
+
+
+def test_a_lost_supply_reading_is_ridden_through_only_inside_its_bounds() -> None:
+    """Commissioned with the loop's fastest rise, a lost supply reading holds the cooling
+    as it was while the last reading plus that rise stays under the band, the IT load
+    does not grow and the hold is not too long; past any bound it is the worst case."""
+    prev = _sp(0.8, 0.2, 0.6)
+    seen = _ride(100.0, EnvelopeState(), prev, coolant__supply_temp=30.0).state
+    assert seen.supply_seen == (100.0, 30.0) and seen.it_seen == 100.0
+
+    held = _ride(200.0, seen, prev, coolant__supply_temp=None).bounds
+    assert (held.fan_min, held.valve_max, held.hp_start, held.hp_run) == (0.2, 0.8, False, True)
+    # 30 degC + 0.01 K/s x 1,100 s reaches the 42 degC band: worst case.
+    late = _ride(1200.0, seen, prev, coolant__supply_temp=None).bounds
+    assert (late.fan_min, late.valve_max, late.hp_run) == (1.0, 0.0, False)
+    # Bounded in time even far below the band.
+    cold = _ride(100.0, EnvelopeState(), prev, coolant__supply_temp=10.0).state
+    assert _ride(701.0, cold, prev, coolant__supply_temp=None).bounds.hp_run is False
+    assert _ride(699.0, cold, prev, coolant__supply_temp=None).bounds.hp_run is True
+    # The IT load grew: the balance the hold relied on is gone.
+    grown = _ride(200.0, seen, prev, coolant__supply_temp=None, it__power=115.0).bounds
+    assert grown.hp_run is False and grown.fan_min == 1.0
+    # Not commissioned (the default): the worst case at once.
+    assert _env(200.0, prev, seen, coolant__supply_temp=None).bounds.hp_run is False
+
+
+def test_a_lost_rack_inlet_reading_is_ridden_through_against_its_own_band() -> None:
+    prev = _sp(0.8, 0.2, 0.6)
+    band = RIDE.envelope.rack_inlet_limit_c - RIDE.envelope.rack_inlet_margin_k
+    seen = _ride(100.0, EnvelopeState(), prev, rack__inlet_temp=band - 3.0).state
+    assert _ride(250.0, seen, prev, rack__inlet_temp=None).bounds.hp_run is True
+    assert _ride(400.0, seen, prev, rack__inlet_temp=None).bounds.hp_run is False

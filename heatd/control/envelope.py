@@ -4,6 +4,11 @@ Severities, each no looser than the one below:
 - worst case (supply or rack inlet unknown, coolant flow too low, PLC in local fallback,
   the recovery valve not following): full dry cooler, valve to the dry-cooler side, heat
   pump off at once;
+- ride-through (supply reading lost, where the site states how fast its loop can rise):
+  while the last reading plus that rise stays under the margin band, for at most
+  ``blind_hold_max_s`` and only while the IT load does not grow, the cooling is held as
+  it was (no more recovery share, no less dry cooling, no start) instead of the worst
+  case, which in winter would chill the loop and stop the heat pump for nothing;
 - heat pump out (fault, trip or lockout) with the supply known: the recovery branch is
   dead, so all coolant goes to the dry cooler and the heat pump stays off; the fans stay
   with the supply loop, which knows how much cooling the loop needs (a winter loop
@@ -53,6 +58,12 @@ class EnvelopeState:
     cap_off_since: float | None = None
     alarms: tuple[str, ...] = ()
     """Output roles whose actuator does not follow its command, as of the last cycle."""
+    supply_seen: Sample | None = None
+    """The last good supply reading: what a ride-through through its loss judges from."""
+    rack_seen: Sample | None = None
+    """The last good rack inlet reading, likewise."""
+    it_seen: float | None = None
+    """The IT load at the last good supply reading."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +152,25 @@ def _since(since: float | None, off: bool, now: float) -> float | None:
     return now if since is None else since
 
 
+def _lost(acc: _Acc, inputs: Inputs, role: str, seen: Sample | None, band: float,
+          state: EnvelopeState, prev: Setpoints, p: EnvelopeParams, now: float) -> None:
+    """A cooling input whose reading is lost: ridden through with the cooling held as it
+    was, for at most ``blind_hold_max_s``, while its last reading plus the fastest rise
+    the loop can make (``blind_rise_k_per_s``) stays under its band and the IT load has
+    not grown since the last supply reading; otherwise the worst case."""
+    why = _unknown(inputs, role)
+    it, it0 = inputs.values.get(_IT), state.it_seen
+    if (p.blind_rise_k_per_s is not None and seen is not None
+            and 0.0 <= now - seen[0] <= p.blind_hold_max_s
+            and seen[1] + p.blind_rise_k_per_s * (now - seen[0]) < band
+            and (it0 is None or (it is not None and it <= it0 * (1.0 + p.blind_it_growth)))):
+        held = f"{why}; cooling held as it was"
+        acc.hold(prev, held)
+        acc.block_start(held)
+    else:
+        acc.worst(why)
+
+
 def _supply_rules(acc: _Acc, supply: float, rise: float | None, prev: Setpoints,
                   p: EnvelopeParams, cap_min: float) -> None:
     band = p.supply_limit_c - p.supply_margin_k
@@ -172,16 +202,23 @@ def envelope(
     supply = vals.get(_SUPPLY)
     rise: float | None = None
     if supply is None:
-        state = replace(state, anchor_old=None, anchor_new=None)
-        acc.worst(_unknown(inputs, _SUPPLY))
+        if state.anchor_new is not None:
+            state = replace(state, anchor_old=None, anchor_new=None)
+        band = p.supply_limit_c - p.supply_margin_k
+        _lost(acc, inputs, _SUPPLY, state.supply_seen, band, state, prev, p, now)
     else:
         state, rise = _rise(state, supply, now, p.rise_window_s)
+        if p.blind_rise_k_per_s is not None:
+            state = replace(state, supply_seen=(now, supply), it_seen=vals.get(_IT))
         _supply_rules(acc, supply, rise, prev, p, params.sequencer.capacity_min)
 
     rack = vals.get(_RACK)
     if rack is None and _RACK in inputs.invalid:
-        acc.worst(_unknown(inputs, _RACK))
-    elif rack is not None and rack >= p.rack_inlet_limit_c - p.rack_inlet_margin_k:
+        band = p.rack_inlet_limit_c - p.rack_inlet_margin_k
+        _lost(acc, inputs, _RACK, state.rack_seen, band, state, prev, p, now)
+    elif rack is not None and p.blind_rise_k_per_s is not None:
+        state = replace(state, rack_seen=(now, rack))
+    if rack is not None and rack >= p.rack_inlet_limit_c - p.rack_inlet_margin_k:
         over = rack - (p.rack_inlet_limit_c - p.rack_inlet_margin_k)
         why = "rack inlet near its limit"
         acc.floor_fan(min(1.0, over / p.rack_inlet_margin_k), why)
@@ -247,6 +284,7 @@ def envelope(
 
 
 _SUPPLY = R.COOLANT_SUPPLY_TEMP
+_IT = R.IT_POWER
 _RACK = R.RACK_INLET_TEMP
 _FLOW = R.COOLANT_FLOW
 _FALLBACK = R.PLC_FALLBACK

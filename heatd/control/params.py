@@ -85,6 +85,15 @@ class EnvelopeParams(BaseModel):
     capacity_mismatch_tol: Fraction = 0.25
     capacity_mismatch_s: Positive = 300.0
     """A compressor ramps and unloads on its own: it is judged over minutes, not seconds."""
+    blind_rise_k_per_s: Positive | None = None
+    """The fastest the supply can rise while its reading is lost, heatd holds the cooling
+    as it was and the IT load does not grow (loads shift and the weather turns even
+    then). Commissioning sets it from the loop's heat capacity, e.g. a fifth of the IT
+    peak over the loop's kJ/K; unset, a lost supply reading is the worst case at once."""
+    blind_hold_max_s: Positive = 900.0
+    """The longest ride-through on a lost supply reading."""
+    blind_it_growth: NonNegative = 0.1
+    """IT load growth (share of the load at the last reading) that ends a ride-through."""
 
 
 class SequencerParams(BaseModel):
