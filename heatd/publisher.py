@@ -18,7 +18,7 @@ import structlog
 from heatd.billing.ledger import RECORDS
 from heatd.billing.service import Billing
 from heatd.control import roles as R
-from heatd.meter import EnergyMeter
+from heatd.meter import SiteMeter
 from heatd.meter_store import AUDIT, METER, DurableOutbox
 from heatd.mqtt.commands import (
     Command,
@@ -52,7 +52,7 @@ class Publisher:
         self._last_key: tuple[Any, ...] | None = None
         self._racks: dict[str, Any] | None = None
         """Each rack's inlet and power as the last cycle saw them (``rack_report``)."""
-        self.meter: EnergyMeter | None = None
+        self.meter: SiteMeter | None = None
         self.outbox: DurableOutbox | None = None
         self._forwarder: asyncio.Task[None] | None = None
         self.billing: Billing | None = None
@@ -95,7 +95,7 @@ class Publisher:
             link.publish_availability(device, self.daemon.acquisition.online(device))
             link.publish_last_error(device, self.daemon.acquisition.last_error(device))
         if meter is not None and outbox is not None:
-            self.meter = EnergyMeter(site.site.id, meter.interval)
+            self.meter = SiteMeter(site, meter.interval)
             if site.contracts is not None:
                 self.billing = Billing(site, meter_path(meter.database), outbox.wake)
                 self._billing_writer = asyncio.create_task(self.billing.run())
@@ -172,8 +172,7 @@ class Publisher:
         daemon = self.daemon
         wall = time.time()
         if self.meter is not None and self.outbox is not None:
-            record = self.meter.observe(wall, daemon.role_values())
-            if record is not None:
+            for record in self.meter.observe(wall, daemon.last_points):
                 self.outbox.append(record)
         if self.billing is not None:
             self.billing.observe(wall, daemon.last_points)

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from heatd.config_loader import parse_site
-from heatd.control import roles as R
-from heatd.meter import EnergyMeter
+from heatd.meter import EnergyMeter, counter_name, power_name
 from heatd.meter_store import METER, DurableOutbox
 from heatd.mqtt.commands import CommandResult
 from heatd.mqtt.link import MqttLink
@@ -21,46 +20,67 @@ from heatd.mqtt.settings import MqttSettings
 from mqtt_broker import Mosquitto
 from waiting import until
 
+HEAT_COUNTER, HEAT_POWER = counter_name("heat_kwh"), power_name("heat_kwh")
+IT_COUNTER, IT_POWER = counter_name("it_kwh"), power_name("it_kwh")
+HP_POWER = power_name("hp_electricity_kwh")
+
+
+def feed(meter: EnergyMeter, t: float, counters: dict | None = None, **powers: float | None
+         ) -> list[dict]:
+    counters = counters or {}
+    return meter.observe(t, {n: (t, v) for n, v in counters.items()},
+                         dict.fromkeys(counters, True),
+                         {HEAT_POWER: powers.get("heat"), IT_POWER: powers.get("it"),
+                          HP_POWER: powers.get("hp")})
+
 
 def test_counter_deltas_make_the_record_and_carry_across_intervals() -> None:
-    meter = EnergyMeter("s", interval_s=900)
+    meter = EnergyMeter("s", interval_s=900, counters={HEAT_COUNTER: None})
     records = []
     counter = 1000.0
     for t in range(0, 1801, 10):  # two quarter hours, 360 kW of heat, counter in kWh
-        record = meter.observe(t, {R.HP_HEAT_ENERGY: counter, R.HP_HEAT: 360.0})
+        records += feed(meter, t, {HEAT_COUNTER: counter}, heat=360.0)
         counter += 360.0 * 10 / 3600
-        if record:
-            records.append(record)
     first, second = records
     assert (first["start"], first["end"]) == (0, 900_000)
-    # readings at 0..890 s fall in the first interval: 89 kWh between them
-    assert first["heat_kwh"] == pytest.approx(89.0) and first["heat_source"] == "counter"
-    # the second starts from the first one's last counter value, so nothing falls between
-    assert second["heat_kwh"] == pytest.approx(90.0)
+    assert first["heat_kwh"] == pytest.approx(90.0) and first["heat_source"] == "counter"
+    assert second["heat_kwh"] == pytest.approx(90.0)  # nothing falls between
     assert first["it_source"] == "none" and first["it_kwh"] is None
+
+
+def test_a_counter_read_less_often_than_the_interval_is_never_zero_energy() -> None:
+    """A 5 s slow poll group and 2 s records: each record gets its share of the counter's
+    delta (a counter not re-read since the last record used to count as zero)."""
+    meter = EnergyMeter("s", interval_s=2, counters={IT_COUNTER: None})
+    records: list[dict] = []
+    for t in range(0, 61):
+        counters = {IT_COUNTER: 100.0 + 960.0 * t / 3600} if t % 5 == 0 else {}
+        records += feed(meter, t, counters, it=960.0)
+    kwh = [r["it_kwh"] for r in records]
+    assert len(kwh) >= 25 and all(k == pytest.approx(960.0 * 2 / 3600) for k in kwh)
 
 
 def test_power_is_integrated_with_its_coverage_when_there_is_no_counter() -> None:
     meter = EnergyMeter("s", interval_s=600)
-    record = None
+    records = []
     for t in range(0, 601, 1):
         power = None if 100 <= t < 250 else 120.0  # a 150 s hole in the data
-        record = meter.observe(t, {R.IT_POWER: power, R.HP_POWER: 30.0}) or record
-    assert record is not None
+        records += feed(meter, t, it=power, hp=30.0)
+    record, = records
     assert record["it_source"] == "power"
     assert record["it_coverage"] == pytest.approx((600 - 151) / 600, abs=0.01)
     assert record["it_kwh"] == pytest.approx(120.0 * (600 - 151) / 3600, rel=0.01)
-    assert record["hp_electricity_kwh"] == pytest.approx(30.0 * 599 / 3600, rel=0.01)
+    assert record["hp_electricity_kwh"] == pytest.approx(30.0 * 600 / 3600, rel=0.01)
 
 
 def test_a_counter_that_went_backwards_falls_back_to_power() -> None:
-    meter = EnergyMeter("s", interval_s=100)
-    record = None
+    meter = EnergyMeter("s", interval_s=100, counters={HEAT_COUNTER: None})
+    records = []
     for t in range(0, 101):
         counter = 5000.0 if t < 50 else 3.0  # meter replaced mid-interval
-        record = meter.observe(t, {R.HP_HEAT_ENERGY: counter, R.HP_HEAT: 36.0}) or record
-    assert record is not None and record["heat_source"] == "power"
-    assert record["heat_kwh"] == pytest.approx(1.0, rel=0.02)
+        records += feed(meter, t, {HEAT_COUNTER: counter}, heat=36.0)
+    assert records[0]["heat_source"] == "power"
+    assert records[0]["heat_kwh"] == pytest.approx(1.0, rel=0.02)
 
 
 SITE = parse_site("site: {id: m1}\ndevices: {}\n", "site.yaml")

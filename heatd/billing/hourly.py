@@ -58,7 +58,10 @@ class Integral:
 
 @dataclass
 class Hour:
+    """One interval of the meter (a clock hour for contract records)."""
+
     start: float
+    length: float = HOUR_S
     counters: dict[str, CounterPart] = field(default_factory=dict)
     powers: dict[str, Integral] = field(default_factory=dict)
     levels: dict[str, Integral] = field(default_factory=dict)
@@ -67,7 +70,7 @@ class Hour:
 
     @property
     def end(self) -> float:
-        return self.start + HOUR_S
+        return self.start + self.length
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,21 +90,24 @@ class Level:
     above: float | None = None
 
 
-def _pieces(t0: float, t1: float) -> Iterator[tuple[float, float, float]]:
-    """(hour start, from, to) of [t0, t1] cut at the hour boundaries."""
+def _pieces(t0: float, t1: float, length: float) -> Iterator[tuple[float, float, float]]:
+    """(interval start, from, to) of [t0, t1] cut at the interval boundaries."""
     a = t0
     while a < t1:
-        start = math.floor(a / HOUR_S) * HOUR_S
-        b = min(t1, start + HOUR_S)
+        start = math.floor(a / length) * length
+        b = min(t1, start + length)
         yield start, a, b
         a = b
 
 
 class HourlyMeter:
-    """One contract's hours: counters, power integrals and levels by name."""
+    """One contract's hours: counters, power integrals and levels by name. ``length_s``
+    and ``hold_s`` serve the meter's shorter intervals (``heatd.meter``)."""
 
     def __init__(self, counters: Mapping[str, float | None], powers: tuple[str, ...],
-                 levels: Mapping[str, Level], resume: Resume | None = None) -> None:
+                 levels: Mapping[str, Level], resume: Resume | None = None, *,
+                 length_s: float = HOUR_S, hold_s: float = HOLD_S) -> None:
+        self._length, self._hold = length_s, hold_s
         self._moduli = dict(counters)
         self._power_names = powers
         self._levels = dict(levels)
@@ -128,7 +134,7 @@ class HourlyMeter:
         self._open_until(now)
         last = self._last_seen
         if last is not None and now - last <= MAX_GAP_S:
-            for start, a, b in _pieces(last, now):
+            for start, a, b in _pieces(last, now, self._length):
                 hour = self._hours.get(start)
                 if hour is not None:
                     hour.observed_s += b - a
@@ -145,9 +151,9 @@ class HourlyMeter:
     def _start(self, now: float) -> None:
         self._started = now
         if self._closed_until is None:
-            self._closed_until = math.floor(now / HOUR_S) * HOUR_S
+            self._closed_until = math.floor(now / self._length) * self._length
             return
-        for start, a, b in _pieces(self._closed_until, now):  # heatd was not running
+        for start, a, b in _pieces(self._closed_until, now, self._length):  # heatd was not running
             self._hour(start).downtime_s += b - a  # type: ignore[union-attr]
 
     def _open_until(self, now: float) -> None:
@@ -155,7 +161,7 @@ class HourlyMeter:
         start = self._closed_until
         while start <= now:
             self._hour(start)
-            start += HOUR_S
+            start += self._length
 
     def _hour(self, start: float) -> Hour | None:
         """The open hour starting at ``start`` (made on first use); None once closed."""
@@ -164,7 +170,7 @@ class HourlyMeter:
             return None
         hour = self._hours.get(start)
         if hour is None:
-            hour = self._hours[start] = Hour(start)
+            hour = self._hours[start] = Hour(start, self._length)
         return hour
 
     def _count(self, name: str, t: float, value: float) -> None:
@@ -177,12 +183,12 @@ class HourlyMeter:
         t0, v0 = last
         delta = counter_delta(v0, value, self._moduli.get(name))
         if delta is None:
-            hour = self._hour(math.floor(t / HOUR_S) * HOUR_S) or self._oldest()
+            hour = self._hour(self._floor(t)) or self._oldest()
             hour.counters.setdefault(name, CounterPart()).reset = True
             return
         span = t - t0
         estimated = span > LIVE_SPAN_S
-        for start, a, b in _pieces(t0, t):
+        for start, a, b in _pieces(t0, t, self._length):
             share = delta * (b - a) / span
             hour = self._hour(start)
             if hour is None:  # a part of the delta for an hour already closed
@@ -195,8 +201,11 @@ class HourlyMeter:
             part.covered_s += b - a
             if estimated:
                 part.estimated_s += b - a
-            if b == start + HOUR_S:
+            if b == start + self._length:
                 part.end_value = counter_at(v0, delta, (b - t0) / span, self._moduli.get(name))
+
+    def _floor(self, t: float) -> float:
+        return math.floor(t / self._length) * self._length
 
     def _oldest(self) -> Hour:
         hour = self._hours[min(self._hours)]
@@ -208,7 +217,7 @@ class HourlyMeter:
         lasts[name] = None if value is None else (now, value)
         if value is None:
             return
-        here = self._hour(math.floor(now / HOUR_S) * HOUR_S)
+        here = self._hour(self._floor(now))
         if here is not None and level is not None:
             stats = here.levels.setdefault(name, Integral())
             stats.peak = max(stats.peak, value)
@@ -216,7 +225,7 @@ class HourlyMeter:
             return
         t0, v0 = last
         span = now - t0
-        for start, a, b in _pieces(t0, now):
+        for start, a, b in _pieces(t0, now, self._length):
             hour = self._hour(start)
             if hour is None:
                 continue
@@ -249,7 +258,7 @@ class HourlyMeter:
                     if good.get(name) and name in self._track:
                         self._count(name, now, self._track[name][1])
                 waiting = [n for n in waiting if self._track.get(n, (-math.inf,))[0] < end]
-            if waiting and now < max(end, self._started) + HOLD_S:
+            if waiting and now < max(end, self._started) + self._hold:
                 break
             closed.append(self._hours.pop(start))
             self._closed_until = end

@@ -49,8 +49,9 @@ def _unit_factor(point: PointConfig, units: dict[str, float]) -> float | None:
     return units.get(point.unit or "")
 
 
-def _channel(site: SiteConfig, name: str, ref: str | None, role: str | None,
-             units: dict[str, float]) -> Channel | None:
+def channel(site: SiteConfig, name: str, ref: str | None, role: str | None,
+            units: dict[str, float]) -> Channel | None:
+    """The point ``ref``, else the first point bound to ``role``; None if neither."""
     refs = (ref,) if ref is not None else tuple(site.role_points(role) if role else ())
     refs = tuple(r for r in refs if _point(site, r) is not None)
     if not refs:
@@ -73,18 +74,18 @@ def _point(site: SiteConfig, ref: str) -> PointConfig | None:
 def heat_channels(site: SiteConfig, contract: HeatPurchase) -> dict[str, Channel]:
     out = {}
     for name, (role, units) in HEAT_CHANNELS.items():
-        channel = _channel(site, name, getattr(contract.meter, name), role, units)
-        if channel is not None:
-            out[name] = channel
+        found = channel(site, name, getattr(contract.meter, name), role, units)
+        if found is not None:
+            out[name] = found
     return out
 
 
 def cooling_channels(site: SiteConfig, contract: CoolingGuarantee) -> dict[str, Channel]:
     out = {}
     for name, (role, units) in COOLING_CHANNELS.items():
-        channel = _channel(site, name, getattr(contract.meter, name), role, units)
-        if channel is not None:
-            out[name] = channel
+        found = channel(site, name, getattr(contract.meter, name), role, units)
+        if found is not None:
+            out[name] = found
     for name, role in COOLING_ROLES.items():
         refs = tuple(r for r in site.role_points(role) if _point(site, r) is not None)
         if refs:

@@ -22,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from heatd.billing.contracts import CoolingGuarantee, HeatPurchase
-from heatd.billing.hourly import HOUR_S, Hour, Integral
+from heatd.billing.hourly import Hour, Integral
 
 FULL = 0.999
 """Coverage at or above which an hour counts as complete."""
@@ -53,7 +53,7 @@ def _energy(hour: Hour, counter: str | None, power: str | None,
         if part is None or (part.covered_s <= 0 and part.kwh == 0.0):
             flags.add("missing")
             return None, "none", 0.0
-        coverage = min(1.0, part.covered_s / HOUR_S)
+        coverage = min(1.0, part.covered_s / hour.length)
         if coverage < FULL:
             flags.add("missing")
         if part.estimated_s > 0:
@@ -65,7 +65,7 @@ def _energy(hour: Hour, counter: str | None, power: str | None,
     if stats is None or stats.covered_s <= 0:
         flags.add("missing")
         return None, "none", 0.0
-    coverage = min(1.0, stats.covered_s / HOUR_S)
+    coverage = min(1.0, stats.covered_s / hour.length)
     if coverage < FULL:
         flags.update(("missing", "estimated"))
     return _r(stats.total), "power", round(coverage, 4)
@@ -75,7 +75,7 @@ def _power(hour: Hour, name: str) -> tuple[float | None, float]:
     stats = hour.powers.get(name)
     if stats is None or stats.covered_s <= 0:
         return None, 0.0
-    return _r(stats.total), round(min(1.0, stats.covered_s / HOUR_S), 4)
+    return _r(stats.total), round(min(1.0, stats.covered_s / hour.length), 4)
 
 
 def _head(site: str, name: str, kind: str, hour: Hour, flags: set[str]) -> dict[str, Any]:
@@ -107,7 +107,7 @@ def heat_record(site: str, contract: HeatPurchase, hour: Hour, timezone: str,
         "supply_avg_c": _mean(supply), "return_avg_c": _mean(hour.levels.get("return_temp")),
         "min_supply_c": contract.min_supply_temp_c,
         "below_contract_s": round(supply.below_s, 3) if supply else 0.0,
-        "availability": round(min(1.0, (supply.covered_s - supply.below_s) / HOUR_S), 4)
+        "availability": round(min(1.0, (supply.covered_s - supply.below_s) / hour.length), 4)
         if supply else 0.0,
         "committed_kwh": _r(committed), "unmet_kwh": _r(unmet),
         "counter_end": _counter_end(hour, "energy"),
@@ -137,7 +137,7 @@ def cooling_record(site: str, contract: CoolingGuarantee, hour: Hour,
         "supply_max_c": _peak(supply),
         "supply_over_limit_s": round(supply.above_s, 3) if supply else 0.0,
         "cooling_coverage": round(min(1.0, min(rack.covered_s if rack else 0.0,
-                                               supply.covered_s if supply else 0.0) / HOUR_S),
+                                               supply.covered_s if supply else 0.0) / hour.length),
                                   4),
         "counter_end": _counter_end(hour, "it_energy"),
     })

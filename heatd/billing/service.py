@@ -18,9 +18,9 @@ from typing import Any
 
 import structlog
 
-from drivers.reading import Quality, Reading
 from heatd.billing.contracts import CoolingGuarantee, HeatPurchase
 from heatd.billing.hourly import Hour, HourlyMeter, Level
+from heatd.billing.inputs import ChannelReader
 from heatd.billing.ledger import Ledger
 from heatd.billing.points import Channel, cooling_channels, heat_channels
 from heatd.billing.records import cooling_record, heat_record
@@ -29,7 +29,7 @@ from heatd.points import Snapshot
 
 log = structlog.get_logger(__name__)
 
-COUNTERS = ("energy", "it_energy")
+COUNTERS = frozenset({"energy", "it_energy"})
 POWERS = ("power", "it_power", "hp_power", "fan_power")
 RETRY_S = 5.0
 
@@ -77,7 +77,7 @@ class Billing:
         self.site = site
         self.ledger = Ledger(path, threaded=True)
         self._contracts = build_meters(site, self.ledger)
-        self._heard: dict[str, float] = {}
+        self._reader = ChannelReader()
         self._closed: list[dict[str, Any]] = []
         self._ready = asyncio.Event()
         self._wake = wake
@@ -86,33 +86,13 @@ class Billing:
         """Once per cycle (no I/O): feed the meters, queue the hours they closed."""
         if points is None:
             return
-        mono = points.taken_at
         for entry in self._contracts:
-            counters, good, values = {}, {}, {}
-            for name, channel in entry.channels.items():
-                readings = [points[ref] for ref in channel.refs]
-                if name in COUNTERS:
-                    counters[name] = self._new_reading(channel, readings[0], wall, mono)
-                    good[name] = _good(readings[0])
-                else:
-                    found = [float(r.value) * channel.factor  # type: ignore[arg-type]
-                             for r in readings if _good(r)]
-                    values[name] = max(found) if found else None
+            counters, good, values = self._reader.read(entry.channels, COUNTERS, wall, points)
             for hour in entry.meter.observe(wall, counters=counters, counters_good=good,
                                             powers=values, levels=values):
                 self._closed.append(entry.record(self.site, hour))
         if self._closed:
             self._ready.set()
-
-    def _new_reading(self, channel: Channel, reading: Reading, wall: float,
-                     mono: float) -> tuple[float, float] | None:
-        ref = channel.refs[0]
-        if not _good(reading) or reading.heard_at is None:
-            return None
-        if self._heard.get(ref) == reading.heard_at:
-            return None  # not re-read since the last cycle
-        self._heard[ref] = reading.heard_at
-        return wall - (mono - reading.heard_at), float(reading.value) * channel.factor  # type: ignore[arg-type]
 
     async def run(self) -> None:
         """Write closed records as they come, off the cycle; for ever."""
@@ -140,7 +120,3 @@ class Billing:
     def close(self) -> None:
         self.ledger.close()
 
-
-def _good(reading: Reading) -> bool:
-    return reading.quality is Quality.GOOD and reading.value is not None \
-        and not isinstance(reading.value, bool)
