@@ -45,7 +45,10 @@ class ValidationParams(BaseModel):
     model_config = _STRICT
     stale_after_s: Positive = 10.0
     future_tolerance_s: NonNegative = 5.0
-    frozen_after_s: Positive | None = 900.0
+    frozen_after_s: Positive | None = 1800.0
+    """A value unchanged this long is declared frozen. A 0.1 K sensor on a loop held
+    inside its deadband can read the same for a quarter of an hour (a rack inlet, seen on
+    the plant family), and a frozen verdict on a cooling input is the worst case."""
     frozen_roles: Annotated[tuple[str, ...], Field(strict=False)] = roles.DEFAULT_FROZEN_ROLES
     ranges: dict[str, Range] = Field(default_factory=dict)
     rack_inlet_min_good: Annotated[int, Field(ge=1)] | None = None
