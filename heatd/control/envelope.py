@@ -208,16 +208,19 @@ def envelope(
         _lost(acc, inputs, _SUPPLY, state.supply_seen, band, state, prev, p, now)
     else:
         state, rise = _rise(state, supply, now, p.rise_window_s)
-        if p.blind_rise_k_per_s is not None:
-            state = replace(state, supply_seen=(now, supply), it_seen=vals.get(_IT))
         _supply_rules(acc, supply, rise, prev, p, params.sequencer.capacity_min)
 
     rack = vals.get(_RACK)
     if rack is None and _RACK in inputs.invalid:
         band = p.rack_inlet_limit_c - p.rack_inlet_margin_k
         _lost(acc, inputs, _RACK, state.rack_seen, band, state, prev, p, now)
-    elif rack is not None and p.blind_rise_k_per_s is not None:
-        state = replace(state, rack_seen=(now, rack))
+    if p.blind_rise_k_per_s is not None and (supply is not None or rack is not None):
+        state = replace(  # one copy a cycle: what a ride-through would judge from
+            state,
+            supply_seen=state.supply_seen if supply is None else (now, supply),
+            it_seen=state.it_seen if supply is None else vals.get(_IT),
+            rack_seen=state.rack_seen if rack is None else (now, rack),
+        )
     if rack is not None and rack >= p.rack_inlet_limit_c - p.rack_inlet_margin_k:
         over = rack - (p.rack_inlet_limit_c - p.rack_inlet_margin_k)
         why = "rack inlet near its limit"
