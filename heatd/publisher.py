@@ -97,7 +97,9 @@ class Publisher:
         if meter is not None and outbox is not None:
             self.meter = SiteMeter(site, meter.interval)
             if site.contracts is not None:
-                self.billing = Billing(site, meter_path(meter.database), outbox.wake)
+                self.billing = Billing(site, meter_path(meter.database), outbox.wake,
+                                       link.publish_meter_totals)
+                link.publish_meter_totals(self.billing.totals)
                 self._billing_writer = asyncio.create_task(self.billing.run())
             self._forwarder = asyncio.create_task(outbox.forward({
                 METER: partial(link.publish_confirmed, link.topics.meter),

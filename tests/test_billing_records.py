@@ -21,9 +21,11 @@ from heatd.cli import main as heatd_main
 from heatd.config_loader import parse_site
 from heatd.devices import point_limits
 from heatd.meter_store import DurableOutbox
-from heatd.mqtt.commands import CommandResult
+from heatd.mqtt.commands import CommandLimits, CommandResult
+from heatd.mqtt.discovery import components
 from heatd.mqtt.link import MqttLink
-from heatd.mqtt.settings import MqttSettings
+from heatd.mqtt.settings import HomeAssistantSettings, MqttSettings
+from heatd.mqtt.topics import Topics
 from heatd.points import PointImage
 
 from modbus_servers import SimServer, unit
@@ -141,7 +143,10 @@ async def test_a_wrapping_counter_on_a_real_modbus_server_is_billed_and_publishe
     async with Mosquitto() as broker:
         site = parse_site(SITE.format(port=server.port, broker=broker.port, db=db), "s.yaml")
         outbox = DurableOutbox(db)
-        billing = Billing(site, str(db), outbox.wake)
+        published: list[dict] = []
+        billing = Billing(site, str(db), outbox.wake,
+                          lambda totals: published.append(json.loads(json.dumps(totals))))
+        assert billing.totals == {"city": {"heat_kwh": 0.0}}
         image = PointImage(point_limits(site))
         acquisition = Acquisition(site, image)
         await acquisition.start()
@@ -175,6 +180,7 @@ async def test_a_wrapping_counter_on_a_real_modbus_server_is_billed_and_publishe
         assert all("counter_reset" not in r["flags"] for r in kept)
         assert kept[1]["heat_coverage"] == 1.0 and kept[1]["supply_avg_c"] == 70.0
         assert kept[1]["below_contract_s"] == 0.0
+        assert published[-1]["city"]["heat_kwh"] == pytest.approx(3.5, abs=1e-6)
 
         settings = MqttSettings.model_validate_json(json.dumps(
             {"host": broker.host, "port": broker.port}), strict=True)
@@ -204,5 +210,19 @@ async def test_a_wrapping_counter_on_a_real_modbus_server_is_billed_and_publishe
         assert received == kept  # byte for byte what the ledger holds
         assert outbox.pending() == []
         billing.close()
+        restarted = Billing(site, str(db), outbox.wake)  # the running total carries over
+        assert restarted.totals["city"]["heat_kwh"] == pytest.approx(3.5, abs=1e-6)
+        restarted.close()
         outbox.close()
     assert verify(db) == (2, [])
+
+
+def test_home_assistant_gets_an_energy_sensor_per_contract_total() -> None:
+    site = parse_site(SITE.format(port=1502, broker=1883, db="/tmp/x.sqlite"), "s.yaml")
+    cmps = components(site, Topics("heatd/w1"), HomeAssistantSettings(),
+                      CommandLimits.from_site(site, max_ttl=3600))
+    sensor = cmps["contract_city_heat_kwh"]
+    assert sensor["state_topic"] == "heatd/w1/meter/totals"
+    assert (sensor["device_class"], sensor["unit_of_measurement"], sensor["state_class"]) == (
+        "energy", "kWh", "total_increasing")
+    assert sensor["value_template"] == "{{ value_json['city']['heat_kwh'] }}"

@@ -117,6 +117,16 @@ class Ledger:
         for (payload,) in self._db.execute(sql + " ORDER BY seq", args):
             yield json.loads(payload)
 
+    def totals(self, fields: Iterable[str]) -> dict[str, dict[str, float]]:
+        """contract -> field -> the sum over every record kept (a running total)."""
+        names = list(fields)
+        sums = ", ".join(f"COALESCE(SUM(json_extract(payload, '$.{n}')), 0)" for n in names)
+        out: dict[str, dict[str, float]] = {}
+        for contract, *values in self._db.execute(
+                f"SELECT contract, {sums} FROM records GROUP BY contract"):
+            out[contract] = dict(zip(names, map(float, values), strict=True))
+        return out
+
     def resume(self, contract: str, counters: Iterable[str]) -> Resume | None:
         """Where ``contract``'s records end, with its counters' last known values."""
         row = self._db.execute("SELECT payload FROM records WHERE contract = ? "

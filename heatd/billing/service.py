@@ -34,11 +34,20 @@ POWERS = ("power", "it_power", "hp_power", "fan_power")
 RETRY_S = 5.0
 
 
+HEAT_TOTALS = ("heat_kwh",)
+COOLING_TOTALS = ("it_kwh", "hp_electricity_kwh")
+"""The energies kept as running totals per contract (for Home Assistant's energy view)."""
+
+
 @dataclass
 class _Contract:
     contract: HeatPurchase | CoolingGuarantee
     channels: dict[str, Channel]
     meter: HourlyMeter
+
+    @property
+    def totals(self) -> tuple[str, ...]:
+        return HEAT_TOTALS if isinstance(self.contract, HeatPurchase) else COOLING_TOTALS
 
     def record(self, site: SiteConfig, hour: Hour) -> dict[str, Any]:
         if isinstance(self.contract, HeatPurchase):
@@ -73,10 +82,17 @@ def build_meters(site: SiteConfig, ledger: Ledger) -> list[_Contract]:
 class Billing:
     """Every contract's meter, and the writer that keeps their records."""
 
-    def __init__(self, site: SiteConfig, path: str, wake: Callable[[], None]) -> None:
+    def __init__(self, site: SiteConfig, path: str, wake: Callable[[], None],
+                 on_totals: Callable[[dict[str, dict[str, float]]], None] | None = None
+                 ) -> None:
         self.site = site
         self.ledger = Ledger(path, threaded=True)
         self._contracts = build_meters(site, self.ledger)
+        kept = self.ledger.totals((*HEAT_TOTALS, *COOLING_TOTALS))
+        self.totals = {e.contract.name: {f: kept.get(e.contract.name, {}).get(f, 0.0)
+                                         for f in e.totals} for e in self._contracts}
+        """contract -> energy field -> kWh over every record kept."""
+        self._on_totals = on_totals
         self._reader = ChannelReader()
         self._closed: list[dict[str, Any]] = []
         self._ready = asyncio.Event()
@@ -107,7 +123,7 @@ class Billing:
             return
         started = time.monotonic()
         try:
-            await asyncio.to_thread(self.ledger.append, batch)
+            chained = await asyncio.to_thread(self.ledger.append, batch)
         except sqlite3.Error as exc:  # disk full, locked: keep them and try again
             log.error("records not kept yet", count=len(batch), error=str(exc))
             self._closed[:0] = batch
@@ -116,6 +132,11 @@ class Billing:
             return
         log.debug("records kept", count=len(batch), seconds=time.monotonic() - started)
         self._wake()
+        for record in chained:
+            for name, total in self.totals.get(record["contract"], {}).items():
+                self.totals[record["contract"]][name] = total + (record.get(name) or 0.0)
+        if self._on_totals is not None:
+            self._on_totals(self.totals)
 
     def close(self) -> None:
         self.ledger.close()

@@ -264,6 +264,36 @@ def components(site: SiteConfig, topics: Topics, settings: HomeAssistantSettings
         else:
             continue
         cmps[f"{key}_release"] = _release(f"{unique}_release", ref, point, topics)
+    cmps.update(_contract_totals(site, topics))
+    return cmps
+
+
+TOTALS = {"heat_kwh": "heat delivered", "it_kwh": "IT energy",
+          "hp_electricity_kwh": "heat-pump electricity"}
+"""Running totals on ``meter/totals`` -> what their Home Assistant energy sensor is."""
+
+
+def _contract_totals(site: SiteConfig, topics: Topics) -> dict[str, dict[str, Any]]:
+    """An energy sensor (total_increasing, kWh) per contract total: Home Assistant's
+    energy dashboard takes them as they are."""
+    contracts = site.contracts
+    if contracts is None or site.meter is None:
+        return {}
+    fields = [(c.name, "heat_kwh") for c in contracts.heat_purchase]
+    if contracts.cooling_guarantee is not None:
+        name = contracts.cooling_guarantee.name
+        fields += [(name, "it_kwh"), (name, "hp_electricity_kwh")]
+    cmps = {}
+    for contract, field in fields:
+        key = f"contract_{contract}_{field}"
+        cmps[key] = {
+            "p": "sensor", "unique_id": f"heatd_{site.site.id}_{key}",
+            "name": f"{contract} {TOTALS[field]}",
+            "state_topic": topics.meter_totals,
+            "value_template": f"{{{{ value_json[{contract!r}][{field!r}] }}}}",
+            "device_class": "energy", "unit_of_measurement": "kWh",
+            "state_class": "total_increasing", **_availability(topics, None),
+        }
     return cmps
 
 

@@ -340,6 +340,12 @@ class MqttLink:
         else:
             self._set_retained(topic, dumps({"ts": epoch_ms(self._now(ts)), "error": error}))
 
+    def publish_meter_totals(self, totals: Mapping[str, Any], ts: float | None = None) -> None:
+        """Retained energy totals per contract (kWh since its first record), what Home
+        Assistant's energy sensors read."""
+        self._set_retained(self.topics.meter_totals,
+                           dumps({"ts": epoch_ms(self._now(ts)), **totals}))
+
     def publish_control_state(self, state: Mapping[str, Any], ts: float | None = None) -> None:
         """Retained control state (mode, limits and their layers, setpoints, margin,
         cycle statistics), as the runtime built it; ``ts`` is added when missing."""

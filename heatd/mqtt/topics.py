@@ -77,6 +77,11 @@ class Topics:
         return f"{self.base}/meter/records"
 
     @property
+    def meter_totals(self) -> str:
+        """Retained running energy totals per contract, since its first record."""
+        return f"{self.base}/meter/totals"
+
+    @property
     def commands(self) -> str:
         """Filter for every command topic (one level: replies one level below don't match)."""
         return f"{self.base}/cmd/+"
