@@ -55,7 +55,7 @@ def test_a_sweep_picks_the_smallest_size_near_the_most_heat(capsys, tmp_path: Pa
     with pytest.raises(ValueError, match="hp_kw or storage_m3"):
         parse_sweep("fans=3")
     window = ["--start-hour", "336", "--hours", "12", "--sweep", "hp_kw=60,300,storage_m3=20"]
-    one = assess(capsys, tmp_path / "one", *window)
+    one = assess(capsys, tmp_path / "one", *window, "--jobs", "1")
     two = assess(capsys, tmp_path / "two", *window, "--jobs", "2")
     assert [r["heat_delivered_mwh"] for r in one["results"]] == [
         r["heat_delivered_mwh"] for r in two["results"]]

@@ -5,6 +5,7 @@ imports the simulator, which the daemon never loads)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import date
 
@@ -102,11 +103,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     assess.add_argument("--plant", help="plant parameter YAML (default: hil/sites/default.yaml)")
     assess.add_argument("--sweep", metavar="hp_kw=A,B,..,storage_m3=C,D,..",
                         help="co-simulate every combination of heat-pump size and tank volume")
-    assess.add_argument("--jobs", type=int, default=1, help="processes (default 1)")
+    assess.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="processes; results do not depend on it (default: one per CPU)")
     assess.add_argument("--hours", type=float, help="simulate only this many hours")
     assess.add_argument("--start-hour", type=int, default=0,
                         help="hour of the year to start at (default 0, 1 January)")
-    assess.add_argument("--dt", type=float, default=10.0, help="co-simulation step (s)")
+    assess.add_argument("--dt", type=float, default=10.0,
+                        help="co-simulation step (s); 30 screens a sweep three times faster")
     assess.add_argument("--kwh-per-home", type=float, default=12000.0,
                         help="yearly heat of one home, for homes-equivalent (default 12000)")
     assess.add_argument("--out", default="out/assess", help="directory for plots and tables")
