@@ -90,7 +90,7 @@ async def modbus_only_rss() -> dict[str, float]:
                 site = Path(tmp) / "site.yaml"
                 site.write_text(MODBUS_SITE.format(port=server.port, broker_port=broker.port))
                 proc = subprocess.Popen([sys.executable, "-m", "heatd.cli", "run", str(site)],
-                                        stderr=subprocess.DEVNULL)
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 try:
                     heatd = await peak_rss(proc.pid)
                 finally:
