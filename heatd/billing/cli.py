@@ -19,6 +19,9 @@ def _verify(args: argparse.Namespace) -> int:
     count, problems = verify(path)
     for problem in problems:
         print(f"{path}: {problem}")
+    if problems and count == 0:
+        print(f"{path}: no records could be read")
+        return 2
     if problems:
         print(f"{path}: {count} records, {len(problems)} problems: the chain is broken")
         return 2
