@@ -127,3 +127,31 @@ def test_enefg_targets_and_a_bad_grid_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"grid.csv:3"):
         read_grid_csv(bad)
     assert json.dumps(enefg_target(date(2028, 7, 1))) == "0.2"
+
+
+def test_with_the_site_file_the_report_prices_the_contract(ledger: Path, tmp_path: Path
+                                                           ) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text(f"""\
+site: {{id: s, timezone: Europe/Copenhagen}}
+devices: {{}}
+mqtt: {{host: localhost}}
+meter: {{database: {ledger}}}
+contracts:
+  heat_purchase:
+    - name: city
+      customer: City
+      min_supply_temp_c: 65
+      prices: {{heat_per_mwh: 50, shortfall_per_mwh: 10, currency: DKK}}
+""")
+    out = tmp_path / "priced"
+    assert heatd_main(["report", "--from", "2026-01-01", "--to", "2026-01-02", "--db",
+                       str(site), "--out", str(out), "--contract", "city"]) == 0
+    text = (out / "report.md").read_text()
+    assert "days in Europe/Copenhagen" in text
+    rows = [r for r in _records() if r["contract"] == "city"
+            and DAY0 - 3600 <= r["start"] / 1000 < DAY0 + 47 * 3600]  # local days
+    heat = sum(r["heat_kwh"] for r in rows)
+    unmet = sum(r["unmet_kwh"] for r in rows)
+    assert f"| heat at 50 DKK/MWh | {heat / 1000 * 50:.2f} DKK |" in text
+    assert f"| shortfall at 10 DKK/MWh | {unmet / 1000 * 10:.2f} DKK |" in text

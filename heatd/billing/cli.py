@@ -8,6 +8,10 @@ import argparse
 import os
 import sys
 from datetime import date
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from heatd.config import SiteConfig
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -32,8 +36,8 @@ def _verify(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from heatd.billing.report import main
 
-    path, timezone = _database(args.db)
-    return 1 if path is None else main(args, path, timezone)
+    path, site = _database(args.db)
+    return 1 if path is None else main(args, path, site)
 
 
 def _assess(args: argparse.Namespace) -> int:
@@ -42,8 +46,8 @@ def _assess(args: argparse.Namespace) -> int:
     return main(args)
 
 
-def _database(text: str) -> tuple[str | None, str | None]:
-    """A ledger path, or the ``meter.database`` of a site file and the site's timezone."""
+def _database(text: str) -> tuple[str | None, SiteConfig | None]:
+    """A ledger path, or the ``meter.database`` of a site file and the site."""
     if not text.endswith((".yaml", ".yml")):
         return text, None
     from heatd.config_loader import ConfigError, load_site
@@ -58,7 +62,7 @@ def _database(text: str) -> tuple[str | None, str | None]:
         print(f"{text}: no meter: section, so no records database", file=sys.stderr)
         return None, None
     try:
-        return meter_path(site.meter.database), site.site.timezone
+        return meter_path(site.meter.database), site
     except ValueError as exc:
         print(f"{text}: {exc}", file=sys.stderr)
         return None, None

@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from collections.abc import Mapping
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from heatd.billing.contracts import HeatPrices
 from heatd.billing.indicators import (
     DISPLACED_HEAT_KG_PER_KWH,
     ENEFG_ERF,
@@ -26,6 +28,9 @@ from heatd.billing.indicators import (
 )
 from heatd.billing.ledger import stored_records
 from heatd.billing.summary import COOLING, HEAT, Summary, summarise
+
+if TYPE_CHECKING:
+    from heatd.config import SiteConfig
 
 NO_PLOTS = ("heatd report: figures need matplotlib (pip install 'heatd[plot]'); "
             "writing the tables only")
@@ -45,7 +50,8 @@ def grid_factor(args: argparse.Namespace) -> GridFactor:
     return GridFactor() if args.grid_co2 is None else GridFactor(args.grid_co2)
 
 
-def markdown(summary: Summary, figures: dict[str, str]) -> str:
+def markdown(summary: Summary, figures: dict[str, str],
+             prices: Mapping[str, HeatPrices] | None = None) -> str:
     s = summary
     out = [f"# Heat report {s.start} to {s.end}", "",
            f"{s.records} hourly records, days in {s.timezone}. Totals are the sums of the "
@@ -61,8 +67,14 @@ def markdown(summary: Summary, figures: dict[str, str]) -> str:
                 f"| committed energy not delivered | {c.unmet_kwh / 1000:.3f} MWh |",
                 f"| availability (supply at or above contract) | "
                 f"{_fmt(None if c.availability is None else 100 * c.availability)} % |",
-                f"| flagged hours | {_counts(c.flagged)} |",
-                ""]
+                f"| flagged hours | {_counts(c.flagged)} |"]
+        price = (prices or {}).get(c.name)
+        if price is not None:
+            out += [f"| heat at {price.heat_per_mwh:g} {price.currency}/MWh | "
+                    f"{c.heat_kwh / 1000 * price.heat_per_mwh:.2f} {price.currency} |",
+                    f"| shortfall at {price.shortfall_per_mwh:g} {price.currency}/MWh | "
+                    f"{c.unmet_kwh / 1000 * price.shortfall_per_mwh:.2f} {price.currency} |"]
+        out.append("")
         for key in (f"daily-{c.name}", f"duration-{c.name}"):
             if key in figures:
                 out += [f"![{key}]({figures[key]})", ""]
@@ -163,11 +175,12 @@ def _pdf(text: str, figures: dict[str, Any], path: Path) -> None:
             pdf.savefig(figure)
 
 
-def main(args: argparse.Namespace, path: str, timezone: str | None = None) -> int:
+def main(args: argparse.Namespace, path: str, site: SiteConfig | None = None) -> int:
+    """With the site file, days are in its timezone and the contracts' prices are used."""
     if args.end < args.start:
         print("heatd report: --to is before --from", file=sys.stderr)
         return 2
-    zone_name = args.timezone or timezone or "UTC"
+    zone_name = args.timezone or (site.site.timezone if site else None) or "UTC"
     try:
         zone = ZoneInfo(zone_name)
         grid = grid_factor(args)
@@ -195,7 +208,9 @@ def main(args: argparse.Namespace, path: str, timezone: str | None = None) -> in
         for written in write_csv(summary, records, out):
             print(written)
         return 0
-    text = markdown(summary, {k: f"{k}.png" for k in figures or {}})
+    prices = ({c.name: c.prices for c in site.contracts.heat_purchase}
+              if site is not None and site.contracts is not None else None)
+    text = markdown(summary, {k: f"{k}.png" for k in figures or {}}, prices)
     md = out / "report.md"
     md.write_text(text)
     if args.format == "pdf" and figures is not None:
