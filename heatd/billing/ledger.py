@@ -104,18 +104,10 @@ class Ledger:
         self._db.execute("COMMIT")
 
     def records(self, contract: str | None = None, start_ms: int | None = None,
-                end_ms: int | None = None) -> Iterator[dict[str, Any]]:
+                end_ms: int | None = None) -> list[dict[str, Any]]:
         """Stored records in sequence order, optionally of one contract and starting in
         [start_ms, end_ms)."""
-        sql, args = "SELECT payload FROM records WHERE 1=1", []
-        if contract is not None:
-            sql, args = sql + " AND contract = ?", [*args, contract]
-        if start_ms is not None:
-            sql, args = sql + " AND start >= ?", [*args, start_ms]
-        if end_ms is not None:
-            sql, args = sql + " AND start < ?", [*args, end_ms]
-        for (payload,) in self._db.execute(sql + " ORDER BY seq", args):
-            yield json.loads(payload)
+        return _select(self._db, contract, start_ms, end_ms)
 
     def totals(self, fields: Iterable[str]) -> dict[str, dict[str, float]]:
         """contract -> field -> the sum over every record kept (a running total)."""
@@ -156,14 +148,19 @@ def stored_records(path: str | Path, start_ms: int | None = None,
     """Records starting in [start_ms, end_ms), read without writing to the file."""
     db = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
     try:
-        sql, args = "SELECT payload FROM records WHERE 1=1", []
-        if start_ms is not None:
-            sql, args = sql + " AND start >= ?", [*args, start_ms]
-        if end_ms is not None:
-            sql, args = sql + " AND start < ?", [*args, end_ms]
-        return [json.loads(p) for (p,) in db.execute(sql + " ORDER BY seq", args)]
+        return _select(db, None, start_ms, end_ms)
     finally:
         db.close()
+
+
+def _select(db: sqlite3.Connection, contract: str | None, start_ms: int | None,
+            end_ms: int | None) -> list[dict[str, Any]]:
+    sql, args = "SELECT payload FROM records WHERE 1=1", []
+    for clause, value in ((" AND contract = ?", contract), (" AND start >= ?", start_ms),
+                          (" AND start < ?", end_ms)):
+        if value is not None:
+            sql, args = sql + clause, [*args, value]
+    return [json.loads(p) for (p,) in db.execute(sql + " ORDER BY seq", args)]
 
 
 @dataclass(frozen=True, slots=True)
