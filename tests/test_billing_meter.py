@@ -172,3 +172,19 @@ def test_cooling_record_counts_time_over_the_class_and_the_supply_limit() -> Non
     assert (record["it_kwh"], record["it_source"]) == (pytest.approx(200.0), "power")
     assert record["hp_electricity_kwh"] == pytest.approx(50.0)
     assert record["rack_inlet_max_c"] == 33.0
+
+
+def test_cooling_coverage_counts_every_sensor_the_site_has() -> None:
+    """A site without rack sensors is judged on its supply; one whose rack sensors were
+    all bad for the hour has no cooling coverage."""
+    without = HourlyMeter({}, (), {"supply_temp": Level(above=45.0)})
+    broken = HourlyMeter({}, (), {"rack_inlet": Level(above=32.0),
+                                  "supply_temp": Level(above=45.0)})
+    hours: dict[str, list] = {"without": [], "broken": []}
+    for k in range(3606):
+        for name, meter in (("without", without), ("broken", broken)):
+            hours[name] += meter.observe(T0 + k, counters={}, counters_good={}, powers={},
+                                         levels={"supply_temp": 40.0, "rack_inlet": None})
+    guarantee = CoolingGuarantee()
+    assert cooling_record("s", guarantee, hours["without"][0], False)["cooling_coverage"] == 1.0
+    assert cooling_record("s", guarantee, hours["broken"][0], False)["cooling_coverage"] == 0.0

@@ -170,7 +170,8 @@ class HourlyMeter:
             return None
         hour = self._hours.get(start)
         if hour is None:
-            hour = self._hours[start] = Hour(start, self._length)
+            hour = self._hours[start] = Hour(  # every level, known or not this hour
+                start, self._length, levels={name: Integral() for name in self._levels})
         return hour
 
     def _count(self, name: str, t: float, value: float) -> None:

@@ -136,13 +136,17 @@ def cooling_record(site: str, contract: CoolingGuarantee, hour: Hour,
         "supply_limit_c": contract.supply_limit_c,
         "supply_max_c": _peak(supply),
         "supply_over_limit_s": round(supply.above_s, 3) if supply else 0.0,
-        "cooling_coverage": round(min(1.0, min(rack.covered_s if rack else 0.0,
-                                               supply.covered_s if supply else 0.0) / hour.length),
-                                  4),
+        "cooling_coverage": _coverage(hour, [rack, supply]),
         "counter_end": _counter_end(hour, "it_energy"),
     })
     record["flags"] = sorted(flags)
     return record
+
+
+def _coverage(hour: Hour, levels: list[Integral | None]) -> float:
+    """Share of the hour every measured level was known (0 when none is measured)."""
+    known = [level.covered_s for level in levels if level is not None]
+    return round(min(1.0, min(known) / hour.length), 4) if known else 0.0
 
 
 def _counter_end(hour: Hour, name: str) -> float | None:
