@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -65,6 +66,10 @@ RAW_LIMITS: dict[DataType, tuple[float, float]] = {
 """The raw values each numeric type carries on the wire, before scale and offset."""
 
 
+_ONE_WORD = struct.Struct(">H")
+"""The register a boolean or bit point occupies; numeric types compile their own."""
+
+
 class CodecError(ValueError):
     """A value cannot be encoded, or registers cannot be decoded, for this point."""
 
@@ -106,12 +111,16 @@ class Codec:
     scale: float = 1.0
     offset: float = 0.0
     bit: int | None = None
-    _words: struct.Struct | None = field(init=False, repr=False, compare=False, default=None)
-    _value: struct.Struct | None = field(init=False, repr=False, compare=False, default=None)
+    _words: struct.Struct = field(init=False, repr=False, compare=False, default=_ONE_WORD)
+    _value: struct.Struct = field(init=False, repr=False, compare=False, default=_ONE_WORD)
+    _shift: int = field(init=False, repr=False, compare=False, default=0)
+    """The bit's position in its word (BIT only)."""
 
     def __post_init__(self) -> None:
-        if self.data_type is DataType.BIT and (self.bit is None or not 0 <= self.bit <= 15):
-            raise CodecError("a bit point needs bit 0..15")
+        if self.data_type is DataType.BIT:
+            if self.bit is None or not 0 <= self.bit <= 15:
+                raise CodecError("a bit point needs bit 0..15")
+            object.__setattr__(self, "_shift", self.bit)
         if self.scale == 0 or not math.isfinite(self.scale):
             raise CodecError("scale must be finite and non-zero")
         if self.data_type in _STRUCT:
@@ -130,7 +139,7 @@ class Codec:
     def is_boolean(self) -> bool:
         return self.data_type in (DataType.BOOL, DataType.BIT)
 
-    def decode(self, registers: tuple[int, ...] | list[int]) -> Value:
+    def decode(self, registers: Sequence[int]) -> Value:
         """Registers (as read) to the engineering value. Raises CodecError on a wrong length."""
         if len(registers) != self.count:
             raise CodecError(f"expected {self.count} registers, got {len(registers)}")
@@ -140,14 +149,15 @@ class Codec:
             word = registers[0]
             if self.order in (ByteOrder.BADC, ByteOrder.DCBA):
                 word = ((word & 0xFF) << 8) | (word >> 8)
-            return bool((word >> self.bit) & 1)  # type: ignore[operator]
+            return bool((word >> self._shift) & 1)
         if self.order in (ByteOrder.CDAB, ByteOrder.DCBA):
             registers = registers[::-1]
         try:
-            wire = self._words.pack(*registers)  # type: ignore[union-attr]
+            wire = self._words.pack(*registers)
         except struct.error as exc:
             raise CodecError(f"registers out of range: {exc}") from exc
-        (raw,) = self._value.unpack(wire)  # type: ignore[union-attr]
+        raw: int | float
+        (raw,) = self._value.unpack(wire)
         if self.scale == 1.0 and self.offset == 0.0:
             return raw
         return raw * self.scale + self.offset

@@ -322,6 +322,7 @@ class ModbusDevice:
             await self.start()
         if not self.link.connected:
             raise WriteError(f"{point.name}: {self.name} is disconnected")
+        arg: bool | int | list[int]
         if point.table is Table.COIL:
             call, arg = "write_coil", bool(words[0])
         elif len(words) == 1 and not point.write_multiple:

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypedDict
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.client.base import ModbusBaseClient
@@ -187,7 +187,18 @@ def deadline(timeout: float, retries: int) -> float:
     return timeout * (retries + 1) + timeout / 2
 
 
-def _client_options(timeout: float, retries: int, on_connection: Callable[[bool], None]) -> dict:
+class _ClientOptions(TypedDict):
+    """What every pymodbus client of a link is made with."""
+
+    timeout: float
+    retries: int
+    reconnect_delay: float
+    reconnect_delay_max: float
+    trace_connect: Callable[[bool], None]
+
+
+def _client_options(timeout: float, retries: int,
+                    on_connection: Callable[[bool], None]) -> _ClientOptions:
     # reconnect_delay=0 turns pymodbus' reconnect task off; the link supervises instead.
     return {
         "timeout": timeout,

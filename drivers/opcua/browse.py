@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from asyncua import Client, ua
 from asyncua.common.ua_utils import data_type_to_variant_type
+from asyncua.ua.uaerrors import UaError
 
 from drivers.codec import DataType
 from drivers.opcua.convert import VARIANT_TYPES, status_name
@@ -25,7 +26,7 @@ DATA_TYPES: dict[ua.VariantType, DataType] = {v: k for k, v in VARIANT_TYPES.ite
 BATCH = 200
 """Nodes per Read or Browse request: small PLCs limit the operations per call."""
 _FORWARD_TREE = dict(
-    ReferenceTypeId=ua.NodeId(ua.ObjectIds.HierarchicalReferences),
+    ReferenceTypeId=ua.NodeId(ua.Int32(ua.ObjectIds.HierarchicalReferences)),
     BrowseDirection=ua.BrowseDirection.Forward,
     IncludeSubtypes=True,
     NodeClassMask=ua.NodeClass.Object | ua.NodeClass.Variable,
@@ -96,38 +97,45 @@ class Describer:
         out = []
         for i, (node_id, path) in enumerate(nodes):
             dtype_dv, access_dv, value_dv = results[3 * i:3 * i + 3]
-            dtype = dtype_dv.Value.Value if _good(dtype_dv) else None
-            name, vtype = await self._type(dtype) if isinstance(dtype, ua.NodeId) else ("?", None)
-            access = int(access_dv.Value.Value) if _good(access_dv) else 0
-            good = _good(value_dv)
+            dtype, access, value = (_good(dv) for dv in (dtype_dv, access_dv, value_dv))
+            name, vtype = (await self._type(dtype.Value) if dtype is not None
+                           and isinstance(dtype.Value, ua.NodeId) else ("?", None))
+            bits = int(access.Value) if access is not None else 0
             out.append(VariableInfo(
                 node_id=nsu_form(node_id, self._namespaces), path=path, data_type=name,
                 variant_type=vtype,
-                readable=bool(access & ua.AccessLevel.CurrentRead.mask),
-                writable=bool(access & ua.AccessLevel.CurrentWrite.mask),
-                value=value_dv.Value.Value if good and value_dv.Value is not None else None,
-                status="Good" if good else status_name(value_dv.StatusCode),
+                readable=bool(bits & ua.AccessLevel.CurrentRead.mask),
+                writable=bool(bits & ua.AccessLevel.CurrentWrite.mask),
+                value=value.Value if value is not None else None,
+                status="Good" if value is not None else status_name(_status(value_dv)),
             ))
         return out
 
     async def _type(self, dtype: ua.NodeId) -> tuple[str, ua.VariantType | None]:
         if dtype not in self._types:
             node = self._client.get_node(dtype)
-            if dtype.NamespaceIndex == 0 and dtype.Identifier in ua.ObjectIdNames:
+            if dtype.NamespaceIndex == 0 and isinstance(dtype.Identifier, int) \
+                    and dtype.Identifier in ua.ObjectIdNames:
                 name = ua.ObjectIdNames[dtype.Identifier]
             else:
                 name = (await node.read_browse_name()).Name
             try:
                 vtype: ua.VariantType | None = await asyncio.wait_for(
                     data_type_to_variant_type(node), self._timeout)
-            except (ua.UaError, ValueError):
+            except (UaError, ValueError):
                 vtype = None
             self._types[dtype] = (name, vtype)
         return self._types[dtype]
 
 
-def _good(dv: ua.DataValue) -> bool:
-    return (dv.StatusCode is None or dv.StatusCode.is_good()) and dv.Value is not None
+def _status(dv: ua.DataValue) -> ua.StatusCode:
+    """A DataValue without a status is Good."""
+    return dv.StatusCode if dv.StatusCode is not None else ua.StatusCode()
+
+
+def _good(dv: ua.DataValue) -> ua.Variant | None:
+    """The variant of a Good DataValue that has one, else None."""
+    return dv.Value if _status(dv).is_good() else None
 
 
 async def walk(

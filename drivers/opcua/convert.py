@@ -45,7 +45,7 @@ _STATUS_MASK = 0xFFFF0000
 
 def status_name(status: ua.StatusCode) -> str:
     """The symbolic name, e.g. ``BadSensorFailure``, ignoring the info bits."""
-    return ua.StatusCode(status.value & _STATUS_MASK).name
+    return ua.StatusCode(ua.UInt32(status.value & _STATUS_MASK)).name
 
 
 def _epoch(stamp: datetime | None) -> float | None:

@@ -25,6 +25,7 @@ from asyncua import Client, ua
 from asyncua.client.ua_client import UaClientState
 from asyncua.common.node import Node
 from asyncua.common.subscription import DataChangeNotif
+from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
 from drivers.backoff import Backoff
 from drivers.base import ReadingSink, WriteError
@@ -44,7 +45,7 @@ SESSION_TIMEOUT_MS = 60_000
 """Short enough that a session orphaned by a dropped link is freed on the server within a
 minute (small PLCs allow only a few sessions); the watchdog keeps a live one busy."""
 
-_REQUEST_ERRORS = (asyncio.TimeoutError, ConnectionError, OSError, ua.UaError)
+_REQUEST_ERRORS = (asyncio.TimeoutError, ConnectionError, OSError, UaError)
 
 EventSink = Callable[[str, dict[str, object]], None]
 """Called with an event name and its details, e.g. ``namespaces_changed``."""
@@ -246,7 +247,8 @@ class OpcUaDevice:
         client = self._connected_client()
         if client is None or self._node_ids is None or self.namespaces is None:
             raise ConnectionError(self.last_error or DISCONNECTED)
-        node = self._node_ids.of_text(start) if start else ua.NodeId(ua.ObjectIds.ObjectsFolder)
+        node = (self._node_ids.of_text(start) if start
+                else ua.NodeId(ua.Int32(ua.ObjectIds.ObjectsFolder)))
         return await walk(client, node, self.namespaces, timeout=self.settings.timeout,
                           standard=start is not None, **limits)
 
@@ -263,8 +265,8 @@ class OpcUaDevice:
             return "timeout"
         if isinstance(exc, ConnectionError | OSError):
             return DISCONNECTED
-        if isinstance(exc, ua.UaStatusCodeError):
-            return status_name(ua.StatusCode(exc.code))
+        if isinstance(exc, UaStatusCodeError):
+            return status_name(ua.StatusCode(ua.UInt32(exc.code)))
         return f"error: {exc!r}"
 
     def _all_bad(self, points: Sequence[OpcUaPoint], reason: str) -> dict[str, Reading]:
@@ -316,7 +318,7 @@ class OpcUaDevice:
         )
         results = await asyncio.wait_for(
             subscription.subscribe_data_change(
-                [client.get_node(n) for n in node_ids], sampling_interval=interval_ms
+                [client.get_node(n) for n in node_ids], sampling_interval=ua.Duration(interval_ms)
             ),
             timeout,
         )

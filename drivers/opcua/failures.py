@@ -89,7 +89,8 @@ def classify(exc: BaseException, *, secured: bool) -> ConnectFailure:
 
 def _status_name(exc: BaseException) -> str | None:
     from asyncua import ua  # the driver has loaded it already
+    from asyncua.ua.uaerrors import UaStatusCodeError
 
-    if isinstance(exc, ua.UaStatusCodeError):
-        return ua.StatusCode(exc.code & 0xFFFF0000).name
+    if isinstance(exc, UaStatusCodeError):
+        return ua.StatusCode(ua.UInt32(exc.code & 0xFFFF0000)).name
     return None

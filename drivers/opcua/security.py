@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from asyncua import Client, ua
 from asyncua.crypto import security_policies, uacrypto
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from drivers.opcua.config import OpcUaSettings
@@ -39,7 +40,11 @@ async def apply_security(client: Client, settings: OpcUaSettings) -> None:
     mode = ua.MessageSecurityMode[settings.security_mode]
     endpoints = await client.connect_and_get_server_endpoints()
     endpoint = _matching(endpoints, mode, policy.URI)
-    presented = uacrypto.x509_from_der(endpoint.ServerCertificate)
+    presented: x509.Certificate | None = uacrypto.x509_from_der(endpoint.ServerCertificate)
+    if presented is None:
+        raise ConnectFailure(Failure.SERVER_NOT_TRUSTED,
+                             f"the server offers {settings.security_policy}/"
+                             f"{settings.security_mode} without a certificate")
     check_server_certificate(presented, settings.trust, pinned=settings.server_certificate,
                              folder=settings.trust_list)
     await client.set_security(
