@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from functools import partial
 
@@ -23,7 +23,7 @@ import structlog
 
 from drivers.reading import Quality, Reading
 from heatd.config import SiteConfig
-from heatd.devices import BoundDevice, build_devices
+from heatd.devices import AnyBound, OpcUaBound, build_devices
 from heatd.points import PointImage
 from heatd.tasks import cancel_all, next_tick
 
@@ -41,9 +41,9 @@ class Acquisition:
                  on_event: Callable[[str, str, dict[str, object]], None] | None = None) -> None:
         self.site = site
         self.image = image
-        self.devices: dict[str, BoundDevice] = build_devices(site)
+        self.devices: dict[str, AnyBound] = build_devices(site)
         for device in self.devices.values():  # drivers with news of their own (OPC UA)
-            if on_event is not None and hasattr(device.driver, "on_event"):
+            if on_event is not None and isinstance(device, OpcUaBound):
                 device.driver.on_event = partial(on_event, device.name)
         self._clock = clock
         self._pushed: dict[str, Reading] = {}
@@ -66,15 +66,15 @@ class Acquisition:
     async def start(self) -> None:
         for device in self.devices.values():
             await device.driver.start()
-            if device.subscribed:
+            if isinstance(device, OpcUaBound) and device.subscribed:
                 refs = [device.ref(name) for name in device.points]
                 await device.driver.subscribe(list(device.points.values()),
                                               self._sink(device), device.publishing_interval)
                 self._spawn(self._confirm_loop(device, refs), f"confirm {device.name}")
             else:
-                for group, points in device.groups.items():
+                for group in device.groups:
                     interval = self.site.poll_groups[group].interval
-                    self._spawn(self._poll_loop(device, group, points, interval),
+                    self._spawn(self._poll_loop(device, group, interval),
                                 f"poll {device.name}/{group}")
 
     async def stop(self) -> None:
@@ -83,10 +83,10 @@ class Acquisition:
             with contextlib.suppress(Exception):
                 await device.driver.close()
 
-    def _spawn(self, coro: object, name: str) -> None:
-        self._tasks.append(asyncio.create_task(coro, name=name))  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[object, object, None], name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=name))
 
-    def _sink(self, device: BoundDevice) -> Callable[[str, Reading], None]:
+    def _sink(self, device: AnyBound) -> Callable[[str, Reading], None]:
         def store(point_name: str, reading: Reading) -> None:
             self._store(device.ref(point_name), reading, self._clock())
         return store
@@ -96,7 +96,7 @@ class Acquisition:
         self._pushed[ref] = stamped
         self.image.update(ref, stamped, heard)
 
-    def _note_availability(self, device: BoundDevice) -> None:
+    def _note_availability(self, device: AnyBound) -> None:
         now_online = bool(device.driver.online)
         if self._online[device.name] != now_online:
             self._online[device.name] = now_online
@@ -112,13 +112,12 @@ class Acquisition:
             if self._on_error is not None:
                 self._on_error(device.name, error)
 
-    async def _poll_loop(self, device: BoundDevice, group: str,
-                         points: tuple[object, ...], interval: float) -> None:
+    async def _poll_loop(self, device: AnyBound, group: str, interval: float) -> None:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         key = (device.name, group)
         while True:
-            readings = await device.driver.read(points)
+            readings = await device.read_group(group)
             heard = self._clock()
             for name, reading in readings.items():
                 self.image.update(device.ref(name), replace(reading, heard_at=heard), heard)
@@ -128,7 +127,7 @@ class Acquisition:
             next_at = next_tick(next_at, now, interval)
             await asyncio.sleep(next_at - now)
 
-    async def _confirm_loop(self, device: BoundDevice, refs: list[str]) -> None:
+    async def _confirm_loop(self, device: OpcUaBound, refs: list[str]) -> None:
         while True:
             self._note_availability(device)
             if device.driver.online:

@@ -16,7 +16,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
 from heatd.config import OpcUaDevice, SiteConfig
-from heatd.devices import build_devices
+from heatd.devices import bind_opcua
 
 if TYPE_CHECKING:
     from drivers.opcua.browse import VariableInfo
@@ -33,7 +33,7 @@ async def browse(site: SiteConfig, device_name: str, start: str | None, out: IO[
     if not isinstance(config, OpcUaDevice):
         out.write(f"{device_name} is a {config.protocol} device; browse is for OPC UA\n")
         return 2
-    driver = build_devices(site, device_name)[device_name].driver
+    driver = bind_opcua(device_name, config).driver
     await driver.start()
     try:
         deadline = time.monotonic() + CONNECT_WAIT_S

@@ -29,7 +29,7 @@ import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
@@ -42,6 +42,9 @@ from heatd.mqtt.settings import MqttSettings
 from heatd.opcua_checks import opcua_problems
 from heatd.site_checks import Invalid, Problem, safe_state_problems, site_problems
 from heatd.yaml_limits import MAX_DEPTH, LimitedParser, YamlRefused
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 Loc = tuple[str | int, ...]
 
@@ -117,7 +120,7 @@ def _field_text(loc: Loc) -> str:
     return text
 
 
-def _message(error: dict[str, Any]) -> str:
+def _message(error: ErrorDetails) -> str:
     kind, value = error["type"], error.get("input")
     if isinstance(value, str) and value in _NON_FINITE_TEXT and kind != "string_type":
         return f"{value} is not a finite number"

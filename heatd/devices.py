@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Generic, TypeVar
 
+from drivers.base import Device
 from drivers.codec import Codec
 from drivers.modbus.spec import ModbusPoint, PlanLimits, SerialSettings, TcpSettings
 from drivers.opcua.config import OpcUaPoint, OpcUaSettings
+from drivers.reading import Reading, Value
 from heatd.config import (
     ModbusRtuDevice,
     ModbusTcpDevice,
@@ -28,26 +30,71 @@ from heatd.points import PointLimits
 from heatd.site_checks import protocol_address
 
 if TYPE_CHECKING:
+    from drivers.modbus.device import ModbusDevice as ModbusDriver
     from drivers.modbus.link import SerialLine, TcpLink
+    from drivers.modbus.plan import Block
+    from drivers.opcua.device import OpcUaDevice as OpcUaDriver
 
-DriverPoint = ModbusPoint | OpcUaPoint
 STALE_AFTER_POLLS = 3
 """A point with no max_age of its own is stale after this many missed polls."""
 
+P = TypeVar("P", ModbusPoint, OpcUaPoint)
+
 
 @dataclass
-class BoundDevice:
-    """A driver with the points it serves, grouped the way they are polled."""
+class BoundDevice(Generic[P]):
+    """A driver with the points it serves, grouped the way they are polled.
+
+    Driver and points speak one protocol, and every read and write goes through here by
+    point name, so a point can only ever reach a driver of its own protocol.
+    """
 
     name: str
-    driver: Any
-    points: dict[str, DriverPoint]
-    groups: dict[str, tuple[DriverPoint, ...]] = field(default_factory=dict)
-    subscribed: bool = False
-    publishing_interval: float = 1.0
+    driver: Device[P]
+    points: dict[str, P]
+    groups: dict[str, tuple[P, ...]] = field(default_factory=dict)
 
     def ref(self, point_name: str) -> str:
         return f"{self.name}.{point_name}"
+
+    async def read_all(self) -> dict[str, Reading]:
+        return await self.driver.read(tuple(self.points.values()))
+
+    async def read_group(self, group: str) -> dict[str, Reading]:
+        """One poll of ``group`` (the same tuple every time: the driver's plan cache
+        recognises it by identity)."""
+        return await self.driver.read(self.groups[group])
+
+    async def read_point(self, name: str) -> Reading:
+        spec = self.points[name]
+        return (await self.driver.read((spec,)))[spec.name]
+
+    async def write_point(self, name: str, value: Value, *, urgent: bool = False) -> None:
+        """Raises drivers.base.WriteError."""
+        await self.driver.write(self.points[name], value, urgent=urgent)
+
+
+@dataclass
+class ModbusBound(BoundDevice[ModbusPoint]):
+    """A Modbus unit: its read plan can be shown (``heatd probe``)."""
+
+    driver: ModbusDriver
+
+    def plan(self) -> list[Block]:
+        return self.driver.plan(tuple(self.points.values()))
+
+
+@dataclass
+class OpcUaBound(BoundDevice[OpcUaPoint]):
+    """An OPC UA server: polled, or pushing its changes on a subscription."""
+
+    driver: OpcUaDriver
+    subscribed: bool = False
+    publishing_interval: float = 1.0
+
+
+AnyBound = ModbusBound | OpcUaBound
+"""What ``build_devices`` makes of each device of a site."""
 
 
 def _modbus_points(device: ModbusTcpDevice | ModbusRtuDevice) -> dict[str, ModbusPoint]:
@@ -62,6 +109,15 @@ def _modbus_points(device: ModbusTcpDevice | ModbusRtuDevice) -> dict[str, Modbu
         )
         for name, point in device.points.items()
     }
+
+
+def _groups(device: ModbusTcpDevice | ModbusRtuDevice | OpcUaDevice,
+            points: Mapping[str, P]) -> dict[str, tuple[P, ...]]:
+    """The points of each poll group, in the site file's order."""
+    groups: dict[str, list[P]] = defaultdict(list)
+    for pname, spec in points.items():
+        groups[device.points[pname].poll_group].append(spec)
+    return {group: tuple(specs) for group, specs in groups.items()}
 
 
 def _own_connection(device: ModbusTcpDevice) -> bool:
@@ -100,72 +156,81 @@ def _opcua_settings(device: OpcUaDevice) -> OpcUaSettings:
     )
 
 
-def build_devices(site: SiteConfig, only: str | None = None) -> dict[str, BoundDevice]:
+def _bind_tcp(name: str, device: ModbusTcpDevice,
+              links: dict[tuple[str, int, str], TcpLink]) -> ModbusBound:
+    """A unit behind a TCP server or gateway, on the link it shares with the gateway's
+    other units (or its own)."""
+    from drivers.modbus.device import ModbusTcpDevice as ModbusTcpDriver
+    from drivers.modbus.link import TcpLink
+
+    settings = TcpSettings(
+        host=device.host, port=device.port, timeout=device.timeout,
+        retries=device.retries, request_delay=device.request_delay,
+        backoff_min=device.backoff.min, backoff_max=device.backoff.max,
+        own_connection=_own_connection(device),
+    )
+    key = (device.host, device.port, name if settings.own_connection else "")
+    link = links.get(key)
+    if link is None:
+        link = links[key] = TcpLink(settings)
+    else:
+        link.join(settings)
+    points = _modbus_points(device)
+    return ModbusBound(name, ModbusTcpDriver(name, settings, device.unit_id, _limits(device),
+                                             link=link),
+                       points, _groups(device, points))
+
+
+def _bind_rtu(name: str, device: ModbusRtuDevice, lines: dict[str, SerialLine]) -> ModbusBound:
+    """A unit on an RS-485 line, sharing the line's serial client."""
+    from drivers.modbus.device import ModbusRtuDevice as ModbusRtuDriver
+    from drivers.modbus.link import SerialLine
+
+    unit = SerialSettings(
+        port=device.serial_port, baudrate=device.baudrate, parity=device.parity,
+        stopbits=device.stopbits, bytesize=device.bytesize, timeout=device.timeout,
+        retries=device.retries, request_delay=device.request_delay,
+        backoff_min=device.backoff.min, backoff_max=device.backoff.max,
+    )
+    line = lines.get(device.serial_port)
+    if line is None:
+        line = lines[device.serial_port] = SerialLine(unit)
+    else:
+        line.join(unit)
+    points = _modbus_points(device)
+    return ModbusBound(name, ModbusRtuDriver(name, line, device.unit_id, _limits(device),
+                                             settings=unit),
+                       points, _groups(device, points))
+
+
+def bind_opcua(name: str, device: OpcUaDevice) -> OpcUaBound:
+    """An OPC UA server with its points; nothing connects yet."""
+    from drivers.opcua.device import OpcUaDevice as OpcUaDriver
+
+    points = {
+        pname: OpcUaPoint(name=pname, node_id=p.node_id, data_type=p.data_type,
+                          scale=p.scale, offset=p.offset)
+        for pname, p in device.points.items()
+    }
+    return OpcUaBound(name, OpcUaDriver(name, _opcua_settings(device)), points,
+                      _groups(device, points), subscribed=device.mode == "subscription",
+                      publishing_interval=device.publishing_interval)
+
+
+def build_devices(site: SiteConfig, only: str | None = None) -> dict[str, AnyBound]:
     """Driver objects for every device (or just ``only``); nothing connects yet."""
     tcp_links: dict[tuple[str, int, str], TcpLink] = {}
     serial_lines: dict[str, SerialLine] = {}
-    bound: dict[str, BoundDevice] = {}
+    bound: dict[str, AnyBound] = {}
     for name, device in site.devices.items():
         if only is not None and name != only:
             continue
-        points: Mapping[str, DriverPoint]
         if isinstance(device, ModbusTcpDevice):
-            from drivers.modbus.device import ModbusTcpDevice as ModbusTcpDriver
-            from drivers.modbus.link import TcpLink
-
-            settings = TcpSettings(
-                host=device.host, port=device.port, timeout=device.timeout,
-                retries=device.retries, request_delay=device.request_delay,
-                backoff_min=device.backoff.min, backoff_max=device.backoff.max,
-                own_connection=_own_connection(device),
-            )
-            key = (device.host, device.port, name if settings.own_connection else "")
-            link = tcp_links.get(key)
-            if link is None:
-                link = tcp_links[key] = TcpLink(settings)
-            else:
-                link.join(settings)
-            driver: Any = ModbusTcpDriver(name, settings, device.unit_id, _limits(device),
-                                          link=link)
-            points = _modbus_points(device)
+            bound[name] = _bind_tcp(name, device, tcp_links)
         elif isinstance(device, ModbusRtuDevice):
-            from drivers.modbus.device import ModbusRtuDevice as ModbusRtuDriver
-            from drivers.modbus.link import SerialLine
-
-            unit = SerialSettings(
-                port=device.serial_port, baudrate=device.baudrate, parity=device.parity,
-                stopbits=device.stopbits, bytesize=device.bytesize, timeout=device.timeout,
-                retries=device.retries, request_delay=device.request_delay,
-                backoff_min=device.backoff.min, backoff_max=device.backoff.max,
-            )
-            line = serial_lines.get(device.serial_port)
-            if line is None:
-                line = serial_lines[device.serial_port] = SerialLine(unit)
-            else:
-                line.join(unit)
-            driver = ModbusRtuDriver(name, line, device.unit_id, _limits(device),
-                                     settings=unit)
-            points = _modbus_points(device)
+            bound[name] = _bind_rtu(name, device, serial_lines)
         else:
-            from drivers.opcua.device import OpcUaDevice as OpcUaDriver
-
-            driver = OpcUaDriver(name, _opcua_settings(device))
-            points = {
-                pname: OpcUaPoint(name=pname, node_id=p.node_id, data_type=p.data_type,
-                                  scale=p.scale, offset=p.offset)
-                for pname, p in device.points.items()
-            }
-        groups: dict[str, list[DriverPoint]] = defaultdict(list)
-        for pname, spec in points.items():
-            groups[device.points[pname].poll_group].append(spec)
-        bound[name] = BoundDevice(
-            name=name,
-            driver=driver,
-            points=dict(points),
-            groups={group: tuple(specs) for group, specs in groups.items()},
-            subscribed=isinstance(device, OpcUaDevice) and device.mode == "subscription",
-            publishing_interval=getattr(device, "publishing_interval", 1.0),
-        )
+            bound[name] = bind_opcua(name, device)
     return bound
 
 

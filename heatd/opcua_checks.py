@@ -5,7 +5,7 @@ carries ``application_uri`` (servers refuse the session otherwise), an insecure
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from drivers.opcua.namespaces import NodeRef
@@ -40,7 +40,7 @@ def _certificate_problems(name: str, device: OpcUaDevice) -> Iterator[Problem]:
     from drivers.opcua.trust import check_own_certificate, read_certificate, trust_list
 
     where = ("devices", name)
-    checks = [("certificate", lambda: check_own_certificate(
+    checks: list[tuple[str, Callable[[], object]]] = [("certificate", lambda: check_own_certificate(
         device.certificate or "", device.application_uri))]
     if device.server_trust == "pinned":
         checks.append(("server_certificate",
@@ -59,7 +59,7 @@ def _certificate_problems(name: str, device: OpcUaDevice) -> Iterator[Problem]:
         yield (*where, "private_key"), f"{device.private_key}: {exc.strerror or exc}"
 
 
-def _not_empty(found: list[object], folder: str) -> None:
+def _not_empty(found: Sequence[object], folder: str) -> None:
     from drivers.opcua.failures import ConnectFailure, Failure
 
     if not found:

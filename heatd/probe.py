@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import IO
 
-from drivers.modbus.device import ModbusDevice
 from drivers.modbus.plan import format_plan
 from drivers.reading import Quality, Reading
 from heatd import probe_opcua
@@ -18,7 +17,7 @@ from heatd.control.roles import OUTPUT_ROLES
 from heatd.control.signals import Signal
 from heatd.control.signals import Snapshot as ControlSnapshot
 from heatd.control.validate import ValidationState, validate
-from heatd.devices import BoundDevice, build_devices, point_limits
+from heatd.devices import AnyBound, ModbusBound, OpcUaBound, build_devices, point_limits
 from heatd.points import PointImage
 from heatd.role_signals import control_snapshot, percent_factor
 
@@ -36,13 +35,12 @@ class _Probed:
     described: probe_opcua.Described = field(default_factory=dict)
 
 
-async def _read_once(device: BoundDevice) -> dict[str, Reading]:
+async def _read_once(device: AnyBound) -> dict[str, Reading]:
     """Read every point once, after the first connect attempt ended either way."""
-    points = tuple(device.points.values())
     await device.driver.start()
     deadline = time.monotonic() + CONNECT_WAIT_S
     while True:
-        readings = await device.driver.read(points)
+        readings = await device.read_all()
         disconnected = all(r.reason == "disconnected" for r in readings.values())
         tried = device.driver.last_error not in (None, "disconnected")
         if not disconnected or tried or time.monotonic() > deadline:
@@ -50,7 +48,7 @@ async def _read_once(device: BoundDevice) -> dict[str, Reading]:
         await asyncio.sleep(0.1)
 
 
-async def _probe_device(site: SiteConfig, device: BoundDevice, image: PointImage) -> _Probed:
+async def _probe_device(site: SiteConfig, device: AnyBound, image: PointImage) -> _Probed:
     """Read one device within CONNECT_WAIT_S plus one request, and judge its points."""
     limit = CONNECT_WAIT_S + _request_s(site, device)
     try:
@@ -60,14 +58,14 @@ async def _probe_device(site: SiteConfig, device: BoundDevice, image: PointImage
     online, error = device.driver.online, device.driver.last_error
     if not online and error in (None, "disconnected"):
         error = f"no connection within {CONNECT_WAIT_S:g} s"
-    described = {}
-    if isinstance(site.devices[device.name], OpcUaDevice) and online:
+    described: probe_opcua.Described = {}
+    if isinstance(device, OpcUaBound) and online:
         described = await probe_opcua.describe(device)
     return _Probed(online, error, judge(site, device.name, readings, image, time.monotonic()),
                    described)
 
 
-def _request_s(site: SiteConfig, device: BoundDevice) -> float:
+def _request_s(site: SiteConfig, device: AnyBound) -> float:
     """One request with its retries, and some slack: the read after the connect."""
     config = site.devices[device.name]
     return config.timeout * (getattr(config, "retries", 0) + 2)
@@ -147,13 +145,12 @@ async def probe(site: SiteConfig, only: str | None, out: IO[str],
         if result.error is not None:
             state += f" ({result.error})"
         out.write(f"device {name} ({config.protocol}): {state}\n")
-        if isinstance(device.driver, ModbusDevice):
-            plan = device.driver.plan(tuple(device.points.values()))
-            out.write("read plan:\n" + _indent(format_plan(plan)) + "\n")
+        if isinstance(device, ModbusBound):
+            out.write("read plan:\n" + _indent(format_plan(device.plan())) + "\n")
         if isinstance(config, OpcUaDevice):
             all_good &= _opcua_table(config, result, out, check_types)
             continue
-        rows = [("point", "raw", "value", "unit", "quality")]
+        rows: list[tuple[str, ...]] = [("point", "raw", "value", "unit", "quality")]
         for pname, point in config.points.items():
             reading = result.readings[pname]
             all_good &= reading.quality is Quality.GOOD
@@ -167,7 +164,8 @@ def _opcua_table(config: OpcUaDevice, result: _Probed, out: IO[str], check_types
     """The OPC UA table, with the server's type and access; False when a point is bad or,
     with ``check_types``, disagrees with the server."""
     good = True
-    rows = [("point", "raw", "value", "unit", "type", "access", "quality")]
+    rows: list[tuple[str, ...]] = [("point", "raw", "value", "unit", "type", "access",
+                                    "quality")]
     mismatches = []
     for pname, point in config.points.items():
         reading = result.readings[pname]

@@ -11,12 +11,12 @@ from heatd.config import OpcUaPointConfig
 
 if TYPE_CHECKING:
     from drivers.opcua.browse import VariableInfo
-    from heatd.devices import BoundDevice
+    from heatd.devices import OpcUaBound
 
 Described = dict[str, "VariableInfo | str"]
 
 
-async def describe(device: BoundDevice) -> Described:
+async def describe(device: OpcUaBound) -> Described:
     """The server's facts on each point; empty when the device is not connected."""
     with contextlib.suppress(ConnectionError, TimeoutError):
         return await device.driver.describe(tuple(device.points.values()))

@@ -32,7 +32,7 @@ from drivers.codec import FLOAT_TYPES
 from drivers.reading import Quality
 from heatd.config import PointConfig, SiteConfig
 from heatd.control.roles import OUTPUT_ROLES, PLC_HEARTBEAT
-from heatd.devices import BoundDevice
+from heatd.devices import AnyBound
 from heatd.role_signals import to_point_value
 from heatd.tasks import cancel_all
 
@@ -55,7 +55,7 @@ Value = float | bool | int
 class _Output:
     role: str
     ref: str
-    device: BoundDevice
+    device: AnyBound
     point: PointConfig
     desired: Value | None = None
     applied: Value | None = None
@@ -72,7 +72,7 @@ class _Output:
 class _Lane:
     """Outputs of one device that one task writes, in order."""
 
-    device: BoundDevice
+    device: AnyBound
     heartbeat: bool
     outputs: list[_Output] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -105,7 +105,7 @@ def clamp(point: PointConfig, value: Value) -> Value:
 
 
 class SetpointWriter:
-    def __init__(self, site: SiteConfig, devices: dict[str, BoundDevice], alarm: Alarm,
+    def __init__(self, site: SiteConfig, devices: Mapping[str, AnyBound], alarm: Alarm,
                  *, deadband: float = 1e-3, min_interval: float = 0.0,
                  verify_every: float = VERIFY_EVERY_S) -> None:
         self._alarm = alarm
@@ -197,7 +197,7 @@ class SetpointWriter:
 
     def _note_session(self, lane: _Lane) -> None:
         """A device that came back may have lost its setpoints: assert all of them."""
-        session = getattr(lane.device.driver, "session", None)
+        session = lane.device.driver.session
         if lane.session is not None and session != lane.session:
             reasserted = [o.ref for o in lane.outputs if o.desired is not None]
             for out in lane.outputs:
@@ -242,12 +242,12 @@ class SetpointWriter:
     async def _write_one(self, out: _Output, *, urgent: bool, read_back: bool) -> None:
         value = out.desired
         assert value is not None
-        driver, spec = out.device.driver, out.device.points[out.ref.split(".", 1)[1]]
-        if not driver.online:
+        device, point = out.device, out.ref.split(".", 1)[1]
+        if not device.driver.online:
             return  # its availability already says offline; the write waits for it
         out.last_write = time.monotonic()
         try:
-            await driver.write(spec, value, urgent=urgent)
+            await device.write_point(point, value, urgent=urgent)
         except WriteError as exc:
             out.verified = False
             out.failures += 1
@@ -256,7 +256,7 @@ class SetpointWriter:
                                              "value": value, "reason": str(exc)})
             return
         if read_back:
-            back = (await driver.read((spec,)))[spec.name]
+            back = await device.read_point(point)
             if back.quality is not Quality.GOOD or not _same(back.value, value,
                                                              _tolerance(out.point)):
                 out.verified = False
@@ -275,10 +275,10 @@ class SetpointWriter:
     async def _check_one(self, out: _Output) -> None:
         """Read a verified output back; one changed at the device is alarmed and written
         again."""
-        driver, spec = out.device.driver, out.device.points[out.ref.split(".", 1)[1]]
-        if not driver.online:
+        device, point = out.device, out.ref.split(".", 1)[1]
+        if not device.driver.online:
             return
-        back = (await driver.read((spec,)))[spec.name]
+        back = await device.read_point(point)
         if back.quality is not Quality.GOOD:
             out.checked = time.monotonic()  # not an answer about the value: ask next slot
             return

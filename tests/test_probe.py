@@ -17,7 +17,7 @@ from heatd.config_loader import parse_site
 from heatd.probe import probe
 
 from modbus_servers import SimServer, free_port, unit
-from opcua_servers import make_cert, start_server
+from opcua_servers import NAMESPACE, make_cert, start_server
 
 SITE = """\
 site: {{id: t}}
@@ -178,3 +178,28 @@ devices:
 ])
 def test_connect_failures_are_named(exc: BaseException, phrase: str) -> None:
     assert describe(exc) == phrase
+
+
+async def test_a_mixed_site_shows_a_read_plan_for_modbus_devices_only() -> None:
+    """Modbus and OPC UA devices probed together: each point is read by its own
+    protocol's driver, and only the Modbus unit has a read plan."""
+    modbus, opcua = SimServer([unit(1)]), await start_server()
+    await modbus.start()
+    await modbus.set(1, Table.INPUT, 0, [*_float_words(38.5), 22, *_float_words(12.0)])
+    text = SITE.format(port=modbus.port, nobody=0, tty="x").split("  holes:")[0]
+    text += (f"  plc:\n    protocol: opcua\n    endpoint: {opcua.endpoint}\n"
+             f"    mode: polling\n    points:\n"
+             f'      supply: {{node_id: "nsu={NAMESPACE};s=Loop.SupplyTemp"}}\n')
+    out = io.StringIO()
+    try:
+        status = await probe(parse_site(text, "site.yaml"), None, out)
+    finally:
+        await modbus.stop()
+        await opcua.stop()
+    report = out.getvalue()
+    assert status == 0, report
+    loop, plc = report.split("device plc (opcua): online\n")
+    assert loop.startswith("device loop (modbus_tcp): online\nread plan:\n")
+    assert "read plan" not in plc
+    assert "unit 1 input" in loop and "unit 1 coil" in loop
+    assert "supply 35.5 35.5 Double read/write good" in _rows(plc)
