@@ -96,11 +96,11 @@ class Publisher:
             link.publish_last_error(device, self.daemon.acquisition.last_error(device))
         if meter is not None and outbox is not None:
             self.meter = SiteMeter(site, meter.interval)
+            self.billing = Billing(site, meter_path(meter.database), outbox.wake,
+                                   link.publish_meter_totals)
             if site.contracts is not None:
-                self.billing = Billing(site, meter_path(meter.database), outbox.wake,
-                                       link.publish_meter_totals)
                 link.publish_meter_totals(self.billing.totals)
-                self._billing_writer = asyncio.create_task(self.billing.run())
+            self._billing_writer = asyncio.create_task(self.billing.run())
             self._forwarder = asyncio.create_task(outbox.forward({
                 METER: partial(link.publish_confirmed, link.topics.meter),
                 AUDIT: partial(link.publish_confirmed, link.topics.events),
@@ -173,10 +173,9 @@ class Publisher:
             return
         daemon = self.daemon
         wall = time.time()
-        if self.meter is not None and self.outbox is not None:
+        if self.meter is not None and self.billing is not None:  # SQLite: off the cycle
             for record in self.meter.observe(wall, daemon.last_points):
-                self.outbox.append(record)
-        if self.billing is not None:
+                self.billing.keep_interval(record)
             self.billing.observe(wall, daemon.last_points)
         snapshot = daemon.last_points  # the one the cycle decided on: judged once per cycle
         if snapshot is not None:

@@ -93,6 +93,14 @@ class Ledger:
         self._seq, self._hash = seq, prev
         return chained
 
+    def pend(self, stream: str, payloads: list[str]) -> None:
+        """Queue ready payloads of another stream (the interval meter's) for the broker."""
+        if not payloads:
+            return
+        with self._transaction():
+            self._db.executemany("INSERT INTO pending (stream, payload) VALUES (?, ?)",
+                                 [(stream, p) for p in payloads])
+
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
         self._db.execute("BEGIN IMMEDIATE")

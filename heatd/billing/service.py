@@ -1,7 +1,8 @@
 """The contracts' meters inside the daemon: fed from the point image once per cycle,
-their closed hours chained into the ledger by a worker thread.
+their closed hours chained into the ledger by a worker thread, which also keeps the
+interval meter's records (``meter/energy``) for the broker.
 
-The cycle only reads the snapshot and does arithmetic; the SQLite transaction (with its
+The cycle only reads the snapshot and does arithmetic; every SQLite transaction (with its
 fsync) runs in ``asyncio.to_thread`` from the writer task, so a slow disk never delays
 control. A counter's reading enters the meter once, stamped with the wall-clock time it
 was heard, so a counter that was not re-read since the last cycle is not a zero delta.
@@ -10,6 +11,7 @@ was heard, so a counter that was not re-read since the last cycle is not a zero 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from collections.abc import Callable
@@ -25,6 +27,7 @@ from heatd.billing.ledger import Ledger
 from heatd.billing.points import Channel, cooling_channels, heat_channels
 from heatd.billing.records import cooling_record, heat_record
 from heatd.config import SiteConfig
+from heatd.meter_store import METER
 from heatd.points import Snapshot
 
 log = structlog.get_logger(__name__)
@@ -80,7 +83,8 @@ def build_meters(site: SiteConfig, ledger: Ledger) -> list[_Contract]:
 
 
 class Billing:
-    """Every contract's meter, and the writer that keeps their records."""
+    """Every contract's meter, and the writer that keeps their records and the interval
+    meter's (a site without contracts has only the latter)."""
 
     def __init__(self, site: SiteConfig, path: str, wake: Callable[[], None],
                  on_totals: Callable[[dict[str, dict[str, float]]], None] | None = None
@@ -95,6 +99,7 @@ class Billing:
         self._on_totals = on_totals
         self._reader = ChannelReader()
         self._closed: list[dict[str, Any]] = []
+        self._intervals: list[dict[str, Any]] = []
         self._ready = asyncio.Event()
         self._wake = wake
 
@@ -110,6 +115,11 @@ class Billing:
         if self._closed:
             self._ready.set()
 
+    def keep_interval(self, record: dict[str, Any]) -> None:
+        """An interval meter record, to be kept until the broker has it (off the cycle)."""
+        self._intervals.append(record)
+        self._ready.set()
+
     async def run(self) -> None:
         """Write closed records as they come, off the cycle; for ever."""
         while True:
@@ -119,14 +129,17 @@ class Billing:
     async def flush(self) -> None:
         self._ready.clear()
         batch, self._closed = self._closed, []
-        if not batch:
+        intervals, self._intervals = self._intervals, []
+        if not batch and not intervals:
             return
         started = time.monotonic()
         try:
-            chained = await asyncio.to_thread(self.ledger.append, batch)
+            chained = await asyncio.to_thread(self._write, batch, intervals)
         except sqlite3.Error as exc:  # disk full, locked: keep them and try again
-            log.error("records not kept yet", count=len(batch), error=str(exc))
+            log.error("records not kept yet", count=len(batch) + len(intervals),
+                      error=str(exc))
             self._closed[:0] = batch
+            self._intervals[:0] = intervals
             await asyncio.sleep(RETRY_S)
             self._ready.set()
             return
@@ -135,8 +148,14 @@ class Billing:
         for record in chained:
             for name, total in self.totals.get(record["contract"], {}).items():
                 self.totals[record["contract"]][name] = total + (record.get(name) or 0.0)
-        if self._on_totals is not None:
+        if self._on_totals is not None and chained:
             self._on_totals(self.totals)
+
+    def _write(self, batch: list[dict[str, Any]], intervals: list[dict[str, Any]]
+               ) -> list[dict[str, Any]]:
+        """In the worker thread: interval records queued, contract records chained."""
+        self.ledger.pend(METER, [json.dumps(record) for record in intervals])
+        return self.ledger.append(batch)
 
     def close(self) -> None:
         self.ledger.close()
