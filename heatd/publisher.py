@@ -56,7 +56,6 @@ class Publisher:
         self.outbox: DurableOutbox | None = None
         self._forwarder: asyncio.Task[None] | None = None
         self.billing: Billing | None = None
-        self._billing_writer: asyncio.Task[None] | None = None
         self._replacing: asyncio.Task[None] | None = None
 
     @staticmethod
@@ -100,7 +99,7 @@ class Publisher:
                                    link.publish_meter_totals)
             if site.contracts is not None:
                 link.publish_meter_totals(self.billing.totals)
-            self._billing_writer = asyncio.create_task(self.billing.run())
+            self.billing.start()
             self._forwarder = asyncio.create_task(outbox.forward({
                 METER: partial(link.publish_confirmed, link.topics.meter),
                 AUDIT: partial(link.publish_confirmed, link.topics.events),
@@ -113,10 +112,8 @@ class Publisher:
         if link is not None:  # first: audits of the commands it still answers are kept
             link.publish_control_state(self._control_state())
             await link.stop()
-        if self._billing_writer is not None and self.billing is not None:
-            await cancel_all([self._billing_writer])
-            self._billing_writer = None
-            await self.billing.flush()  # hours closed in the last cycles are kept
+        if self.billing is not None:
+            await self.billing.stop()  # records closed in the last cycles are kept
         if self._forwarder is not None:
             await cancel_all([self._forwarder])
             self._forwarder = None

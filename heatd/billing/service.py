@@ -102,6 +102,8 @@ class Billing:
         self._intervals: list[dict[str, Any]] = []
         self._ready = asyncio.Event()
         self._wake = wake
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def observe(self, wall: float, points: Snapshot | None) -> None:
         """Once per cycle (no I/O): feed the meters, queue the hours they closed."""
@@ -120,11 +122,26 @@ class Billing:
         self._intervals.append(record)
         self._ready.set()
 
-    async def run(self) -> None:
-        """Write closed records as they come, off the cycle; for ever."""
-        while True:
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="records writer")
+
+    async def stop(self) -> None:
+        """Write what is queued and end the writer. It is never cancelled: a cancelled
+        wait would leave its SQLite transaction running in the worker thread."""
+        self._stopping = True
+        self._ready.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        else:
+            await self.flush()
+
+    async def _run(self) -> None:
+        """Write closed records as they come, off the cycle, until stopped."""
+        while not self._stopping:
             await self._ready.wait()
             await self.flush()
+        await self.flush()
 
     async def flush(self) -> None:
         self._ready.clear()
@@ -140,6 +157,8 @@ class Billing:
                       error=str(exc))
             self._closed[:0] = batch
             self._intervals[:0] = intervals
+            if self._stopping:  # contract hours are made again from the counters at the
+                return          # next start (as downtime); interval records are lost
             await asyncio.sleep(RETRY_S)
             self._ready.set()
             return
