@@ -184,8 +184,8 @@ class HourlyMeter:
         t0, v0 = last
         delta = counter_delta(v0, value, self._moduli.get(name))
         if delta is None:
-            hour = self._hour(self._floor(t)) or self._oldest()
-            hour.counters.setdefault(name, CounterPart()).reset = True
+            latest = self._hour(self._floor(t)) or self._oldest()
+            latest.counters.setdefault(name, CounterPart()).reset = True
             return
         span = t - t0
         estimated = span > LIVE_SPAN_S

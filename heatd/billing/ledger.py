@@ -65,7 +65,8 @@ class Ledger:
         self._db.executescript(_SCHEMA)
         row = self._db.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1"
                                ).fetchone()
-        self._seq, self._hash = (row[0], row[1]) if row else (0, GENESIS)
+        self._seq: int = row[0] if row else 0
+        self._hash: str = row[1] if row else GENESIS
 
     def append(self, records: Iterable[Mapping[str, Any]], *, send: bool = True
                ) -> list[dict[str, Any]]:
@@ -163,7 +164,8 @@ def stored_records(path: str | Path, start_ms: int | None = None,
 
 def _select(db: sqlite3.Connection, contract: str | None, start_ms: int | None,
             end_ms: int | None) -> list[dict[str, Any]]:
-    sql, args = "SELECT payload FROM records WHERE 1=1", []
+    sql = "SELECT payload FROM records WHERE 1=1"
+    args: list[int | str] = []
     for clause, value in ((" AND contract = ?", contract), (" AND start >= ?", start_ms),
                           (" AND start < ?", end_ms)):
         if value is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from heatd.billing.indicators import ENEFG_ERF
@@ -14,7 +15,7 @@ from heatd.billing.summary import ContractTotals, Month
 def daily_energy(totals: ContractTotals, path: Path) -> Figure:
     fig = Figure(figsize=(9, 3.5), layout="constrained")
     ax = fig.subplots()
-    days = list(totals.daily_kwh)
+    days = np.array(list(totals.daily_kwh), dtype="datetime64[D]")
     ax.bar(days, [v / 1000 for v in totals.daily_kwh.values()], color="tab:red")
     ax.set_ylabel("heat delivered (MWh/day)")
     ax.set_title(f"{totals.name}: daily heat delivered")

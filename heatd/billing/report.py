@@ -128,20 +128,20 @@ def write_csv(summary: Summary, records: list[dict[str, Any]], out: Path) -> lis
         written.append(path)
     path = out / "totals.csv"
     with path.open("w", newline="") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["contract", "hours", "heat_kwh", "below_contract_h",
-                         "committed_kwh", "unmet_kwh"])
+        table = csv.writer(stream)
+        table.writerow(["contract", "hours", "heat_kwh", "below_contract_h",
+                        "committed_kwh", "unmet_kwh"])
         for c in summary.contracts:
-            writer.writerow([c.name, c.hours, round(c.heat_kwh, 6),
-                             round(c.below_contract_h, 4), round(c.committed_kwh, 6),
-                             round(c.unmet_kwh, 6)])
+            table.writerow([c.name, c.hours, round(c.heat_kwh, 6),
+                            round(c.below_contract_h, 4), round(c.committed_kwh, 6),
+                            round(c.unmet_kwh, 6)])
     path_m = out / "months.csv"
     with path_m.open("w", newline="") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["month", "reused_kwh", "datacentre_kwh", "erf", "co2_avoided_kg"])
+        table = csv.writer(stream)
+        table.writerow(["month", "reused_kwh", "datacentre_kwh", "erf", "co2_avoided_kg"])
         for m in summary.months:
-            writer.writerow([m.month, round(m.reused_kwh, 6), round(m.total_kwh, 6),
-                             None if m.erf is None else round(m.erf, 5), round(m.co2_kg, 3)])
+            table.writerow([m.month, round(m.reused_kwh, 6), round(m.total_kwh, 6),
+                            None if m.erf is None else round(m.erf, 5), round(m.co2_kg, 3)])
     return [*written, path, path_m]
 
 
