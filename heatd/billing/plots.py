@@ -29,12 +29,14 @@ def duration_curve(totals: ContractTotals, path: Path) -> Figure:
     ax = fig.subplots()
     ax.plot(range(1, len(totals.supply_hourly_c) + 1), totals.supply_hourly_c,
             color="tab:red", label="supply (hourly mean)")
+    ax.plot(range(1, len(totals.return_hourly_c) + 1), totals.return_hourly_c,
+            color="tab:blue", label="return (hourly mean)")
     if totals.min_supply_c is not None:
         ax.axhline(totals.min_supply_c, color="black", ls="--",
                    label=f"contract minimum {totals.min_supply_c:g} degC")
     ax.set_xlabel("hours, hottest first")
     ax.set_ylabel("degC")
-    ax.set_title(f"{totals.name}: supply temperature duration curve")
+    ax.set_title(f"{totals.name}: temperature duration curves")
     ax.legend(loc="lower left")
     fig.savefig(path, dpi=100)
     return fig

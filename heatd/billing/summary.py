@@ -43,6 +43,8 @@ class ContractTotals:
     flagged: dict[str, int]
     daily_kwh: dict[date, float]
     supply_hourly_c: list[float]
+    """Hourly mean supply temperatures, hottest first: the duration curve."""
+    return_hourly_c: list[float]
 
 
 @dataclass
@@ -139,7 +141,9 @@ def contract_totals(name: str, records: list[Mapping[str, Any]], zone: ZoneInfo
         availability=sum(measured) / len(measured) if measured else None,
         min_supply_c=records[-1].get("min_supply_c") if records else None,
         flagged=_flags(records), daily_kwh=dict(sorted(daily.items())),
-        supply_hourly_c=sorted(supplies, reverse=True))
+        supply_hourly_c=sorted(supplies, reverse=True),
+        return_hourly_c=sorted((r["return_avg_c"] for r in records
+                                if r.get("return_avg_c") is not None), reverse=True))
 
 
 def cooling_totals(records: list[Mapping[str, Any]]) -> CoolingTotals:
