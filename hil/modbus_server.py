@@ -19,6 +19,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import structlog
 from pymodbus.pdu import ModbusPDU
@@ -179,14 +180,15 @@ class ModbusEndpoint:
         """Listen; output points start at `outputs` (engineering values by ref)."""
         units = [self._sim_device(u) for u in sorted(set(self.unit_of.values()))]
         server: ModbusTcpServer | ModbusSerialServer
+        # pymodbus declares that trace_pdu hands a PDU back; given None it drops the request
+        trace = cast("Callable[[bool, ModbusPDU], ModbusPDU]", self._trace_pdu)
         if isinstance(self.place, SerialLine):
             line = self.place
             server = ModbusSerialServer(units, port=line.path, baudrate=line.baudrate,
                                         parity=line.parity, stopbits=line.stopbits,
-                                        bytesize=line.bytesize, trace_pdu=self._trace_pdu)
+                                        bytesize=line.bytesize, trace_pdu=trace)
         else:
-            server = ModbusTcpServer(units, address=("127.0.0.1", self.place),
-                                     trace_pdu=self._trace_pdu)
+            server = ModbusTcpServer(units, address=("127.0.0.1", self.place), trace_pdu=trace)
         try:
             await server.serve_forever(background=True)
         except RuntimeError as exc:  # pymodbus reports a port in use this way

@@ -15,7 +15,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from urllib.parse import urlsplit
 
 import structlog
@@ -36,8 +36,9 @@ SERVER_URI = "urn:freeopcua:python:server"
 _BOOL_SENSORS = frozenset({"hp_running", "hp_fault", "hp_lockout", "plc_fallback"})
 _INTEGER_SENSORS = frozenset({"hp_trip_code"})
 _FLOATS = (ua.VariantType.Float, ua.VariantType.Double)
-BAD_NO_COMMUNICATION = ua.StatusCode(ua.StatusCodes.BadNoCommunication)
-BAD_SENSOR_FAILURE = ua.StatusCode(ua.StatusCodes.BadSensorFailure)
+BAD_NO_COMMUNICATION = ua.StatusCode(ua.UInt32(ua.StatusCodes.BadNoCommunication))
+BAD_SENSOR_FAILURE = ua.StatusCode(ua.UInt32(ua.StatusCodes.BadSensorFailure))
+BAD_OUT_OF_RANGE = ua.StatusCode(ua.UInt32(ua.StatusCodes.BadOutOfRange))
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +75,7 @@ def variant_type_of(binding: Binding, data_type: object) -> ua.VariantType:
     return ua.VariantType.Double
 
 
-def data_value(var: Variable, value: float | None, now: datetime) -> ua.DataValue:
+def data_value(var: Variable, value: float | None, now: ua.DateTime) -> ua.DataValue:
     """What the variable serves for an engineering value (None: the sensor gave nothing)."""
     if value is None or (math.isnan(value) and var.variant_type not in _FLOATS):
         return ua.DataValue(StatusCode=BAD_SENSOR_FAILURE, SourceTimestamp=now,
@@ -83,8 +84,8 @@ def data_value(var: Variable, value: float | None, now: datetime) -> ua.DataValu
         variant = to_variant(var.point, var.variant_type,
                              value >= 0.5 if var.variant_type is ua.VariantType.Boolean else value)
     except ValueError:
-        return ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadOutOfRange),
-                            SourceTimestamp=now, ServerTimestamp=now)
+        return ua.DataValue(StatusCode=BAD_OUT_OF_RANGE, SourceTimestamp=now,
+                            ServerTimestamp=now)
     return ua.DataValue(variant, SourceTimestamp=now, ServerTimestamp=now)
 
 
@@ -149,7 +150,7 @@ class OpcUaEndpoint:
         server.set_server_name("heatd plant simulator")
         for uri in self.namespaces[2:]:
             await server.register_namespace(uri)
-        now = datetime.now(UTC)
+        now = ua.DateTime.now(UTC)
         home = max(len(self.namespaces) - 1, 1)
         folders = {name: await server.nodes.objects.add_folder(home, name)
                    for name in self.devices}
@@ -179,7 +180,7 @@ class OpcUaEndpoint:
         server = self._server
         if server is None:
             return
-        now: datetime | None = None
+        now: ua.DateTime | None = None
         for var in self.variables:
             ref = var.binding.ref
             if var.binding.actuator is not None:
@@ -197,7 +198,7 @@ class OpcUaEndpoint:
             if last is not None and last[0] == key and last[1] == status and \
                     wall - last[2] < self._refresh_s:
                 continue
-            now = now or datetime.now(UTC)
+            now = now or ua.DateTime.now(UTC)
             if status:
                 dv = ua.DataValue(StatusCode=BAD_NO_COMMUNICATION, SourceTimestamp=now,
                                   ServerTimestamp=now)

@@ -135,7 +135,7 @@ class PlantState(NamedTuple):
 
 
 def _compiled(params: PlantParams | Compiled) -> Compiled:
-    return params if params.__class__ is Compiled else compile_params(params)  # type: ignore[return-value]
+    return params if isinstance(params, Compiled) else compile_params(params)
 
 
 def cop_from_lift(lift_k: float, cond_outlet_c: float, params: PlantParams | Compiled) -> float:
@@ -208,9 +208,9 @@ def step(
     params: PlantParams | Compiled,
 ) -> PlantState:
     """Advance the plant by dt seconds (split into stable substeps when dt is long)."""
-    c = params if params.__class__ is Compiled else compile_params(params)  # type: ignore[assignment]
+    c = params if isinstance(params, Compiled) else compile_params(params)
     (
-        t, t_air, t_rack, t_sup, tank, valve, fan, v_lag,
+        t, t_air, t_rack, t_sup, tank_nodes, valve, fan, v_lag,
         running, cap, trip, starts, reset_prev,
         hb_last, hb_age, fallback, overtemp,
         _, _, _, _, dh_sup_out, q_dh, q_rec, q_cond, p_el, cop, evap_in, cond_out, q_dc, p_fan,
@@ -221,7 +221,7 @@ def step(
 
     n = c.substeps(dt)
     h = dt / n
-    tank = list(tank)
+    tank = list(tank_nodes)
     nodes = c.nodes
     loop_c = c.loop_c
     cp_dh = c.cp_dh

@@ -9,6 +9,7 @@ touches pyplot's global state.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -117,7 +118,7 @@ def figure(run: Run, config: KpiConfig) -> Figure:
     return fig
 
 
-def storage_discharge_kw(trace: dict[str, list[float]]) -> list[float]:
+def storage_discharge_kw(trace: Mapping[str, list[float]]) -> list[float]:
     """Heat the network got beyond what the heat pump made: what the tank gave back."""
     return [max(d - h, 0.0) for d, h in zip(trace["delivered_kw"], trace["hp_heat_kw"],
                                             strict=True)]

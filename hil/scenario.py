@@ -232,8 +232,9 @@ def scenario_from_dict(
     try:
         spec = ScenarioSpec.model_validate(dict(data))
         site: str | Path | None = spec.site
-        if site is not None and base is not None and ("/" in site or site.endswith(".yaml")):
-            site = base / site
+        if spec.site is not None and base is not None and (
+                "/" in spec.site or spec.site.endswith(".yaml")):
+            site = base / spec.site
         params = load_params(site, spec.site_overrides)
         _check_targets(spec, params)
     except (ValidationError, ValueError) as exc:

@@ -267,10 +267,10 @@ class SensorNoise:
             if x is not None and x == x:
                 values[i] = self._one(x)
 
-    def apply_readings(self, readings: Readings) -> None:
+    def apply_readings(self, readings: dict[str, float]) -> None:
         """Noise on the temperature readings of a name -> reading mapping, in place."""
         for name, x in readings.items():
-            if x is not None and x == x and is_temperature(name):
+            if x == x and is_temperature(name):
                 readings[name] = self._one(x)
 
 

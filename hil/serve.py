@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -96,6 +96,10 @@ class PlantServer:
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._status_at = (0.0, 0.0)
+        self.ticks = 0
+        """Ticks done: each stepped the plant (unless paused) and served what it measured."""
+        self._ticks_begun = 0
+        self._tick_done = asyncio.Condition()
 
     # -- setup ---------------------------------------------------------------------
 
@@ -131,8 +135,8 @@ class PlantServer:
                 self.skipped.extend(f"{name} (Modbus RTU on {path})" for name in rtu)
                 continue
             self.modbus.append(ModbusEndpoint(place, rtu, self.bindings, self._modbus_write))
-        for url, devices in ua_devices.values():
-            self.opcua.append(OpcUaEndpoint(url, devices, self.bindings, self._opcua_write))
+        for url, servers in ua_devices.values():
+            self.opcua.append(OpcUaEndpoint(url, servers, self.bindings, self._opcua_write))
 
     def _pty_for(self, path: str, device: ModbusRtuDevice) -> PtyPair:
         problem = pty_problem(device)
@@ -216,6 +220,25 @@ class PlantServer:
         """Start a sensor or comms fault now (plant time), for duration_s plant seconds."""
         return self.plant.inject(kind, target, duration_s, params)
 
+    async def ticked(self, n: int = 1, timeout: float = 10.0) -> None:
+        """Return once ``n`` ticks begun after this call are done: a pause, a fault or a
+        write made before the call is then stepped into the plant and on the wire, so a
+        test waits for the plant instead of sleeping for it."""
+        target = self._ticks_begun + n
+        await self.tick_until(lambda: self.ticks >= target, timeout)
+
+    async def tick_until(self, condition: Callable[[], object], timeout: float = 10.0) -> None:
+        """Return at the end of the first tick after which ``condition()`` holds (plant
+        time reached, an actuator moved): what the plant then is, the servers serve.
+        TimeoutError after ``timeout`` wall seconds."""
+        async with asyncio.timeout(timeout), self._tick_done:
+            while True:
+                if self._stop.is_set():
+                    raise RuntimeError("the plant server has stopped ticking")
+                await self._tick_done.wait()
+                if condition():
+                    return
+
     # -- the loop ------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -223,19 +246,28 @@ class PlantServer:
         loop = asyncio.get_running_loop()
         last = next_tick = loop.time()
         self._status_at = (last, self.plant.t)
-        while not self._stop.is_set() and self.plant.t < self.duration_s:
-            next_tick += self.tick_s
-            delay = next_tick - loop.time()
-            if delay < 0:  # overloaded: do not burst to catch up, fall behind instead
-                next_tick, delay = loop.time(), 0.0
-            await asyncio.sleep(delay)
-            now = loop.time()
-            dt, last = min(now - last, self.max_lag_s), now
-            if not self.paused:
-                self.plant.advance(min(self.speed * dt, self.duration_s - self.plant.t))
-            await self._publish(time.time())
-            if now - self._status_at[0] >= self.status_interval_s:
-                self._print_status(now)
+        try:
+            while not self._stop.is_set() and self.plant.t < self.duration_s:
+                next_tick += self.tick_s
+                delay = next_tick - loop.time()
+                if delay < 0:  # overloaded: do not burst to catch up, fall behind instead
+                    next_tick, delay = loop.time(), 0.0
+                await asyncio.sleep(delay)
+                self._ticks_begun += 1
+                now = loop.time()
+                dt, last = min(now - last, self.max_lag_s), now
+                if not self.paused:
+                    self.plant.advance(min(self.speed * dt, self.duration_s - self.plant.t))
+                await self._publish(time.time())
+                self.ticks += 1
+                async with self._tick_done:
+                    self._tick_done.notify_all()
+                if now - self._status_at[0] >= self.status_interval_s:
+                    self._print_status(now)
+        finally:
+            self._stop.set()  # whoever waits for a tick hears that none will come
+            async with self._tick_done:
+                self._tick_done.notify_all()
         self._print_status(loop.time())  # where the run ended
 
     async def _publish(self, wall: float) -> None:
@@ -270,9 +302,9 @@ class PlantServer:
                 lost |= self._devices_of(f.target)
             elif f.kind == "server_restart":
                 down |= self._devices_of(f.target)
-        for endpoint in self.modbus:
-            for name in endpoint.devices:
-                endpoint.set_silent(name, name in lost)
+        for modbus_endpoint in self.modbus:
+            for name in modbus_endpoint.devices:
+                modbus_endpoint.set_silent(name, name in lost)
         for ua_endpoint in self.opcua:
             for name in ua_endpoint.devices:
                 ua_endpoint.set_offline(name, name in lost)
