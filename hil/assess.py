@@ -122,6 +122,7 @@ class Result:
             "co2_avoided_t": co2 / 1000,
             "homes_equivalent": delivered * 1000 / kwh_per_home,
             "drycooler_alone_h": self.total("hp_off_h"),
+            "it_heat_to_drycooler_mwh": max(it - self.total("it_heat_reused_mwh"), 0.0),
             "supply_over_limit_s": self.total("supply_over_limit_s"),
             "unmet_demand_mwh": self.total("unmet_demand_mwh"),
             "enefg": {f"{share:.0%} from {since}": None if value is None else value >= share
@@ -299,7 +300,8 @@ def _text(f: dict[str, Any], factors: dict[str, str]) -> str:
         f"  seasonal COP            {opt(f['seasonal_cop'], '10.2f')}",
         f"  CO2 avoided             {f['co2_avoided_t']:10.1f} t",
         f"  homes equivalent        {f['homes_equivalent']:10.0f}",
-        f"  dry cooler alone        {f['drycooler_alone_h']:10.0f} h",
+        f"  dry cooler alone        {f['drycooler_alone_h']:10.0f} h (heat pump off)",
+        f"  IT heat to dry cooler   {f['it_heat_to_drycooler_mwh']:10.1f} MWh",
         f"  supply over limit       {f['supply_over_limit_s']:10.0f} s",
         "  EnEfG minimum ERF: " + ", ".join(
             f"{k} {'met' if ok else 'not met'}" for k, ok in f["enefg"].items()),
