@@ -81,13 +81,16 @@ class SimServer:
         return pdu
 
     async def start(self) -> None:
-        hooks = {"trace_packet": self._trace_packet, "trace_pdu": self._trace_pdu}
         if self.serial:
             self.server = ModbusSerialServer(
-                self.units, framer=FramerType.RTU, port=self.serial, baudrate=115200, **hooks
+                self.units, framer=FramerType.RTU, port=self.serial, baudrate=115200,
+                trace_packet=self._trace_packet, trace_pdu=self._trace_pdu,
             )
         else:
-            self.server = ModbusTcpServer(self.units, address=("127.0.0.1", self.port), **hooks)
+            self.server = ModbusTcpServer(
+                self.units, address=("127.0.0.1", self.port),
+                trace_packet=self._trace_packet, trace_pdu=self._trace_pdu,
+            )
         await self.server.serve_forever(background=True)
 
     async def stop(self) -> None:
