@@ -28,7 +28,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import aiomqtt
 import structlog
@@ -58,6 +58,8 @@ from heatd.mqtt.topics import Topics, check_device, publishable
 from heatd.tasks import cancel_all
 
 if TYPE_CHECKING:
+    from paho.mqtt.client import CallbackOnPublish_v2
+
     from drivers.reading import Reading
     from heatd.config import SiteConfig
     from heatd.mqtt.commands import Command
@@ -529,7 +531,11 @@ class MqttLink:
         private but the only way in; paho runs them on the event loop's thread, with a
         published message still among its outgoing ones."""
         paho = client._client
-        on_publish, on_message, inbox = paho.on_publish, paho.on_message, client._queue
+        # aiomqtt speaks paho's callback API version 2
+        on_publish = cast("CallbackOnPublish_v2 | None", paho.on_publish)
+        on_message, inbox = paho.on_message, client._queue
+        if on_publish is None or on_message is None:
+            raise RuntimeError("aiomqtt set no paho callbacks to wrap")
 
         def counted_publish(c: Any, userdata: Any, mid: int, reason: Any, props: Any
                             ) -> None:
