@@ -65,7 +65,9 @@ def build_meters(site: SiteConfig, ledger: Ledger) -> list[_Contract]:
     if contracts is None:
         return []
     out = []
-    for contract in [*contracts.heat_purchase, *filter(None, [contracts.cooling_guarantee])]:
+    agreed: list[HeatPurchase | CoolingGuarantee] = [
+        *contracts.heat_purchase, *filter(None, [contracts.cooling_guarantee])]
+    for contract in agreed:
         if isinstance(contract, HeatPurchase):
             channels = heat_channels(site, contract)
             levels = {"supply_temp": Level(below=contract.min_supply_temp_c),
