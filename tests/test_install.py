@@ -64,7 +64,8 @@ def test_the_wheel_carries_its_licence_and_builds_without_deprecations(
     assert f"{info}/licenses/LICENSE" in names
     assert "License-Expression: Apache-2.0" in metadata
     shipped = {"heatd/share/config/example-site.yaml", "heatd/share/config/demo-site.yaml",
-               "heatd/share/systemd/heatd.service", "heatd/share/systemd/heatd@.service"}
+               "heatd/share/systemd/heatd.service", "heatd/share/systemd/heatd@.service",
+               "heatd/py.typed"}
     assert shipped <= names
     assert "deprecated" not in installed.build_log.lower(), installed.build_log
 
