@@ -177,8 +177,8 @@ def parse_sweep(text: str) -> list[Size]:
         if not 0 < number < float("inf"):
             raise ValueError(f"--sweep: {key} {value} must be above 0")
         axes[key].append(number)
-    return [Size(hp, tank) for hp in axes.get("hp_kw", [None])  # type: ignore[list-item]
-            for tank in axes.get("storage_m3", [None])]  # type: ignore[list-item]
+    return [Size(hp, tank) for hp in axes.get("hp_kw", [None])
+            for tank in axes.get("storage_m3", [None])]
 
 
 def sized(params: PlantParams, control: ControlParams, size: Size

@@ -57,7 +57,7 @@ def _serial_mapping(text: str) -> tuple[str, str]:
     return site_port, sim_port
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     hil = commands.add_parser("hil", help="plant simulator: serve a site, score controllers")
     hil_commands = hil.add_subparsers(dest="hil_command", required=True, metavar="COMMAND")
 

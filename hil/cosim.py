@@ -145,7 +145,7 @@ def _pick(positions: list[int]) -> Callable[[Sequence[float | None]], tuple[floa
     if len(positions) == 1:
         (i,) = positions
         return lambda values: (values[i],)
-    return itemgetter(*positions)  # type: ignore[return-value]
+    return itemgetter(*positions)
 
 
 _RACK = R.RACK_INLET_TEMP

@@ -189,7 +189,7 @@ class OpcUaEndpoint:
                 key: object = "offline"
             elif ref in values:
                 key = values[ref]
-                if key is not None and math.isnan(key):  # type: ignore[arg-type]
+                if key is not None and math.isnan(key):
                     key = "nan"
             else:
                 continue
