@@ -4,7 +4,7 @@ end of a socat pty pair."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from drivers.modbus import ModbusPoint, ModbusRtuDevice, SerialLine, SerialSetti
 from drivers.reading import Quality
 
 from modbus_servers import SimServer, pty_pair, unit
+from waiting import until
 
 UNITS = (1, 2, 7)
 
@@ -30,12 +31,6 @@ def points(unit_id: int) -> list[ModbusPoint]:
         ModbusPoint("flow", Table.INPUT, 3, Codec(DataType.FLOAT32), unit_id),
         ModbusPoint("run", Table.COIL, 0, Codec(DataType.BOOL), unit_id),
     ]
-
-
-async def until(check: Callable[[], Awaitable[bool]], seconds: float = 5.0) -> None:
-    async with asyncio.timeout(seconds):
-        while not await check():
-            await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -67,11 +62,7 @@ async def started(line: SerialLine) -> list[ModbusRtuDevice]:
     devs = [ModbusRtuDevice(f"u{u}", line, u) for u in UNITS]
     for d in devs:
         await d.start()
-
-    async def up() -> bool:
-        return line.connected
-
-    await until(up)
+    await until(lambda: line.connected)
     return devs
 
 
@@ -128,7 +119,7 @@ async def test_line_that_appears_later_is_connected(tmp_path: Path) -> None:
     try:
         got = await dev.read(points(1))
         assert {r.quality_text for r in got.values()} == {"bad:disconnected"}
-        await asyncio.sleep(0.2)
+        await until(lambda: line.connect_error is not None)  # a connect has failed
         async with pty_pair(later) as (a, _):
             srv = SimServer([unit(1, size=100)], serial=a)
             await srv.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -21,17 +21,11 @@ from drivers.modbus import (
 from drivers.reading import Quality
 
 from modbus_servers import SimServer, free_port, unit
+from waiting import until
 
 
 def settings(port: int) -> TcpSettings:
     return TcpSettings("127.0.0.1", port, timeout=0.2, backoff_min=0.02, backoff_max=0.2)
-
-
-async def until(check: Callable[[], Awaitable[bool]], seconds: float = 5.0) -> None:
-    """Poll ``check`` until it holds; fail the test if it never does."""
-    async with asyncio.timeout(seconds):
-        while not await check():
-            await asyncio.sleep(0.02)
 
 
 def points(unit_id: int) -> list[ModbusPoint]:
@@ -78,12 +72,8 @@ async def devices(server: SimServer) -> AsyncIterator[list[ModbusTcpDevice]]:
 
 async def online_read(dev: ModbusTcpDevice, pts: list[ModbusPoint]):
     """Read once the device's link is up (start() connects in the background)."""
-    await until(lambda: _connected(dev))
+    await until(lambda: dev.link.connected)
     return await dev.read(pts)
-
-
-async def _connected(dev: ModbusTcpDevice) -> bool:
-    return dev.link.connected
 
 
 async def test_several_units_on_one_server_decode_their_own_values(devices) -> None:
@@ -108,7 +98,7 @@ async def test_units_share_one_tcp_connection(server: SimServer) -> None:
     devs = [ModbusTcpDevice(f"g{u}", settings(server.port), u, link=link) for u in (2, 3)]
     for d in devs:
         await d.start()
-    await until(lambda: _connected(devs[0]))
+    await until(lambda: devs[0].link.connected)
     got = await asyncio.gather(*(d.read(points(u)) for d, u in zip(devs, (2, 3), strict=True)))
     assert [g["energy"].value for g in got] == [(1 << 16) | 2, (1 << 16) | 3]
     assert link.connects == 1
@@ -123,7 +113,7 @@ async def test_writes_use_the_codec_and_refuse_what_cannot_be_written(server, de
     setpoint = ModbusPoint("sp", Table.HOLDING, 20, Codec(DataType.INT32, scale=0.01), 1)
     small = ModbusPoint("small", Table.HOLDING, 22, Codec(DataType.INT16), 1)
     fan = ModbusPoint("fan", Table.COIL, 9, Codec(DataType.BOOL), 1)
-    await until(lambda: _connected(dev))
+    await until(lambda: dev.link.connected)
     await dev.write(setpoint, -12.34)
     await dev.write(small, -7)
     await dev.write(fan, True)
@@ -246,21 +236,21 @@ async def test_device_down_and_back_while_another_keeps_polling() -> None:
         a_seen.append(got["temp"].quality_text)
 
     try:
-        await until(lambda: _connected(a))
-        await until(lambda: _connected(b))
+        await until(lambda: a.link.connected)
+        await until(lambda: b.link.connected)
         tasks = [asyncio.create_task(poll(a, on_a)), asyncio.create_task(poll(b, on_b))]
-        await until(lambda: _seen(a_seen, "good"))
+        await until(lambda: "good" in a_seen)
         await a_server.stop()
-        await until(lambda: _seen(a_seen, "bad:disconnected"))
+        await until(lambda: "bad:disconnected" in a_seen)
         outage_start = len(b_polls)
-        await asyncio.sleep(1.5)
-        outage_polls = len(b_polls) - outage_start
+        # a being down must not stall b: b goes on polling (every ~10 ms) meanwhile
+        await until(lambda: len(b_polls) - outage_start >= 10)
         assert not a.online
         restarted = SimServer([unit(1)], port=a_server.port)
         await restarted.start()
         await fill(restarted, 1)
         a_seen.clear()
-        await until(lambda: _seen(a_seen, "good"))
+        await until(lambda: "good" in a_seen)
         stop.set()
         await asyncio.gather(*tasks)
         await restarted.stop()
@@ -270,14 +260,7 @@ async def test_device_down_and_back_while_another_keeps_polling() -> None:
         await b.close()
         await b_server.stop()
     assert all(b_polls)
-    # b polls every ~10 ms, over a hundred times in the 1.5 s; a being down must not stall
-    # it (loose bound, not a speed test)
-    assert outage_polls >= 10
     assert a.link.connects == 2
-
-
-async def _seen(log: list[str], text: str) -> bool:
-    return text in log
 
 
 async def test_first_connect_failing_then_server_appears() -> None:
@@ -290,7 +273,7 @@ async def test_first_connect_failing_then_server_appears() -> None:
         assert not dev.online
         with pytest.raises(WriteError, match="disconnected"):
             await dev.write(points(1)[2], 5)
-        await asyncio.sleep(0.3)  # several failed connects
+        await until(lambda: dev.link.connect_error is not None)  # a connect has failed
         srv = SimServer([unit(1)], port=port)
         await srv.start()
         await fill(srv, 1)
@@ -319,7 +302,7 @@ async def test_units_on_one_link_keep_their_own_timeouts(server: SimServer) -> N
     for d in (slow, fast):
         await d.start()
     try:
-        await until(lambda: _connected(fast))
+        await until(lambda: fast.link.connected)
         server.faults.silent.add(1)
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -340,7 +323,7 @@ async def test_a_silent_unit_is_probed_once_per_backoff_slot(server: SimServer) 
     silent = ModbusTcpDevice("silent", shared, 1, link=link)
     await silent.start()
     try:
-        await until(lambda: _connected(silent))
+        await until(lambda: silent.link.connected)
         server.faults.silent.add(1)
         await silent.read(points(1))
         assert not silent.tripped  # one timeout is not yet enough
@@ -352,7 +335,8 @@ async def test_a_silent_unit_is_probed_once_per_backoff_slot(server: SimServer) 
             await silent.write(points(1)[2], 1)
         await silent.read(points(1))
         assert silent.stats.requests == sent
-        await asyncio.sleep(0.6)  # the slot has come: many callers, one probe
+        # the breaker's slot is wall time itself: once it has passed, many callers, one probe
+        await asyncio.sleep(0.6)
         await asyncio.gather(*(silent.read(points(1)) for _ in range(4)))
         assert silent.stats.requests == sent + 1
     finally:
@@ -368,7 +352,7 @@ async def test_an_urgent_request_goes_before_queued_ones(server: SimServer) -> N
     for d in (silent, plc):
         await d.start()
     try:
-        await until(lambda: _connected(plc))
+        await until(lambda: plc.link.connected)
         server.faults.silent.add(1)
         finished: list[str] = []
 
@@ -381,7 +365,7 @@ async def test_an_urgent_request_goes_before_queued_ones(server: SimServer) -> N
             finished.append("beat")
 
         polls = [asyncio.create_task(poll(i)) for i in range(3)]
-        await until(lambda: _queued(link, 2))  # one poll on the wire, two waiting
+        await until(lambda: link.waiting >= 2)  # one poll on the wire, two waiting
         await asyncio.gather(beat(), *polls)
         # after the poll in flight (a frame on the wire is never cut), ahead of the queue
         assert finished[:2] == ["poll0", "beat"], finished
@@ -389,8 +373,3 @@ async def test_an_urgent_request_goes_before_queued_ones(server: SimServer) -> N
     finally:
         for d in (silent, plc):
             await d.close()
-
-
-async def _queued(link: TcpLink, count: int) -> bool:
-    return link.waiting >= count
-

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -28,10 +29,12 @@ from opcua_servers import (
     start_server,
     utc,
 )
+from waiting import until
 
 TIMEOUT = 0.5
 HANG_GUARD = 10.0
 """Upper bound for conditions that must eventually hold; only a hang reaches it."""
+eventually = partial(until, timeout=HANG_GUARD)
 
 
 def point(name: str, **kwargs: object) -> OpcUaPoint:
@@ -50,14 +53,6 @@ def settings(endpoint: str, **kwargs: object) -> OpcUaSettings:
     }
     base.update(kwargs)
     return OpcUaSettings(endpoint=endpoint, **base)  # type: ignore[arg-type]
-
-
-async def eventually(condition: Callable[[], bool]) -> None:
-    async def poll() -> None:
-        while not condition():
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), HANG_GUARD)
 
 
 class Recorder:
@@ -353,9 +348,9 @@ async def test_basic256sha256_sign_and_encrypt_end_to_end(
         assert (await good.read([point("Loop.Valve")]))["Loop.Valve"].value == 3.0
         await srv.set("Loop.SupplyTemp", 37.0)
         await eventually(lambda: sink.last_is("Loop.SupplyTemp", 37.0))
-        # The untrusted certificate, the wrong password and the unsecured client have had
-        # their attempts by now.
-        await asyncio.sleep(1.0)
+        # the untrusted certificate, the wrong password and the unsecured client have each
+        # had an attempt refused
+        await eventually(lambda: all(o.last_error for o in (stranger, guesser, plain)))
         for outsider in (stranger, guesser, plain):
             assert not outsider.online
             reading = (await outsider.read([point("Loop.Valve")]))["Loop.Valve"]

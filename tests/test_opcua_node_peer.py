@@ -4,10 +4,10 @@ reorders the namespace array, browsing, and SignAndEncrypt with named failures."
 
 from __future__ import annotations
 
-import asyncio
 import io
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -20,11 +20,13 @@ from heatd.opcua_cert import CertFiles, make_certificate
 from heatd.probe import probe
 
 from node_opcua import Namespace, NodeOpcUaServer, Variable, ensure_node_opcua
+from waiting import until
 
 PLANT = "urn:heatd:test:plant"
 DECOY = "urn:heatd:test:decoy"
 HANG_GUARD = 30.0
 """Upper bound for conditions that must eventually hold; only a hang reaches it."""
+eventually = partial(until, timeout=HANG_GUARD)
 
 
 def plant(supply: float = 35.5) -> Namespace:
@@ -43,14 +45,6 @@ def settings(endpoint: str, **kwargs: object) -> OpcUaSettings:
                                "reconnect_min": 0.1, "reconnect_max": 0.5}
     base.update(kwargs)
     return OpcUaSettings(endpoint=endpoint, **base)  # type: ignore[arg-type]
-
-
-async def eventually(condition: Callable[[], bool]) -> None:
-    async def poll() -> None:
-        while not condition():
-            await asyncio.sleep(0.05)
-
-    await asyncio.wait_for(poll(), HANG_GUARD)
 
 
 class Recorder:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,10 @@ mqtt: {{host: 127.0.0.1, port: {mqtt}, reconnect_min: 0.05, reconnect_max: 0.3}}
 DISCRETE = {"running": 0, "fault": 1, "lockout": 2, "min_off": 3}
 
 
+async def reads(read: Awaitable[object], expected: object) -> bool:
+    return await read == expected
+
+
 @dataclass
 class Site:
     daemon: Daemon
@@ -127,6 +131,11 @@ class Site:
                                     lambda m: json.loads(m.payload).get("id") == ident,
                                     after=mark)
         return json.loads(reply.payload)
+
+    async def cycles(self, count: int) -> None:
+        """Wait for ``count`` more control cycles of the daemon."""
+        target = self.daemon.stats.cycles + count
+        await until(lambda: self.daemon.stats.cycles >= target)
 
     async def until_control(self, check: Callable[[dict[str, Any]], object],
                             timeout: float = 10.0) -> dict[str, Any]:
@@ -175,12 +184,12 @@ async def test_min_off_timer_defers_the_start_racks_and_network_setpoint(
         assert racks["over_limit"] == []
         # the network setpoint is written as configured
         await until(lambda: site.server.server is not None)
-        assert await _eventually(lambda: site.holding(4), 700)
+        await until(lambda: reads(site.holding(4), 700), timeout=10)
 
         # the timer ran out: the heat pump starts; a timer is neither a trip nor a lockout
         await site.flag("min_off", False)
         await site.until_control(lambda c: c.get("hp_state") == "starting")
-        assert await _eventually(lambda: site.coil(0), True)
+        await until(lambda: reads(site.coil(0), True), timeout=10)
         assert not any(e.get("to") in ("tripped", "locked_out") for e in site.events())
 
         # one rack over its inlet limit is named, with its own temperature
@@ -196,14 +205,14 @@ async def test_min_off_timer_defers_the_start_racks_and_network_setpoint(
         reply = await site.command("override", {"role": "dh.supply_setpoint", "value": 75.5,
                                                 "ttl": 60})
         assert reply["accepted"] is True
-        assert await _eventually(lambda: site.holding(4), 755)
+        await until(lambda: reads(site.holding(4), 755), timeout=10)
         refused = await site.command("override", {"role": "dh.supply_setpoint", "value": 90,
                                                   "ttl": 60})
         assert refused["accepted"] is False
         assert "[55, 80]" in refused["reason"]
         cleared = await site.command("override", {"role": "dh.supply_setpoint", "value": None})
         assert cleared["accepted"] is True
-        assert await _eventually(lambda: site.holding(4), 700)
+        await until(lambda: reads(site.holding(4), 700), timeout=10)
 
 
 async def test_reset_lockout_pulses_the_reset_output_and_clears_the_latch(
@@ -216,17 +225,19 @@ async def test_reset_lockout_pulses_the_reset_output_and_clears_the_latch(
         await site.until_control(lambda c: c.get("hp_state") == "locked_out")
         # the lockout is latched: it stays when the heat pump's own bit clears
         await site.flag("lockout", False)
-        await asyncio.sleep(1.0)
+        await until(lambda: site.daemon.last_snapshot.signals["hp.lockout"][0].value == 0.0)
+        await site.cycles(3)
+        assert site.daemon.state.seq.state is HpState.LOCKED_OUT
         assert site.control()["hp_state"] == "locked_out"
 
         await site.flag("lockout", True)
         reply = await site.command("reset_lockout", {"by": "night shift"})
         assert reply["accepted"] is True and "hp.reset" in reply["reason"]
         # the heat pump sees the reset pulse and clears its lockout bit
-        assert await _eventually(lambda: site.coil(1), True)
+        await until(lambda: reads(site.coil(1), True), timeout=10)
         await site.flag("lockout", False)
         await site.until_control(lambda c: c.get("hp_state") in ("off", "starting"))
-        assert await _eventually(lambda: site.coil(1), False)  # the pulse ended
+        await until(lambda: reads(site.coil(1), False), timeout=10)  # the pulse ended
         audit = [e for e in site.events()
                  if e.get("kind") == "command" and e.get("command") == "reset_lockout"]
         assert [e["accepted"] for e in audit] == [False, True]
@@ -272,18 +283,6 @@ def test_rack_power_is_summed_and_unknown_while_a_rack_is(tmp_path: Path) -> Non
     (power,) = control_snapshot(site, image.snapshot(100.4), 100.4).signals["it.power"]
     assert not power.good and power.value is None
     assert power.reason == "point 1: bad:timeout"
-
-
-async def _eventually(read: Callable[[], Any], expected: object, timeout: float = 10.0
-                      ) -> bool:
-    """Poll an async read until it gives ``expected``; False after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        if await read() == expected:
-            return True
-        await asyncio.sleep(0.05)
-    return False
 
 
 def test_a_start_the_heat_pumps_own_timer_holds_is_called_off_not_tripped() -> None:

@@ -9,6 +9,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
@@ -19,7 +20,7 @@ from heatd.devices import BoundDevice, build_devices
 from heatd.writer import OutOfBounds, SetpointWriter
 
 from modbus_servers import SimServer, unit
-from waiting import until
+from waiting import read_online, until
 
 SITE = """\
 site: {{id: w}}
@@ -59,7 +60,7 @@ async def test_writes_are_verified_bounded_and_retried() -> None:
     writer.start()
     # before the first successful poll the device is not online: writes wait, no alarm
     writer.submit("drycooler.fan", 0.1)
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # a window for a write or an alarm that must not come
     assert alarms == [] and writer.status()["drycooler.fan"]["verified"] is False
     for device in devices.values():
         await device.driver.read(tuple(device.points.values()))
@@ -79,10 +80,7 @@ async def test_writes_are_verified_bounded_and_retried() -> None:
         await until(lambda: any(name == "write_failed" for name, _ in alarms))
         assert writer.status()["drycooler.fan"]["verified"] is False
         server.faults.silent.clear()
-        fans = devices["fans"]
-        while not fans.driver.online:  # the daemon's polling finds the device back
-            await fans.driver.read(tuple(fans.points.values()))
-            await asyncio.sleep(0.05)
+        await until(partial(read_online, devices["fans"]))  # polling finds it back
         assert await writer.flush(5.0)
         assert await server.get(1, Table.HOLDING, 0, 1) == [800]
         assert [(n, d["role"]) for n, d in alarms] == [("write_failed", "drycooler.fan")], alarms
@@ -101,9 +99,7 @@ async def test_min_interval_spaces_writes_of_one_setpoint() -> None:
     writer = SetpointWriter(site, devices, lambda *_: None, min_interval=0.5)
     fans = devices["fans"]
     await fans.driver.start()
-    while not fans.driver.online:
-        await fans.driver.read(tuple(fans.points.values()))
-        await asyncio.sleep(0.02)
+    await until(partial(read_online, fans))
     writer.start()
     try:
         writer.submit("drycooler.fan", 0.1)
@@ -138,9 +134,7 @@ async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
     writer = SetpointWriter(site, devices, lambda name, d: alarms.append((name, d)), **options)
     fans = devices["fans"]
     await fans.driver.start()
-    while not fans.driver.online:
-        await fans.driver.read(tuple(fans.points.values()))
-        await asyncio.sleep(0.02)
+    await until(partial(read_online, fans))
     writer.start()
     try:
         yield Rig(server, writer, fans, alarms)
@@ -177,18 +171,13 @@ async def test_every_setpoint_is_asserted_again_after_the_device_restarts(rig) -
     await rig.server.stop()
     fresh = rig.server = SimServer([unit(1)], port=port)  # restarted: every register zero
     await fresh.start()
-    fans = rig.fans
-    while not fans.driver.online:  # the daemon's polling finds the device back
-        await fans.driver.read(tuple(fans.points.values()))
-        await asyncio.sleep(0.05)
+    await until(partial(read_online, rig.fans))  # the daemon's polling finds it back
 
     async def restored() -> bool:
         return (await fresh.get(1, Table.HOLDING, 1, 1) == [250]
                 and await fresh.get(1, Table.COIL, 0, 1) == [True])
 
-    async with asyncio.timeout(5):
-        while not await restored():
-            await asyncio.sleep(0.02)
+    await until(restored)
 
 
 async def test_safe_state_is_forced_whatever_the_cache_says_and_clamped(rig) -> None:
@@ -216,7 +205,7 @@ async def test_heartbeat_is_not_held_back_by_another_outputs_min_interval(rig) -
         count += 1
         rig.writer.submit("valve.recovery", (count % 10) / 10)  # changes every cycle
         rig.writer.submit("plc.heartbeat", count)
-        await asyncio.sleep(period)
+        await asyncio.sleep(period)  # a cycle's period: wall time is what this test is about
         value = (await rig.server.get(1, Table.HOLDING, 5, 1))[0]
         if not beats or value != beats[-1]:
             beats.append(value)

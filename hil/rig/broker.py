@@ -8,7 +8,6 @@ on the same port while a client under test keeps running.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
@@ -18,6 +17,7 @@ from typing import Any
 
 import aiomqtt
 
+from hil.rig.waiting import until
 from hil.siteports import free_port
 
 MOSQUITTO = "/usr/sbin/mosquitto"
@@ -68,18 +68,20 @@ class Mosquitto:
             [MOSQUITTO, "-c", str(self._config())],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode() if self._proc.stderr else ""
+        proc = self._proc
+
+        async def listening() -> bool:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
                 raise RuntimeError(f"mosquitto exited: {err}")
-            with contextlib.suppress(OSError):
+            try:
                 _, writer = await asyncio.open_connection(self.host, self.port)
-                writer.close()
-                return
-            await asyncio.sleep(0.02)
-        raise TimeoutError(f"mosquitto did not listen on {self.port} within {timeout} s")
+            except OSError:
+                return False
+            writer.close()
+            return True
+
+        await until(listening, timeout, what=f"mosquitto listening on {self.port}")
 
     async def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the process (SIGTERM: orderly; SIGKILL: as if the host died)."""

@@ -25,6 +25,7 @@ import aiomqtt
 
 from heatd.config_loader import load_site
 from hil.rig.broker import Mosquitto
+from hil.rig.waiting import until
 from hil.scenario import load_scenario
 from hil.serve import PlantServer
 from hil.siteports import accelerated_copy
@@ -91,13 +92,10 @@ class Stack:
         self.proc.send_signal(sig)
 
     async def wait_exit(self, timeout: float) -> int:
-        assert self.proc is not None
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
-        while self.proc.poll() is None:
-            assert loop.time() < end, f"heatd did not exit within {timeout} s"
-            await asyncio.sleep(0.05)
-        return self.proc.returncode
+        proc = self.proc
+        assert proc is not None
+        await until(lambda: proc.poll() is not None, timeout, what="heatd's exit")
+        return proc.returncode
 
     def topic(self, suffix: str) -> str:
         return f"{self.base}/{suffix}"
@@ -107,16 +105,9 @@ class Stack:
 
     async def until(self, condition: Callable[[], Any], timeout: float = 20.0,
                     what: str = "condition") -> Any:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
-        while True:
-            result = condition()
-            if result:
-                return result
-            if loop.time() > end:
-                raise AssertionError(f"{what} not met within {timeout} s\n"
-                                     f"--- heatd log tail ---\n{self.daemon_log()[-3000:]}")
-            await asyncio.sleep(0.05)
+        """:func:`hil.rig.waiting.until`, with the tail of heatd's log when it fails."""
+        return await until(condition, timeout, poll=0.05, what=what,
+                           explain=lambda: f"--- heatd log tail ---\n{self.daemon_log()[-3000:]}")
 
     async def reconnect_observer(self) -> None:
         """After a broker restart: a fresh observer connection and subscription."""
