@@ -74,7 +74,9 @@ def _sum(parts: list[Signal], now: float) -> Signal:
     """The parts of one quantity (rack power meters) as one signal: their sum, as old as
     the oldest part; bad, naming the first bad part, unless every part is good, since a
     sum without a rack would understate the load."""
+    values = []
     for index, part in enumerate(parts):
         if not part.good or part.value is None:
             return Signal.bad(f"point {index}: {part.reason}", now)
-    return Signal(sum(p.value for p in parts), True, min(p.ts for p in parts))  # type: ignore[misc]
+        values.append(part.value)
+    return Signal(sum(values), True, min(p.ts for p in parts))

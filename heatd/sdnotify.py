@@ -26,12 +26,12 @@ class Notifier:
 
     def notify(self, **fields: str | int) -> None:
         """Send e.g. ``notify(READY=1, STATUS="running")``; never raises."""
-        if self._socket is None:
+        if self._socket is None or not self._address:
             return
         message = "\n".join(f"{key}={value}" for key, value in fields.items())
         # systemd gone or busy: the watchdog will tell if it matters
         with contextlib.suppress(OSError):
-            self._socket.sendto(message.encode(), self._address)  # type: ignore[arg-type]
+            self._socket.sendto(message.encode(), self._address)
 
     def watchdog_interval(self) -> float | None:
         """Seconds between pings systemd expects (half of WatchdogSec), or None."""

@@ -22,6 +22,7 @@ import structlog
 from asyncua import Server, ua
 from asyncua.common.callback import CallbackType, ServerItemCallback
 
+from drivers.codec import DataType
 from drivers.opcua.config import OpcUaPoint
 from drivers.opcua.convert import VARIANT_TYPES, to_variant
 from drivers.opcua.namespaces import STANDARD_URI, NodeRef, resolve
@@ -64,10 +65,10 @@ class Variable:
     writable: bool
 
 
-def variant_type_of(binding: Binding, data_type: object) -> ua.VariantType:
+def variant_type_of(binding: Binding, data_type: DataType | None) -> ua.VariantType:
     """The point's data_type if the site gives one, else what the quantity is."""
     if data_type is not None:
-        return VARIANT_TYPES[data_type]  # type: ignore[index]
+        return VARIANT_TYPES[data_type]
     if binding.sensor in _BOOL_SENSORS or binding.actuator in ("hp_enable", "hp_reset"):
         return ua.VariantType.Boolean
     if binding.sensor in _INTEGER_SENSORS or binding.actuator == "heartbeat":

@@ -80,7 +80,7 @@ class PlantServer:
         self.status_interval_s = status_interval_s
         self.status_out = status_out
         self.bindings = bind_site(site, set(sensor_names(self.scenario.params)))
-        self._sensor_refs = [(ref, b) for ref, b in self.bindings.items() if b.sensor]
+        self._sensor_refs = [(ref, b, b.sensor) for ref, b in self.bindings.items() if b.sensor]
         self._groups = site_devices_of(self.bindings)
         self.modbus: list[ModbusEndpoint] = []
         self.opcua: list[OpcUaEndpoint] = []
@@ -275,8 +275,7 @@ class PlantServer:
         self._act_out_comms(faults)
         readings = self.plant.readings(faults)
         values: dict[str, float | None] = {
-            ref: b.served(readings.get(b.sensor))  # type: ignore[arg-type]
-            for ref, b in self._sensor_refs
+            ref: b.served(readings.get(sensor)) for ref, b, sensor in self._sensor_refs
         }
         for endpoint in self.modbus:
             await endpoint.update(values)
