@@ -55,9 +55,8 @@ async def foreign_write(rounds: int, verify_every: float) -> dict[str, float | i
                     written = time.monotonic()
                     async with asyncio.timeout(verify_every * 4 + 5):
                         while True:
-                            fixes = [t for t, u, a, v in rig.server.watched.writes
-                                     if u == PLC and a == VALVE_ADDRESS and v == held
-                                     and t > written]
+                            fixes = [r.at for r in rig.server.writes(PLC, VALVE_ADDRESS)
+                                     if r.registers == (held,) and r.at > written]
                             if fixes:
                                 delays.append(fixes[0] - written)
                                 break

@@ -11,7 +11,6 @@ import signal
 from collections.abc import AsyncIterator
 
 import pytest
-from pymodbus.pdu import ModbusPDU
 
 from drivers.base import WriteError
 from drivers.modbus import Table
@@ -52,56 +51,43 @@ devices:
 """
 
 
-class RecordingServer(SimServer):
-    """A SimServer that keeps the function code of every request it receives."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.functions: list[tuple[int, int]] = []
-
-    def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
-        if not sending:
-            self.functions.append((pdu.dev_id, pdu.function_code))
-        return super()._trace_pdu(sending, pdu)
-
-
-async def _write(server: RecordingServer, device: str, point: str, value: float) -> int:
+async def _write(server: SimServer, device: str, point: str, value: float) -> int:
     """Write one point through heatd's driver; the function code the server received."""
     site = parse_site(SITE.format(port=server.port), "site.yaml")
     bound = build_devices(site, device)[device]
     try:
         await bound.driver.start()
         await until(lambda: bound.driver.link.connected)  # it connects in the background
-        server.functions.clear()
+        server.received.clear()
         await bound.driver.write(bound.points[point], value)
     finally:
         await bound.driver.close()
-    writes = [code for _, code in server.functions
-              if code in (WRITE_SINGLE_REGISTER, WRITE_MULTIPLE_REGISTERS)]
-    assert len(writes) == 1, server.functions
+    writes = [r.function for r in server.received
+              if r.function in (WRITE_SINGLE_REGISTER, WRITE_MULTIPLE_REGISTERS)]
+    assert len(writes) == 1, server.received
     return writes[0]
 
 
 @pytest.fixture
 async def server():
-    srv = RecordingServer([unit(1), unit(2)])
+    srv = SimServer([unit(1), unit(2)])
     await srv.start()
     yield srv
     await srv.stop()
 
 
-async def test_fc16_device_writes_one_register_with_function_16(server: RecordingServer) -> None:
+async def test_fc16_device_writes_one_register_with_function_16(server: SimServer) -> None:
     assert await _write(server, "dh", "supply_setpoint", 72.5) == WRITE_MULTIPLE_REGISTERS
     assert await server.get(1, Table.HOLDING, 10, 1) == [725]
 
 
-async def test_a_point_may_take_function_6_on_an_fc16_device(server: RecordingServer) -> None:
+async def test_a_point_may_take_function_6_on_an_fc16_device(server: SimServer) -> None:
     assert await _write(server, "dh", "pump_speed", 40) == WRITE_SINGLE_REGISTER
     assert await server.get(1, Table.HOLDING, 11, 1) == [40]
 
 
 async def test_the_default_is_function_6_and_a_point_may_ask_for_16(
-        server: RecordingServer) -> None:
+        server: SimServer) -> None:
     assert await _write(server, "fans", "speed", 55) == WRITE_SINGLE_REGISTER
     assert await _write(server, "fans", "limit", 80) == WRITE_MULTIPLE_REGISTERS
     assert await server.get(2, Table.HOLDING, 0, 2) == [55, 80]

@@ -15,16 +15,15 @@ import contextlib
 import itertools
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from pymodbus.pdu import ModbusPDU
 
 from drivers.modbus import Table
 from heatd.config_loader import load_site
 from heatd.runtime import Daemon
 from hil.rig.modbus import SimServer, pty_pair, unit
+from hil.rig.waiting import until
 
 PLC, SENSORS, HEAT_PUMP = 1, 2, 3
 HEARTBEAT_ADDRESS = 0
@@ -87,32 +86,15 @@ roles:
 """
 
 
-@dataclass
-class Watched:
-    """Writes the server received, as (monotonic time, unit, address, value)."""
-
-    writes: list[tuple[float, int, int, int]] = field(default_factory=list)
-
-    def heartbeat_times(self) -> list[float]:
-        return [t for t, u, a, _ in self.writes if u == PLC and a == HEARTBEAT_ADDRESS]
-
-    def worst_gap(self, since: float = 0.0) -> float:
-        times = [t for t in self.heartbeat_times() if t >= since]
-        return max((b - a for a, b in itertools.pairwise(times)), default=float("inf"))
+def heartbeat_times(server: SimServer, since: float = 0.0) -> list[float]:
+    """When each heartbeat write reached the server (monotonic), from ``since`` on."""
+    return [r.at for r in server.writes(PLC, HEARTBEAT_ADDRESS) if r.at >= since]
 
 
-class WatchedServer(SimServer):
-    """A SimServer that notes every single-register write it receives."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.watched = Watched()
-
-    def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
-        if not sending and pdu.function_code == 6:
-            self.watched.writes.append(
-                (time.monotonic(), pdu.dev_id, pdu.address, pdu.registers[0]))
-        return super()._trace_pdu(sending, pdu)
+def worst_gap(server: SimServer, since: float = 0.0) -> float:
+    """The longest interval between two heartbeat writes from ``since`` on."""
+    times = heartbeat_times(server, since)
+    return max((b - a for a, b in itertools.pairwise(times)), default=float("inf"))
 
 
 class RecordingDaemon(Daemon):
@@ -127,7 +109,7 @@ class RecordingDaemon(Daemon):
 
 @dataclass
 class Rig:
-    server: WatchedServer
+    server: SimServer
     daemon: RecordingDaemon
     cycle: float
     timeout: float
@@ -153,11 +135,11 @@ async def running(tmp: Path, *, serial: bool, cycle: float = 0.5, timeout: float
     async with contextlib.AsyncExitStack() as stack:
         if serial:
             sim_end, line = await stack.enter_async_context(pty_pair(tmp))
-            server = WatchedServer(_units(), serial=sim_end)
+            server = SimServer(_units(), serial=sim_end)
             link = (f"protocol: modbus_rtu\n    serial_port: {line}\n    baudrate: 115200\n"
                     "    parity: N")
         else:
-            server = WatchedServer(_units())
+            server = SimServer(_units())
             link = f"protocol: modbus_tcp\n    host: 127.0.0.1\n    port: {server.port}"
         await server.start()
         stack.push_async_callback(server.stop)
@@ -184,12 +166,10 @@ async def heartbeat_with_silent_unit(tmp: Path, *, serial: bool, seconds: float,
         rig.server.faults.silent.add(HEAT_PUMP)
         since = time.monotonic()
         await asyncio.sleep(seconds)
-        beats = [t for t in rig.server.watched.heartbeat_times() if t >= since]
-        return rig.server.watched.worst_gap(since), len(beats)
+        return worst_gap(rig.server, since), len(heartbeat_times(rig.server, since))
 
 
 async def until_beats(rig: Rig, count: int, timeout: float = 15.0) -> None:
     """Wait for ``count`` heartbeat writes at the server."""
-    async with asyncio.timeout(timeout):
-        while len(rig.server.watched.heartbeat_times()) < count:
-            await asyncio.sleep(0.02)
+    await until(lambda: len(heartbeat_times(rig.server)) >= count, timeout,
+                what=f"{count} heartbeat writes")

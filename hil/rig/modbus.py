@@ -1,13 +1,16 @@
 """Real Modbus peers for the tests and the benchmark: pymodbus servers (TCP, and RTU over
-a socat pty pair (hil.ptys)) with several unit ids, holes that answer ILLEGAL DATA ADDRESS, and
-switches that make a unit fall silent or send replies one register short."""
+a socat pty pair (hil.ptys)) with several unit ids, holes that answer ILLEGAL DATA ADDRESS,
+switches that make a unit fall silent or send replies one register short, and a log of
+every request received. Stopped and started again on its port, it drops its clients."""
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
@@ -19,8 +22,7 @@ from hil.ptys import PtyPair
 from hil.siteports import free_port
 
 FUNCTION_CODE = {Table.COIL: 1, Table.DISCRETE: 2, Table.HOLDING: 3, Table.INPUT: 4}
-
-
+REGISTER_WRITES = frozenset({6, 16})
 
 
 def _ranges(size: int, holes: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -46,6 +48,18 @@ def unit(unit_id: int, size: int = 1000, holes: Iterable[tuple[int, int]] = ()) 
     return SimDevice(id=unit_id, simdata=(bits, list(bits), regs, list(regs)))
 
 
+class Request(NamedTuple):
+    """One request as the server received it."""
+
+    at: float
+    """time.monotonic() on arrival."""
+    unit: int
+    function: int
+    address: int
+    registers: tuple[int, ...]
+    """What a register write carries; empty for any other request."""
+
+
 @dataclass
 class Faults:
     """Per-unit misbehaviour, switched on and off while the server runs."""
@@ -62,8 +76,8 @@ class SimServer:
         self.port = port or (0 if serial else free_port())
         self.serial = serial
         self.faults = Faults()
-        self.requests = 0
-        """Requests received, for counting what a client put on the wire."""
+        self.received: list[Request] = []
+        """Every request, in order: what a client put on the wire, and when."""
         self.server: ModbusTcpServer | ModbusSerialServer | None = None
 
     def _trace_packet(self, sending: bool, data: bytes) -> bytes:
@@ -75,10 +89,23 @@ class SimServer:
 
     def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
         if not sending:
-            self.requests += 1
+            code = pdu.function_code
+            self.received.append(Request(time.monotonic(), pdu.dev_id, code, pdu.address,
+                                         tuple(pdu.registers) if code in REGISTER_WRITES
+                                         else ()))
         if sending and pdu.dev_id in self.faults.short and len(pdu.registers) > 1:
             pdu.registers = pdu.registers[:-1]
         return pdu
+
+    @property
+    def requests(self) -> int:
+        """Requests received so far."""
+        return len(self.received)
+
+    def writes(self, unit_id: int, address: int) -> list[Request]:
+        """The register writes received for one address of one unit."""
+        return [r for r in self.received if r.unit == unit_id and r.address == address
+                and r.function in REGISTER_WRITES]
 
     async def start(self) -> None:
         if self.serial:
