@@ -34,6 +34,7 @@ system-tools:
 
 test: $(STAMP) system-tools
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
 test-slow: $(STAMP) system-tools
@@ -41,6 +42,7 @@ test-slow: $(STAMP) system-tools
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # One table of the headline figures, written to bench/results.json (BENCH_ARGS=--quick for
 # a shortened run); compare two with bench/compare.py OLD.json NEW.json.
@@ -51,4 +53,4 @@ demo: $(STAMP) system-tools
 	$(PY) -m hil.demo
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) out .pytest_cache .ruff_cache .mypy_cache .hypothesis
