@@ -8,7 +8,8 @@ import asyncio
 import csv
 import math
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,8 @@ from hil.params import SensorParams
 from hil.recorder import TRUTH_FILE, WRITES_FILE
 from hil.serve import PlantServer, build_scenario
 from hil.siteports import with_free_ports
+
+from waiting import read_online, until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -137,7 +140,7 @@ async def opc(sim: PlantServer, ua_url: str) -> AsyncIterator[Client]:
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def heartbeat(sim: PlantServer, modbus_port: int) -> AsyncIterator[None]:
-    """Keep the PLC's watchdog fed (a changing counter every 5 plant seconds)."""
+    """Keep the PLC's watchdog fed (a changing counter every plant tick)."""
     client = await modbus_client(modbus_port)
 
     async def beat() -> None:
@@ -145,30 +148,21 @@ async def heartbeat(sim: PlantServer, modbus_port: int) -> AsyncIterator[None]:
         while True:
             count += 1
             await client.write_register(0, count % 65536, device_id=5)
-            await asyncio.sleep(0.1)
+            await sim.ticked()
 
     task = asyncio.create_task(beat())
-    await until(lambda: not sim.plant.state.plc_fallback)
+    await sim.tick_until(lambda: not sim.plant.state.plc_fallback)
     yield
     task.cancel()
     client.close()
 
 
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
-
-
-async def answers_again(client: ModbusBaseClient, unit: int, timeout: float) -> None:
-    """Until the unit answers a read again (after a comms fault ends)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            try:
-                if not (await client.read_input_registers(0, count=2, device_id=unit)).isError():
-                    return
-            except ModbusException:
-                await asyncio.sleep(0.1)
+async def answers(client: ModbusBaseClient, unit: int) -> bool:
+    """Whether the unit answers a read (a client may need a retry after a silence)."""
+    try:
+        return not (await client.read_input_registers(0, count=2, device_id=unit)).isError()
+    except ModbusException:
+        return False
 
 
 async def read_point(client: ModbusBaseClient, device: ModbusTcpDevice | ModbusRtuDevice,
@@ -198,7 +192,7 @@ async def test_modbus_points_read_back_the_plant_values(
 ) -> None:
     sim.paused = True
     try:
-        await asyncio.sleep(0.15)
+        await sim.ticked()  # the plant stands still and is served as it stands
         checked, served = set(), set()
         for name, device in site.devices.items():
             if isinstance(device, OpcUaDevice):
@@ -237,7 +231,7 @@ async def test_opcua_points_read_back_the_plant_values(
     types = {}
     sim.paused = True
     try:
-        await asyncio.sleep(0.15)
+        await sim.ticked()  # the plant stands still and is served as it stands
         for pname, point in device.points.items():
             ref = f"heatpump.{pname}"
             dv = await opc.get_node(point.node_id).read_data_value()
@@ -269,12 +263,9 @@ async def test_the_daemons_drivers_read_every_point_good_and_right(
         await device.driver.start()
     sim.paused = True
     try:
-        await asyncio.sleep(0.15)
+        await sim.ticked()  # the plant stands still and is served as it stands
         for name, device in devices.items():
-            async with asyncio.timeout(15):
-                while not device.driver.online:  # OPC UA connects in the background
-                    await device.driver.read(tuple(device.points.values()))
-                    await asyncio.sleep(0.05)
+            await until(partial(read_online, device), timeout=15, poll=0.05)
             readings = await device.driver.read(tuple(device.points.values()))
             for pname, reading in readings.items():
                 ref = f"{name}.{pname}"
@@ -300,7 +291,7 @@ async def test_valve_write_moves_the_valve_at_its_stroke_rate(
     sim: PlantServer, mb: AsyncModbusTcpClient
 ) -> None:
     await mb.write_register(100, 0, device_id=2)
-    await until(lambda: sim.plant.state.valve_position == 0.0)
+    await sim.tick_until(lambda: sim.plant.state.valve_position == 0.0)
     t0 = sim.plant.t
     await mb.write_register(100, 1000, device_id=2)  # 1.0: everything to the heat pump
     await until(lambda: sim.plant.command.valve_recovery == 1.0)
@@ -309,7 +300,7 @@ async def test_valve_write_moves_the_valve_at_its_stroke_rate(
         while not samples or samples[-1][1] < 0.999:
             feedback = (await mb.read_input_registers(29, count=1, device_id=2)).registers[0]
             samples.append((sim.plant.t, feedback * 0.001))
-            await asyncio.sleep(0.03)
+            await sim.ticked()
     for t, position in samples:
         assert position <= (t - t0) / VALVE_STROKE_S + 0.01
     assert any(0.1 < p < 0.9 for _, p in samples)
@@ -323,9 +314,10 @@ async def test_fan_write_over_rtu_and_its_feedback(
 ) -> None:
     await rtu.write_register(0, 300, device_id=3)
     await until(lambda: sim.plant.command.fan_speed == pytest.approx(0.3))
-    async with asyncio.timeout(5):
-        while (await rtu.read_holding_registers(1, count=1, device_id=3)).registers[0] != 300:
-            await asyncio.sleep(0.05)
+    async def feedback() -> bool:
+        return (await rtu.read_holding_registers(1, count=1, device_id=3)).registers[0] == 300
+
+    await until(feedback, poll=0.05)
     assert sim.plant.state.fan_speed == pytest.approx(0.3)
     await rtu.write_register(0, 1000, device_id=3)
 
@@ -334,11 +326,11 @@ async def test_comms_loss_silences_the_rtu_unit(sim: PlantServer, site: SiteConf
     rtu = await rtu_client(site, timeout=0.3)
     try:
         fault = sim.inject("comms_loss", "drycooler", duration_s=SPEED * 1.0)
-        await asyncio.sleep(0.1)
+        await sim.ticked()
         with pytest.raises(ModbusException):
             await rtu.read_input_registers(0, count=2, device_id=3)
-        await until(lambda: sim.plant.t > fault.end_s + 5)
-        await answers_again(rtu, 3, timeout=10)
+        await sim.tick_until(lambda: sim.plant.t > fault.end_s)
+        await until(lambda: answers(rtu, 3), timeout=10, poll=0.1)
     finally:
         rtu.close()
 
@@ -354,13 +346,16 @@ async def test_heat_pump_runs_on_coil_enable_and_opcua_capacity(
     await until(lambda: sim.plant.command.hp_enable is True)
     running = opc.get_node("ns=2;s=HP.Running")
     actual = opc.get_node("ns=2;s=HP.CapacityActual")
-    async with asyncio.timeout(8):
-        while not (await running.read_value() and await actual.read_value() >= 0.499):
-            await asyncio.sleep(0.05)
+
+    async def loaded() -> bool:
+        return bool(await running.read_value() and await actual.read_value() >= 0.499)
+
+    async def stopped() -> bool:
+        return not await running.read_value() and await actual.read_value() == 0.0
+
+    await until(loaded, timeout=8, poll=0.05)
     await mb.write_coil(0, False, device_id=5)
-    async with asyncio.timeout(3):
-        while await running.read_value() or await actual.read_value() != 0.0:
-            await asyncio.sleep(0.05)
+    await until(stopped, timeout=3, poll=0.05)
 
 
 async def test_heartbeat_watchdog_falls_back_and_releases(
@@ -373,20 +368,17 @@ async def test_heartbeat_watchdog_falls_back_and_releases(
 
     # Taken before the write, not once the release is seen: seeing it takes a tick and a
     # read, and on a loaded machine a tenth of a wall second is already 5 plant seconds.
+    async def fallback_is(state: tuple[bool, bool]) -> bool:
+        return await fallback_seen() == state
+
     t_write = sim.plant.t  # the write lands at or after this plant time
     await mb.write_register(0, 4242, device_id=5)
-    async with asyncio.timeout(3):
-        while await fallback_seen() != (False, False):
-            await asyncio.sleep(0.02)
-    async with asyncio.timeout(5):
-        while await fallback_seen() != (True, True):
-            await asyncio.sleep(0.02)
+    await until(lambda: fallback_is((False, False)), timeout=3)
+    await until(lambda: fallback_is((True, True)))
     assert sim.plant.t >= t_write + HEARTBEAT_TIMEOUT_S - 2 * SPEED * 0.05
     assert sim.plant.t - t_write < HEARTBEAT_TIMEOUT_S + SPEED * 1.0
     await mb.write_register(0, 4243, device_id=5)
-    async with asyncio.timeout(3):
-        while await fallback_seen() != (False, False):
-            await asyncio.sleep(0.02)
+    await until(lambda: fallback_is((False, False)), timeout=3)
 
 
 # -- faults on the protocol layer ----------------------------------------------------
@@ -398,12 +390,12 @@ async def test_comms_loss_silences_one_unit_of_the_gateway(
     client = await modbus_client(modbus_port, timeout=0.3)
     try:
         fault = sim.inject("comms_loss", "cdu", duration_s=SPEED * 1.0)
-        await asyncio.sleep(0.1)
+        await sim.ticked()
         with pytest.raises(ModbusException):
             await client.read_input_registers(0, count=2, device_id=2)
         assert not (await client.read_input_registers(0, count=2, device_id=1)).isError()
-        await until(lambda: sim.plant.t > fault.end_s + 5)
-        await answers_again(client, 2, timeout=5)
+        await sim.tick_until(lambda: sim.plant.t > fault.end_s)
+        await until(lambda: answers(client, 2), poll=0.1)
     finally:
         client.close()
 
@@ -415,26 +407,28 @@ async def test_opcua_server_restart_drops_sessions_then_serves_again(
     await client.connect()
     node_id = "ns=2;s=HP.HeatOutput"
     await client.get_node(node_id).read_value()
-    sim.inject("server_restart", "heatpump", duration_s=SPEED * 0.5)
-    async with asyncio.timeout(5):
-        while True:
-            try:
-                await client.get_node(node_id).read_value()
-            except Exception:  # the link is gone: any asyncua/socket error will do
-                break
-            await asyncio.sleep(0.05)
-    client.disconnect_socket()
-    async with asyncio.timeout(15):
-        while True:
-            fresh = Client(ua_url, timeout=1.0)
-            try:
-                await fresh.connect()
-            except (TimeoutError, OSError, ua.UaError):
-                await asyncio.sleep(0.2)
-                continue
-            value = await fresh.get_node(node_id).read_value()
+    async def gone() -> bool:
+        try:
+            await client.get_node(node_id).read_value()
+        except Exception:  # the link is gone: any asyncua/socket error will do
+            return True
+        return False
+
+    async def served_again() -> tuple[object] | None:
+        fresh = Client(ua_url, timeout=1.0)
+        try:
+            await fresh.connect()
+        except (TimeoutError, OSError, ua.UaError):
+            return None
+        try:
+            return (await fresh.get_node(node_id).read_value(),)
+        finally:
             await fresh.disconnect()
-            break
+
+    sim.inject("server_restart", "heatpump", duration_s=SPEED * 0.5)
+    await until(gone, poll=0.05)
+    client.disconnect_socket()
+    (value,) = await until(served_again, timeout=15, poll=0.2)
     assert isinstance(value, float)
 
 
@@ -445,16 +439,16 @@ async def test_frozen_register_holds_while_the_plant_moves(
     assert isinstance(pdu, ModbusTcpDevice)
     point = pdu.points["it_power"]
     sim.inject("sensor_stuck", "it_power", duration_s=SPEED * 2.0)
-    await asyncio.sleep(0.1)
+    await sim.ticked()
     first = await read_point(mb, pdu, point)
     t_first = sim.plant.t
-    await until(lambda: sim.plant.t > t_first + 60.0)
+    await sim.tick_until(lambda: sim.plant.t > t_first + 60.0)
     assert await read_point(mb, pdu, point) == first
     assert abs(sim.plant.state.it_power_kw - wire_decode(first, point)) > 1e-3  # type: ignore[arg-type]
 
     sim.inject("sensor_stuck", "coolant_supply_temp", duration_s=SPEED * 1.0,
                params={"value": 42.5})
-    await asyncio.sleep(0.15)
+    await sim.ticked()
     cdu = site.devices["cdu"]
     assert isinstance(cdu, ModbusTcpDevice)
     for name in ("supply_temp_a", "supply_temp_b"):
@@ -468,7 +462,7 @@ async def test_nan_is_nan_in_floats_and_bad_status_in_opcua_integers(
 ) -> None:
     for sensor in ("coolant_supply_temp", "hp_heat", "hp_trip_code"):
         sim.inject("sensor_nan", sensor, duration_s=SPEED * 1.0)
-    await asyncio.sleep(0.15)
+    await sim.ticked()
     cdu = site.devices["cdu"]
     assert isinstance(cdu, ModbusTcpDevice)
     a = await read_point(mb, cdu, cdu.points["supply_temp_a"])
@@ -486,7 +480,7 @@ async def test_dropout_is_a_sentinel_on_modbus_and_bad_status_on_opcua(
 ) -> None:
     for sensor in ("outdoor_temp", "dh_demand", "hp_power", "hp_running"):
         sim.inject("sensor_dropout", sensor, duration_s=SPEED * 1.0)
-    await asyncio.sleep(0.15)
+    await sim.ticked()
     drycooler, dh = site.devices["drycooler"], site.devices["dh"]
     assert isinstance(drycooler, ModbusRtuDevice) and isinstance(dh, ModbusTcpDevice)
     assert await read_point(rtu, drycooler, drycooler.points["outdoor_temp"]) == [0x8000]
@@ -494,8 +488,7 @@ async def test_dropout_is_a_sentinel_on_modbus_and_bad_status_on_opcua(
     for node_id in ("ns=2;s=HP.ElectricPower", "ns=2;s=HP.Running"):
         dv = await opc.get_node(node_id).read_data_value(raise_on_bad_status=False)
         assert dv.StatusCode.value == ua.StatusCodes.BadSensorFailure, node_id
-    await until(lambda: not sim.plant.active_faults(), timeout=3)
-    await asyncio.sleep(0.15)
+    await sim.tick_until(lambda: not sim.plant.active_faults(), timeout=3)
     outdoor = await read_point(rtu, drycooler, drycooler.points["outdoor_temp"])
     assert outdoor != [0x8000]
     assert (await opc.get_node("ns=2;s=HP.ElectricPower").read_data_value()).StatusCode.is_good()
@@ -503,12 +496,11 @@ async def test_dropout_is_a_sentinel_on_modbus_and_bad_status_on_opcua(
 
 async def test_opcua_comms_loss_is_bad_no_communication(sim: PlantServer, opc: Client) -> None:
     fault = sim.inject("comms_loss", "heatpump", duration_s=SPEED * 1.0)
-    await asyncio.sleep(0.15)
+    await sim.ticked()
     for node_id in ("ns=2;s=HP.HeatOutput", "ns=2;s=HP.Running", "ns=2;s=HP.TripCode"):
         dv = await opc.get_node(node_id).read_data_value(raise_on_bad_status=False)
         assert dv.StatusCode.value == ua.StatusCodes.BadNoCommunication, node_id
-    await until(lambda: sim.plant.t > fault.end_s + 5)
-    await asyncio.sleep(0.1)
+    await sim.tick_until(lambda: sim.plant.t > fault.end_s)
     assert (await opc.get_node("ns=2;s=HP.HeatOutput").read_data_value()).StatusCode.is_good()
 
 
@@ -518,7 +510,8 @@ async def test_opcua_comms_loss_is_bad_no_communication(sim: PlantServer, opc: C
 async def test_records_hold_ground_truth_and_every_write(
     sim: PlantServer, files: tuple[Path, Path, dict[int, int]]
 ) -> None:
-    await asyncio.sleep(0.3)  # a truth row (every 5 plant s) flushes the write rows too
+    t = sim.plant.t  # a truth row (every 5 plant s) flushes the write rows too
+    await sim.tick_until(lambda: sim.plant.t >= t + 5.0)
     record = files[1]
     with (record / WRITES_FILE).open() as fh:
         writes = list(csv.DictReader(fh))
