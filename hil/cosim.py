@@ -259,7 +259,7 @@ def simulate(
             if active:
                 snapshot = build(sensors.read(state, active, t), t)
             else:
-                values: list[float | None] = true_values(state, params)  # type: ignore[assignment]
+                values = true_values(state, params)
                 if noise.active:
                     noise.apply(values)
                 snapshot = pick(values, t)

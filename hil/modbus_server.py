@@ -223,11 +223,12 @@ class ModbusEndpoint:
             ref = slot.binding.ref
             if ref not in values:
                 continue
-            if slot.codec.data_type is DataType.BIT:
+            bit = slot.codec.bit
+            if slot.codec.data_type is DataType.BIT and bit is not None:
                 key = (slot.unit_id, slot.table, slot.address)
                 value = values[ref]
                 if value is not None and not math.isnan(value):
-                    words.setdefault(key, (slot, {}))[1][slot.codec.bit] = value >= 0.5  # type: ignore[index]
+                    words.setdefault(key, (slot, {}))[1][bit] = value >= 0.5
                 continue
             await self._set(slot, encode(slot, values[ref]))
         for slot, bits in words.values():

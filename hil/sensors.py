@@ -260,11 +260,11 @@ class SensorNoise:
             x = round(x / self.quantum) * self.quantum
         return x
 
-    def apply(self, values: list[float | None]) -> None:
+    def apply(self, values: list[float]) -> None:
         """Noise on the temperature readings of ``values``, listed in the order of ``names``."""
         for i in self._positions:
             x = values[i]
-            if x is not None and x == x:
+            if x == x:
                 values[i] = self._one(x)
 
     def apply_readings(self, readings: dict[str, float]) -> None:
