@@ -50,8 +50,9 @@ MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "O
                "Dec")
 SEED = 1
 KNEE = 0.95
-"""The sweep's pick: the smallest heat pump, then tank, within this share of the most heat
-any size delivered."""
+"""The sweep's pick: the smallest heat pump, then tank, within this share of the most CO2
+any size avoided. CO2 avoided weighs the heat delivered against the electricity it took:
+a heat pump too large for the source delivers more heat at a worse COP."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,8 +282,8 @@ def assess(site: str, args: argparse.Namespace, grid: GridFactor) -> list[Result
 
 
 def best(figures: list[dict[str, Any]]) -> dict[str, Any]:
-    most = max(f["heat_delivered_mwh"] for f in figures)
-    near = [f for f in figures if f["heat_delivered_mwh"] >= KNEE * most]
+    most = max(f["co2_avoided_t"] for f in figures)
+    near = [f for f in figures if f["co2_avoided_t"] >= most - (1 - KNEE) * abs(most)]
     return min(near, key=lambda f: (f["hp_kw"] or 0.0, f["storage_m3"] or 0.0))
 
 
@@ -346,8 +347,8 @@ def main(args: argparse.Namespace) -> int:
     document = {"site": args.site, "wall_s": wall, "factors": factors, "results": figures}
     if len(figures) > 1:
         document["best"] = best(figures)
-        document["best_rule"] = (f"smallest heat pump, then tank, delivering at least "
-                                 f"{KNEE:.0%} of the most heat of the sweep")
+        document["best_rule"] = (f"smallest heat pump, then tank, avoiding at least "
+                                 f"{KNEE:.0%} of the most CO2 of the sweep")
     (out / "assess.json").write_text(json.dumps(document, indent=2))
     plotted = _plots(figures, document.get("best"), out)
     if args.json:

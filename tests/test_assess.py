@@ -61,7 +61,7 @@ def test_a_sweep_picks_the_smallest_size_near_the_most_heat(capsys, tmp_path: Pa
         r["heat_delivered_mwh"] for r in two["results"]]
     small, large = one["results"]
     assert small["heat_delivered_mwh"] < large["heat_delivered_mwh"]
-    assert one["best"]["hp_kw"] == 300.0 and "95%" in one["best_rule"]
+    assert one["best"]["hp_kw"] == 300.0 and "95% of the most CO2" in one["best_rule"]
     assert (tmp_path / "two" / "sweep.png").stat().st_size > 1000
 
 
