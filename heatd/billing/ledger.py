@@ -68,9 +68,10 @@ class Ledger:
         self._seq: int = row[0] if row else 0
         self._hash: str = row[1] if row else GENESIS
 
-    def append(self, records: Iterable[Mapping[str, Any]], *, send: bool = True
-               ) -> list[dict[str, Any]]:
-        """Chain, keep and (``send``) queue for the broker, in one transaction."""
+    def append(self, records: Iterable[Mapping[str, Any]], *, send: bool = True,
+               also: Iterable[tuple[str, str]] = ()) -> list[dict[str, Any]]:
+        """Chain, keep and (``send``) queue for the broker, in one transaction with the
+        ``also`` rows (stream, payload) of other streams queued for the broker."""
         chained = []
         seq, prev = self._seq, self._hash
         for record in records:
@@ -78,9 +79,13 @@ class Ledger:
             body = {**record, "seq": seq, "prev": prev}
             body["hash"] = prev = record_hash(body)
             chained.append(body)
-        if not chained:
+        others = list(also)
+        if not chained and not others:
             return []
         with self._transaction():
+            if others:
+                self._db.executemany("INSERT INTO pending (stream, payload) VALUES (?, ?)",
+                                     others)
             for body in chained:
                 text = json.dumps(body, sort_keys=True, separators=(",", ":"),
                                   ensure_ascii=False, allow_nan=False)
@@ -93,14 +98,6 @@ class Ledger:
                                      (RECORDS, text))
         self._seq, self._hash = seq, prev
         return chained
-
-    def pend(self, stream: str, payloads: list[str]) -> None:
-        """Queue ready payloads of another stream (the interval meter's) for the broker."""
-        if not payloads:
-            return
-        with self._transaction():
-            self._db.executemany("INSERT INTO pending (stream, payload) VALUES (?, ?)",
-                                 [(stream, p) for p in payloads])
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:

@@ -36,7 +36,6 @@ COUNTERS = frozenset({"energy", "it_energy"})
 POWERS = ("power", "it_power", "hp_power", "fan_power")
 RETRY_S = 5.0
 
-
 HEAT_TOTALS = ("heat_kwh",)
 COOLING_TOTALS = ("it_kwh", "hp_electricity_kwh")
 """The energies kept as running totals per contract (for Home Assistant's energy view)."""
@@ -174,9 +173,9 @@ class Billing:
 
     def _write(self, batch: list[dict[str, Any]], intervals: list[dict[str, Any]]
                ) -> list[dict[str, Any]]:
-        """In the worker thread: interval records queued, contract records chained."""
-        self.ledger.pend(METER, [json.dumps(record) for record in intervals])
-        return self.ledger.append(batch)
+        """In the worker thread, one transaction: contract records chained, interval
+        records queued."""
+        return self.ledger.append(batch, also=[(METER, json.dumps(r)) for r in intervals])
 
     def close(self) -> None:
         self.ledger.close()
