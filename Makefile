@@ -50,7 +50,7 @@ bench: $(STAMP) system-tools
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 demo: $(STAMP) system-tools
-	$(PY) -m hil.demo
+	$(PY) -m heatd.hil.demo
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache .mypy_cache .hypothesis

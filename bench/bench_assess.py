@@ -14,10 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from hil.cosim import heatd_controller, simulate
-from hil.params import load_params
-from hil.scenario import Scenario, ScenarioSpec
-from hil.score import site_control
+from heatd.hil.cosim import heatd_controller, simulate
+from heatd.hil.params import load_params
+from heatd.hil.scenario import Scenario, ScenarioSpec
+from heatd.hil.score import site_control
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "config" / "demo-site.yaml"

@@ -31,10 +31,10 @@ import aiomqtt
 import structlog
 
 from heatd.config_loader import parse_site
+from heatd.hil.rig.broker import Mosquitto
 from heatd.mqtt.commands import Command, CommandResult, ReloadCommand
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import MqttSettings
-from hil.rig.broker import Mosquitto
 
 SITE = parse_site("""
 site: {id: flood, name: Flood bench}

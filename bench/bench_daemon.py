@@ -1,7 +1,7 @@
 """heatd as it runs on the demo site: cycle start jitter, sensor-to-actuator latency, CPU
 and resident memory.
 
-Each cycle period runs its own stack from hil.rig.daemon: a private mosquitto
+Each cycle period runs its own stack from heatd.hil.rig.daemon: a private mosquitto
 (MQTT publishing on), the plant simulator serving the demo site over real Modbus TCP,
 Modbus RTU (on a pseudo-terminal pair) and OPC UA in this process at real-time speed, and
 ``heatd run`` as a subprocess.
@@ -48,7 +48,7 @@ from ruamel.yaml import YAML
 
 from heatd.config_loader import load_site
 from heatd.cycle_stats import CycleStats
-from hil.rig.daemon import Stack, running_stack
+from heatd.hil.rig.daemon import Stack, running_stack
 
 DEVICES = ("pdu", "cdu", "drycooler", "dh", "plc", "heatpump")
 SUPPLY_SENSOR = "coolant_supply_temp"  # served by cdu.supply_temp_a and cdu.supply_temp_b

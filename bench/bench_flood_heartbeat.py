@@ -23,7 +23,7 @@ from pathlib import Path
 import aiomqtt
 
 from heatd.config_loader import load_site
-from hil.rig.daemon import running_stack
+from heatd.hil.rig.daemon import running_stack
 
 HEARTBEAT = "plc.heartbeat"
 CYCLE = 1.0

@@ -24,9 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from hil.rig.broker import Mosquitto
-from hil.rig.daemon import DEMO_SITE, running_stack
-from hil.rig.modbus import SimServer, unit
+from heatd.hil.rig.broker import Mosquitto
+from heatd.hil.rig.daemon import DEMO_SITE, running_stack
+from heatd.hil.rig.modbus import SimServer, unit
 
 MODBUS_SITE = """\
 site: {{id: lean}}

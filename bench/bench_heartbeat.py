@@ -21,8 +21,8 @@ from pathlib import Path
 
 from pymodbus.client import AsyncModbusTcpClient
 
-from drivers.modbus import Table
-from hil.rig.heartbeat import PLC, VALVE_ADDRESS, heartbeat_with_silent_unit, running
+from heatd.drivers.modbus import Table
+from heatd.hil.rig.heartbeat import PLC, VALVE_ADDRESS, heartbeat_with_silent_unit, running
 
 CYCLE, TIMEOUT = 0.5, 0.5
 

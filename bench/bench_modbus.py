@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable
 
 from pymodbus.client import AsyncModbusTcpClient
 
-from drivers.codec import ByteOrder, Codec, DataType
-from drivers.modbus import (
+from heatd.drivers.codec import ByteOrder, Codec, DataType
+from heatd.drivers.modbus import (
     Block,
     Forbidden,
     ModbusPoint,
@@ -33,7 +33,7 @@ from drivers.modbus import (
     TcpSettings,
     build_plan,
 )
-from hil.rig.modbus import SimServer, unit
+from heatd.hil.rig.modbus import SimServer, unit
 
 UNITS = (1, 2, 3)
 POINTS = 500

@@ -2,7 +2,7 @@
 
 Pure stepping: disturbances are precomputed per hour from a year-long Copenhagen scenario
 and the actuators alternate between two prebuilt values (the heartbeat toggles), so the
-figure is the cost of `hil.plant.step` alone. `--with-scenario` also calls
+figure is the cost of `heatd.hil.plant.step` alone. `--with-scenario` also calls
 `Scenario.disturbances(t)` every step, as a co-simulation would.
 
     .venv/bin/python bench/bench_plant.py [--hours 8760] [--dt 10] [--with-scenario]
@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from hil.params import compile_params
-from hil.plant import Actuators, step, stored_heat_kwh
-from hil.scenario import scenario_from_dict
+from heatd.hil.params import compile_params
+from heatd.hil.plant import Actuators, step, stored_heat_kwh
+from heatd.hil.scenario import scenario_from_dict
 
 
 def main() -> None:

@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 from heatd.config_loader import parse_site
+from heatd.hil.rig.modbus import SimServer, unit
+from heatd.hil.siteports import free_port
 from heatd.probe import probe
-from hil.rig.modbus import SimServer, unit
-from hil.siteports import free_port
 
 SITE = """\
 site: {{id: bench}}

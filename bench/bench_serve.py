@@ -21,9 +21,9 @@ from pathlib import Path
 
 from heatd.config_loader import load_site
 from heatd.devices import build_devices
-from hil.liveplant import LivePlant
-from hil.serve import PlantServer, build_scenario
-from hil.siteports import with_free_ports
+from heatd.hil.liveplant import LivePlant
+from heatd.hil.serve import PlantServer, build_scenario
+from heatd.hil.siteports import with_free_ports
 
 DEMO = Path(__file__).resolve().parent.parent / "config" / "demo-site.yaml"
 

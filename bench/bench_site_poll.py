@@ -21,9 +21,9 @@ from asyncua import Client, Server, ua
 from bench_modbus import LIMITS, UNITS, baseline_poll, minimum_requests, site_points
 from pymodbus.client import AsyncModbusTcpClient
 
-from drivers.modbus import ModbusTcpDevice, TcpLink, TcpSettings
-from drivers.opcua import OpcUaDevice, OpcUaPoint, OpcUaSettings
-from hil.rig.modbus import SimServer, free_port, unit
+from heatd.drivers.modbus import ModbusTcpDevice, TcpLink, TcpSettings
+from heatd.drivers.opcua import OpcUaDevice, OpcUaPoint, OpcUaSettings
+from heatd.hil.rig.modbus import SimServer, free_port, unit
 
 OPCUA_SHARE = 10
 """One point in this many is an OPC UA variable."""

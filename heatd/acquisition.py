@@ -21,9 +21,9 @@ from functools import partial
 
 import structlog
 
-from drivers.reading import Quality, Reading
 from heatd.config import SiteConfig
 from heatd.devices import AnyBound, OpcUaBound, build_devices
+from heatd.drivers.reading import Quality, Reading
 from heatd.points import PointImage
 from heatd.tasks import cancel_all, next_tick
 

@@ -19,7 +19,7 @@ from heatd.config import OpcUaDevice, SiteConfig
 from heatd.devices import bind_opcua
 
 if TYPE_CHECKING:
-    from drivers.opcua.browse import VariableInfo
+    from heatd.drivers.opcua.browse import VariableInfo
 
 CONNECT_WAIT_S = 10.0
 """Longest the first connect may take, failures included, before browse gives up."""

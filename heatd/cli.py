@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_billing_commands(commands)
 
-    from hil.cli import add_commands as add_hil_commands
+    from heatd.hil.cli import add_commands as add_hil_commands
 
     add_hil_commands(commands)
     return parser

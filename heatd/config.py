@@ -20,11 +20,11 @@ from pydantic import (
     model_validator,
 )
 
-from drivers.codec import ByteOrder, DataType, register_count
-from drivers.modbus.spec import Forbidden, Table
-from drivers.opcua.nodeid import check_node_id
 from heatd.billing.contracts import Contracts
 from heatd.control.params import ControlParams
+from heatd.drivers.codec import ByteOrder, DataType, register_count
+from heatd.drivers.modbus.spec import Forbidden, Table
+from heatd.drivers.opcua.nodeid import check_node_id
 from heatd.mqtt.settings import MqttSettings
 
 ID_PATTERN = r"^[a-z0-9_-]+$"

@@ -14,11 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from drivers.base import Device
-from drivers.codec import Codec
-from drivers.modbus.spec import ModbusPoint, PlanLimits, SerialSettings, TcpSettings
-from drivers.opcua.config import OpcUaPoint, OpcUaSettings
-from drivers.reading import Reading, Value
 from heatd.config import (
     ModbusRtuDevice,
     ModbusTcpDevice,
@@ -26,14 +21,19 @@ from heatd.config import (
     PointConfig,
     SiteConfig,
 )
+from heatd.drivers.base import Device
+from heatd.drivers.codec import Codec
+from heatd.drivers.modbus.spec import ModbusPoint, PlanLimits, SerialSettings, TcpSettings
+from heatd.drivers.opcua.config import OpcUaPoint, OpcUaSettings
+from heatd.drivers.reading import Reading, Value
 from heatd.points import PointLimits
 from heatd.site_checks import protocol_address
 
 if TYPE_CHECKING:
-    from drivers.modbus.device import ModbusDevice as ModbusDriver
-    from drivers.modbus.link import SerialLine, TcpLink
-    from drivers.modbus.plan import Block
-    from drivers.opcua.device import OpcUaDevice as OpcUaDriver
+    from heatd.drivers.modbus.device import ModbusDevice as ModbusDriver
+    from heatd.drivers.modbus.link import SerialLine, TcpLink
+    from heatd.drivers.modbus.plan import Block
+    from heatd.drivers.opcua.device import OpcUaDevice as OpcUaDriver
 
 STALE_AFTER_POLLS = 3
 """A point with no max_age of its own is stale after this many missed polls."""
@@ -70,7 +70,7 @@ class BoundDevice(Generic[P]):
         return (await self.driver.read((spec,)))[spec.name]
 
     async def write_point(self, name: str, value: Value, *, urgent: bool = False) -> None:
-        """Raises drivers.base.WriteError."""
+        """Raises heatd.drivers.base.WriteError."""
         await self.driver.write(self.points[name], value, urgent=urgent)
 
 
@@ -160,8 +160,8 @@ def _bind_tcp(name: str, device: ModbusTcpDevice,
               links: dict[tuple[str, int, str], TcpLink]) -> ModbusBound:
     """A unit behind a TCP server or gateway, on the link it shares with the gateway's
     other units (or its own)."""
-    from drivers.modbus.device import ModbusTcpDevice as ModbusTcpDriver
-    from drivers.modbus.link import TcpLink
+    from heatd.drivers.modbus.device import ModbusTcpDevice as ModbusTcpDriver
+    from heatd.drivers.modbus.link import TcpLink
 
     settings = TcpSettings(
         host=device.host, port=device.port, timeout=device.timeout,
@@ -183,8 +183,8 @@ def _bind_tcp(name: str, device: ModbusTcpDevice,
 
 def _bind_rtu(name: str, device: ModbusRtuDevice, lines: dict[str, SerialLine]) -> ModbusBound:
     """A unit on an RS-485 line, sharing the line's serial client."""
-    from drivers.modbus.device import ModbusRtuDevice as ModbusRtuDriver
-    from drivers.modbus.link import SerialLine
+    from heatd.drivers.modbus.device import ModbusRtuDevice as ModbusRtuDriver
+    from heatd.drivers.modbus.link import SerialLine
 
     unit = SerialSettings(
         port=device.serial_port, baudrate=device.baudrate, parity=device.parity,
@@ -205,7 +205,7 @@ def _bind_rtu(name: str, device: ModbusRtuDevice, lines: dict[str, SerialLine]) 
 
 def bind_opcua(name: str, device: OpcUaDevice) -> OpcUaBound:
     """An OPC UA server with its points; nothing connects yet."""
-    from drivers.opcua.device import OpcUaDevice as OpcUaDriver
+    from heatd.drivers.opcua.device import OpcUaDevice as OpcUaDriver
 
     points = {
         pname: OpcUaPoint(name=pname, node_id=p.node_id, data_type=p.data_type,

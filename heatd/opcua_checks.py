@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from drivers.opcua.namespaces import NodeRef
 from heatd.config import OpcUaDevice, SiteConfig
+from heatd.drivers.opcua.namespaces import NodeRef
 from heatd.site_checks import Invalid, Problem
 
 
@@ -36,8 +36,8 @@ def opcua_problems(site: SiteConfig, invalid: Invalid, notes: list[str],
 
 
 def _certificate_problems(name: str, device: OpcUaDevice) -> Iterator[Problem]:
-    from drivers.opcua.failures import ConnectFailure
-    from drivers.opcua.trust import check_own_certificate, read_certificate, trust_list
+    from heatd.drivers.opcua.failures import ConnectFailure
+    from heatd.drivers.opcua.trust import check_own_certificate, read_certificate, trust_list
 
     where = ("devices", name)
     checks: list[tuple[str, Callable[[], object]]] = [("certificate", lambda: check_own_certificate(
@@ -60,7 +60,7 @@ def _certificate_problems(name: str, device: OpcUaDevice) -> Iterator[Problem]:
 
 
 def _not_empty(found: Sequence[object], folder: str) -> None:
-    from drivers.opcua.failures import ConnectFailure, Failure
+    from heatd.drivers.opcua.failures import ConnectFailure, Failure
 
     if not found:
         raise ConnectFailure(Failure.LOCAL_CERTIFICATE,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from drivers.reading import Quality, Reading
+from heatd.drivers.reading import Quality, Reading
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,6 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import IO
 
-from drivers.modbus.plan import format_plan
-from drivers.reading import Quality, Reading
 from heatd import probe_opcua
 from heatd.config import OpcUaDevice, SiteConfig
 from heatd.control.roles import OUTPUT_ROLES
@@ -18,6 +16,8 @@ from heatd.control.signals import Signal
 from heatd.control.signals import Snapshot as ControlSnapshot
 from heatd.control.validate import ValidationState, validate
 from heatd.devices import AnyBound, ModbusBound, OpcUaBound, build_devices, point_limits
+from heatd.drivers.modbus.plan import format_plan
+from heatd.drivers.reading import Quality, Reading
 from heatd.points import PointImage
 from heatd.role_signals import control_snapshot, percent_factor
 

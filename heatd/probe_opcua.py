@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from heatd.config import OpcUaPointConfig
 
 if TYPE_CHECKING:
-    from drivers.opcua.browse import VariableInfo
     from heatd.devices import OpcUaBound
+    from heatd.drivers.opcua.browse import VariableInfo
 
 Described = dict[str, "VariableInfo | str"]
 

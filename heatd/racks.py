@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from drivers.reading import Quality
 from heatd.config import SiteConfig
 from heatd.control import roles as R
+from heatd.drivers.reading import Quality
 from heatd.points import Snapshot
 
 

@@ -8,11 +8,11 @@ for reading feedback and for writing setpoints alike.
 
 from __future__ import annotations
 
-from drivers.reading import Quality
 from heatd.config import PointConfig, SiteConfig
 from heatd.control import roles as R
 from heatd.control.signals import Signal
 from heatd.control.signals import Snapshot as ControlSnapshot
+from heatd.drivers.reading import Quality
 from heatd.points import Snapshot
 
 FRACTION_ROLES = frozenset({

@@ -14,8 +14,6 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
-from drivers.codec import FLOAT_TYPES, RAW_LIMITS, DataType
-from drivers.modbus.spec import Table
 from heatd.billing.points import contract_problems
 from heatd.config import (
     DeviceConfig,
@@ -29,6 +27,8 @@ from heatd.config import (
 from heatd.control import roles as R
 from heatd.control.bounds import SAFE_SETPOINTS
 from heatd.control.roles import ALL_ROLES, INPUT_ROLES, OUTPUT_ROLES
+from heatd.drivers.codec import FLOAT_TYPES, RAW_LIMITS, DataType
+from heatd.drivers.modbus.spec import Table
 from heatd.role_signals import to_point_value
 
 Loc = tuple[str | int, ...]

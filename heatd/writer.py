@@ -27,12 +27,12 @@ from typing import Any
 
 import structlog
 
-from drivers.base import WriteError
-from drivers.codec import FLOAT_TYPES
-from drivers.reading import Quality
 from heatd.config import PointConfig, SiteConfig
 from heatd.control.roles import OUTPUT_ROLES, PLC_HEARTBEAT
 from heatd.devices import AnyBound
+from heatd.drivers.base import WriteError
+from heatd.drivers.codec import FLOAT_TYPES
+from heatd.drivers.reading import Quality
 from heatd.role_signals import to_point_value
 from heatd.tasks import cancel_all
 

@@ -1,4 +1,4 @@
-"""A real mosquitto for the tests: ``Mosquitto`` (``hil.rig.broker``, shared with the
+"""A real mosquitto for the tests: ``Mosquitto`` (``heatd.hil.rig.broker``, shared with the
 benchmarks) on its own port, never the system broker. ``broker_fixture()`` makes a pytest
 fixture of it, and ``Recorder`` is an observer client that keeps every message it sees, so
 tests wait for what they expect instead of sleeping.
@@ -16,7 +16,7 @@ import aiomqtt
 import pytest_asyncio
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from hil.rig.broker import Mosquitto
+from heatd.hil.rig.broker import Mosquitto
 
 __all__ = ["Mosquitto", "Recorder", "Seen", "broker_fixture", "retained"]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from hil.siteports import free_port
+from heatd.hil.siteports import free_port
 
 PEERS = Path(__file__).parent / "peers"
 SCRIPT = PEERS / "opcua_server.js"

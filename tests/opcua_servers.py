@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from hil.siteports import free_port
+from heatd.hil.siteports import free_port
 
 NAMESPACE = "urn:heatd:test"
 NS = 2

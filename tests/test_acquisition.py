@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from asyncua import ua
 
-from drivers.modbus import Table
-from drivers.reading import Quality
 from heatd.acquisition import Acquisition
 from heatd.config_loader import parse_site
 from heatd.devices import point_limits
+from heatd.drivers.modbus import Table
+from heatd.drivers.reading import Quality
 from heatd.points import PointImage
 from heatd.probe import probe
 

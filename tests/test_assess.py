@@ -11,9 +11,9 @@ import pytest
 
 from heatd.billing.indicators import co2_avoided_kg
 from heatd.cli import main as heatd_main
-from hil.assess import months_of, parse_sweep
-from hil.scenario import load_scenario
-from hil.score import score
+from heatd.hil.assess import months_of, parse_sweep
+from heatd.hil.scenario import load_scenario
+from heatd.hil.score import score
 
 DEMO = str(Path(__file__).resolve().parents[1] / "config" / "demo-site.yaml")
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from drivers.modbus import Table
 from heatd.acquisition import Acquisition
 from heatd.billing.hourly import GRACE_S, HOUR_S
 from heatd.billing.ledger import GENESIS, RECORDS, Ledger, record_hash, verify
@@ -20,6 +19,7 @@ from heatd.billing.service import Billing
 from heatd.cli import main as heatd_main
 from heatd.config_loader import parse_site
 from heatd.devices import point_limits
+from heatd.drivers.modbus import Table
 from heatd.meter_store import DurableOutbox
 from heatd.mqtt.commands import CommandLimits, CommandResult
 from heatd.mqtt.discovery import components

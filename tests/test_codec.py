@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.codec import FLOAT_TYPES, RAW_LIMITS, ByteOrder, Codec, CodecError, DataType
+from heatd.drivers.codec import FLOAT_TYPES, RAW_LIMITS, ByteOrder, Codec, CodecError, DataType
 
 INT_RANGES = {t: limits for t, limits in RAW_LIMITS.items() if t not in FLOAT_TYPES}
 ORDERS = list(ByteOrder)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from drivers.codec import ByteOrder, DataType
 from heatd.config import ModbusPointConfig
 from heatd.config_loader import ConfigError, check_site, json_schema, load_site, parse_site
+from heatd.drivers.codec import ByteOrder, DataType
 from heatd.site_checks import protocol_address
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,11 +13,11 @@ import math
 import pytest
 
 from heatd.control import roles as R
-from hil.cosim import NO_CONTROLLER, Run, SnapshotBuilder, simulate
-from hil.kpi import kpi_config
-from hil.scenario import Scenario, list_scenarios, load_scenario
-from hil.score import baseline_params, make_controller, site_control
-from hil.sensors import sensor_names, true_readings
+from heatd.hil.cosim import NO_CONTROLLER, Run, SnapshotBuilder, simulate
+from heatd.hil.kpi import kpi_config
+from heatd.hil.scenario import Scenario, list_scenarios, load_scenario
+from heatd.hil.score import baseline_params, make_controller, site_control
+from heatd.hil.sensors import sensor_names, true_readings
 
 MARGIN_S = 3600.0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hil.kpi import (
+from heatd.hil.kpi import (
     Accumulator,
     IdealStores,
     KpiConfig,
@@ -15,8 +15,8 @@ from hil.kpi import (
     kpi_config,
     reference_lift_factor,
 )
-from hil.params import PlantParams, load_params
-from hil.plant import TRIP_EVAP_INLET_HIGH, TRIP_INTERNAL_FAULT, cop_from_lift, initial_state
+from heatd.hil.params import PlantParams, load_params
+from heatd.hil.plant import TRIP_EVAP_INLET_HIGH, TRIP_INTERNAL_FAULT, cop_from_lift, initial_state
 
 H = 3600.0
 

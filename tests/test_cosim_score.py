@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from heatd.cli import main as heatd_main
-from hil.kpi import Kpis, kpi_config
-from hil.plots import figure, plot_run, storage_discharge_kw
-from hil.scenario import load_scenario
-from hil.score import (
+from heatd.hil.kpi import Kpis, kpi_config
+from heatd.hil.plots import figure, plot_run, storage_discharge_kw
+from heatd.hil.scenario import load_scenario
+from heatd.hil.score import (
     JSON_KEYS,
     SITE_CONTROL,
     ScoreError,

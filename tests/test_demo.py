@@ -12,7 +12,7 @@ from pathlib import Path
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     run = subprocess.run(
-        [sys.executable, "-m", "hil.demo", "--seconds", "20", "--out", str(out)],
+        [sys.executable, "-m", "heatd.hil.demo", "--seconds", "20", "--out", str(out)],
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 
-from hil.demo_screen import DECISIONS_SHOWN, Decisions, LiveScreen, view
+from heatd.hil.demo_screen import DECISIONS_SHOWN, Decisions, LiveScreen, view
 
 START = {"ts": 1, "kind": "transition", "layer": "optimiser", "change": "hp_state",
          "subject": "hp", "from": "off", "to": "starting", "reason": "heat wanted"}

@@ -1,5 +1,5 @@
 """heatd on a family of randomised plants, never on one: the cooling promise must hold in
-every feasible case, and the family must be what ``hil.family`` documents.
+every feasible case, and the family must be what ``heatd.hil.family`` documents.
 
 ``make test`` runs a small family (20 plants x the key scenarios, 6 h windows); the
 ``slow`` suite runs 500+ cases. Value goals (heat reused, money, starts) are reported by
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from hil.family import RANGES, draw
-from hil.family_score import KEY_SCENARIOS, family_specs, goals, run_cases, violations
+from heatd.hil.family import RANGES, draw
+from heatd.hil.family_score import KEY_SCENARIOS, family_specs, goals, run_cases, violations
 
 QUICK_PLANTS = 20
 QUICK_HOURS = 6.0

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from asyncua import ua
 
-from drivers.modbus import Table
-from drivers.opcua.config import OpcUaPoint
-from drivers.opcua.nodeid import check_node_id
+from heatd.drivers.modbus import Table
+from heatd.drivers.opcua.config import OpcUaPoint
+from heatd.drivers.opcua.nodeid import check_node_id
 
 from modbus_servers import SimServer, unit
 from mqtt_broker import Recorder, broker_fixture

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.codec import Codec, DataType
-from drivers.modbus.plan import block_of, build_plan, expand, format_plan, split_point
-from drivers.modbus.spec import Forbidden, ModbusPoint, PlanLimits, Table
+from heatd.drivers.codec import Codec, DataType
+from heatd.drivers.modbus.plan import block_of, build_plan, expand, format_plan, split_point
+from heatd.drivers.modbus.spec import Forbidden, ModbusPoint, PlanLimits, Table
 
 REGISTER_TYPES = [DataType.UINT16, DataType.INT32, DataType.FLOAT32, DataType.FLOAT64]
 

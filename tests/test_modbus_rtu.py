@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from drivers.codec import Codec, DataType
-from drivers.modbus import ModbusPoint, ModbusRtuDevice, SerialLine, SerialSettings, Table
-from drivers.reading import Quality
+from heatd.drivers.codec import Codec, DataType
+from heatd.drivers.modbus import ModbusPoint, ModbusRtuDevice, SerialLine, SerialSettings, Table
+from heatd.drivers.reading import Quality
 
 from modbus_servers import SimServer, pty_pair, unit
 from waiting import until

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from drivers.base import WriteError
-from drivers.codec import ByteOrder, Codec, DataType
-from drivers.modbus import (
+from heatd.drivers.base import WriteError
+from heatd.drivers.codec import ByteOrder, Codec, DataType
+from heatd.drivers.modbus import (
     ModbusPoint,
     ModbusTcpDevice,
     PlanLimits,
@@ -18,7 +18,7 @@ from drivers.modbus import (
     TcpLink,
     TcpSettings,
 )
-from drivers.reading import Quality
+from heatd.drivers.reading import Quality
 
 from modbus_servers import SimServer, free_port, unit
 from waiting import until

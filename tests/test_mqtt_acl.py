@@ -17,10 +17,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from heatd.config_loader import parse_site
+from heatd.hil.siteports import free_port
 from heatd.mqtt.commands import Command, CommandResult
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import MqttSettings
-from hil.siteports import free_port
 
 from mqtt_broker import Mosquitto, Recorder
 from waiting import until

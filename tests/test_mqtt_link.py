@@ -16,9 +16,9 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from drivers.reading import Quality, Reading
 from heatd.config_loader import parse_site
 from heatd.control.state import Mode
+from heatd.drivers.reading import Quality, Reading
 from heatd.mqtt.commands import (
     Command,
     CommandLimits,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from drivers.reading import Quality, Reading
 from heatd.control.state import Mode
+from heatd.drivers.reading import Quality, Reading
 from heatd.mqtt.commands import (
     CommandLimits,
     CommandRefused,

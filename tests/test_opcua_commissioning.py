@@ -17,13 +17,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from ruamel.yaml import YAML
 
-from drivers.opcua.failures import ConnectFailure, Failure
-from drivers.opcua.namespaces import NamespaceError, NodeRef, changed_uris, nsu_text, resolve
-from drivers.opcua.trust import check_server_certificate, thumbprint
 from heatd.browse import browse
 from heatd.cli import build_parser
 from heatd.config import OpcUaPointConfig
 from heatd.config_loader import ConfigError, check_site, parse_site
+from heatd.drivers.opcua.failures import ConnectFailure, Failure
+from heatd.drivers.opcua.namespaces import NamespaceError, NodeRef, changed_uris, nsu_text, resolve
+from heatd.drivers.opcua.trust import check_server_certificate, thumbprint
 from heatd.opcua_cert import make_certificate
 from heatd.probe import probe
 

@@ -10,11 +10,11 @@ from asyncua import ua
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.backoff import Backoff
-from drivers.codec import DataType
-from drivers.opcua import OpcUaPoint, OpcUaSettings
-from drivers.opcua.convert import VARIANT_TYPES, status_name, to_reading, to_variant
-from drivers.reading import Quality
+from heatd.drivers.backoff import Backoff
+from heatd.drivers.codec import DataType
+from heatd.drivers.opcua import OpcUaPoint, OpcUaSettings
+from heatd.drivers.opcua.convert import VARIANT_TYPES, status_name, to_reading, to_variant
+from heatd.drivers.reading import Quality
 
 T = OpcUaPoint("t", "ns=2;s=Loop.SupplyTemp")
 SCALED = OpcUaPoint("p", "ns=2;i=1001", scale=0.1, offset=-40.0)

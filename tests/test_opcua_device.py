@@ -13,10 +13,10 @@ import pytest
 import pytest_asyncio
 from asyncua import Client, ua
 
-from drivers.base import WriteError
-from drivers.codec import DataType
-from drivers.opcua import DISCONNECTED, OpcUaDevice, OpcUaPoint, OpcUaSettings
-from drivers.reading import Quality, Reading
+from heatd.drivers.base import WriteError
+from heatd.drivers.codec import DataType
+from heatd.drivers.opcua import DISCONNECTED, OpcUaDevice, OpcUaPoint, OpcUaSettings
+from heatd.drivers.reading import Quality, Reading
 
 from opcua_servers import (
     READ_ONLY,

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from drivers.opcua import OpcUaDevice, OpcUaPoint, OpcUaSettings
-from drivers.reading import Reading
 from heatd.config_loader import parse_site
+from heatd.drivers.opcua import OpcUaDevice, OpcUaPoint, OpcUaSettings
+from heatd.drivers.reading import Reading
 from heatd.opcua_cert import CertFiles, make_certificate
 from heatd.probe import probe
 

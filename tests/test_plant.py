@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hil.params import ParamsError, PlantParams, compile_params, load_params
-from hil.plant import (
+from heatd.hil.params import ParamsError, PlantParams, compile_params, load_params
+from heatd.hil.plant import (
     TRIP_COND_OVERTEMP,
     TRIP_EVAP_INLET_HIGH,
     TRIP_INTERNAL_FAULT,
@@ -22,7 +22,7 @@ from hil.plant import (
     step,
     stored_heat_kwh,
 )
-from hil.scenario import load_scenario, scenario_from_dict
+from heatd.hil.scenario import load_scenario, scenario_from_dict
 
 DEFAULTS = PlantParams()
 

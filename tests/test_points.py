@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from drivers.reading import Quality, Reading
+from heatd.drivers.reading import Quality, Reading
 from heatd.points import PointImage, PointLimits
 
 

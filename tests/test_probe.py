@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from drivers.failures import describe
-from drivers.modbus import Table
 from heatd.config_loader import parse_site
+from heatd.drivers.failures import describe
+from heatd.drivers.modbus import Table
 from heatd.probe import probe
 
 from modbus_servers import SimServer, free_port, unit

@@ -13,8 +13,8 @@ import pytest
 from heartbeat_rig import PLC, SENSORS, VALVE_ADDRESS, Rig, running
 
 import heatd.runtime
-from drivers.modbus import Table
-from drivers.reading import Quality
+from heatd.drivers.modbus import Table
+from heatd.drivers.reading import Quality
 
 from waiting import until
 

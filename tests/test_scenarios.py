@@ -9,17 +9,17 @@ from typing import Any
 
 import pytest
 
-from hil import series
-from hil.faults import ALL_KINDS, COMMS_KINDS, PHYSICAL_KINDS, SENSOR_KINDS
-from hil.plant import Actuators, PlantState, step, stored_heat_kwh
-from hil.scenario import (
+from heatd.hil import series
+from heatd.hil.faults import ALL_KINDS, COMMS_KINDS, PHYSICAL_KINDS, SENSOR_KINDS
+from heatd.hil.plant import Actuators, PlantState, step, stored_heat_kwh
+from heatd.hil.scenario import (
     Scenario,
     ScenarioError,
     list_scenarios,
     load_scenario,
     scenario_from_dict,
 )
-from hil.sensors import DEVICES, device_of, measure, role_of, sensor_names, true_readings
+from heatd.hil.sensors import DEVICES, device_of, measure, role_of, sensor_names, true_readings
 
 REQUIRED = {
     "winter_week", "summer_week", "shoulder_season", "hp_trip", "sensor_stuck",

@@ -19,8 +19,6 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ModbusException
 
-from drivers.modbus import Table
-from drivers.reading import Quality
 from heatd.config import (
     ModbusPointConfig,
     ModbusRtuDevice,
@@ -30,12 +28,14 @@ from heatd.config import (
 )
 from heatd.config_loader import load_site
 from heatd.devices import build_devices
+from heatd.drivers.modbus import Table
+from heatd.drivers.reading import Quality
+from heatd.hil.liveplant import scenario_for_site
+from heatd.hil.params import SensorParams
+from heatd.hil.recorder import TRUTH_FILE, WRITES_FILE
+from heatd.hil.serve import PlantServer, build_scenario
+from heatd.hil.siteports import with_free_ports
 from heatd.site_checks import protocol_address
-from hil.liveplant import scenario_for_site
-from hil.params import SensorParams
-from hil.recorder import TRUTH_FILE, WRITES_FILE
-from hil.serve import PlantServer, build_scenario
-from hil.siteports import with_free_ports
 
 from waiting import read_online, until
 

@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from hil.liveplant import LivePlant, scenario_for_site
-from hil.plant import TRIP_INTERNAL_FAULT, TRIP_NONE
-from hil.scenario import Scenario, scenario_from_dict
+from heatd.hil.liveplant import LivePlant, scenario_for_site
+from heatd.hil.plant import TRIP_INTERNAL_FAULT, TRIP_NONE
+from heatd.hil.scenario import Scenario, scenario_from_dict
 
 
 def scenario(*faults: dict[str, object]) -> Scenario:

@@ -14,10 +14,10 @@ import pytest
 
 from heatd.config import ModbusRtuDevice
 from heatd.config_loader import load_site, parse_site
+from heatd.hil.scenario import Scenario
+from heatd.hil.serve import PlantServer, build_scenario
+from heatd.hil.siteports import with_free_ports
 from heatd.probe import probe
-from hil.scenario import Scenario
-from hil.serve import PlantServer, build_scenario
-from hil.siteports import with_free_ports
 
 from modbus_servers import pty_pair
 

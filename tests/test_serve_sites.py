@@ -19,11 +19,11 @@ from heatd.control.roles import (
     INPUT_ROLES,
     OUTPUT_ROLES,
 )
-from hil.pointmap import Binding, bind_site, site_devices_of, unbound
-from hil.recorder import TRUTH_FILE
-from hil.sensors import sensor_names
-from hil.serve import PlantServer, build_scenario
-from hil.siteports import with_free_ports
+from heatd.hil.pointmap import Binding, bind_site, site_devices_of, unbound
+from heatd.hil.recorder import TRUTH_FILE
+from heatd.hil.sensors import sensor_names
+from heatd.hil.serve import PlantServer, build_scenario
+from heatd.hil.siteports import with_free_ports
 
 DEMO = Path(__file__).resolve().parent.parent / "config" / "demo-site.yaml"
 

@@ -16,8 +16,6 @@ from typing import Any
 
 import pytest
 
-from drivers.modbus import Table
-from drivers.reading import Quality, Reading
 from heatd.config_loader import ConfigError, load_site, parse_site
 from heatd.control.bounds import device_bounds
 from heatd.control.events import Layer
@@ -25,10 +23,12 @@ from heatd.control.params import SequencerParams
 from heatd.control.sequencer import HpState, SeqState, sequence
 from heatd.control.signals import Signal
 from heatd.devices import point_limits
+from heatd.drivers.modbus import Table
+from heatd.drivers.reading import Quality, Reading
+from heatd.hil.pointmap import bind_site
 from heatd.points import PointImage
 from heatd.role_signals import control_snapshot
 from heatd.runtime import Daemon
-from hil.pointmap import bind_site
 
 from modbus_servers import SimServer, unit
 from mqtt_broker import Mosquitto, Recorder, broker_fixture

@@ -2,7 +2,7 @@
 
 The daemon freezes Signals (value, quality, timestamp per point); the co-simulator samples
 plain readings at one instant (:class:`SampledSignals`, also built by ``from_values`` and
-``hil.cosim.SnapshotBuilder``). Both must go through the same rule, so the same readings in
+``heatd.hil.cosim.SnapshotBuilder``). Both must go through the same rule, so the same readings in
 either form give the same ``Inputs`` and ``ValidationState`` cycle after cycle: good, out
 of range, NaN, infinite, missing and non-float readings, single and redundant points, the
 rack inlet role, stale and future samples, and values held until they are frozen.

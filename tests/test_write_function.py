@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from drivers.base import WriteError
-from drivers.modbus import Table
 from heatd.config_loader import ConfigError, parse_site
 from heatd.devices import build_devices
+from heatd.drivers.base import WriteError
+from heatd.drivers.modbus import Table
 
 from modbus_servers import SimServer, free_port, unit
 from node_opcua import PEERS, ensure_node_opcua

@@ -14,9 +14,9 @@ from functools import partial
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from drivers.modbus import Table
 from heatd.config_loader import parse_site
 from heatd.devices import BoundDevice, build_devices
+from heatd.drivers.modbus import Table
 from heatd.writer import OutOfBounds, SetpointWriter
 
 from modbus_servers import SimServer, unit

@@ -41,7 +41,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _assess(args: argparse.Namespace) -> int:
-    from hil.assess import main
+    from heatd.hil.assess import main
 
     return main(args)
 
@@ -107,7 +107,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="hourly outdoor temperature: column dry_bulb_c, 8760 rows")
     assess.add_argument("--demand", metavar="CSV",
                         help="hourly network heat demand: column demand_kw, 8760 rows")
-    assess.add_argument("--plant", help="plant parameter YAML (default: hil/sites/default.yaml)")
+    assess.add_argument("--plant", help="plant parameter YAML (default: the bundled plant)")
     assess.add_argument("--sweep", metavar="hp_kw=A,B,..,storage_m3=C,D,..",
                         help="co-simulate every combination of heat-pump size and tank volume")
     assess.add_argument("--jobs", type=int, default=os.cpu_count() or 1,

@@ -1,5 +1,5 @@
 """The indicators, by their definitions, in one place: the report computes them from the
-stored records and the simulator's KPIs (``hil.kpi``) from the plant, with the same code.
+stored records and the simulator's KPIs (``heatd.hil.kpi``) from the plant, with the same code.
 
 - ERF, ISO/IEC 30134-6: energy reused / total data-centre energy. Boundary
   (:data:`ERF_BOUNDARY`): reused = heat delivered to the customers' meters; total = IT

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from drivers.reading import Quality, Reading
 from heatd.billing.points import Channel
+from heatd.drivers.reading import Quality, Reading
 from heatd.points import Snapshot
 
 Inputs = tuple[dict[str, tuple[float, float] | None], dict[str, bool],

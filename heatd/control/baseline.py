@@ -38,7 +38,7 @@ NonNegative = Annotated[float, Field(ge=0)]
 
 
 class BaselineParams(BaseModel):
-    """Setpoints of the sequence; ``hil.family_score`` documents how they were tuned."""
+    """Setpoints of the sequence; ``heatd.hil.family_score`` documents how they were tuned."""
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
     interlock_supply_c: float = 43.0

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
-from drivers.codec import DataType
 from heatd.control import roles as R
 from heatd.control.commands import OVERRIDABLE
 from heatd.control.state import Mode
+from heatd.drivers.codec import DataType
 from heatd.mqtt.guard import shape_problem
 
 if TYPE_CHECKING:

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from drivers.codec import DataType
 from heatd.control import roles as R
 from heatd.control.state import Mode
+from heatd.drivers.codec import DataType
 from heatd.mqtt.commands import CommandLimits
 from heatd.mqtt.settings import HomeAssistantSettings
 from heatd.mqtt.topics import Topics

@@ -36,8 +36,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from drivers.backoff import Backoff
 from heatd import __version__
+from heatd.drivers.backoff import Backoff
 from heatd.mqtt.commands import (
     MODELS,
     CommandHandler,
@@ -60,8 +60,8 @@ from heatd.tasks import cancel_all
 if TYPE_CHECKING:
     from paho.mqtt.client import CallbackOnPublish_v2
 
-    from drivers.reading import Reading
     from heatd.config import SiteConfig
+    from heatd.drivers.reading import Reading
     from heatd.mqtt.commands import Command
 
 log = structlog.get_logger(__name__)

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from drivers.reading import Quality, Reading, Value
+from heatd.drivers.reading import Quality, Reading, Value
 
 
 def body(readings: Mapping[str, Reading]) -> dict[str, Any]:
