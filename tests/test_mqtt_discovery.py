@@ -14,7 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from heatd.config_loader import parse_site
-from heatd.mqtt.commands import CommandLimits, OverrideCommand, parse
+from heatd.mqtt.commands import CommandLimits, OverrideCommand, ResetLockoutCommand, parse
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import HomeAssistantSettings, MqttSettings
 
@@ -131,6 +131,18 @@ async def test_device_format_names_flags_and_percent(broker: Mosquitto) -> None:
         shown = render(number["value_template"], **state(key.split("_", 1)[1], sent))
         assert float(shown) == pytest.approx(typed)
     assert await retained(broker, "homeassistant/sensor/heatd_ha1/pdu_it_power/config") is None
+
+
+async def test_a_latched_lockout_can_be_reset_from_home_assistant(broker: Mosquitto) -> None:
+    link = await started(broker, "device")
+    try:
+        cmps = await device_components(broker)
+    finally:
+        await link.stop()
+    button = cmps["reset_lockout"]
+    assert (button["p"], button["command_topic"]) == ("button", "heatd/ha1/cmd/reset_lockout")
+    command = parse("reset_lockout", button["payload_press"].encode(), LIMITS)
+    assert isinstance(command, ResetLockoutCommand) and command.by == "homeassistant"
 
 
 async def test_entity_format_replaces_the_device_message_and_answers_ha_birth(

@@ -54,6 +54,7 @@ BOOLEAN_ROLES: dict[str, str | None] = {
     R.HP_RUNNING: "running",
     R.HP_FAULT: "problem",
     R.HP_LOCKOUT: "problem",
+    R.HP_MIN_OFF_ACTIVE: None,
     R.PLC_FALLBACK: "problem",
     R.HP_ENABLE: None,
     R.HP_RESET: None,
@@ -243,7 +244,16 @@ def components(site: SiteConfig, topics: Topics, settings: HomeAssistantSettings
             "state_topic": topics.control_state,
             "value_template": "{{ value_json.mode }}",
             **_availability(topics, None),
-        }
+        },
+        "reset_lockout": {
+            "p": "button",
+            "unique_id": f"heatd_{site_id}_reset_lockout",
+            "name": "Reset heat-pump lockout",
+            "command_topic": topics.command("reset_lockout"),
+            "payload_press": '{"by":"homeassistant"}',
+            "entity_category": "config",
+            **_availability(topics, None),
+        },
     }
     for device, config in site.devices.items():
         for name, point in config.points.items():
