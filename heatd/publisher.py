@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+DevicePoints = tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+"""Each device with its points as (point, ``device.point``)."""
+
 CONTROL_STATE_EVERY_S = 1.0
 """Control state is re-sent at most this often unless mode, limits or the heat-pump state
 change (at a 100 ms cycle, every cycle would be ten retained messages a second)."""
@@ -57,6 +60,7 @@ class Publisher:
         self._forwarder: asyncio.Task[None] | None = None
         self.billing: Billing | None = None
         self._replacing: asyncio.Task[None] | None = None
+        self._points_of: tuple[SiteConfig | None, DevicePoints] = (None, ())
 
     @staticmethod
     def check(site: SiteConfig) -> None:
@@ -176,8 +180,8 @@ class Publisher:
             self.billing.observe(wall, daemon.last_points)
         snapshot = daemon.last_points  # the one the cycle decided on: judged once per cycle
         if snapshot is not None:
-            for name, device in daemon.site.devices.items():
-                readings = {p: snapshot[f"{name}.{p}"] for p in device.points}
+            for name, points in self._device_points(daemon.site):
+                readings = {point: snapshot[ref] for point, ref in points}
                 self.link.publish_readings(name, readings, wall)
             self._note_racks(rack_report(daemon.site, snapshot))
         decision = daemon.last_decision
@@ -186,6 +190,15 @@ class Publisher:
         if key != self._last_key or started - self._last_control >= CONTROL_STATE_EVERY_S:
             self._last_key, self._last_control = key, started
             self.link.publish_control_state(self._control_state())
+
+    def _device_points(self, site: SiteConfig) -> DevicePoints:
+        """Each device's points with their ``device.point`` references, worked out once
+        per site rather than every cycle."""
+        if self._points_of[0] is not site:
+            self._points_of = (site, tuple(
+                (name, tuple((point, f"{name}.{point}") for point in device.points))
+                for name, device in site.devices.items()))
+        return self._points_of[1]
 
     def _note_racks(self, report: dict[str, Any] | None) -> None:
         """Keep the racks for the control state; a rack crossing its inlet limit, either

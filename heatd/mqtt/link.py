@@ -51,7 +51,7 @@ from heatd.mqtt.commands import (
 )
 from heatd.mqtt.discovery import discovery_messages
 from heatd.mqtt.gate import CommandGate
-from heatd.mqtt.payload import dumps, epoch_ms
+from heatd.mqtt.payload import dumps, dumps_ready, epoch_ms
 from heatd.mqtt.settings import MqttSettings
 from heatd.mqtt.state import DeviceReporter
 from heatd.mqtt.topics import Topics, check_device, publishable
@@ -324,7 +324,7 @@ class MqttLink:
         body = reporter.update(readings, self._monotonic())
         if body is None:
             return False
-        self._set_retained(topic, dumps({"ts": epoch_ms(self._now(ts)), **body}))
+        self._set_retained(topic, dumps_ready({"ts": epoch_ms(self._now(ts)), **body}))
         return True
 
     def publish_availability(self, device: str, online: bool) -> None:

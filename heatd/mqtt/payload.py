@@ -35,3 +35,10 @@ def plain(value: Any) -> Any:
 
 def dumps(value: Any) -> bytes:
     return json.dumps(plain(value), separators=(",", ":"), allow_nan=False).encode()
+
+
+def dumps_ready(value: Mapping[str, Any]) -> bytes:
+    """``dumps`` for data that is JSON-ready already (a device state body: numbers,
+    strings, None, and a dict of strings), without the walk through ``plain``; a NaN
+    that slipped through is still refused."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
