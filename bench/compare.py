@@ -33,13 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"old: {old_meta.get('commit', '?')}  new: {new_meta.get('commit', '?')}  "
           f"tolerance {args.tolerance:.0%}")
     found = changes(old, new, args.tolerance)
-    width = max((len(c.metric) for c in found), default=6)
+    missing = sorted({r.metric for r in old} - {r.metric for r in new})
+    width = max((len(metric) for metric in [c.metric for c in found] + missing), default=6)
     for c in found:
         mark = "REGRESSION" if c.regression else ("better" if c.worse_by < 0 else "")
         moved = (c.new - c.old) / abs(c.old) if c.old else 0.0
         print(f"  {c.metric:<{width}}  {c.old:10.3f} -> {c.new:10.3f}  {moved:+7.1%}  "
               f"{mark}".rstrip())
-    missing = sorted({r.metric for r in old} - {r.metric for r in new})
     for metric in missing:
         print(f"  {metric:<{width}}  not in {args.new}")
     regressions = [c for c in found if c.regression]
