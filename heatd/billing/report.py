@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import sys
 from collections.abc import Mapping
 from datetime import datetime, time, timedelta
@@ -147,10 +148,10 @@ def write_csv(summary: Summary, records: list[dict[str, Any]], out: Path) -> lis
 
 def _figures(summary: Summary, out: Path) -> dict[str, Any] | None:
     """name -> Figure, each also saved as PNG in ``out``; None without matplotlib."""
-    try:
-        from heatd.billing import plots
-    except ImportError:
+    if importlib.util.find_spec("matplotlib") is None:
         return None
+    from heatd.billing import plots
+
     figures: dict[str, Any] = {}
     for c in summary.contracts:
         if c.daily_kwh:

@@ -16,6 +16,7 @@ series, each month's electricity is weighted with the month's mean factor.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import time
@@ -370,12 +371,12 @@ def main(args: argparse.Namespace) -> int:
 
 def _plots(figures: list[dict[str, Any]], chosen: dict[str, Any] | None, out: Path
            ) -> list[Path]:
-    try:
-        from heatd.hil.assess_plot import plot_months, plot_sweep
-    except ImportError:
+    if importlib.util.find_spec("matplotlib") is None:
         print("heatd assess: plots need matplotlib (pip install 'heatd[plot]'); writing "
               "the tables only", file=sys.stderr)
         return []
+    from heatd.hil.assess_plot import plot_months, plot_sweep
+
     if chosen is not None:
         return [plot_sweep(figures, chosen, out / "sweep.png")]
     return [plot_months(figures[0], out / "months.png")]
