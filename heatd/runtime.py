@@ -142,13 +142,6 @@ class Daemon:
     def request_stop(self) -> None:
         self._stopping.set()
 
-    def role_values(self) -> dict[str, float | None]:
-        """Each input role's first good value in the last cycle (for metering)."""
-        if self.last_snapshot is None:
-            return {}
-        return {role: next((s.value for s in signals if s.good), None)
-                for role, signals in self.last_snapshot.signals.items()}
-
     # --- the cycle --------------------------------------------------------------------
     def cycle_once(self) -> Decision[State]:
         """One control cycle: snapshot, decide, submit. Pure but for the submits."""
