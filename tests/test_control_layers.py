@@ -188,6 +188,10 @@ def test_envelope_rack_inlet_and_fault_bits() -> None:
     assert _env(100.0, prev, plc__fallback=1.0).bounds.fan_min == 1.0
     b = _env(100.0, prev, hp__lockout=1.0).bounds
     assert (b.valve_max, b.hp_run, b.fan_min) == (0.0, False, 0.0)
+    # A known trip code or lockout closes recovery even while the fault bit is unknown.
+    for flag in ("hp__trip_code", "hp__lockout"):
+        b = _env(100.0, prev, hp__fault=None, **{flag: 1.0}).bounds
+        assert (b.valve_max, b.hp_run) == (0.0, False), flag
 
 
 def test_envelope_declares_a_valve_that_does_not_follow() -> None:

@@ -239,14 +239,15 @@ def envelope(
 
     fault = vals.get(_FAULT)
     trip = vals.get(_TRIP, 0.0)
-    if fault is None:
-        why = f"heat pump out of contact: {_unknown(inputs, _FAULT)}"
-        acc.block_start(why)
-        acc.cap_valve(prev.valve if prev.hp_enable else 0.0, why)
-    elif fault > 0.5 or trip > 0:
+    # A trip code or lockout that is known closes recovery whatever the fault bit reads.
+    if trip > 0 or (fault is not None and fault > 0.5):
         acc.recovery_out("heat pump trip code set" if trip > 0 else "heat pump fault")
     elif vals.get(_LOCKOUT, 0.0) > 0.5:
         acc.recovery_out("heat pump locked out")
+    elif fault is None:
+        why = f"heat pump out of contact: {_unknown(inputs, _FAULT)}"
+        acc.block_start(why)
+        acc.cap_valve(prev.valve if prev.hp_enable else 0.0, why)
     if _RUNNING not in vals:
         acc.block_start(_unknown(inputs, _RUNNING))
 
