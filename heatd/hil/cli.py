@@ -18,15 +18,24 @@ def _score(args: argparse.Namespace) -> int:
     return main(args)
 
 
-def _kg_per_kwh(text: str) -> float:
-    """An emission factor: a finite number of kg CO2 per kWh, not negative."""
+def _non_negative(text: str, what: str) -> float:
+    """A finite number, not negative; ``what`` names it in the error (a factor, a price)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0.0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a factor >= 0 in kg CO2/kWh")
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
     return value
+
+
+def _kg_per_kwh(text: str) -> float:
+    """An emission factor in kg CO2 per kWh."""
+    return _non_negative(text, "a factor >= 0 in kg CO2/kWh")
+
+
+def _price(text: str) -> float:
+    return _non_negative(text, "a price >= 0")
 
 
 def _count(text: str) -> int:
@@ -36,17 +45,6 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def _price(text: str) -> float:
-    """A price: a finite number, not negative."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a price >= 0")
     return value
 
 
