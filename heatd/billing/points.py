@@ -4,7 +4,7 @@ is what is read."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from heatd.billing.contracts import CoolingGuarantee, HeatPurchase
@@ -71,21 +71,25 @@ def _point(site: SiteConfig, ref: str) -> PointConfig | None:
     return None if found is None else found.points.get(name)
 
 
-def heat_channels(site: SiteConfig, contract: HeatPurchase) -> dict[str, Channel]:
+def _named_channels(site: SiteConfig, meter: object,
+                    table: Mapping[str, tuple[str | None, dict[str, float]]]
+                    ) -> dict[str, Channel]:
+    """The channels of ``table`` that have a point: the one ``meter`` names, else the
+    role's."""
     out = {}
-    for name, (role, units) in HEAT_CHANNELS.items():
-        found = channel(site, name, getattr(contract.meter, name), role, units)
+    for name, (role, units) in table.items():
+        found = channel(site, name, getattr(meter, name), role, units)
         if found is not None:
             out[name] = found
     return out
 
 
+def heat_channels(site: SiteConfig, contract: HeatPurchase) -> dict[str, Channel]:
+    return _named_channels(site, contract.meter, HEAT_CHANNELS)
+
+
 def cooling_channels(site: SiteConfig, contract: CoolingGuarantee) -> dict[str, Channel]:
-    out = {}
-    for name, (role, units) in COOLING_CHANNELS.items():
-        found = channel(site, name, getattr(contract.meter, name), role, units)
-        if found is not None:
-            out[name] = found
+    out = _named_channels(site, contract.meter, COOLING_CHANNELS)
     for name, role in COOLING_ROLES.items():
         refs = tuple(r for r in site.role_points(role) if _point(site, r) is not None)
         if refs:
