@@ -10,7 +10,7 @@ has a device that speaks it, so a Modbus-only gateway never loads asyncua.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -31,7 +31,7 @@ from heatd.site_checks import protocol_address
 
 if TYPE_CHECKING:
     from heatd.drivers.modbus.device import ModbusDevice as ModbusDriver
-    from heatd.drivers.modbus.link import SerialLine, TcpLink
+    from heatd.drivers.modbus.link import Link, SerialLine, TcpLink
     from heatd.drivers.modbus.plan import Block
     from heatd.drivers.opcua.device import OpcUaDevice as OpcUaDriver
 
@@ -156,6 +156,22 @@ def _opcua_settings(device: OpcUaDevice) -> OpcUaSettings:
     )
 
 
+_Key = TypeVar("_Key")
+_Link = TypeVar("_Link", bound="Link")
+_Settings = TypeVar("_Settings", TcpSettings, SerialSettings)
+
+
+def _shared(links: dict[_Key, _Link], key: _Key, settings: _Settings,
+            make: Callable[[_Settings], _Link]) -> _Link:
+    """The link under ``key``: made for the first unit on it, joined by every later one."""
+    link = links.get(key)
+    if link is None:
+        link = links[key] = make(settings)
+    else:
+        link.join(settings)
+    return link
+
+
 def _bind_tcp(name: str, device: ModbusTcpDevice,
               links: dict[tuple[str, int, str], TcpLink]) -> ModbusBound:
     """A unit behind a TCP server or gateway, on the link it shares with the gateway's
@@ -170,11 +186,7 @@ def _bind_tcp(name: str, device: ModbusTcpDevice,
         own_connection=_own_connection(device),
     )
     key = (device.host, device.port, name if settings.own_connection else "")
-    link = links.get(key)
-    if link is None:
-        link = links[key] = TcpLink(settings)
-    else:
-        link.join(settings)
+    link = _shared(links, key, settings, TcpLink)
     points = _modbus_points(device)
     return ModbusBound(name, ModbusTcpDriver(name, settings, device.unit_id, _limits(device),
                                              link=link),
@@ -192,11 +204,7 @@ def _bind_rtu(name: str, device: ModbusRtuDevice, lines: dict[str, SerialLine]) 
         retries=device.retries, request_delay=device.request_delay,
         backoff_min=device.backoff.min, backoff_max=device.backoff.max,
     )
-    line = lines.get(device.serial_port)
-    if line is None:
-        line = lines[device.serial_port] = SerialLine(unit)
-    else:
-        line.join(unit)
+    line = _shared(lines, device.serial_port, unit, SerialLine)
     points = _modbus_points(device)
     return ModbusBound(name, ModbusRtuDriver(name, line, device.unit_id, _limits(device),
                                              settings=unit),
