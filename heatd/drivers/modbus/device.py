@@ -95,18 +95,19 @@ class ModbusDevice:
     """One unit id on a link. Use ModbusTcpDevice or ModbusRtuDevice to build one."""
 
     def __init__(
-        self, name: str, link: Link, unit_id: int, limits: PlanLimits, *, backoff: Backoff,
-        timeout: float | None = None, retries: int | None = None, breaker_after: int = 1,
+        self, name: str, link: Link, unit_id: int, limits: PlanLimits,
+        settings: TcpSettings | SerialSettings,
     ) -> None:
+        """``settings`` are the unit's own timeout, retries, backoff and breaker."""
         self.name = name
         self.link = link
         self.unit_id = unit_id
         self.limits = limits
         self.stats = DeviceStats()
-        self.timeout = link.timeout if timeout is None else timeout
-        self.retries = link.retries if retries is None else retries
-        self._backoff = backoff
-        self._breaker_after = max(1, breaker_after)
+        self.timeout = settings.timeout
+        self.retries = settings.retries
+        self._backoff = Backoff(settings.backoff_min, settings.backoff_max)
+        self._breaker_after = max(1, settings.breaker_after)
         self._silent_requests = 0
         self._probing = False
         self._comebacks = 0
@@ -372,16 +373,8 @@ class ModbusTcpDevice(ModbusDevice):
         *,
         link: TcpLink | None = None,
     ) -> None:
-        super().__init__(
-            name,
-            link or TcpLink(settings),
-            unit_id,
-            limits or PlanLimits(),
-            backoff=Backoff(settings.backoff_min, settings.backoff_max),
-            timeout=settings.timeout,
-            retries=settings.retries,
-            breaker_after=settings.breaker_after,
-        )
+        super().__init__(name, link or TcpLink(settings), unit_id, limits or PlanLimits(),
+                         settings)
 
 
 class ModbusRtuDevice(ModbusDevice):
@@ -394,14 +387,4 @@ class ModbusRtuDevice(ModbusDevice):
         self, name: str, line: SerialLine, unit_id: int, limits: PlanLimits | None = None,
         *, settings: SerialSettings | None = None,
     ) -> None:
-        s = settings or line.settings
-        super().__init__(
-            name,
-            line,
-            unit_id,
-            limits or PlanLimits(),
-            backoff=Backoff(s.backoff_min, s.backoff_max),
-            timeout=s.timeout,
-            retries=s.retries,
-            breaker_after=s.breaker_after,
-        )
+        super().__init__(name, line, unit_id, limits or PlanLimits(), settings or line.settings)
