@@ -42,17 +42,11 @@ def _config_schema(args: argparse.Namespace) -> int:
 def _probe(args: argparse.Namespace) -> int:
     import asyncio
 
-    from heatd.config_loader import ConfigError, load_site
+    from heatd.cli_site import load_for_device
     from heatd.probe import probe
 
-    try:
-        site = load_site(args.file)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    if args.device and args.device not in site.devices:
-        print(f"{args.file}: no device {args.device!r} (devices: {', '.join(site.devices)})",
-              file=sys.stderr)
+    site = load_for_device(args.file, args.device or None)
+    if site is None:
         return 1
     return asyncio.run(probe(site, args.device, sys.stdout, check_types=args.check_types))
 

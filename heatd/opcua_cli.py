@@ -11,16 +11,10 @@ from typing import Any
 
 def _browse(args: argparse.Namespace) -> int:
     from heatd.browse import browse
-    from heatd.config_loader import ConfigError, load_site
+    from heatd.cli_site import load_for_device
 
-    try:
-        site = load_site(args.file)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    if args.device not in site.devices:
-        print(f"{args.file}: no device {args.device!r} (devices: {', '.join(site.devices)})",
-              file=sys.stderr)
+    site = load_for_device(args.file, args.device)
+    if site is None:
         return 1
     return asyncio.run(browse(site, args.device, args.node, sys.stdout,
                               snippet=args.snippet, max_depth=args.depth))
