@@ -2,8 +2,11 @@
 
 Random sequences of snapshots (bad, stale, NaN, out-of-range and missing points included,
 random time steps, random heat-pump feedback and faults, random operator commands) drive
-the real control core. An independent oracle reads the raw snapshot to decide when the
-cooling guarantee must bite; the decisions are then checked against the one before.
+the real control core. An independent oracle reads the raw snapshot to decide which of the
+envelope's severities must bite (supply and rack inlet, heat-pump fault, trip and lockout,
+the PLC's fallback); the decisions are then checked against the one before. The envelope
+runs on its defaults (no ride-through: a lost reading is the worst case), but for one test
+of a site that states how fast its loop can rise, where a lost supply is ridden through.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import HealthCheck, given, settings, target
 from hypothesis import strategies as st
 
@@ -18,6 +22,7 @@ from heatd.control import (
     ControlParams,
     Decision,
     Mode,
+    Setpoints,
     Signal,
     Snapshot,
     State,
@@ -41,7 +46,10 @@ PARAMS = ControlParams.model_validate(
         "optimiser": {"start_delay_s": 0.0, "stop_delay_s": 0.0},
     }
 )  # fmt: skip
-LIMIT = PARAMS.envelope.supply_limit_c
+ENV = PARAMS.envelope
+LIMIT = ENV.supply_limit_c
+BAND = LIMIT - ENV.supply_margin_k
+RACK_BAND = ENV.rack_inlet_limit_c - ENV.rack_inlet_margin_k
 SEQ = PARAMS.sequencer
 
 value = st.one_of(
@@ -152,16 +160,99 @@ def _snapshot(seg: Segment, k: int, now: float, running: float) -> Snapshot:
     return Snapshot(now, sig)
 
 
-def _oracle_supply(snap: Snapshot, now: float) -> float | None:
-    """Worst usable supply reading, judged straight from the raw snapshot."""
-    lo, hi = R.DEFAULT_RANGES[R.COOLANT_SUPPLY_TEMP]
-    good = [
-        s.value
-        for s in snap.signals.get(R.COOLANT_SUPPLY_TEMP, ())
-        if s.good and s.value is not None and lo <= s.value <= hi
-        and now - s.ts <= PARAMS.validation.stale_after_s
+def _usable(snap: Snapshot, role: str, now: float) -> list[float | None]:
+    """Each point of a role, judged straight from the raw snapshot: its value, or None
+    when it is bad, out of range or stale."""
+    lo, hi = R.DEFAULT_RANGES[role]
+    return [
+        s.value if (s.good and s.value is not None and lo <= s.value <= hi
+                    and now - s.ts <= PARAMS.validation.stale_after_s) else None
+        for s in snap.signals.get(role, ())
     ]  # fmt: skip
+
+
+def _oracle_supply(snap: Snapshot, now: float) -> float | None:
+    """Worst usable supply reading (redundant sensors: the good ones count)."""
+    good = [v for v in _usable(snap, R.COOLANT_SUPPLY_TEMP, now) if v is not None]
     return max(good) if good else None
+
+
+UNBOUND = "unbound"
+
+
+def _oracle_flag(snap: Snapshot, role: str, now: float) -> float | str | None:
+    """A one-point input: its value, None when unknown, UNBOUND when the site lacks it."""
+    if role not in snap.signals:
+        return UNBOUND
+    return _usable(snap, role, now)[0]
+
+
+def _oracle_rack(snap: Snapshot, now: float) -> float | str | None:
+    """The hottest rack inlet; None when any rack's reading is unknown (every rack must
+    be seen), UNBOUND when the site has no rack sensors."""
+    if R.RACK_INLET_TEMP not in snap.signals:
+        return UNBOUND
+    racks = _usable(snap, R.RACK_INLET_TEMP, now)
+    return None if None in racks else max(racks)  # type: ignore[type-var]
+
+
+def _worst_case(sp: Setpoints, why: str) -> str:
+    assert sp.fan == 1.0, f"{why}: dry cooler not at full"
+    return _recovery_out(sp, why)
+
+
+def _recovery_out(sp: Setpoints, why: str) -> str:
+    assert sp.valve == 0.0, f"{why}: recovery valve not on the dry-cooler side"
+    assert not sp.hp_enable, f"{why}: heat pump not off"
+    return why
+
+
+def _check_envelope(snap: Snapshot, sp: Setpoints, prev: Setpoints, now: float) -> list[str]:
+    """Every severity of the envelope (heatd/control/envelope.py) that the snapshot calls
+    for, judged from the raw snapshot and checked; the ones that did."""
+    bit: list[str] = []
+    supply = _oracle_supply(snap, now)
+    if supply is None:
+        bit.append(_worst_case(sp, "supply unknown"))
+    elif supply >= BAND:  # driven down across the band, fans floored from nothing to full
+        depth = min((supply - BAND) / ENV.supply_margin_k, 1.0)
+        assert sp.fan >= depth, "dry cooler under the floor of the margin band"
+        assert sp.valve <= 1.0 - depth, "recovery share over the cap of the margin band"
+        assert sp.valve <= prev.valve, "valve opened inside the margin band"
+        assert sp.fan >= prev.fan, "dry cooler slowed inside the margin band"
+        if depth == 1.0:
+            assert sp.fan == 1.0, "supply at its limit: dry cooler not at full"
+            assert sp.extraction <= prev.extraction, "extraction raised at the limit"
+            assert prev.hp_enable or not sp.hp_enable, "heat pump started at the limit"
+        bit.append("supply in the margin band")
+
+    if _oracle_flag(snap, R.PLC_FALLBACK, now) == 1.0:
+        bit.append(_worst_case(sp, "plc in local fallback"))
+
+    fault = _oracle_flag(snap, R.HP_FAULT, now)
+    if fault is None:  # out of contact: no start, no more flow than a running one had
+        assert prev.hp_enable or not sp.hp_enable, "heat pump started while out of contact"
+        assert sp.valve <= (prev.valve if prev.hp_enable else 0.0), (
+            "more recovery flow while the heat pump is out of contact")
+        bit.append("heat pump out of contact")
+    elif fault == 1.0:
+        bit.append(_recovery_out(sp, "heat pump fault"))
+    trip = _oracle_flag(snap, R.HP_TRIP_CODE, now)  # known: whatever the fault bit reads
+    if isinstance(trip, float) and trip > 0:
+        bit.append(_recovery_out(sp, "heat pump trip code set"))
+    if _oracle_flag(snap, R.HP_LOCKOUT, now) == 1.0:
+        bit.append(_recovery_out(sp, "heat pump locked out"))
+
+    rack = _oracle_rack(snap, now)
+    if rack is None:
+        bit.append(_worst_case(sp, "rack inlet unknown"))
+    elif isinstance(rack, float) and rack >= RACK_BAND:
+        assert sp.valve <= prev.valve, "recovery share grew with a rack inlet near its limit"
+        assert sp.fan >= prev.fan, "dry cooling fell with a rack inlet near its limit"
+        assert sp.fan >= min(1.0, (rack - RACK_BAND) / ENV.rack_inlet_margin_k), (
+            "dry cooler under the floor of a rack inlet near its limit")
+        bit.append("rack inlet near its limit")
+    return bit
 
 
 def _apply(state: State, cmd: tuple | None, now: float) -> State:
@@ -204,7 +295,7 @@ def test_cooling_priority_and_hp_protection_hold_for_any_sequence(seq: list[Segm
     on_at: float | None = None
     off_at: float | None = None  # found stopped: how long ago is unknown
     starts: list[float] = []
-    at_risk_while_recovering = 0
+    bitten_while_recovering: set[str] = set()
     for seg in seq:
         state = _apply(state, seg.command, now)
         for k in range(seg.steps):
@@ -214,16 +305,9 @@ def test_cooling_priority_and_hp_protection_hold_for_any_sequence(seq: list[Segm
             sp = d.setpoints
             _check_device_ranges(d)
 
-            supply = _oracle_supply(snap, now)
-            if supply is None or supply >= LIMIT:
-                at_risk_while_recovering += prev.extraction > 0 or prev.valve > 0
-                assert sp.valve <= prev.valve, "valve opened while cooling is at risk"
-                assert sp.extraction <= prev.extraction, "extraction raised while at risk"
-                assert sp.fan >= prev.fan, "dry cooler slowed while cooling is at risk"
-            if supply is None:
-                assert sp.fan == 1.0 and sp.valve == 0.0 and not sp.hp_enable
-            if supply is not None and supply >= LIMIT:
-                assert sp.fan == 1.0
+            bit = _check_envelope(snap, sp, prev, now)
+            if prev.valve > 0 or prev.hp_enable:  # a rule that bites now has work to do
+                bitten_while_recovering.update(bit)
 
             if sp.hp_enable and not prev.hp_enable:
                 assert off_at is None or now - off_at >= SEQ.min_off_s, "min off time violated"
@@ -241,7 +325,175 @@ def test_cooling_priority_and_hp_protection_hold_for_any_sequence(seq: list[Segm
             running = float(sp.hp_enable) if seg.echo_running else float(not sp.hp_enable)
             prev, state = sp, d.state
     target(float(len(starts)), label="heat-pump starts")
-    target(float(at_risk_while_recovering), label="at-risk steps while recovering")
+    target(float(len(bitten_while_recovering)), label="envelope rules met while recovering")
+
+
+Values = dict[str, float | list[float | None] | None]
+STEADY: Values = {
+    R.COOLANT_SUPPLY_TEMP: 36.0, R.HP_FAULT: 0.0, R.HP_TRIP_CODE: 0.0, R.HP_LOCKOUT: 0.0,
+    R.PLC_FALLBACK: 0.0, R.RACK_INLET_TEMP: [22.0], R.IT_POWER: 100.0, R.DH_DEMAND: 80.0,
+}  # fmt: skip
+"""A healthy site wanting heat: the heat pump is started and the valve opens."""
+
+
+def _signals(now: float, values: Values, running: float) -> Snapshot:
+    """A snapshot of fresh points (None: a bad one; a list: a role with several), with
+    the heat pump's feedback following its command."""
+    def one(v: float | None) -> Signal:
+        return Signal.bad("timeout", now) if v is None else Signal(v, True, now)
+
+    values = {**values, R.HP_RUNNING: running, R.HP_HEAT: 60.0 * running}
+    return Snapshot(now, {role: tuple(map(one, v)) if isinstance(v, list) else (one(v),)
+                          for role, v in values.items()})
+
+
+def _recovering(seconds: int, params: ControlParams = PARAMS) -> tuple[float, Decision[State]]:
+    """The steady site run for ``seconds``: the heat pump runs and the valve is open."""
+    now, state, running = 0.0, initial_state(0.0), 0.0
+    for _ in range(seconds):
+        now += 1.0
+        d = step(_signals(now, STEADY, running), state, params, now)
+        state, running = d.state, float(d.setpoints.hp_enable)
+    assert d.setpoints.hp_enable and d.setpoints.valve > 0.1, "recovery did not get going"
+    return now, d
+
+
+UPSETS = {
+    R.COOLANT_SUPPLY_TEMP: st.none() | st.floats(BAND - 0.5, LIMIT + 2),
+    R.HP_FAULT: st.sampled_from([1.0, None]),
+    R.HP_TRIP_CODE: st.just(7.0),
+    R.HP_LOCKOUT: st.just(1.0),
+    R.PLC_FALLBACK: st.just(1.0),
+    R.RACK_INLET_TEMP: mostly(st.lists(st.floats(20.0, 35.0), min_size=1, max_size=3),
+                              st.lists(st.none() | st.floats(20.0, 35.0), min_size=1,
+                                       max_size=3), 2),
+}
+"""What each randomised input does when it goes wrong."""
+
+
+def _upset(role: str) -> st.SearchStrategy[Values]:
+    """``role`` gone wrong, mostly alone (so no stricter rule covers for its own), now and
+    then with one other input."""
+    others = sorted(set(UPSETS) - {role})
+    other = st.sampled_from(others).flatmap(lambda r: UPSETS[r].map(lambda v: {r: v}))
+    return st.tuples(UPSETS[role], mostly(st.just({}), other, 3)).map(
+        lambda picked: {role: picked[0], **picked[1]})
+
+
+Lease = tuple[str, float] | None
+leases = st.sampled_from([None, (R.VALVE_RECOVERY, 1.0), (R.DRYCOOLER_FAN, 0.0),
+                          (R.HP_ENABLE, 1.0)])
+"""An operator pushing where a rule holds back: more recovery share, less dry cooling, a
+start of the heat pump."""
+
+
+def _leased(now: float, d: Decision[State], lease: Lease, params: ControlParams
+            ) -> tuple[float, State, Setpoints]:
+    """The lease from ``now`` on; a lease to start the heat pump comes after another lease
+    has stopped it for its minimum off time."""
+    state, prev = d.state, d.setpoints
+    if lease is None:
+        return now, state, prev
+    if lease[0] == R.HP_ENABLE:
+        state = set_override(state, R.HP_ENABLE, 0.0, now, ttl_s=300.0)
+        for _ in range(300):  # it winds its capacity down first
+            now += 1.0
+            d = step(_signals(now, STEADY, float(prev.hp_enable)), state, params, now)
+            state, prev = d.state, d.setpoints
+            if not prev.hp_enable:
+                break
+        assert not prev.hp_enable, "the lease did not stop the heat pump"
+        for _ in range(math.ceil(SEQ.min_off_s)):
+            now += 1.0
+            d = step(_signals(now, STEADY, 0.0), state, params, now)
+            state, prev = d.state, d.setpoints
+    return now, set_override(state, *lease, now, ttl_s=3600.0), prev
+
+
+@pytest.mark.parametrize("role", sorted(UPSETS))
+@settings(max_examples=80)
+@given(
+    data=st.data(),
+    warmup=st.integers(40, 120),
+    steps=st.integers(1, 30),
+    dt=st.sampled_from([0.5, 1.0, 5.0]),
+    lease=leases,
+)
+def test_every_envelope_rule_holds_when_it_meets_a_running_recovery(
+    role: str, data: st.DataObject, warmup: int, steps: int, dt: float, lease: Lease
+) -> None:
+    """The other test meets most rules while nothing is recovered, where a broken rule
+    hides: here each randomised input goes wrong on a heat pump running with the valve
+    open, or stopped, and an operator may push against the rule."""
+    upset = data.draw(_upset(role), label="upset")
+    now, d = _recovering(warmup)
+    now, state, prev = _leased(now, d, lease, PARAMS)
+    for _ in range(steps):
+        now += dt
+        snap = _signals(now, {**STEADY, **upset}, float(prev.hp_enable))
+        d = step(snap, state, PARAMS, now)
+        _check_device_ranges(d)
+        _check_envelope(snap, d.setpoints, prev, now)
+        state, prev = d.state, d.setpoints
+
+
+def _riding(rise_k_per_s: float) -> ControlParams:
+    """A site that states how fast its loop can rise: a lost supply reading is ridden
+    through for at most 100 s. From the steady 36 degC the band (42 degC) is 600 s away at
+    0.01 K/s, so the time bound ends the ride; 60 s away at 0.1 K/s, so the rise does."""
+    env = ENV.model_copy(update={"blind_rise_k_per_s": rise_k_per_s, "blind_hold_max_s": 100.0})
+    return PARAMS.model_copy(update={"envelope": env})
+
+
+@settings(max_examples=100)
+@given(
+    warmup=st.integers(40, 120),
+    steps=st.integers(1, 60),
+    dt=st.sampled_from([0.5, 1.0, 5.0, 30.0]),
+    rise=st.sampled_from([0.01, 0.1]),
+    it_power=st.sampled_from([80.0, 100.0, 110.0, 115.0]),
+    lease=leases,
+)
+def test_a_lost_supply_is_ridden_through_only_within_its_bounds(
+    warmup: int, steps: int, dt: float, rise: float, it_power: float, lease: Lease
+) -> None:
+    """Ride-through (envelope.py): while the last reading plus the stated rise stays under
+    the band, for at most blind_hold_max_s and with no IT growth past blind_it_growth, the
+    cooling is held as it was (no more recovery share, no less dry cooling, no start, even
+    against an operator's lease); past any bound, the worst case."""
+    params = _riding(rise)
+    env = params.envelope
+    now, d = _recovering(warmup, params)
+    now, state, prev = _leased(now, d, lease, params)
+    seen_at, seen, it_seen = now, STEADY[R.COOLANT_SUPPLY_TEMP], STEADY[R.IT_POWER]
+    assert isinstance(seen, float) and isinstance(it_seen, float)
+    lost = {**STEADY, R.COOLANT_SUPPLY_TEMP: None, R.IT_POWER: it_power}
+    for _ in range(steps):
+        now += dt
+        d = step(_signals(now, lost, float(prev.hp_enable)), state, params, now)
+        sp = d.setpoints
+        _check_device_ranges(d)
+        if (now - seen_at <= env.blind_hold_max_s
+                and seen + rise * (now - seen_at) < BAND
+                and it_power <= it_seen * (1.0 + env.blind_it_growth)):
+            assert d.bounds.hp_run, "the worst case where the loss is to be ridden through"
+            assert sp.valve <= prev.valve, "recovery share grew while riding through"
+            assert sp.fan >= prev.fan, "dry cooling fell while riding through"
+            assert prev.hp_enable or not sp.hp_enable, "heat pump started while riding through"
+        else:
+            _worst_case(sp, "supply unknown past the ride-through")
+        state, prev = d.state, sp
+
+
+@pytest.mark.parametrize("flag", [R.HP_TRIP_CODE, R.HP_LOCKOUT])
+def test_a_trip_or_lockout_closes_recovery_while_the_fault_bit_is_unknown(flag: str) -> None:
+    """Heat pump out (envelope.py): a trip or lockout closes the recovery valve at once,
+    whatever the fault bit reads."""
+    now, d = _recovering(60)
+    upset = {**STEADY, R.HP_FAULT: None, flag: 1.0}
+    d = step(_signals(now + 1.0, upset, 1.0), d.state, PARAMS, now + 1.0)
+    assert not d.setpoints.hp_enable
+    assert d.setpoints.valve == 0.0
 
 
 @settings(max_examples=100)
