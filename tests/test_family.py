@@ -50,6 +50,7 @@ def test_family_results_do_not_depend_on_the_number_of_jobs() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # 780 co-simulations: 5 min on a quiet 2-core machine, 20 loaded
 def test_500_cases_and_a_falsification_search_find_no_feasible_violation() -> None:
     """About 90 plants x 6 key scenarios at 12 h, plus 40 plants at the edges of the ranges."""
     cases = run_cases(family_specs(90, 11, KEY_SCENARIOS, 12.0), jobs=2)
