@@ -7,6 +7,7 @@ import the plot extra hides fails this test."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -47,8 +48,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     base = tmp_path_factory.mktemp("install")
     home = base / "home"
     home.mkdir()
+    # setuptools builds in the source's own build/ folder: build from a copy, so the test
+    # leaves nothing in the checkout (a stray build/lib/heatd is a second heatd to mypy).
+    source = base / "source"
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "node_modules", "__pycache__",
+        ".hypothesis", ".pytest_cache", ".ruff_cache", ".mypy_cache", "out"))
     log = _checked([sys.executable, "-m", "pip", "wheel", "--verbose", "--no-deps",
-                    "--wheel-dir", str(base / "dist"), str(ROOT)], home)
+                    "--wheel-dir", str(base / "dist"), str(source)], home)
     (wheel,) = (base / "dist").glob("heatd-*.whl")
     _checked([sys.executable, "-m", "venv", str(base / "venv")], home)
     _checked([str(base / "venv" / "bin" / "pip"), "install", "--quiet", str(wheel)], home)
