@@ -33,7 +33,8 @@ def ensure_node_opcua() -> None:
     """Install the pinned node-opcua once; skip the calling test when npm is absent."""
     npm, node = shutil.which("npm"), shutil.which("node")
     if npm is None or node is None:
-        pytest.skip("node and npm are needed to run the node-opcua peer (not installed)")
+        pytest.skip("interop with a second OPC UA stack needs Node.js (20 or later) and npm "
+                    "on PATH to install node-opcua; they are not installed here")
     installed = PEERS / "node_modules" / ".package-lock.json"
     with open(PEERS / ".install.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
