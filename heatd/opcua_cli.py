@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 from typing import Any
 
 
 def _browse(args: argparse.Namespace) -> int:
+    import asyncio  # here, not at import: every command line (check-config too) imports this
+
     from heatd.browse import browse
     from heatd.cli_site import load_for_device
 
