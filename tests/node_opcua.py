@@ -96,12 +96,14 @@ class NodeOpcUaServer:
             await self.stop()
             raise
         assert said is None, f"node-opcua did not start:\n{said}{log.read_text()[-3000:]}"
-        self._drain = asyncio.create_task(self._discard_output())
-
-    async def _discard_output(self) -> None:
-        """Keep reading what the server prints, so a full pipe never blocks it."""
         assert self._process is not None and self._process.stdout is not None
-        while await self._process.stdout.read(65536):
+        # The stream is handed over now: a stop may clear _process before the task runs.
+        self._drain = asyncio.create_task(self._discard_output(self._process.stdout))
+
+    @staticmethod
+    async def _discard_output(stream: asyncio.StreamReader) -> None:
+        """Keep reading what the server prints, so a full pipe never blocks it."""
+        while await stream.read(65536):
             pass
 
     async def _ready(self) -> str | None:
