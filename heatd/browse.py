@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
-from heatd.config import OpcUaDevice, SiteConfig
+from heatd.config import OpcUaDeviceConfig, SiteConfig
 from heatd.devices import bind_opcua
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ async def browse(site: SiteConfig, device_name: str, start: str | None, out: IO[
     """Print the variables below ``start`` (default: Objects); 0 when the server was
     reached, 2 when not (with the named reason)."""
     config = site.devices[device_name]
-    if not isinstance(config, OpcUaDevice):
+    if not isinstance(config, OpcUaDeviceConfig):
         out.write(f"{device_name} is a {config.protocol} device; browse is for OPC UA\n")
         return 2
     driver = bind_opcua(device_name, config).driver

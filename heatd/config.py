@@ -144,7 +144,7 @@ class OpcUaPointConfig(PointBase):
         return self
 
 
-class Backoff(Strict):
+class BackoffConfig(Strict):
     """Exponential backoff with jitter between reconnect attempts to one device."""
 
     min: Seconds = 0.5
@@ -208,17 +208,17 @@ class ModbusCommon(Strict):
         "fc6", description="fc6: a one-register write uses function 6 (Write Single "
         "Register), longer ones 16; fc16: every holding-register write uses function 16 "
         "(Write Multiple Registers), for devices that accept only that.")
-    backoff: Backoff = Field(default_factory=Backoff)
+    backoff: BackoffConfig = Field(default_factory=BackoffConfig)
     points: dict[Identifier, ModbusPointConfig]
 
 
-class ModbusTcpDevice(ModbusCommon):
+class ModbusTcpDeviceConfig(ModbusCommon):
     protocol: Literal["modbus_tcp"]
     host: str
     port: Annotated[int, Field(ge=1, le=65535)] = 502
 
 
-class ModbusRtuDevice(ModbusCommon):
+class ModbusRtuDeviceConfig(ModbusCommon):
     protocol: Literal["modbus_rtu"]
     serial_port: str = Field(description="Serial device, e.g. /dev/ttyUSB0.")
     baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
@@ -227,7 +227,7 @@ class ModbusRtuDevice(ModbusCommon):
     bytesize: Literal[7, 8] = 8
 
 
-class OpcUaDevice(Strict):
+class OpcUaDeviceConfig(Strict):
     protocol: Literal["opcua"]
     endpoint: str = Field(description="opc.tcp://host:port/path")
     security_policy: Literal["None", "Basic256Sha256"] = "None"
@@ -253,7 +253,7 @@ class OpcUaDevice(Strict):
     timeout: Seconds = 2.0
     mode: Literal["subscription", "polling"] = "subscription"
     publishing_interval: Seconds = 0.5
-    backoff: Backoff = Field(default_factory=Backoff)
+    backoff: BackoffConfig = Field(default_factory=BackoffConfig)
     points: dict[Identifier, OpcUaPointConfig]
 
 
@@ -265,7 +265,7 @@ class OpcUaDevice(Strict):
         return value
 
     @model_validator(mode="after")
-    def _security_consistent(self) -> OpcUaDevice:
+    def _security_consistent(self) -> OpcUaDeviceConfig:
         secured = self.security_policy != "None"
         if secured != (self.security_mode != "None"):
             raise ValueError("security_policy and security_mode must both be None or both set")
@@ -289,7 +289,8 @@ class OpcUaDevice(Strict):
 
 
 DeviceConfig = Annotated[
-    ModbusTcpDevice | ModbusRtuDevice | OpcUaDevice, Field(discriminator="protocol")
+    ModbusTcpDeviceConfig | ModbusRtuDeviceConfig | OpcUaDeviceConfig,
+    Field(discriminator="protocol"),
 ]
 PointConfig = ModbusPointConfig | OpcUaPointConfig
 

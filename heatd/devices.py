@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from heatd.config import (
-    ModbusRtuDevice,
-    ModbusTcpDevice,
-    OpcUaDevice,
+    ModbusRtuDeviceConfig,
+    ModbusTcpDeviceConfig,
+    OpcUaDeviceConfig,
     PointConfig,
     SiteConfig,
 )
@@ -30,10 +30,10 @@ from heatd.points import PointLimits
 from heatd.site_checks import protocol_address
 
 if TYPE_CHECKING:
-    from heatd.drivers.modbus.device import ModbusDevice as ModbusDriver
+    from heatd.drivers.modbus.device import ModbusDevice
     from heatd.drivers.modbus.link import Link, SerialLine, TcpLink
     from heatd.drivers.modbus.plan import Block
-    from heatd.drivers.opcua.device import OpcUaDevice as OpcUaDriver
+    from heatd.drivers.opcua.device import OpcUaDevice
 
 STALE_AFTER_POLLS = 3
 """A point with no max_age of its own is stale after this many missed polls."""
@@ -78,7 +78,7 @@ class BoundDevice(Generic[P]):
 class ModbusBound(BoundDevice[ModbusPoint]):
     """A Modbus unit: its read plan can be shown (``heatd probe``)."""
 
-    driver: ModbusDriver
+    driver: ModbusDevice
 
     def plan(self) -> list[Block]:
         return self.driver.plan(tuple(self.points.values()))
@@ -88,7 +88,7 @@ class ModbusBound(BoundDevice[ModbusPoint]):
 class OpcUaBound(BoundDevice[OpcUaPoint]):
     """An OPC UA server: polled, or pushing its changes on a subscription."""
 
-    driver: OpcUaDriver
+    driver: OpcUaDevice
     subscribed: bool = False
     publishing_interval: float = 1.0
 
@@ -97,7 +97,7 @@ AnyBound = ModbusBound | OpcUaBound
 """What ``build_devices`` makes of each device of a site."""
 
 
-def _modbus_points(device: ModbusTcpDevice | ModbusRtuDevice) -> dict[str, ModbusPoint]:
+def _modbus_points(device: ModbusTcpDeviceConfig | ModbusRtuDeviceConfig) -> dict[str, ModbusPoint]:
     return {
         name: ModbusPoint(
             name=name,
@@ -111,7 +111,7 @@ def _modbus_points(device: ModbusTcpDevice | ModbusRtuDevice) -> dict[str, Modbu
     }
 
 
-def _groups(device: ModbusTcpDevice | ModbusRtuDevice | OpcUaDevice,
+def _groups(device: ModbusTcpDeviceConfig | ModbusRtuDeviceConfig | OpcUaDeviceConfig,
             points: Mapping[str, P]) -> dict[str, tuple[P, ...]]:
     """The points of each poll group, in the site file's order."""
     groups: dict[str, list[P]] = defaultdict(list)
@@ -120,12 +120,12 @@ def _groups(device: ModbusTcpDevice | ModbusRtuDevice | OpcUaDevice,
     return {group: tuple(specs) for group, specs in groups.items()}
 
 
-def _own_connection(device: ModbusTcpDevice) -> bool:
+def _own_connection(device: ModbusTcpDeviceConfig) -> bool:
     """``connection: own`` in the site file, once the schema offers it; shared otherwise."""
     return getattr(device, "connection", "shared") == "own"
 
 
-def _limits(device: ModbusTcpDevice | ModbusRtuDevice) -> PlanLimits:
+def _limits(device: ModbusTcpDeviceConfig | ModbusRtuDeviceConfig) -> PlanLimits:
     return PlanLimits(
         max_registers=device.max_registers,
         allow_gaps=device.allow_gaps,
@@ -134,7 +134,7 @@ def _limits(device: ModbusTcpDevice | ModbusRtuDevice) -> PlanLimits:
     )
 
 
-def _opcua_settings(device: OpcUaDevice) -> OpcUaSettings:
+def _opcua_settings(device: OpcUaDeviceConfig) -> OpcUaSettings:
     return OpcUaSettings(
         endpoint=device.endpoint,
         security_policy=device.security_policy,
@@ -172,11 +172,11 @@ def _shared(links: dict[_Key, _Link], key: _Key, settings: _Settings,
     return link
 
 
-def _bind_tcp(name: str, device: ModbusTcpDevice,
+def _bind_tcp(name: str, device: ModbusTcpDeviceConfig,
               links: dict[tuple[str, int, str], TcpLink]) -> ModbusBound:
     """A unit behind a TCP server or gateway, on the link it shares with the gateway's
     other units (or its own)."""
-    from heatd.drivers.modbus.device import ModbusTcpDevice as ModbusTcpDriver
+    from heatd.drivers.modbus.device import ModbusTcpDevice
     from heatd.drivers.modbus.link import TcpLink
 
     settings = TcpSettings(
@@ -188,14 +188,15 @@ def _bind_tcp(name: str, device: ModbusTcpDevice,
     key = (device.host, device.port, name if settings.own_connection else "")
     link = _shared(links, key, settings, TcpLink)
     points = _modbus_points(device)
-    return ModbusBound(name, ModbusTcpDriver(name, settings, device.unit_id, _limits(device),
+    return ModbusBound(name, ModbusTcpDevice(name, settings, device.unit_id, _limits(device),
                                              link=link),
                        points, _groups(device, points))
 
 
-def _bind_rtu(name: str, device: ModbusRtuDevice, lines: dict[str, SerialLine]) -> ModbusBound:
+def _bind_rtu(name: str, device: ModbusRtuDeviceConfig,
+              lines: dict[str, SerialLine]) -> ModbusBound:
     """A unit on an RS-485 line, sharing the line's serial client."""
-    from heatd.drivers.modbus.device import ModbusRtuDevice as ModbusRtuDriver
+    from heatd.drivers.modbus.device import ModbusRtuDevice
     from heatd.drivers.modbus.link import SerialLine
 
     unit = SerialSettings(
@@ -206,21 +207,21 @@ def _bind_rtu(name: str, device: ModbusRtuDevice, lines: dict[str, SerialLine]) 
     )
     line = _shared(lines, device.serial_port, unit, SerialLine)
     points = _modbus_points(device)
-    return ModbusBound(name, ModbusRtuDriver(name, line, device.unit_id, _limits(device),
+    return ModbusBound(name, ModbusRtuDevice(name, line, device.unit_id, _limits(device),
                                              settings=unit),
                        points, _groups(device, points))
 
 
-def bind_opcua(name: str, device: OpcUaDevice) -> OpcUaBound:
+def bind_opcua(name: str, device: OpcUaDeviceConfig) -> OpcUaBound:
     """An OPC UA server with its points; nothing connects yet."""
-    from heatd.drivers.opcua.device import OpcUaDevice as OpcUaDriver
+    from heatd.drivers.opcua.device import OpcUaDevice
 
     points = {
         pname: OpcUaPoint(name=pname, node_id=p.node_id, data_type=p.data_type,
                           scale=p.scale, offset=p.offset)
         for pname, p in device.points.items()
     }
-    return OpcUaBound(name, OpcUaDriver(name, _opcua_settings(device)), points,
+    return OpcUaBound(name, OpcUaDevice(name, _opcua_settings(device)), points,
                       _groups(device, points), subscribed=device.mode == "subscription",
                       publishing_interval=device.publishing_interval)
 
@@ -233,9 +234,9 @@ def build_devices(site: SiteConfig, only: str | None = None) -> dict[str, AnyBou
     for name, device in site.devices.items():
         if only is not None and name != only:
             continue
-        if isinstance(device, ModbusTcpDevice):
+        if isinstance(device, ModbusTcpDeviceConfig):
             bound[name] = _bind_tcp(name, device, tcp_links)
-        elif isinstance(device, ModbusRtuDevice):
+        elif isinstance(device, ModbusRtuDeviceConfig):
             bound[name] = _bind_rtu(name, device, serial_lines)
         else:
             bound[name] = bind_opcua(name, device)
@@ -249,7 +250,7 @@ def max_age_of(site: SiteConfig, device_name: str, point: PointConfig) -> float:
         return point.max_age
     interval = site.poll_groups[point.poll_group].interval
     device = site.devices[device_name]
-    if isinstance(device, OpcUaDevice) and device.mode == "subscription":
+    if isinstance(device, OpcUaDeviceConfig) and device.mode == "subscription":
         interval = max(interval, device.publishing_interval)
     return STALE_AFTER_POLLS * interval
 

@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from heatd.config import OpcUaDevice, SiteConfig
+from heatd.config import OpcUaDeviceConfig, SiteConfig
 
 
 def referenced_files(site: SiteConfig) -> Iterator[str]:
@@ -21,7 +21,7 @@ def referenced_files(site: SiteConfig) -> Iterator[str]:
     if site.mqtt is not None:
         yield from site.mqtt.files()
     for device in site.devices.values():
-        if isinstance(device, OpcUaDevice):
+        if isinstance(device, OpcUaDeviceConfig):
             yield from (f for f in (device.certificate, device.private_key,
                                     device.server_certificate) if f)
             if device.trust_list:  # a certificate added to or removed from the folder

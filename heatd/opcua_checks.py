@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from heatd.config import OpcUaDevice, SiteConfig
+from heatd.config import OpcUaDeviceConfig, SiteConfig
 from heatd.drivers.opcua.namespaces import NodeRef
 from heatd.site_checks import Invalid, Problem
 
@@ -16,7 +16,7 @@ from heatd.site_checks import Invalid, Problem
 def opcua_problems(site: SiteConfig, invalid: Invalid, notes: list[str],
                    file: str) -> Iterator[Problem]:
     for name, device in site.devices.items():
-        if not isinstance(device, OpcUaDevice) or invalid.covers("devices", name):
+        if not isinstance(device, OpcUaDeviceConfig) or invalid.covers("devices", name):
             continue
         indexes = sorted({ref.index for point in device.points.values()
                           if (ref := NodeRef.parse(point.node_id)).uri is None
@@ -35,7 +35,7 @@ def opcua_problems(site: SiteConfig, invalid: Invalid, notes: list[str],
         yield from _certificate_problems(name, device)
 
 
-def _certificate_problems(name: str, device: OpcUaDevice) -> Iterator[Problem]:
+def _certificate_problems(name: str, device: OpcUaDeviceConfig) -> Iterator[Problem]:
     from heatd.drivers.opcua.failures import ConnectFailure
     from heatd.drivers.opcua.trust import check_own_certificate, read_certificate, trust_list
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import IO
 
 from heatd import probe_opcua
-from heatd.config import OpcUaDevice, SiteConfig
+from heatd.config import OpcUaDeviceConfig, SiteConfig
 from heatd.control.roles import OUTPUT_ROLES
 from heatd.control.signals import Signal
 from heatd.control.signals import Snapshot as ControlSnapshot
@@ -147,7 +147,7 @@ async def probe(site: SiteConfig, only: str | None, out: IO[str],
         out.write(f"device {name} ({config.protocol}): {state}\n")
         if isinstance(device, ModbusBound):
             out.write("read plan:\n" + _indent(format_plan(device.plan())) + "\n")
-        if isinstance(config, OpcUaDevice):
+        if isinstance(config, OpcUaDeviceConfig):
             all_good &= _opcua_table(config, result, out, check_types)
             continue
         rows: list[tuple[str, ...]] = [("point", "raw", "value", "unit", "quality")]
@@ -160,7 +160,8 @@ async def probe(site: SiteConfig, only: str | None, out: IO[str],
     return 0 if all_good else 2
 
 
-def _opcua_table(config: OpcUaDevice, result: _Probed, out: IO[str], check_types: bool) -> bool:
+def _opcua_table(config: OpcUaDeviceConfig, result: _Probed, out: IO[str],
+                 check_types: bool) -> bool:
     """The OPC UA table, with the server's type and access; False when a point is bad or,
     with ``check_types``, disagrees with the server."""
     good = True

@@ -18,9 +18,9 @@ from heatd.billing.points import contract_problems
 from heatd.config import (
     DeviceConfig,
     ModbusPointConfig,
-    ModbusRtuDevice,
-    ModbusTcpDevice,
-    OpcUaDevice,
+    ModbusRtuDeviceConfig,
+    ModbusTcpDeviceConfig,
+    OpcUaDeviceConfig,
     PointConfig,
     SiteConfig,
 )
@@ -73,7 +73,8 @@ def _poll_group_problems(site: SiteConfig, invalid: Invalid) -> Iterator[Problem
                        f"{point.poll_group!r} is not a poll group (known: {known})")
 
 
-def protocol_address(device: ModbusTcpDevice | ModbusRtuDevice, point: ModbusPointConfig) -> int:
+def protocol_address(device: ModbusTcpDeviceConfig | ModbusRtuDeviceConfig,
+                     point: ModbusPointConfig) -> int:
     """The 0-based address on the wire, after the address base the file states."""
     base = point.address_base if point.address_base is not None else device.address_base
     return point.address - base
@@ -81,7 +82,7 @@ def protocol_address(device: ModbusTcpDevice | ModbusRtuDevice, point: ModbusPoi
 
 def _modbus_address_problems(site: SiteConfig) -> Iterator[Problem]:
     for device_id, device in site.devices.items():
-        if isinstance(device, OpcUaDevice):
+        if isinstance(device, OpcUaDeviceConfig):
             continue
         forbidden = [hole.on_wire(device.address_base) for hole in device.forbidden]
         taken: dict[Table, list[tuple[int, int, str, ModbusPointConfig]]] = defaultdict(list)
@@ -119,17 +120,17 @@ def _may_share(a: ModbusPointConfig, b: ModbusPointConfig) -> bool:
 def _shared_line_problems(site: SiteConfig) -> Iterator[Problem]:
     """Devices on one serial line must agree on its settings and differ in unit id; so must
     devices behind one Modbus TCP gateway."""
-    lines: dict[str, tuple[str, ModbusRtuDevice]] = {}
+    lines: dict[str, tuple[str, ModbusRtuDeviceConfig]] = {}
     units: dict[tuple[str, int], str] = {}
     for device_id, device in site.devices.items():
-        if isinstance(device, ModbusRtuDevice):
+        if isinstance(device, ModbusRtuDeviceConfig):
             endpoint = device.serial_port
             first = lines.setdefault(endpoint, (device_id, device))
             for setting in ("baudrate", "parity", "stopbits", "bytesize"):
                 if getattr(device, setting) != getattr(first[1], setting):
                     yield (("devices", device_id, setting),
                            f"differs from device {first[0]!r} on the same line {endpoint}")
-        elif isinstance(device, ModbusTcpDevice):
+        elif isinstance(device, ModbusTcpDeviceConfig):
             endpoint = f"{device.host}:{device.port}"
         else:
             continue
@@ -329,7 +330,7 @@ def _staleness_problems(site: SiteConfig, invalid: Invalid) -> Iterator[Problem]
             _, device, point = _bound(site, ref)
             if point is None:
                 continue  # reported by the role checks
-            if isinstance(device, OpcUaDevice) and device.mode == "subscription":
+            if isinstance(device, OpcUaDeviceConfig) and device.mode == "subscription":
                 continue  # heard on every publishing interval, not polled
             group_name = point.poll_group
             if invalid.covers("poll_groups", group_name):

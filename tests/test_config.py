@@ -222,7 +222,7 @@ def test_schema_describes_devices() -> None:
     text = json.dumps(schema)
     assert "modbus_rtu" in text and "address_base" in text
     # both forms of a forbidden range are valid to an editor, as they are to heatd
-    entry = schema["$defs"]["ModbusTcpDevice"]["properties"]["forbidden"]["items"]["anyOf"]
+    entry = schema["$defs"]["ModbusTcpDeviceConfig"]["properties"]["forbidden"]["items"]["anyOf"]
     assert {"type": "array", "minItems": 2, "maxItems": 2}.items() <= entry[0].items()
     assert entry[1] == {"$ref": "#/$defs/ForbiddenRange"}
     assert set(schema["$defs"]["ForbiddenRange"]["properties"]) == {"first", "last", "table"}

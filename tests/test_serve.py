@@ -21,9 +21,9 @@ from pymodbus.exceptions import ModbusException
 
 from heatd.config import (
     ModbusPointConfig,
-    ModbusRtuDevice,
-    ModbusTcpDevice,
-    OpcUaDevice,
+    ModbusRtuDeviceConfig,
+    ModbusTcpDeviceConfig,
+    OpcUaDeviceConfig,
     SiteConfig,
 )
 from heatd.config_loader import load_site
@@ -94,7 +94,7 @@ def modbus_port(files: tuple[Path, Path, dict[int, int]]) -> int:
 @pytest.fixture(scope="module")
 def ua_url(site: SiteConfig) -> str:
     device = site.devices["heatpump"]
-    assert isinstance(device, OpcUaDevice)
+    assert isinstance(device, OpcUaDeviceConfig)
     return device.endpoint
 
 
@@ -114,7 +114,7 @@ async def mb(sim: PlantServer, modbus_port: int) -> AsyncIterator[AsyncModbusTcp
 async def rtu_client(site: SiteConfig, timeout: float = 1.0) -> AsyncModbusSerialClient:
     """A client on heatd's end of the dry cooler's RS-485 line (a pseudo terminal)."""
     line = site.devices["drycooler"]
-    assert isinstance(line, ModbusRtuDevice)
+    assert isinstance(line, ModbusRtuDeviceConfig)
     client = AsyncModbusSerialClient(line.serial_port, baudrate=line.baudrate,
                                      parity=line.parity, stopbits=line.stopbits,
                                      timeout=timeout, retries=0)
@@ -165,7 +165,8 @@ async def answers(client: ModbusBaseClient, unit: int) -> bool:
         return False
 
 
-async def read_point(client: ModbusBaseClient, device: ModbusTcpDevice | ModbusRtuDevice,
+async def read_point(client: ModbusBaseClient,
+                     device: ModbusTcpDeviceConfig | ModbusRtuDeviceConfig,
                      point: ModbusPointConfig) -> list[int] | list[bool]:
     address = protocol_address(device, point)
     unit = device.unit_id
@@ -195,9 +196,9 @@ async def test_modbus_points_read_back_the_plant_values(
         await sim.ticked()  # the plant stands still and is served as it stands
         checked, served = set(), set()
         for name, device in site.devices.items():
-            if isinstance(device, OpcUaDevice):
+            if isinstance(device, OpcUaDeviceConfig):
                 continue
-            client = mb if isinstance(device, ModbusTcpDevice) else rtu
+            client = mb if isinstance(device, ModbusTcpDeviceConfig) else rtu
             for pname, point in device.points.items():
                 ref = f"{name}.{pname}"
                 if sim.bindings[ref].sensor is None:
@@ -227,7 +228,7 @@ async def test_opcua_points_read_back_the_plant_values(
     sim: PlantServer, site: SiteConfig, opc: Client
 ) -> None:
     device = site.devices["heatpump"]
-    assert isinstance(device, OpcUaDevice)
+    assert isinstance(device, OpcUaDeviceConfig)
     types = {}
     sim.paused = True
     try:
@@ -436,7 +437,7 @@ async def test_frozen_register_holds_while_the_plant_moves(
     sim: PlantServer, site: SiteConfig, mb: AsyncModbusTcpClient
 ) -> None:
     pdu = site.devices["pdu"]
-    assert isinstance(pdu, ModbusTcpDevice)
+    assert isinstance(pdu, ModbusTcpDeviceConfig)
     point = pdu.points["it_power"]
     sim.inject("sensor_stuck", "it_power", duration_s=SPEED * 2.0)
     await sim.ticked()
@@ -450,7 +451,7 @@ async def test_frozen_register_holds_while_the_plant_moves(
                params={"value": 42.5})
     await sim.ticked()
     cdu = site.devices["cdu"]
-    assert isinstance(cdu, ModbusTcpDevice)
+    assert isinstance(cdu, ModbusTcpDeviceConfig)
     for name in ("supply_temp_a", "supply_temp_b"):
         regs = await read_point(mb, cdu, cdu.points[name])
         assert wire_decode(regs, cdu.points[name]) == pytest.approx(42.5)  # type: ignore[arg-type]
@@ -464,7 +465,7 @@ async def test_nan_is_nan_in_floats_and_bad_status_in_opcua_integers(
         sim.inject("sensor_nan", sensor, duration_s=SPEED * 1.0)
     await sim.ticked()
     cdu = site.devices["cdu"]
-    assert isinstance(cdu, ModbusTcpDevice)
+    assert isinstance(cdu, ModbusTcpDeviceConfig)
     a = await read_point(mb, cdu, cdu.points["supply_temp_a"])
     assert math.isnan(wire_decode(a, cdu.points["supply_temp_a"]))  # type: ignore[arg-type]
     assert await read_point(mb, cdu, cdu.points["supply_temp_b"]) == [0x8000]
@@ -482,7 +483,7 @@ async def test_dropout_is_a_sentinel_on_modbus_and_bad_status_on_opcua(
         sim.inject("sensor_dropout", sensor, duration_s=SPEED * 1.0)
     await sim.ticked()
     drycooler, dh = site.devices["drycooler"], site.devices["dh"]
-    assert isinstance(drycooler, ModbusRtuDevice) and isinstance(dh, ModbusTcpDevice)
+    assert isinstance(drycooler, ModbusRtuDeviceConfig) and isinstance(dh, ModbusTcpDeviceConfig)
     assert await read_point(rtu, drycooler, drycooler.points["outdoor_temp"]) == [0x8000]
     assert await read_point(mb, dh, dh.points["demand"]) == [0xFFFF, 0xFFFF]
     for node_id in ("ns=2;s=HP.ElectricPower", "ns=2;s=HP.Running"):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from heatd.config import ModbusRtuDevice
+from heatd.config import ModbusRtuDeviceConfig
 from heatd.config_loader import load_site, parse_site
 from heatd.hil.scenario import Scenario
 from heatd.hil.serve import PlantServer, build_scenario
@@ -53,7 +53,7 @@ def winter() -> Scenario:
 def test_free_port_copy_moves_the_serial_line_beside_the_copy(tmp_path: Path) -> None:
     with_free_ports(DEMO, tmp_path / "site.yaml")
     line = load_site(tmp_path / "site.yaml").devices["drycooler"]
-    assert isinstance(line, ModbusRtuDevice)
+    assert isinstance(line, ModbusRtuDeviceConfig)
     assert line.serial_port == str(tmp_path / "site-line1")
 
 

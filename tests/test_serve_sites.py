@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from heatd.config import ModbusTcpDevice, OpcUaDevice, SiteConfig
+from heatd.config import ModbusTcpDeviceConfig, OpcUaDeviceConfig, SiteConfig
 from heatd.config_loader import load_site
 from heatd.control.roles import (
     ALL_ROLES,
@@ -71,10 +71,10 @@ def test_percent_points_carry_percent_both_ways(tmp_path: Path) -> None:
 def test_free_port_copy_moves_every_endpoint(demo: SiteConfig, tmp_path: Path) -> None:
     moved = with_free_ports(DEMO, tmp_path / "site.yaml")
     site = load_site(tmp_path / "site.yaml")
-    tcp = {d.port for d in site.devices.values() if isinstance(d, ModbusTcpDevice)}
+    tcp = {d.port for d in site.devices.values() if isinstance(d, ModbusTcpDeviceConfig)}
     assert tcp == {moved[15020]} and moved[15020] != 15020
     copy, original = site.devices["heatpump"], demo.devices["heatpump"]
-    assert isinstance(copy, OpcUaDevice) and isinstance(original, OpcUaDevice)
+    assert isinstance(copy, OpcUaDeviceConfig) and isinstance(original, OpcUaDeviceConfig)
     assert copy.endpoint == f"opc.tcp://127.0.0.1:{moved[14840]}/heatd/heatpump"
     assert "# The demo site" in (tmp_path / "site.yaml").read_text()  # comments kept
 

@@ -27,7 +27,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType as SimType
 from pymodbus.simulator import SimData, SimDevice
 
-from heatd.config import ModbusRtuDevice, ModbusTcpDevice
+from heatd.config import ModbusRtuDeviceConfig, ModbusTcpDeviceConfig
 from heatd.drivers.codec import FLOAT_TYPES, Codec, CodecError, DataType
 from heatd.drivers.modbus import Table
 from heatd.hil.pointmap import Binding
@@ -120,7 +120,7 @@ class SerialLine:
     bytesize: int
 
     @classmethod
-    def serving(cls, path: str, device: ModbusRtuDevice) -> SerialLine:
+    def serving(cls, path: str, device: ModbusRtuDeviceConfig) -> SerialLine:
         return cls(path, device.baudrate, device.parity, device.stopbits, device.bytesize)
 
 
@@ -129,7 +129,7 @@ class ModbusEndpoint:
     an int) or on one serial line (``place`` a SerialLine)."""
 
     def __init__(self, place: int | SerialLine,
-                 devices: Mapping[str, ModbusTcpDevice | ModbusRtuDevice],
+                 devices: Mapping[str, ModbusTcpDeviceConfig | ModbusRtuDeviceConfig],
                  bindings: Mapping[str, Binding], on_write: WriteSink) -> None:
         self.place = place
         self.devices = dict(devices)

@@ -22,7 +22,7 @@ import structlog
 from asyncua import Server, ua
 from asyncua.common.callback import CallbackType, ServerItemCallback
 
-from heatd.config import OpcUaDevice
+from heatd.config import OpcUaDeviceConfig
 from heatd.drivers.codec import DataType
 from heatd.drivers.opcua.config import OpcUaPoint
 from heatd.drivers.opcua.convert import VARIANT_TYPES, to_variant
@@ -90,7 +90,7 @@ def data_value(var: Variable, value: float | None, now: ua.DateTime) -> ua.DataV
     return ua.DataValue(variant, SourceTimestamp=now, ServerTimestamp=now)
 
 
-def namespace_array(devices: Iterable[OpcUaDevice]) -> tuple[str, ...]:
+def namespace_array(devices: Iterable[OpcUaDeviceConfig]) -> tuple[str, ...]:
     """The namespaces the served devices' node ids need, in the order they are registered:
     each index a node id names (with the URI the site declares for it, else a made-up
     one), then each URI named by ``nsu=`` that is not there yet."""
@@ -106,7 +106,7 @@ def namespace_array(devices: Iterable[OpcUaDevice]) -> tuple[str, ...]:
 class OpcUaEndpoint:
     """An asyncua server on 127.0.0.1 at the port (and path) of the devices' endpoint."""
 
-    def __init__(self, endpoint: str, devices: Mapping[str, OpcUaDevice],
+    def __init__(self, endpoint: str, devices: Mapping[str, OpcUaDeviceConfig],
                  bindings: Mapping[str, Binding], on_write: NodeWriteSink,
                  refresh_s: float = 1.0) -> None:
         parts = urlsplit(endpoint)

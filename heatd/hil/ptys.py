@@ -14,12 +14,12 @@ import os
 import shutil
 from pathlib import Path
 
-from heatd.config import ModbusRtuDevice
+from heatd.config import ModbusRtuDeviceConfig
 
 START_TIMEOUT_S = 5.0
 
 
-def pty_problem(device: ModbusRtuDevice) -> str | None:
+def pty_problem(device: ModbusRtuDeviceConfig) -> str | None:
     """Why a line with this framing cannot run over a pseudo terminal, or None."""
     if device.parity != "N" or device.bytesize != 8:
         return (f"{device.serial_port}: a pseudo terminal carries 8 data bits without parity "

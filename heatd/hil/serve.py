@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from heatd.config import ModbusRtuDevice, ModbusTcpDevice, OpcUaDevice, SiteConfig
+from heatd.config import ModbusRtuDeviceConfig, ModbusTcpDeviceConfig, OpcUaDeviceConfig, SiteConfig
 from heatd.config_loader import ConfigError, load_site
 from heatd.hil.faults import Fault
 from heatd.hil.liveplant import LivePlant, scenario_for_site
@@ -104,13 +104,13 @@ class PlantServer:
     # -- setup ---------------------------------------------------------------------
 
     def _build_endpoints(self, serial: dict[str, str], ptys: bool) -> None:
-        tcp: dict[int, dict[str, ModbusTcpDevice]] = {}
-        lines: dict[str, dict[str, ModbusRtuDevice]] = {}
-        ua_devices: dict[int, tuple[str, dict[str, OpcUaDevice]]] = {}
+        tcp: dict[int, dict[str, ModbusTcpDeviceConfig]] = {}
+        lines: dict[str, dict[str, ModbusRtuDeviceConfig]] = {}
+        ua_devices: dict[int, tuple[str, dict[str, OpcUaDeviceConfig]]] = {}
         for name, device in self.site.devices.items():
-            if isinstance(device, ModbusTcpDevice):
+            if isinstance(device, ModbusTcpDeviceConfig):
                 tcp.setdefault(device.port, {})[name] = device
-            elif isinstance(device, OpcUaDevice):
+            elif isinstance(device, OpcUaDeviceConfig):
                 port = urlsplit(device.endpoint).port or 4840
                 ua_devices.setdefault(port, (device.endpoint, {}))[1][name] = device
             else:
@@ -138,7 +138,7 @@ class PlantServer:
         for url, servers in ua_devices.values():
             self.opcua.append(OpcUaEndpoint(url, servers, self.bindings, self._opcua_write))
 
-    def _pty_for(self, path: str, device: ModbusRtuDevice) -> PtyPair:
+    def _pty_for(self, path: str, device: ModbusRtuDeviceConfig) -> PtyPair:
         problem = pty_problem(device)
         if problem is None and os.path.realpath(path).startswith("/dev/"):
             problem = (f"{path}: not making a pseudo terminal in /dev; point the site file "
@@ -174,7 +174,8 @@ class PlantServer:
             await endpoint.start(outputs)
             log.info("serving", endpoint=endpoint.describe())
         remote = sorted(name for name, d in self.site.devices.items()
-                        if _host_of(d) not in LOCAL_HOSTS and not isinstance(d, ModbusRtuDevice))
+                        if _host_of(d) not in LOCAL_HOSTS
+                        and not isinstance(d, ModbusRtuDeviceConfig))
         if remote:
             log.warning("served on 127.0.0.1, not on the hosts the site names "
                         "(heatd.hil.siteports.with_free_ports writes a local copy)", devices=remote)
@@ -375,10 +376,12 @@ class PlantServer:
         print(self.status_line(achieved), file=self.status_out or sys.stdout, flush=True)
 
 
-def _host_of(device: ModbusTcpDevice | ModbusRtuDevice | OpcUaDevice) -> str | None:
-    if isinstance(device, ModbusTcpDevice):
+def _host_of(
+    device: ModbusTcpDeviceConfig | ModbusRtuDeviceConfig | OpcUaDeviceConfig,
+) -> str | None:
+    if isinstance(device, ModbusTcpDeviceConfig):
         return device.host
-    if isinstance(device, OpcUaDevice):
+    if isinstance(device, OpcUaDeviceConfig):
         return urlsplit(device.endpoint).hostname
     return None
 
