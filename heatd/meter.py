@@ -24,7 +24,7 @@ from heatd.billing.inputs import ChannelReader
 from heatd.billing.points import ENERGY_UNITS, POWER_UNITS, Channel, channel
 from heatd.config import SiteConfig
 from heatd.control import roles as R
-from heatd.points import Snapshot
+from heatd.points import PointSnapshot
 
 # quantity -> (counter role, power role)
 QUANTITIES: dict[str, tuple[str | None, str]] = {
@@ -110,7 +110,7 @@ class SiteMeter:
         self._meter = EnergyMeter(site.site.id, interval_s, moduli)
         self._reader = ChannelReader()
 
-    def observe(self, wall: float, points: Snapshot | None) -> list[dict[str, Any]]:
+    def observe(self, wall: float, points: PointSnapshot | None) -> list[dict[str, Any]]:
         if points is None:
             return []
         counters, good, values = self._reader.read(self._channels, self._counters, wall,

@@ -78,13 +78,15 @@ class PointImage:
                                       f"[{limits.low:g}, {limits.high:g}]")
         return reading
 
-    def snapshot(self, now: float) -> Snapshot:
-        return Snapshot(now, MappingProxyType({ref: self.judged(ref, now) for ref in self._limits}))
+    def snapshot(self, now: float) -> PointSnapshot:
+        return PointSnapshot(now, MappingProxyType({ref: self.judged(ref, now)
+                                                    for ref in self._limits}))
 
 
 @dataclass(frozen=True, slots=True)
-class Snapshot:
-    """An immutable view of every point at one instant."""
+class PointSnapshot:
+    """An immutable view of every point at one instant (the control core's
+    ``heatd.control.signals.Snapshot`` is made from it, by role)."""
 
     taken_at: float
     readings: Mapping[str, Reading]

@@ -12,8 +12,7 @@ from typing import IO
 from heatd import probe_opcua
 from heatd.config import OpcUaDeviceConfig, SiteConfig
 from heatd.control.roles import OUTPUT_ROLES
-from heatd.control.signals import Signal
-from heatd.control.signals import Snapshot as ControlSnapshot
+from heatd.control.signals import Signal, Snapshot
 from heatd.control.validate import ValidationState, validate
 from heatd.devices import AnyBound, ModbusBound, OpcUaBound, build_devices, point_limits
 from heatd.drivers.modbus.plan import format_plan
@@ -98,7 +97,7 @@ def judge(site: SiteConfig, device: str, readings: dict[str, Reading], image: Po
 
 def _role_verdict(site: SiteConfig, role: str, signal: Signal, now: float) -> str | None:
     """Why the control core would not take this one point as ``role``, or None."""
-    inputs, _ = validate(ControlSnapshot(now, {role: (signal,)}), ValidationState(),
+    inputs, _ = validate(Snapshot(now, {role: (signal,)}), ValidationState(),
                          site.control, now)
     why = inputs.invalid.get(role)
     if why is None:

@@ -9,10 +9,10 @@ from typing import Any
 from heatd.config import SiteConfig
 from heatd.control import roles as R
 from heatd.drivers.reading import Quality
-from heatd.points import Snapshot
+from heatd.points import PointSnapshot
 
 
-def rack_report(site: SiteConfig, points: Snapshot) -> dict[str, Any] | None:
+def rack_report(site: SiteConfig, points: PointSnapshot) -> dict[str, Any] | None:
     """``{"inlet_limit_c", "inlet": {ref: degC|None}, "over_limit": [ref], "power":
     {ref: kW|None}}`` for a site with several rack inlet or rack power points, else
     None. A rack whose inlet is at or above ``envelope.rack_inlet_limit_c`` is over it."""
@@ -31,7 +31,7 @@ def rack_report(site: SiteConfig, points: Snapshot) -> dict[str, Any] | None:
     }
 
 
-def _value(points: Snapshot, ref: str) -> float | None:
+def _value(points: PointSnapshot, ref: str) -> float | None:
     reading = points[ref]
     if reading.quality is not Quality.GOOD or reading.value is None:
         return None

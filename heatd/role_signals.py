@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from heatd.config import PointConfig, SiteConfig
 from heatd.control import roles as R
-from heatd.control.signals import Signal
-from heatd.control.signals import Snapshot as ControlSnapshot
+from heatd.control.signals import Signal, Snapshot
 from heatd.drivers.reading import Quality
-from heatd.points import Snapshot
+from heatd.points import PointSnapshot
 
 FRACTION_ROLES = frozenset({
     R.VALVE_RECOVERY, R.DRYCOOLER_FAN, R.HP_CAPACITY,
@@ -46,8 +45,8 @@ def input_bindings(site: SiteConfig) -> InputBindings:
     )
 
 
-def control_snapshot(site: SiteConfig | InputBindings, points: Snapshot,
-                     now: float) -> ControlSnapshot:
+def control_snapshot(site: SiteConfig | InputBindings, points: PointSnapshot,
+                     now: float) -> Snapshot:
     """Every input role with one Signal per bound point, stamped with the monotonic time
     heatd heard it (``now`` for a point never heard), so the core's own staleness rule
     judges its real age; a point the image does not judge good is a bad signal. The
@@ -64,7 +63,7 @@ def control_snapshot(site: SiteConfig | InputBindings, points: Snapshot,
             else:
                 bound.append(Signal.bad(reading.quality_text, now))
         signals[role] = (_sum(bound, now),) if len(bound) > 1 and role in _SUMMED else tuple(bound)
-    return ControlSnapshot(now, signals)
+    return Snapshot(now, signals)
 
 
 _SUMMED = R.SUMMED_ROLES

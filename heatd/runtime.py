@@ -29,13 +29,13 @@ from heatd.control import roles as R
 from heatd.control.bounds import SAFE_SETPOINTS
 from heatd.control.core import Decision, step
 from heatd.control.sequencer import HpState
-from heatd.control.signals import Snapshot as ControlSnapshot
+from heatd.control.signals import Snapshot
 from heatd.control.state import Mode, State, initial_state
 from heatd.cycle_stats import CycleStats
 from heatd.devices import point_limits
 from heatd.fingerprint import fingerprint
 from heatd.outputs import EngineeringOutputs
-from heatd.points import PointImage, Snapshot
+from heatd.points import PointImage, PointSnapshot
 from heatd.publisher import Publisher
 from heatd.role_signals import control_snapshot, input_bindings
 from heatd.sdnotify import Notifier
@@ -54,8 +54,8 @@ class Daemon:
         self.notifier = Notifier()
         self.state: State = initial_state(time.monotonic())
         self.last_decision: Decision[State] | None = None
-        self.last_snapshot: ControlSnapshot | None = None
-        self.last_points: Snapshot | None = None
+        self.last_snapshot: Snapshot | None = None
+        self.last_points: PointSnapshot | None = None
         self.stats = CycleStats(site.runtime.cycle_period)
         self.publisher = Publisher(self)
         self._heartbeat = 0

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from heatd.billing.points import Channel
 from heatd.drivers.reading import Quality, Reading
-from heatd.points import Snapshot
+from heatd.points import PointSnapshot
 
 Inputs = tuple[dict[str, tuple[float, float] | None], dict[str, bool],
                dict[str, float | None]]
@@ -27,7 +27,7 @@ class ChannelReader:
         self._heard: dict[str, float] = {}
 
     def read(self, channels: Mapping[str, Channel], counters: frozenset[str], wall: float,
-             points: Snapshot) -> Inputs:
+             points: PointSnapshot) -> Inputs:
         """(new counter readings, counters good, other values) of ``channels``."""
         fresh: dict[str, tuple[float, float] | None] = {}
         is_good: dict[str, bool] = {}

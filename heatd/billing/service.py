@@ -28,7 +28,7 @@ from heatd.billing.points import Channel, cooling_channels, heat_channels
 from heatd.billing.records import cooling_record, heat_record
 from heatd.config import SiteConfig
 from heatd.meter_store import METER
-from heatd.points import Snapshot
+from heatd.points import PointSnapshot
 
 log = structlog.get_logger(__name__)
 
@@ -106,7 +106,7 @@ class Billing:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
-    def observe(self, wall: float, points: Snapshot | None) -> None:
+    def observe(self, wall: float, points: PointSnapshot | None) -> None:
         """Once per cycle (no I/O): feed the meters, queue the hours they closed."""
         if points is None:
             return
