@@ -211,6 +211,13 @@ class ModbusCommon(Strict):
     backoff: BackoffConfig = Field(default_factory=BackoffConfig)
     points: dict[Identifier, ModbusPointConfig]
 
+    def protocol_address(self, point: ModbusPointConfig) -> int:
+        """The 0-based address on the wire of one of this device's points, after the
+        address base the file states (the daemon's read plans and the simulator's servers
+        both address the point by it)."""
+        base = point.address_base if point.address_base is not None else self.address_base
+        return point.address - base
+
 
 class ModbusTcpDeviceConfig(ModbusCommon):
     protocol: Literal["modbus_tcp"]

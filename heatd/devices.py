@@ -27,7 +27,6 @@ from heatd.drivers.modbus.spec import ModbusPoint, PlanLimits, SerialSettings, T
 from heatd.drivers.opcua.config import OpcUaPoint, OpcUaSettings
 from heatd.drivers.reading import Reading, Value
 from heatd.points import PointLimits
-from heatd.site_checks import protocol_address
 
 if TYPE_CHECKING:
     from heatd.drivers.modbus.device import ModbusDevice
@@ -102,7 +101,7 @@ def _modbus_points(device: ModbusTcpDeviceConfig | ModbusRtuDeviceConfig) -> dic
         name: ModbusPoint(
             name=name,
             table=point.table,
-            address=protocol_address(device, point),
+            address=device.protocol_address(point),
             codec=Codec(point.data_type, point.order, point.scale, point.offset, point.bit),
             unit_id=device.unit_id,
             write_multiple=(point.write_function or device.write_function) == "fc16",

@@ -73,13 +73,6 @@ def _poll_group_problems(site: SiteConfig, invalid: Invalid) -> Iterator[Problem
                        f"{point.poll_group!r} is not a poll group (known: {known})")
 
 
-def protocol_address(device: ModbusTcpDeviceConfig | ModbusRtuDeviceConfig,
-                     point: ModbusPointConfig) -> int:
-    """The 0-based address on the wire, after the address base the file states."""
-    base = point.address_base if point.address_base is not None else device.address_base
-    return point.address - base
-
-
 def _modbus_address_problems(site: SiteConfig) -> Iterator[Problem]:
     for device_id, device in site.devices.items():
         if isinstance(device, OpcUaDeviceConfig):
@@ -88,7 +81,7 @@ def _modbus_address_problems(site: SiteConfig) -> Iterator[Problem]:
         taken: dict[Table, list[tuple[int, int, str, ModbusPointConfig]]] = defaultdict(list)
         for name, point in device.points.items():
             where = ("devices", device_id, "points", name, "address")
-            first = protocol_address(device, point)
+            first = device.protocol_address(point)
             last = first + point.register_count - 1
             if first < 0:
                 yield where, f"{point.address} is below the address base of this point"

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from heatd.config import ModbusPointConfig
+from heatd.config import ModbusPointConfig, ModbusTcpDeviceConfig
 from heatd.config_loader import ConfigError, check_site, json_schema, load_site, parse_site
 from heatd.drivers.codec import ByteOrder, DataType
-from heatd.site_checks import protocol_address
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "example-site.yaml"
@@ -156,8 +155,9 @@ def test_address_base_one_shifts_protocol_address() -> None:
                       .replace("address: 0,", "address: 1,").replace("address: 2,", "address: 3,"),
                       "site.yaml")
     device = site.devices["hp1"]
-    assert protocol_address(device, device.points["flow"]) == 0
-    assert protocol_address(device, device.points["temp"]) == 2
+    assert isinstance(device, ModbusTcpDeviceConfig)
+    assert device.protocol_address(device.points["flow"]) == 0
+    assert device.protocol_address(device.points["temp"]) == 2
 
 
 def test_bits_share_their_status_word_but_not_a_bit() -> None:

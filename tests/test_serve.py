@@ -35,7 +35,6 @@ from heatd.hil.params import SensorParams
 from heatd.hil.recorder import TRUTH_FILE, WRITES_FILE
 from heatd.hil.serve import PlantServer, build_scenario
 from heatd.hil.siteports import with_free_ports
-from heatd.site_checks import protocol_address
 
 from waiting import read_online, until
 
@@ -168,7 +167,7 @@ async def answers(client: ModbusBaseClient, unit: int) -> bool:
 async def read_point(client: ModbusBaseClient,
                      device: ModbusTcpDeviceConfig | ModbusRtuDeviceConfig,
                      point: ModbusPointConfig) -> list[int] | list[bool]:
-    address = protocol_address(device, point)
+    address = device.protocol_address(point)
     unit = device.unit_id
     if point.table is Table.COIL:
         return (await client.read_coils(address, count=1, device_id=unit)).bits[:1]

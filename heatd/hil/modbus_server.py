@@ -31,7 +31,6 @@ from heatd.config import ModbusRtuDeviceConfig, ModbusTcpDeviceConfig
 from heatd.drivers.codec import FLOAT_TYPES, Codec, CodecError, DataType
 from heatd.drivers.modbus import Table
 from heatd.hil.pointmap import Binding
-from heatd.site_checks import protocol_address
 
 log = structlog.get_logger(__name__)
 
@@ -142,7 +141,7 @@ class ModbusEndpoint:
             for pname, point in device.points.items():
                 codec = Codec(point.data_type, point.order, point.scale, point.offset, point.bit)
                 self.slots.append(Slot(bindings[f"{name}.{pname}"], device.unit_id, point.table,
-                                       protocol_address(device, point), codec))
+                                       device.protocol_address(point), codec))
         self._outputs: dict[tuple[int, Table], list[Slot]] = defaultdict(list)
         for slot in self.slots:
             if slot.binding.actuator is not None:
