@@ -30,7 +30,7 @@ from heatd.mqtt.commands import (
     ReloadCommand,
     parse,
 )
-from heatd.mqtt.link import COMMAND_INBOX, MAX_INCOMING_PACKET
+from heatd.mqtt.outbox import COMMAND_INBOX, MAX_INCOMING_PACKET
 from heatd.mqtt.payload import dumps
 
 from mqtt_broker import Mosquitto, Recorder, retained
@@ -240,7 +240,7 @@ async def test_a_full_inbox_discards_and_counts_and_big_packets_never_arrive(
     runtime = Runtime()
     link = await started(broker, runtime, command_rate=10_000.0, command_burst=100_000)
     try:
-        client = link._client_now  # as paho hands messages over, all at once
+        client = link.outbox.client  # as paho hands messages over, all at once
         assert client is not None
         for n in range(COMMAND_INBOX + 10):
             message = MQTTMessage(topic=f"{BASE}/cmd/republish".encode())

@@ -19,6 +19,7 @@ from paho.mqtt.properties import Properties
 from heatd.config_loader import parse_site
 from heatd.control.state import Mode
 from heatd.drivers.reading import Quality, Reading
+from heatd.mqtt.command_server import COMMAND_BACKLOG
 from heatd.mqtt.commands import (
     Command,
     CommandLimits,
@@ -27,7 +28,7 @@ from heatd.mqtt.commands import (
     OverrideCommand,
     parse,
 )
-from heatd.mqtt.link import COMMAND_BACKLOG, MqttLink
+from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import MqttSettings
 
 from mqtt_broker import Mosquitto, Recorder, broker_fixture, retained
@@ -793,7 +794,7 @@ async def test_stop_refuses_queued_commands_instead_of_starting_them(broker: Mos
             await rec.client.publish(f"{BASE}/cmd/mode", json.dumps(
                 {"mode": "auto", "id": f"q{n}"}), qos=1)
         await until(lambda: runtime.calls and link.stats.commands == 0
-                    and link._commands.qsize() == 2)
+                    and link.server.waiting == 2)
         stopping = asyncio.create_task(link.stop())
         await asyncio.sleep(0.1)
         runtime.release.set()

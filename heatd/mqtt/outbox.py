@@ -1,0 +1,398 @@
+"""The link's connection to the broker: what waits to be sent, and the session that sends it.
+
+The control cycle must never wait for the network, so publishing here is a plain call:
+retained topics go into a latest-value-per-topic map, everything else into bounded FIFOs
+(command answers apart from the site's events), and a connection task drains them.
+aiomqtt does not reconnect by itself, so an outer loop builds a fresh client for every
+attempt, with exponential backoff and jitter; after each (re)connect it resubscribes and
+has every retained topic re-sent, because the broker may have restarted without its
+retained store. A last will marks the site ``offline`` if the process dies; a clean stop
+says so explicitly before disconnecting. Every message lost (a full queue, a broker that
+refuses it) is counted on the retained ``stats`` topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+import aiomqtt
+import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from heatd.drivers.backoff import Backoff
+from heatd.mqtt.payload import dumps, epoch_ms
+from heatd.mqtt.topics import publishable
+from heatd.mqtt.wire import Incoming, Kind, LinkStats
+from heatd.tasks import cancel_all
+
+if TYPE_CHECKING:
+    from paho.mqtt.client import CallbackOnPublish_v2
+    from paho.mqtt.subscribeoptions import SubscribeOptions
+
+    from heatd.mqtt.settings import MqttSettings
+    from heatd.mqtt.topics import Topics
+
+log = structlog.get_logger(__name__)
+
+ONLINE, OFFLINE = b"online", b"offline"
+COMMAND_INBOX = 512
+"""Messages received but not yet read by the link; beyond, they are discarded and counted
+(``inbox_dropped``), so a flood faster than heatd reads cannot grow its memory."""
+MAX_INCOMING_PACKET = 64 * 1024
+"""Told to the broker (MQTT v5 Maximum Packet Size), which then sends heatd nothing
+larger: the inbox holds at most ``COMMAND_INBOX`` times this."""
+STATS_EVERY_S = 1.0
+"""The retained ``stats`` topic is re-sent at most this often, and only on a change."""
+NO_DELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+"""Small packets go out at once: with Nagle's algorithm, a reply written right after an
+acknowledgement waits for the broker's delayed ACK (40 ms on Linux) each time."""
+CONFIRM_TIMEOUT_S = 10.0
+"""How long ``publish_confirmed`` waits for the broker's PUBACK."""
+ANSWERS: frozenset[Kind] = frozenset({"reply", "audit"})
+
+Receiver = Callable[[AsyncIterator[Incoming]], Coroutine[Any, Any, None]]
+"""Reads the messages of one session until it ends (cancelled when the session breaks)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    topic: str
+    payload: bytes
+    qos: int
+    properties: Properties | None = None
+    kind: Kind = "other"
+
+
+class Outbox:
+    """Queues what the link publishes and keeps a session with the broker to send it.
+
+    ``publish`` and ``retain`` are synchronous and must be called from the event loop's
+    thread; they never wait for the broker, whether it is up, slow or gone.
+    """
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        topics: Topics,
+        identifier: str,
+        stats: LinkStats,
+        *,
+        subscriptions: Sequence[tuple[str, SubscribeOptions]],
+        receive: Receiver,
+        on_connect: Callable[[], object],
+        clock: Callable[[], float],
+    ) -> None:
+        """``on_connect`` runs once a session is subscribed and ``online`` is sent, before
+        anything queued goes out (the link re-sends its retained topics then)."""
+        self.settings = settings
+        self.topics = topics
+        self.stats = stats
+        self._identifier = identifier
+        self._subscriptions = tuple(subscriptions)
+        self._receive = receive
+        self._on_connect = on_connect
+        self._clock = clock
+        self._retained: dict[str, tuple[bytes, int]] = {}
+        self._dirty: dict[str, None] = {}  # ordered set of retained topics to (re)send
+        self._queue: collections.deque[_Outgoing] = collections.deque()
+        self._answers: collections.deque[_Outgoing] = collections.deque()
+        """Command replies and audit records: sent after ``_queue``, dropped first."""
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stats_task: asyncio.Task[None] | None = None
+        self.client: aiomqtt.Client | None = None
+        """The client of the session in progress, None between sessions."""
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Read credentials and start the connection task; returns at once (the broker
+        may be down, the task keeps trying). Raises ValueError when the password file or
+        TLS files cannot be read, before anything starts."""
+        if self._task is not None or self._stopping.is_set():
+            raise RuntimeError("a link starts once; make a new one after stop()")
+        password = self.settings.read_password()
+        tls = self.settings.tls.context() if self.settings.tls else None
+        self._task = asyncio.create_task(self._run(password, tls), name="mqtt-link")
+        self._stats_task = asyncio.create_task(self._report_stats(), name="mqtt-stats")
+
+    async def stop(self, flush_within: float) -> None:
+        """Flush what is queued, the final counters and ``offline``, then disconnect; give
+        up the flush after ``flush_within`` seconds (broker away): the last will then tells
+        the truth once the broker notices the socket is gone."""
+        if self._task is None:
+            return
+        await cancel_all([t for t in (self._stats_task,) if t is not None])
+        self._stopping.set()
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), flush_within)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        finally:
+            self._task = None
+
+    @property
+    def running(self) -> bool:
+        """Started and not stopped yet."""
+        return self._task is not None
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self) -> None:
+        await self._connected.wait()
+
+    # ------------------------------------------------------------------ queueing
+
+    def retain(self, topic: str, payload: bytes, qos: int | None = None) -> None:
+        """Keep ``payload`` as the latest of ``topic`` and send it retained (again after
+        every reconnect); an empty payload deletes the topic on the broker."""
+        self._retained[topic] = (payload, self.settings.qos if qos is None else qos)
+        self._dirty[topic] = None
+        self._wake.set()
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes | str,
+        *,
+        retain: bool = False,
+        qos: int | None = None,
+        properties: Properties | None = None,
+        kind: Kind = "other",
+    ) -> None:
+        """Any topic. Retained: only the latest payload per topic is kept and re-sent
+        after every reconnect. Not retained: queued in order, oldest dropped (and
+        counted in ``stats.dropped`` under its ``kind``) beyond ``queue_size``; command
+        replies and audits have a queue of that size of their own. An unpublishable
+        topic (wildcards, empty) raises ValueError here, at the caller."""
+        if not publishable(topic):
+            raise ValueError(f"cannot publish to topic {topic!r}")
+        data = payload.encode() if isinstance(payload, str) else payload
+        level = self.settings.qos if qos is None else qos
+        if retain:
+            self.retain(topic, data, level)
+            return
+        queue = self._lane(kind)
+        if len(queue) >= self.settings.queue_size:
+            self.stats.drop(queue.popleft().kind)
+        queue.append(_Outgoing(topic, data, level, properties, kind))
+        self._wake.set()
+
+    async def publish_confirmed(self, topic: str, payload: bytes) -> bool:
+        """Publish at QoS 1 now and wait for the broker's acknowledgement; False when
+        there is no connection or no PUBACK came within ``CONFIRM_TIMEOUT_S`` (the caller
+        keeps the message)."""
+        client = self.client
+        if client is None or not self.connected:
+            return False
+        try:
+            await client.publish(topic, payload, qos=1, timeout=CONFIRM_TIMEOUT_S)
+        except aiomqtt.MqttError:
+            return False
+        self.stats.sent += 1
+        return True
+
+    def republish(self) -> int:
+        """Re-send every retained topic; returns how many."""
+        self.resend(self._retained)
+        return len(self._retained)
+
+    def resend(self, topics: Iterable[str]) -> None:
+        """Re-send these retained topics (those that are kept; others are ignored)."""
+        self._dirty.update((t, None) for t in topics if t in self._retained)
+        self._wake.set()
+
+    # ------------------------------------------------------------------ sessions
+
+    def _client(self, password: str | None, tls: Any) -> aiomqtt.Client:
+        s = self.settings
+        connect = Properties(PacketTypes.CONNECT)
+        connect.MaximumPacketSize = MAX_INCOMING_PACKET
+        return aiomqtt.Client(
+            s.host,
+            s.effective_port,
+            username=s.username,
+            password=password,
+            identifier=self._identifier,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            will=aiomqtt.Will(self.topics.status, OFFLINE, qos=1, retain=True),
+            keepalive=s.keepalive,
+            clean_start=True,
+            tls_context=tls,
+            timeout=10.0,
+            socket_options=(NO_DELAY,),
+            max_queued_incoming_messages=COMMAND_INBOX,
+            properties=connect,
+        )
+
+    async def _run(self, password: str | None, tls: Any) -> None:
+        """Connect, serve, and on any MQTT failure wait (backoff with jitter) and retry."""
+        backoff = Backoff(self.settings.reconnect_min, self.settings.reconnect_max)
+        while not self._stopping.is_set():
+            try:
+                async with self._client(password, tls) as client:
+                    self.stats.connects += 1
+                    backoff.reset()
+                    log.info("mqtt connected", host=self.settings.host,
+                             port=self.settings.effective_port)
+                    await self._session(client)
+                    return
+            except aiomqtt.MqttError as exc:
+                self.stats.failures += 1
+                self.stats.last_error = str(exc)
+            except Exception as exc:  # a bug here must not end publishing for good
+                self.stats.last_error = repr(exc)
+                log.exception("mqtt link failed")
+            finally:
+                self._connected.clear()
+            pause = backoff.next()
+            log.warning("mqtt link down", error=self.stats.last_error, retry_in=round(pause, 2))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), pause)
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        self._instrument(client)
+        for topic, options in self._subscriptions:
+            await client.subscribe(topic, options=options)
+        await client.publish(self.topics.status, ONLINE, qos=1, retain=True)
+        self._on_connect()
+        self.client = client
+        self._connected.set()
+        tasks = {asyncio.create_task(self._receive(self._incoming(client))),
+                 asyncio.create_task(self._send(client))}
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.client = None
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            task.result()
+
+    @staticmethod
+    async def _incoming(client: aiomqtt.Client) -> AsyncIterator[Incoming]:
+        async for message in client.messages:
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            yield Incoming(message.topic.value, payload, message.properties, message.retain)
+
+    def _instrument(self, client: aiomqtt.Client) -> None:
+        """Count what aiomqtt loses without a trace: publishes the broker refuses (it
+        drops the PUBACK reason code; an ACL that denies a reply topic, say) and messages
+        beyond a full inbox (it logs a warning for each). Its paho callbacks are wrapped,
+        private but the only way in; paho runs them on the event loop's thread, with a
+        published message still among its outgoing ones."""
+        paho = client._client
+        # aiomqtt speaks paho's callback API version 2
+        on_publish = cast("CallbackOnPublish_v2 | None", paho.on_publish)
+        on_message, inbox = paho.on_message, client._queue
+        if on_publish is None or on_message is None:
+            raise RuntimeError("aiomqtt set no paho callbacks to wrap")
+
+        def counted_publish(c: Any, userdata: Any, mid: int, reason: Any, props: Any
+                            ) -> None:
+            try:
+                if getattr(reason, "is_failure", False):
+                    message = c._out_messages.get(mid)
+                    self._broker_refused(message.topic if message else None, str(reason))
+            finally:  # aiomqtt's own bookkeeping, whatever happened above
+                on_publish(c, userdata, mid, reason, props)
+
+        def bounded_message(c: Any, userdata: Any, message: Any) -> None:
+            if inbox.full():
+                self.stats.inbox_dropped += 1
+                return
+            on_message(c, userdata, message)
+
+        paho.on_publish = counted_publish
+        paho.on_message = bounded_message
+
+    def _broker_refused(self, topic: str | None, reason: str) -> None:
+        self.stats.broker_refused += 1
+        log.warning("mqtt broker refused a publish; check its ACL", topic=topic,
+                    reason=reason, refused=self.stats.broker_refused)
+
+    # ------------------------------------------------------------------ sending
+
+    async def _send(self, client: aiomqtt.Client) -> None:
+        """Drain retained changes and the queue; on stop, finish with the final counters
+        and ``offline``."""
+        while True:
+            self._wake.clear()
+            stopping = self._stopping.is_set()
+            if stopping:
+                self._publish_stats()
+            await self._flush(client)
+            if stopping:
+                await client.publish(self.topics.status, OFFLINE, qos=1, retain=True)
+                return
+            await self._wake.wait()
+
+    async def _flush(self, client: aiomqtt.Client) -> None:
+        """Retained changes first, then the site's messages, then command answers."""
+        while self._dirty or self._queue or self._answers:
+            while self._dirty:
+                topic = next(iter(self._dirty))
+                del self._dirty[topic]
+                payload, qos = self._retained[topic]
+                await client.publish(topic, payload, qos=qos, retain=True)
+                self.stats.sent += 1
+            queue = self._queue or self._answers
+            if queue:
+                await self._send_one(client, queue.popleft())
+
+    async def _send_one(self, client: aiomqtt.Client, msg: _Outgoing) -> None:
+        try:
+            await client.publish(msg.topic, msg.payload, qos=msg.qos,
+                                 properties=msg.properties)
+        except (ValueError, TypeError) as exc:  # unsendable: retrying cannot help
+            self.stats.drop(msg.kind)
+            log.error("mqtt message dropped", topic=msg.topic, error=str(exc))
+            return
+        except BaseException:
+            self._requeue(msg)
+            raise
+        self.stats.sent += 1
+
+    def _requeue(self, msg: _Outgoing) -> None:
+        """Put an unsent message back in front, unless newer ones filled the queue."""
+        queue = self._lane(msg.kind)
+        if len(queue) < self.settings.queue_size:
+            queue.appendleft(msg)
+        else:
+            self.stats.drop(msg.kind)
+
+    def _lane(self, kind: Kind) -> collections.deque[_Outgoing]:
+        return self._answers if kind in ANSWERS else self._queue
+
+    # ------------------------------------------------------------------ counters
+
+    def _publish_stats(self) -> None:
+        self.retain(self.topics.stats,
+                    dumps({"ts": epoch_ms(self._clock()), **self.stats.summary()}))
+
+    async def _report_stats(self) -> None:
+        """Re-send the retained counters when one changed (``sent`` alone does not count:
+        sending them changes it)."""
+        last: dict[str, Any] | None = None
+        while True:
+            now = self.stats.summary()
+            now.pop("sent")
+            if now != last:
+                self._publish_stats()
+                last = now
+            await asyncio.sleep(STATS_EVERY_S)
