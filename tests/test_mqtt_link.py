@@ -4,9 +4,9 @@ for v5 and 3.1.1 clients, broker restarts, and Home Assistant discovery."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
-import subprocess
 import sys
 import textwrap
 from typing import Any
@@ -147,20 +147,20 @@ LINK_SCRIPT = textwrap.dedent("""
 
 
 async def test_last_will_marks_site_offline_when_the_process_dies(broker: Mosquitto) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", LINK_SCRIPT, SITE_YAML, settings(broker).model_dump_json()],
-        stdout=subprocess.PIPE,
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", LINK_SCRIPT, SITE_YAML, settings(broker).model_dump_json(),
+        stdout=asyncio.subprocess.PIPE,
     )
     try:
         assert proc.stdout is not None
         out = proc.stdout
 
-        def connected() -> None:  # log lines may come first
-            while (line := out.readline()) and line.strip() != b"connected":
+        async def connected() -> None:  # log lines may come first
+            while (line := await out.readline()) and line.strip() != b"connected":
                 pass
             assert line, "the link process ended before it connected"
 
-        await asyncio.wait_for(asyncio.to_thread(connected), 30)
+        await asyncio.wait_for(connected(), 30)
         async with Recorder(broker, f"{BASE}/status") as rec:
             await rec.wait(f"{BASE}/status", lambda m: m.payload == b"online")
             mark = rec.mark()
@@ -169,10 +169,9 @@ async def test_last_will_marks_site_offline_when_the_process_dies(broker: Mosqui
         assert will.payload == b"offline"
         assert await retained(broker, f"{BASE}/status") == b"offline"
     finally:
-        proc.kill()
-        proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
+        with contextlib.suppress(ProcessLookupError):  # gone already
+            proc.kill()
+        await proc.wait()
 
 
 # ------------------------------------------------------------------ device state
@@ -418,8 +417,7 @@ async def test_broker_restart_reconnects_resubscribes_and_republishes(broker: Mo
         async with Recorder(broker, f"{BASE}/control/state") as rec:
             await rec.wait(f"{BASE}/control/state")
         await broker.kill()
-        while link.connected:
-            await asyncio.sleep(0.01)
+        await until(lambda: not link.connected, poll=0.01)
         # The broker is gone: publishing is a plain call that neither awaits nor fails.
         assert link.publish_readings("loop", {"supply_temp": Reading.good(35.0, 2.0)}) is True
         assert link.publish_control_state({"mode": "manual"}) is None
@@ -498,8 +496,7 @@ async def test_password_from_credentials_directory(tmp_path, monkeypatch) -> Non
                        SITE, Runtime())
         await bad.start()
         try:
-            while bad.stats.failures < 2:  # refused, and it keeps trying
-                await asyncio.sleep(0.02)
+            await until(lambda: bad.stats.failures >= 2)  # refused, and it keeps trying
             assert not bad.connected and "authori" in (bad.stats.last_error or "").lower()
         finally:
             await bad.stop()
@@ -589,12 +586,16 @@ class Blocked(Runtime):
     def __init__(self) -> None:
         super().__init__()
         self.release = asyncio.Event()
+        self.called = asyncio.Event()
+        self.done = asyncio.Event()
         self.finished: list[str | None] = []
 
     async def __call__(self, command: Command) -> CommandResult:
         self.calls.append(command)
+        self.called.set()
         await self.release.wait()
         self.finished.append(command.id)
+        self.done.set()
         return CommandResult(True, "done")
 
 
@@ -609,8 +610,7 @@ async def test_slow_handler_is_answered_late_but_never_cancelled(broker: Mosquit
             reply = json.loads((await rec.wait(f"{BASE}/cmd/reload/response")).payload)
             assert reply["accepted"] is False and "no answer within 0.2 s" in reply["reason"]
             runtime.release.set()
-            while not runtime.finished:
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(runtime.done.wait(), 5)
         assert runtime.finished == ["slow"]
     finally:
         await link.stop()
@@ -624,8 +624,7 @@ async def test_stop_lets_the_command_in_progress_answer_first(broker: Mosquitto)
     response = f"{BASE}/cmd/reload/response"
     async with Recorder(broker, response, f"{BASE}/status") as rec:
         await rec.client.publish(f"{BASE}/cmd/reload", b'{"id": "swap"}', qos=1)
-        while not runtime.calls:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(runtime.called.wait(), 5)
         stopping = asyncio.create_task(link.stop())
         await asyncio.sleep(0.3)  # the handler is still busy: stop must wait for it
         assert not stopping.done()
