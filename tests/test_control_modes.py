@@ -134,7 +134,8 @@ def test_decision_summary_is_what_the_daemon_publishes() -> None:
     s = d.summary()
     assert s["mode"] == "auto" and s["cooling_margin"] is None and s["hp_state"] == "off"
     assert s["setpoints"][R.DRYCOOLER_FAN] == 1.0
-    assert {"name": "valve_max", "value": 0.0, "layer": "envelope",
+    assert {"name": "valve_max", "value": 0.0, "layer": "envelope", "cause": "input_unknown",
+            "role": R.COOLANT_SUPPLY_TEMP,
             "reason": "coolant.supply_temp unknown (no value)"} in s["limits"]  # fmt: skip
     assert R.HP_FAULT in s["missing"] and s["invalid"] == {R.COOLANT_SUPPLY_TEMP: "no value"}
 

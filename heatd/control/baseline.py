@@ -19,6 +19,7 @@ envelope, validation layers or rate-of-rise logic: those are heatd's job.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Annotated
 
@@ -27,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from heatd.control import roles as R
 from heatd.control.bounds import device_bounds
 from heatd.control.core import Decision
-from heatd.control.events import Event, Layer
+from heatd.control.events import Cause, Event, Layer
 from heatd.control.signals import Snapshot
 
 _BOUNDS = device_bounds()
@@ -89,7 +90,7 @@ def _read(snapshot: Snapshot, memory: dict[str, float], role: str) -> float | No
     """First good numeric point of a role, else the last value seen (what a BMS does)."""
     for sig in snapshot.signals.get(role, ()):
         v = sig.value
-        if sig.good and isinstance(v, int | float) and v == v and abs(v) != float("inf"):
+        if sig.good and isinstance(v, int | float) and math.isfinite(v):
             memory[role] = float(v)
             return float(v)
     return memory.get(role)
@@ -179,8 +180,9 @@ def step(
     events: tuple[Event, ...] = ()
     if want != state.hp_on:
         new, old = ("running", "off") if want else ("off", "running")
-        why = "interlock" if interlock else ("trip" if tripped else "demand hysteresis")
-        events = (Event(now, Layer.OPTIMISER, "hp_state", "hp", old, new, why),)
+        cause, why = ((Cause.INTERLOCK, "interlock") if interlock else
+                      (Cause.HP_FAULT, "trip") if tripped else (Cause.DEMAND, "demand hysteresis"))
+        events = (Event(now, Layer.OPTIMISER, "hp_state", "hp", old, new, cause, why),)
     st = replace(st, hp_on=want, interlock=interlock, fan_u=fan_u, fan_e=fan_e, last_t=now,
                  last=tuple(memory.items()),
                  changed_at=now if want != state.hp_on else state.changed_at)

@@ -1,48 +1,46 @@
 """Bounds and setpoints: the structure that keeps cooling first.
 
-Only the safety envelope can make a :class:`Bounds` (it holds ``_ENVELOPE_KEY``); every
-other layer can only narrow one with :meth:`Bounds.tighten`. :class:`Setpoints` exist only
-as the result of :meth:`Bounds.admit`, so no output can reach a device without passing the
-envelope's clamp, whatever the optimiser or an operator proposes.
+Only the safety envelope can make a :class:`Bounds`: its constructor takes a key,
+``_ENVELOPE_KEY``, that only this module and ``envelope.py`` name (a test checks it), and
+refuses any other. Every other layer can only narrow one with :meth:`Bounds.tighten`.
+:class:`Setpoints` likewise take ``_ADMIT_KEY``, named only here, so they exist only as the
+result of :meth:`Bounds.admit`: no output can reach a device without passing the
+envelope's clamp, whatever the optimiser or an operator proposes. The keys are init-only
+(``InitVar``), so ``dataclasses.replace`` cannot copy one into a forged, wider instance.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import InitVar, dataclass
+
 from heatd.control import roles
 
-_set = object.__setattr__
 _ENVELOPE_KEY = object()
 _ADMIT_KEY = object()
 
 
+@dataclass(frozen=True, slots=True)
 class Bounds:
     """Hard limits for one cycle: dry-cooler floor, valve ceiling, heat-pump permissions.
 
     ``hp_start``: a stopped heat pump may be started. ``hp_run``: a running one may keep
-    running. ``cap_max`` caps capacity (and so heat extraction) while it runs.
+    running (a heat pump that may not run may not start either). ``cap_max`` caps capacity
+    (and so heat extraction) while it runs.
     """
 
-    __slots__ = ("cap_max", "fan_min", "hp_run", "hp_start", "valve_max")
+    key: InitVar[object]
+    fan_min: float
+    valve_max: float
+    cap_max: float
+    hp_start: bool
+    hp_run: bool
 
-    def __init__(
-        self,
-        key: object,
-        fan_min: float,
-        valve_max: float,
-        cap_max: float,
-        hp_start: bool,
-        hp_run: bool,
-    ) -> None:
+    def __post_init__(self, key: object) -> None:
         if key is not _ENVELOPE_KEY:
             raise TypeError("Bounds are made by the safety envelope only")
-        _set(self, "fan_min", fan_min)
-        _set(self, "valve_max", valve_max)
-        _set(self, "cap_max", cap_max)
-        _set(self, "hp_start", hp_start and hp_run)
-        _set(self, "hp_run", hp_run)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("Bounds are read-only; use tighten()")
+        if self.hp_start and not self.hp_run:
+            raise ValueError("a heat pump that may not run may not start")
 
     def __repr__(self) -> str:
         return (
@@ -59,13 +57,14 @@ class Bounds:
         hp_run: bool = True,
     ) -> Bounds:
         """Narrower bounds; anything looser than the current ones is ignored, never applied."""
+        run = self.hp_run and hp_run
         return Bounds(
             _ENVELOPE_KEY,
             max(self.fan_min, fan_min),
             min(self.valve_max, valve_max),
             min(self.cap_max, cap_max),
-            self.hp_start and hp_start,
-            self.hp_run and hp_run,
+            self.hp_start and hp_start and run,
+            run,
         )
 
     def admit(
@@ -79,54 +78,31 @@ class Bounds:
         cap_min: float,
     ) -> Setpoints:
         """Clamp a proposal into these bounds and the device ranges; NaN falls to the safe side."""
-        valve = valve if valve >= 0.0 else 0.0  # NaN -> 0: all coolant to the dry cooler
-        if valve > self.valve_max:
-            valve = self.valve_max
-        fan = fan if fan <= 1.0 else 1.0  # NaN -> full dry cooler
-        if fan < self.fan_min:
-            fan = self.fan_min
+        valve = min(valve if valve >= 0.0 else 0.0, self.valve_max)  # NaN -> 0: to the dry cooler
+        fan = max(fan if fan <= 1.0 else 1.0, self.fan_min)  # NaN -> full dry cooler
         enable = hp_enable and self.hp_run and (was_enabled or self.hp_start)
+        cap = 0.0
         if enable:
-            cap = hp_capacity if hp_capacity == hp_capacity else cap_min  # NaN -> least
-            if cap > self.cap_max:
-                cap = self.cap_max
+            cap = min(cap_min if math.isnan(hp_capacity) else hp_capacity, self.cap_max)
             if cap < cap_min:
-                cap = cap_min if cap_min <= self.cap_max else self.cap_max
-        else:
-            cap = 0.0
-        sp = _new(Setpoints)  # Setpoints(_ADMIT_KEY, ...) without the per-field setattr
-        _set_valve(sp, valve)
-        _set_fan(sp, fan)
-        _set_enable(sp, enable)
-        _set_capacity(sp, cap)
-        _set_reset(sp, hp_reset)
-        return sp
+                cap = min(cap_min, self.cap_max)
+        return Setpoints(_ADMIT_KEY, valve, fan, enable, cap, hp_reset)
 
 
+@dataclass(frozen=True, slots=True)
 class Setpoints:
     """Outputs of one cycle, already inside the envelope's bounds."""
 
-    __slots__ = ("fan", "hp_capacity", "hp_enable", "hp_reset", "valve")
+    key: InitVar[object]
+    valve: float
+    fan: float
+    hp_enable: bool
+    hp_capacity: float
+    hp_reset: bool
 
-    def __init__(
-        self,
-        key: object,
-        valve: float,
-        fan: float,
-        hp_enable: bool,
-        hp_capacity: float,
-        hp_reset: bool,
-    ) -> None:
+    def __post_init__(self, key: object) -> None:
         if key is not _ADMIT_KEY:
             raise TypeError("Setpoints come only from Bounds.admit()")
-        _set(self, "valve", valve)
-        _set(self, "fan", fan)
-        _set(self, "hp_enable", hp_enable)
-        _set(self, "hp_capacity", hp_capacity)
-        _set(self, "hp_reset", hp_reset)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("Setpoints are read-only")
 
     @property
     def extraction(self) -> float:
@@ -143,25 +119,11 @@ class Setpoints:
             roles.HP_RESET: self.hp_reset,
         }
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Setpoints):
-            return NotImplemented
-        return self.as_roles() == other.as_roles()
-
-    __hash__ = None  # type: ignore[assignment]
-
     def __repr__(self) -> str:
         return (
             f"Setpoints(valve={self.valve:.3f}, fan={self.fan:.3f}, enable={self.hp_enable}, "
             f"capacity={self.hp_capacity:.3f}, reset={self.hp_reset})"
         )
-
-
-_new = object.__new__
-_set_valve, _set_fan, _set_enable, _set_capacity, _set_reset = (
-    Setpoints.__dict__[name].__set__  # type: ignore[attr-defined]
-    for name in ("valve", "fan", "hp_enable", "hp_capacity", "hp_reset")
-)
 
 
 def device_bounds() -> Bounds:

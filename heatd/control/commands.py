@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from heatd.control import roles as R
-from heatd.control.events import Event, Layer
+from heatd.control.events import Cause, Event, Layer
 from heatd.control.optimiser import RESET
 from heatd.control.state import Lease, Mode, State
 
@@ -31,7 +31,8 @@ def set_mode(
     if ttl_s is not None and not ttl_s > 0:
         raise ValueError("ttl_s must be positive")
     expires = None if ttl_s is None or mode is Mode.AUTO else now + ttl_s
-    ev = Event(now, Layer.OPERATOR, "mode", "mode", state.mode.value, mode.value, f"set by {by}")
+    ev = Event(now, Layer.OPERATOR, "mode", "mode", state.mode.value, mode.value, Cause.SET,
+               f"set by {by}")
     state = replace(state, mode=mode, mode_expires=expires, pending=(*state.pending, ev))
     return _bumpless(state)
 
@@ -49,7 +50,8 @@ def set_override(
         raise ValueError("an override needs a positive ttl_s")
     lease = Lease(role, v, now + ttl_s, by)
     leases = (*(x for x in state.leases if x.role != role), lease)
-    ev = Event(now, Layer.OPERATOR, "lease", role, None, f"{v:g}", f"set by {by} for {ttl_s:g} s")
+    ev = Event(now, Layer.OPERATOR, "lease", role, None, f"{v:g}", Cause.SET,
+               f"set by {by} for {ttl_s:g} s")
     return _bumpless(replace(state, leases=leases, pending=(*state.pending, ev)))
 
 
@@ -58,11 +60,12 @@ def clear_override(state: State, role: str, now: float, by: str = "operator") ->
     kept = tuple(x for x in state.leases if x.role != role)
     if len(kept) == len(state.leases):
         return state
-    ev = Event(now, Layer.OPERATOR, "lease", role, "set", None, f"cleared by {by}")
+    ev = Event(now, Layer.OPERATOR, "lease", role, "set", None, Cause.CLEARED, f"cleared by {by}")
     return _bumpless(replace(state, leases=kept, pending=(*state.pending, ev)))
 
 
 def reset_heat_pump(state: State, now: float, by: str = "operator") -> State:
     """Operator reset: the only way out of a lock-out (acts only when locked out)."""
-    ev = Event(now, Layer.OPERATOR, "command", "hp_reset", None, None, f"requested by {by}")
+    ev = Event(now, Layer.OPERATOR, "command", "hp_reset", None, None, Cause.OPERATOR_RESET,
+               f"requested by {by}")
     return replace(state, reset_request=True, pending=(*state.pending, ev))

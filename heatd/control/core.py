@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from types import MappingProxyType
 from typing import Any, Generic, Protocol, TypeVar
 
 from heatd.control import roles as R
 from heatd.control.bounds import Bounds, Setpoints, device_bounds
 from heatd.control.envelope import envelope
-from heatd.control.events import Event, Layer, Limit, LimitKey
-from heatd.control.frozen import maker, plain
-from heatd.control.optimiser import RESET, OptState, propose, want_heat
+from heatd.control.events import Cause, Event, Layer, Limit, LimitKey
+from heatd.control.optimiser import RESET, OptState, Proposal, propose, want_heat
 from heatd.control.params import ControlParams
 from heatd.control.sequencer import HpState, SeqState, sequence
 from heatd.control.signals import Snapshot
@@ -24,7 +22,6 @@ from heatd.control.state import Lease, Mode, State
 from heatd.control.validate import validate
 
 S = TypeVar("S")
-P = TypeVar("P", contravariant=True)
 SC = TypeVar("SC")
 
 
@@ -52,7 +49,8 @@ class Decision(Generic[S]):
             "mode": self.mode,
             "setpoints": self.setpoints.as_roles(),
             "limits": [
-                {"name": x.name, "value": x.value, "layer": x.layer.value, "reason": x.reason}
+                {"name": x.name, "value": x.value, "layer": x.layer.value,
+                 "cause": x.cause.value, "role": x.role, "reason": x.reason}
                 for x in self.limits
             ],
             "cooling_margin": self.cooling_margin,
@@ -69,122 +67,110 @@ class StepFn(Protocol[SC]):
         ...
 
 
-_SAFE_MODE = "safe mode"
-
-
 def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) -> Decision[State]:
     """Decide this cycle's setpoints. Never raises on any snapshot content."""
-    op, sp = plain(params.optimiser), plain(params.sequencer)
-    prev = state.setpoints
+    op, sp = params.optimiser, params.sequencer
     last = state.last_now
-    if last is None or not now > last:
-        dt = 0.0
-    else:  # min(now - last, dt_max_s), written out like the other per-cycle min()s
-        dt, dt_max = now - last, op.dt_max_s
-        if dt_max < dt:
-            dt = dt_max
+    dt = 0.0 if last is None or not now > last else min(now - last, op.dt_max_s)
     events: list[Event] = list(state.pending)
-    opt = state.opt
-
     inputs, val = validate(snapshot, state.val, params, now)
     values = inputs.values
+    opt = state.opt
     if last is None:
         state, opt = _take_over(state, values, params, now)
-        prev = state.setpoints
-
-    mode, mode_expires = state.mode, state.mode_expires
-    if mode_expires is not None and now >= mode_expires:
-        events.append(Event(now, Layer.OPERATOR, "mode", "mode", mode.value, "auto", "expired"))
-        mode, mode_expires, opt = Mode.AUTO, None, RESET
-    leases: tuple[Lease, ...] = state.leases
-    if leases and any(x.expires <= now for x in leases):
-        for x in leases:
-            if x.expires <= now:
-                events.append(Event(now, Layer.OPERATOR, "lease", x.role, f"{x.value:g}", None,
-                                    "expired"))
-        leases = tuple(x for x in leases if x.expires > now)
-        opt = replace(RESET, want=opt.want, flip_since=opt.flip_since, target_kw=opt.target_kw)
-    leased = {x.role: x.value for x in leases} if leases else _NO_LEASES
+    prev = state.setpoints
+    mode, mode_expires, leases, opt = _expire(state, opt, events, now)
+    leased = {x.role: x.value for x in leases} if mode is not Mode.SAFE else {}
 
     env = envelope(inputs, prev, state.env, params, now)
     if env.state.alarms != state.env.alarms:
         _actuator_events(events, state.env.alarms, env.state.alarms, now)
-    bounds = env.bounds
-    limits = list(env.limits)
-    stop_reason = next((x.reason for x in limits if x.name == "hp_run"), "")
-    stop_layer = _ENVELOPE
-    if mode is _SAFE:
+    bounds, limits, stop = env.bounds, list(env.limits), env.stop
+    if mode is Mode.SAFE:
         bounds = bounds.tighten(1.0, 0.0, 0.0, False, False)
-        limits += [
-            Limit("fan_min", 1.0, Layer.OPERATOR, _SAFE_MODE),
-            Limit("valve_max", 0.0, Layer.OPERATOR, _SAFE_MODE),
-            Limit("hp_run", False, Layer.OPERATOR, _SAFE_MODE),
-        ]
-        if not stop_reason:
-            stop_reason, stop_layer = _SAFE_MODE, Layer.OPERATOR
+        limits += _SAFE_LIMITS
+        stop = _SAFE_STOP if stop is None else stop
 
     opt = want_heat(values, opt, op, now)
-    want, requester = opt.want, _OPTIMISER
-    if mode is _MANUAL:
-        want, requester = state.seq.enabled, Layer.OPERATOR
-    elif mode is not _AUTO:
-        want, requester = False, Layer.OPERATOR
-    if leased and mode is not _SAFE and R.HP_ENABLE in leased:
-        want, requester = leased[R.HP_ENABLE] > 0.5, Layer.OPERATOR
-
-    seq = sequence(want, requester, bounds, values, state.seq, sp, now,
-                   state.reset_request, stop_reason, stop_layer)
-    if seq.events:
-        events.extend(seq.events)
-    if seq.limits:
-        limits.extend(seq.limits)
-    enabled = seq.enable
-    seq_state = seq.state
-    hp_state = seq_state.state
-    running = hp_state is _RUNNING
-
-    cap_max, cap_hi = sp.capacity_max, bounds.cap_max
-    if cap_max < cap_hi:  # min(bounds.cap_max, capacity_max)
-        cap_hi = cap_max
-    prop, opt = propose(values, enabled, running, prev.fan, prev.hp_capacity, bounds.fan_min,
-                        cap_hi, opt, op, sp.capacity_min, dt)
-    valve, fan, cap = prop.valve, prop.fan, prop.capacity
-    if mode is _MANUAL:
-        valve, fan = prev.valve, prev.fan
-        cap = prev.hp_capacity if prev.hp_enable else cap
-    elif mode is _RECOVERY_OFF:
-        cap = sp.capacity_min
-    if leased and mode is not _SAFE:
-        valve = leased.get(R.VALVE_RECOVERY, valve)
-        fan = leased.get(R.DRYCOOLER_FAN, fan)
-        cap = leased.get(R.HP_CAPACITY, cap)
-        limits.extend(Limit(f"override:{x.role}", x.value, Layer.OPERATOR, "operator lease")
-                      for x in leases)
+    want, requester = _heat_wanted(mode, opt.want, state.seq.enabled, leased)
+    seq = sequence(want, requester, bounds, values, state.seq, sp, now, state.reset_request,
+                   stop)
+    events += seq.events
+    limits += seq.limits
+    enabled, hp_state = seq.enable, seq.state.state
+    prop, opt = propose(values, enabled, hp_state is HpState.RUNNING, prev.fan, prev.hp_capacity,
+                        bounds.fan_min, min(bounds.cap_max, sp.capacity_max), opt, op,
+                        sp.capacity_min, dt)
+    valve, fan, cap = _operator_outputs(prop, mode, prev, sp.capacity_min, leased)
+    if leased:
+        limits += [Limit(f"override:{x.role}", x.value, Layer.OPERATOR, Cause.LEASE,
+                         "operator lease", x.role) for x in leases]
 
     # Rate limits: up by at most up_per_s * dt, down by at most down_per_s * dt.
-    x = prev.valve
-    up, down = x + op.valve_up_per_s * dt, x - op.valve_down_per_s * dt
-    valve = up if valve > up else (down if valve < down else valve)
-    x = prev.fan
-    up, down = x + op.fan_up_per_s * dt, x - op.fan_down_per_s * dt
-    fan = up if fan > up else (down if fan < down else fan)
+    valve = _ramp(prev.valve, valve, op.valve_up_per_s, op.valve_down_per_s, dt)
+    fan = _ramp(prev.fan, fan, op.fan_up_per_s, op.fan_down_per_s, dt)
     if prev.hp_enable and enabled:
-        x = prev.hp_capacity
-        up, down = x + op.cap_up_per_s * dt, x - op.cap_down_per_s * dt
-        cap = up if cap > up else (down if cap < down else cap)
-    if cap_max < cap:  # min(cap, capacity_max)
-        cap = cap_max
+        cap = _ramp(prev.hp_capacity, cap, op.cap_up_per_s, op.cap_down_per_s, dt)
+    cap = min(cap, sp.capacity_max)
     setpoints = bounds.admit(valve, fan, enabled, cap, seq.reset, prev.hp_enable,
                              sp.capacity_min)
 
-    keys = frozenset([x.key for x in limits]) if limits else _NO_KEYS
+    keys = frozenset(x.key for x in limits)
     if keys != state.limit_keys:
-        _limit_events(events, limits, keys, state.limit_keys, now)
+        _limit_events(events, limits, keys, state, now)
+    done = tuple(limits)
+    new_state = State(mode, mode_expires, leases, setpoints, now, seq.state, env.state, opt,
+                      val, keys, done)
+    return Decision(setpoints, new_state, done, tuple(events), mode.value, env.margin,
+                    hp_state.value, inputs.missing, inputs.invalid, bounds)
 
-    new_state = _new_state(mode, mode_expires, leases, setpoints, now, seq_state, env.state, opt,
-                           val, keys, (), False)
-    return _new_decision(setpoints, new_state, tuple(limits), tuple(events), _VALUE[mode],
-                         env.margin, _VALUE[hp_state], inputs.missing, inputs.invalid, bounds)
+
+def _expire(state: State, opt: OptState, events: list[Event],
+            now: float) -> tuple[Mode, float | None, tuple[Lease, ...], OptState]:
+    """A mode lease that ran out falls back to auto, a setpoint lease to automatic; the
+    loops restart from the applied outputs."""
+    mode, mode_expires = state.mode, state.mode_expires
+    if mode_expires is not None and now >= mode_expires:
+        events.append(Event(now, Layer.OPERATOR, "mode", "mode", mode.value, "auto",
+                            Cause.EXPIRED, "expired"))
+        mode, mode_expires, opt = Mode.AUTO, None, RESET
+    leases = state.leases
+    if any(x.expires <= now for x in leases):
+        events.extend(Event(now, Layer.OPERATOR, "lease", x.role, f"{x.value:g}", None,
+                            Cause.EXPIRED, "expired") for x in leases if x.expires <= now)
+        leases = tuple(x for x in leases if x.expires > now)
+        opt = replace(RESET, want=opt.want, flip_since=opt.flip_since, target_kw=opt.target_kw)
+    return mode, mode_expires, leases, opt
+
+
+def _heat_wanted(mode: Mode, optimiser_wants: bool, enabled: bool,
+                 leased: Mapping[str, float]) -> tuple[bool, Layer]:
+    """Whether the heat pump should run, and who asks: the optimiser in auto, the operator
+    otherwise (manual keeps it as it is, the other modes stop it) or by a lease."""
+    if R.HP_ENABLE in leased:
+        return leased[R.HP_ENABLE] > 0.5, Layer.OPERATOR
+    if mode is Mode.AUTO:
+        return optimiser_wants, Layer.OPTIMISER
+    return mode is Mode.MANUAL and enabled, Layer.OPERATOR
+
+
+def _operator_outputs(prop: Proposal, mode: Mode, prev: Setpoints, cap_min: float,
+                      leased: Mapping[str, float]) -> tuple[float, float, float]:
+    """The optimiser's proposal as the mode and the operator's leases change it: manual holds
+    the outputs where they are, recovery-off winds the heat pump down to its minimum."""
+    valve, fan, cap = prop.valve, prop.fan, prop.capacity
+    if mode is Mode.MANUAL:
+        valve, fan = prev.valve, prev.fan
+        cap = prev.hp_capacity if prev.hp_enable else cap
+    elif mode is Mode.RECOVERY_OFF:
+        cap = cap_min
+    return (leased.get(R.VALVE_RECOVERY, valve), leased.get(R.DRYCOOLER_FAN, fan),
+            leased.get(R.HP_CAPACITY, cap))
+
+
+def _ramp(x: float, target: float, up_per_s: float, down_per_s: float, dt: float) -> float:
+    """``target``, at most ``up_per_s * dt`` above ``x`` and ``down_per_s * dt`` below it."""
+    return min(max(target, x - down_per_s * dt), x + up_per_s * dt)
 
 
 def _actuator_events(events: list[Event], old: tuple[str, ...], new: tuple[str, ...],
@@ -192,11 +178,13 @@ def _actuator_events(events: list[Event], old: tuple[str, ...], new: tuple[str, 
     """An actuator that stops (or starts again) following its command is an alarm event."""
     for role in new:
         if role not in old:
-            events.append(Event(now, _ENVELOPE, "actuator", role, "following", "not following",
+            events.append(Event(now, Layer.ENVELOPE, "actuator", role, "following",
+                                "not following", _NOT_FOLLOWING[role],
                                 "feedback differs from the command"))
     for role in old:
         if role not in new:
-            events.append(Event(now, _ENVELOPE, "actuator", role, "not following", "following",
+            events.append(Event(now, Layer.ENVELOPE, "actuator", role, "not following",
+                                "following", Cause.ACTUATOR_FOLLOWING,
                                 "feedback agrees with the command again"))
 
 
@@ -222,21 +210,32 @@ def _take_over(state: State, values: dict[str, float], params: ControlParams,
     return replace(state, seq=seq, setpoints=setpoints), opt
 
 
-_NO_LEASES: Mapping[str, float] = MappingProxyType({})
-_NO_KEYS: frozenset[LimitKey] = frozenset()
-_VALUE: dict[Mode | HpState, str] = {x: x.value for x in (*Mode, *HpState)}
-"""Enum member -> its value: a dict lookup instead of the enum's ``value`` property."""
-_new_state = maker(State)
-_new_decision = maker(Decision)
-_SAFE, _MANUAL, _AUTO, _RECOVERY_OFF = Mode.SAFE, Mode.MANUAL, Mode.AUTO, Mode.RECOVERY_OFF
-_ENVELOPE, _OPTIMISER, _RUNNING = Layer.ENVELOPE, Layer.OPTIMISER, HpState.RUNNING
-
-
 def _limit_events(events: list[Event], limits: list[Limit], keys: frozenset[LimitKey],
-                  old: frozenset[LimitKey], now: float) -> None:
+                  state: State, now: float) -> None:
     """One event per limit that appeared or cleared, naming the layer that set it."""
+    old = state.limit_keys
     for x in limits:
         if x.key not in old:
-            events.append(Event(now, x.layer, "limit", x.name, None, str(x.value), x.reason))
-    for name, layer, reason in sorted(old - keys):
-        events.append(Event(now, Layer(layer), "limit_cleared", name, None, None, reason))
+            events.append(Event(now, x.layer, "limit", x.name, None, str(x.value), x.cause,
+                                x.reason))
+    for x in sorted((x for x in state.limits if x.key not in keys), key=_by_key):
+        events.append(Event(now, x.layer, "limit_cleared", x.name, None, None, x.cause,
+                            x.reason))
+
+
+def _by_key(limit: Limit) -> LimitKey:
+    return limit.key
+
+
+_SAFE_MODE = "safe mode"
+_SAFE_STOP = Limit("hp_run", False, Layer.OPERATOR, Cause.SAFE_MODE, _SAFE_MODE)
+_SAFE_LIMITS = (
+    Limit("fan_min", 1.0, Layer.OPERATOR, Cause.SAFE_MODE, _SAFE_MODE),
+    Limit("valve_max", 0.0, Layer.OPERATOR, Cause.SAFE_MODE, _SAFE_MODE),
+    _SAFE_STOP,
+)
+_NOT_FOLLOWING = {
+    R.VALVE_RECOVERY: Cause.VALVE_NOT_FOLLOWING,
+    R.DRYCOOLER_FAN: Cause.FAN_NOT_FOLLOWING,
+    R.HP_CAPACITY: Cause.CAPACITY_NOT_FOLLOWING,
+}

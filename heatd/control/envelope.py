@@ -30,15 +30,19 @@ Severities, each no looser than the one below:
 - a fan or compressor that does not follow its command is an alarm: the fans are asked
   for everything, a lame compressor gets no more flow;
 - normal: the whole device range.
+
+Each severity is a layer, a function of the cycle's inputs that can only tighten the
+bounds, and :data:`LAYERS` lists them in the order they are walked.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from heatd.control import roles as R
 from heatd.control.bounds import _ENVELOPE_KEY, Bounds, Setpoints
-from heatd.control.events import Layer, Limit
+from heatd.control.events import Cause, Layer, Limit
 from heatd.control.params import ControlParams, EnvelopeParams
 from heatd.control.validate import Inputs
 
@@ -77,58 +81,283 @@ class EnvelopeResult:
     """Supply rate of rise, K/s; None until measured over half a window."""
     alarms: tuple[str, ...] = ()
     """Actuators that do not follow their command."""
+    stop: Limit | None = None
+    """The limit that withdrew the heat pump's permission to run, if one did."""
 
 
-class _Acc:
-    """Collects the tightest value of each bound together with why."""
+@dataclass(frozen=True, slots=True)
+class Why:
+    """Why a bound was tightened: the cause with its values, and the same for people."""
 
-    __slots__ = ("cap", "cap_why", "fan", "fan_why", "run", "run_why", "start",
-                 "start_why", "valve", "valve_why")
+    cause: Cause
+    reason: str
+    role: str | None = None
+    verdict: str | None = None
 
-    def __init__(self) -> None:
-        self.fan, self.valve, self.cap = 0.0, 1.0, 1.0
-        self.start = self.run = True
-        self.fan_why = self.valve_why = self.cap_why = self.start_why = self.run_why = ""
+    def limit(self, name: str, value: float | bool) -> Limit:
+        return Limit(name, value, Layer.ENVELOPE, self.cause, self.reason, self.role,
+                     self.verdict)
 
-    def worst(self, why: str) -> None:
+
+@dataclass(slots=True)
+class _Cycle:
+    """One envelope pass: what the layers read, and the tightest value of each bound so far
+    with why. On a tie the bound keeps the reason of the layer that set it first, so the
+    order of ``LAYERS`` is the order in which causes are named."""
+
+    inputs: Inputs
+    prev: Setpoints
+    state: EnvelopeState
+    p: EnvelopeParams
+    cap_min: float
+    now: float
+    supply: float | None = None
+    rise: float | None = None
+    fan: float = 0.0
+    valve: float = 1.0
+    cap: float = 1.0
+    start: bool = True
+    run: bool = True
+    fan_why: Why | None = None
+    valve_why: Why | None = None
+    cap_why: Why | None = None
+    start_why: Why | None = None
+    run_why: Why | None = None
+    valve_since: float | None = None
+    fan_since: float | None = None
+    cap_since: float | None = None
+    alarms: list[str] = field(default_factory=list)
+
+    def floor_fan(self, v: float, why: Why) -> None:
+        if v > self.fan:
+            self.fan, self.fan_why = v, why
+
+    def cap_valve(self, v: float, why: Why) -> None:
+        if v < self.valve:
+            self.valve, self.valve_why = v, why
+
+    def cap_extraction(self, v: float, why: Why) -> None:
+        if v < self.cap:
+            self.cap, self.cap_why = v, why
+
+    def block_start(self, why: Why) -> None:
+        if self.start:
+            self.start, self.start_why = False, why
+
+    def stop(self, why: Why) -> None:
+        if self.run:
+            self.run, self.run_why = False, why
+
+    def worst(self, why: Why) -> None:
+        """Full dry cooler, the recovery branch closed and the heat pump stopped."""
         self.floor_fan(1.0, why)
         self.recovery_out(why)
 
-    def recovery_out(self, why: str) -> None:
+    def recovery_out(self, why: Why) -> None:
         """The recovery branch is closed and the heat pump stopped; the fans are free."""
         self.cap_valve(0.0, why)
         self.cap_extraction(0.0, why)
         self.block_start(why)
         self.stop(why)
 
-    def hold(self, prev: Setpoints, why: str) -> None:
+    def hold(self, why: Why) -> None:
         """No more recovery share than last cycle, and no less dry cooling."""
-        self.floor_fan(prev.fan, why)
-        self.cap_valve(prev.valve, why)
+        self.floor_fan(self.prev.fan, why)
+        self.cap_valve(self.prev.valve, why)
 
-    def floor_fan(self, v: float, why: str) -> None:
-        if v > self.fan or (v == self.fan and not self.fan_why and v > 0):
-            self.fan, self.fan_why = v, why
-
-    def cap_valve(self, v: float, why: str) -> None:
-        if v < self.valve or (v == self.valve and not self.valve_why and v < 1):
-            self.valve, self.valve_why = v, why
-
-    def cap_extraction(self, v: float, why: str) -> None:
-        if v < self.cap or (v == self.cap and not self.cap_why and v < 1):
-            self.cap, self.cap_why = v, why
-
-    def block_start(self, why: str) -> None:
-        if self.start:
-            self.start, self.start_why = False, why
-
-    def stop(self, why: str) -> None:
-        if self.run:
-            self.run, self.run_why = False, why
+    def unknown(self, role: str) -> Why:
+        verdict = self.inputs.invalid.get(role, "not bound")
+        return Why(Cause.INPUT_UNKNOWN, f"{role} unknown ({verdict})", role, verdict)
 
 
-def _unknown(inputs: Inputs, role: str) -> str:
-    return f"{role} unknown ({inputs.invalid.get(role, 'not bound')})"
+Rule = Callable[[_Cycle], None]
+"""One safety layer: reads the cycle, tightens its bounds, names why."""
+
+
+def _supply(c: _Cycle) -> None:
+    """The supply temperature: its margin band and rate of rise, or, lost, a ride-through
+    or the worst case."""
+    p, supply = c.p, c.inputs.values.get(_SUPPLY)
+    if supply is None:
+        if c.state.anchor_new is not None:
+            c.state = replace(c.state, anchor_old=None, anchor_new=None)
+        _lost(c, _SUPPLY, c.state.supply_seen, p.supply_limit_c - p.supply_margin_k)
+        return
+    c.supply = supply
+    c.state, c.rise = _rise(c.state, supply, c.now, p.rise_window_s)
+    band = p.supply_limit_c - p.supply_margin_k
+    if supply >= band:
+        depth = min((supply - band) / p.supply_margin_k, 1.0)
+        why = _AT_LIMIT if depth >= 1.0 else _IN_BAND
+        c.floor_fan(depth, why)
+        c.floor_fan(c.prev.fan, why)
+        c.cap_valve(min(c.prev.valve, 1.0 - depth), why)
+        if depth >= 1.0:  # no recovery flow left: the compressor idles, nothing starts
+            c.cap_extraction(c.cap_min, why)
+            c.block_start(why)
+    if c.rise is None:
+        c.hold(_RISE_UNKNOWN)
+    elif c.rise > p.max_rise_k_per_s and supply + c.rise * p.rise_horizon_s >= band:
+        c.hold(_RISING_FAST)
+
+
+def _rack_lost(c: _Cycle) -> None:
+    """A rack inlet reading lost: ridden through against its own band, or the worst case."""
+    if _RACK not in c.inputs.values and _RACK in c.inputs.invalid:
+        band = c.p.rack_inlet_limit_c - c.p.rack_inlet_margin_k
+        _lost(c, _RACK, c.state.rack_seen, band)
+
+
+def _rack_near_limit(c: _Cycle) -> None:
+    """The hottest rack inlet within its margin: fans floored across it, recovery held."""
+    rack = c.inputs.values.get(_RACK)
+    band = c.p.rack_inlet_limit_c - c.p.rack_inlet_margin_k
+    if rack is not None and rack >= band:
+        c.floor_fan(min(1.0, (rack - band) / c.p.rack_inlet_margin_k), _RACK_NEAR)
+        c.hold(_RACK_NEAR)
+
+
+def _flow(c: _Cycle) -> None:
+    """Coolant flow under its minimum, or unknown where a minimum is set: the worst case."""
+    if c.p.flow_min is not None:
+        flow = c.inputs.values.get(_FLOW)
+        if flow is None:
+            c.worst(c.unknown(_FLOW))
+        elif flow < c.p.flow_min:
+            c.worst(_FLOW_LOW)
+
+
+def _plc_fallback(c: _Cycle) -> None:
+    """The PLC cools on its own: the worst case, so heatd does not fight it."""
+    if c.inputs.values.get(_FALLBACK, 0.0) > 0.5:
+        c.worst(_FALLBACK_WHY)
+
+
+def _heat_pump(c: _Cycle) -> None:
+    """A tripped, faulted or locked-out heat pump closes recovery; one out of contact keeps
+    the flow it had and is not started. A known trip code or lockout closes recovery
+    whatever the fault bit reads."""
+    vals = c.inputs.values
+    fault, trip = vals.get(_FAULT), vals.get(_TRIP, 0.0)
+    if trip > 0:
+        c.recovery_out(_TRIP_WHY)
+    elif fault is not None and fault > 0.5:
+        c.recovery_out(_FAULT_WHY)
+    elif vals.get(_LOCKOUT, 0.0) > 0.5:
+        c.recovery_out(_LOCKOUT_WHY)
+    elif fault is None:
+        unknown = c.unknown(_FAULT)
+        why = Why(Cause.HP_OUT_OF_CONTACT, f"heat pump out of contact: {unknown.reason}",
+                  _FAULT, unknown.verdict)
+        c.block_start(why)
+        c.cap_valve(c.prev.valve if c.prev.hp_enable else 0.0, why)
+
+
+def _running_unknown(c: _Cycle) -> None:
+    """Whether the heat pump runs is unknown: it is not started blind."""
+    if _RUNNING not in c.inputs.values:
+        c.block_start(c.unknown(_RUNNING))
+
+
+def _valve_follows(c: _Cycle) -> None:
+    """A recovery valve that does not follow its setpoint: the worst case."""
+    actual, p = c.inputs.values.get(_VALVE_ACTUAL), c.p
+    off = actual is not None and abs(actual - c.prev.valve) > p.valve_mismatch_tol
+    c.valve_since = _since(c.state.valve_off_since, off, c.now)
+    if c.valve_since is not None and c.now - c.valve_since >= p.valve_mismatch_s:
+        c.worst(_VALVE_WHY)
+        c.alarms.append(R.VALVE_RECOVERY)
+
+
+def _fan_follows(c: _Cycle) -> None:
+    """Dry-cooler fans that do not follow: asked for everything."""
+    fan, p = c.inputs.values.get(_FAN_ACTUAL), c.p
+    off = fan is not None and abs(fan - c.prev.fan) > p.fan_mismatch_tol
+    c.fan_since = _since(c.state.fan_off_since, off, c.now)
+    if c.fan_since is not None and c.now - c.fan_since >= p.fan_mismatch_s:
+        c.floor_fan(1.0, _FAN_WHY)
+        c.alarms.append(R.DRYCOOLER_FAN)
+
+
+def _capacity_follows(c: _Cycle) -> None:
+    """A running compressor that does not follow its capacity: no more flow, no start."""
+    vals, p, prev = c.inputs.values, c.p, c.prev
+    cap = vals.get(_CAP_ACTUAL)
+    running = vals.get(_RUNNING, 0.0) > 0.5 and prev.hp_enable
+    off = running and cap is not None and abs(cap - prev.hp_capacity) > p.capacity_mismatch_tol
+    c.cap_since = _since(c.state.cap_off_since, off, c.now)
+    if c.cap_since is not None and c.now - c.cap_since >= p.capacity_mismatch_s:
+        c.cap_valve(prev.valve, _CAP_WHY)
+        c.block_start(_CAP_WHY)
+        c.alarms.append(R.HP_CAPACITY)
+
+
+LAYERS: tuple[Rule, ...] = (
+    _supply,
+    _rack_lost,
+    _rack_near_limit,
+    _flow,
+    _plc_fallback,
+    _heat_pump,
+    _running_unknown,
+    _valve_follows,
+    _fan_follows,
+    _capacity_follows,
+)
+"""The safety layers, walked in this order: each can only tighten what the ones before left,
+and on a tie the earlier one is named."""
+
+
+def envelope(
+    inputs: Inputs, prev: Setpoints, state: EnvelopeState, params: ControlParams, now: float
+) -> EnvelopeResult:
+    """Bounds for this cycle; every unknown cooling input is treated as the worst case."""
+    c = _Cycle(inputs, prev, state, params.envelope, params.sequencer.capacity_min, now)
+    for layer in LAYERS:
+        layer(c)
+    return _result(c)
+
+
+def _result(c: _Cycle) -> EnvelopeResult:
+    """The bounds and limits the layers left, with the memory the next cycle judges from."""
+    p, state, supply = c.p, c.state, c.supply
+    if p.blind_rise_k_per_s is not None:
+        rack = c.inputs.values.get(_RACK)
+        if supply is not None or rack is not None:
+            state = replace(  # one copy a cycle: what a ride-through would judge from
+                state,
+                supply_seen=state.supply_seen if supply is None else (c.now, supply),
+                it_seen=state.it_seen if supply is None else c.inputs.values.get(_IT),
+                rack_seen=state.rack_seen if rack is None else (c.now, rack),
+            )
+    alarms = tuple(c.alarms)
+    if (c.valve_since, c.fan_since, c.cap_since, alarms) != (
+            state.valve_off_since, state.fan_off_since, state.cap_off_since, state.alarms):
+        state = replace(state, valve_off_since=c.valve_since, fan_off_since=c.fan_since,
+                        cap_off_since=c.cap_since, alarms=alarms)
+    limits, stop = _limits(c)
+    return EnvelopeResult(
+        Bounds(_ENVELOPE_KEY, c.fan, c.valve, c.cap, c.start, c.run), limits, state,
+        None if supply is None else p.supply_limit_c - supply, c.rise, alarms, stop,
+    )
+
+
+def _limits(c: _Cycle) -> tuple[tuple[Limit, ...], Limit | None]:
+    """One limit per bound the layers tightened, and among them the stop, if any."""
+    out: list[Limit] = []
+    if c.fan_why is not None:
+        out.append(c.fan_why.limit("fan_min", c.fan))
+    if c.valve_why is not None:
+        out.append(c.valve_why.limit("valve_max", c.valve))
+    if c.cap_why is not None:
+        out.append(c.cap_why.limit("hp_capacity_max", c.cap))
+    if c.start_why is not None:
+        out.append(c.start_why.limit("hp_start", False))
+    stop = None
+    if c.run_why is not None:
+        stop = c.run_why.limit("hp_run", False)
+        out.append(stop)
+    return tuple(out), stop
 
 
 def _rise(state: EnvelopeState, supply: float, now: float,
@@ -152,139 +381,23 @@ def _since(since: float | None, off: bool, now: float) -> float | None:
     return now if since is None else since
 
 
-def _lost(acc: _Acc, inputs: Inputs, role: str, seen: Sample | None, band: float,
-          state: EnvelopeState, prev: Setpoints, p: EnvelopeParams, now: float) -> None:
+def _lost(c: _Cycle, role: str, seen: Sample | None, band: float) -> None:
     """A cooling input whose reading is lost: ridden through with the cooling held as it
     was, for at most ``blind_hold_max_s``, while its last reading plus the fastest rise
     the loop can make (``blind_rise_k_per_s``) stays under its band and the IT load has
     not grown since the last supply reading; otherwise the worst case."""
-    why = _unknown(inputs, role)
-    it, it0 = inputs.values.get(_IT), state.it_seen
+    p, now, why = c.p, c.now, c.unknown(role)
+    it, it0 = c.inputs.values.get(_IT), c.state.it_seen
     if (p.blind_rise_k_per_s is not None and seen is not None
             and 0.0 <= now - seen[0] <= p.blind_hold_max_s
             and seen[1] + p.blind_rise_k_per_s * (now - seen[0]) < band
             and (it0 is None or (it is not None and it <= it0 * (1.0 + p.blind_it_growth)))):
-        held = f"{why}; cooling held as it was"
-        acc.hold(prev, held)
-        acc.block_start(held)
+        held = Why(Cause.INPUT_LOST_HELD, f"{why.reason}; cooling held as it was", role,
+                   why.verdict)
+        c.hold(held)
+        c.block_start(held)
     else:
-        acc.worst(why)
-
-
-def _supply_rules(acc: _Acc, supply: float, rise: float | None, prev: Setpoints,
-                  p: EnvelopeParams, cap_min: float) -> None:
-    band = p.supply_limit_c - p.supply_margin_k
-    if supply >= band:
-        depth = min((supply - band) / p.supply_margin_k, 1.0)
-        why = ("supply at or above its limit" if depth >= 1.0
-               else "supply within its margin of the limit")
-        acc.floor_fan(depth, why)
-        acc.floor_fan(prev.fan, why)
-        acc.cap_valve(min(prev.valve, 1.0 - depth), why)
-        if depth >= 1.0:  # no recovery flow left: the compressor idles, nothing starts
-            acc.cap_extraction(cap_min, why)
-            acc.block_start(why)
-    if rise is None:
-        acc.hold(prev, "supply rate of rise not yet known")
-    elif rise > p.max_rise_k_per_s and supply + rise * p.rise_horizon_s >= band:
-        acc.hold(prev, "supply rising fast")
-
-
-def envelope(
-    inputs: Inputs, prev: Setpoints, state: EnvelopeState, params: ControlParams, now: float
-) -> EnvelopeResult:
-    """Bounds for this cycle; every unknown cooling input is treated as the worst case."""
-    p = params.envelope
-    vals = inputs.values
-    acc = _Acc()
-    alarms: list[str] = []
-
-    supply = vals.get(_SUPPLY)
-    rise: float | None = None
-    if supply is None:
-        if state.anchor_new is not None:
-            state = replace(state, anchor_old=None, anchor_new=None)
-        band = p.supply_limit_c - p.supply_margin_k
-        _lost(acc, inputs, _SUPPLY, state.supply_seen, band, state, prev, p, now)
-    else:
-        state, rise = _rise(state, supply, now, p.rise_window_s)
-        _supply_rules(acc, supply, rise, prev, p, params.sequencer.capacity_min)
-
-    rack = vals.get(_RACK)
-    if rack is None and _RACK in inputs.invalid:
-        band = p.rack_inlet_limit_c - p.rack_inlet_margin_k
-        _lost(acc, inputs, _RACK, state.rack_seen, band, state, prev, p, now)
-    if p.blind_rise_k_per_s is not None and (supply is not None or rack is not None):
-        state = replace(  # one copy a cycle: what a ride-through would judge from
-            state,
-            supply_seen=state.supply_seen if supply is None else (now, supply),
-            it_seen=state.it_seen if supply is None else vals.get(_IT),
-            rack_seen=state.rack_seen if rack is None else (now, rack),
-        )
-    if rack is not None and rack >= p.rack_inlet_limit_c - p.rack_inlet_margin_k:
-        over = rack - (p.rack_inlet_limit_c - p.rack_inlet_margin_k)
-        why = "rack inlet near its limit"
-        acc.floor_fan(min(1.0, over / p.rack_inlet_margin_k), why)
-        acc.hold(prev, why)
-
-    if p.flow_min is not None:
-        flow = vals.get(_FLOW)
-        if flow is None:
-            acc.worst(_unknown(inputs, _FLOW))
-        elif flow < p.flow_min:
-            acc.worst("coolant flow below minimum")
-
-    if vals.get(_FALLBACK, 0.0) > 0.5:
-        acc.worst("plc in local fallback")
-
-    fault = vals.get(_FAULT)
-    trip = vals.get(_TRIP, 0.0)
-    # A trip code or lockout that is known closes recovery whatever the fault bit reads.
-    if trip > 0 or (fault is not None and fault > 0.5):
-        acc.recovery_out("heat pump trip code set" if trip > 0 else "heat pump fault")
-    elif vals.get(_LOCKOUT, 0.0) > 0.5:
-        acc.recovery_out("heat pump locked out")
-    elif fault is None:
-        why = f"heat pump out of contact: {_unknown(inputs, _FAULT)}"
-        acc.block_start(why)
-        acc.cap_valve(prev.valve if prev.hp_enable else 0.0, why)
-    if _RUNNING not in vals:
-        acc.block_start(_unknown(inputs, _RUNNING))
-
-    actual = vals.get(_VALVE_ACTUAL)
-    valve_since = _since(state.valve_off_since,
-                         actual is not None and abs(actual - prev.valve) > p.valve_mismatch_tol,
-                         now)  # fmt: skip
-    if valve_since is not None and now - valve_since >= p.valve_mismatch_s:
-        acc.worst("recovery valve not following its setpoint")
-        alarms.append(R.VALVE_RECOVERY)
-    fan = vals.get(_FAN_ACTUAL)
-    fan_since = _since(state.fan_off_since,
-                       fan is not None and abs(fan - prev.fan) > p.fan_mismatch_tol, now)
-    if fan_since is not None and now - fan_since >= p.fan_mismatch_s:
-        acc.floor_fan(1.0, "dry-cooler fan not following its setpoint")
-        alarms.append(R.DRYCOOLER_FAN)
-    cap = vals.get(_CAP_ACTUAL)
-    running = vals.get(_RUNNING, 0.0) > 0.5 and prev.hp_enable
-    cap_since = _since(state.cap_off_since,
-                       running and cap is not None
-                       and abs(cap - prev.hp_capacity) > p.capacity_mismatch_tol,
-                       now)  # fmt: skip
-    if cap_since is not None and now - cap_since >= p.capacity_mismatch_s:
-        why = "heat-pump capacity not following its setpoint"
-        acc.cap_valve(prev.valve, why)
-        acc.block_start(why)
-        alarms.append(R.HP_CAPACITY)
-    if (valve_since, fan_since, cap_since, tuple(alarms)) != (
-            state.valve_off_since, state.fan_off_since, state.cap_off_since, state.alarms):
-        state = replace(state, valve_off_since=valve_since, fan_off_since=fan_since,
-                        cap_off_since=cap_since, alarms=tuple(alarms))
-
-    margin = None if supply is None else p.supply_limit_c - supply
-    return EnvelopeResult(
-        Bounds(_ENVELOPE_KEY, acc.fan, acc.valve, acc.cap, acc.start, acc.run),
-        _limits(acc), state, margin, rise, tuple(alarms),
-    )  # fmt: skip
+        c.worst(why)
 
 
 _SUPPLY = R.COOLANT_SUPPLY_TEMP
@@ -300,18 +413,19 @@ _VALVE_ACTUAL = R.VALVE_RECOVERY_ACTUAL
 _FAN_ACTUAL = R.DRYCOOLER_FAN_ACTUAL
 _CAP_ACTUAL = R.HP_CAPACITY_ACTUAL
 
-
-def _limits(acc: _Acc) -> tuple[Limit, ...]:
-    out: list[Limit] = []
-    env = Layer.ENVELOPE
-    if acc.fan > 0.0:
-        out.append(Limit("fan_min", acc.fan, env, acc.fan_why))
-    if acc.valve < 1.0:
-        out.append(Limit("valve_max", acc.valve, env, acc.valve_why))
-    if acc.cap < 1.0:
-        out.append(Limit("hp_capacity_max", acc.cap, env, acc.cap_why))
-    if not acc.start:
-        out.append(Limit("hp_start", False, env, acc.start_why))
-    if not acc.run:
-        out.append(Limit("hp_run", False, env, acc.run_why))
-    return tuple(out)
+_AT_LIMIT = Why(Cause.SUPPLY_AT_LIMIT, "supply at or above its limit")
+_IN_BAND = Why(Cause.SUPPLY_IN_BAND, "supply within its margin of the limit")
+_RISE_UNKNOWN = Why(Cause.RISE_UNKNOWN, "supply rate of rise not yet known")
+_RISING_FAST = Why(Cause.RISING_FAST, "supply rising fast")
+_RACK_NEAR = Why(Cause.RACK_NEAR_LIMIT, "rack inlet near its limit")
+_FLOW_LOW = Why(Cause.FLOW_LOW, "coolant flow below minimum")
+_FALLBACK_WHY = Why(Cause.PLC_FALLBACK, "plc in local fallback")
+_TRIP_WHY = Why(Cause.HP_TRIP_CODE, "heat pump trip code set")
+_FAULT_WHY = Why(Cause.HP_FAULT, "heat pump fault")
+_LOCKOUT_WHY = Why(Cause.HP_LOCKOUT, "heat pump locked out")
+_VALVE_WHY = Why(Cause.VALVE_NOT_FOLLOWING, "recovery valve not following its setpoint",
+                 R.VALVE_RECOVERY)
+_FAN_WHY = Why(Cause.FAN_NOT_FOLLOWING, "dry-cooler fan not following its setpoint",
+               R.DRYCOOLER_FAN)
+_CAP_WHY = Why(Cause.CAPACITY_NOT_FOLLOWING, "heat-pump capacity not following its setpoint",
+               R.HP_CAPACITY)

@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from heatd.control import roles as R
-from heatd.control.frozen import maker
 from heatd.control.params import OptimiserParams
 
 
@@ -42,9 +41,6 @@ class OptState:
 
 
 RESET = OptState()
-_new_opt = maker(OptState)
-"""OptState's constructor by position: built twice every cycle, where replace() costs
-a co-simulated year several seconds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +102,7 @@ def want_heat(
         since = now if st.flip_since is None else st.flip_since
         if now - since >= (p.stop_delay_s if want else p.start_delay_s):
             want, since = not want, None
-    return _new_opt(want, since, st.cool_e, st.cool_u, st.cap_e, st.cap_u,
+    return OptState(want, since, st.cool_e, st.cool_u, st.cap_e, st.cap_u,
                     wanted * cold_fade(values, p))
 
 
@@ -130,7 +126,7 @@ def propose(
     """Fan, capacity and valve targets for this cycle. Each PI output is clamped to what the
     bounds allow (``fan_lo``, ``cap_hi``), so it cannot wind up against them."""
     u = prev_fan if st.cool_u is None else st.cool_u
-    cool_e = None
+    cool_e: float | None = None
     supply = values.get(_SUPPLY)
     if supply is not None:
         cool_e = _deadband(supply - p.supply_setpoint_c, p.cool_deadband_k)
@@ -146,27 +142,29 @@ def propose(
     u = min(max(u, 0.0), 1.0)
     fan = max(u, fan_lo)
 
-    cap, cap_e = 0.0, None
+    cap = 0.0
+    cap_e: float | None = None
     if running:
         nominal = p.hp_nominal_heat_kw
         heat = values.get(_HEAT)
-        fresh = st.cap_u is None
         # On a (re)start the loop begins at the target's own share of the machine (the
         # rate limiter makes that smooth); afterwards it moves by increments.
-        cap = max(st.target_kw / nominal, cap_min, prev_cap) if fresh else st.cap_u
+        fresh = st.cap_u is None
+        cap = max(st.target_kw / nominal, cap_min, prev_cap) if st.cap_u is None else st.cap_u
         if heat is not None:
-            cap_e = _deadband((st.target_kw - heat) / nominal, p.heat_deadband)
+            e = _deadband((st.target_kw - heat) / nominal, p.heat_deadband)
             if st.target_kw >= nominal and heat < st.target_kw:
                 # The whole machine is wanted: the deadband must not keep it a step short.
-                cap_e = max(cap_e, p.heat_deadband)
+                e = max(e, p.heat_deadband)
             last = 0.0 if fresh or st.cap_e is None else st.cap_e
-            cap += p.cap_kp * (cap_e - last + dt / p.cap_ti_s * cap_e)  # type: ignore[operator]
-        cap = min(max(cap, cap_min), cap_hi)  # type: ignore[type-var]
+            cap += p.cap_kp * (e - last + dt / p.cap_ti_s * e)
+            cap_e = e
+        cap = min(max(cap, cap_min), cap_hi)
     elif enabled:
         cap = cap_min
 
     valve = 1.0 - u if enabled else 0.0
-    new = _new_opt(st.want, st.flip_since, cool_e, u, cap_e, cap if running else None,
+    new = OptState(st.want, st.flip_since, cool_e, u, cap_e, cap if running else None,
                    st.target_kw)
     return Proposal(valve, fan, cap), new
 

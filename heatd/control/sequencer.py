@@ -8,13 +8,14 @@ a cool-down and a bounded number of automatic resets; past that, an operator mus
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Any
 
 from heatd.control import roles as R
 from heatd.control.bounds import Bounds
-from heatd.control.events import Event, Layer, Limit
-from heatd.control.frozen import maker
+from heatd.control.events import Cause, Event, Layer, Limit
 from heatd.control.params import SequencerParams
 
 
@@ -76,23 +77,56 @@ class SeqOut:
 _NEVER = float("-inf")
 
 
+@dataclass(slots=True)
 class _Step:
-    """One step's working copy: the state so far and the transitions it produced."""
+    """One step's working copy: what the sequencer was asked and saw, the state so far and
+    the transitions and limits it produced."""
 
-    __slots__ = ("events", "now", "st")
+    st: SeqState
+    now: float
+    want: bool
+    requester: Layer
+    bounds: Bounds
+    p: SequencerParams
+    seen: _Seen
+    operator_reset: bool
+    stop: Limit | None
+    events: list[Event] = field(default_factory=list)
+    limits: tuple[Limit, ...] = ()
 
-    def __init__(self, st: SeqState, now: float) -> None:
-        self.st, self.now = st, now
-        self.events: list[Event] = []
-
-    def go(self, new: HpState, layer: Layer, why: str, **changes: object) -> None:
+    def go(self, new: HpState, layer: Layer, cause: Cause, why: str, **changes: Any) -> None:
         old = self.st.state
-        self.events.append(Event(self.now, layer, "hp_state", "hp", old.value, new.value, why))
+        self.events.append(Event(self.now, layer, "hp_state", "hp", old.value, new.value, cause,
+                                 why))
         if new in _ENABLED and old not in _ENABLED:
             changes.setdefault("on_since", self.now)
         elif new not in _ENABLED and old in _ENABLED:
             changes.setdefault("off_since", self.now)
-        self.st = replace(self.st, state=new, since=self.now, **changes)  # type: ignore[arg-type]
+        self.st = replace(self.st, state=new, since=self.now, **changes)
+
+    def reset_event(self, layer: Layer, cause: Cause, why: str) -> None:
+        self.events.append(Event(self.now, layer, "hp_reset", "hp", None, None, cause, why))
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """What the heat pump reports this cycle."""
+
+    trip: float
+    faulted: bool
+    locked: bool
+    running: bool
+    unknown: bool
+    """Out of contact: whether it runs is not known."""
+    held: bool
+    """Its own minimum-off timer holds it."""
+
+    @classmethod
+    def read(cls, values: dict[str, float]) -> _Seen:
+        trip = values.get(_TRIP, 0.0)
+        return cls(trip, values.get(_FAULT, 0.0) > 0.5 or trip > 0,
+                   values.get(_LOCKOUT, 0.0) > 0.5, values.get(_RUNNING, 0.0) > 0.5,
+                   _RUNNING not in values, values.get(_MIN_OFF, 0.0) > 0.5)
 
 
 def sequence(
@@ -104,71 +138,110 @@ def sequence(
     p: SequencerParams,
     now: float,
     operator_reset: bool = False,
-    stop_reason: str = "",
-    stop_layer: Layer = Layer.ENVELOPE,
+    stop: Limit | None = None,
 ) -> SeqOut:
-    """One sequencer step. ``want_run`` comes from the optimiser (or the operator)."""
-    trip = values.get(_TRIP, 0.0)
-    faulted = values.get(_FAULT, 0.0) > 0.5 or trip > 0
-    locked = values.get(_LOCKOUT, 0.0) > 0.5
-    running = values.get(_RUNNING, 0.0) > 0.5
-    # Out of contact, a running machine is believed to run on: its own protection guards
-    # it, and dropping its enable over a comms gap would cost a stop and a restart.
-    unknown = _RUNNING not in values
+    """One sequencer step. ``want_run`` comes from the optimiser (or the operator); ``stop``
+    is the limit that withdrew ``bounds.hp_run``, named in the safety stop it causes."""
+    seen = _Seen.read(values)
+    steady = _steady(want_run, bounds, seen, st, p, now)
+    if steady is not None:
+        return steady
+    step = _Step(st, now, want_run, requester, bounds, p, seen, operator_reset, stop)
     s = st.state
-    if not faulted and not locked:  # the steady states, where nothing happens
-        if s is HpState.RUNNING and (running or unknown) and bounds.hp_run:
-            if want_run:
-                return _new_out(True, now < st.reset_until, st, (), ())
-            if st.on_since is not None and now - st.on_since < p.min_on_s:
-                return _new_out(True, now < st.reset_until, st, _MIN_ON, ())
-        elif s is HpState.OFF and not want_run:
-            return _new_out(False, now < st.reset_until, st, (), ())
-    step = _Step(st, now)
-    limits: tuple[Limit, ...] = ()
-
-    if faulted and s is not HpState.TRIPPED and s is not HpState.LOCKED_OUT:
-        why = f"trip code {trip:g}" if trip > 0 else "fault"
-        step.go(HpState.TRIPPED, Layer.SEQUENCER, why, next_reset=now + p.reset_cooldown_s,
-                reset_until=_NEVER)
-    elif locked and s is not HpState.TRIPPED and s is not HpState.LOCKED_OUT:
-        step.go(HpState.LOCKED_OUT, Layer.SEQUENCER, "heat pump reports lockout")
-    elif s is HpState.OFF:
-        if want_run:
-            limits = _try_start(step, bounds, p, requester, values.get(_MIN_OFF, 0.0) > 0.5)
-    elif s is HpState.STARTING or s is HpState.RUNNING:
-        if not bounds.hp_run:
-            step.go(HpState.STOPPING, stop_layer, f"safety stop: {stop_reason}")
-        elif want_run or (st.on_since is not None and now - st.on_since < p.min_on_s):
-            if not want_run:
-                limits = _MIN_ON
-            if not unknown:
-                _confirm(step, running, p, values.get(_MIN_OFF, 0.0) > 0.5)
-        else:
-            step.go(HpState.STOPPING, requester, "no heat wanted")
-    elif s is HpState.STOPPING:
-        if not running:
-            step.go(HpState.OFF, Layer.SEQUENCER, "stop confirmed")
-        elif now - st.since >= p.stop_timeout_s:
-            step.go(HpState.OFF, Layer.SEQUENCER, "stop not confirmed in time")
-    elif s is HpState.TRIPPED:
-        _after_trip(step, faulted or locked, p)
-    elif operator_reset:  # LOCKED_OUT
-        step.st = replace(st, reset_until=now + p.reset_pulse_s, resets=())
-        step.events.append(Event(now, Layer.OPERATOR, "hp_reset", "hp", None, None, "operator"))
-    elif st.reset_until != _NEVER and now >= st.reset_until:
-        if faulted or locked:
-            step.st = replace(st, reset_until=_NEVER)
-            step.events.append(Event(now, Layer.SEQUENCER, "hp_reset", "hp", None, None,
-                                     "operator reset did not clear the fault"))
-        else:
-            step.go(HpState.OFF, Layer.OPERATOR, "operator reset", reset_until=_NEVER)
+    if seen.faulted and s not in _OUT:
+        why, cause = ((f"trip code {seen.trip:g}", Cause.HP_TRIP_CODE) if seen.trip > 0
+                      else ("fault", Cause.HP_FAULT))
+        step.go(HpState.TRIPPED, Layer.SEQUENCER, cause, why,
+                next_reset=now + p.reset_cooldown_s, reset_until=_NEVER)
+    elif seen.locked and s not in _OUT:
+        step.go(HpState.LOCKED_OUT, Layer.SEQUENCER, Cause.HP_LOCKOUT,
+                "heat pump reports lockout")
+    else:
+        _BY_STATE[s](step)
     st = step.st
-    return _new_out(st.state in _ENABLED, now < st.reset_until, st, limits, tuple(step.events))
+    return SeqOut(st.state in _ENABLED, now < st.reset_until, st, step.limits,
+                  tuple(step.events))
 
 
-_new_out = maker(SeqOut)
-_MIN_ON = (Limit("hp_stop", False, Layer.SEQUENCER, "minimum on time"),)
+def _steady(want_run: bool, bounds: Bounds, seen: _Seen, st: SeqState, p: SequencerParams,
+            now: float) -> SeqOut | None:
+    """The steady states, where nothing happens (most cycles); None when something may."""
+    if seen.faulted or seen.locked:
+        return None
+    s = st.state
+    if s is HpState.RUNNING and (seen.running or seen.unknown) and bounds.hp_run:
+        # Out of contact, a running machine is believed to run on: its own protection
+        # guards it, and dropping its enable over a comms gap would cost a stop and a
+        # restart.
+        if want_run:
+            return SeqOut(True, now < st.reset_until, st, (), ())
+        if st.on_since is not None and now - st.on_since < p.min_on_s:
+            return SeqOut(True, now < st.reset_until, st, _MIN_ON, ())
+    elif s is HpState.OFF and not want_run:
+        return SeqOut(False, now < st.reset_until, st, (), ())
+    return None
+
+
+def _off(step: _Step) -> None:
+    if step.want:
+        step.limits = _try_start(step, step.bounds, step.p, step.requester, step.seen.held)
+
+
+def _on(step: _Step) -> None:
+    """Starting or running: a safety stop at once, else kept on while wanted or inside the
+    minimum on time."""
+    st, p = step.st, step.p
+    if not step.bounds.hp_run:
+        stop = step.stop or _UNNAMED_STOP
+        step.go(HpState.STOPPING, stop.layer, stop.cause, f"safety stop: {stop.reason}")
+    elif step.want or (st.on_since is not None and step.now - st.on_since < p.min_on_s):
+        if not step.want:
+            step.limits = _MIN_ON
+        if not step.seen.unknown:
+            _confirm(step, step.seen.running, p, step.seen.held)
+    else:
+        step.go(HpState.STOPPING, step.requester, Cause.NO_HEAT_WANTED, "no heat wanted")
+
+
+def _stopping(step: _Step) -> None:
+    if not step.seen.running:
+        step.go(HpState.OFF, Layer.SEQUENCER, Cause.STOP_CONFIRMED, "stop confirmed")
+    elif step.now - step.st.since >= step.p.stop_timeout_s:
+        step.go(HpState.OFF, Layer.SEQUENCER, Cause.STOP_TIMEOUT, "stop not confirmed in time")
+
+
+def _tripped(step: _Step) -> None:
+    _after_trip(step, step.seen.faulted or step.seen.locked, step.p)
+
+
+def _locked_out(step: _Step) -> None:
+    """Only an operator reset leads out, and only if the fault has cleared by its end."""
+    st, now = step.st, step.now
+    if step.operator_reset:
+        step.st = replace(st, reset_until=now + step.p.reset_pulse_s, resets=())
+        step.reset_event(Layer.OPERATOR, Cause.OPERATOR_RESET, "operator")
+    elif st.reset_until != _NEVER and now >= st.reset_until:
+        if step.seen.faulted or step.seen.locked:
+            step.st = replace(st, reset_until=_NEVER)
+            step.reset_event(Layer.SEQUENCER, Cause.RESET_FAILED,
+                             "operator reset did not clear the fault")
+        else:
+            step.go(HpState.OFF, Layer.OPERATOR, Cause.OPERATOR_RESET, "operator reset",
+                    reset_until=_NEVER)
+
+
+_BY_STATE: dict[HpState, Callable[[_Step], None]] = {
+    HpState.OFF: _off,
+    HpState.STARTING: _on,
+    HpState.RUNNING: _on,
+    HpState.STOPPING: _stopping,
+    HpState.TRIPPED: _tripped,
+    HpState.LOCKED_OUT: _locked_out,
+}
+"""What each state does on a cycle with no new trip or lockout."""
+_OUT = frozenset({HpState.TRIPPED, HpState.LOCKED_OUT})
+_MIN_ON = (Limit("hp_stop", False, Layer.SEQUENCER, Cause.MIN_ON_TIME, "minimum on time"),)
+_UNNAMED_STOP = Limit("hp_run", False, Layer.ENVELOPE, Cause.BOUNDS, "bounds forbid running")
 _TRIP = R.HP_TRIP_CODE
 _FAULT = R.HP_FAULT
 _LOCKOUT = R.HP_LOCKOUT
@@ -183,15 +256,18 @@ def _confirm(step: _Step, running: bool, p: SequencerParams, held: bool = False)
     st = step.st
     if st.state is HpState.STARTING:
         if running:
-            step.go(HpState.RUNNING, Layer.SEQUENCER, "running confirmed")
+            step.go(HpState.RUNNING, Layer.SEQUENCER, Cause.RUNNING_CONFIRMED,
+                    "running confirmed")
         elif held:  # no start happened: it neither counts nor restarts the off time
-            step.go(HpState.OFF, Layer.SEQUENCER, "heat pump's own minimum off timer",
-                    off_since=st.off_since, starts=st.starts[:-1])
+            step.go(HpState.OFF, Layer.SEQUENCER, Cause.HP_OWN_MIN_OFF,
+                    "heat pump's own minimum off timer", off_since=st.off_since,
+                    starts=st.starts[:-1])
         elif step.now - st.since >= p.start_timeout_s:
-            step.go(HpState.TRIPPED, Layer.SEQUENCER, "start not confirmed in time",
-                    next_reset=step.now + p.reset_cooldown_s, reset_until=_NEVER)
+            step.go(HpState.TRIPPED, Layer.SEQUENCER, Cause.START_TIMEOUT,
+                    "start not confirmed in time", next_reset=step.now + p.reset_cooldown_s,
+                    reset_until=_NEVER)
     elif not running:
-        step.go(HpState.STARTING, Layer.SEQUENCER, "running feedback lost")
+        step.go(HpState.STARTING, Layer.SEQUENCER, Cause.RUNNING_LOST, "running feedback lost")
 
 
 def _try_start(
@@ -205,15 +281,16 @@ def _try_start(
     st, now = step.st, step.now
     starts = tuple(t for t in st.starts if now - t < p.starts_window_s)
     if held:
-        why = "heat pump's own minimum off timer"
+        cause, why = Cause.HP_OWN_MIN_OFF, "heat pump's own minimum off timer"
     elif st.off_since is not None and now - st.off_since < p.min_off_s:
-        why = "minimum off time"
+        cause, why = Cause.MIN_OFF_TIME, "minimum off time"
     elif len(starts) >= p.max_starts_per_hour:
-        why = f"{p.max_starts_per_hour} starts per window used"
+        cause, why = Cause.STARTS_USED, f"{p.max_starts_per_hour} starts per window used"
     else:
-        step.go(HpState.STARTING, requester, "heat wanted", starts=(*starts, now))
+        step.go(HpState.STARTING, requester, Cause.HEAT_WANTED, "heat wanted",
+                starts=(*starts, now))
         return ()
-    return (Limit("hp_start", False, Layer.SEQUENCER, why),)
+    return (Limit("hp_start", False, Layer.SEQUENCER, cause, why),)
 
 
 def _after_trip(step: _Step, faulted: bool, p: SequencerParams) -> None:
@@ -222,17 +299,18 @@ def _after_trip(step: _Step, faulted: bool, p: SequencerParams) -> None:
     if now < st.reset_until:
         return  # pulse still on
     if st.reset_until != _NEVER and not faulted:
-        step.go(HpState.OFF, Layer.SEQUENCER, "reset succeeded", reset_until=_NEVER)
+        step.go(HpState.OFF, Layer.SEQUENCER, Cause.RESET_SUCCEEDED, "reset succeeded",
+                reset_until=_NEVER)
         return
     if now < st.next_reset:
         return
     resets = tuple(t for t in st.resets if now - t < p.resets_window_s)
     if len(resets) >= p.max_resets_per_hour:
-        step.go(HpState.LOCKED_OUT, Layer.SEQUENCER,
+        step.go(HpState.LOCKED_OUT, Layer.SEQUENCER, Cause.RESETS_USED,
                 f"{p.max_resets_per_hour} automatic resets used; operator reset needed",
                 reset_until=_NEVER)
         return
     step.st = replace(st, resets=(*resets, now), reset_until=now + p.reset_pulse_s,
                       next_reset=now + p.reset_pulse_s + p.reset_cooldown_s)
-    step.events.append(Event(now, Layer.SEQUENCER, "hp_reset", "hp", None, None,
-                             f"automatic reset {len(resets) + 1} of {p.max_resets_per_hour}"))
+    step.reset_event(Layer.SEQUENCER, Cause.AUTO_RESET,
+                     f"automatic reset {len(resets) + 1} of {p.max_resets_per_hour}")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import ItemsView, Iterator, KeysView, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import cast
 
 Reading = float | bool | None
 
@@ -34,6 +35,7 @@ NO_VALUE = "no value"
 """Why a point sampled as None is bad."""
 
 
+@dataclass(frozen=True, slots=True, eq=False)
 class SampledSignals(Mapping[str, tuple[Signal, ...]]):
     """Role -> Signals of points all sampled at one instant ``now`` from plain readings.
 
@@ -41,38 +43,25 @@ class SampledSignals(Mapping[str, tuple[Signal, ...]]):
     A reading stands for ``Signal(reading, True, now)``, None for
     ``Signal(None, False, now, "no value")``. A simulator samples some thirty points per
     step, millions of steps per simulated year: the Signals are made only for the roles
-    someone looks up. Validation sees every snapshot as one plain reading per role and
-    judges both forms with the same code; these readings are that view already, so a
-    fresh, plausible cycle builds no Signal. Read-only, like every snapshot.
+    someone looks up, and kept. Validation sees every snapshot as one plain reading per
+    role and judges both forms with the same code; these readings are that view already,
+    so a fresh, plausible cycle builds no Signal. Read-only, like every snapshot; compared
+    as the mapping it is.
     """
-
-    __slots__ = ("_made", "now", "readings")
 
     now: float
     readings: Mapping[str, object]
-
-    def __init__(self, now: float, readings: Mapping[str, object]) -> None:
-        _set_now(self, now)
-        _set_readings(self, readings)
-        _set_made(self, None)  # the Signals made so far, once any are
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("a snapshot is read-only")
+    _made: dict[str, tuple[Signal, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
+    """The Signals made so far, by role."""
 
     def __getitem__(self, role: str) -> tuple[Signal, ...]:
-        cache: dict[str, tuple[Signal, ...]] | None = self._made
-        if cache is None:
-            cache = {}
-            _set_made(self, cache)
-        made = cache.get(role)
+        made = self._made.get(role)
         if made is None:
             v = self.readings[role]
             now = self.now
-            made = tuple(
-                Signal(None, False, now, NO_VALUE) if x is None else Signal(x, True, now)  # type: ignore[arg-type]
-                for x in (v if type(v) is tuple else (v,))
-            )
-            cache[role] = made
+            made = tuple(_signal(x, now) for x in (v if type(v) is tuple else (v,)))
+            self._made[role] = made
         return made
 
     def __iter__(self) -> Iterator[str]:
@@ -94,10 +83,11 @@ class SampledSignals(Mapping[str, tuple[Signal, ...]]):
         return f"SampledSignals({self.now!r}, {dict(self.items())!r})"
 
 
-_set_now, _set_readings, _set_made = (
-    SampledSignals.__dict__[name].__set__  # direct slot writes: one snapshot per cycle
-    for name in ("now", "readings", "_made")
-)
+def _signal(reading: object, now: float) -> Signal:
+    """The Signal a plain reading stands for: None is a bad point, a number a good one."""
+    if reading is None:
+        return Signal(None, False, now, NO_VALUE)
+    return Signal(cast(float, reading), True, now)
 
 
 @dataclass(frozen=True, slots=True)

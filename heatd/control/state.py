@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from heatd.control.bounds import SAFE_SETPOINTS, Setpoints
 from heatd.control.envelope import EnvelopeState
-from heatd.control.events import Event, LimitKey
+from heatd.control.events import Event, Limit, LimitKey
 from heatd.control.optimiser import RESET, OptState
 from heatd.control.sequencer import SeqState
 from heatd.control.validate import ValidationState
@@ -46,6 +46,8 @@ class State:
     opt: OptState
     val: ValidationState
     limit_keys: frozenset[LimitKey]
+    limits: tuple[Limit, ...]
+    """Last cycle's limits, whose keys are ``limit_keys``: a limit that clears says why it held."""
     pending: tuple[Event, ...] = ()
     """Events from operator commands, emitted by the next step."""
     reset_request: bool = False
@@ -64,4 +66,5 @@ def initial_state(now: float, mode: Mode = Mode.AUTO) -> State:
         opt=RESET,
         val=ValidationState(),
         limit_keys=frozenset(),
+        limits=(),
     )

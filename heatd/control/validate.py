@@ -7,12 +7,13 @@ the daemon can say why.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
+from typing import NamedTuple
 
 from heatd.control import roles
-from heatd.control.frozen import maker
 from heatd.control.params import ControlParams
 from heatd.control.signals import SampledSignals, Signal, Snapshot
 
@@ -41,11 +42,19 @@ class Inputs:
     missing: tuple[str, ...]
 
 
-_new_inputs = maker(Inputs)
-_new_state = maker(ValidationState)
+class Plan(NamedTuple):
+    """How one bound input role is judged."""
 
-Plan = tuple[str, float, float, bool, bool, bool]
-"""(role, lo, hi, worst is high, frozen-checked, is the rack inlet role) of a bound role."""
+    role: str
+    lo: float
+    hi: float
+    """The plausible range."""
+    worst_high: bool
+    """Of several good points, the highest counts (else the lowest)."""
+    frozen_checked: bool
+    """A value that stops changing is declared frozen."""
+    rack: bool
+    """The rack inlet role: one point per rack, each of which must be known."""
 
 
 class _Plans:
@@ -65,7 +74,7 @@ class _Plans:
         if self.params is not params or self.roles != bound:
             specs = params.role_specs
             self.plan = tuple(
-                None if spec is None else (role, *spec, role == _RACK)
+                None if spec is None else Plan(role, *spec, role == _RACK)
                 for role, spec in ((r, specs.get(r)) for r in bound)
             )
             self.missing = tuple(sorted(_KNOWN_INPUTS - frozenset(bound)))
@@ -127,7 +136,7 @@ def validate(
                                 old, trackers, values, invalid)
         judge.judge(plan, signals[role])
 
-    return _new_inputs(values, invalid, found.missing), _new_state(trackers)
+    return Inputs(values, invalid, found.missing), ValidationState(trackers)
 
 
 def _readings(
@@ -176,41 +185,17 @@ class _Judge:
         """Every point of a role on its own: bad, not a number, NaN, out of range, stale,
         from the future or frozen; the role's value is the worst of the good ones."""
         role, lo, hi, high, track, rack = plan
-        now, oldest, newest, frozen_after = self.now, self.oldest, self.newest, self.frozen_after
         prev_tr = self.old.get(role, ()) if track else ()
         new_tr: list[Tracker] = []
         best: float | None = None
         n_good = 0
         reason: str | None = None
-        i = -1
-        for sig in points:
-            i += 1
-            x = sig.value
-            why: str | None = None
-            if not sig.good or x is None:
-                why = sig.reason or "bad"
-            else:
-                if type(x) is not float:
-                    try:
-                        x = float(x)
-                    except (TypeError, ValueError):
-                        x, why = 0.0, "not a number"
-                ts = sig.ts
-                if why is not None:
-                    pass
-                elif not lo <= x <= hi:  # NaN fails this too
-                    why = "nan" if x != x else "out of range"
-                elif not ts >= oldest:  # a NaN timestamp is stale too
-                    why = "stale"
-                elif ts > newest:
-                    why = "timestamp in the future"
+        for i, sig in enumerate(points):
+            x, why = _verdict(sig, lo, hi, self.oldest, self.newest)
             if track:
                 last = prev_tr[i] if i < len(prev_tr) else None
-                if why is None and (last is None or last[0] != x):
-                    last = (x, now)
-                elif why is None and now - last[1] >= frozen_after:  # type: ignore[index]
-                    why = "frozen"
-                new_tr.append(last if last is not None else (_NAN, now))
+                last, why = self._tracked(last, x, why)
+                new_tr.append(last)
             if why is not None:
                 reason = why if len(points) == 1 else f"point {i}: {why}"
                 continue
@@ -228,6 +213,37 @@ class _Judge:
         if rack and n_good < (self.min_good or len(points)):
             return
         self.values[role] = best
+
+    def _tracked(self, last: Tracker | None, x: float,
+                 why: str | None) -> tuple[Tracker, str | None]:
+        """A point's change tracker after this reading, and the point frozen if a good
+        value has not changed for ``frozen_after``; a bad reading leaves it as it was."""
+        if why is None:
+            if last is None or last[0] != x:
+                last = (x, self.now)
+            elif self.now - last[1] >= self.frozen_after:
+                why = "frozen"
+        return (last if last is not None else (_NAN, self.now)), why
+
+
+def _verdict(sig: Signal, lo: float, hi: float, oldest: float,
+             newest: float) -> tuple[float, str | None]:
+    """A point's value as a float and why it is not good, if it is not (the value is
+    meaningless then)."""
+    value = sig.value
+    if not sig.good or value is None:
+        return _NAN, sig.reason or "bad"
+    try:  # a driver's value may be any type; only a float is a measurement
+        x = value if type(value) is float else float(value)
+    except (TypeError, ValueError):
+        return _NAN, "not a number"
+    if not lo <= x <= hi:
+        return x, "nan" if math.isnan(x) else "out of range"
+    if not sig.ts >= oldest:  # a NaN timestamp is stale too
+        return x, "stale"
+    if sig.ts > newest:
+        return x, "timestamp in the future"
+    return x, None
 
 
 def _take_all(plan: Plan, good: tuple[float, ...], old: Mapping[str, tuple[Tracker, ...]],
