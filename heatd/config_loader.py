@@ -41,7 +41,7 @@ from heatd.config import SiteConfig
 from heatd.mqtt.settings import MqttSettings
 from heatd.opcua_checks import opcua_problems
 from heatd.site_checks import Invalid, Problem, safe_state_problems, site_problems
-from heatd.yaml_limits import MAX_DEPTH, LimitedParser, YamlRefused
+from heatd.yaml_limits import MAX_DEPTH, CommentlessScanner, LimitedParser, YamlRefused
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
@@ -194,6 +194,7 @@ def _yaml_tree(text: str, file: str) -> CommentedMap:
         raise refuse(None, f"more than {MAX_FILE_BYTES} characters, the most a site file "
                      "may have")
     yaml = YAML(typ="rt")
+    yaml.Scanner = CommentlessScanner
     yaml.Parser = LimitedParser
     try:
         tree = yaml.load(text)
