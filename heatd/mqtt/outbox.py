@@ -131,7 +131,8 @@ class Outbox:
         the truth once the broker notices the socket is gone."""
         if self._task is None:
             return
-        await cancel_all([t for t in (self._stats_task,) if t is not None])
+        if self._stats_task is not None:
+            await cancel_all([self._stats_task])
         self._stopping.set()
         self._wake.set()
         try:
