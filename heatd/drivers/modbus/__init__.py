@@ -1,23 +1,13 @@
 """Modbus TCP and RTU drivers (pymodbus): point specs, read plans, links and devices.
 
-Specs and plans load without pymodbus (config checks need only them); the links and
-devices, and pymodbus with them, load on first use, so a site without a Modbus device
-never pays for it.
+Every name loads from its module on first use: config checks import ``spec`` alone, the
+read plans come with the first device, and pymodbus with the first link, so a site
+without a Modbus device never pays for it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-
-from heatd.drivers.modbus.plan import Block, build_plan, format_plan
-from heatd.drivers.modbus.spec import (
-    Forbidden,
-    ModbusPoint,
-    PlanLimits,
-    SerialSettings,
-    Table,
-    TcpSettings,
-)
 
 if TYPE_CHECKING:
     from heatd.drivers.modbus.device import (
@@ -27,6 +17,15 @@ if TYPE_CHECKING:
         ModbusTcpDevice,
     )
     from heatd.drivers.modbus.link import Link, SerialLine, TcpLink
+    from heatd.drivers.modbus.plan import Block, build_plan, format_plan
+    from heatd.drivers.modbus.spec import (
+        Forbidden,
+        ModbusPoint,
+        PlanLimits,
+        SerialSettings,
+        Table,
+        TcpSettings,
+    )
 
 __all__ = [
     "Block",
@@ -47,14 +46,17 @@ __all__ = [
     "format_plan",
 ]
 
-_LAZY = {
+_MODULE = {
+    "Block": "plan", "build_plan": "plan", "format_plan": "plan",
+    "Forbidden": "spec", "ModbusPoint": "spec", "PlanLimits": "spec", "SerialSettings": "spec",
+    "Table": "spec", "TcpSettings": "spec",
     "DeviceStats": "device", "ModbusDevice": "device", "ModbusRtuDevice": "device",
     "ModbusTcpDevice": "device", "Link": "link", "SerialLine": "link", "TcpLink": "link",
 }
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
+    module = _MODULE.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from importlib import import_module

@@ -1,26 +1,26 @@
 """OPC UA driver (asyncua): polled reads, data-change subscriptions and typed writes.
 
-The point and settings types load without asyncua (config checks need only them); the
-driver, and asyncua with it, loads on first use, so a site without an OPC UA device never
-pays for it.
+Every name loads from its module on first use: config checks import ``nodeid`` alone, and
+the driver, with asyncua, loads with the first device, so a site without an OPC UA device
+never pays for it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from heatd.drivers.opcua.config import OpcUaPoint, OpcUaSettings
-
 if TYPE_CHECKING:
+    from heatd.drivers.opcua.config import OpcUaPoint, OpcUaSettings
     from heatd.drivers.opcua.device import DISCONNECTED, OpcUaDevice
 
 __all__ = ["DISCONNECTED", "OpcUaDevice", "OpcUaPoint", "OpcUaSettings"]
 
-_LAZY = {"DISCONNECTED": "device", "OpcUaDevice": "device"}
+_MODULE = {"DISCONNECTED": "device", "OpcUaDevice": "device", "OpcUaPoint": "config",
+           "OpcUaSettings": "config"}
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
+    module = _MODULE.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from importlib import import_module
