@@ -23,6 +23,7 @@ from heatd.control import (
 from heatd.control import roles as R
 from heatd.control.bounds import SAFE_SETPOINTS, device_bounds
 from heatd.control.envelope import EnvelopeState, envelope
+from heatd.control.events import Cause
 from heatd.control.optimiser import RESET, cold_fade, propose, want_heat
 from heatd.control.validate import ValidationState, validate
 
@@ -176,7 +177,7 @@ def test_envelope_rising_fast_holds_recovery() -> None:
     r = _env(100.0, prev, state, coolant__supply_temp=39.0)
     assert r.rise == pytest.approx(0.05)
     assert (r.bounds.valve_max, r.bounds.cap_max, r.bounds.fan_min) == (0.4, 1.0, 0.2)
-    assert any(x.reason == "supply rising fast" for x in r.limits)
+    assert any(x.cause is Cause.RISING_FAST for x in r.limits)
 
 
 def test_envelope_rack_inlet_and_fault_bits() -> None:
@@ -203,7 +204,7 @@ def test_envelope_declares_a_valve_that_does_not_follow() -> None:
     assert r.bounds.valve_max == 1.0  # a slow valve (300 s stroke) may still be on its way
     r = _env(100.0 + grace + 1.0, prev, r.state, valve__recovery__actual=0.1)
     assert r.bounds.valve_max == 0.0
-    assert any(x.reason == "recovery valve not following its setpoint" for x in r.limits)
+    assert any(x.cause is Cause.VALVE_NOT_FOLLOWING for x in r.limits)
 
 
 def test_a_fan_or_compressor_that_does_not_follow_raises_an_alarm_and_degrades_its_path() -> None:
@@ -241,7 +242,8 @@ def test_losing_contact_with_a_running_heat_pump_does_not_stop_it() -> None:
                hp__trip_code=None, hp__heat=None)
     assert all(d.setpoints.hp_enable for d in lost)
     assert all(d.setpoints.valve <= ds[-1].setpoints.valve + 1e-9 for d in lost)
-    assert any(x.name == "hp_start" and "out of contact" in x.reason for x in lost[-1].limits)
+    assert any(x.name == "hp_start" and x.cause is Cause.HP_OUT_OF_CONTACT
+               for x in lost[-1].limits)
     cold = run(FAST, 20, hp__fault=None, hp__running=None, hp__trip_code=None, hp__heat=None)
     assert not any(d.setpoints.hp_enable for d in cold)  # never started blind
 
@@ -278,7 +280,7 @@ def test_a_heat_pump_found_stopped_starts_at_once_then_respects_min_off() -> Non
     ds = run(FAST, 60, t0=65.0, state=ds[-1].state)
     restart = next(d for d in ds if d.setpoints.hp_enable).state.last_now
     assert restart - stopped >= FAST.sequencer.min_off_s
-    assert any(x.reason == "minimum off time" for x in ds[0].limits)
+    assert any(x.cause is Cause.MIN_OFF_TIME for x in ds[0].limits)
 
 
 def test_a_heat_pump_found_running_is_taken_over_bumplessly() -> None:
@@ -299,7 +301,7 @@ def test_sequencer_holds_min_on_time_when_heat_is_no_longer_wanted() -> None:
     ds = run(FAST, 80, t0=35.0, state=state, dh__demand=0.0)
     stop = next(i for i, d in enumerate(ds) if not d.setpoints.hp_enable)
     assert 35.0 + stop + 1 - 1.0 >= FAST.sequencer.min_on_s
-    assert any(x.name == "hp_stop" and x.reason == "minimum on time" for x in ds[0].limits)
+    assert any(x.name == "hp_stop" and x.cause is Cause.MIN_ON_TIME for x in ds[0].limits)
 
 
 def test_sequencer_limits_starts_per_window() -> None:
@@ -312,7 +314,7 @@ def test_sequencer_limits_starts_per_window() -> None:
             starts += sum(b.hp_enable and not a.hp_enable for a, b in itertools.pairwise(seq))
             state, t = ds[-1].state, t + secs
     assert starts == FAST.sequencer.max_starts_per_hour  # 560 s < the 600 s window
-    assert any("starts per window" in x.reason for x in ds[-1].limits) or not ds[-1].limits
+    assert any(x.cause is Cause.STARTS_USED for x in ds[-1].limits) or not ds[-1].limits
 
 
 def test_trip_sends_heat_to_dry_cooler_in_the_same_step_then_resets_then_locks_out() -> None:

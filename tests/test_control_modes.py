@@ -24,6 +24,7 @@ from heatd.control import (
     step,
 )
 from heatd.control import roles as R
+from heatd.control.events import Cause
 
 P = ControlParams.model_validate(
     {
@@ -61,9 +62,9 @@ def test_safe_mode_forces_the_safe_state_and_says_who_asked() -> None:
     assert (d.setpoints.fan, d.setpoints.valve, d.setpoints.hp_enable) == (1.0, 0.0, False)
     assert d.mode == "safe"
     assert any(e.kind == "mode" and e.new == "safe" and e.layer == "operator" for e in d.events)
-    assert any(x.layer == "operator" and x.reason == "safe mode" for x in d.limits)
+    assert any(x.layer == "operator" and x.cause is Cause.SAFE_MODE for x in d.limits)
     stop = next(e for e in d.events if e.kind == "hp_state")
-    assert stop.layer == "operator" and stop.reason == "safety stop: safe mode"
+    assert (stop.layer, stop.new, stop.cause) == ("operator", "stopping", Cause.SAFE_MODE)
 
 
 def test_recovery_off_winds_down_the_heat_pump_respecting_min_on_time() -> None:
@@ -92,9 +93,9 @@ def test_leases_expire_back_to_automatic_with_an_event() -> None:
     state = set_mode(state, Mode.RECOVERY_OFF, 0.0, ttl_s=50.0)
     ds = drive(state, 0.0, 60)
     assert all(d.setpoints.fan == 1.0 for d in ds[:29])
-    lease_end = [e for d in ds for e in d.events if e.kind == "lease" and e.reason == "expired"]
+    lease_end = [e for d in ds for e in d.events if e.kind == "lease" and e.cause is Cause.EXPIRED]
     assert [(e.subject, e.ts) for e in lease_end] == [(R.DRYCOOLER_FAN, 30.0)]
-    mode_end = [e for d in ds for e in d.events if e.kind == "mode" and e.reason == "expired"]
+    mode_end = [e for d in ds for e in d.events if e.kind == "mode" and e.cause is Cause.EXPIRED]
     assert [(e.new, e.ts) for e in mode_end] == [("auto", 50.0)]
     assert ds[-1].mode == "auto" and ds[31].setpoints.fan < 1.0
 
