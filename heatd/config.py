@@ -37,7 +37,11 @@ Multiple Registers), for devices that refuse function 6."""
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+    # defer_build: a model's validator is built when it first validates. SiteConfig builds
+    # every section's schema into its own; building each section's validator as well, at
+    # import, doubled the work for models that never validate on their own.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False,
+                              defer_build=True)
 
 
 class PollGroup(Strict):
