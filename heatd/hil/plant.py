@@ -32,6 +32,7 @@ it_energy + hp_electricity = heat_delivered_to_dh + heat_rejected_drycooler + de
 from __future__ import annotations
 
 import math
+import operator
 from typing import NamedTuple
 
 from heatd.hil.params import Compiled, PlantParams, compile_params
@@ -141,12 +142,7 @@ def _compiled(params: PlantParams | Compiled) -> Compiled:
 def cop_from_lift(lift_k: float, cond_outlet_c: float, params: PlantParams | Compiled) -> float:
     """COP of the heat pump at a lift (K); regression of Jesper et al. 2021 or 0.5 x Carnot."""
     c = _compiled(params)
-    lift = min(max(lift_k, c.lift_min), c.lift_max)
-    if c.carnot:
-        cop = c.carnot_eff * (cond_outlet_c + 273.15) / lift
-    else:
-        cop = 1.448e12 * (lift + 177.46) ** -4.946
-    return max(1.01, cop * c.cop_factor)
+    return _cop(min(max(lift_k, c.lift_min), c.lift_max), cond_outlet_c, c)
 
 
 def initial_state(
@@ -207,203 +203,352 @@ def step(
     dt: float,
     params: PlantParams | Compiled,
 ) -> PlantState:
-    """Advance the plant by dt seconds (split into stable substeps when dt is long)."""
+    """Advance the plant by dt seconds (split into stable substeps when dt is long).
+
+    Each substep runs, in order: the site PLC, valve and fans, heat-pump sequencing, the
+    heat pump's heat, the dry cooler, the network draw, the tank, then the servers, coolant
+    loop and room air, and the energy integrators.
+    """
     c = params if isinstance(params, Compiled) else compile_params(params)
-    (
-        t, t_air, t_rack, t_sup, tank_nodes, valve, fan, v_lag,
-        running, cap, trip, starts, reset_prev,
-        hb_last, hb_age, fallback, overtemp,
-        _, _, _, _, dh_sup_out, q_dh, q_rec, q_cond, p_el, cop, evap_in, cond_out, q_dc, p_fan,
-        e_it, e_rec, e_dh, e_dc, e_el, e_hp, e_fan,
-    ) = state  # fmt: skip
-    v_cmd_in, hp_en_in, cap_cmd, reset, fan_cmd_in, hb = act
-    q_it, t_out, q_dem, t_ret, hp_fault = dist
-
-    n = c.substeps(dt)
+    n = 1 if dt <= c.max_dt else c.substeps(dt)  # one, the common case, without a call
     h = dt / n
-    tank = list(tank_nodes)
-    nodes = c.nodes
-    loop_c = c.loop_c
-    cp_dh = c.cp_dh
-    q_it_demand = q_it
-    throttle_span = c.shutdown - c.throttle_start
+    p = _Plant(state, dist)
+    tank = list(state.tank_c)
     lag = 1.0 - math.exp(-h / c.valve_lag) if c.valve_lag > 0.0 else 1.0
-    t_dc_air = t_out + c.air_offset
-    cap_target = min(max(cap_cmd, c.hp_min), 1.0)
-    reset_edge = reset and not reset_prev
-
+    t_dc_air = dist.outdoor_temp_c + c.air_offset
+    cap_target = act.hp_capacity  # clamped to the minimum..1
+    cap_target = c.hp_min if cap_target < c.hp_min else 1.0 if cap_target > 1.0 else cap_target
+    reset_edge = act.hp_reset and not state.hp_reset_prev
     for _ in range(n):
-        # --- site PLC: heartbeat watchdog and hard supply limit
-        if hb != hb_last:
-            hb_last = hb
-            hb_age = 0.0
-            fallback = False
-        else:
-            hb_age += h
-            if hb_age >= c.hb_timeout:
-                fallback = True
-        if t_sup > c.hi_limit:
-            overtemp = True
-        elif t_sup < c.hi_release:
-            overtemp = False
-        if fallback:
-            v_cmd, fan_cmd, hp_en = 0.0, 1.0, False
-        else:
-            v_cmd = min(max(v_cmd_in, 0.0), 1.0)
-            fan_cmd = min(max(fan_cmd_in, 0.0), 1.0)
-            hp_en = hp_en_in
-        if overtemp:
-            v_cmd, fan_cmd = 0.0, 1.0
-
-        # --- servers throttle themselves on a hot supply
-        if t_sup > c.throttle_start:
-            q_it = q_it_demand * max(0.0, 1.0 - (t_sup - c.throttle_start) / throttle_span)
-        else:
-            q_it = q_it_demand
-        q_liq = q_it * c.liquid_share
-        q_air = q_it - q_liq
-
-        # --- valve (lagged actuator, then its stroke rate) and fans move at finite rates
-        v_lag += (v_cmd - v_lag) * lag
-        dv = c.valve_rate * h
-        valve = min(valve + dv, v_lag) if v_lag > valve else max(valve - dv, v_lag)
-        df = c.fan_rate * h
-        fan = min(fan + df, fan_cmd) if fan_cmd > fan else max(fan - df, fan_cmd)
-
-        # --- heat-pump sequencing: reset, faults, starts, ramp
-        if reset_edge and trip and not hp_fault:
-            trip = TRIP_NONE
+        v_cmd, fan_cmd, hp_en = _site_plc(p, act, h, c)
+        _move_valve_and_fans(p, v_cmd, fan_cmd, lag, h, c)
+        _sequence_heat_pump(p, hp_en, reset_edge, dist.hp_fault, cap_target, h, c)
         reset_edge = False
-        if hp_fault and not trip:
-            trip = TRIP_INTERNAL_FAULT
-        if trip:
-            running = False
-            cap = 0.0
-        elif hp_en and not running:
-            starts = tuple(s for s in starts if s > t - 3600.0)
-            if len(starts) >= c.max_starts:
-                trip = TRIP_STARTS_PER_HOUR
-            else:
-                running = True
-                cap = 0.0
-                starts = (*starts, t)
-        elif running and not hp_en:
-            running = False
-            cap = 0.0
-        if running:
-            dc_ = c.hp_rate * h
-            cap = min(cap + dc_, cap_target) if cap_target > cap else max(cap - dc_, cap_target)
+        m_c = _heat_pump(p, tank[-1], c)
+        _dry_cooler(p, t_dc_air, c)
+        m_d = _network_draw(p, tank[0], c)
+        _exchange_tank(tank, m_c, p.hp_cond_outlet_c, m_d, p.dh_return_temp_c, h, c)
+        _racks_and_loop(p, dist.it_power_kw, h, c)
+        _integrate(p, h)
+    p.tank_c = tuple(tank)
+    p.hp_reset_prev = act.hp_reset
+    return PlantState._make(_as_state(p))
 
-        # --- recovery heat exchanger and heat pump
-        t_bot = tank[-1]
-        t_top = tank[0]
-        evap_in = t_rack - c.hx_approach
-        if running and cap > 0.0:
-            q_target = cap * c.hp_nom
-            rise = c.dh_set - t_bot
-            m_c = c.cond_flow_max
-            if rise > 0.0:
-                m_c = min(m_c, q_target / (cp_dh * rise))
-            # the machine unloads itself to keep its condenser outlet below its trip
-            room = (c.cond_unload - t_bot) * m_c * cp_dh
-            if q_target > room:
-                q_target = room if room > 0.0 else 0.0
-            lift = q_target / (m_c * cp_dh) + t_bot - evap_in
-            lift = min(max(lift, c.lift_min), c.lift_max)
-            if c.carnot:
-                cop = c.carnot_eff * (t_bot + q_target / (m_c * cp_dh) + 273.15) / lift
-            else:
-                cop = 1.448e12 * (lift + 177.46) ** -4.946
-            cop = max(cop * c.cop_factor, 1.01)
-            q_rec = q_target * (1.0 - 1.0 / cop)
-            q_src = valve * loop_c * (t_rack - c.src_min)
-            if q_rec > q_src:
-                q_rec = max(q_src, 0.0)
-            q_cond = q_rec * cop / (cop - 1.0)
-            p_el = q_cond - q_rec
-            cond_out = t_bot + q_cond / (m_c * cp_dh)
-            if evap_in > c.evap_max:
-                trip = TRIP_EVAP_INLET_HIGH
-            elif cond_out > c.cond_max:
-                trip = TRIP_COND_OVERTEMP
-            if trip:  # this substep's heat was made; the compressor stops now
-                running = False
-                cap = 0.0
+
+class _Plant:
+    """PlantState's fields, writable, for the length of one step: the sub-steps read and
+    write the plant by field name, and `_as_state` packs it back in one C call. (Built by
+    keyword, a PlantState would cost a quarter of the step: CPython matches 38 keywords
+    one by one.) The `*_kw` outputs are written by every substep, so they start unset."""
+
+    __slots__ = PlantState._fields
+    t: float
+    air_temp_c: float
+    rack_temp_c: float
+    supply_temp_c: float
+    tank_c: tuple[float, ...]
+    valve_position: float
+    fan_speed: float
+    valve_lagged: float
+    hp_running: bool
+    hp_capacity: float
+    hp_trip_code: int
+    hp_starts: tuple[float, ...]
+    hp_reset_prev: bool
+    plc_heartbeat_last: int
+    plc_heartbeat_age_s: float
+    plc_fallback: bool
+    plc_overtemp: bool
+    it_power_kw: float
+    outdoor_temp_c: float
+    dh_demand_kw: float
+    dh_return_temp_c: float
+    dh_supply_temp_c: float
+    dh_delivered_kw: float
+    recovered_kw: float
+    hp_heat_kw: float
+    hp_power_kw: float
+    hp_cop: float
+    hp_evap_inlet_c: float
+    hp_cond_outlet_c: float
+    drycooler_kw: float
+    fan_power_kw: float
+    it_energy_kwh: float
+    heat_recovered_kwh: float
+    heat_delivered_to_dh_kwh: float
+    heat_rejected_drycooler_kwh: float
+    hp_electricity_kwh: float
+    hp_heat_kwh: float
+    fan_electricity_kwh: float
+
+    def __init__(self, state: PlantState, dist: Disturbances) -> None:
+        self.t = state.t
+        self.air_temp_c = state.air_temp_c
+        self.rack_temp_c = state.rack_temp_c
+        self.supply_temp_c = state.supply_temp_c
+        self.valve_position = state.valve_position
+        self.fan_speed = state.fan_speed
+        self.valve_lagged = state.valve_lagged
+        self.hp_running = state.hp_running
+        self.hp_capacity = state.hp_capacity
+        self.hp_trip_code = state.hp_trip_code
+        self.hp_starts = state.hp_starts
+        self.plc_heartbeat_last = state.plc_heartbeat_last
+        self.plc_heartbeat_age_s = state.plc_heartbeat_age_s
+        self.plc_fallback = state.plc_fallback
+        self.plc_overtemp = state.plc_overtemp
+        self.outdoor_temp_c = dist.outdoor_temp_c
+        self.dh_demand_kw = dist.dh_demand_kw
+        self.dh_return_temp_c = dist.dh_return_temp_c
+        self.it_energy_kwh = state.it_energy_kwh
+        self.heat_recovered_kwh = state.heat_recovered_kwh
+        self.heat_delivered_to_dh_kwh = state.heat_delivered_to_dh_kwh
+        self.heat_rejected_drycooler_kwh = state.heat_rejected_drycooler_kwh
+        self.hp_electricity_kwh = state.hp_electricity_kwh
+        self.hp_heat_kwh = state.hp_heat_kwh
+        self.fan_electricity_kwh = state.fan_electricity_kwh
+
+
+_as_state = operator.attrgetter(*PlantState._fields)
+
+
+def _site_plc(p: _Plant, act: Actuators, h: float, c: Compiled) -> tuple[float, float, bool]:
+    """The site PLC: heartbeat watchdog, hard supply limit, and the commands it lets
+    through to the plant. Returns (valve, fans, hp_enable)."""
+    if act.heartbeat != p.plc_heartbeat_last:
+        p.plc_heartbeat_last = act.heartbeat
+        p.plc_heartbeat_age_s = 0.0
+        p.plc_fallback = False
+    else:
+        p.plc_heartbeat_age_s += h
+        if p.plc_heartbeat_age_s >= c.hb_timeout:
+            p.plc_fallback = True
+    if p.supply_temp_c > c.hi_limit:
+        p.plc_overtemp = True
+    elif p.supply_temp_c < c.hi_release:
+        p.plc_overtemp = False
+    if p.plc_fallback:
+        v_cmd, fan_cmd, hp_en = 0.0, 1.0, False
+    else:
+        v_cmd, fan_cmd = act.valve_recovery, act.fan_speed  # clamped to 0..1
+        v_cmd = 0.0 if v_cmd < 0.0 else 1.0 if v_cmd > 1.0 else v_cmd
+        fan_cmd = 0.0 if fan_cmd < 0.0 else 1.0 if fan_cmd > 1.0 else fan_cmd
+        hp_en = act.hp_enable
+    if p.plc_overtemp:
+        v_cmd, fan_cmd = 0.0, 1.0
+    return v_cmd, fan_cmd, hp_en
+
+
+def _move_valve_and_fans(
+    p: _Plant, v_cmd: float, fan_cmd: float, lag: float, h: float, c: Compiled
+) -> None:
+    """The valve follows its lagged command at its stroke rate, the fans at their ramp."""
+    v_lag = p.valve_lagged + (v_cmd - p.valve_lagged) * lag
+    p.valve_lagged = v_lag
+    p.valve_position = _toward(p.valve_position, v_lag, c.valve_rate * h)
+    p.fan_speed = _toward(p.fan_speed, fan_cmd, c.fan_rate * h)
+
+
+def _toward(position: float, target: float, most: float) -> float:
+    """One move of at most `most` from `position` to `target`, stopping there."""
+    if target > position:
+        moved = position + most
+        return target if target < moved else moved
+    moved = position - most
+    return target if target > moved else moved
+
+
+def _sequence_heat_pump(
+    p: _Plant,
+    hp_en: bool,
+    reset_edge: bool,
+    hp_fault: bool,
+    cap_target: float,
+    h: float,
+    c: Compiled,
+) -> None:
+    """Reset (on its rising edge), internal fault, starts per hour and the capacity ramp."""
+    trip = p.hp_trip_code
+    if reset_edge and trip and not hp_fault:
+        trip = TRIP_NONE
+    if hp_fault and not trip:
+        trip = TRIP_INTERNAL_FAULT
+    p.hp_trip_code = trip
+    if trip:
+        p.hp_running = False
+        p.hp_capacity = 0.0
+    elif hp_en and not p.hp_running:
+        starts = tuple(s for s in p.hp_starts if s > p.t - 3600.0)
+        p.hp_starts = starts
+        if len(starts) >= c.max_starts:
+            p.hp_trip_code = TRIP_STARTS_PER_HOUR
         else:
-            m_c = q_rec = q_cond = p_el = cop = 0.0
-            cond_out = t_bot
+            p.hp_running = True
+            p.hp_capacity = 0.0
+            p.hp_starts = (*starts, p.t)
+    elif p.hp_running and not hp_en:
+        p.hp_running = False
+        p.hp_capacity = 0.0
+    if p.hp_running:
+        p.hp_capacity = _toward(p.hp_capacity, cap_target, c.hp_rate * h)
 
-        # --- dry cooler (effectiveness-NTU): diverting, on the flow the recovery branch
-        # leaves it; mixing, on the whole flow after the recovery branch has cooled it
-        if c.mixing:
-            c_dc, t_dc_in = loop_c, t_rack - q_rec / loop_c
+
+def _heat_pump(p: _Plant, t_bot: float, c: Compiled) -> float:
+    """The recovery heat exchanger and the heat pump, heating tank-bottom water; trips on a
+    hot evaporator inlet or condenser outlet. Returns the condenser flow (kg/s)."""
+    evap_in = p.hp_evap_inlet_c = p.rack_temp_c - c.hx_approach
+    if not (p.hp_running and p.hp_capacity > 0.0):
+        p.recovered_kw = p.hp_heat_kw = p.hp_power_kw = p.hp_cop = 0.0
+        p.hp_cond_outlet_c = t_bot
+        return 0.0
+    cp_dh = c.cp_dh
+    q_target = p.hp_capacity * c.hp_nom
+    rise = c.dh_set - t_bot
+    m_c = c.cond_flow_max
+    if rise > 0.0:
+        needed = q_target / (cp_dh * rise)
+        if needed < m_c:
+            m_c = needed
+    # the machine unloads itself to keep its condenser outlet below its trip
+    room = (c.cond_unload - t_bot) * m_c * cp_dh
+    if q_target > room:
+        q_target = room if room > 0.0 else 0.0
+    lift = q_target / (m_c * cp_dh) + t_bot - evap_in
+    lift = c.lift_min if c.lift_min > lift else lift  # clamped in the model's range,
+    lift = c.lift_max if c.lift_max < lift else lift  # the upper bound winning
+    cop = p.hp_cop = _cop(lift, t_bot + q_target / (m_c * cp_dh), c)
+    q_rec = q_target * (1.0 - 1.0 / cop)
+    q_src = p.valve_position * c.loop_c * (p.rack_temp_c - c.src_min)
+    if q_rec > q_src:
+        q_rec = 0.0 if q_src < 0.0 else q_src
+    q_cond = q_rec * cop / (cop - 1.0)
+    p.recovered_kw, p.hp_heat_kw, p.hp_power_kw = q_rec, q_cond, q_cond - q_rec
+    cond_out = p.hp_cond_outlet_c = t_bot + q_cond / (m_c * cp_dh)
+    if evap_in > c.evap_max:
+        p.hp_trip_code = TRIP_EVAP_INLET_HIGH
+    elif cond_out > c.cond_max:
+        p.hp_trip_code = TRIP_COND_OVERTEMP
+    if p.hp_trip_code:  # this substep's heat was made; the compressor stops now
+        p.hp_running = False
+        p.hp_capacity = 0.0
+    return m_c
+
+
+def _cop(lift: float, cond_outlet_c: float, c: Compiled) -> float:
+    """COP at a lift already inside the model's range."""
+    if c.carnot:
+        cop = c.carnot_eff * (cond_outlet_c + 273.15) / lift
+    else:
+        cop = 1.448e12 * (lift + 177.46) ** -4.946
+    cop *= c.cop_factor
+    return 1.01 if cop < 1.01 else cop
+
+
+def _dry_cooler(p: _Plant, t_air: float, c: Compiled) -> None:
+    """Heat the dry cooler rejects (effectiveness-NTU): diverting, on the flow the recovery
+    branch leaves it; mixing, on the whole flow after the recovery branch has cooled it.
+    Fan power is cubic in speed."""
+    loop_c = c.loop_c
+    if c.mixing:
+        c_dc, t_in = loop_c, p.rack_temp_c - p.recovered_kw / loop_c
+    else:
+        c_dc, t_in = (1.0 - p.valve_position) * loop_c, p.rack_temp_c
+    fan = p.fan_speed
+    if c_dc > 0.0:
+        ua = c.dc_ua * (c.dc_nat + (1.0 - c.dc_nat) * fan**c.dc_exp)
+        p.drycooler_kw = (1.0 - math.exp(-ua / c_dc)) * c_dc * (t_in - t_air)
+    else:
+        p.drycooler_kw = 0.0
+    p.fan_power_kw = c.fan_p * fan * fan * fan
+
+
+def _network_draw(p: _Plant, t_top: float, c: Compiled) -> float:
+    """The district-heating draw from the tank top, only at the contracted temperature.
+    Returns the network flow (kg/s)."""
+    cp_dh = c.cp_dh
+    t_ret = p.dh_return_temp_c
+    accept = (t_top - c.dh_set) / c.accept_band + 1.0
+    if accept > 0.0 and t_top > t_ret:
+        rise = t_top - t_ret
+        m_d = (1.0 if accept > 1.0 else accept) * p.dh_demand_kw
+        m_d /= cp_dh * (1.0 if rise < 1.0 else rise)
+    else:
+        m_d = 0.0
+    if m_d > c.dh_flow_max:
+        m_d = c.dh_flow_max
+    if m_d > 0.0:
+        p.dh_delivered_kw = m_d * cp_dh * (t_top - t_ret)
+        p.dh_supply_temp_c = c.dh_set if c.dh_set < t_top else t_top
+    else:
+        p.dh_delivered_kw = 0.0
+        p.dh_supply_temp_c = t_top
+    return m_d
+
+
+def _exchange_tank(
+    tank: list[float],
+    m_c: float,
+    cond_out: float,
+    m_d: float,
+    t_ret: float,
+    h: float,
+    c: Compiled,
+) -> None:
+    """The stratified tank (top first), in place: the condenser charges the top, the network
+    draws from the top and returns into the bottom, and the net flow moves upwind between
+    nodes. One node is the header alone."""
+    kc = h / c.node_cap * c.cp_dh
+    top = tank[0]
+    if c.nodes == 1:
+        tank[0] = top + kc * (m_c * (cond_out - top) + m_d * (t_ret - top))
+        return
+    old = tank[:]
+    last = c.nodes - 1
+    net = m_c - m_d
+    flux = m_c * (cond_out - top)
+    if net < 0.0:  # drawing: the water rises
+        flux -= net * (old[1] - top)
+    tank[0] = top + kc * flux
+    for i in range(1, last):
+        ti = old[i]
+        if net > 0.0:  # charging: the water sinks
+            tank[i] = ti + kc * (net * (old[i - 1] - ti))
         else:
-            c_dc, t_dc_in = (1.0 - valve) * loop_c, t_rack
-        if c_dc > 0.0:
-            ua = c.dc_ua * (c.dc_nat + (1.0 - c.dc_nat) * fan**c.dc_exp)
-            q_dc = (1.0 - math.exp(-ua / c_dc)) * c_dc * (t_dc_in - t_dc_air)
-        else:
-            q_dc = 0.0
-        p_fan = c.fan_p * fan * fan * fan
+            tank[i] = ti + kc * -(net * (old[i + 1] - ti))
+    bottom = old[last]
+    flux = m_d * (t_ret - bottom)
+    if net > 0.0:
+        flux += net * (old[last - 1] - bottom)
+    tank[last] = bottom + kc * flux
 
-        # --- district-heating draw from the tank top, only at the contracted temperature
-        accept = (t_top - c.dh_set) / c.accept_band + 1.0
-        if accept > 0.0 and t_top > t_ret:
-            m_d = min(accept, 1.0) * q_dem / (cp_dh * max(t_top - t_ret, 1.0))
-        else:
-            m_d = 0.0
-        m_d = min(m_d, c.dh_flow_max)
-        q_dh = m_d * cp_dh * (t_top - t_ret) if m_d > 0.0 else 0.0
-        dh_sup_out = min(t_top, c.dh_set) if m_d > 0.0 else t_top
 
-        # --- stratified tank: charge top->bottom, draw bottom->top, upwind between nodes
-        k = h / c.node_cap
-        if nodes == 1:
-            tank[0] += k * cp_dh * (m_c * (cond_out - t_top) + m_d * (t_ret - t_top))
-        else:
-            net = m_c - m_d
-            old = tank[:]
-            last = nodes - 1
-            for i in range(nodes):
-                ti = old[i]
-                flux = 0.0
-                if i == 0:
-                    flux += m_c * (cond_out - ti)
-                    if net < 0.0:
-                        flux -= net * (old[1] - ti)
-                elif i == last:
-                    flux += m_d * (t_ret - ti)
-                    if net > 0.0:
-                        flux += net * (old[i - 1] - ti)
-                elif net > 0.0:
-                    flux += net * (old[i - 1] - ti)
-                else:
-                    flux -= net * (old[i + 1] - ti)
-                tank[i] = ti + k * cp_dh * flux
+def _racks_and_loop(p: _Plant, q_it_demand: float, h: float, c: Compiled) -> None:
+    """The servers (throttling themselves on a hot supply), their liquid and air heat, the
+    coolant loop (rack node, supply node) and the room air the coil returns."""
+    t_air, t_rack, t_sup = p.air_temp_c, p.rack_temp_c, p.supply_temp_c
+    q_it = q_it_demand
+    if t_sup > c.throttle_start:
+        share = 1.0 - (t_sup - c.throttle_start) / (c.shutdown - c.throttle_start)
+        q_it *= share if share > 0.0 else 0.0
+    p.it_power_kw = q_it
+    q_liq = q_it * c.liquid_share
+    q_coil = c.coil_ua * (t_air - t_sup)
+    loop_c = c.loop_c
+    p.air_temp_c = t_air + h * (q_it - q_liq - q_coil) / c.air_cap
+    p.rack_temp_c = t_rack + h * (q_liq + q_coil + loop_c * (t_sup - t_rack)) / c.rack_cap
+    p.supply_temp_c = (
+        t_sup + h * (loop_c * (t_rack - t_sup) - p.recovered_kw - p.drycooler_kw) / c.sup_cap
+    )
 
-        # --- coolant loop and room air
-        q_coil = c.coil_ua * (t_air - t_sup)
-        t_air += h * (q_air - q_coil) / c.air_cap
-        t_rack_new = t_rack + h * (q_liq + q_coil + loop_c * (t_sup - t_rack)) / c.rack_cap
-        t_sup += h * (loop_c * (t_rack - t_sup) - q_rec - q_dc) / c.sup_cap
-        t_rack = t_rack_new
 
-        # --- energy integrators (kWh)
-        hk = h / _S_PER_KWH
-        e_it += q_it * hk
-        e_rec += q_rec * hk
-        e_dh += q_dh * hk
-        e_dc += q_dc * hk
-        e_el += p_el * hk
-        e_hp += q_cond * hk
-        e_fan += p_fan * hk
-        t += h
-
-    return PlantState(
-        t, t_air, t_rack, t_sup, tuple(tank), valve, fan, v_lag,
-        running, cap, trip, starts, reset,
-        hb_last, hb_age, fallback, overtemp,
-        q_it, t_out, q_dem, t_ret, dh_sup_out, q_dh, q_rec, q_cond, p_el, cop, evap_in,
-        cond_out, q_dc, p_fan,
-        e_it, e_rec, e_dh, e_dc, e_el, e_hp, e_fan,
-    )  # fmt: skip
+def _integrate(p: _Plant, h: float) -> None:
+    """The energy integrators (kWh) and the clock."""
+    hk = h / _S_PER_KWH
+    p.it_energy_kwh += p.it_power_kw * hk
+    p.heat_recovered_kwh += p.recovered_kw * hk
+    p.heat_delivered_to_dh_kwh += p.dh_delivered_kw * hk
+    p.heat_rejected_drycooler_kwh += p.drycooler_kw * hk
+    p.hp_electricity_kwh += p.hp_power_kw * hk
+    p.hp_heat_kwh += p.hp_heat_kw * hk
+    p.fan_electricity_kwh += p.fan_power_kw * hk
+    p.t += h
