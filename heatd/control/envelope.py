@@ -177,11 +177,11 @@ Rule = Callable[[_Cycle], None]
 def _supply(c: _Cycle) -> None:
     """The supply temperature: its margin band and rate of rise, or, lost, a ride-through
     or the worst case."""
-    p, supply = c.p, c.inputs.values.get(_SUPPLY)
+    p, supply = c.p, c.inputs.values.get(R.COOLANT_SUPPLY_TEMP)
     if supply is None:
         if c.state.anchor_new is not None:
             c.state = replace(c.state, anchor_old=None, anchor_new=None)
-        _lost(c, _SUPPLY, c.state.supply_seen, p.supply_limit_c - p.supply_margin_k)
+        _lost(c, R.COOLANT_SUPPLY_TEMP, c.state.supply_seen, p.supply_limit_c - p.supply_margin_k)
         return
     c.supply = supply
     c.state, c.rise = _rise(c.state, supply, c.now, p.rise_window_s)
@@ -203,14 +203,14 @@ def _supply(c: _Cycle) -> None:
 
 def _rack_lost(c: _Cycle) -> None:
     """A rack inlet reading lost: ridden through against its own band, or the worst case."""
-    if _RACK not in c.inputs.values and _RACK in c.inputs.invalid:
+    if R.RACK_INLET_TEMP not in c.inputs.values and R.RACK_INLET_TEMP in c.inputs.invalid:
         band = c.p.rack_inlet_limit_c - c.p.rack_inlet_margin_k
-        _lost(c, _RACK, c.state.rack_seen, band)
+        _lost(c, R.RACK_INLET_TEMP, c.state.rack_seen, band)
 
 
 def _rack_near_limit(c: _Cycle) -> None:
     """The hottest rack inlet within its margin: fans floored across it, recovery held."""
-    rack = c.inputs.values.get(_RACK)
+    rack = c.inputs.values.get(R.RACK_INLET_TEMP)
     band = c.p.rack_inlet_limit_c - c.p.rack_inlet_margin_k
     if rack is not None and rack >= band:
         c.floor_fan(min(1.0, (rack - band) / c.p.rack_inlet_margin_k), _RACK_NEAR)
@@ -220,16 +220,16 @@ def _rack_near_limit(c: _Cycle) -> None:
 def _flow(c: _Cycle) -> None:
     """Coolant flow under its minimum, or unknown where a minimum is set: the worst case."""
     if c.p.flow_min is not None:
-        flow = c.inputs.values.get(_FLOW)
+        flow = c.inputs.values.get(R.COOLANT_FLOW)
         if flow is None:
-            c.worst(c.unknown(_FLOW))
+            c.worst(c.unknown(R.COOLANT_FLOW))
         elif flow < c.p.flow_min:
             c.worst(_FLOW_LOW)
 
 
 def _plc_fallback(c: _Cycle) -> None:
     """The PLC cools on its own: the worst case, so heatd does not fight it."""
-    if c.inputs.values.get(_FALLBACK, 0.0) > 0.5:
+    if c.inputs.values.get(R.PLC_FALLBACK, 0.0) > 0.5:
         c.worst(_FALLBACK_WHY)
 
 
@@ -238,30 +238,30 @@ def _heat_pump(c: _Cycle) -> None:
     the flow it had and is not started. A known trip code or lockout closes recovery
     whatever the fault bit reads."""
     vals = c.inputs.values
-    fault, trip = vals.get(_FAULT), vals.get(_TRIP, 0.0)
+    fault, trip = vals.get(R.HP_FAULT), vals.get(R.HP_TRIP_CODE, 0.0)
     if trip > 0:
         c.recovery_out(_TRIP_WHY)
     elif fault is not None and fault > 0.5:
         c.recovery_out(_FAULT_WHY)
-    elif vals.get(_LOCKOUT, 0.0) > 0.5:
+    elif vals.get(R.HP_LOCKOUT, 0.0) > 0.5:
         c.recovery_out(_LOCKOUT_WHY)
     elif fault is None:
-        unknown = c.unknown(_FAULT)
+        unknown = c.unknown(R.HP_FAULT)
         why = Why(Cause.HP_OUT_OF_CONTACT, f"heat pump out of contact: {unknown.reason}",
-                  _FAULT, unknown.verdict)
+                  R.HP_FAULT, unknown.verdict)
         c.block_start(why)
         c.cap_valve(c.prev.valve if c.prev.hp_enable else 0.0, why)
 
 
 def _running_unknown(c: _Cycle) -> None:
     """Whether the heat pump runs is unknown: it is not started blind."""
-    if _RUNNING not in c.inputs.values:
-        c.block_start(c.unknown(_RUNNING))
+    if R.HP_RUNNING not in c.inputs.values:
+        c.block_start(c.unknown(R.HP_RUNNING))
 
 
 def _valve_follows(c: _Cycle) -> None:
     """A recovery valve that does not follow its setpoint: the worst case."""
-    actual, p = c.inputs.values.get(_VALVE_ACTUAL), c.p
+    actual, p = c.inputs.values.get(R.VALVE_RECOVERY_ACTUAL), c.p
     off = actual is not None and abs(actual - c.prev.valve) > p.valve_mismatch_tol
     c.valve_since = _since(c.state.valve_off_since, off, c.now)
     if c.valve_since is not None and c.now - c.valve_since >= p.valve_mismatch_s:
@@ -271,7 +271,7 @@ def _valve_follows(c: _Cycle) -> None:
 
 def _fan_follows(c: _Cycle) -> None:
     """Dry-cooler fans that do not follow: asked for everything."""
-    fan, p = c.inputs.values.get(_FAN_ACTUAL), c.p
+    fan, p = c.inputs.values.get(R.DRYCOOLER_FAN_ACTUAL), c.p
     off = fan is not None and abs(fan - c.prev.fan) > p.fan_mismatch_tol
     c.fan_since = _since(c.state.fan_off_since, off, c.now)
     if c.fan_since is not None and c.now - c.fan_since >= p.fan_mismatch_s:
@@ -282,8 +282,8 @@ def _fan_follows(c: _Cycle) -> None:
 def _capacity_follows(c: _Cycle) -> None:
     """A running compressor that does not follow its capacity: no more flow, no start."""
     vals, p, prev = c.inputs.values, c.p, c.prev
-    cap = vals.get(_CAP_ACTUAL)
-    running = vals.get(_RUNNING, 0.0) > 0.5 and prev.hp_enable
+    cap = vals.get(R.HP_CAPACITY_ACTUAL)
+    running = vals.get(R.HP_RUNNING, 0.0) > 0.5 and prev.hp_enable
     off = running and cap is not None and abs(cap - prev.hp_capacity) > p.capacity_mismatch_tol
     c.cap_since = _since(c.state.cap_off_since, off, c.now)
     if c.cap_since is not None and c.now - c.cap_since >= p.capacity_mismatch_s:
@@ -322,12 +322,12 @@ def _result(c: _Cycle) -> EnvelopeResult:
     """The bounds and limits the layers left, with the memory the next cycle judges from."""
     p, state, supply = c.p, c.state, c.supply
     if p.blind_rise_k_per_s is not None:
-        rack = c.inputs.values.get(_RACK)
+        rack = c.inputs.values.get(R.RACK_INLET_TEMP)
         if supply is not None or rack is not None:
             state = replace(  # one copy a cycle: what a ride-through would judge from
                 state,
                 supply_seen=state.supply_seen if supply is None else (c.now, supply),
-                it_seen=state.it_seen if supply is None else c.inputs.values.get(_IT),
+                it_seen=state.it_seen if supply is None else c.inputs.values.get(R.IT_POWER),
                 rack_seen=state.rack_seen if rack is None else (c.now, rack),
             )
     alarms = tuple(c.alarms)
@@ -387,7 +387,7 @@ def _lost(c: _Cycle, role: str, seen: Sample | None, band: float) -> None:
     the loop can make (``blind_rise_k_per_s``) stays under its band and the IT load has
     not grown since the last supply reading; otherwise the worst case."""
     p, now, why = c.p, c.now, c.unknown(role)
-    it, it0 = c.inputs.values.get(_IT), c.state.it_seen
+    it, it0 = c.inputs.values.get(R.IT_POWER), c.state.it_seen
     if (p.blind_rise_k_per_s is not None and seen is not None
             and 0.0 <= now - seen[0] <= p.blind_hold_max_s
             and seen[1] + p.blind_rise_k_per_s * (now - seen[0]) < band
@@ -400,18 +400,6 @@ def _lost(c: _Cycle, role: str, seen: Sample | None, band: float) -> None:
         c.worst(why)
 
 
-_SUPPLY = R.COOLANT_SUPPLY_TEMP
-_IT = R.IT_POWER
-_RACK = R.RACK_INLET_TEMP
-_FLOW = R.COOLANT_FLOW
-_FALLBACK = R.PLC_FALLBACK
-_FAULT = R.HP_FAULT
-_TRIP = R.HP_TRIP_CODE
-_LOCKOUT = R.HP_LOCKOUT
-_RUNNING = R.HP_RUNNING
-_VALVE_ACTUAL = R.VALVE_RECOVERY_ACTUAL
-_FAN_ACTUAL = R.DRYCOOLER_FAN_ACTUAL
-_CAP_ACTUAL = R.HP_CAPACITY_ACTUAL
 
 _AT_LIMIT = Why(Cause.SUPPLY_AT_LIMIT, "supply at or above its limit")
 _IN_BAND = Why(Cause.SUPPLY_IN_BAND, "supply within its margin of the limit")

@@ -54,7 +54,7 @@ class Proposal:
 
 def measured_cop(values: dict[str, float], p: OptimiserParams) -> float:
     """The heat pump's COP from its own meters when they make sense, else the nominal."""
-    heat, power = values.get(_HEAT), values.get(_POWER)
+    heat, power = values.get(R.HP_HEAT), values.get(R.HP_POWER)
     if heat is not None and power is not None and power > 0.05 * p.hp_nominal_heat_kw / p.hp_cop:
         cop = heat / power
         if 1.2 < cop < 12.0:
@@ -66,12 +66,12 @@ def heat_target_kw(values: dict[str, float], p: OptimiserParams) -> float:
     """Heat worth delivering now: demand plus storage headroom, capped by the IT heat the
     evaporator can take and by the heat pump's size. It decides whether the heat pump
     runs; a cold loop only slows it down (``cold_fade``), it never keeps it off."""
-    target = values.get(_DEMAND, 0.0)
-    top = values.get(_TOP)
+    target = values.get(R.DH_DEMAND, 0.0)
+    top = values.get(R.STORAGE_TOP_TEMP)
     if top is not None:
         headroom = min(max((p.storage_full_c - top) / p.storage_band_k, 0.0), 1.0)
         target += p.storage_charge_kw * headroom
-    it = values.get(_IT)
+    it = values.get(R.IT_POWER)
     if it is not None:
         cop = measured_cop(values, p)
         target = min(target, it * cop / (cop - 1.0))
@@ -82,7 +82,7 @@ def cold_fade(values: dict[str, float], p: OptimiserParams) -> float:
     """Share of the heat target the capacity loop chases: 1 while the loop is above
     ``source_min_c``, fading to 0 over ``cold_band_k`` below it, so a running heat pump
     unloads rather than drain the loop to where its COP no longer pays."""
-    supply = values.get(_SUPPLY)
+    supply = values.get(R.COOLANT_SUPPLY_TEMP)
     if supply is None:
         return 1.0
     cold = p.source_min_c - supply
@@ -127,10 +127,10 @@ def propose(
     bounds allow (``fan_lo``, ``cap_hi``), so it cannot wind up against them."""
     u = prev_fan if st.cool_u is None else st.cool_u
     cool_e: float | None = None
-    supply = values.get(_SUPPLY)
+    supply = values.get(R.COOLANT_SUPPLY_TEMP)
     if supply is not None:
         cool_e = _deadband(supply - p.supply_setpoint_c, p.cool_deadband_k)
-        ret = values.get(_RETURN)
+        ret = values.get(R.COOLANT_RETURN_TEMP)
         if running and ret is not None:  # the evaporator inlet, not only the supply
             cool_e = max(cool_e, ret - (p.evaporator_inlet_max_c - p.evaporator_margin_k))
         last = cool_e if st.cool_e is None else st.cool_e
@@ -146,7 +146,7 @@ def propose(
     cap_e: float | None = None
     if running:
         nominal = p.hp_nominal_heat_kw
-        heat = values.get(_HEAT)
+        heat = values.get(R.HP_HEAT)
         # On a (re)start the loop begins at the target's own share of the machine (the
         # rate limiter makes that smooth); afterwards it moves by increments.
         fresh = st.cap_u is None
@@ -169,10 +169,3 @@ def propose(
     return Proposal(valve, fan, cap), new
 
 
-_SUPPLY = R.COOLANT_SUPPLY_TEMP
-_RETURN = R.COOLANT_RETURN_TEMP
-_DEMAND = R.DH_DEMAND
-_TOP = R.STORAGE_TOP_TEMP
-_IT = R.IT_POWER
-_HEAT = R.HP_HEAT
-_POWER = R.HP_POWER

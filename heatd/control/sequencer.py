@@ -123,10 +123,10 @@ class _Seen:
 
     @classmethod
     def read(cls, values: dict[str, float]) -> _Seen:
-        trip = values.get(_TRIP, 0.0)
-        return cls(trip, values.get(_FAULT, 0.0) > 0.5 or trip > 0,
-                   values.get(_LOCKOUT, 0.0) > 0.5, values.get(_RUNNING, 0.0) > 0.5,
-                   _RUNNING not in values, values.get(_MIN_OFF, 0.0) > 0.5)
+        trip = values.get(R.HP_TRIP_CODE, 0.0)
+        return cls(trip, values.get(R.HP_FAULT, 0.0) > 0.5 or trip > 0,
+                   values.get(R.HP_LOCKOUT, 0.0) > 0.5, values.get(R.HP_RUNNING, 0.0) > 0.5,
+                   R.HP_RUNNING not in values, values.get(R.HP_MIN_OFF_ACTIVE, 0.0) > 0.5)
 
 
 def sequence(
@@ -242,11 +242,6 @@ _BY_STATE: dict[HpState, Callable[[_Step], None]] = {
 _OUT = frozenset({HpState.TRIPPED, HpState.LOCKED_OUT})
 _MIN_ON = (Limit("hp_stop", False, Layer.SEQUENCER, Cause.MIN_ON_TIME, "minimum on time"),)
 _UNNAMED_STOP = Limit("hp_run", False, Layer.ENVELOPE, Cause.BOUNDS, "bounds forbid running")
-_TRIP = R.HP_TRIP_CODE
-_FAULT = R.HP_FAULT
-_LOCKOUT = R.HP_LOCKOUT
-_MIN_OFF = R.HP_MIN_OFF_ACTIVE
-_RUNNING = R.HP_RUNNING
 
 
 def _confirm(step: _Step, running: bool, p: SequencerParams, held: bool = False) -> None:

@@ -20,7 +20,6 @@ from heatd.control.signals import SampledSignals, Signal, Snapshot
 _KNOWN_INPUTS: frozenset[str] = frozenset(roles.INPUT_ROLES) | frozenset(roles.FEEDBACK_ROLES)
 
 _NAN = float("nan")
-_RACK = roles.RACK_INLET_TEMP
 
 Tracker = tuple[float, float]
 """(last value, time it last changed) for one point, for frozen-value detection."""
@@ -74,7 +73,7 @@ class _Plans:
         if self.params is not params or self.roles != bound:
             specs = params.role_specs
             self.plan = tuple(
-                None if spec is None else Plan(role, *spec, role == _RACK)
+                None if spec is None else Plan(role, *spec, role == roles.RACK_INLET_TEMP)
                 for role, spec in ((r, specs.get(r)) for r in bound)
             )
             self.missing = tuple(sorted(_KNOWN_INPUTS - frozenset(bound)))
