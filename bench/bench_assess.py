@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from heatd.hil.cosim import heatd_controller, simulate
-from heatd.hil.params import load_params
+from heatd.hil.plant_params import load_params
 from heatd.hil.scenario import Scenario, ScenarioSpec
 from heatd.hil.score import site_control
 

@@ -20,9 +20,9 @@ import time
 from heatd.control.core import step as control_step
 from heatd.control.state import initial_state as control_initial
 from heatd.hil.cosim import NO_CONTROLLER, Controller, SnapshotBuilder, simulate
-from heatd.hil.params import compile_params
 from heatd.hil.plant import Actuators
 from heatd.hil.plant import step as plant_step
+from heatd.hil.plant_params import compile_params
 from heatd.hil.scenario import Scenario, scenario_from_dict
 from heatd.hil.score import make_controller, site_control
 from heatd.hil.sensors import sensor_names, true_value_names, true_values

@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from heatd.hil.params import compile_params
 from heatd.hil.plant import Actuators, step, stored_heat_kwh
+from heatd.hil.plant_params import compile_params
 from heatd.hil.scenario import scenario_from_dict
 
 

@@ -15,8 +15,8 @@ from heatd.hil.kpi import (
     kpi_config,
     reference_lift_factor,
 )
-from heatd.hil.params import PlantParams, load_params
 from heatd.hil.plant import TRIP_EVAP_INLET_HIGH, TRIP_INTERNAL_FAULT, cop_from_lift, initial_state
+from heatd.hil.plant_params import PlantParams, load_params
 
 H = 3600.0
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from heatd.hil.params import ParamsError, PlantParams, compile_params, load_params
 from heatd.hil.plant import (
     TRIP_COND_OVERTEMP,
     TRIP_EVAP_INLET_HIGH,
@@ -22,6 +21,7 @@ from heatd.hil.plant import (
     step,
     stored_heat_kwh,
 )
+from heatd.hil.plant_params import ParamsError, PlantParams, compile_params, load_params
 from heatd.hil.scenario import load_scenario, scenario_from_dict
 
 DEFAULTS = PlantParams()

@@ -25,8 +25,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from heatd.hil.params import load_params
 from heatd.hil.plant import Actuators, Disturbances, PlantState, initial_state, step
+from heatd.hil.plant_params import load_params
 
 GOLDEN = Path(__file__).parent / "data" / "plant_golden.json"
 SAMPLE_EVERY = 97

@@ -31,7 +31,7 @@ from heatd.devices import build_devices
 from heatd.drivers.modbus import Table
 from heatd.drivers.reading import Quality
 from heatd.hil.liveplant import scenario_for_site
-from heatd.hil.params import SensorParams
+from heatd.hil.plant_params import SensorParams
 from heatd.hil.recorder import TRUTH_FILE, WRITES_FILE
 from heatd.hil.serve import PlantServer, build_scenario
 from heatd.hil.siteports import with_free_ports

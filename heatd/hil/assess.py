@@ -40,7 +40,7 @@ from heatd.config_loader import ConfigError, load_site
 from heatd.control.params import ControlParams
 from heatd.hil.cosim import heatd_controller, simulate
 from heatd.hil.kpi import Kpis, kpi_config
-from heatd.hil.params import ParamsError, PlantParams, deep_merge, load_params
+from heatd.hil.plant_params import ParamsError, PlantParams, deep_merge, load_params
 from heatd.hil.scenario import Scenario, ScenarioSpec, YearSeries
 from heatd.hil.score import ScoreError, site_control
 from heatd.hil.series import HOURS_PER_YEAR

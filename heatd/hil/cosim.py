@@ -37,10 +37,10 @@ from heatd.hil.kpi import (
     sample_between,
 )
 from heatd.hil.kpi import kpi_config as plant_kpi_config
-from heatd.hil.params import PlantParams, compile_params
 from heatd.hil.plant import TRIP_INTERNAL_FAULT, TRIP_NONE, Actuators, PlantState
 from heatd.hil.plant import initial_state as plant_initial_state
 from heatd.hil.plant import step as plant_step
+from heatd.hil.plant_params import PlantParams, compile_params
 from heatd.hil.scenario import Scenario
 from heatd.hil.sensors import (
     Readings,

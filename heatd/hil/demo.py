@@ -28,7 +28,7 @@ from heatd.config_loader import load_site
 from heatd.hil.cosim import TRACE_KEYS, Run, record_sample
 from heatd.hil.demo_screen import Decisions, LiveScreen, view
 from heatd.hil.kpi import Accumulator, heat_available_kw, ideal_stores, kpi_config, sample_between
-from heatd.hil.params import compile_params
+from heatd.hil.plant_params import compile_params
 from heatd.hil.plots import PLOT_EXTRA, can_plot, plot_run
 from heatd.hil.scenario import load_scenario
 from heatd.hil.sensors import rack_offsets

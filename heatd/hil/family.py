@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from heatd.hil.cosim import PlantStart
-from heatd.hil.params import PlantParams, deep_merge, params_from_dict
+from heatd.hil.plant_params import PlantParams, deep_merge, params_from_dict
 from heatd.hil.scenario import Scenario
 
 RANGES: dict[str, tuple[float, float]] = {

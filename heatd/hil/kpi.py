@@ -50,8 +50,8 @@ from heatd.billing.indicators import (
     erf,
     seasonal_cop,
 )
-from heatd.hil.params import Compiled, PlantParams, compile_params
 from heatd.hil.plant import TRIP_NAMES, PlantState, cop_from_lift
+from heatd.hil.plant_params import Compiled, PlantParams, compile_params
 
 _S_PER_H = 3600.0
 

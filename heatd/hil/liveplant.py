@@ -9,8 +9,8 @@ import math
 from typing import Any
 
 from heatd.hil.faults import COMMS_KINDS, PHYSICAL_KINDS, Fault
-from heatd.hil.params import PlantParams, compile_params
 from heatd.hil.plant import Actuators, PlantState, step
+from heatd.hil.plant_params import PlantParams, compile_params
 from heatd.hil.scenario import Scenario
 from heatd.hil.sensors import Readings
 

@@ -108,7 +108,7 @@ def _bit_word(bits: Mapping[int, bool], order: str) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class SerialLine:
+class SerialServerLine:
     """Where the simulator serves a Modbus RTU line: its own end of the wire (``path``),
     with the framing the site file gives the line."""
 
@@ -119,15 +119,15 @@ class SerialLine:
     bytesize: int
 
     @classmethod
-    def serving(cls, path: str, device: ModbusRtuDeviceConfig) -> SerialLine:
+    def serving(cls, path: str, device: ModbusRtuDeviceConfig) -> SerialServerLine:
         return cls(path, device.baudrate, device.parity, device.stopbits, device.bytesize)
 
 
 class ModbusEndpoint:
     """A pymodbus server for the site devices behind one TCP port on 127.0.0.1 (``place``
-    an int) or on one serial line (``place`` a SerialLine)."""
+    an int) or on one serial line (``place`` a SerialServerLine)."""
 
-    def __init__(self, place: int | SerialLine,
+    def __init__(self, place: int | SerialServerLine,
                  devices: Mapping[str, ModbusTcpDeviceConfig | ModbusRtuDeviceConfig],
                  bindings: Mapping[str, Binding], on_write: WriteSink) -> None:
         self.place = place
@@ -159,7 +159,7 @@ class ModbusEndpoint:
 
     @property
     def where(self) -> str:
-        if isinstance(self.place, SerialLine):
+        if isinstance(self.place, SerialServerLine):
             return f"Modbus RTU {self.place.path}"
         return f"Modbus TCP 127.0.0.1:{self.place}"
 
@@ -181,7 +181,7 @@ class ModbusEndpoint:
         server: ModbusTcpServer | ModbusSerialServer
         # pymodbus declares that trace_pdu hands a PDU back; given None it drops the request
         trace = cast("Callable[[bool, ModbusPDU], ModbusPDU]", self._trace_pdu)
-        if isinstance(self.place, SerialLine):
+        if isinstance(self.place, SerialServerLine):
             line = self.place
             server = ModbusSerialServer(units, port=line.path, baudrate=line.baudrate,
                                         parity=line.parity, stopbits=line.stopbits,

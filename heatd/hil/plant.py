@@ -35,7 +35,7 @@ import math
 import operator
 from typing import NamedTuple
 
-from heatd.hil.params import Compiled, PlantParams, compile_params
+from heatd.hil.plant_params import Compiled, PlantParams, compile_params
 
 # Heat-pump trip codes (hp_trip_code); a trip latches until a reset rising edge.
 TRIP_NONE = 0

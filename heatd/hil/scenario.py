@@ -30,8 +30,8 @@ from heatd.hil.faults import (
     SENSOR_KINDS,
     Fault,
 )
-from heatd.hil.params import PlantParams, load_params
 from heatd.hil.plant import Disturbances, PlantState, initial_state
+from heatd.hil.plant_params import PlantParams, load_params
 from heatd.hil.sensors import DEVICES, Readings, SensorLayer, measure, sensor_names
 
 SCENARIOS_DIR = Path(__file__).parent / "scenarios"

@@ -30,7 +30,7 @@ from heatd.hil.cosim import (
     simulate,
 )
 from heatd.hil.kpi import Prices, kpi_config
-from heatd.hil.params import ParamsError, PlantParams, deep_merge, load_params
+from heatd.hil.plant_params import ParamsError, PlantParams, deep_merge, load_params
 from heatd.hil.plots import PLOT_EXTRA, can_plot, plot_run
 from heatd.hil.scenario import Scenario, ScenarioError, list_scenarios, load_scenario
 

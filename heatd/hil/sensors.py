@@ -21,8 +21,8 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 
 from heatd.hil.faults import COMMS_KINDS, Fault
-from heatd.hil.params import PlantParams
 from heatd.hil.plant import PlantState
+from heatd.hil.plant_params import PlantParams
 
 Readings = dict[str, float | None]
 

@@ -30,9 +30,9 @@ from heatd.config import ModbusRtuDeviceConfig, ModbusTcpDeviceConfig, OpcUaDevi
 from heatd.config_loader import ConfigError, load_site
 from heatd.hil.faults import Fault
 from heatd.hil.liveplant import LivePlant, scenario_for_site
-from heatd.hil.modbus_server import ModbusEndpoint, SerialLine, WireWrite
+from heatd.hil.modbus_server import ModbusEndpoint, SerialServerLine, WireWrite
 from heatd.hil.opcua_server import NodeWrite, OpcUaEndpoint
-from heatd.hil.params import ParamsError, load_params
+from heatd.hil.plant_params import ParamsError, load_params
 from heatd.hil.pointmap import Binding, bind_site, rack_count, site_devices_of, unbound
 from heatd.hil.ptys import PtyPair, pty_problem
 from heatd.hil.recorder import Recorder
@@ -128,9 +128,9 @@ class PlantServer:
         for path, rtu in lines.items():
             first = next(iter(rtu.values()))
             if path in serial:
-                place = SerialLine.serving(serial[path], first)
+                place = SerialServerLine.serving(serial[path], first)
             elif ptys:
-                place = SerialLine.serving(self._pty_for(path, first).sim_end, first)
+                place = SerialServerLine.serving(self._pty_for(path, first).sim_end, first)
             else:
                 self.skipped.extend(f"{name} (Modbus RTU on {path})" for name in rtu)
                 continue

@@ -8,7 +8,7 @@ import csv
 import math
 from pathlib import Path
 
-from heatd.hil.params import PlantParams
+from heatd.hil.plant_params import PlantParams
 from heatd.hil.scenario import YearSeries
 from heatd.hil.series import HOURS_PER_YEAR
 
