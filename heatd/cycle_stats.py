@@ -16,6 +16,33 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+@dataclass(frozen=True, slots=True)
+class CycleFigures:
+    """The timing window as it was at one instant: copied once per cycle for the cycle
+    report, summarised (sorted) only by a reader that publishes it."""
+
+    period: float
+    cycles: int
+    overruns: int
+    durations: tuple[float, ...]
+    jitters: tuple[float, ...]
+
+    def summary(self) -> dict[str, float | int]:
+        if not self.durations:
+            return {"period_s": self.period, "cycles": 0, "overruns": 0}
+        jitters, durations = list(self.jitters), list(self.durations)
+        return {
+            "period_s": self.period,
+            "cycles": self.cycles,
+            "overruns": self.overruns,
+            "duration_ms_p50": round(_percentile(durations, 0.5) * 1e3, 3),
+            "duration_ms_max": round(max(durations) * 1e3, 3),
+            "jitter_ms_p50": round(_percentile(jitters, 0.5) * 1e3, 3),
+            "jitter_ms_p99": round(_percentile(jitters, 0.99) * 1e3, 3),
+            "jitter_ms_max": round(max(jitters) * 1e3, 3),
+        }
+
+
 @dataclass
 class CycleStats:
     period: float
@@ -35,17 +62,9 @@ class CycleStats:
             if len(series) > self.window:
                 series.popleft()
 
+    def figures(self) -> CycleFigures:
+        return CycleFigures(self.period, self.cycles, self.overruns, tuple(self._durations),
+                            tuple(self._jitters))
+
     def summary(self) -> dict[str, float | int]:
-        if not self._durations:
-            return {"period_s": self.period, "cycles": 0, "overruns": 0}
-        jitters, durations = list(self._jitters), list(self._durations)
-        return {
-            "period_s": self.period,
-            "cycles": self.cycles,
-            "overruns": self.overruns,
-            "duration_ms_p50": round(_percentile(durations, 0.5) * 1e3, 3),
-            "duration_ms_max": round(max(durations) * 1e3, 3),
-            "jitter_ms_p50": round(_percentile(jitters, 0.5) * 1e3, 3),
-            "jitter_ms_p99": round(_percentile(jitters, 0.99) * 1e3, 3),
-            "jitter_ms_max": round(max(jitters) * 1e3, 3),
-        }
+        return self.figures().summary()

@@ -3,25 +3,43 @@ and the audit records of commands. Each is written first and deleted only after 
 broker acknowledged it (QoS 1 PUBACK), so a broker outage or a restart of heatd loses
 nothing. Delivery is at least once and in order within a stream; a meter record's ``id``
 (its row) and an audit record's ``ts`` and command ``id`` let a consumer drop a duplicate.
+
+The file is written with ``synchronous=FULL``: each insert waits for an fsync, and for
+the lock another connection to the file (the ledger's) may hold. So one writer thread
+owns the connection and takes every statement in order from a queue: keeping a record
+returns at once, a slow disk or a held lock delays only the thread, never the event loop
+the control cycle runs on, and ``close`` writes everything queued before it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import queue
 import sqlite3
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from concurrent.futures import Future
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import structlog
 
 log = structlog.get_logger(__name__)
 
+T = TypeVar("T")
+
 Send = Callable[[bytes], Awaitable[bool]]
 """Publish one payload and say whether the broker acknowledged it."""
 
+Fallback = Callable[[bytes], None]
+"""Where a payload goes when the file cannot take it (called on the event loop)."""
+
 RETRY_S = 2.0
+BUSY_TIMEOUT_S = 30.0
+"""How long a statement waits for a lock held by another connection to the file."""
 METER = "meter"
 """Meter records: stored as JSON, sent with their row ``id`` added."""
 AUDIT = "audit"
@@ -35,74 +53,169 @@ class Pending(NamedTuple):
     payload: str
 
 
+class _Job(NamedTuple):
+    future: Future[Any]
+    run: Callable[..., Any]
+    args: tuple[Any, ...]
+
+
+def meter_path(database: str) -> str:
+    """``meter.database`` with its environment variables expanded; ValueError when one is
+    not set (a path with a literal ``$`` in it would be made in the working directory)."""
+    path = os.path.expandvars(database)
+    if "$" in path:
+        raise ValueError(f"meter.database {database!r}: a variable in it is not set; give a path")
+    return path
+
+
 class DurableOutbox:
-    """One SQLite file of unacknowledged records, each tagged with its stream."""
+    """One SQLite file of unacknowledged records, each tagged with its stream, written by
+    a thread of its own."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS pending (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-            " payload TEXT NOT NULL)"
-        )
-        self._add_stream_column()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._db: sqlite3.Connection | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+        """Holds ``_closed`` and the queue together: nothing is queued after the end."""
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        with contextlib.suppress(RuntimeError):
+            self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._work, name="meter-store", daemon=True)
+        self._thread.start()
+        try:
+            self._submit(self._open, str(path), busy_timeout).result()
+        except BaseException:
+            self.close()
+            raise
 
-    def _add_stream_column(self) -> None:
-        """A file written before audits were kept holds meter records only."""
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(pending)")}
-        if "stream" not in columns:
-            self._db.execute(
+    # --- in the writer thread ---------------------------------------------------------
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            if not job.future.set_running_or_notify_cancel():
+                continue
+            try:
+                job.future.set_result(job.run(*job.args))
+            except BaseException as exc:
+                job.future.set_exception(exc)
+        if self._db is not None:
+            self._db.close()
+
+    def _open(self, path: str, busy_timeout: float) -> None:
+        db = self._db = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("CREATE TABLE IF NOT EXISTS pending (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                   " payload TEXT NOT NULL)")
+        columns = {row[1] for row in db.execute("PRAGMA table_info(pending)")}
+        if "stream" not in columns:  # a file written before audits were kept: meter only
+            db.execute(
                 f"ALTER TABLE pending ADD COLUMN stream TEXT NOT NULL DEFAULT '{METER}'")
 
-    def append(self, record: Mapping[str, object]) -> int:
-        """Keep a meter record until it is acknowledged; returns its id."""
-        return self._insert(METER, json.dumps(record))
+    def _connection(self) -> sqlite3.Connection:
+        assert self._db is not None, "opened by the first job"
+        return self._db
 
-    def keep(self, stream: str, payload: bytes) -> bool:
-        """Keep a ready payload (an audit record) until it is acknowledged; False when the
-        file cannot take it (disk full, closed), so the caller can fall back."""
+    def _insert(self, stream: str, text: str, fallback: Fallback | None) -> None:
         try:
-            self._insert(stream, payload.decode())
-        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            self._connection().execute("INSERT INTO pending (stream, payload) VALUES (?, ?)",
+                                       (stream, text))
+        except sqlite3.Error as exc:
+            log.warning("record not kept durably", stream=stream, error=str(exc))
+            if fallback is not None:
+                self._on_loop(fallback, text.encode())
+            return
+        self._on_loop(self._wake.set)
+
+    def _select(self, streams: tuple[str, ...], limit: int) -> list[Pending]:
+        marks = ",".join("?" * len(streams))
+        rows = self._connection().execute(
+            f"SELECT id, stream, payload FROM pending WHERE stream IN ({marks})"
+            " ORDER BY id LIMIT ?", (*streams, limit))
+        return [Pending(*row) for row in rows]
+
+    def _delete(self, row_id: int) -> None:
+        try:
+            self._connection().execute("DELETE FROM pending WHERE id = ?", (row_id,))
+        except sqlite3.Error as exc:  # sent again later: delivery is at least once
+            log.warning("acknowledged record not removed", id=row_id, error=str(exc))
+
+    def _on_loop(self, call: Callable[..., None], *args: Any) -> None:
+        """Run ``call`` on the event loop that forwards (now, when there is none)."""
+        loop = self._loop
+        if loop is None:
+            call(*args)
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            loop.call_soon_threadsafe(call, *args)
+
+    # --- from any thread --------------------------------------------------------------
+    def _submit(self, run: Callable[..., T], *args: Any) -> Future[T]:
+        future: Future[T] = Future()
+        with self._lock:
+            if not self._closed:
+                self._jobs.put(_Job(future, run, args))
+                return future
+        future.set_exception(sqlite3.ProgrammingError("the meter store is closed"))
+        return future
+
+    def append(self, record: Mapping[str, object]) -> None:
+        """Keep a meter record until it is acknowledged (written by the thread, in order)."""
+        self.keep(METER, json.dumps(record).encode())
+
+    def keep(self, stream: str, payload: bytes, fallback: Fallback | None = None) -> bool:
+        """Queue a ready payload (an audit record) to be kept until it is acknowledged.
+        False when the store is closed or the payload is no text, so the caller can fall
+        back at once; ``fallback`` gets it later if the file refuses it (disk full)."""
+        try:
+            text = payload.decode()
+        except UnicodeDecodeError as exc:
             log.warning("record not kept durably", stream=stream, error=str(exc))
             return False
-        return True
-
-    def _insert(self, stream: str, text: str) -> int:
-        cursor = self._db.execute("INSERT INTO pending (stream, payload) VALUES (?, ?)",
-                                  (stream, text))
-        self._wake.set()
-        return int(cursor.lastrowid or 0)
+        queued = self._submit(self._insert, stream, text, fallback)
+        return not (queued.done() and queued.exception() is not None)  # refused: closed
 
     def pending(self, streams: Iterable[str] = STREAMS, limit: int = 100) -> list[Pending]:
-        """The oldest unacknowledged rows of ``streams``."""
-        names = tuple(streams)
-        marks = ",".join("?" * len(names))
-        rows = self._db.execute(
-            f"SELECT id, stream, payload FROM pending WHERE stream IN ({marks})"
-            " ORDER BY id LIMIT ?", (*names, limit))
-        return [Pending(*row) for row in rows]
+        """The oldest unacknowledged rows of ``streams``, after every write queued before
+        (blocks: for tools and tests; the forwarder awaits them)."""
+        return self._submit(self._select, tuple(streams), limit).result()
+
+    def acknowledge(self, row_id: int) -> None:
+        """The broker has the row: delete it (queued behind the writes before it)."""
+        self._submit(self._delete, row_id)
 
     def wake(self) -> None:
         """Rows were added by another connection to the file (the ledger): send them."""
-        self._wake.set()
+        self._on_loop(self._wake.set)
 
-    def acknowledge(self, row_id: int) -> None:
-        self._db.execute("DELETE FROM pending WHERE id = ?", (row_id,))
+    async def flush(self) -> None:
+        """Wait until everything queued so far is written."""
+        await asyncio.wrap_future(self._submit(lambda: None))
 
     def close(self) -> None:
-        self._db.close()
+        """Write everything queued, then close the file (blocks until it is written)."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._jobs.put(None)
+        if self._thread is not threading.current_thread():
+            self._thread.join()
 
+    async def aclose(self) -> None:
+        """:meth:`close` from the event loop, without holding it up."""
+        await asyncio.to_thread(self.close)
+
+    # --- on the event loop ------------------------------------------------------------
     async def forward(self, sends: Mapping[str, Send]) -> None:
         """Send pending rows of the streams in ``sends`` oldest first, for ever; stop at
         the first one the broker does not acknowledge and try again a little later (a row
         of a stream without a sender waits for a heatd that has one)."""
+        self._loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
-            batch = self.pending(sends)
+            batch = await asyncio.wrap_future(self._submit(self._select, tuple(sends), 100))
             if not batch:
                 await self._wake.wait()
             elif not await self._send(batch, sends):

@@ -1,41 +1,29 @@
-"""What the daemon tells the outside world, and what it takes from it: device states,
-availability, control state and events out; mode, override and reload commands in.
+"""What the daemon tells the broker: device states, availability, control state and events,
+from the cycle reports and notices it listens to; and the meter's records and command
+audits, forwarded from the meter's file once the broker acknowledges each. Commands that
+arrive are handed to the command handler it is given.
 
-Without an ``mqtt:`` section the daemon runs the same, publishing nothing.
+Only a site with an ``mqtt:`` section has a publisher; the daemon runs the same without.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import sqlite3
-import time
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 
 from heatd.billing.ledger import RECORDS
-from heatd.billing.service import Billing
-from heatd.control import roles as R
-from heatd.meter import SiteMeter
-from heatd.meter_store import AUDIT, METER, DurableOutbox
-from heatd.mqtt.commands import (
-    Command,
-    CommandResult,
-    ModeCommand,
-    OverrideCommand,
-    ReloadCommand,
-    ResetLockoutCommand,
-)
+from heatd.config import SiteConfig
+from heatd.cycle_report import Availability, CycleReport, Event, LastError, Notice
+from heatd.meter_store import AUDIT, METER
+from heatd.meter_store import meter_path as meter_path  # where heatd.billing.cli looks
+from heatd.metering import Metering
+from heatd.mqtt.commands import CommandHandler
 from heatd.mqtt.link import MqttLink
 from heatd.racks import rack_report
-from heatd.role_signals import percent_factor
 from heatd.tasks import cancel_all
-
-if TYPE_CHECKING:
-    from heatd.config import SiteConfig
-    from heatd.runtime import Daemon
 
 log = structlog.get_logger(__name__)
 
@@ -47,26 +35,38 @@ CONTROL_STATE_EVERY_S = 1.0
 change (at a 100 ms cycle, every cycle would be ten retained messages a second)."""
 
 
+class Source(Protocol):
+    """What the publisher reads of the daemon it reports on."""
+
+    site: SiteConfig
+    config_hash: str
+
+    def online(self, device: str) -> bool: ...
+
+    def last_error(self, device: str) -> str | None: ...
+
+
 class Publisher:
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    def __init__(self, source: Source, handle: CommandHandler,
+                 metering: Metering | None = None) -> None:
+        self.source = source
+        self._handle = handle
+        self.metering = metering
+        """The meter whose records and totals go out, and whose file keeps audits."""
         self.link: MqttLink | None = None
+        self._last: CycleReport | None = None
         self._last_control = 0.0
         self._last_key: tuple[Any, ...] | None = None
         self._racks: dict[str, Any] | None = None
         """Each rack's inlet and power as the last cycle saw them (``rack_report``)."""
-        self.meter: SiteMeter | None = None
-        self.outbox: DurableOutbox | None = None
         self._forwarder: asyncio.Task[None] | None = None
-        self.billing: Billing | None = None
-        self._replacing: asyncio.Task[None] | None = None
         self._points_of: tuple[SiteConfig | None, DevicePoints] = (None, ())
 
     @staticmethod
     def check(site: SiteConfig) -> None:
         """What ``start`` would trip over beyond the file's own validation (an unreadable
-        password or TLS file, an unset variable in the meter path): raises ValueError, so
-        a reload can refuse such a file before anything is stopped."""
+        password or TLS file): raises ValueError, so a reload can refuse such a file
+        before anything is stopped."""
         if site.mqtt is not None:
             site.mqtt.read_password()
             if site.mqtt.tls is not None:
@@ -74,122 +74,92 @@ class Publisher:
                     site.mqtt.tls.context()
                 except OSError as exc:  # ssl.SSLError is one
                     raise ValueError(f"mqtt.tls: {exc.strerror or exc}") from exc
-        if site.meter is not None:
-            meter_path(site.meter.database)
 
     async def start(self) -> None:
-        site = self.daemon.site
-        settings = site.mqtt
-        if settings is None:
-            log.info("no mqtt section: not publishing")
-            return
-        meter = site.meter
-        outbox = self.outbox = (None if meter is None
-                                else DurableOutbox(meter_path(meter.database)))
-        try:
-            link = self.link = MqttLink(
-                settings, site, self.handle, config_hash=self.daemon.config_hash,
-                audit_store=None if outbox is None else partial(outbox.keep, AUDIT))
-            await link.start()
-        except BaseException:
-            self._close_outbox()
-            raise
+        site = self.source.site
+        assert site.mqtt is not None, "a publisher is made for a site with mqtt:"
+        metering = self.metering
+        link = self.link = MqttLink(
+            site.mqtt, site, self._handle, config_hash=self.source.config_hash,
+            audit_store=None if metering is None else self._keep_audit)
+        await link.start()
         for device in site.devices:
-            link.publish_availability(device, self.daemon.acquisition.online(device))
-            link.publish_last_error(device, self.daemon.acquisition.last_error(device))
-        if meter is not None and outbox is not None:
-            self.meter = SiteMeter(site, meter.interval)
-            self.billing = Billing(site, meter_path(meter.database), outbox.wake,
-                                   link.publish_meter_totals)
+            link.publish_availability(device, self.source.online(device))
+            link.publish_last_error(device, self.source.last_error(device))
+        if metering is not None:
             if site.contracts is not None:
-                link.publish_meter_totals(self.billing.totals)
-            self.billing.start()
-            self._forwarder = asyncio.create_task(outbox.forward({
+                link.publish_meter_totals(metering.totals)
+            metering.send_totals_to(link.publish_meter_totals)
+            self._forwarder = asyncio.create_task(metering.outbox.forward({
                 METER: partial(link.publish_confirmed, link.topics.meter),
                 AUDIT: partial(link.publish_confirmed, link.topics.events),
                 RECORDS: partial(link.publish_confirmed, link.topics.records)}))
 
     async def stop(self) -> None:
-        if self._replacing is not None and self._replacing is not asyncio.current_task():
-            await cancel_all([self._replacing])
+        """The final control state, then the link goes (the audits of the commands it
+        still answers are kept in the meter's file)."""
         link, self.link = self.link, None
-        if link is not None:  # first: audits of the commands it still answers are kept
-            link.publish_control_state(self._control_state())
+        if link is not None:
+            if self._last is not None:
+                link.publish_control_state(self._control_state(self._last))
             await link.stop()
-        if self.billing is not None:
-            await self.billing.stop()  # records closed in the last cycles are kept
+        if self.metering is not None:
+            self.metering.send_totals_to(None)
         if self._forwarder is not None:
             await cancel_all([self._forwarder])
             self._forwarder = None
-        self._close_outbox()
 
-    def _close_outbox(self) -> None:
-        if self.billing is not None:
-            self.billing.close()
-            self.billing = None
-        if self.outbox is not None:
-            self.outbox.close()
-            self.outbox = self.meter = None
+    def _keep_audit(self, payload: bytes) -> bool:
+        """The link's audit store: the meter's file, or the link's own queue when the file
+        refuses the record later (disk full)."""
+        assert self.metering is not None
+        return self.metering.outbox.keep(AUDIT, payload, fallback=self._audit_from_memory)
 
-    # --- outgoing ---------------------------------------------------------------------
-    def availability(self, device: str, online: bool) -> None:
+    def _audit_from_memory(self, payload: bytes) -> None:
         if self.link is not None:
-            self.link.publish_availability(device, online)
+            self.link.publish(self.link.topics.events, payload, kind="audit")
 
-    def device_error(self, device: str, error: str | None) -> None:
+    def rebuilt(self) -> None:
+        """After a reload that kept the broker and meter settings: every device state is
+        re-sent in full, with the new site's description."""
         if self.link is not None:
-            self.link.publish_last_error(device, error)
-
-    def event(self, fields: dict[str, Any]) -> None:
-        if self.link is not None:
-            kind = fields.pop("type", "event")
-            self.link.publish_event(kind, **fields)
-
-    def rebuilt(self, old: SiteConfig) -> None:
-        """After a reload: every device state is re-sent in full. A changed ``mqtt:``,
-        ``meter:`` or ``contracts:`` section or site id gets a new link instead: the old
-        one says ``offline`` on its topics and goes (after answering the reload command
-        that asked for it)."""
-        new = self.daemon.site
-        if ((new.site.id, new.mqtt, new.meter, new.contracts)
-                != (old.site.id, old.mqtt, old.meter, old.contracts)):
-            self._replacing = asyncio.create_task(self._replace(), name="mqtt-replace")
-        elif self.link is not None:
-            self.link.set_site(new, self.daemon.config_hash)
+            self.link.set_site(self.source.site, self.source.config_hash)
             self.link.republish()
 
-    async def _replace(self) -> None:
-        await self.stop()
-        try:
-            await self.start()
-        except (ValueError, OSError, sqlite3.Error):
-            log.exception("mqtt or meter settings could not be applied: not publishing")
-        finally:
-            self._replacing = None
-
-    def cycle(self, started: float) -> None:
-        """Called once per control cycle: device states by exception, control state
-        throttled."""
-        if self.link is None:
+    # --- listening --------------------------------------------------------------------
+    def notice(self, notice: Notice) -> None:
+        link = self.link
+        if link is None:
             return
-        daemon = self.daemon
-        wall = time.time()
-        if self.meter is not None and self.billing is not None:  # SQLite: off the cycle
-            for record in self.meter.observe(wall, daemon.last_points):
-                self.billing.keep_interval(record)
-            self.billing.observe(wall, daemon.last_points)
-        snapshot = daemon.last_points  # the one the cycle decided on: judged once per cycle
+        if isinstance(notice, Event):
+            link.publish_event(notice.kind, **notice.fields)
+        elif isinstance(notice, Availability):
+            link.publish_availability(notice.device, notice.online)
+        elif isinstance(notice, LastError):
+            link.publish_last_error(notice.device, notice.error)
+
+    def cycle(self, report: CycleReport) -> None:
+        """The cycle's events; device states by exception; control state throttled."""
+        self._last = report
+        link = self.link
+        if link is None:
+            return
+        for event in report.events:
+            link.publish_event(event.kind, **event.fields)
+        snapshot = report.points  # the one the cycle decided on: judged once per cycle
+        site = self.source.site
         if snapshot is not None:
-            for name, points in self._device_points(daemon.site):
+            for name, points in self._device_points(site):
                 readings = {point: snapshot[ref] for point, ref in points}
-                self.link.publish_readings(name, readings, wall)
-            self._note_racks(rack_report(daemon.site, snapshot))
-        decision = daemon.last_decision
+                link.publish_readings(name, readings, report.wall)
+            self._note_racks(rack_report(site, snapshot))
+        decision = report.decision
         key = None if decision is None else (decision.mode, decision.hp_state,
                                              tuple(x.name for x in decision.limits))
+        started = report.started
         if key != self._last_key or started - self._last_control >= CONTROL_STATE_EVERY_S:
             self._last_key, self._last_control = key, started
-            self.link.publish_control_state(self._control_state())
+            link.publish_control_state(self._control_state(report))
 
     def _device_points(self, site: SiteConfig) -> DevicePoints:
         """Each device's points with their ``device.point`` references, worked out once
@@ -216,61 +186,17 @@ class Publisher:
             self.link.publish_event("alarm", name="rack_inlet_back_under_limit", point=ref,
                                     value=report["inlet"][ref], limit=limit)
 
-    def _control_state(self) -> dict[str, Any]:
-        daemon = self.daemon
-        decision = daemon.last_decision
+    def _control_state(self, report: CycleReport) -> dict[str, Any]:
+        decision, status = report.decision, report.status
         state: dict[str, Any] = decision.summary() if decision is not None else {"mode": None}
-        state["cycle"] = daemon.stats.summary()
-        state["writes"] = daemon.writer.status()
+        state["cycle"] = status.cycle.summary()
+        state["writes"] = dict(status.writes)
         state["leases"] = [{"role": x.role, "value": x.value,
-                            "expires_in_s": round(x.expires - time.monotonic(), 1)}
-                           for x in daemon.state.leases]
-        state["leases"] += daemon.outputs.leases(time.monotonic())
-        if daemon.outputs.values():
-            state["outputs"] = daemon.outputs.values()
+                            "expires_in_s": round(x.expires - report.now, 1)}
+                           for x in status.leases]
+        state["leases"] += [dict(x) for x in status.output_leases]
+        if status.outputs:
+            state["outputs"] = dict(status.outputs)
         if self._racks is not None:
             state["racks"] = self._racks
         return state
-
-    # --- incoming ---------------------------------------------------------------------
-    async def handle(self, command: Command) -> CommandResult:
-        daemon = self.daemon
-        by = command.by or "mqtt"
-        if isinstance(command, ModeCommand):
-            daemon.set_mode(command.mode, command.ttl, by)
-            return CommandResult(True, f"mode {command.mode}", {"mode": command.mode,
-                                                                "ttl": command.ttl})
-        if isinstance(command, OverrideCommand) and command.role in R.ENGINEERING_OUTPUTS:
-            role = command.role
-            if command.value is None:
-                daemon.clear_output_lease(role, by)
-                return CommandResult(True, f"override on {role} cleared", {"role": role})
-            value = float(command.value)
-            daemon.set_output_lease(role, value, float(command.ttl or 0.0), by)
-            return CommandResult(True, "lease set", {"role": role, "value": value,
-                                                     "ttl": command.ttl})
-        if isinstance(command, OverrideCommand):
-            role = command.role or ""
-            if command.value is None:
-                daemon.clear_override(role, by)
-                return CommandResult(True, f"override on {role} cleared", {"role": role})
-            value = command.value
-            if command.point is not None and not isinstance(value, bool):
-                value = value / percent_factor(role, daemon.site.point(command.point))
-            daemon.set_override(role, value, float(command.ttl or 0.0), by)
-            return CommandResult(True, "lease set; the cooling envelope still bounds it",
-                                 {"role": role, "value": value, "ttl": command.ttl})
-        if isinstance(command, ResetLockoutCommand):
-            accepted, reason = daemon.reset_lockout(by)
-            return CommandResult(accepted, reason, {"hp_state": daemon.state.seq.state.value})
-        if isinstance(command, ReloadCommand):
-            accepted, reason = await daemon.reload()
-            return CommandResult(accepted, reason, {"config_hash": daemon.config_hash})
-        return CommandResult(False, f"unknown command {command.name}")
-
-
-def meter_path(database: str) -> str:
-    path = os.path.expandvars(database)
-    if "$" in path:
-        raise ValueError(f"meter.database {database!r}: a variable in it is not set; give a path")
-    return path

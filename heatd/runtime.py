@@ -1,7 +1,8 @@
 """``heatd run``: the daemon. Drivers keep the point image fresh; a fixed-rate cycle on the
 monotonic clock freezes a snapshot, asks the pure control core, and hands the setpoints to
-the writer; MQTT reports it all. Nothing that talks to a device or a broker runs inside the
-cycle, so neither can slow it.
+the writer; each cycle ends in a report to the daemon's listeners (``heatd.reporting``: the
+meter, the MQTT publisher). Nothing that talks to a device, a broker or a disk runs inside
+the cycle, so none can slow it.
 
 Signals: SIGTERM/SIGINT write the safe state, publish ``offline`` and exit 0; SIGHUP
 reloads the site file, keeping the running configuration when the new one is invalid.
@@ -31,12 +32,13 @@ from heatd.control.core import Decision, step
 from heatd.control.sequencer import HpState
 from heatd.control.signals import Snapshot
 from heatd.control.state import Mode, State, initial_state
+from heatd.cycle_report import ControlStatus, CycleReport, Event
 from heatd.cycle_stats import CycleStats
 from heatd.devices import point_limits
 from heatd.fingerprint import fingerprint
 from heatd.outputs import EngineeringOutputs
 from heatd.points import PointImage, PointSnapshot
-from heatd.publisher import Publisher
+from heatd.reporting import Reporting
 from heatd.role_signals import control_snapshot, input_bindings
 from heatd.sdnotify import Notifier
 from heatd.tasks import next_tick
@@ -57,7 +59,7 @@ class Daemon:
         self.last_snapshot: Snapshot | None = None
         self.last_points: PointSnapshot | None = None
         self.stats = CycleStats(site.runtime.cycle_period)
-        self.publisher = Publisher(self)
+        self.reporting = Reporting(self)
         self._heartbeat = 0
         self._safe = False
         """The last cycle asked for the safe state (it is forced again only on entry)."""
@@ -77,8 +79,8 @@ class Daemon:
         self.image = PointImage(point_limits(site))
         self.bindings = input_bindings(site)
         self.acquisition = Acquisition(site, self.image,
-                                       on_availability=self.publisher.availability,
-                                       on_error=self.publisher.device_error,
+                                       on_availability=self.reporting.availability,
+                                       on_error=self.reporting.last_error,
                                        on_event=self._device_event)
         self.writer = SetpointWriter(site, self.acquisition.devices, self._alarm,
                                      deadband=site.runtime.write_deadband,
@@ -95,11 +97,23 @@ class Daemon:
 
     def _device_event(self, device: str, name: str, details: dict[str, Any]) -> None:
         """Something a driver reports about its device, e.g. OPC UA's namespaces_changed."""
-        self.publisher.event({"type": "device", "device": device, "name": name, **details})
+        self.reporting.event("device", device=device, name=name, **details)
 
     def _alarm(self, name: str, details: dict[str, Any]) -> None:
         log.warning(name, **details)
-        self.publisher.event({"type": "alarm", "name": name, **details})
+        self.reporting.event("alarm", name=name, **details)
+
+    def _transition(self, layer: str, change: str, subject: str, old: str | None,
+                    new: str | None, reason: str) -> None:
+        self.reporting.notice(Event("transition", {"layer": layer, "change": change,
+                                                   "subject": subject, "from": old, "to": new,
+                                                   "reason": reason}))
+
+    def online(self, device: str) -> bool:
+        return self.acquisition.online(device)
+
+    def last_error(self, device: str) -> str | None:
+        return self.acquisition.last_error(device)
 
     # --- commands (called by the MQTT layer, between cycles) --------------------------
     def set_mode(self, mode: str, ttl: float | None, by: str) -> None:
@@ -126,15 +140,12 @@ class Daemon:
     def set_output_lease(self, role: str, value: float, ttl: float, by: str) -> None:
         """Lease an output in engineering units (``setpoints:``) within its bounds."""
         self.outputs.lease(role, value, ttl, time.monotonic(), by)
-        self.publisher.event({"type": "transition", "layer": "operator", "change": "lease",
-                              "subject": role, "from": None, "to": f"{value:g}",
-                              "reason": f"set by {by} for {ttl:g} s"})
+        self._transition("operator", "lease", role, None, f"{value:g}",
+                         f"set by {by} for {ttl:g} s")
 
     def clear_output_lease(self, role: str, by: str) -> None:
         if self.outputs.clear(role):
-            self.publisher.event({"type": "transition", "layer": "operator",
-                                  "change": "lease", "subject": role, "from": "set",
-                                  "to": None, "reason": f"cleared by {by}"})
+            self._transition("operator", "lease", role, "set", None, f"cleared by {by}")
 
     def request_reload(self) -> None:
         self._reload_task = asyncio.ensure_future(self.reload())
@@ -160,14 +171,11 @@ class Daemon:
         self._heartbeat = (self._heartbeat + 1) % HEARTBEAT_MODULO
         self._submit({R.PLC_HEARTBEAT: self._heartbeat})
         for role, lease in self.outputs.expire(now):
-            self.publisher.event({"type": "transition", "layer": "operator",
-                                  "change": "lease", "subject": role,
-                                  "from": f"{lease.value:g}", "to": None, "reason": "expired"})
+            self._transition("operator", "lease", role, f"{lease.value:g}", None, "expired")
         self._submit(self.outputs.values())
         for event in decision.events:
-            self.publisher.event({"type": "transition", "layer": event.layer.value,
-                                  "change": event.kind, "subject": event.subject,
-                                  "from": event.old, "to": event.new, "reason": event.reason})
+            self._transition(event.layer.value, event.kind, event.subject, event.old,
+                             event.new, event.reason)
         return decision
 
     def _submit(self, values: dict[str, float | bool | int]) -> None:
@@ -192,21 +200,33 @@ class Daemon:
             if self._stopping.is_set():
                 break
             started = clock()
+            self._reported_cycle(started)
+            if watchdog is not None and started - last_ping >= watchdog:
+                self.notifier.notify(WATCHDOG=1)
+                last_ping = started
+            self.stats.record(started - next_at, clock() - started)
+            next_at = next_tick(next_at, clock(), self.site.runtime.cycle_period)
+
+    def _reported_cycle(self, started: float) -> None:
+        """One cycle, then its report to every listener. A failed cycle writes the safe
+        state and is reported all the same."""
+        with self.reporting.gathering() as events:
             try:
                 self.cycle_once()
             except Exception:  # a bug must not stop the heartbeat-driven safe fallback
                 log.exception("control cycle failed: writing the safe state")
                 self.writer.safe_state(SAFE_SETPOINTS.as_roles(), force=not self._safe)
                 self._safe = True
-            try:
-                self.publisher.cycle(started)
-            except Exception:  # reporting trouble never stops control
-                log.exception("publishing failed")
-            if watchdog is not None and started - last_ping >= watchdog:
-                self.notifier.notify(WATCHDOG=1)
-                last_ping = started
-            self.stats.record(started - next_at, clock() - started)
-            next_at = next_tick(next_at, clock(), self.site.runtime.cycle_period)
+        self.reporting.report(self._make_report(started, self.last_points, tuple(events)))
+
+    def _make_report(self, started: float, points: PointSnapshot | None,
+                     events: tuple[Event, ...]) -> CycleReport:
+        now = time.monotonic()
+        status = ControlStatus(writes=self.writer.status(), leases=self.state.leases,
+                               output_leases=tuple(self.outputs.leases(now)),
+                               outputs=self.outputs.values(), cycle=self.stats.figures())
+        return CycleReport(started=started, now=now, wall=time.time(), points=points,
+                           decision=self.last_decision, status=status, events=events)
 
     async def reload(self) -> tuple[bool, str]:
         """Validate the site file again; only a valid one replaces the running drivers.
@@ -216,34 +236,32 @@ class Daemon:
             with contextlib.suppress(OSError):
                 if fingerprint(self.path.read_bytes(), self.site) == self.fingerprint:
                     log.info("reload: configuration unchanged", config_hash=self.config_hash)
-                    self.publisher.event({"type": "reload", "accepted": True,
-                                          "unchanged": True, "config_hash": self.config_hash})
+                    self.reporting.event("reload", accepted=True, unchanged=True,
+                                         config_hash=self.config_hash)
                     return True, "configuration unchanged: nothing to reload"
             try:
                 site = load_site(self.path)
             except ConfigError as exc:
                 for problem in exc.problems:
                     log.error("reload refused", problem=str(problem))
-                self.publisher.event({"type": "reload", "accepted": False,
-                                      "reason": "invalid configuration",
-                                      "problems": [str(p) for p in exc.problems]})
+                self.reporting.event("reload", accepted=False, reason="invalid configuration",
+                                     problems=[str(p) for p in exc.problems])
                 return False, f"invalid configuration, still running the old one: {exc}"
             try:
-                Publisher.check(site)
+                Reporting.check(site)
             except ValueError as exc:
                 log.error("reload refused", problem=str(exc))
-                self.publisher.event({"type": "reload", "accepted": False,
-                                      "reason": "mqtt or meter settings unusable",
-                                      "problems": [str(exc)]})
+                self.reporting.event("reload", accepted=False,
+                                     reason="mqtt or meter settings unusable",
+                                     problems=[str(exc)])
                 return False, f"{exc}; still running the old configuration"
             old = self.site
             await self._stop_io()
             self._build(site)
             await self._start_io()
-            self.publisher.rebuilt(old)
+            self.reporting.rebuilt(old)
             log.info("configuration reloaded", config_hash=self.config_hash)
-            self.publisher.event({"type": "reload", "accepted": True,
-                                  "config_hash": self.config_hash})
+            self.reporting.event("reload", accepted=True, config_hash=self.config_hash)
             return True, "configuration reloaded"
 
     # --- lifecycle --------------------------------------------------------------------
@@ -252,7 +270,11 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
-        await self.publisher.start()
+        try:
+            await self.reporting.start()
+        except BaseException:
+            await self.reporting.stop()
+            raise
         await self._start_io()
         self.notifier.notify(READY=1, STATUS=f"controlling site {self.site.site.id}")
         log.info("heatd running", site=self.site.site.id,
@@ -271,7 +293,8 @@ class Daemon:
         if not safe:
             log.error("safe state not confirmed by every device before exit")
         await self._stop_io()
-        await self.publisher.stop()
+        self.reporting.report(self._make_report(time.monotonic(), None, ()))  # final state
+        await self.reporting.stop()
         self.notifier.close()
 
 
@@ -284,7 +307,7 @@ def run(path: str) -> int:
             print(problem)
         return 1
     try:
-        Publisher.check(site)
+        Reporting.check(site)
     except ValueError as exc:
         print(f"{path}: {exc}")
         return 1

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from heatd.config_loader import parse_site
 from heatd.meter import EnergyMeter, counter_name, power_name
-from heatd.meter_store import METER, DurableOutbox
+from heatd.meter_store import AUDIT, METER, DurableOutbox
 from heatd.mqtt.commands import CommandResult
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import MqttSettings
@@ -149,8 +150,6 @@ async def _collect(client, received: list[dict]) -> None:
 
 def test_a_file_written_before_audits_were_kept_still_forwards_its_records(
         tmp_path: Path) -> None:
-    import sqlite3
-
     db = tmp_path / "meter.sqlite"
     old = sqlite3.connect(db)
     old.execute("CREATE TABLE pending (id INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -181,4 +180,81 @@ async def test_a_backlog_longer_than_one_batch_is_sent_without_a_new_record(
     finally:
         forwarder.cancel()
     assert sent == list(range(250)) and store.pending() == []
+    store.close()
+
+
+class Locked:
+    """Another connection to the meter's file holding its write lock, as the ledger's
+    writer does during a transaction, or a backup tool."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def release(self) -> None:
+        self.db.execute("ROLLBACK")
+        self.db.close()
+
+
+async def test_a_held_lock_delays_the_writes_but_not_the_caller_and_loses_nothing(
+        tmp_path: Path) -> None:
+    """Records kept while another connection holds the file's lock return at once (the
+    event loop, and the control cycle on it, go on); they are written in order once the
+    lock goes, and a close writes what is still queued."""
+    db = tmp_path / "meter.sqlite"
+    store = DurableOutbox(db)
+    lock = Locked(db)
+    ticks = 0
+
+    async def cycle() -> None:  # stands in for the control cycle on the same loop
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    cycling = asyncio.create_task(cycle())
+    try:
+        for n in range(40):
+            store.append({"n": n})
+            assert store.keep(AUDIT, json.dumps({"audit": n}).encode())
+            await asyncio.sleep(0)
+        before = ticks
+        await until(lambda: ticks >= before + 20)  # the loop runs while the writes wait
+        with pytest.raises(TimeoutError):  # wall time is the subject: still held
+            await asyncio.wait_for(asyncio.shield(store.flush()), 0.2)
+        lock.release()
+        await store.flush()
+        rows = store.pending(limit=1000)
+        assert [json.loads(r.payload) for r in rows] == [
+            x for n in range(40) for x in ({"n": n}, {"audit": n})]
+        assert [r.stream for r in rows[:2]] == [METER, AUDIT]
+
+        lock = Locked(db)
+        for n in range(40, 60):
+            store.append({"n": n})
+        releasing = asyncio.get_running_loop().call_later(0.3, lock.release)
+        await store.aclose()  # waits for the lock, then writes everything queued
+        releasing.cancel()
+    finally:
+        cycling.cancel()
+    store = DurableOutbox(db)
+    kept = [json.loads(r.payload) for r in store.pending([METER], limit=1000)]
+    assert kept == [{"n": n} for n in range(60)]
+    store.close()
+    assert not store.keep(AUDIT, b"{}")  # closed: the caller falls back at once
+
+
+async def test_an_audit_the_file_refuses_goes_to_the_fallback(tmp_path: Path) -> None:
+    """A file that stays locked beyond the busy timeout (or a full disk) refuses the
+    insert; the audit then goes the bounded in-memory way instead of being lost."""
+    db = tmp_path / "meter.sqlite"
+    store = DurableOutbox(db, busy_timeout=0.05)
+    lock = Locked(db)
+    fallen: list[bytes] = []
+    try:
+        assert store.keep(AUDIT, b'{"id": "c1"}', fallback=fallen.append)
+        await until(lambda: fallen == [b'{"id": "c1"}'])
+    finally:
+        lock.release()
+    assert store.pending() == []
     store.close()

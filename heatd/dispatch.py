@@ -1,0 +1,96 @@
+"""Operator commands (mode, override, reset_lockout, reload) carried out on the daemon.
+
+The MQTT link validates and audits a command; this turns it into a call on
+:class:`Controls`, the few things a command may ask of the daemon, so the command side
+never holds the daemon itself. Every call goes through the control core's command
+functions, so no command can bypass cooling priority.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from heatd.config import SiteConfig
+from heatd.control import roles as R
+from heatd.control.state import State
+from heatd.mqtt.commands import (
+    Command,
+    CommandResult,
+    ModeCommand,
+    OverrideCommand,
+    ReloadCommand,
+    ResetLockoutCommand,
+)
+from heatd.role_signals import percent_factor
+
+
+class Controls(Protocol):
+    """What commands ask of the daemon."""
+
+    site: SiteConfig
+    config_hash: str
+    state: State
+
+    def set_mode(self, mode: str, ttl: float | None, by: str) -> None: ...
+
+    def set_override(self, role: str, value: float | bool, ttl: float, by: str) -> None: ...
+
+    def clear_override(self, role: str, by: str) -> None: ...
+
+    def set_output_lease(self, role: str, value: float, ttl: float, by: str) -> None: ...
+
+    def clear_output_lease(self, role: str, by: str) -> None: ...
+
+    def reset_lockout(self, by: str) -> tuple[bool, str]: ...
+
+    async def reload(self) -> tuple[bool, str]: ...
+
+
+class CommandDispatch:
+    """The link's command handler (``handle``), bound to the controls it acts on."""
+
+    def __init__(self, controls: Controls) -> None:
+        self.controls = controls
+
+    async def handle(self, command: Command) -> CommandResult:
+        controls = self.controls
+        by = command.by or "mqtt"
+        if isinstance(command, ModeCommand):
+            controls.set_mode(command.mode, command.ttl, by)
+            return CommandResult(True, f"mode {command.mode}", {"mode": command.mode,
+                                                                "ttl": command.ttl})
+        if isinstance(command, OverrideCommand):
+            if command.role in R.ENGINEERING_OUTPUTS:
+                return self._output_lease(command, by)
+            return self._override(command, by)
+        if isinstance(command, ResetLockoutCommand):
+            accepted, reason = controls.reset_lockout(by)
+            return CommandResult(accepted, reason, {"hp_state": controls.state.seq.state.value})
+        if isinstance(command, ReloadCommand):
+            accepted, reason = await controls.reload()
+            return CommandResult(accepted, reason, {"config_hash": controls.config_hash})
+        return CommandResult(False, f"unknown command {command.name}")
+
+    def _output_lease(self, command: OverrideCommand, by: str) -> CommandResult:
+        """A lease on an engineering output (``setpoints:``), in its own units."""
+        role = command.role or ""
+        if command.value is None:
+            self.controls.clear_output_lease(role, by)
+            return CommandResult(True, f"override on {role} cleared", {"role": role})
+        value = float(command.value)
+        self.controls.set_output_lease(role, value, float(command.ttl or 0.0), by)
+        return CommandResult(True, "lease set", {"role": role, "value": value,
+                                                 "ttl": command.ttl})
+
+    def _override(self, command: OverrideCommand, by: str) -> CommandResult:
+        """A lease on a control role; a point's percent is taken as the role's fraction."""
+        role = command.role or ""
+        if command.value is None:
+            self.controls.clear_override(role, by)
+            return CommandResult(True, f"override on {role} cleared", {"role": role})
+        value = command.value
+        if command.point is not None and not isinstance(value, bool):
+            value = value / percent_factor(role, self.controls.site.point(command.point))
+        self.controls.set_override(role, value, float(command.ttl or 0.0), by)
+        return CommandResult(True, "lease set; the cooling envelope still bounds it",
+                             {"role": role, "value": value, "ttl": command.ttl})

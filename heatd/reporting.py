@@ -1,0 +1,140 @@
+"""The daemon's listeners, made from the site's sections: the meter (``meter:``) and the
+MQTT publisher (``mqtt:``), each without the other. They are started, stopped and, when a
+reload changes their sections, replaced together, as the publisher forwards the meter's
+records and keeps command audits in its file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import structlog
+
+from heatd.config import SiteConfig
+from heatd.cycle_report import Availability, CycleReport, Event, LastError, Listener, Notice
+from heatd.dispatch import CommandDispatch, Controls
+from heatd.metering import Metering
+from heatd.publisher import Publisher, Source
+from heatd.tasks import cancel_all
+
+log = structlog.get_logger(__name__)
+
+
+class Host(Controls, Source, Protocol):
+    """The daemon, as its listeners' owner sees it: what commands ask of it and what the
+    publisher reads of it."""
+
+
+class Reporting:
+    def __init__(self, host: Host) -> None:
+        self._host = host
+        self._dispatch = CommandDispatch(host)
+        self.listeners: list[Listener] = []
+        """Who hears each cycle report and notice, the meter first."""
+        self.metering: Metering | None = None
+        self.publisher: Publisher | None = None
+        self._replacing: asyncio.Task[None] | None = None
+        self._gathered: list[Event] | None = None
+        """The events of the cycle under way, for its report."""
+
+    # --- telling the listeners ------------------------------------------------------------
+    def report(self, report: CycleReport) -> None:
+        for listener in self.listeners:
+            try:
+                listener.cycle(report)
+            except Exception:  # reporting trouble never stops control
+                log.exception("publishing failed", listener=type(listener).__name__)
+
+    def notice(self, notice: Notice) -> None:
+        """An event raised during a cycle goes with its report; anything else at once."""
+        if self._gathered is not None and isinstance(notice, Event):
+            self._gathered.append(notice)
+            return
+        for listener in self.listeners:
+            try:
+                listener.notice(notice)
+            except Exception:  # reporting trouble never stops control
+                log.exception("publishing failed", listener=type(listener).__name__)
+
+    @contextlib.contextmanager
+    def gathering(self) -> Iterator[list[Event]]:
+        """While a cycle runs: the events raised, in order, kept for its report."""
+        gathered: list[Event] = []
+        self._gathered = gathered
+        try:
+            yield gathered
+        finally:
+            self._gathered = None
+
+    def event(self, kind: str, /, **fields: Any) -> None:
+        self.notice(Event(kind, fields))
+
+    def availability(self, device: str, online: bool) -> None:
+        self.notice(Availability(device, online))
+
+    def last_error(self, device: str, error: str | None) -> None:
+        self.notice(LastError(device, error))
+
+    # --- the listeners' life ------------------------------------------------------------
+    @staticmethod
+    def check(site: SiteConfig) -> None:
+        """Raises ValueError for settings ``start`` would trip over (see
+        :meth:`Publisher.check`, :meth:`Metering.check`)."""
+        Publisher.check(site)
+        Metering.check(site)
+
+    async def start(self) -> None:
+        """The meter, then the publisher; a publisher that fails to start raises and
+        leaves the meter running (``stop`` ends it)."""
+        site = self._host.site
+        if site.meter is not None:
+            self.metering = Metering(site, site.meter)
+            self.metering.start()
+            self.listeners.append(self.metering)
+        if site.mqtt is None:
+            log.info("no mqtt section: not publishing")
+            return
+        publisher = Publisher(self._host, self._dispatch.handle, self.metering)
+        await publisher.start()
+        self.publisher = publisher
+        self.listeners.append(publisher)
+
+    async def stop(self) -> None:
+        """The publisher first (its last control state, then the link, whose last audits
+        the meter's file keeps), then the meter (every record kept, the file closed)."""
+        if self._replacing is not None and self._replacing is not asyncio.current_task():
+            await cancel_all([self._replacing])
+        self.listeners.clear()
+        publisher, self.publisher = self.publisher, None
+        metering, self.metering = self.metering, None
+        try:
+            if publisher is not None:
+                await publisher.stop()
+        finally:
+            if metering is not None:
+                await metering.stop()
+
+    def rebuilt(self, old: SiteConfig) -> None:
+        """After a reload: a changed ``mqtt:``, ``meter:`` or ``contracts:`` section or
+        site id gets new listeners (the old link says ``offline`` on its topics and goes,
+        after answering the reload command that asked for it); otherwise every device
+        state is re-sent in full."""
+        new = self._host.site
+        if ((new.site.id, new.mqtt, new.meter, new.contracts)
+                != (old.site.id, old.mqtt, old.meter, old.contracts)):
+            self._replacing = asyncio.create_task(self._replace(), name="listeners-replace")
+        elif self.publisher is not None:
+            self.publisher.rebuilt()
+
+    async def _replace(self) -> None:
+        await self.stop()
+        try:
+            await self.start()
+        except (ValueError, OSError, sqlite3.Error):
+            log.exception("mqtt or meter settings could not be applied: not publishing")
+        finally:
+            self._replacing = None
