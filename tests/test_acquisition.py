@@ -17,12 +17,13 @@ from heatd.config_loader import parse_site
 from heatd.devices import point_limits
 from heatd.drivers.modbus import Table
 from heatd.drivers.reading import Quality
+from heatd.hil.rig.modbus import SimServer, unit
+from heatd.hil.rig.waiting import until
+from heatd.hil.siteports import free_port
 from heatd.points import PointImage
 from heatd.probe import probe
 
-from modbus_servers import SimServer, free_port, unit
 from opcua_servers import start_server
-from waiting import until
 
 SITE = """\
 site: {{id: t}}
