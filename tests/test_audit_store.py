@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from heatd.config_loader import parse_site
+from heatd.hil.rig.broker import Mosquitto, Recorder, broker_fixture
+from heatd.hil.rig.waiting import until
 from heatd.meter_store import AUDIT, DurableOutbox
 from heatd.mqtt.commands import Command, CommandResult, ModeCommand
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import MqttSettings
-
-from mqtt_broker import Mosquitto, Recorder, broker_fixture
-from waiting import until
 
 broker = broker_fixture()
 SITE = parse_site("site: {id: a1}\ndevices: {}\n", "site.yaml")
