@@ -10,8 +10,7 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 from heatd.billing.ledger import verify
-
-from daemon_harness import running_stack
+from heatd.hil.rig.daemon import running_stack
 
 CONTRACTS = {
     "heat_purchase": [{"name": "city", "customer": "City heat network",
