@@ -20,6 +20,9 @@ from heatd.cli import main as heatd_main
 from heatd.config_loader import parse_site
 from heatd.devices import point_limits
 from heatd.drivers.modbus import Table
+from heatd.hil.rig.broker import Mosquitto
+from heatd.hil.rig.modbus import SimServer, unit
+from heatd.hil.rig.waiting import until
 from heatd.meter_store import DurableOutbox
 from heatd.mqtt.commands import CommandLimits, CommandResult
 from heatd.mqtt.discovery import components
@@ -27,10 +30,6 @@ from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import HomeAssistantSettings, MqttSettings
 from heatd.mqtt.topics import Topics
 from heatd.points import PointImage
-
-from modbus_servers import SimServer, unit
-from mqtt_broker import Mosquitto
-from waiting import until
 
 T_HOUR = 1_767_229_200.0  # 2026-01-01 01:00 UTC
 TOP = 2**32
