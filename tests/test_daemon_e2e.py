@@ -9,7 +9,7 @@ import signal
 import socket
 from pathlib import Path
 
-from daemon_harness import running_stack
+from heatd.hil.rig.daemon import running_stack
 
 DEVICES = ("pdu", "cdu", "drycooler", "dh", "plc", "heatpump")
 VALVE = "cdu.valve_setpoint"
