@@ -17,12 +17,11 @@ from ruamel.yaml import YAML
 from heatd.billing.ledger import verify
 from heatd.config_loader import load_site
 from heatd.drivers.modbus import Table
+from heatd.hil.rig.broker import Mosquitto, Recorder, broker_fixture
+from heatd.hil.rig.daemon import running_stack
+from heatd.hil.rig.modbus import SimServer, unit
+from heatd.hil.rig.waiting import until
 from heatd.runtime import Daemon
-
-from daemon_harness import running_stack
-from modbus_servers import SimServer, unit
-from mqtt_broker import Mosquitto, Recorder, broker_fixture
-from waiting import until
 
 broker = broker_fixture()
 
