@@ -13,7 +13,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from test_daemon_e2e import DEVICES, all_online, cycles
 
-from daemon_harness import running_stack
+from heatd.hil.rig.daemon import running_stack
 
 
 def edit_site(path: Path, **mqtt: Any) -> None:
