@@ -11,12 +11,12 @@ import time
 from heatd.acquisition import Acquisition
 from heatd.config_loader import parse_site
 from heatd.devices import point_limits
+from heatd.hil.rig.broker import Mosquitto, Recorder, broker_fixture, retained
+from heatd.hil.rig.modbus import SimServer, unit
+from heatd.hil.siteports import free_port
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import MqttSettings
 from heatd.points import PointImage
-
-from modbus_servers import SimServer, free_port, unit
-from mqtt_broker import Mosquitto, Recorder, broker_fixture, retained
 
 broker = broker_fixture()
 
