@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from heartbeat_rig import heartbeat_with_silent_unit
+
+from heatd.hil.rig.heartbeat import heartbeat_with_silent_unit
 
 CYCLE, TIMEOUT = 0.5, 0.5
 MARGIN = 0.5
