@@ -20,10 +20,9 @@ from asyncua import ua
 from heatd.drivers.modbus import Table
 from heatd.drivers.opcua.config import OpcUaPoint
 from heatd.drivers.opcua.nodeid import check_node_id
-
-from modbus_servers import SimServer, unit
-from mqtt_broker import Recorder, broker_fixture
-from waiting import until
+from heatd.hil.rig.broker import Recorder, broker_fixture
+from heatd.hil.rig.modbus import SimServer, unit
+from heatd.hil.rig.waiting import until
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_SITE = ROOT / "config" / "demo-site.yaml"
