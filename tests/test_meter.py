@@ -12,14 +12,13 @@ from pathlib import Path
 import pytest
 
 from heatd.config_loader import parse_site
+from heatd.hil.rig.broker import Mosquitto
+from heatd.hil.rig.waiting import until
 from heatd.meter import EnergyMeter, counter_name, power_name
 from heatd.meter_store import AUDIT, METER, DurableOutbox
 from heatd.mqtt.commands import CommandResult
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import MqttSettings
-
-from mqtt_broker import Mosquitto
-from waiting import until
 
 HEAT_COUNTER, HEAT_POWER = counter_name("heat_kwh"), power_name("heat_kwh")
 IT_COUNTER, IT_POWER = counter_name("it_kwh"), power_name("it_kwh")
