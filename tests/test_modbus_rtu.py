@@ -12,9 +12,8 @@ import pytest
 from heatd.drivers.codec import Codec, DataType
 from heatd.drivers.modbus import ModbusPoint, ModbusRtuDevice, SerialLine, SerialSettings, Table
 from heatd.drivers.reading import Quality
-
-from modbus_servers import SimServer, pty_pair, unit
-from waiting import until
+from heatd.hil.rig.modbus import SimServer, pty_pair, unit
+from heatd.hil.rig.waiting import until
 
 UNITS = (1, 2, 7)
 
