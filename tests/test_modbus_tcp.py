@@ -19,9 +19,9 @@ from heatd.drivers.modbus import (
     TcpSettings,
 )
 from heatd.drivers.reading import Quality
-
-from modbus_servers import SimServer, free_port, unit
-from waiting import until
+from heatd.hil.rig.modbus import SimServer, unit
+from heatd.hil.rig.waiting import until
+from heatd.hil.siteports import free_port
 
 
 def settings(port: int) -> TcpSettings:
