@@ -17,13 +17,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from heatd.config_loader import parse_site
+from heatd.hil.rig.broker import Mosquitto, Recorder
+from heatd.hil.rig.waiting import until
 from heatd.hil.siteports import free_port
 from heatd.mqtt.commands import Command, CommandResult
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import MqttSettings
-
-from mqtt_broker import Mosquitto, Recorder
-from waiting import until
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "mosquitto"
 SITE = parse_site("""
