@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 from paho.mqtt.client import MQTTMessage
 from test_mqtt_link import BASE, SITE, Runtime, started, v5_request
 
+from heatd.hil.rig.broker import Mosquitto, Recorder, retained
+from heatd.hil.rig.waiting import until
 from heatd.mqtt.commands import (
     MODELS,
     Command,
@@ -32,9 +34,6 @@ from heatd.mqtt.commands import (
 )
 from heatd.mqtt.outbox import COMMAND_INBOX, MAX_INCOMING_PACKET
 from heatd.mqtt.payload import dumps
-
-from mqtt_broker import Mosquitto, Recorder, retained
-from waiting import until
 
 LIMITS = CommandLimits.from_site(SITE, max_ttl=3600)
 
