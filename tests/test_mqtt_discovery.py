@@ -14,11 +14,10 @@ import pytest
 from pydantic import ValidationError
 
 from heatd.config_loader import parse_site
+from heatd.hil.rig.broker import Mosquitto, Recorder, broker_fixture, retained
 from heatd.mqtt.commands import CommandLimits, OverrideCommand, ResetLockoutCommand, parse
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import HomeAssistantSettings, MqttSettings
-
-from mqtt_broker import Mosquitto, Recorder, broker_fixture, retained
 
 broker = broker_fixture()
 
