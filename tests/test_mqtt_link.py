@@ -19,6 +19,8 @@ from paho.mqtt.properties import Properties
 from heatd.config_loader import parse_site
 from heatd.control.state import Mode
 from heatd.drivers.reading import Quality, Reading
+from heatd.hil.rig.broker import Mosquitto, Recorder, broker_fixture, retained
+from heatd.hil.rig.waiting import until
 from heatd.mqtt.command_server import COMMAND_BACKLOG
 from heatd.mqtt.commands import (
     Command,
@@ -30,9 +32,6 @@ from heatd.mqtt.commands import (
 )
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import MqttSettings
-
-from mqtt_broker import Mosquitto, Recorder, broker_fixture, retained
-from waiting import until
 
 broker = broker_fixture()
 
