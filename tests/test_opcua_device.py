@@ -17,6 +17,7 @@ from heatd.drivers.base import WriteError
 from heatd.drivers.codec import DataType
 from heatd.drivers.opcua import DISCONNECTED, OpcUaDevice, OpcUaPoint, OpcUaSettings
 from heatd.drivers.reading import Quality, Reading
+from heatd.hil.rig.waiting import until
 
 from opcua_servers import (
     READ_ONLY,
@@ -29,7 +30,6 @@ from opcua_servers import (
     start_server,
     utc,
 )
-from waiting import until
 
 TIMEOUT = 0.5
 HANG_GUARD = 10.0
