@@ -16,11 +16,11 @@ import pytest_asyncio
 from heatd.config_loader import parse_site
 from heatd.drivers.opcua import OpcUaDevice, OpcUaPoint, OpcUaSettings
 from heatd.drivers.reading import Reading
+from heatd.hil.rig.waiting import until
 from heatd.opcua_cert import CertFiles, make_certificate
 from heatd.probe import probe
 
 from node_opcua import Namespace, NodeOpcUaServer, Variable, ensure_node_opcua
-from waiting import until
 
 PLANT = "urn:heatd:test:plant"
 DECOY = "urn:heatd:test:decoy"
