@@ -14,9 +14,10 @@ import pytest
 from heatd.config_loader import parse_site
 from heatd.drivers.failures import describe
 from heatd.drivers.modbus import Table
+from heatd.hil.rig.modbus import SimServer, unit
+from heatd.hil.siteports import free_port
 from heatd.probe import probe
 
-from modbus_servers import SimServer, free_port, unit
 from opcua_servers import NAMESPACE, make_cert, start_server
 
 SITE = """\
