@@ -10,13 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from heartbeat_rig import PLC, SENSORS, VALVE_ADDRESS, Rig, running
 
 import heatd.runtime
 from heatd.drivers.modbus import Table
 from heatd.drivers.reading import Quality
-
-from waiting import until
+from heatd.hil.rig.heartbeat import PLC, SENSORS, VALVE_ADDRESS, Rig, running
+from heatd.hil.rig.waiting import until
 
 FAN_ADDRESS = 2
 
