@@ -33,10 +33,9 @@ from heatd.drivers.reading import Quality
 from heatd.hil.liveplant import scenario_for_site
 from heatd.hil.plant_params import SensorParams
 from heatd.hil.recorder import TRUTH_FILE, WRITES_FILE
+from heatd.hil.rig.waiting import read_online, until
 from heatd.hil.serve import PlantServer, build_scenario
 from heatd.hil.siteports import with_free_ports
-
-from waiting import read_online, until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
