@@ -14,12 +14,11 @@ import pytest
 
 from heatd.config import ModbusRtuDeviceConfig
 from heatd.config_loader import load_site, parse_site
+from heatd.hil.rig.modbus import pty_pair
 from heatd.hil.scenario import Scenario
 from heatd.hil.serve import PlantServer, build_scenario
 from heatd.hil.siteports import with_free_ports
 from heatd.probe import probe
-
-from modbus_servers import pty_pair
 
 DEMO = Path(__file__).resolve().parent.parent / "config" / "demo-site.yaml"
 
