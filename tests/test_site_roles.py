@@ -26,13 +26,12 @@ from heatd.devices import point_limits
 from heatd.drivers.modbus import Table
 from heatd.drivers.reading import Quality, Reading
 from heatd.hil.pointmap import bind_site
+from heatd.hil.rig.broker import Mosquitto, Recorder, broker_fixture
+from heatd.hil.rig.modbus import SimServer, unit
+from heatd.hil.rig.waiting import until
 from heatd.points import PointImage
 from heatd.role_signals import control_snapshot
 from heatd.runtime import Daemon
-
-from modbus_servers import SimServer, unit
-from mqtt_broker import Mosquitto, Recorder, broker_fixture
-from waiting import until
 
 broker = broker_fixture()
 
