@@ -16,10 +16,11 @@ from heatd.config_loader import ConfigError, parse_site
 from heatd.devices import build_devices
 from heatd.drivers.base import WriteError
 from heatd.drivers.modbus import Table
+from heatd.hil.rig.modbus import SimServer, unit
+from heatd.hil.rig.waiting import until
+from heatd.hil.siteports import free_port
 
-from modbus_servers import SimServer, free_port, unit
 from node_opcua import PEERS, ensure_node_opcua
-from waiting import until
 
 WRITE_SINGLE_REGISTER, WRITE_MULTIPLE_REGISTERS = 6, 16
 
