@@ -17,10 +17,9 @@ from pymodbus.client import AsyncModbusTcpClient
 from heatd.config_loader import parse_site
 from heatd.devices import BoundDevice, build_devices
 from heatd.drivers.modbus import Table
+from heatd.hil.rig.modbus import SimServer, unit
+from heatd.hil.rig.waiting import read_online, until
 from heatd.writer import OutOfBounds, SetpointWriter
-
-from modbus_servers import SimServer, unit
-from waiting import read_online, until
 
 SITE = """\
 site: {{id: w}}
