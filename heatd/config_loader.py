@@ -82,8 +82,8 @@ def _key_line(node: CommentedMap, key: Any) -> int:
     try:
         return int(node.lc.key(key)[0])
     except KeyError:
-        for source in getattr(node, "merge", ()):
-            source = source[1] if isinstance(source, tuple) else source
+        for merged in getattr(node, "merge", ()):
+            source = merged[1] if isinstance(merged, tuple) else merged
             if isinstance(source, CommentedMap) and key in source:
                 return _key_line(source, key)
         return int(node.lc.line)
@@ -120,25 +120,42 @@ def _field_text(loc: Loc) -> str:
     return text
 
 
+_FIXED_MESSAGES = {
+    "extra_forbidden": "unknown field",
+    "missing": "required field is missing",
+    "union_tag_not_found": "required field is missing",
+}
+
+
 def _message(error: ErrorDetails) -> str:
     kind, value = error["type"], error.get("input")
     if isinstance(value, str) and value in _NON_FINITE_TEXT and kind != "string_type":
         return f"{value} is not a finite number"
+    if kind in _FIXED_MESSAGES:
+        return _FIXED_MESSAGES[kind]
+    choice = _choice(error)
+    if choice is not None:
+        given, allowed = choice
+        return f"{given!r} is not one of {allowed}"
+    return _reworded(error)
+
+
+def _choice(error: ErrorDetails) -> tuple[object, str] | None:
+    """What was given and the values allowed, for an error about a choice (an enum, a
+    literal, a device's protocol); None for any other error."""
+    kind, ctx = error["type"], error.get("ctx", {})
     if kind == "enum":
-        allowed = error["ctx"]["expected"].replace("'", "").replace(" or ", ", ")
-        return f"{value!r} is not one of {allowed}"
+        return error.get("input"), ctx["expected"].replace("'", "").replace(" or ", ", ")
     if kind == "literal_error":
-        allowed = error["ctx"]["expected"].replace(" or ", ", ")
-        return f"{value!r} is not one of {allowed}"
-    if kind == "extra_forbidden":
-        return "unknown field"
-    if kind == "missing":
-        return "required field is missing"
+        return error.get("input"), ctx["expected"].replace(" or ", ", ")
     if kind == "union_tag_invalid":
-        allowed = error["ctx"]["expected_tags"].replace("'", "")
-        return f"{error['ctx']['tag']!r} is not one of {allowed}"
-    if kind == "union_tag_not_found":
-        return "required field is missing"
+        return ctx["tag"], ctx["expected_tags"].replace("'", "")
+    return None
+
+
+def _reworded(error: ErrorDetails) -> str:
+    """pydantic's own message, without its prefix and with the value it is about."""
+    kind, value = error["type"], error.get("input")
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
@@ -237,14 +254,18 @@ def _plain(node: Any, loc: Loc, file: str, problems: list[ConfigProblem]) -> Any
     if isinstance(node, list):
         return [_plain(item, (*loc, index), file, problems)
                 for index, item in enumerate(node)]
+    return _plain_scalar(node)
+
+
+def _plain_scalar(node: Any) -> Any:
+    """A scalar as JSON: ruamel's int and float subclasses as plain numbers, non-finite
+    floats as their YAML spelling, anything else (dates, tagged values) as text."""
     if node is None or isinstance(node, bool):
         return node
     if isinstance(node, int):
         return int(node)
     if isinstance(node, float):
-        if math.isnan(node):
-            return ".nan"
-        return _NON_FINITE.get(float(node), float(node))
+        return ".nan" if math.isnan(node) else _NON_FINITE.get(float(node), float(node))
     return str(node)
 
 

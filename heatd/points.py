@@ -8,6 +8,7 @@ because device clocks drift and a frozen device may keep sending an old timestam
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
@@ -68,7 +69,7 @@ class PointImage:
                            reason=f"not heard for more than {limits.max_age:g} s")
         value = reading.value
         if isinstance(value, float | int) and not isinstance(value, bool):
-            if value != value:  # NaN: a device's way of saying it has no value
+            if isinstance(value, float) and math.isnan(value):  # a device saying "no value"
                 return replace(reading, value=None, quality=Quality.BAD, reason="NaN")
             if limits.low is not None and limits.high is not None and not (
                 limits.low <= value <= limits.high
