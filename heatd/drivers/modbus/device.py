@@ -253,7 +253,7 @@ class ModbusDevice:
         try:
             reply = await self.link.request(
                 getattr(self.link.client, method), *args, urgent=urgent,
-                timeout=self.timeout, retries=self.retries, **kwargs)
+                attempt_timeout=self.timeout, retries=self.retries, **kwargs)
         except ConnectionException as exc:
             self.stats.errors += 1
             self._silent("disconnected")
@@ -309,27 +309,12 @@ class ModbusDevice:
     async def write(self, point: ModbusPoint, value: Value, *, urgent: bool = False) -> None:
         """Write and wait for the answer; ``urgent`` goes before queued polls on the link.
         Raises WriteError, at once (nothing sent) while the breaker holds the unit off."""
-        if point.codec.data_type is DataType.BIT:
-            raise WriteError(f"{point.name}: a bit of a status word cannot be written")
-        if not point.table.writable:
-            raise WriteError(f"{point.name}: {point.table.value} is read-only")
-        if point.unit_id != self.unit_id:
-            raise WriteError(f"{point.name}: unit {point.unit_id} is not {self.name}")
-        try:
-            words = point.codec.encode(value)
-        except (CodecError, ValueError, TypeError, OverflowError) as exc:
-            raise WriteError(f"{point.name}: cannot encode {value!r}: {exc}") from exc
+        words = self._encoded(point, value)
         if not self._started:
             await self.start()
         if not self.link.connected:
             raise WriteError(f"{point.name}: {self.name} is disconnected")
-        arg: bool | int | list[int]
-        if point.table is Table.COIL:
-            call, arg = "write_coil", bool(words[0])
-        elif len(words) == 1 and not point.write_multiple:
-            call, arg = "write_register", words[0]
-        else:
-            call, arg = "write_registers", words
+        call, arg = _write_request(point, words)
         probe = self._may_send()
         if probe is None:
             raise WriteError(f"{point.name}: {self.name} not answering ({self._down_reason}); "
@@ -345,6 +330,31 @@ class ModbusDevice:
         if reply.isError():
             code = int(getattr(reply, "exception_code", 0))
             raise WriteError(f"{point.name}: {exception_reason(code)}")
+
+
+    def _encoded(self, point: ModbusPoint, value: Value) -> list[int]:
+        """The registers that carry ``value``; WriteError for a point this unit cannot
+        write or a value its type cannot hold."""
+        if point.codec.data_type is DataType.BIT:
+            raise WriteError(f"{point.name}: a bit of a status word cannot be written")
+        if not point.table.writable:
+            raise WriteError(f"{point.name}: {point.table.value} is read-only")
+        if point.unit_id != self.unit_id:
+            raise WriteError(f"{point.name}: unit {point.unit_id} is not {self.name}")
+        try:
+            return point.codec.encode(value)
+        except (CodecError, ValueError, TypeError, OverflowError) as exc:
+            raise WriteError(f"{point.name}: cannot encode {value!r}: {exc}") from exc
+
+
+def _write_request(point: ModbusPoint, words: list[int]) -> tuple[str, bool | int | list[int]]:
+    """The client call and its argument: function 5 for a coil, 6 for one register unless
+    the point asks for 16, else 16."""
+    if point.table is Table.COIL:
+        return "write_coil", bool(words[0])
+    if len(words) == 1 and not point.write_multiple:
+        return "write_register", words[0]
+    return "write_registers", words
 
 
 def _fill_bad(out: dict[str, Reading], block: Block, reason: str, now: float) -> None:

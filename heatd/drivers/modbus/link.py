@@ -152,19 +152,20 @@ class Link:
         call: Callable[..., Awaitable[ModbusPDU]],
         *args: Any,
         urgent: bool = False,
-        timeout: float | None = None,
+        attempt_timeout: float | None = None,
         retries: int | None = None,
         **kwargs: Any,
     ) -> ModbusPDU:
         """Send one request and wait for its answer, one at a time on this link.
 
-        ``urgent`` requests go before every queued normal one. ``timeout`` and ``retries``
-        (default: the link's) bound this request's attempts. Raises pymodbus'
+        ``urgent`` requests go before every queued normal one. ``attempt_timeout`` and
+        ``retries`` (default: the link's) bound each attempt and their number; the request
+        as a whole gets ``deadline`` of both. Raises pymodbus'
         ConnectionException/ModbusIOException or TimeoutError; the caller turns them into
         qualities.
         """
         assert self._turns is not None
-        timeout = self.timeout if timeout is None else timeout
+        timeout = self.timeout if attempt_timeout is None else attempt_timeout
         retries = self.retries if retries is None else retries
         async with self._turns.take(urgent):
             if self.request_delay:

@@ -139,12 +139,13 @@ def _good(dv: ua.DataValue) -> ua.Variant | None:
 
 
 async def walk(
-    client: Client, start: ua.NodeId, namespaces: Sequence[str], *, timeout: float,
+    client: Client, start: ua.NodeId, namespaces: Sequence[str], *, request_timeout: float,
     max_depth: int = 8, max_nodes: int = 10_000, standard: bool = False,
 ) -> list[VariableInfo]:
     """Every variable below ``start`` (objects and variables followed along hierarchical
-    references, each node once), up to ``max_depth`` levels and ``max_nodes`` nodes.
-    Namespace 0's own nodes (the Server object) are left out unless ``standard``."""
+    references, each node once), up to ``max_depth`` levels and ``max_nodes`` nodes, each
+    browse or read request bounded by ``request_timeout``. Namespace 0's own nodes (the
+    Server object) are left out unless ``standard``."""
     seen = {start}
     level: list[tuple[ua.NodeId, str]] = [(start, "")]
     variables: list[tuple[ua.NodeId, str]] = []
@@ -152,7 +153,7 @@ async def walk(
         if not level or len(seen) >= max_nodes:
             break
         following: list[tuple[ua.NodeId, str]] = []
-        for parent_path, ref in await _children(client, level, timeout):
+        for parent_path, ref in await _children(client, level, request_timeout):
             node_id = ua.NodeId(ref.NodeId.Identifier, ref.NodeId.NamespaceIndex,
                                 ref.NodeId.NodeIdType)
             if node_id in seen or len(seen) >= max_nodes or \
@@ -164,11 +165,11 @@ async def walk(
                 variables.append((node_id, path))
             following.append((node_id, path))
         level = following
-    return await Describer(client, namespaces, timeout).describe(variables)
+    return await Describer(client, namespaces, request_timeout).describe(variables)
 
 
 async def _children(
-    client: Client, parents: Sequence[tuple[ua.NodeId, str]], timeout: float
+    client: Client, parents: Sequence[tuple[ua.NodeId, str]], request_timeout: float
 ) -> list[tuple[str, ua.ReferenceDescription]]:
     out: list[tuple[str, ua.ReferenceDescription]] = []
     for start in range(0, len(parents), BATCH):
@@ -176,13 +177,13 @@ async def _children(
         params = ua.BrowseParameters()
         params.NodesToBrowse = [ua.BrowseDescription(NodeId=node_id, **_FORWARD_TREE)
                                 for node_id, _ in batch]
-        results = await asyncio.wait_for(client.uaclient.browse(params), timeout)
+        results = await asyncio.wait_for(client.uaclient.browse(params), request_timeout)
         for (_, path), result in zip(batch, results, strict=True):
             refs = list(result.References)
             point = result.ContinuationPoint
             while point:
                 more = await asyncio.wait_for(client.uaclient.browse_next(
-                    ua.BrowseNextParameters(ContinuationPoints=[point])), timeout)
+                    ua.BrowseNextParameters(ContinuationPoints=[point])), request_timeout)
                 refs.extend(more[0].References)
                 point = more[0].ContinuationPoint
             out.extend((path, ref) for ref in refs)

@@ -249,7 +249,7 @@ class OpcUaDevice:
             raise ConnectionError(self.last_error or DISCONNECTED)
         node = (self._node_ids.of_text(start) if start
                 else ua.NodeId(ua.Int32(ua.ObjectIds.ObjectsFolder)))
-        return await walk(client, node, self.namespaces, timeout=self.settings.timeout,
+        return await walk(client, node, self.namespaces, request_timeout=self.settings.timeout,
                           standard=start is not None, **limits)
 
     def _connected_client(self) -> Client | None:

@@ -63,6 +63,13 @@ def classify(exc: BaseException, *, secured: bool) -> ConnectFailure:
     """Name the failure of one connection attempt."""
     if isinstance(exc, ConnectFailure):
         return exc
+    found = _by_kind(exc, secured)
+    return found if found is not None else _by_status(exc)
+
+
+def _by_kind(exc: BaseException, secured: bool) -> ConnectFailure | None:
+    """A failure the exception's kind tells: no answer, no route, a faulted secure channel,
+    no endpoint for the policy; None for one the server named with a status code."""
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return ConnectFailure(Failure.TIMEOUT, "no answer within the connect timeout")
     if isinstance(exc, OSError):
@@ -74,6 +81,11 @@ def classify(exc: BaseException, *, secured: bool) -> ConnectFailure:
     if "No matching endpoints" in str(exc):
         return ConnectFailure(Failure.SECURITY_POLICY_REJECTED,
                               f"the server offers no endpoint for this policy and mode ({exc})")
+    return None
+
+
+def _by_status(exc: BaseException) -> ConnectFailure:
+    """A failure by the status code the server answered with, or a protocol error."""
     status = _status_name(exc)
     if status in _CLIENT_CERTIFICATE:
         return ConnectFailure(Failure.CLIENT_CERTIFICATE_UNTRUSTED,
