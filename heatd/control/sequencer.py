@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from heatd.control import roles as R
 from heatd.control.bounds import Bounds
@@ -108,8 +108,7 @@ class _Step:
         self.events.append(Event(self.now, layer, "hp_reset", "hp", None, None, cause, why))
 
 
-@dataclass(frozen=True, slots=True)
-class _Seen:
+class _Seen(NamedTuple):
     """What the heat pump reports this cycle."""
 
     trip: float
@@ -192,7 +191,7 @@ def _on(step: _Step) -> None:
     minimum on time."""
     st, p = step.st, step.p
     if not step.bounds.hp_run:
-        stop = step.stop or _UNNAMED_STOP
+        stop = _UNNAMED_STOP if step.stop is None else step.stop
         step.go(HpState.STOPPING, stop.layer, stop.cause, f"safety stop: {stop.reason}")
     elif step.want or (st.on_since is not None and step.now - st.on_since < p.min_on_s):
         if not step.want:
