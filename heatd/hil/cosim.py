@@ -220,16 +220,9 @@ def simulate(
     keeps about that many samples for plots. The figures are judged by ``kpi``, by default
     the plant's own spec (:func:`heatd.hil.kpi.kpi_config`).
     """
-    if dt <= 0:
-        raise ValueError("dt must be positive")
+    end, steps = _span(scenario, dt, start_s, duration_s)
     params: PlantParams = scenario.params
     compiled = compile_params(params)
-    end = (
-        scenario.duration_s
-        if duration_s is None
-        else min(scenario.duration_s, start_s + duration_s)
-    )
-    steps = max(0, math.ceil((end - start_s) / dt - 1e-9))
     state = plant_start(scenario, start_s, start)
     config = kpi or plant_kpi_config(params)
     acc = Accumulator(config, ideal_stores(state, params))
@@ -289,6 +282,19 @@ def simulate(
         trace,
         events,
     )
+
+
+def _span(scenario: Scenario, dt: float, start_s: float, duration_s: float | None
+          ) -> tuple[float, int]:
+    """Where a run ends (the scenario's end at the latest) and in how many steps."""
+    if dt <= 0:
+        raise ValueError("dt must be positive")
+    end = (
+        scenario.duration_s
+        if duration_s is None
+        else min(scenario.duration_s, start_s + duration_s)
+    )
+    return end, max(0, math.ceil((end - start_s) / dt - 1e-9))
 
 
 def record_sample(trace: dict[str, list[float]], s: PlantState, x: Sample,

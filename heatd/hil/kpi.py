@@ -281,10 +281,16 @@ class Accumulator:
         self._travel = [0.0, 0.0, 0.0]
 
     def add(self, x: Sample) -> None:
+        """Account one step of the run."""
+        self._t += x.dt
+        self._add_comfort(x)
+        self._add_energy(x)
+        self._add_cycling(x)
+
+    def _add_comfort(self, x: Sample) -> None:
+        """Time over the supply limit, throttling, over the rack limits, PLC overrides."""
         cfg = self.config
         dt = x.dt
-        self._t += dt
-        now = self._t
         over = x.supply_c - cfg.supply_limit_c
         if over > 0.0:
             self._over_s += dt
@@ -301,6 +307,10 @@ class Accumulator:
         self._max_supply = max(self._max_supply, x.supply_c)
         self._max_rack = max(self._max_rack, x.rack_inlet_c)
 
+    def _add_energy(self, x: Sample) -> None:
+        """The energy sums, the network's shortfall, and the ideal reference."""
+        cfg = self.config
+        dt = x.dt
         self._delivered += x.delivered_kwh
         self._hp_heat += x.hp_heat_kwh
         self._reused += x.reused_kwh
@@ -313,8 +323,12 @@ class Accumulator:
             self._below_kh += (cfg.contract_supply_c - x.dh_supply_c) * dt / _S_PER_H
         self._ideal_step(dt, x.it_offered_kwh, demand, x.hp_available)
 
+    def _add_cycling(self, x: Sample) -> None:
+        """Heat-pump starts, short cycles and trips, and the actuators' travel."""
+        cfg = self.config
+        now = self._t
         if not x.hp_running:
-            self._hp_off_s += dt
+            self._hp_off_s += x.dt
         if x.hp_running and not self._running:
             self._starts += 1
             if self._off_at is not None and now - self._off_at < cfg.min_off_s:

@@ -407,8 +407,7 @@ def _heat_pump(p: _Plant, t_bot: float, c: Compiled) -> float:
     m_c = c.cond_flow_max
     if rise > 0.0:
         needed = q_target / (cp_dh * rise)
-        if needed < m_c:
-            m_c = needed
+        m_c = needed if needed < m_c else m_c
     # the machine unloads itself to keep its condenser outlet below its trip
     room = (c.cond_unload - t_bot) * m_c * cp_dh
     if q_target > room:
@@ -474,8 +473,7 @@ def _network_draw(p: _Plant, t_top: float, c: Compiled) -> float:
         m_d /= cp_dh * (1.0 if rise < 1.0 else rise)
     else:
         m_d = 0.0
-    if m_d > c.dh_flow_max:
-        m_d = c.dh_flow_max
+    m_d = c.dh_flow_max if c.dh_flow_max < m_d else m_d
     if m_d > 0.0:
         p.dh_delivered_kw = m_d * cp_dh * (t_top - t_ret)
         p.dh_supply_temp_c = c.dh_set if c.dh_set < t_top else t_top

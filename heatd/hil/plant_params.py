@@ -325,8 +325,11 @@ class Compiled:
         hi = p.plc.high_limit_c
         self.hi_limit = p.loop.supply_limit_c if hi is None else hi
         self.hi_release = self.hi_limit - p.plc.high_limit_release_k
-        # Explicit Euler is stable and accurate while a step stays well inside the
-        # shortest time constant of any node, so longer steps are split into substeps.
+        self.max_dt = self._stable_dt(p.dh.return_temp_c)
+
+    def _stable_dt(self, dh_return_c: float) -> float:
+        """Explicit Euler is stable and accurate while a step stays well inside the
+        shortest time constant of any node, so longer steps are split into substeps."""
         taus = (
             self.air_cap / self.coil_ua,
             self.rack_cap / self.loop_c,
@@ -334,9 +337,9 @@ class Compiled:
             self.node_cap / (self.cp_dh * (self.cond_flow_max + self.dh_flow_max)),
             # the network's draw fades over accept_band: a feedback on the top node
             self.node_cap * self.accept_band
-            / (self.cp_dh * self.dh_flow_max * max(self.dh_set - p.dh.return_temp_c, 1.0)),
+            / (self.cp_dh * self.dh_flow_max * max(self.dh_set - dh_return_c, 1.0)),
         )
-        self.max_dt = 0.5 * min(taus)
+        return 0.5 * min(taus)
 
     def substeps(self, dt: float) -> int:
         return max(1, math.ceil(dt / self.max_dt - 1e-9))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -168,7 +169,7 @@ def _fmt(key: str, value: Any) -> str:
     if value is None:
         return "-"
     fmt = COLUMNS[key][2]
-    if value != value or value in (float("inf"), float("-inf")):
+    if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return fmt.format(value)
 

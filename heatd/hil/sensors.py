@@ -17,6 +17,7 @@ Sensor names (units; bools and codes are floats 0/1 and 0..4):
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -205,26 +206,30 @@ def apply_faults(
         if f.kind in COMMS_KINDS:
             dead.add(f.target)
             continue
-        if f.target not in out:
-            continue
-        if f.kind == "sensor_stuck":
-            if held is not None and f.fault_id in held:
-                out[f.target] = held[f.fault_id]
-            elif "value" in f.params:
-                out[f.target] = f.params["value"]
-        elif f.kind == "sensor_drift":
-            base = out[f.target]
-            if base is not None:
-                out[f.target] = base + f.param("rate_per_h") * (t - f.start_s) / 3600.0
-        elif f.kind == "sensor_nan":
-            out[f.target] = float("nan")
-        elif f.kind == "sensor_dropout":
-            out[f.target] = None
+        if f.target in out:
+            _corrupt(out, f, t, held)
     if dead:
         for name in out:
             if device_of(name) in dead:
                 out[name] = None
     return out
+
+
+def _corrupt(out: Readings, f: Fault, t: float, held: Mapping[int, float] | None) -> None:
+    """One active sensor fault on its target's reading, in place."""
+    if f.kind == "sensor_stuck":
+        if held is not None and f.fault_id in held:
+            out[f.target] = held[f.fault_id]
+        elif "value" in f.params:
+            out[f.target] = f.params["value"]
+    elif f.kind == "sensor_drift":
+        base = out[f.target]
+        if base is not None:
+            out[f.target] = base + f.param("rate_per_h") * (t - f.start_s) / 3600.0
+    elif f.kind == "sensor_nan":
+        out[f.target] = float("nan")
+    elif f.kind == "sensor_dropout":
+        out[f.target] = None
 
 
 def measure(
@@ -264,13 +269,13 @@ class SensorNoise:
         """Noise on the temperature readings of ``values``, listed in the order of ``names``."""
         for i in self._positions:
             x = values[i]
-            if x == x:
+            if not math.isnan(x):
                 values[i] = self._one(x)
 
     def apply_readings(self, readings: dict[str, float]) -> None:
         """Noise on the temperature readings of a name -> reading mapping, in place."""
         for name, x in readings.items():
-            if x == x and is_temperature(name):
+            if not math.isnan(x) and is_temperature(name):
                 readings[name] = self._one(x)
 
 
