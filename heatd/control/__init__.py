@@ -4,7 +4,7 @@ is the rule-based comparison with the same shape."""
 from heatd.control.bounds import Bounds, Setpoints
 from heatd.control.commands import clear_override, reset_heat_pump, set_mode, set_override
 from heatd.control.core import Decision, StepFn, step
-from heatd.control.events import Event, Layer, Limit
+from heatd.control.events import Cause, Event, Layer, Limit
 from heatd.control.params import ControlParams
 from heatd.control.sequencer import HpState
 from heatd.control.signals import Signal, Snapshot
@@ -12,6 +12,7 @@ from heatd.control.state import Lease, Mode, State, initial_state
 
 __all__ = [
     "Bounds",
+    "Cause",
     "ControlParams",
     "Decision",
     "Event",
