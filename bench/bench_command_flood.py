@@ -32,6 +32,7 @@ import structlog
 
 from heatd.config_loader import parse_site
 from heatd.hil.rig.broker import Mosquitto
+from heatd.hil.rig.waiting import until
 from heatd.mqtt.commands import Command, CommandResult, ReloadCommand
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import MqttSettings
@@ -52,6 +53,8 @@ BASE = "heatd/flood"
 NO_DELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 QUIET_S = 2.0
 """The flooder stops listening once nothing has arrived for this long."""
+QUIET_WAIT_S = 300.0
+"""Replies still arriving after this long: the bench fails."""
 BROKER_DROPPED = "$SYS/broker/publish/messages/dropped"
 
 
@@ -122,8 +125,8 @@ async def flood(port: int, seconds: float, reload_every: float) -> dict[str, Any
             sent[name] += 1
             n += 1
         flood_s = time.monotonic() - began
-        while time.monotonic() - last_heard[0] < QUIET_S:
-            await asyncio.sleep(0.1)
+        await until(lambda: time.monotonic() - last_heard[0] >= QUIET_S, QUIET_WAIT_S,
+                    poll=0.1, what=f"{QUIET_S} s without replies")
         listener.cancel()
     return {"sent": sent, "flood_s": round(flood_s, 2), **got}
 

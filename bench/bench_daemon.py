@@ -49,6 +49,7 @@ from ruamel.yaml import YAML
 from heatd.config_loader import load_site
 from heatd.cycle_stats import CycleStats
 from heatd.hil.rig.daemon import Stack, running_stack
+from heatd.hil.rig.waiting import until
 
 DEVICES = ("pdu", "cdu", "drycooler", "dh", "plc", "heatpump")
 SUPPLY_SENSOR = "coolant_supply_temp"  # served by cdu.supply_temp_a and cdu.supply_temp_b
@@ -175,12 +176,11 @@ async def measure_jitter(stack: Stack, period: float, seconds: float) -> JitterR
 
 async def wait_for(condition: Callable[[], Any], timeout: float) -> float | None:
     """perf_counter when condition() first holds (polled every 1 ms), None on timeout."""
-    end = time.perf_counter() + timeout
-    while time.perf_counter() < end:
-        if condition():
-            return time.perf_counter()
-        await asyncio.sleep(0.001)
-    return None
+    try:
+        await until(condition, timeout, poll=0.001)
+    except AssertionError:
+        return None
+    return time.perf_counter()
 
 
 @dataclass

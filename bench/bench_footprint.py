@@ -73,12 +73,12 @@ async def idle_with(modules: list[str]) -> float:
     """RSS of an interpreter that imported ``modules`` and waits in an event loop."""
     code = (f"import asyncio, {', '.join(modules)}\n"
             "asyncio.run(asyncio.sleep(60))\n")
-    proc = subprocess.Popen([sys.executable, "-c", code])
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code)
     try:
         return await peak_rss(proc.pid)
     finally:
         proc.kill()
-        proc.wait()
+        await proc.wait()
 
 
 async def modbus_only_rss() -> dict[str, float]:
@@ -89,13 +89,14 @@ async def modbus_only_rss() -> dict[str, float]:
             with tempfile.TemporaryDirectory(prefix="bench-footprint-") as tmp:
                 site = Path(tmp) / "site.yaml"
                 site.write_text(MODBUS_SITE.format(port=server.port, broker_port=broker.port))
-                proc = subprocess.Popen([sys.executable, "-m", "heatd.cli", "run", str(site)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "heatd.cli", "run", str(site),
+                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
                 try:
                     heatd = await peak_rss(proc.pid)
                 finally:
                     proc.terminate()
-                    proc.wait()
+                    await proc.wait()
     finally:
         await server.stop()
     return {"heatd_mib": heatd, "baseline_mib": await idle_with(["pymodbus.client",

@@ -23,6 +23,7 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from heatd.drivers.modbus import Table
 from heatd.hil.rig.heartbeat import PLC, VALVE_ADDRESS, heartbeat_with_silent_unit, running
+from heatd.hil.rig.waiting import until
 
 CYCLE, TIMEOUT = 0.5, 0.5
 
@@ -42,9 +43,8 @@ async def foreign_write(rounds: int, verify_every: float) -> dict[str, float | i
     with tempfile.TemporaryDirectory() as tmp:
         async with running(Path(tmp), serial=False, cycle=CYCLE, timeout=TIMEOUT) as rig:
             rig.daemon.writer.verify_every = verify_every  # read-back period
-            async with asyncio.timeout(15):
-                while not all(s["verified"] for s in rig.daemon.writer.status().values()):
-                    await asyncio.sleep(0.02)
+            await until(lambda: all(s["verified"] for s in rig.daemon.writer.status().values()),
+                        15, what="every output verified")
             held = (await rig.server.get(PLC, Table.HOLDING, VALVE_ADDRESS, 1))[0]
             other = AsyncModbusTcpClient("127.0.0.1", port=rig.server.port)
             await other.connect()

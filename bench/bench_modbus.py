@@ -34,6 +34,7 @@ from heatd.drivers.modbus import (
     build_plan,
 )
 from heatd.hil.rig.modbus import SimServer, unit
+from heatd.hil.rig.waiting import until
 
 UNITS = (1, 2, 3)
 POINTS = 500
@@ -138,8 +139,7 @@ async def bench_modbus_tcp(rounds: int) -> dict[str, float | int]:
         for d in devices:
             await d.start()
         await client.connect()
-        while not link.connected:
-            await asyncio.sleep(0.01)
+        await until(lambda: link.connected, 10, poll=0.01, what="the link connected")
 
         async def driver_poll() -> None:
             for d, u in zip(devices, UNITS, strict=True):

@@ -24,6 +24,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from heatd.drivers.modbus import ModbusTcpDevice, TcpLink, TcpSettings
 from heatd.drivers.opcua import OpcUaDevice, OpcUaPoint, OpcUaSettings
 from heatd.hil.rig.modbus import SimServer, free_port, unit
+from heatd.hil.rig.waiting import until
 
 OPCUA_SHARE = 10
 """One point in this many is an OPC UA variable."""
@@ -72,8 +73,8 @@ async def run(rounds: int, size: int = 500) -> dict[str, float | int]:
         await client.connect()
         await ua_client.connect()
         ua_nodes = [ua_client.get_node(nid) for nid in node_ids]
-        while not (link.connected and ua_device.online):
-            await asyncio.sleep(0.01)
+        await until(lambda: link.connected and ua_device.online, 10, poll=0.01,
+                    what="Modbus and OPC UA online")
 
         async def driver_poll() -> None:
             results = await asyncio.gather(

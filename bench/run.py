@@ -150,7 +150,7 @@ SECTIONS: dict[str, Callable[[Effort], list[Row]]] = {
 
 def _commit() -> str:
     done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=HERE,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)  # no git: "unknown"
     return done.stdout.strip() or "unknown"
 
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -42,7 +43,8 @@ def ensure_node_opcua() -> None:
                 (PEERS / "package-lock.json").stat().st_mtime:
             return
         result = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-                                cwd=PEERS, capture_output=True, text=True, timeout=600)
+                                cwd=PEERS, capture_output=True, text=True, timeout=600,
+                                check=False)
         assert result.returncode == 0, f"npm ci failed:\n{result.stderr[-3000:]}"
 
 
@@ -86,10 +88,13 @@ class NodeOpcUaServer:
             "security": self.security,
         }))
         log = self.directory / f"node-opcua-{self.port}.log"
-        with open(log, "ab") as err:
+        err = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
             self._process = await asyncio.create_subprocess_exec(
                 "node", str(SCRIPT), str(config), cwd=PEERS,
                 stdout=asyncio.subprocess.PIPE, stderr=err)
+        finally:
+            os.close(err)  # node has its own copy
         try:
             said = await asyncio.wait_for(self._ready(), START_GUARD)
         except TimeoutError:

@@ -95,7 +95,7 @@ def test_cli_serves_the_site_for_the_given_duration(tmp_path: Path) -> None:
         [sys.executable, "-m", "heatd.cli", "hil", "serve", str(tmp_path / "site.yaml"),
          "--scenario", "winter_week", "--speed", "500", "--duration", "600",
          "--record", str(tmp_path / "rec")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "Modbus TCP 127.0.0.1:" in done.stderr and "unit 5 plc" in done.stderr
@@ -110,7 +110,7 @@ def test_cli_rejects_a_bad_site(tmp_path: Path) -> None:
     bad.write_text("site: {id: x}\ndevices: {}\nroles: {valve.recovery: nowhere.point}\n")
     done = subprocess.run(
         [sys.executable, "-m", "heatd.cli", "hil", "serve", str(bad)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, check=False,
     )
     assert done.returncode == 1
     assert f"{bad}:3" in done.stderr

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,14 +48,15 @@ class Broker:
         if os.geteuid() == 0:
             lines.append("user root")
         self._conf.write_text("\n".join(lines) + "\n")
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: asyncio.subprocess.Process | None = None
 
     async def __aenter__(self) -> Broker:
         binary = shutil.which("mosquitto", path=os.environ.get("PATH", "") + ":/usr/sbin")
         if binary is None:
             raise SystemExit("mosquitto is not installed (make demo installs it)")
-        self._proc = subprocess.Popen([binary, "-c", str(self._conf)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._proc = await asyncio.create_subprocess_exec(
+            binary, "-c", str(self._conf),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         for _ in range(200):
             with contextlib.suppress(OSError):
                 _, writer = await asyncio.open_connection("127.0.0.1", self.port)
@@ -68,7 +68,7 @@ class Broker:
     async def __aexit__(self, *exc: object) -> None:
         if self._proc is not None:
             self._proc.terminate()
-            self._proc.wait()
+            await self._proc.wait()
 
 
 def demo_site(workdir: Path, broker_port: int, speed: float) -> Path:
@@ -114,7 +114,7 @@ class Recorder:
 
 
 async def run_demo(seconds: float, speed: float, scenario: str, out: Path) -> int:
-    out.mkdir(parents=True, exist_ok=True)
+    """The demo in ``out`` (a directory that exists): plant, broker and heatd together."""
     workdir = Path(tempfile.mkdtemp(prefix="heatd-demo-"))
     async with Broker(workdir) as broker:
         site_path = demo_site(workdir, broker.port, speed)
@@ -122,9 +122,13 @@ async def run_demo(seconds: float, speed: float, scenario: str, out: Path) -> in
         sim = PlantServer(site, load_scenario(scenario), speed=speed, status_interval_s=1e9,
                           record_dir=out / "record", ptys=True)
         async with sim:
-            log = (out / "heatd.log").open("wb")
-            heatd = subprocess.Popen([sys.executable, "-m", "heatd.cli", "run", str(site_path)],
-                                     stdout=log, stderr=log)
+            log = log_file(out)
+            try:
+                heatd = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "heatd.cli", "run", str(site_path),
+                    stdout=log, stderr=asyncio.subprocess.STDOUT)
+            finally:
+                os.close(log)  # heatd has its own copy
             print(f"mosquitto on 127.0.0.1:{broker.port}; watch with:\n"
                   f"  mosquitto_sub -p {broker.port} -t 'heatd/demo/#' -v\n"
                   f"heatd log: {out / 'heatd.log'}\n")
@@ -140,12 +144,18 @@ async def run_demo(seconds: float, speed: float, scenario: str, out: Path) -> in
             finally:
                 # the simulator shares this event loop: wait without blocking it, so it
                 # can still take the safe state heatd writes on its way out
-                heatd.send_signal(signal.SIGTERM)
-                code = await asyncio.wait_for(asyncio.to_thread(heatd.wait), 10)
+                with contextlib.suppress(ProcessLookupError):  # unless it has exited
+                    heatd.send_signal(signal.SIGTERM)
+                code = await asyncio.wait_for(heatd.wait(), 10)
             run = recorder.run(scenario)
     png = plot_run(run, out / "demo.png", recorder.acc.config) if can_plot() else None
     _summary(run, code, png, decisions)
     return 0 if code == 0 else 1
+
+
+def log_file(out: Path) -> int:
+    """A descriptor of ``out/heatd.log``, for heatd's output."""
+    return os.open(out / "heatd.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
 
 
 async def _collect(client: aiomqtt.Client, last: dict[str, Any], decisions: Decisions,
@@ -206,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="out/demo")
     args = parser.parse_args(argv)
     configure_logging("warning")
-    return asyncio.run(run_demo(args.seconds, args.speed, args.scenario, Path(args.out)))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return asyncio.run(run_demo(args.seconds, args.speed, args.scenario, out))
 
 
 if __name__ == "__main__":

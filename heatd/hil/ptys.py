@@ -45,17 +45,13 @@ class PtyPair:
         if socat is None:
             raise OSError("socat is not installed: it makes the pseudo terminals that stand "
                           "in for a serial line (apt-get install socat)")
-        for path in (self.link, self.sim_end):
-            if os.path.lexists(path):
-                raise OSError(f"{path} exists already: not replacing it with a pseudo terminal")
-            if not Path(path).parent.is_dir():
-                raise OSError(f"{Path(path).parent} is not a directory: cannot make {path}")
+        self._check_free()
         self._proc = await asyncio.create_subprocess_exec(
             socat, f"pty,raw,echo=0,link={self.link}", f"pty,raw,echo=0,link={self.sim_end}",
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         loop = asyncio.get_running_loop()
         end = loop.time() + START_TIMEOUT_S
-        while not (os.path.exists(self.link) and os.path.exists(self.sim_end)):
+        while not self._linked():
             if self._proc.returncode is not None or loop.time() > end:
                 error = await self._error()
                 await self.stop()
@@ -79,6 +75,22 @@ class PtyPair:
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+        self._unlink()
+
+    # The path checks below are a stat or an unlink of a local path each: quick enough for
+    # the event loop, and polled every 10 ms while socat starts, so no thread for them.
+
+    def _check_free(self) -> None:
+        for path in (self.link, self.sim_end):
+            if os.path.lexists(path):
+                raise OSError(f"{path} exists already: not replacing it with a pseudo terminal")
+            if not Path(path).parent.is_dir():
+                raise OSError(f"{Path(path).parent} is not a directory: cannot make {path}")
+
+    def _linked(self) -> bool:
+        return os.path.exists(self.link) and os.path.exists(self.sim_end)
+
+    def _unlink(self) -> None:
         for path in (self.link, self.sim_end):  # socat removes them; a kill does not
             with contextlib.suppress(FileNotFoundError):
                 if os.path.islink(path):

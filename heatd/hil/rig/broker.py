@@ -40,7 +40,7 @@ class Mosquitto:
         self.users = users or {}
         self._dir = tempfile.TemporaryDirectory(prefix="heatd-mosquitto-")
         self.log = Path(self._dir.name) / "mosquitto.log"
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: asyncio.subprocess.Process | None = None
 
     def _config(self) -> Path:
         lines = [
@@ -65,21 +65,20 @@ class Mosquitto:
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._proc is not None and self._proc.returncode is None
 
     async def start(self, timeout: float = 10.0) -> None:
         """Start and wait until the port accepts connections."""
         if self.running:
             return
-        self._proc = subprocess.Popen(
-            [MOSQUITTO, "-c", str(self._config())],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        self._proc = proc = await asyncio.create_subprocess_exec(
+            MOSQUITTO, "-c", str(self._config()),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )
-        proc = self._proc
 
         async def listening() -> bool:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
+            if proc.returncode is not None:
+                err = (await proc.stderr.read()).decode() if proc.stderr else ""
                 raise RuntimeError(f"mosquitto exited: {err}")
             try:
                 _, writer = await asyncio.open_connection(self.host, self.port)
@@ -94,11 +93,10 @@ class Mosquitto:
         """Stop the process (SIGTERM: orderly; SIGKILL: as if the host died)."""
         if self._proc is None:
             return
-        if self._proc.poll() is None:
-            self._proc.send_signal(sig)
-        await asyncio.get_running_loop().run_in_executor(None, self._proc.wait)
-        if self._proc.stderr:
-            self._proc.stderr.close()
+        if self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):  # unless it has just exited
+                self._proc.send_signal(sig)
+        await self._proc.wait()
         self._proc = None
 
     async def kill(self) -> None:
