@@ -18,7 +18,7 @@ import pytest
 
 from heatd.config_loader import ConfigError, load_site, parse_site
 from heatd.control.bounds import device_bounds
-from heatd.control.events import Layer
+from heatd.control.events import Cause, Layer
 from heatd.control.params import SequencerParams
 from heatd.control.sequencer import HpState, SeqState, sequence
 from heatd.control.signals import Signal
@@ -170,7 +170,7 @@ async def test_min_off_timer_defers_the_start_racks_and_network_setpoint(
     async with running(tmp_path, broker) as site:
         await site.flag("min_off", True)
         held = await site.until_control(lambda c: any(
-            x["name"] == "hp_start" and x["reason"] == "heat pump's own minimum off timer"
+            x["name"] == "hp_start" and x["cause"] == Cause.HP_OWN_MIN_OFF
             for x in c.get("limits", [])))
         assert held["hp_state"] == "off"
         assert not await site.coil(0)
@@ -294,7 +294,7 @@ def test_a_start_the_heat_pumps_own_timer_holds_is_called_off_not_tripped() -> N
     for now in (2.0, 10.0, 100.0):  # far past the start timeout: no trip, no lockout
         out = sequence(True, Layer.OPTIMISER, device_bounds(), held, out.state, params, now)
         assert out.state.state is HpState.OFF and not out.enable
-        assert [x.reason for x in out.limits] in ([], ["heat pump's own minimum off timer"])
+        assert [x.cause for x in out.limits] in ([], [Cause.HP_OWN_MIN_OFF])
     assert out.state.starts == ()  # the start that did not happen is not counted
     out = sequence(True, Layer.OPTIMISER, device_bounds(), values, out.state, params, 101.0)
     assert out.state.state is HpState.STARTING and out.enable
