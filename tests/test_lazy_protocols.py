@@ -2,8 +2,8 @@
 asyncua impossible to import, and no site's check loads a protocol library at all.
 
 heatd runs in a subprocess through a wrapper that makes ``import asyncua`` fail (as on a
-gateway where it is not installed) and reports, at exit, which protocol libraries were
-loaded."""
+gateway where it is not installed) and reports, at exit, which protocol libraries and
+which of heatd's driver modules were loaded."""
 
 from __future__ import annotations
 
@@ -34,9 +34,11 @@ import atexit, json, sys
 sys.modules["asyncua"] = None  # any import of asyncua or its submodules raises ImportError
 
 def _report():
-    loaded = {name.split(".")[0] for name in sys.modules if sys.modules[name] is not None}
+    names = [name for name in sys.modules if sys.modules[name] is not None]
+    libraries = {name.split(".")[0] for name in names} & {"asyncua", "pymodbus"}
+    drivers = [name for name in names if name.startswith("heatd.drivers.")]
     with open(REPORT, "w") as fh:
-        json.dump(sorted(loaded & {"asyncua", "pymodbus"}), fh)
+        json.dump({"libraries": sorted(libraries), "drivers": sorted(drivers)}, fh)
 
 atexit.register(_report)
 from heatd.cli import main
@@ -86,13 +88,20 @@ async def heartbeat_moves(server: SimServer) -> None:
 
 def test_check_config_loads_no_protocol_library(tmp_path: Path) -> None:
     """The demo site has an OPC UA device: its node ids are checked without asyncua, and
-    neither protocol library is loaded to validate a file."""
+    neither protocol library is loaded to validate a file, nor any driver module beyond
+    what the checks read (point specs, codecs, node ids, namespace URIs)."""
     script, report = wrapper(tmp_path)
     done = subprocess.run([sys.executable, str(script), "check-config", str(DEMO_SITE)],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert ": ok (site demo" in done.stdout
-    assert json.loads(report.read_text()) == []
+    loaded = json.loads(report.read_text())
+    assert loaded["libraries"] == []
+    assert set(loaded["drivers"]) <= {
+        "heatd.drivers.reading", "heatd.drivers.codec", "heatd.drivers.modbus",
+        "heatd.drivers.modbus.spec", "heatd.drivers.opcua", "heatd.drivers.opcua.nodeid",
+        "heatd.drivers.opcua.namespaces",
+    }, loaded["drivers"]
 
 
 async def test_modbus_only_site_runs_without_asyncua(tmp_path: Path, broker) -> None:
@@ -118,7 +127,7 @@ async def test_modbus_only_site_runs_without_asyncua(tmp_path: Path, broker) -> 
                 _, stderr = await asyncio.to_thread(proc.communicate, None, 30)
         assert proc.returncode == 0, stderr.decode()
         assert b"Traceback" not in stderr
-        assert json.loads(report.read_text()) == ["pymodbus"]
+        assert json.loads(report.read_text())["libraries"] == ["pymodbus"]
     finally:
         await server.stop()
 
