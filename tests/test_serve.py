@@ -96,8 +96,8 @@ def ua_url(site: SiteConfig) -> str:
     return device.endpoint
 
 
-async def modbus_client(port: int, timeout: float = 1.0) -> AsyncModbusTcpClient:
-    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=timeout, retries=0)
+async def modbus_client(port: int, request_timeout: float = 1.0) -> AsyncModbusTcpClient:
+    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=request_timeout, retries=0)
     assert await client.connect()
     return client
 
@@ -109,13 +109,13 @@ async def mb(sim: PlantServer, modbus_port: int) -> AsyncIterator[AsyncModbusTcp
     client.close()
 
 
-async def rtu_client(site: SiteConfig, timeout: float = 1.0) -> AsyncModbusSerialClient:
+async def rtu_client(site: SiteConfig, request_timeout: float = 1.0) -> AsyncModbusSerialClient:
     """A client on heatd's end of the dry cooler's RS-485 line (a pseudo terminal)."""
     line = site.devices["drycooler"]
     assert isinstance(line, ModbusRtuDeviceConfig)
     client = AsyncModbusSerialClient(line.serial_port, baudrate=line.baudrate,
                                      parity=line.parity, stopbits=line.stopbits,
-                                     timeout=timeout, retries=0)
+                                     timeout=request_timeout, retries=0)
     assert await client.connect()
     return client
 
@@ -322,7 +322,7 @@ async def test_fan_write_over_rtu_and_its_feedback(
 
 
 async def test_comms_loss_silences_the_rtu_unit(sim: PlantServer, site: SiteConfig) -> None:
-    rtu = await rtu_client(site, timeout=0.3)
+    rtu = await rtu_client(site, request_timeout=0.3)
     try:
         fault = sim.inject("comms_loss", "drycooler", duration_s=SPEED * 1.0)
         await sim.ticked()
@@ -386,7 +386,7 @@ async def test_heartbeat_watchdog_falls_back_and_releases(
 async def test_comms_loss_silences_one_unit_of_the_gateway(
     sim: PlantServer, modbus_port: int
 ) -> None:
-    client = await modbus_client(modbus_port, timeout=0.3)
+    client = await modbus_client(modbus_port, request_timeout=0.3)
     try:
         fault = sim.inject("comms_loss", "cdu", duration_s=SPEED * 1.0)
         await sim.ticked()
