@@ -28,6 +28,7 @@ from heatd.hil.rig.waiting import until
 from heatd.hil.siteports import free_port
 
 MOSQUITTO = "/usr/sbin/mosquitto"
+START_TIMEOUT_S = 10.0
 
 
 class Mosquitto:
@@ -67,7 +68,7 @@ class Mosquitto:
     def running(self) -> bool:
         return self._proc is not None and self._proc.returncode is None
 
-    async def start(self, timeout: float = 10.0) -> None:
+    async def start(self) -> None:
         """Start and wait until the port accepts connections."""
         if self.running:
             return
@@ -87,7 +88,7 @@ class Mosquitto:
             writer.close()
             return True
 
-        await until(listening, timeout, what=f"mosquitto listening on {self.port}")
+        await until(listening, START_TIMEOUT_S, what=f"mosquitto listening on {self.port}")
 
     async def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the process (SIGTERM: orderly; SIGKILL: as if the host died)."""
