@@ -29,6 +29,7 @@ from heatd.control import commands
 from heatd.control import roles as R
 from heatd.control.bounds import SAFE_SETPOINTS
 from heatd.control.core import Decision, step
+from heatd.control.events import Cause
 from heatd.control.sequencer import HpState
 from heatd.control.signals import Snapshot
 from heatd.control.state import Mode, State, initial_state
@@ -104,10 +105,11 @@ class Daemon:
         self.reporting.event("alarm", name=name, **details)
 
     def _transition(self, layer: str, change: str, subject: str, old: str | None,
-                    new: str | None, reason: str) -> None:
+                    new: str | None, cause: Cause, reason: str) -> None:
+        """``cause`` is what subscribers match on; ``reason`` is its wording for people."""
         self.reporting.notice(Event("transition", {"layer": layer, "change": change,
                                                    "subject": subject, "from": old, "to": new,
-                                                   "reason": reason}))
+                                                   "cause": cause.value, "reason": reason}))
 
     def online(self, device: str) -> bool:
         return self.acquisition.online(device)
@@ -140,12 +142,13 @@ class Daemon:
     def set_output_lease(self, role: str, value: float, ttl: float, by: str) -> None:
         """Lease an output in engineering units (``setpoints:``) within its bounds."""
         self.outputs.lease(role, value, ttl, time.monotonic(), by)
-        self._transition("operator", "lease", role, None, f"{value:g}",
+        self._transition("operator", "lease", role, None, f"{value:g}", Cause.SET,
                          f"set by {by} for {ttl:g} s")
 
     def clear_output_lease(self, role: str, by: str) -> None:
         if self.outputs.clear(role):
-            self._transition("operator", "lease", role, "set", None, f"cleared by {by}")
+            self._transition("operator", "lease", role, "set", None, Cause.CLEARED,
+                             f"cleared by {by}")
 
     def request_reload(self) -> None:
         self._reload_task = asyncio.ensure_future(self.reload())
@@ -171,11 +174,12 @@ class Daemon:
         self._heartbeat = (self._heartbeat + 1) % HEARTBEAT_MODULO
         self._submit({R.PLC_HEARTBEAT: self._heartbeat})
         for role, lease in self.outputs.expire(now):
-            self._transition("operator", "lease", role, f"{lease.value:g}", None, "expired")
+            self._transition("operator", "lease", role, f"{lease.value:g}", None,
+                             Cause.EXPIRED, "expired")
         self._submit(self.outputs.values())
         for event in decision.events:
             self._transition(event.layer.value, event.kind, event.subject, event.old,
-                             event.new, event.reason)
+                             event.new, event.cause, event.reason)
         return decision
 
     def _submit(self, values: dict[str, float | bool | int]) -> None:

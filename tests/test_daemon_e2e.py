@@ -124,8 +124,9 @@ async def test_commands_answer_refuse_and_leases_expire(tmp_path: Path) -> None:
                           what="lease expired")
         audited = [e for e in stack.observer.events if e.get("kind") == "command"]
         assert [e["accepted"] for e in audited] == [True, False, True, True]
-        assert any(e.get("kind") == "transition" and e.get("subject") == "drycooler.fan"
-                   for e in stack.observer.events)
+        leases = [e.get("cause") for e in stack.observer.events
+                  if e.get("kind") == "transition" and e.get("subject") == "drycooler.fan"]
+        assert "set" in leases and "expired" in leases
 
 
 async def test_heat_pump_trip_sends_the_heat_to_the_dry_cooler(tmp_path: Path) -> None:
