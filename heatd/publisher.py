@@ -18,7 +18,6 @@ from heatd.billing.ledger import RECORDS
 from heatd.config import SiteConfig
 from heatd.cycle_report import Availability, CycleReport, Event, LastError, Notice
 from heatd.meter_store import AUDIT, METER
-from heatd.meter_store import meter_path as meter_path  # where heatd.billing.cli looks
 from heatd.metering import Metering
 from heatd.mqtt.commands import CommandHandler
 from heatd.mqtt.link import MqttLink

@@ -51,7 +51,7 @@ def _database(text: str) -> tuple[str | None, SiteConfig | None]:
     if not text.endswith((".yaml", ".yml")):
         return text, None
     from heatd.config_loader import ConfigError, load_site
-    from heatd.publisher import meter_path
+    from heatd.meter_store import meter_path
 
     try:
         site = load_site(text)
