@@ -54,7 +54,7 @@ async def browse(site: SiteConfig, device_name: str, start: str | None, out: IO[
     out.write(_table(found) + "\n")
     out.write(f"{len(found)} variables below {start or 'Objects'} on {config.endpoint}\n")
     if snippet is not None:
-        snippet.write_text(points_yaml(found))
+        await asyncio.to_thread(snippet.write_text, points_yaml(found))
         out.write(f"points written to {snippet}\n")
     return 0
 

@@ -38,7 +38,7 @@ def compare(tmp: Path, old: list, new: list, *extra: str) -> subprocess.Complete
     results.dump(new, {"commit": "new"}, tmp / "new.json")
     return subprocess.run([sys.executable, str(COMPARE), str(tmp / "old.json"),
                            str(tmp / "new.json"), *extra],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_rows_judge_their_targets_on_value_or_ratio() -> None:
@@ -89,6 +89,6 @@ def test_compare_refuses_what_is_not_a_results_file(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     done = subprocess.run([sys.executable, str(COMPARE), str(tmp_path / "good.json"),
                            str(tmp_path / "bad.json")], capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, check=False)
     assert done.returncode == 2
     assert f"{tmp_path / 'bad.json'}: rows[1]" in done.stderr

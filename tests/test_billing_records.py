@@ -17,6 +17,7 @@ from heatd.billing.hourly import GRACE_S, HOUR_S
 from heatd.billing.ledger import GENESIS, RECORDS, Ledger, record_hash, verify
 from heatd.billing.service import Billing
 from heatd.cli import main as heatd_main
+from heatd.config import SiteConfig
 from heatd.config_loader import parse_site
 from heatd.devices import point_limits
 from heatd.drivers.modbus import Table
@@ -133,6 +134,37 @@ def _words(raw: int) -> list[int]:
     return [raw >> 16, raw & 0xFFFF]
 
 
+async def _publish_records(broker: Mosquitto, site: SiteConfig,
+                           outbox: DurableOutbox) -> list[dict]:
+    """The records the outbox forwards to a real broker, as a subscriber receives them."""
+    settings = MqttSettings.model_validate_json(json.dumps(
+        {"host": broker.host, "port": broker.port}), strict=True)
+
+    async def refuse(_command: object) -> CommandResult:
+        return CommandResult(False, "not here")
+
+    link = MqttLink(settings, site, refuse)
+    received: list[dict] = []
+    async with broker.client(identifier="billing") as client:
+        await client.subscribe("heatd/w1/meter/records", qos=1)
+
+        async def collect() -> None:
+            async for message in client.messages:
+                received.append(json.loads(message.payload))
+
+        collector = asyncio.create_task(collect())
+        await link.start()
+        forwarder = asyncio.create_task(outbox.forward(
+            {RECORDS: lambda p: link.publish_confirmed(link.topics.records, p)}))
+        try:
+            await until(lambda: len(received) == 2)
+        finally:
+            forwarder.cancel()
+            collector.cancel()
+            await link.stop()
+    return received
+
+
 async def test_a_wrapping_counter_on_a_real_modbus_server_is_billed_and_published(
         tmp_path: Path) -> None:
     db = tmp_path / "meter.sqlite"
@@ -181,31 +213,7 @@ async def test_a_wrapping_counter_on_a_real_modbus_server_is_billed_and_publishe
         assert kept[1]["below_contract_s"] == 0.0
         assert published[-1]["city"]["heat_kwh"] == pytest.approx(3.5, abs=1e-6)
 
-        settings = MqttSettings.model_validate_json(json.dumps(
-            {"host": broker.host, "port": broker.port}), strict=True)
-
-        async def refuse(_command: object) -> CommandResult:
-            return CommandResult(False, "not here")
-
-        link = MqttLink(settings, site, refuse)
-        received: list[dict] = []
-        async with broker.client(identifier="billing") as client:
-            await client.subscribe("heatd/w1/meter/records", qos=1)
-
-            async def collect() -> None:
-                async for message in client.messages:
-                    received.append(json.loads(message.payload))
-
-            collector = asyncio.create_task(collect())
-            await link.start()
-            forwarder = asyncio.create_task(outbox.forward(
-                {RECORDS: lambda p: link.publish_confirmed(link.topics.records, p)}))
-            try:
-                await until(lambda: len(received) == 2)
-            finally:
-                forwarder.cancel()
-                collector.cancel()
-                await link.stop()
+        received = await _publish_records(broker, site, outbox)
         assert received == kept  # byte for byte what the ledger holds
         assert outbox.pending() == []
         billing.close()

@@ -175,8 +175,8 @@ async def test_entity_format_replaces_the_device_message_and_answers_ha_birth(
 
 
 async def test_a_reload_deletes_the_entities_of_a_device_that_is_gone(broker: Mosquitto) -> None:
-    smaller = parse_site(SITE_YAML.split("  heatpump:")[0] + "roles:\n  it.power: pdu.it_power\n",
-                         "smaller.yaml")
+    head = SITE_YAML.split("  heatpump:", 1)[0]
+    smaller = parse_site(head + "roles:\n  it.power: pdu.it_power\n", "smaller.yaml")
     gone = "homeassistant/binary_sensor/heatd_ha1/heatpump_running/config"
     kept = "homeassistant/sensor/heatd_ha1/pdu_it_power/config"
     link = await started(broker, "entity")

@@ -560,8 +560,8 @@ async def test_homeassistant_discovery_content_and_resend_on_birth(broker: Mosqu
 
 async def test_reloaded_site_updates_info_and_deletes_vanished_devices(broker: Mosquitto) -> None:
     link = await started(broker)
-    smaller = parse_site(SITE_YAML.split("  racks:")[0] + "roles:\n  valve.recovery: loop.valve\n",
-                         "smaller.yaml")
+    head = SITE_YAML.split("  racks:", 1)[0]
+    smaller = parse_site(head + "roles:\n  valve.recovery: loop.valve\n", "smaller.yaml")
     try:
         link.publish_readings("racks", {"it_power": Reading.good(1.0, 1.0)})
         link.publish_availability("racks", True)
