@@ -24,7 +24,7 @@ from heatd.config import (
 from heatd.drivers.base import Device
 from heatd.drivers.codec import Codec
 from heatd.drivers.modbus.spec import ModbusPoint, PlanLimits, SerialSettings, TcpSettings
-from heatd.drivers.opcua.config import OpcUaPoint, OpcUaSettings
+from heatd.drivers.opcua.spec import OpcUaPoint, OpcUaSettings
 from heatd.drivers.reading import Reading, Value
 from heatd.points import PointLimits
 

@@ -18,8 +18,8 @@ import pytest
 from asyncua import ua
 
 from heatd.drivers.modbus import Table
-from heatd.drivers.opcua.config import OpcUaPoint
 from heatd.drivers.opcua.nodeid import check_node_id
+from heatd.drivers.opcua.spec import OpcUaPoint
 from heatd.hil.rig.broker import Recorder, broker_fixture
 from heatd.hil.rig.modbus import SimServer, unit
 from heatd.hil.rig.waiting import until

@@ -24,9 +24,9 @@ from asyncua.common.callback import CallbackType, ServerItemCallback
 
 from heatd.config import OpcUaDeviceConfig
 from heatd.drivers.codec import DataType
-from heatd.drivers.opcua.config import OpcUaPoint
 from heatd.drivers.opcua.convert import VARIANT_TYPES, to_variant
 from heatd.drivers.opcua.namespaces import STANDARD_URI, NodeRef, resolve
+from heatd.drivers.opcua.spec import OpcUaPoint
 from heatd.hil.pointmap import Binding
 
 log = structlog.get_logger(__name__)

@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from heatd.drivers.opcua.config import OpcUaPoint, OpcUaSettings
     from heatd.drivers.opcua.device import DISCONNECTED, OpcUaDevice
+    from heatd.drivers.opcua.spec import OpcUaPoint, OpcUaSettings
 
 __all__ = ["DISCONNECTED", "OpcUaDevice", "OpcUaPoint", "OpcUaSettings"]
 
-_MODULE = {"DISCONNECTED": "device", "OpcUaDevice": "device", "OpcUaPoint": "config",
-           "OpcUaSettings": "config"}
+_MODULE = {"DISCONNECTED": "device", "OpcUaDevice": "device", "OpcUaPoint": "spec",
+           "OpcUaSettings": "spec"}
 
 
 def __getattr__(name: str) -> Any:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from asyncua import ua
 
 from heatd.drivers.codec import DataType
-from heatd.drivers.opcua.config import OpcUaPoint
+from heatd.drivers.opcua.spec import OpcUaPoint
 from heatd.drivers.reading import Reading, Value
 
 VARIANT_TYPES: dict[DataType, ua.VariantType] = {

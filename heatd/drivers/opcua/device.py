@@ -30,12 +30,12 @@ from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 from heatd.drivers.backoff import Backoff
 from heatd.drivers.base import ReadingSink, WriteError
 from heatd.drivers.opcua.browse import Describer, VariableInfo, walk
-from heatd.drivers.opcua.config import OpcUaPoint, OpcUaSettings
 from heatd.drivers.opcua.convert import VARIANT_TYPES, status_name, to_reading, to_variant
 from heatd.drivers.opcua.failures import classify
 from heatd.drivers.opcua.namespaces import changed_uris
 from heatd.drivers.opcua.resolver import NodeIds
 from heatd.drivers.opcua.security import apply_security
+from heatd.drivers.opcua.spec import OpcUaPoint, OpcUaSettings
 from heatd.drivers.reading import Reading, Value
 
 _log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from asyncua import ua
 
-from heatd.drivers.opcua.config import OpcUaPoint
 from heatd.drivers.opcua.namespaces import NamespaceError, NodeRef, resolve
+from heatd.drivers.opcua.spec import OpcUaPoint
 
 
 class NodeIds:

@@ -8,8 +8,8 @@ from asyncua.crypto import security_policies, uacrypto
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from heatd.drivers.opcua.config import OpcUaSettings
 from heatd.drivers.opcua.failures import ConnectFailure, Failure
+from heatd.drivers.opcua.spec import OpcUaSettings
 from heatd.drivers.opcua.trust import check_own_certificate, check_server_certificate
 
 _POLICIES: dict[str, type[security_policies.SecurityPolicy]] = {

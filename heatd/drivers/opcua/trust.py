@@ -16,8 +16,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from heatd.drivers.opcua.config import Trust
 from heatd.drivers.opcua.failures import ConnectFailure, Failure
+from heatd.drivers.opcua.spec import Trust
 
 CERT_SUFFIXES = (".der", ".pem", ".crt", ".cer")
 
