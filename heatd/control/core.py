@@ -80,7 +80,7 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
         state, opt = _take_over(state, values, params, now)
     prev = state.setpoints
     mode, mode_expires, leases, opt = _expire(state, opt, events, now)
-    leased = {x.role: x.value for x in leases} if mode is not Mode.SAFE else {}
+    leased = {x.role: x.value for x in leases} if leases and mode is not Mode.SAFE else {}
 
     env = envelope(inputs, prev, state.env, params, now)
     if env.state.alarms != state.env.alarms:
@@ -115,10 +115,13 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
     setpoints = bounds.admit(valve, fan, enabled, cap, seq.reset, prev.hp_enable,
                              sp.capacity_min)
 
-    keys = frozenset(x.key for x in limits)
-    if keys != state.limit_keys:
-        _limit_events(events, limits, keys, state, now)
     done = tuple(limits)
+    if done == state.limits:  # most cycles: the same Limit objects as the last one
+        done, keys = state.limits, state.limit_keys
+    else:
+        keys = frozenset(x.key for x in done)
+        if keys != state.limit_keys:
+            _limit_events(events, done, keys, state, now)
     new_state = State(mode, mode_expires, leases, setpoints, now, seq.state, env.state, opt,
                       val, keys, done)
     return Decision(setpoints, new_state, done, tuple(events), mode.value, env.margin,
@@ -135,7 +138,7 @@ def _expire(state: State, opt: OptState, events: list[Event],
                             Cause.EXPIRED, "expired"))
         mode, mode_expires, opt = Mode.AUTO, None, RESET
     leases = state.leases
-    if any(x.expires <= now for x in leases):
+    if leases and any(x.expires <= now for x in leases):
         events.extend(Event(now, Layer.OPERATOR, "lease", x.role, f"{x.value:g}", None,
                             Cause.EXPIRED, "expired") for x in leases if x.expires <= now)
         leases = tuple(x for x in leases if x.expires > now)
@@ -210,7 +213,7 @@ def _take_over(state: State, values: dict[str, float], params: ControlParams,
     return replace(state, seq=seq, setpoints=setpoints), opt
 
 
-def _limit_events(events: list[Event], limits: list[Limit], keys: frozenset[LimitKey],
+def _limit_events(events: list[Event], limits: tuple[Limit, ...], keys: frozenset[LimitKey],
                   state: State, now: float) -> None:
     """One event per limit that appeared or cleared, naming the layer that set it."""
     old = state.limit_keys

@@ -38,7 +38,7 @@ bounds, and :data:`LAYERS` lists them in the order they are walked.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from heatd.control import roles as R
 from heatd.control.bounds import _ENVELOPE_KEY, Bounds, Setpoints
@@ -68,6 +68,8 @@ class EnvelopeState:
     """The last good rack inlet reading, likewise."""
     it_seen: float | None = None
     """The IT load at the last good supply reading."""
+    made: Tightened | None = field(default=None, compare=False, repr=False)
+    """Last cycle's bounds and limits, reused while the layers tighten the same way."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,23 @@ class Why:
                      self.verdict)
 
 
+Tightening = tuple[float, Why | None, float, Why | None, float, Why | None, Why | None, Why | None]
+"""How the layers left the bounds: the fan floor, valve ceiling and capacity cap, each with
+why, and why the heat pump may not start or run (None: it may)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tightened:
+    """The Bounds and Limits one tightening makes: a cycle that tightens the same way as the
+    last (most cycles: nothing, or the same actuator alarm) takes them as they are."""
+
+    tightening: Tightening
+    bounds: Bounds
+    limits: tuple[Limit, ...]
+    stop: Limit | None
+    """The limit that withdrew the heat pump's permission to run, if one did."""
+
+
 @dataclass(slots=True)
 class _Cycle:
     """One envelope pass: what the layers read, and the tightest value of each bound so far
@@ -108,9 +127,12 @@ class _Cycle:
     inputs: Inputs
     prev: Setpoints
     state: EnvelopeState
+    """Last cycle's memory, as it was: the new one is made once, from this pass."""
     p: EnvelopeParams
     cap_min: float
     now: float
+    anchor_old: Sample | None
+    anchor_new: Sample | None
     supply: float | None = None
     rise: float | None = None
     fan: float = 0.0
@@ -179,12 +201,11 @@ def _supply(c: _Cycle) -> None:
     or the worst case."""
     p, supply = c.p, c.inputs.values.get(R.COOLANT_SUPPLY_TEMP)
     if supply is None:
-        if c.state.anchor_new is not None:
-            c.state = replace(c.state, anchor_old=None, anchor_new=None)
+        c.anchor_old = c.anchor_new = None
         _lost(c, R.COOLANT_SUPPLY_TEMP, c.state.supply_seen, p.supply_limit_c - p.supply_margin_k)
         return
     c.supply = supply
-    c.state, c.rise = _rise(c.state, supply, c.now, p.rise_window_s)
+    c.rise = _rise(c, supply, p.rise_window_s)
     band = p.supply_limit_c - p.supply_margin_k
     if supply >= band:
         depth = min((supply - band) / p.supply_margin_k, 1.0)
@@ -312,7 +333,8 @@ def envelope(
     inputs: Inputs, prev: Setpoints, state: EnvelopeState, params: ControlParams, now: float
 ) -> EnvelopeResult:
     """Bounds for this cycle; every unknown cooling input is treated as the worst case."""
-    c = _Cycle(inputs, prev, state, params.envelope, params.sequencer.capacity_min, now)
+    c = _Cycle(inputs, prev, state, params.envelope, params.sequencer.capacity_min, now,
+               state.anchor_old, state.anchor_new)
     for layer in LAYERS:
         layer(c)
     return _result(c)
@@ -320,30 +342,35 @@ def envelope(
 
 def _result(c: _Cycle) -> EnvelopeResult:
     """The bounds and limits the layers left, with the memory the next cycle judges from."""
-    p, state, supply = c.p, c.state, c.supply
-    if p.blind_rise_k_per_s is not None:
-        rack = c.inputs.values.get(R.RACK_INLET_TEMP)
-        if supply is not None or rack is not None:
-            state = replace(  # one copy a cycle: what a ride-through would judge from
-                state,
-                supply_seen=state.supply_seen if supply is None else (c.now, supply),
-                it_seen=state.it_seen if supply is None else c.inputs.values.get(R.IT_POWER),
-                rack_seen=state.rack_seen if rack is None else (c.now, rack),
-            )
+    p, old, supply, values = c.p, c.state, c.supply, c.inputs.values
+    supply_seen, rack_seen, it_seen = old.supply_seen, old.rack_seen, old.it_seen
+    if p.blind_rise_k_per_s is not None:  # what a ride-through would judge from
+        rack = values.get(R.RACK_INLET_TEMP)
+        if supply is not None:
+            supply_seen, it_seen = (c.now, supply), values.get(R.IT_POWER)
+        if rack is not None:
+            rack_seen = (c.now, rack)
+    tightening = (c.fan, c.fan_why, c.valve, c.valve_why, c.cap, c.cap_why, c.start_why,
+                  c.run_why)
+    made = old.made
+    if made is None or made.tightening != tightening:
+        made = _tightened(c, tightening)
     alarms = tuple(c.alarms)
-    if (c.valve_since, c.fan_since, c.cap_since, alarms) != (
-            state.valve_off_since, state.fan_off_since, state.cap_off_since, state.alarms):
-        state = replace(state, valve_off_since=c.valve_since, fan_off_since=c.fan_since,
-                        cap_off_since=c.cap_since, alarms=alarms)
-    limits, stop = _limits(c)
-    return EnvelopeResult(
-        Bounds(_ENVELOPE_KEY, c.fan, c.valve, c.cap, c.start, c.run), limits, state,
-        None if supply is None else p.supply_limit_c - supply, c.rise, alarms, stop,
-    )
+    memory = (c.anchor_old, c.anchor_new, c.valve_since, c.fan_since, c.cap_since, alarms,
+              supply_seen, rack_seen, it_seen)
+    state = old
+    if made is not old.made or memory != (
+            old.anchor_old, old.anchor_new, old.valve_off_since, old.fan_off_since,
+            old.cap_off_since, old.alarms, old.supply_seen, old.rack_seen, old.it_seen):
+        state = EnvelopeState(*memory, made)  # memory is in field order
+    return EnvelopeResult(made.bounds, made.limits, state,
+                          None if supply is None else p.supply_limit_c - supply, c.rise,
+                          alarms, made.stop)
 
 
-def _limits(c: _Cycle) -> tuple[tuple[Limit, ...], Limit | None]:
-    """One limit per bound the layers tightened, and among them the stop, if any."""
+def _tightened(c: _Cycle, tightening: Tightening) -> Tightened:
+    """The Bounds the layers left, one limit per bound they tightened, and among them the
+    stop, if any."""
     out: list[Limit] = []
     if c.fan_why is not None:
         out.append(c.fan_why.limit("fan_min", c.fan))
@@ -357,21 +384,21 @@ def _limits(c: _Cycle) -> tuple[tuple[Limit, ...], Limit | None]:
     if c.run_why is not None:
         stop = c.run_why.limit("hp_run", False)
         out.append(stop)
-    return tuple(out), stop
+    bounds = Bounds(_ENVELOPE_KEY, c.fan, c.valve, c.cap, c.start, c.run)
+    return Tightened(tightening, bounds, tuple(out), stop)
 
 
-def _rise(state: EnvelopeState, supply: float, now: float,
-          window: float) -> tuple[EnvelopeState, float | None]:
+def _rise(c: _Cycle, supply: float, window: float) -> float | None:
     """Roll the anchors and measure the rate of rise over one to two windows."""
-    old, new = state.anchor_old, state.anchor_new
+    old, new, now = c.anchor_old, c.anchor_new, c.now
     if new is None or old is None:
-        old = new = (now, supply)
+        old = (now, supply)
+        c.anchor_old = c.anchor_new = old
     elif now - new[0] >= window:
-        old, new = new, (now, supply)
-    if old is not state.anchor_old or new is not state.anchor_new:
-        state = replace(state, anchor_old=old, anchor_new=new)
+        old = new
+        c.anchor_old, c.anchor_new = new, (now, supply)
     span = now - old[0]
-    return state, ((supply - old[1]) / span if span >= 0.5 * window else None)
+    return (supply - old[1]) / span if span >= 0.5 * window else None
 
 
 def _since(since: float | None, off: bool, now: float) -> float | None:
