@@ -33,7 +33,7 @@ import structlog
 from heatd.config_loader import parse_site
 from heatd.hil.rig.broker import Mosquitto
 from heatd.hil.rig.waiting import until
-from heatd.mqtt.commands import Command, CommandResult, ReloadCommand
+from heatd.mqtt.command_payloads import Command, CommandResult, ReloadCommand
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import MqttSettings
 

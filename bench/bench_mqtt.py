@@ -20,7 +20,7 @@ import uvloop
 
 from heatd.config_loader import parse_site
 from heatd.hil.rig.broker import Mosquitto
-from heatd.mqtt.commands import Command, CommandResult
+from heatd.mqtt.command_payloads import Command, CommandResult
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.payload import dumps, epoch_ms
 from heatd.mqtt.settings import MqttSettings

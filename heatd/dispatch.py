@@ -13,7 +13,7 @@ from typing import Protocol
 from heatd.config import SiteConfig
 from heatd.control import roles as R
 from heatd.control.state import State
-from heatd.mqtt.commands import (
+from heatd.mqtt.command_payloads import (
     Command,
     CommandResult,
     ModeCommand,

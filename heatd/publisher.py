@@ -19,7 +19,7 @@ from heatd.config import SiteConfig
 from heatd.cycle_report import Availability, CycleReport, Event, LastError, Notice
 from heatd.meter_store import AUDIT, METER
 from heatd.metering import Metering
-from heatd.mqtt.commands import CommandHandler
+from heatd.mqtt.command_payloads import CommandHandler
 from heatd.mqtt.link import MqttLink
 from heatd.racks import rack_report
 from heatd.tasks import cancel_all

@@ -15,7 +15,7 @@ from heatd.config_loader import parse_site
 from heatd.hil.rig.broker import Mosquitto, Recorder, broker_fixture
 from heatd.hil.rig.waiting import until
 from heatd.meter_store import AUDIT, DurableOutbox
-from heatd.mqtt.commands import Command, CommandResult, ModeCommand
+from heatd.mqtt.command_payloads import Command, CommandResult, ModeCommand
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import MqttSettings
 

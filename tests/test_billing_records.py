@@ -25,7 +25,7 @@ from heatd.hil.rig.broker import Mosquitto
 from heatd.hil.rig.modbus import SimServer, unit
 from heatd.hil.rig.waiting import until
 from heatd.meter_store import DurableOutbox
-from heatd.mqtt.commands import CommandLimits, CommandResult
+from heatd.mqtt.command_payloads import CommandLimits, CommandResult
 from heatd.mqtt.discovery import components
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import HomeAssistantSettings, MqttSettings

@@ -16,7 +16,7 @@ from heatd.hil.rig.broker import Mosquitto
 from heatd.hil.rig.waiting import until
 from heatd.meter import EnergyMeter, counter_name, power_name
 from heatd.meter_store import AUDIT, METER, DurableOutbox
-from heatd.mqtt.commands import CommandResult
+from heatd.mqtt.command_payloads import CommandResult
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import MqttSettings
 

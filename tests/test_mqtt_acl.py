@@ -20,7 +20,7 @@ from heatd.config_loader import parse_site
 from heatd.hil.rig.broker import Mosquitto, Recorder
 from heatd.hil.rig.waiting import until
 from heatd.hil.siteports import free_port
-from heatd.mqtt.commands import Command, CommandResult
+from heatd.mqtt.command_payloads import Command, CommandResult
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import MqttSettings
 

@@ -16,8 +16,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from test_mqtt_link import BASE, SITE, Runtime
 
+from heatd.mqtt.command_payloads import Command, CommandLimits, CommandResult, ReloadCommand
 from heatd.mqtt.command_server import COMMAND_BACKLOG, STOPPING, CommandServer
-from heatd.mqtt.commands import Command, CommandLimits, CommandResult, ReloadCommand
 from heatd.mqtt.guard import MAX_PAYLOAD_BYTES
 from heatd.mqtt.settings import MqttSettings
 from heatd.mqtt.topics import Topics

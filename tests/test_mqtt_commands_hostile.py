@@ -23,7 +23,7 @@ from test_mqtt_link import BASE, SITE, Runtime, started, v5_request
 
 from heatd.hil.rig.broker import Mosquitto, Recorder, retained
 from heatd.hil.rig.waiting import until
-from heatd.mqtt.commands import (
+from heatd.mqtt.command_payloads import (
     MODELS,
     Command,
     CommandLimits,

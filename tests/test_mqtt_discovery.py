@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from heatd.config_loader import parse_site
 from heatd.hil.rig.broker import Mosquitto, Recorder, broker_fixture, retained
-from heatd.mqtt.commands import CommandLimits, OverrideCommand, ResetLockoutCommand, parse
+from heatd.mqtt.command_payloads import CommandLimits, OverrideCommand, ResetLockoutCommand, parse
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import HomeAssistantSettings, MqttSettings
 

@@ -21,8 +21,7 @@ from heatd.control.state import Mode
 from heatd.drivers.reading import Quality, Reading
 from heatd.hil.rig.broker import Mosquitto, Recorder, broker_fixture, retained
 from heatd.hil.rig.waiting import until
-from heatd.mqtt.command_server import COMMAND_BACKLOG
-from heatd.mqtt.commands import (
+from heatd.mqtt.command_payloads import (
     Command,
     CommandLimits,
     CommandResult,
@@ -30,6 +29,7 @@ from heatd.mqtt.commands import (
     OverrideCommand,
     parse,
 )
+from heatd.mqtt.command_server import COMMAND_BACKLOG
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import MqttSettings
 
@@ -126,7 +126,7 @@ async def test_status_online_info_retained_and_offline_on_clean_stop(broker: Mos
 LINK_SCRIPT = textwrap.dedent("""
     import asyncio, sys
     from heatd.config_loader import parse_site
-    from heatd.mqtt.commands import CommandResult
+    from heatd.mqtt.command_payloads import CommandResult
     from heatd.mqtt.link import MqttLink
     from heatd.mqtt.settings import MqttSettings
 

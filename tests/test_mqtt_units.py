@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from heatd.control.state import Mode
 from heatd.drivers.reading import Quality, Reading
-from heatd.mqtt.commands import (
+from heatd.mqtt.command_payloads import (
     CommandLimits,
     CommandRefused,
     ModeCommand,
@@ -26,8 +26,8 @@ from heatd.mqtt.commands import (
 from heatd.mqtt.gate import CommandGate, TokenBucket
 from heatd.mqtt.guard import MAX_DEPTH, MAX_PAYLOAD_BYTES, shape_problem
 from heatd.mqtt.payload import dumps, epoch_ms
+from heatd.mqtt.report_by_exception import DeviceReporter, body
 from heatd.mqtt.settings import MqttSettings, reply_prefix_problem
-from heatd.mqtt.state import DeviceReporter, body
 from heatd.mqtt.topics import Topics, check_device, publishable
 
 # ------------------------------------------------------------------ settings

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from heatd.mqtt.commands import (
+from heatd.mqtt.command_payloads import (
     MODELS,
     CommandRefused,
     CommandResult,
@@ -37,7 +37,7 @@ from heatd.tasks import cancel_all
 if TYPE_CHECKING:
     from paho.mqtt.properties import Properties
 
-    from heatd.mqtt.commands import Command, CommandHandler, CommandLimits
+    from heatd.mqtt.command_payloads import Command, CommandHandler, CommandLimits
     from heatd.mqtt.settings import MqttSettings
     from heatd.mqtt.topics import Topics
     from heatd.mqtt.wire import Incoming, LinkStats

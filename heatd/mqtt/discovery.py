@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from heatd.control import roles as R
 from heatd.control.state import Mode
 from heatd.drivers.codec import DataType
-from heatd.mqtt.commands import CommandLimits
+from heatd.mqtt.command_payloads import CommandLimits
 from heatd.mqtt.settings import HomeAssistantSettings
 from heatd.mqtt.topics import Topics
 from heatd.role_signals import FRACTION_ROLES

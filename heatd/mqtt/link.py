@@ -26,8 +26,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from heatd import __version__
+from heatd.mqtt.command_payloads import CommandHandler, CommandLimits
 from heatd.mqtt.command_server import AuditStore, CommandServer
-from heatd.mqtt.commands import CommandHandler, CommandLimits
 from heatd.mqtt.outbox import ONLINE, Outbox
 from heatd.mqtt.reporter import SiteReporter
 from heatd.mqtt.topics import Topics, check_device

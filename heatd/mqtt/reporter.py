@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 from heatd.mqtt.discovery import discovery_messages
 from heatd.mqtt.outbox import OFFLINE, ONLINE
 from heatd.mqtt.payload import dumps, dumps_ready, epoch_ms
-from heatd.mqtt.state import DeviceReporter
+from heatd.mqtt.report_by_exception import DeviceReporter
 
 if TYPE_CHECKING:
     from heatd.config import SiteConfig
     from heatd.drivers.reading import Reading
-    from heatd.mqtt.commands import CommandLimits
+    from heatd.mqtt.command_payloads import CommandLimits
     from heatd.mqtt.outbox import Outbox
     from heatd.mqtt.settings import MqttSettings
 
