@@ -34,9 +34,11 @@ class Decision(Generic[S]):
     limits: tuple[Limit, ...]
     events: tuple[Event, ...]
     mode: str
+    """A :class:`Mode` from the control core (a str, as the baseline gives it)."""
     cooling_margin: float | None
     """K below the supply limit; None while the supply temperature is unknown."""
     hp_state: str
+    """An :class:`HpState` from the control core (a str, as the baseline gives it)."""
     missing: tuple[str, ...]
     """Input roles the site does not bind."""
     invalid: Mapping[str, str]
@@ -124,8 +126,8 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
             _limit_events(events, done, keys, state, now)
     new_state = State(mode, mode_expires, leases, setpoints, now, seq.state, env.state, opt,
                       val, keys, done)
-    return Decision(setpoints, new_state, done, tuple(events), mode.value, env.margin,
-                    hp_state.value, inputs.missing, inputs.invalid, bounds)
+    return Decision(setpoints, new_state, done, tuple(events), mode, env.margin, hp_state,
+                    inputs.missing, inputs.invalid, bounds)
 
 
 def _expire(state: State, opt: OptState, events: list[Event],
@@ -167,6 +169,8 @@ def _operator_outputs(prop: Proposal, mode: Mode, prev: Setpoints, cap_min: floa
         cap = prev.hp_capacity if prev.hp_enable else cap
     elif mode is Mode.RECOVERY_OFF:
         cap = cap_min
+    if not leased:
+        return valve, fan, cap
     return (leased.get(R.VALVE_RECOVERY, valve), leased.get(R.DRYCOOLER_FAN, fan),
             leased.get(R.HP_CAPACITY, cap))
 
