@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from heatd.control import roles as R
 from heatd.control.bounds import _ENVELOPE_KEY, Bounds, Setpoints
@@ -72,8 +73,9 @@ class EnvelopeState:
     """Last cycle's bounds and limits, reused while the layers tighten the same way."""
 
 
-@dataclass(frozen=True, slots=True)
-class EnvelopeResult:
+class EnvelopeResult(NamedTuple):
+    """The envelope's verdict for one cycle, handed to the step and never kept."""
+
     bounds: Bounds
     limits: tuple[Limit, ...]
     state: EnvelopeState

@@ -21,6 +21,7 @@ Start/stop hysteresis with delays keeps noise from cycling the compressor.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from heatd.control import roles as R
 from heatd.control.params import OptimiserParams
@@ -43,9 +44,9 @@ class OptState:
 RESET = OptState()
 
 
-@dataclass(frozen=True, slots=True)
-class Proposal:
-    """What the optimiser would like; the envelope's Bounds decide what is applied."""
+class Proposal(NamedTuple):
+    """What the optimiser would like; the envelope's Bounds decide what is applied. Handed
+    to the step within the cycle and never kept."""
 
     valve: float
     fan: float

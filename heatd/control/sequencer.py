@@ -65,8 +65,9 @@ class SeqState:
         return self.state in _ENABLED
 
 
-@dataclass(frozen=True, slots=True)
-class SeqOut:
+class SeqOut(NamedTuple):
+    """One step's outcome, handed to the control step within the cycle and never kept."""
+
     enable: bool
     reset: bool
     state: SeqState

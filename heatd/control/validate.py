@@ -32,9 +32,9 @@ class ValidationState:
     trackers: Mapping[str, tuple[Tracker, ...]] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Inputs:
-    """Validated inputs: ``values`` holds only what is known (worst case of the good points)."""
+class Inputs(NamedTuple):
+    """Validated inputs: ``values`` holds only what is known (worst case of the good points).
+    Read by the layers of the same cycle and never kept."""
 
     values: dict[str, float]
     invalid: dict[str, str]
