@@ -34,9 +34,10 @@ class YamlRefused(Exception):
 
 
 class CommentlessScanner(RoundTripScanner):
-    """The round-trip scanner with its whitespace rules (which a site file that loads today
-    may rely on), dropping each comment where it finds it instead of gathering comments
-    around every token to attach them to the tree: a sixth of the parse."""
+    """The round-trip scanner, dropping each comment where it finds it instead of gathering
+    the comments around every token to attach them to the tree (a sixth of the parse). It
+    keeps the round-trip scanner's whitespace rules, which the plain scanner does not share:
+    a tab after a blank line is whitespace to it, so a file written that way still loads."""
 
     check_token = Scanner.check_token
     peek_token = Scanner.peek_token

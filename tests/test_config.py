@@ -57,6 +57,19 @@ def test_minimal_site_has_defaults() -> None:
     assert site.point("hp1.temp").scale == pytest.approx(0.1)
 
 
+def test_comments_change_nothing_and_lines_stay_true() -> None:
+    """Comments are dropped as the file is read: none of them, wherever it stands, changes
+    a value or the line a problem is reported at."""
+    commented = ("# site file\n" + MINIMAL
+                 .replace("  id: s1\n", "  id: s1  # the site\n  # a full-line comment\n\n")
+                 .replace("address: 0, data_type: float32}",
+                          "address: 0,  # mid-mapping\n             data_type: float32}")
+                 .replace("roles:\n", "roles:  # bound below\n"))
+    assert parse_site(commented, "site.yaml") == parse_site(MINIMAL, "site.yaml")
+    [problem] = problems_of(commented.replace("data_type: int16", "data_type: flaot16"))
+    assert problem.startswith("site.yaml:15: devices.hp1.points.temp.data_type: 'flaot16'")
+
+
 def test_misspelt_data_type_names_line_and_field() -> None:
     text = MINIMAL.replace("data_type: float32", "data_type: flaot32")
     [problem] = problems_of(text)
