@@ -72,6 +72,7 @@ class StepFn(Protocol[SC]):
 def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) -> Decision[State]:
     """Decide this cycle's setpoints. Never raises on any snapshot content."""
     op, sp = params.optimiser, params.sequencer
+    cap_min, cap_max = sp.capacity_min, sp.capacity_max
     last = state.last_now
     dt = 0.0 if last is None or not now > last else min(now - last, op.dt_max_s)
     events: list[Event] = list(state.pending)
@@ -94,16 +95,15 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
         stop = _SAFE_STOP if stop is None else stop
 
     opt = want_heat(values, opt, op, now)
-    want, requester = _heat_wanted(mode, opt.want, state.seq.enabled, leased)
+    want, requester = _heat_wanted(mode, opt.want, state.seq, leased)
     seq = sequence(want, requester, bounds, values, state.seq, sp, now, state.reset_request,
                    stop)
     events += seq.events
     limits += seq.limits
     enabled, hp_state = seq.enable, seq.state.state
     prop, opt = propose(values, enabled, hp_state is HpState.RUNNING, prev.fan, prev.hp_capacity,
-                        bounds.fan_min, min(bounds.cap_max, sp.capacity_max), opt, op,
-                        sp.capacity_min, dt)
-    valve, fan, cap = _operator_outputs(prop, mode, prev, sp.capacity_min, leased)
+                        bounds.fan_min, min(bounds.cap_max, cap_max), opt, op, cap_min, dt)
+    valve, fan, cap = _operator_outputs(prop, mode, prev, cap_min, leased)
     if leased:
         limits += [Limit(f"override:{x.role}", x.value, Layer.OPERATOR, Cause.LEASE,
                          "operator lease", x.role) for x in leases]
@@ -113,9 +113,8 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
     fan = _ramp(prev.fan, fan, op.fan_up_per_s, op.fan_down_per_s, dt)
     if prev.hp_enable and enabled:
         cap = _ramp(prev.hp_capacity, cap, op.cap_up_per_s, op.cap_down_per_s, dt)
-    cap = min(cap, sp.capacity_max)
-    setpoints = bounds.admit(valve, fan, enabled, cap, seq.reset, prev.hp_enable,
-                             sp.capacity_min)
+    cap = min(cap, cap_max)
+    setpoints = bounds.admit(valve, fan, enabled, cap, seq.reset, prev.hp_enable, cap_min)
 
     done = tuple(limits)
     if done == state.limits:  # most cycles: the same Limit objects as the last one
@@ -148,7 +147,7 @@ def _expire(state: State, opt: OptState, events: list[Event],
     return mode, mode_expires, leases, opt
 
 
-def _heat_wanted(mode: Mode, optimiser_wants: bool, enabled: bool,
+def _heat_wanted(mode: Mode, optimiser_wants: bool, seq: SeqState,
                  leased: Mapping[str, float]) -> tuple[bool, Layer]:
     """Whether the heat pump should run, and who asks: the optimiser in auto, the operator
     otherwise (manual keeps it as it is, the other modes stop it) or by a lease."""
@@ -156,7 +155,7 @@ def _heat_wanted(mode: Mode, optimiser_wants: bool, enabled: bool,
         return leased[R.HP_ENABLE] > 0.5, Layer.OPERATOR
     if mode is Mode.AUTO:
         return optimiser_wants, Layer.OPTIMISER
-    return mode is Mode.MANUAL and enabled, Layer.OPERATOR
+    return mode is Mode.MANUAL and seq.enabled, Layer.OPERATOR
 
 
 def _operator_outputs(prop: Proposal, mode: Mode, prev: Setpoints, cap_min: float,
