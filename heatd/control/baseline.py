@@ -138,7 +138,9 @@ def _reset(st: BaselineState, tripped: bool, p: BaselineParams,
            now: float) -> tuple[BaselineState, bool]:
     """Pulse a reset once the cool-down after a trip has passed, a few times an hour."""
     if not tripped:
-        return replace(st, tripped_at=None), now < st.reset_until
+        if st.tripped_at is not None:
+            st = replace(st, tripped_at=None)
+        return st, now < st.reset_until
     tripped_at = now if st.tripped_at is None else st.tripped_at
     resets = tuple(t for t in st.resets if now - t < 3600.0)
     if (now >= st.reset_until and now - tripped_at >= p.reset_cooldown_s
@@ -183,9 +185,10 @@ def step(
         cause, why = ((Cause.INTERLOCK, "interlock") if interlock else
                       (Cause.HP_FAULT, "trip") if tripped else (Cause.DEMAND, "demand hysteresis"))
         events = (Event(now, Layer.OPTIMISER, "hp_state", "hp", old, new, cause, why),)
-    st = replace(st, hp_on=want, interlock=interlock, fan_u=fan_u, fan_e=fan_e, last_t=now,
-                 last=tuple(memory.items()),
-                 changed_at=now if want != state.hp_on else state.changed_at)
+    st = BaselineState(
+        hp_on=want, changed_at=now if want != state.hp_on else state.changed_at,
+        interlock=interlock, fan_u=fan_u, fan_e=fan_e, last_t=now, tripped_at=st.tripped_at,
+        resets=st.resets, reset_until=st.reset_until, last=tuple(memory.items()))
     margin = None if supply is None else p.supply_limit_c - supply
     return Decision(
         setpoints=setpoints,
