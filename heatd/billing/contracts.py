@@ -24,7 +24,9 @@ RACK_INLET_CLASSES: dict[str, float] = {"recommended": 27.0, "A1": 32.0, "A2": 3
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+    # built when first validated, with the site (see heatd.config.Strict)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False,
+                              defer_build=True)
 
 
 class HeatMeterPoints(_Strict):

@@ -24,7 +24,8 @@ NonNegative = Annotated[float, Field(ge=0)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # built when first validated, with the site (see heatd.config.Strict)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
 
 class TlsSettings(_Strict):
