@@ -27,6 +27,8 @@ from typing import Any, NamedTuple, TypeVar
 
 import structlog
 
+from heatd.outbox_streams import AUDIT, METER
+
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
@@ -40,10 +42,6 @@ Fallback = Callable[[bytes], None]
 RETRY_S = 2.0
 BUSY_TIMEOUT_S = 30.0
 """How long a statement waits for a lock held by another connection to the file."""
-METER = "meter"
-"""Meter records: stored as JSON, sent with their row ``id`` added."""
-AUDIT = "audit"
-"""Command audit records: sent byte for byte as they were kept."""
 STREAMS = (METER, AUDIT)
 
 

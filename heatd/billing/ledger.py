@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from heatd.billing.hourly import Resume
+from heatd.outbox_streams import RECORDS
 
 GENESIS = "0" * 64
-RECORDS = "records"
-"""The store-and-forward stream (and MQTT topic suffix) of the records."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
