@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import asyncio
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from heatd.billing.ledger import RECORDS
 from heatd.config import SiteConfig
 from heatd.cycle_report import Availability, CycleReport, Event, LastError, Notice
-from heatd.meter_store import AUDIT, METER
-from heatd.metering import Metering
 from heatd.mqtt.command_payloads import CommandHandler
 from heatd.mqtt.link import MqttLink
+from heatd.outbox_streams import AUDIT, METER, RECORDS
 from heatd.racks import rack_report
 from heatd.tasks import cancel_all
+
+if TYPE_CHECKING:  # the meter (SQLite, billing) is loaded only by a site that has one
+    from heatd.metering import Metering
 
 log = structlog.get_logger(__name__)
 

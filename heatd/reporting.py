@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
+import sys
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from heatd.config import SiteConfig
 from heatd.cycle_report import Availability, CycleReport, Event, LastError, Listener, Notice
 from heatd.dispatch import CommandDispatch, Controls
-from heatd.metering import Metering
 from heatd.publisher import Publisher, Source
 from heatd.tasks import cancel_all
+
+if TYPE_CHECKING:  # the meter (SQLite, billing) is loaded only by a site that has one
+    from heatd.metering import Metering
 
 log = structlog.get_logger(__name__)
 
@@ -85,13 +87,18 @@ class Reporting:
         """Raises ValueError for settings ``start`` would trip over (see
         :meth:`Publisher.check`, :meth:`Metering.check`)."""
         Publisher.check(site)
-        Metering.check(site)
+        if site.meter is not None:
+            from heatd.metering import Metering  # SQLite and billing: only for a meter
+
+            Metering.check(site)
 
     async def start(self) -> None:
         """The meter, then the publisher; a publisher that fails to start raises and
         leaves the meter running (``stop`` ends it)."""
         site = self._host.site
         if site.meter is not None:
+            from heatd.metering import Metering  # SQLite and billing: only for a meter
+
             self.metering = Metering(site, site.meter)
             self.metering.start()
             self.listeners.append(self.metering)
@@ -134,7 +141,15 @@ class Reporting:
         await self.stop()
         try:
             await self.start()
-        except (ValueError, OSError, sqlite3.Error):
+        except _unusable_settings():
             log.exception("mqtt or meter settings could not be applied: not publishing")
         finally:
             self._replacing = None
+
+
+def _unusable_settings() -> tuple[type[Exception], ...]:
+    """What listeners raise when their settings cannot be applied; SQLite's errors (the
+    meter's file) only once SQLite is loaded, as only a site with a meter imports it.
+    Looked up when the exception is caught, after ``start`` may have loaded it."""
+    sqlite3 = sys.modules.get("sqlite3")
+    return (ValueError, OSError) if sqlite3 is None else (ValueError, OSError, sqlite3.Error)

@@ -1,9 +1,10 @@
 """A site pays only for the protocols it uses: a Modbus-only site is checked and run with
-asyncua impossible to import, and no site's check loads a protocol library at all.
+asyncua impossible to import, and no site's check loads a protocol library at all. Nor
+does a site without a meter load SQLite or the metering and billing that write to it.
 
 heatd runs in a subprocess through a wrapper that makes ``import asyncua`` fail (as on a
-gateway where it is not installed) and reports, at exit, which protocol libraries and
-which of heatd's driver modules were loaded."""
+gateway where it is not installed) and reports, at exit, which protocol libraries, which
+of heatd's driver modules and which of its metering modules were loaded."""
 
 from __future__ import annotations
 
@@ -37,8 +38,11 @@ def _report():
     names = [name for name in sys.modules if sys.modules[name] is not None]
     libraries = {name.split(".")[0] for name in names} & {"asyncua", "pymodbus"}
     drivers = [name for name in names if name.startswith("heatd.drivers.")]
+    metering = [name for name in names if name.split(".")[0] == "sqlite3"
+                or name.startswith(("heatd.billing", "heatd.meter"))]
     with open(REPORT, "w") as fh:
-        json.dump({"libraries": sorted(libraries), "drivers": sorted(drivers)}, fh)
+        json.dump({"libraries": sorted(libraries), "drivers": sorted(drivers),
+                   "metering": sorted(metering)}, fh)
 
 atexit.register(_report)
 from heatd.cli import main
@@ -129,6 +133,44 @@ async def test_modbus_only_site_runs_without_asyncua(tmp_path: Path, broker) -> 
         assert proc.returncode == 0, stderr.decode()
         assert b"Traceback" not in stderr
         assert json.loads(report.read_text())["libraries"] == ["pymodbus"]
+    finally:
+        await server.stop()
+
+
+async def test_a_site_without_a_meter_audits_commands_without_sqlite(
+        tmp_path: Path, broker) -> None:
+    """No ``meter:`` section: no meter file, so a command's audit record goes out from
+    memory, and neither SQLite nor the meter, its store or billing's records are loaded.
+    What the site file's checks read of billing (``contracts:``) may be, and the
+    arguments of the ``heatd`` billing commands."""
+    server = SimServer([unit(1)])
+    await server.start()
+    try:
+        site = tmp_path / "site.yaml"
+        site.write_text(MODBUS_SITE.format(port=server.port, broker_port=broker.port))
+        script, report = wrapper(tmp_path)
+        async with Recorder(broker, "heatd/lean/#") as rec:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, str(script), "run", str(site),
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT)
+            try:
+                await rec.wait("heatd/lean/control/state", timeout=30)
+                await rec.client.publish("heatd/lean/cmd/mode",
+                                         b'{"mode": "auto", "id": "m1"}', qos=1)
+                reply = await rec.wait("heatd/lean/cmd/mode/response")
+                audit = await rec.wait("heatd/lean/events",
+                                       lambda m: json.loads(m.payload).get("id") == "m1")
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                _, stderr = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, stderr.decode()
+        assert b"Traceback" not in stderr
+        assert json.loads(reply.payload)["accepted"] is True
+        assert json.loads(audit.payload)["kind"] == "command"
+        assert json.loads(audit.payload)["accepted"] is True
+        metering = json.loads(report.read_text())["metering"]
+        assert set(metering) <= {"heatd.billing", "heatd.billing.contracts",
+                                 "heatd.billing.points", "heatd.billing.cli"}, metering
     finally:
         await server.stop()
 
