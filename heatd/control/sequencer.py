@@ -123,10 +123,10 @@ class _Seen(NamedTuple):
 
     @classmethod
     def read(cls, values: dict[str, float]) -> _Seen:
-        trip = values.get(R.HP_TRIP_CODE, 0.0)
+        trip, running = values.get(R.HP_TRIP_CODE, 0.0), values.get(R.HP_RUNNING)
         return cls(trip, values.get(R.HP_FAULT, 0.0) > 0.5 or trip > 0,
-                   values.get(R.HP_LOCKOUT, 0.0) > 0.5, values.get(R.HP_RUNNING, 0.0) > 0.5,
-                   R.HP_RUNNING not in values, values.get(R.HP_MIN_OFF_ACTIVE, 0.0) > 0.5)
+                   values.get(R.HP_LOCKOUT, 0.0) > 0.5, running is not None and running > 0.5,
+                   running is None, values.get(R.HP_MIN_OFF_ACTIVE, 0.0) > 0.5)
 
 
 def sequence(
