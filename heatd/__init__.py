@@ -1,8 +1,5 @@
 """heatd: cools the servers first, then sells their heat."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("heatd")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+source"
+# The one place the version is written: the wheel's metadata reads it from here
+# (pyproject.toml, tool.setuptools.dynamic), so asking for it costs no metadata lookup.
+__version__ = "0.1.0"

@@ -6,11 +6,11 @@ import the plot extra hides fails this test."""
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +18,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+# the version as the source writes it (pyproject takes it from there): read, not imported, so
+# the installed wheel's metadata is checked against the tree it was built from
+VERSION = next(
+    node.value.value for node in ast.parse((ROOT / "heatd" / "__init__.py").read_text()).body
+    if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+    and [getattr(t, "id", None) for t in node.targets] == ["__version__"]
+)
 PLOT_EXTRA = "plots need the 'plot' extra: pip install 'heatd[plot]'"
 
 

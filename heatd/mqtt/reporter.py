@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from heatd.mqtt.discovery import discovery_messages
 from heatd.mqtt.outbox import OFFLINE, ONLINE
 from heatd.mqtt.payload import dumps, dumps_ready, epoch_ms
 from heatd.mqtt.report_by_exception import DeviceReporter
@@ -141,6 +140,9 @@ class SiteReporter:
         self.outbox.retain(self.topics.info, dumps(self._info()))
         if not self.settings.homeassistant.discovery:
             return
+        # imported here: discovery is off by default, and a gateway pays only for what it uses
+        from heatd.mqtt.discovery import discovery_messages
+
         messages = discovery_messages(self.site, self.topics, self.settings.homeassistant,
                                       self._limits, self._version)
         gone = self._discovery - {t for t, body in messages.items() if body is not None}
