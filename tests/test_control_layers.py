@@ -9,22 +9,17 @@ from dataclasses import replace
 import pytest
 from pydantic import ValidationError
 
-from heatd.control import (
-    Bounds,
-    ControlParams,
-    HpState,
-    Setpoints,
-    Signal,
-    Snapshot,
-    initial_state,
-    reset_heat_pump,
-    step,
-)
 from heatd.control import roles as R
-from heatd.control.bounds import SAFE_SETPOINTS, device_bounds
+from heatd.control.bounds import SAFE_SETPOINTS, Bounds, Setpoints, device_bounds
+from heatd.control.commands import reset_heat_pump
+from heatd.control.core import step
 from heatd.control.envelope import EnvelopeState, envelope
 from heatd.control.events import Cause
 from heatd.control.optimiser import RESET, cold_fade, propose, want_heat
+from heatd.control.params import ControlParams
+from heatd.control.sequencer import HpState
+from heatd.control.signals import Signal, Snapshot
+from heatd.control.state import initial_state
 from heatd.control.validate import ValidationState, validate
 
 P = ControlParams()

@@ -10,21 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heatd.control import (
-    ControlParams,
-    HpState,
-    Mode,
-    Signal,
-    Snapshot,
-    baseline,
-    clear_override,
-    initial_state,
-    set_mode,
-    set_override,
-    step,
-)
+from heatd.control import baseline
 from heatd.control import roles as R
+from heatd.control.commands import clear_override, set_mode, set_override
+from heatd.control.core import step
 from heatd.control.events import Cause
+from heatd.control.params import ControlParams
+from heatd.control.sequencer import HpState
+from heatd.control.signals import Signal, Snapshot
+from heatd.control.state import Mode, initial_state
 
 P = ControlParams.model_validate(
     {

@@ -18,22 +18,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings, target
 from hypothesis import strategies as st
 
-from heatd.control import (
-    ControlParams,
-    Decision,
-    Mode,
-    Setpoints,
-    Signal,
-    Snapshot,
-    State,
-    initial_state,
-    reset_heat_pump,
-    set_mode,
-    set_override,
-    step,
-)
 from heatd.control import roles as R
+from heatd.control.bounds import Setpoints
+from heatd.control.commands import reset_heat_pump, set_mode, set_override
+from heatd.control.core import Decision, step
 from heatd.control.events import Cause
+from heatd.control.params import ControlParams
+from heatd.control.signals import Signal, Snapshot
+from heatd.control.state import Mode, State, initial_state
 
 PARAMS = ControlParams.model_validate(
     {

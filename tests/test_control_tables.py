@@ -8,13 +8,13 @@ from typing import NamedTuple
 
 import pytest
 
-from heatd.control import ControlParams, Snapshot
 from heatd.control import roles as R
 from heatd.control.bounds import Bounds, device_bounds
 from heatd.control.envelope import LAYERS, EnvelopeState, envelope
 from heatd.control.events import Cause, Layer, Limit
-from heatd.control.params import SequencerParams
+from heatd.control.params import ControlParams, SequencerParams
 from heatd.control.sequencer import HpState, SeqState, sequence
+from heatd.control.signals import Snapshot
 from heatd.control.validate import ValidationState, validate
 
 C = Cause

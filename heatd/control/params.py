@@ -18,7 +18,8 @@ from heatd.control import roles
 
 RoleSpec = tuple[float, float, bool, bool]
 
-_STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
+# built when first validated, with the site (see heatd.config.Strict)
+_STRICT = ConfigDict(strict=True, extra="forbid", frozen=True, defer_build=True)
 
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
