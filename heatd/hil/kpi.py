@@ -255,10 +255,26 @@ def _clip(x: float, hi: float) -> float:
 
 
 class Accumulator:
-    """Folds samples into KPIs; one per run."""
+    """Folds samples into KPIs; one per run.
+
+    A year at 10 s steps is three million samples: the limits are read from the config
+    once, the figures are kept in slots, and each step does only the additions it needs.
+    """
+
+    __slots__ = (
+        "_below_kh", "_contract", "_delivered", "_demand", "_fallback_s", "_fan", "_high_s",
+        "_hp_el", "_hp_heat", "_hp_max", "_hp_off_s", "_ideal", "_it", "_last", "_lift", "_loop",
+        "_loop_cap", "_max_rack", "_max_supply", "_off_at", "_on_at", "_over_kh", "_over_s",
+        "_rack_limits", "_rack_s", "_reused", "_running", "_short", "_starts", "_supply_limit",
+        "_t", "_tank", "_tank_cap", "_throttle", "_throttled_s", "_travel", "_trip", "_trips",
+        "config",
+    )  # fmt: skip
 
     def __init__(self, config: KpiConfig, stores: IdealStores | None = None) -> None:
         self.config = config
+        self._supply_limit, self._throttle = config.supply_limit_c, config.throttle_c
+        self._contract, self._lift = config.contract_supply_c, config.lift_ref
+        self._rack_limits = config.rack_limits_c
         st = stores or IdealStores()
         self._hp_max = st.hp_max_kw
         self._tank_cap, self._loop_cap = st.tank_capacity_kwh, st.loop_capacity_kwh
@@ -277,7 +293,7 @@ class Accumulator:
         self._trip = 0
         self._on_at: float | None = None
         self._off_at: float | None = None
-        self._last: tuple[float, float, float] | None = None
+        self._last: Sample | None = None
         self._travel = [0.0, 0.0, 0.0]
 
     def add(self, x: Sample) -> None:
@@ -285,31 +301,46 @@ class Accumulator:
         self._t += x.dt
         self._add_comfort(x)
         self._add_energy(x)
-        self._add_cycling(x)
+        if x.hp_running != self._running or not x.hp_running:
+            self._add_switching(x)
+        if x.trip_code:
+            self._add_trip(x.trip_code)
+        self._trip = x.trip_code
+        last = self._last
+        if last is not None:
+            travel = self._travel
+            travel[0] += abs(x.valve - last.valve)
+            travel[1] += abs(x.fan - last.fan)
+            travel[2] += abs(x.capacity - last.capacity)
+        self._last = x
 
     def _add_comfort(self, x: Sample) -> None:
         """Time over the supply limit, throttling, over the rack limits, PLC overrides."""
-        cfg = self.config
-        dt = x.dt
-        over = x.supply_c - cfg.supply_limit_c
+        recommended, a1, a2 = self._rack_limits
+        dt, supply, rack = x.dt, x.supply_c, x.rack_inlet_c
+        over = supply - self._supply_limit
         if over > 0.0:
             self._over_s += dt
             self._over_kh += over * dt / _S_PER_H
-        if x.supply_c > cfg.throttle_c:
+        if supply > self._throttle:
             self._throttled_s += dt
-        for i, limit in enumerate(cfg.rack_limits_c):
-            if x.rack_inlet_c > limit:
-                self._rack_s[i] += dt
+        rack_s = self._rack_s
+        if rack > recommended:
+            rack_s[0] += dt
+        if rack > a1:
+            rack_s[1] += dt
+        if rack > a2:
+            rack_s[2] += dt
         if x.plc_fallback:
             self._fallback_s += dt
         if x.plc_high_limit:
             self._high_s += dt
-        self._max_supply = max(self._max_supply, x.supply_c)
-        self._max_rack = max(self._max_rack, x.rack_inlet_c)
+        self._max_supply = max(self._max_supply, supply)
+        self._max_rack = max(self._max_rack, rack)
 
     def _add_energy(self, x: Sample) -> None:
         """The energy sums, the network's shortfall, and the ideal reference."""
-        cfg = self.config
+        contract, lift = self._contract, self._lift
         dt = x.dt
         self._delivered += x.delivered_kwh
         self._hp_heat += x.hp_heat_kwh
@@ -319,12 +350,22 @@ class Accumulator:
         self._fan += x.fan_kwh
         demand = x.demand_kw * dt / _S_PER_H
         self._demand += demand
-        if x.demand_kw > 0.0 and x.dh_supply_c < cfg.contract_supply_c:
-            self._below_kh += (cfg.contract_supply_c - x.dh_supply_c) * dt / _S_PER_H
-        self._ideal_step(dt, x.it_offered_kwh, demand, x.hp_available)
+        if x.demand_kw > 0.0 and x.dh_supply_c < contract:
+            self._below_kh += (contract - x.dh_supply_c) * dt / _S_PER_H
+        # The ideal: all the reference heat pump can take from the IT heat and the loop
+        # buffer, into the demand and the ideal tank; what it cannot take warms the loop.
+        source = self._loop + x.it_offered_kwh
+        made = 0.0
+        if x.hp_available:
+            made = min(self._hp_max * dt / _S_PER_H, source * lift,
+                       demand + self._tank_cap - self._tank)  # fmt: skip
+            source -= made / lift
+        self._loop = min(source, self._loop_cap)
+        self._ideal += made / lift
+        self._tank = max(self._tank + made - demand, 0.0)
 
-    def _add_cycling(self, x: Sample) -> None:
-        """Heat-pump starts, short cycles and trips, and the actuators' travel."""
+    def _add_switching(self, x: Sample) -> None:
+        """Heat-pump off time, starts and short cycles (a step where it is off or switches)."""
         cfg = self.config
         now = self._t
         if not x.hp_running:
@@ -339,32 +380,12 @@ class Accumulator:
                 self._short += 1
             self._off_at = now
         self._running = x.hp_running
-        if x.trip_code and x.trip_code != self._trip:
-            cause = TRIP_NAMES.get(x.trip_code, str(x.trip_code))
+
+    def _add_trip(self, code: int) -> None:
+        """A trip code that is new since the last step counts as one trip of its cause."""
+        if code != self._trip:
+            cause = TRIP_NAMES.get(code, str(code))
             self._trips[cause] = self._trips.get(cause, 0) + 1
-        self._trip = x.trip_code
-
-        last = self._last
-        if last is not None:
-            travel = self._travel
-            travel[0] += abs(x.valve - last[0])
-            travel[1] += abs(x.fan - last[1])
-            travel[2] += abs(x.capacity - last[2])
-        self._last = (x.valve, x.fan, x.capacity)
-
-    def _ideal_step(self, dt: float, it_kwh: float, demand_kwh: float, available: bool) -> None:
-        """Take all the reference heat pump can: from the IT heat and the loop buffer, into
-        the demand and the ideal tank; what it cannot take warms the loop."""
-        lift = self.config.lift_ref
-        source = self._loop + it_kwh
-        made = 0.0
-        if available:
-            made = min(self._hp_max * dt / _S_PER_H, source * lift,
-                       demand_kwh + self._tank_cap - self._tank)  # fmt: skip
-            source -= made / lift
-        self._loop = min(source, self._loop_cap)
-        self._ideal += made / lift
-        self._tank = max(self._tank + made - demand_kwh, 0.0)
 
     def result(self) -> Kpis:
         p = self.config.prices
