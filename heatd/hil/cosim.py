@@ -27,6 +27,7 @@ from heatd.control.core import Decision, step
 from heatd.control.params import ControlParams
 from heatd.control.signals import SampledSignals, Snapshot
 from heatd.control.state import initial_state as heatd_initial_state
+from heatd.hil.faults import Fault
 from heatd.hil.kpi import (
     Accumulator,
     KpiConfig,
@@ -241,14 +242,17 @@ def simulate(
     trace: dict[str, list[float]] | None = {k: [] for k in TRACE_KEYS} if every else None
     events = 0
     hb = 0
+    active: list[Fault] = []
+    faults_change = -math.inf
     for k in range(steps):
         t = start_s + k * dt
-        h = min(dt, end - t)
+        h = end - t if end - t < dt else dt  # min(dt, end - t), without the call
         dist = disturbances(t)
         if ctl_step is None:
             act = idle
         else:
-            active = [f for f in faults if f.start_s <= t < f.end_s] if faults else None
+            if t >= faults_change:
+                active, faults_change = _faults_at(faults, t)
             if active:
                 snapshot = build(sensors.read(state, active, t), t)
             else:
@@ -282,6 +286,14 @@ def simulate(
         trace,
         events,
     )
+
+
+def _faults_at(faults: Sequence[Fault], t: float) -> tuple[list[Fault], float]:
+    """The faults active at t, and the first time after t at which that set changes: a run
+    looks them up again only then, not every step."""
+    active = [f for f in faults if f.start_s <= t < f.end_s]
+    change = min((x for f in faults for x in (f.start_s, f.end_s) if x > t), default=math.inf)
+    return active, change
 
 
 def _span(scenario: Scenario, dt: float, start_s: float, duration_s: float | None
