@@ -60,6 +60,8 @@ class Publisher:
         self._racks: dict[str, Any] | None = None
         """Each rack's inlet and power as the last cycle saw them (``rack_report``)."""
         self._forwarder: asyncio.Task[None] | None = None
+        self._audits_to: MqttLink | None = None
+        """The link whose commands' audits the file may hand back: kept while it stops."""
         self._points_of: tuple[SiteConfig | None, DevicePoints] = (None, ())
 
     @staticmethod
@@ -79,9 +81,10 @@ class Publisher:
         site = self.source.site
         assert site.mqtt is not None, "a publisher is made for a site with mqtt:"
         metering = self.metering
-        link = self.link = MqttLink(
+        link = self.link = self._audits_to = MqttLink(
             site.mqtt, site, self._handle, config_hash=self.source.config_hash,
-            audit_store=None if metering is None else self._keep_audit)
+            audit_store=None if metering is None else self._keep_audit,
+            audits_settled=None if metering is None else metering.outbox.flush)
         await link.start()
         for device in site.devices:
             link.publish_availability(device, self.source.online(device))
@@ -103,6 +106,7 @@ class Publisher:
             if self._last is not None:
                 link.publish_control_state(self._control_state(self._last))
             await link.stop()
+        self._audits_to = None
         if self.metering is not None:
             self.metering.send_totals_to(None)
         if self._forwarder is not None:
@@ -116,8 +120,11 @@ class Publisher:
         return self.metering.outbox.keep(AUDIT, payload, fallback=self._audit_from_memory)
 
     def _audit_from_memory(self, payload: bytes) -> None:
-        if self.link is not None:
-            self.link.publish(self.link.topics.events, payload, kind="audit")
+        """Through the link that answered the command, also while it stops (it waits
+        for the file to settle its audits before it says offline)."""
+        link = self._audits_to
+        if link is not None:
+            link.publish(link.topics.events, payload, kind="audit")
 
     def rebuilt(self) -> None:
         """After a reload that kept the broker and meter settings: every device state is

@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from heatd.config import SiteConfig
 from heatd.config_loader import parse_site
 from heatd.hil.rig.broker import Mosquitto, Recorder, broker_fixture
 from heatd.hil.rig.waiting import until
 from heatd.meter_store import AUDIT, DurableOutbox
+from heatd.metering import Metering
 from heatd.mqtt.command_payloads import Command, CommandResult, ModeCommand
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import MqttSettings
+from heatd.publisher import Publisher
 
 broker = broker_fixture()
 SITE = parse_site("site: {id: a1}\ndevices: {}\n", "site.yaml")
@@ -114,3 +118,76 @@ async def test_a_burst_beyond_the_rate_limit_is_not_written(
     assert len(outbox.pending([AUDIT], limit=1000)) == 3
     assert sorted(map(str, audit_ids(rec))) == sorted(f"m{n}" for n in range(3, 25))
     outbox.close()
+
+
+METERED = """\
+site: {{id: a1}}
+devices: {{}}
+mqtt: {{host: 127.0.0.1, port: {port}, reconnect_min: 0.05, reconnect_max: 0.3}}
+meter: {{interval: 60, database: {db}}}
+"""
+
+
+class Host:
+    """What the publisher reads of the daemon: a site without devices."""
+
+    def __init__(self, site: SiteConfig) -> None:
+        self.site = site
+        self.config_hash = "0123456789abcdef"
+
+    def online(self, device: str) -> bool:
+        return False
+
+    def last_error(self, device: str) -> str | None:
+        return None
+
+
+def refuse_audits(db: Path) -> None:
+    """The file takes meter records but refuses every audit, as a full disk would."""
+    DurableOutbox(db).close()  # the table, as heatd makes it
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("CREATE TRIGGER refuse_audits BEFORE INSERT ON pending"
+                " WHEN NEW.stream = 'audit'"
+                " BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END")
+    con.close()
+
+
+async def test_an_audit_the_file_refuses_while_the_link_stops_goes_out_from_memory(
+        broker: Mosquitto, tmp_path: Path) -> None:
+    """A command still being carried out when the publisher stops is answered through the
+    stopping link; when the file then refuses its audit (disk full), the audit takes the
+    link's own queue, as it does while the link runs, and reaches the broker before the
+    link says offline."""
+    db = tmp_path / "meter.sqlite"
+    refuse_audits(db)
+    site = parse_site(METERED.format(port=broker.port, db=db), "site.yaml")
+    assert site.meter is not None
+    running, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(command: Command) -> CommandResult:
+        running.set()
+        await release.wait()
+        return CommandResult(True, "ok")
+
+    metering = Metering(site, site.meter)
+    metering.start()
+    publisher = Publisher(Host(site), slow, metering)
+    async with Recorder(broker, EVENTS, f"{BASE}/cmd/+/response") as rec:
+        await publisher.start()
+        assert publisher.link is not None
+        await asyncio.wait_for(publisher.link.wait_connected(), 10)
+        await rec.client.publish(f"{BASE}/cmd/mode", json.dumps({"mode": "auto", "id": "w"}),
+                                 qos=1)
+        await asyncio.wait_for(running.wait(), 10)
+        stopping = asyncio.create_task(publisher.stop())
+        await asyncio.sleep(0.2)  # the stop waits for the command in progress
+        release.set()
+        await asyncio.wait_for(stopping, 15)
+        await metering.stop()
+        await rec.wait(f"{BASE}/cmd/mode/response")
+        await until(lambda: audited(rec, "w"), timeout=5, what="the audit from memory")
+    assert not [row for row in DurableOutbox(db).pending([AUDIT])]
+
+
+def audited(rec: Recorder, ident: str) -> bool:
+    return any(json.loads(m.payload).get("id") == ident for m in rec.on(EVENTS))

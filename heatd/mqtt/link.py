@@ -16,11 +16,13 @@ gets time to finish), says ``offline`` for every device and the site, and discon
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
     from heatd.config import SiteConfig
     from heatd.drivers.reading import Reading
     from heatd.mqtt.settings import MqttSettings
+
+log = structlog.get_logger(__name__)
 
 COMMANDS_SUBSCRIPTION = SubscribeOptions(qos=1, retainAsPublished=True, retainHandling=2)
 """Retained commands are never sent at subscribe (retain handling 2), and one retained
@@ -81,7 +85,12 @@ class MqttLink:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         audit_store: AuditStore | None = None,
+        audits_settled: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
+        """``audits_settled`` waits until ``audit_store`` has kept each record it took or
+        handed it back to be published from memory (a file that writes later, in a thread
+        of its own): a stop waits for it, so such a record still goes out through this
+        link."""
         _check_devices(site)
         self.settings = settings
         self.topics = Topics(settings.base(site.site.id))
@@ -102,6 +111,7 @@ class MqttLink:
             self.stats, limits=limits, reply_prefix=settings.replies(site.site.id),
             republish=self.republish, handler_timeout=handler_timeout, clock=clock,
             monotonic=monotonic, audit_store=audit_store)
+        self._audits_settled = audits_settled
 
     @property
     def site(self) -> SiteConfig:
@@ -126,13 +136,21 @@ class MqttLink:
 
         A command being carried out gets up to half of ``timeout`` to finish first, so its
         answer goes out through this link (a reload that replaces the link, say); queued
-        and later commands are refused as stopping. The flush gives up after ``timeout``
-        seconds (broker away): the last will then tells the truth once the broker notices
-        the socket is gone; device availability stays as it was.
+        and later commands are refused as stopping. The audit store then gets up to half
+        of ``timeout`` to settle the audits it took (``audits_settled``). The flush gives
+        up after ``timeout`` seconds (broker away): the last will then tells the truth once
+        the broker notices the socket is gone; device availability stays as it was.
         """
         if not self.outbox.running:
             return
         await self.server.close(timeout / 2)
+        if self._audits_settled is not None:  # the last answers' audits: kept or handed back
+            try:
+                await asyncio.wait_for(self._audits_settled(), timeout / 2)
+            except TimeoutError:
+                pass
+            except Exception:  # the store's trouble must not keep the site from offline
+                log.exception("audit store did not settle")
         self.reporter.offline()
         await self.outbox.stop(timeout)
 
