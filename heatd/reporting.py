@@ -18,7 +18,6 @@ from heatd.config import SiteConfig
 from heatd.cycle_report import Availability, CycleReport, Event, LastError, Listener, Notice
 from heatd.dispatch import CommandDispatch, Controls
 from heatd.publisher import Publisher, Source
-from heatd.tasks import cancel_all
 
 if TYPE_CHECKING:  # the meter (SQLite, billing) is loaded only by a site that has one
     from heatd.metering import Metering
@@ -40,6 +39,8 @@ class Reporting:
         self.metering: Metering | None = None
         self.publisher: Publisher | None = None
         self._replacing: asyncio.Task[None] | None = None
+        self._stopping = False
+        """Set by ``stop``: a replacement under way starts nothing new."""
         self._gathered: list[Event] | None = None
         """The events of the cycle under way, for its report."""
 
@@ -112,9 +113,19 @@ class Reporting:
 
     async def stop(self) -> None:
         """The publisher first (its last control state, then the link, whose last audits
-        the meter's file keeps), then the meter (every record kept, the file closed)."""
-        if self._replacing is not None and self._replacing is not asyncio.current_task():
-            await cancel_all([self._replacing])
+        the meter's file keeps), then the meter (every record kept, the file closed). A
+        replacement under way (a reload) is let finish, never cut off half-way through the
+        old meter's last write, and starts no new listeners."""
+        self._stopping = True
+        replacing = self._replacing
+        if replacing is not None and replacing is not asyncio.current_task():
+            try:
+                await asyncio.shield(replacing)
+            except Exception:
+                log.exception("replacing the listeners failed")
+        await self._stop_listeners()
+
+    async def _stop_listeners(self) -> None:
         self.listeners.clear()
         publisher, self.publisher = self.publisher, None
         metering, self.metering = self.metering, None
@@ -138,11 +149,14 @@ class Reporting:
             self.publisher.rebuilt()
 
     async def _replace(self) -> None:
-        await self.stop()
         try:
-            await self.start()
-        except _unusable_settings():
-            log.exception("mqtt or meter settings could not be applied: not publishing")
+            await self._stop_listeners()
+            if self._stopping:  # heatd is stopping: nothing new to start
+                return
+            try:
+                await self.start()
+            except _unusable_settings():
+                log.exception("mqtt or meter settings could not be applied: not publishing")
         finally:
             self._replacing = None
 

@@ -9,6 +9,7 @@ import itertools
 import json
 import signal
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +169,44 @@ async def test_a_held_lock_on_the_meter_file_stalls_no_cycle_and_loses_no_record
     assert len(records) >= sent + 2
     assert_contiguous(records)
     assert all(r["it_source"] in ("counter", "power") for r in records)
+
+
+async def test_a_stop_during_a_listener_replacement_keeps_every_record(tmp_path: Path) -> None:
+    """A reload that changes the meter replaces the listeners; the old meter is stopping,
+    its last records waiting for a file another connection holds locked, when heatd is
+    told to stop. The stop lets the old meter finish rather than cutting it off: every
+    interval closed before the stop is kept once the lock goes, none lost."""
+    server = SimServer([unit(1)])
+    await server.start()
+    await server.set(1, Table.INPUT, 0, [1200, 0, 5000])
+    db = tmp_path / "meter.sqlite"
+    path = tmp_path / "site.yaml"
+    site = SITE.format(port=server.port, mqtt=0, db=db)  # no broker: the rows stay
+    path.write_text("".join(x for x in site.splitlines(True) if not x.startswith("mqtt:")))
+    daemon = Daemon(path, load_site(path))
+    task = asyncio.create_task(daemon.run())
+    try:
+        await until(lambda: len(meter_rows(db)) >= 2, timeout=15, what="records kept")
+        holder = sqlite3.connect(db, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            locked_at = time.time()
+            await asyncio.sleep(1.5)  # an interval closes; its write waits for the lock
+            path.write_text(path.read_text().replace("interval: 1,", "interval: 2,"))
+            accepted, reason = await daemon.reload()
+            assert accepted, reason
+            await asyncio.sleep(0.3)  # the old meter is stopping, its write still waiting
+            daemon.request_stop()
+            await asyncio.sleep(1.5)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        await asyncio.wait_for(task, 20)
+    finally:
+        if not task.done():
+            task.cancel()
+        await server.stop()
+    records = meter_rows(db)
+    assert_contiguous(records)
+    assert records[-1]["end"] >= locked_at * 1000  # closed while the file was locked
+    assert verify(db)[1] == []
