@@ -248,21 +248,44 @@ def is_temperature(sensor: str) -> bool:
     return "_temp" in sensor
 
 
+_NORMALS_PER_BATCH = 512
+
+
 class SensorNoise:
     """Gaussian noise and a finite resolution on every temperature reading, seeded, so a
-    controller is judged on what real sensors give. Bad readings (None, NaN) stay bad."""
+    controller is judged on what real sensors give. Bad readings (None, NaN) stay bad.
+
+    The normal draws are Box-Muller pairs on the seeded uniform stream, the pairs
+    :func:`random.gauss` makes, made a batch at a time: a simulated year takes some forty
+    million, and ``random()`` is the part of :mod:`random` whose sequence Python keeps
+    across versions.
+    """
 
     def __init__(self, params: PlantParams, seed: int, names: Sequence[str]) -> None:
         p = params.sensors
         self.std, self.quantum = p.noise_std_k, p.quantum_k
         self.active = self.std > 0.0 or self.quantum > 0.0
-        self._rng = random.Random(f"{seed}/sensor-noise")
-        self._gauss = self._rng.gauss
+        self._uniform = random.Random(f"{seed}/sensor-noise").random
+        self._normals: list[float] = []
+        """Standard normal draws still to use, the next one last."""
         self._positions = tuple(i for i, name in enumerate(names) if is_temperature(name))
+
+    def _refill(self) -> list[float]:
+        """The next batch of standard normal draws, the first of them last (for ``pop``)."""
+        uniform = self._uniform
+        out: list[float] = []
+        for _ in range(_NORMALS_PER_BATCH // 2):
+            angle = uniform() * math.tau
+            radius = math.sqrt(-2.0 * math.log(1.0 - uniform()))
+            out.append(math.cos(angle) * radius)
+            out.append(math.sin(angle) * radius)
+        out.reverse()
+        self._normals = out
+        return out
 
     def _one(self, x: float) -> float:
         if self.std > 0.0:
-            x += self._gauss(0.0, self.std)
+            x += (self._normals or self._refill()).pop() * self.std
         if self.quantum > 0.0:
             x = round(x / self.quantum) * self.quantum
         return x
@@ -271,25 +294,21 @@ class SensorNoise:
         """Noise on the temperature readings of ``values``, listed in the order of ``names``.
 
         Some thirteen readings a step, millions of steps a simulated year: the usual case,
-        noise without a resolution, is one draw per reading with nothing else called. The
-        draws and their order are those of :meth:`_one`."""
+        noise without a resolution, takes one draw per reading with nothing else called.
+        The draws and their order are those of :meth:`_one`."""
         if self.quantum > 0.0 or self.std <= 0.0:
             for i in self._positions:
                 x = values[i]
                 if not math.isnan(x):
                     values[i] = self._one(x)
             return
-        gauss, std, isnan = self._gauss, self.std, math.isnan
+        std, isnan, normals = self.std, math.isnan, self._normals
         for i in self._positions:
             x = values[i]
             if not isnan(x):
-                values[i] = x + gauss(0.0, std)
-
-    def apply_readings(self, readings: dict[str, float]) -> None:
-        """Noise on the temperature readings of a name -> reading mapping, in place."""
-        for name, x in readings.items():
-            if not math.isnan(x) and is_temperature(name):
-                readings[name] = self._one(x)
+                if not normals:
+                    normals = self._refill()
+                values[i] = x + normals.pop() * std
 
 
 class SensorLayer:
@@ -302,13 +321,14 @@ class SensorLayer:
     def __init__(self, params: PlantParams, seed: int = 0) -> None:
         self.params = params
         self._held: dict[int, float] = {}
-        self.noise = SensorNoise(params, seed, ())
+        self.noise = SensorNoise(params, seed, true_value_names(params))
 
     def read(self, state: PlantState, faults: Iterable[Fault], t: float) -> Readings:
         faults = list(faults)
-        true = true_readings(state, self.params)
+        values = true_values(state, self.params)
         if self.noise.active:
-            self.noise.apply_readings(true)
+            self.noise.apply(values)
+        true = dict(zip(true_value_names(self.params), values, strict=True))
         for f in faults:
             stuck = f.kind == "sensor_stuck" and f.active(t)
             if stuck and f.fault_id not in self._held and f.target in true:
