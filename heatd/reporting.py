@@ -119,10 +119,7 @@ class Reporting:
         self._stopping = True
         replacing = self._replacing
         if replacing is not None and replacing is not asyncio.current_task():
-            try:
-                await asyncio.shield(replacing)
-            except Exception:
-                log.exception("replacing the listeners failed")
+            await _finished(replacing)
         await self._stop_listeners()
 
     async def _stop_listeners(self) -> None:
@@ -144,12 +141,17 @@ class Reporting:
         new = self._host.site
         if ((new.site.id, new.mqtt, new.meter, new.contracts)
                 != (old.site.id, old.mqtt, old.meter, old.contracts)):
-            self._replacing = asyncio.create_task(self._replace(), name="listeners-replace")
+            self._replacing = asyncio.create_task(self._replace(self._replacing),
+                                                  name="listeners-replace")
         elif self.publisher is not None:
             self.publisher.rebuilt()
 
-    async def _replace(self) -> None:
+    async def _replace(self, before: asyncio.Task[None] | None) -> None:
+        """Stop the listeners, start those of the site now loaded; after the replacement
+        ``before`` (an earlier reload's) has finished, so two never run together."""
         try:
+            if before is not None:
+                await _finished(before)
             await self._stop_listeners()
             if self._stopping:  # heatd is stopping: nothing new to start
                 return
@@ -158,7 +160,16 @@ class Reporting:
             except _unusable_settings():
                 log.exception("mqtt or meter settings could not be applied: not publishing")
         finally:
-            self._replacing = None
+            if self._replacing is asyncio.current_task():
+                self._replacing = None
+
+
+async def _finished(task: asyncio.Task[None]) -> None:
+    """Wait for ``task`` without cancelling it when the wait is; its failure is logged."""
+    try:
+        await asyncio.shield(task)
+    except Exception:
+        log.exception("replacing the listeners failed")
 
 
 def _unusable_settings() -> tuple[type[Exception], ...]:

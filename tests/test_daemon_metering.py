@@ -9,6 +9,7 @@ import itertools
 import json
 import signal
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -209,4 +210,49 @@ async def test_a_stop_during_a_listener_replacement_keeps_every_record(tmp_path:
     records = meter_rows(db)
     assert_contiguous(records)
     assert records[-1]["end"] >= locked_at * 1000  # closed while the file was locked
+    assert verify(db)[1] == []
+
+
+async def test_a_second_reload_during_a_replacement_leaves_one_meter(tmp_path: Path) -> None:
+    """Two reloads that each change the meter, the second while the first replacement is
+    still stopping the old meter (its file locked by another connection): the listeners
+    are replaced one after the other, so heatd ends with one meter, never two metering the
+    same cycles into the file, and a stop closes every file it opened."""
+    server = SimServer([unit(1)])
+    await server.start()
+    await server.set(1, Table.INPUT, 0, [1200, 0, 5000])
+    db = tmp_path / "meter.sqlite"
+    path = tmp_path / "site.yaml"
+    site = SITE.format(port=server.port, mqtt=0, db=db)  # no broker: the rows stay
+    path.write_text("".join(x for x in site.splitlines(True) if not x.startswith("mqtt:")))
+    daemon = Daemon(path, load_site(path))
+    task = asyncio.create_task(daemon.run())
+    try:
+        await until(lambda: len(meter_rows(db)) >= 2, timeout=15, what="records kept")
+        holder = sqlite3.connect(db, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            await asyncio.sleep(1.2)  # an interval closes; its write waits for the lock
+            for interval in (2, 3):
+                text = path.read_text()
+                path.write_text(text.replace(f"interval: {interval - 1},",
+                                             f"interval: {interval},"))
+                accepted, reason = await daemon.reload()
+                assert accepted, reason
+                await asyncio.sleep(0.3)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        await until(lambda: daemon.reporting.metering is not None, timeout=15,
+                    what="the new meter")
+        await asyncio.sleep(4.0)  # records of the new meter, 3 s each
+        meters = [x for x in daemon.reporting.listeners if type(x).__name__ == "Metering"]
+        assert meters == [daemon.reporting.metering]
+        daemon.request_stop()
+        await asyncio.wait_for(task, 20)
+    finally:
+        if not task.done():
+            task.cancel()
+        await server.stop()
+    assert [t.name for t in threading.enumerate() if t.name == "meter-store"] == []
     assert verify(db)[1] == []
