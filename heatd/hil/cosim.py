@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, Protocol, cast
+from typing import Any
 
 from heatd.control import baseline
 from heatd.control import roles as R
@@ -57,17 +57,6 @@ CONTROLLERS = ("heatd", "baseline", "none")
 
 _FEEDBACK_OF_OUTPUT = {out: fb for fb, out in R.FEEDBACK_ROLES.items()}
 _RACK_PREFIX = R.RACK_INLET_TEMP + "["
-
-
-class _Commands(Protocol):
-    """What the plant takes from a cycle's Setpoints (heatd.control, typed separately,
-    declares their slots without types)."""
-
-    valve: float
-    fan: float
-    hp_enable: bool
-    hp_capacity: float
-    hp_reset: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +252,7 @@ def simulate(
             decision = ctl_step(snapshot, cstate, ctl_params, t)
             cstate = decision.state
             events += len(decision.events)
-            sp = cast(_Commands, decision.setpoints)
+            sp = decision.setpoints
             hb = hb + 1 if hb < 65535 else 0
             act = Actuators(sp.valve, sp.hp_enable, sp.hp_capacity, sp.hp_reset, sp.fan, hb)
         new = plant_step(state, act, dist, h, compiled)
