@@ -221,6 +221,7 @@ def simulate(
     names = true_value_names(params)
     pick = build.picker(names)
     noise = SensorNoise(params, scenario.seed, names)
+    noisy = noise.active
     faults = scenario.faults
     disturbances = scenario.disturbances
     ctl_step, ctl_params = controller.step, controller.params
@@ -246,7 +247,7 @@ def simulate(
                 snapshot = build(sensors.read(state, active, t), t)
             else:
                 values = true_values(state, params)
-                if noise.active:
+                if noisy:
                     noise.apply(values)
                 snapshot = pick(values, t)
             decision = ctl_step(snapshot, cstate, ctl_params, t)

@@ -114,10 +114,11 @@ _TRUE_NAMES = (
 )  # fmt: skip
 """The sensors every plant has, in the order `true_values` lists them."""
 
-_FIXED: dict[int, tuple[PlantParams, float, bool, tuple[float, ...], tuple[str, ...]]] = {}
+_Fixed = tuple[float, bool, tuple[float, ...], tuple[str, ...]]
+_FIXED: dict[int, tuple[PlantParams, _Fixed]] = {}
 
 
-def _fixed(params: PlantParams) -> tuple[float, bool, tuple[float, ...], tuple[str, ...]]:
+def _fixed(params: PlantParams) -> _Fixed:
     """What `true_values` takes from the params, resolved once per params object (kept
     alive by the cache, so its id stays unique): coolant flow, storage, rack offsets, and
     the sensor names in the order of the values."""
@@ -130,9 +131,9 @@ def _fixed(params: PlantParams) -> tuple[float, bool, tuple[float, ...], tuple[s
             *(("storage_top_temp", "storage_bottom_temp") if storage else ()),
             *(f"rack_inlet_temp_{i + 1}" for i in range(len(offsets))),
         )
-        hit = (params, params.loop.flow_kg_s, storage, offsets, names)
+        hit = (params, (params.loop.flow_kg_s, storage, offsets, names))
         _FIXED[id(params)] = hit
-    return hit[1:]
+    return hit[1]
 
 
 def true_value_names(params: PlantParams) -> tuple[str, ...]:
