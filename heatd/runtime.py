@@ -16,6 +16,7 @@ import hashlib
 import math
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +94,12 @@ class Daemon:
         self.writer.start()
 
     async def _stop_io(self) -> None:
-        await self.writer.stop()
-        await self.acquisition.stop()
+        """The writer, then the drivers, also when stopping the writer fails (a writer
+        task that died of a bug raises its error here)."""
+        try:
+            await self.writer.stop()
+        finally:
+            await self.acquisition.stop()
 
     def _device_event(self, device: str, name: str, details: dict[str, Any]) -> None:
         """Something a driver reports about its device, e.g. OPC UA's namespaces_changed."""
@@ -221,7 +226,12 @@ class Daemon:
                 log.exception("control cycle failed: writing the safe state")
                 self.writer.safe_state(SAFE_SETPOINTS.as_roles(), force=not self._safe)
                 self._safe = True
-        self.reporting.report(self._make_report(started, self.last_points, tuple(events)))
+        try:
+            report = self._make_report(started, self.last_points, tuple(events))
+        except Exception:  # reporting trouble never stops control
+            log.exception("cycle report failed: not reported")
+            return
+        self.reporting.report(report)
 
     def _make_report(self, started: float, points: PointSnapshot | None,
                      events: tuple[Event, ...]) -> CycleReport:
@@ -270,36 +280,66 @@ class Daemon:
 
     # --- lifecycle --------------------------------------------------------------------
     async def run(self) -> int:
+        """Start the listeners, then the drivers and the writer, run the cycle until
+        stopped, then stop each part that started, the last started first. A part that
+        fails to start stops those started before it and raises."""
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         try:
             await self.reporting.start()
-        except BaseException:
-            await self.reporting.stop()
-            raise
-        await self._start_io()
-        self.notifier.notify(READY=1, STATUS=f"controlling site {self.site.site.id}")
-        log.info("heatd running", site=self.site.site.id,
-                 cycle_period=self.site.runtime.cycle_period, config_hash=self.config_hash)
-        try:
-            await self._cycle_loop()
+            try:
+                await self._start_io()
+            except BaseException:
+                with _stage("stopping the drivers"):  # those started before the failure
+                    await self._stop_io()
+                raise
+            self.notifier.notify(READY=1, STATUS=f"controlling site {self.site.site.id}")
+            log.info("heatd running", site=self.site.site.id,
+                     cycle_period=self.site.runtime.cycle_period, config_hash=self.config_hash)
+            try:
+                await self._cycle_loop()
+            finally:
+                await self._stop_control()
         finally:
-            await self._shutdown()
+            await self._stop_reporting()
         return 0
 
     async def _shutdown(self) -> None:
+        """The whole stop of a daemon whose parts all started (see :meth:`run`)."""
+        await self._stop_control()
+        await self._stop_reporting()
+
+    async def _stop_control(self) -> None:
+        """The safe state first, then the writer and the drivers, then the final report.
+        Each stage that fails is logged and the next runs all the same."""
         self.notifier.notify(STOPPING=1, STATUS="writing the safe state")
         log.info("stopping: writing the safe state")
-        self.writer.safe_state(SAFE_SETPOINTS.as_roles(), force=True)
-        safe = await self.writer.flush(self.site.runtime.stop_timeout)
-        if not safe:
-            log.error("safe state not confirmed by every device before exit")
-        await self._stop_io()
-        self.reporting.report(self._make_report(time.monotonic(), None, ()))  # final state
-        await self.reporting.stop()
+        with _stage("writing the safe state"):
+            self.writer.safe_state(SAFE_SETPOINTS.as_roles(), force=True)
+            if not await self.writer.flush(self.site.runtime.stop_timeout):
+                log.error("safe state not confirmed by every device before exit")
+        with _stage("stopping the drivers"):
+            await self._stop_io()
+        with _stage("the final report"):
+            self.reporting.report(self._make_report(time.monotonic(), None, ()))
+
+    async def _stop_reporting(self) -> None:
+        """The listeners: the link says offline, the meter's file keeps every record and
+        audit still queued (its writer thread would not outlive the process)."""
+        with _stage("stopping the listeners"):
+            await self.reporting.stop()
         self.notifier.close()
+
+
+@contextlib.contextmanager
+def _stage(name: str) -> Iterator[None]:
+    """One stage of a stop: its failure is logged, and what follows it still runs."""
+    try:
+        yield
+    except Exception:
+        log.exception("stopping: a stage failed", stage=name)
 
 
 def run(path: str) -> int:
