@@ -40,6 +40,8 @@ Fallback = Callable[[bytes], None]
 """Where a payload goes when the file cannot take it (called on the event loop)."""
 
 RETRY_S = 2.0
+RETRY_MAX_S = 60.0
+"""The longest wait between two tries while forwarding fails (the file cannot be read)."""
 BUSY_TIMEOUT_S = 30.0
 """How long a statement waits for a lock held by another connection to the file."""
 STREAMS = (METER, AUDIT)
@@ -209,14 +211,27 @@ class DurableOutbox:
     async def forward(self, sends: Mapping[str, Send]) -> None:
         """Send pending rows of the streams in ``sends`` oldest first, for ever; stop at
         the first one the broker does not acknowledge and try again a little later (a row
-        of a stream without a sender waits for a heatd that has one)."""
+        of a stream without a sender waits for a heatd that has one). A failure to read
+        the file or to send is logged and tried again, less often while it lasts: it
+        never ends forwarding, which only a cancellation does."""
         self._loop = asyncio.get_running_loop()
+        wait = RETRY_S
         while True:
             self._wake.clear()
-            batch = await asyncio.wrap_future(self._submit(self._select, tuple(sends), 100))
+            try:
+                batch = await asyncio.wrap_future(self._submit(self._select, tuple(sends), 100))
+                sent = await self._send(batch, sends)
+            except Exception as exc:  # store-and-forward keeps trying; the rows stay
+                log.warning("forwarding failed: trying again", error=repr(exc), in_s=wait)
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, RETRY_MAX_S)
+                continue
+            if wait > RETRY_S:
+                log.info("forwarding again")
+                wait = RETRY_S
             if not batch:
                 await self._wake.wait()
-            elif not await self._send(batch, sends):
+            elif not sent:
                 await asyncio.sleep(RETRY_S)
 
     async def _send(self, batch: list[Pending], sends: Mapping[str, Send]) -> bool:

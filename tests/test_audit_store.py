@@ -12,6 +12,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from structlog.testing import capture_logs
+
 from heatd.config import SiteConfig
 from heatd.config_loader import parse_site
 from heatd.hil.rig.broker import Mosquitto, Recorder, broker_fixture
@@ -186,8 +188,50 @@ async def test_an_audit_the_file_refuses_while_the_link_stops_goes_out_from_memo
         await metering.stop()
         await rec.wait(f"{BASE}/cmd/mode/response")
         await until(lambda: audited(rec, "w"), timeout=5, what="the audit from memory")
-    assert not [row for row in DurableOutbox(db).pending([AUDIT])]
+    store = DurableOutbox(db)
+    try:
+        assert not list(store.pending([AUDIT]))
+    finally:
+        store.close()
 
 
 def audited(rec: Recorder, ident: str) -> bool:
     return any(json.loads(m.payload).get("id") == ident for m in rec.on(EVENTS))
+
+
+async def test_forwarding_goes_on_after_the_file_could_not_be_read(
+        broker: Mosquitto, tmp_path: Path) -> None:
+    """Another connection drops the table the forwarder reads, and the forwarder is woken
+    (as the ledger wakes it): its read fails, is logged, and is tried again. Once the
+    table is back, an audit kept in it reaches the broker, and the publisher stops, its
+    forwarder with it, without raising."""
+    db = tmp_path / "meter.sqlite"
+    site = parse_site(METERED.format(port=broker.port, db=db), "site.yaml")
+    assert site.meter is not None
+    metering = Metering(site, site.meter)
+    metering.start()
+    publisher = Publisher(Host(site), runtime, metering)
+    async with Recorder(broker, EVENTS) as rec:
+        await publisher.start()
+        try:
+            assert publisher.link is not None
+            await asyncio.wait_for(publisher.link.wait_connected(), 10)
+            with capture_logs() as logged:
+                con = sqlite3.connect(db, isolation_level=None)
+                con.execute("DROP TABLE pending")
+                con.close()
+                metering.outbox.wake()
+                await until(lambda: any(x["event"] == "forwarding failed: trying again"
+                                        for x in logged), timeout=5, what="the failed read")
+                DurableOutbox(db).close()  # the table again, as heatd makes it
+                metering.outbox.keep(AUDIT, json.dumps({"id": "after"}).encode())
+                await until(lambda: audited(rec, "after"), timeout=15, what="the audit")
+            assert any(x["event"] == "forwarding again" for x in logged)
+        finally:
+            await asyncio.wait_for(publisher.stop(), 15)
+            await metering.stop()
+    store = DurableOutbox(db)
+    try:
+        assert not store.pending([AUDIT])
+    finally:
+        store.close()
