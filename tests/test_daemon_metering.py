@@ -172,18 +172,25 @@ async def test_a_held_lock_on_the_meter_file_stalls_no_cycle_and_loses_no_record
     assert all(r["it_source"] in ("counter", "power") for r in records)
 
 
-async def test_a_stop_during_a_listener_replacement_keeps_every_record(tmp_path: Path) -> None:
-    """A reload that changes the meter replaces the listeners; the old meter is stopping,
-    its last records waiting for a file another connection holds locked, when heatd is
-    told to stop. The stop lets the old meter finish rather than cutting it off: every
-    interval closed before the stop is kept once the lock goes, none lost."""
+async def _metered_without_broker(tmp_path: Path) -> tuple[SimServer, Path, Path]:
+    """A started Modbus server at 120 kW and the site metering it with no mqtt section,
+    so the meter's rows stay in its file: (server, site file, meter file)."""
     server = SimServer([unit(1)])
     await server.start()
     await server.set(1, Table.INPUT, 0, [1200, 0, 5000])
     db = tmp_path / "meter.sqlite"
     path = tmp_path / "site.yaml"
-    site = SITE.format(port=server.port, mqtt=0, db=db)  # no broker: the rows stay
+    site = SITE.format(port=server.port, mqtt=0, db=db)
     path.write_text("".join(x for x in site.splitlines(True) if not x.startswith("mqtt:")))
+    return server, path, db
+
+
+async def test_a_stop_during_a_listener_replacement_keeps_every_record(tmp_path: Path) -> None:
+    """A reload that changes the meter replaces the listeners; the old meter is stopping,
+    its last records waiting for a file another connection holds locked, when heatd is
+    told to stop. The stop lets the old meter finish rather than cutting it off: every
+    interval closed before the stop is kept once the lock goes, none lost."""
+    server, path, db = await _metered_without_broker(tmp_path)
     daemon = Daemon(path, load_site(path))
     task = asyncio.create_task(daemon.run())
     try:
@@ -218,13 +225,7 @@ async def test_a_second_reload_during_a_replacement_leaves_one_meter(tmp_path: P
     still stopping the old meter (its file locked by another connection): the listeners
     are replaced one after the other, so heatd ends with one meter, never two metering the
     same cycles into the file, and a stop closes every file it opened."""
-    server = SimServer([unit(1)])
-    await server.start()
-    await server.set(1, Table.INPUT, 0, [1200, 0, 5000])
-    db = tmp_path / "meter.sqlite"
-    path = tmp_path / "site.yaml"
-    site = SITE.format(port=server.port, mqtt=0, db=db)  # no broker: the rows stay
-    path.write_text("".join(x for x in site.splitlines(True) if not x.startswith("mqtt:")))
+    server, path, db = await _metered_without_broker(tmp_path)
     before = set(threading.enumerate())  # other tests' stores are not this one's to judge
     daemon = Daemon(path, load_site(path))
     task = asyncio.create_task(daemon.run())
