@@ -12,11 +12,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from structlog.testing import capture_logs
-
 from heatd.config import SiteConfig
 from heatd.config_loader import parse_site
 from heatd.hil.rig.broker import Mosquitto, Recorder, broker_fixture
+from heatd.hil.rig.logs import heatd_events
 from heatd.hil.rig.waiting import until
 from heatd.meter_store import AUDIT, DurableOutbox
 from heatd.metering import Metering
@@ -216,7 +215,7 @@ async def test_forwarding_goes_on_after_the_file_could_not_be_read(
         try:
             assert publisher.link is not None
             await asyncio.wait_for(publisher.link.wait_connected(), 10)
-            with capture_logs() as logged:
+            with heatd_events() as logged:
                 con = sqlite3.connect(db, isolation_level=None)
                 con.execute("DROP TABLE pending")
                 con.close()

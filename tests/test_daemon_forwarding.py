@@ -9,11 +9,11 @@ import json
 import sqlite3
 from pathlib import Path
 
-from structlog.testing import capture_logs
 from test_daemon_stop import modbus, site
 
 from heatd.config_loader import load_site
 from heatd.hil.rig.broker import Mosquitto, Recorder, broker_fixture
+from heatd.hil.rig.logs import heatd_events
 from heatd.hil.rig.waiting import until
 from heatd.meter_store import DurableOutbox
 from heatd.runtime import Daemon
@@ -39,12 +39,13 @@ async def test_a_reload_after_a_failed_read_of_the_meter_file_starts_new_listene
                 await rec.wait(ENERGY, timeout=15)
                 old = daemon.reporting.metering
                 assert old is not None
-                with capture_logs() as logged:
+                with heatd_events() as logged:
                     con = sqlite3.connect(db, isolation_level=None)
                     con.execute("DROP TABLE pending")
                     con.close()
                     old.outbox.wake()
-                    await asyncio.sleep(0.5)  # the forwarder reads, and fails
+                    await until(lambda: any(x["event"] == "forwarding failed: trying again"
+                                            for x in logged), timeout=5, what="the failed read")
                     DurableOutbox(db).close()  # the table again, as heatd makes it
                     path.write_text(path.read_text().replace("interval: 1,", "interval: 2,"))
                     accepted, reason = await daemon.reload()
@@ -55,7 +56,6 @@ async def test_a_reload_after_a_failed_read_of_the_meter_file_starts_new_listene
                     record = await rec.wait(ENERGY, after=mark, timeout=15)
                 payload = json.loads(record.payload)
                 assert payload["end"] - payload["start"] == 2000
-                assert "forwarding failed: trying again" in [x["event"] for x in logged]
             finally:
                 daemon.request_stop()
                 assert await asyncio.wait_for(task, 20) == 0

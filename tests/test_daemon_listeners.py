@@ -4,10 +4,9 @@ the others still hear everything."""
 
 from __future__ import annotations
 
-from structlog.testing import capture_logs
-
 from heatd.cycle_report import Availability, ControlStatus, CycleReport, Event, Notice
 from heatd.cycle_stats import CycleStats
+from heatd.hil.rig.logs import heatd_events
 from heatd.reporting import Reporting
 
 
@@ -42,13 +41,13 @@ def test_a_cycles_events_go_with_its_report_and_a_broken_listener_stops_nobody()
     reporting = Reporting(host=None)  # type: ignore[arg-type]  # no listener is started
     kept = Kept()
     reporting.listeners[:] = [Broken(), kept]
-    with capture_logs() as logged, reporting.gathering() as events:
+    with heatd_events() as logged, reporting.gathering() as events:
         reporting.event("alarm", name="setpoint_out_of_bounds", role="valve.recovery")
         reporting.availability("cdu", False)  # not an event: it goes at once
         reporting.event("transition", layer="operator", change="lease")
     assert kept.notices == [Availability("cdu", False)]
     assert [e.kind for e in events] == ["alarm", "transition"]
-    with capture_logs() as more:
+    with heatd_events() as more:
         reporting.report(report(tuple(events)))
         reporting.event("reload", accepted=True)  # between cycles: at once
     assert kept.reports[0].events == (

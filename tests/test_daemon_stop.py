@@ -11,11 +11,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from structlog.testing import capture_logs
 
 from heatd.config_loader import load_site
 from heatd.drivers.modbus import Table
 from heatd.hil.rig.broker import Mosquitto, broker_fixture, retained
+from heatd.hil.rig.logs import heatd_events
 from heatd.hil.rig.modbus import SimServer, unit
 from heatd.hil.rig.waiting import until
 from heatd.runtime import Daemon
@@ -103,7 +103,7 @@ async def test_a_writer_that_fails_to_stop_keeps_nothing_after_it_running(
         assert link is not None
         await asyncio.wait_for(link.wait_connected(), 10)
         assert await retained(broker, STATUS) == b"online"
-        with capture_logs() as logged:
+        with heatd_events() as logged:
             daemon.request_stop()
             assert await asyncio.wait_for(task, 20) == 0
         failed = [x for x in logged if x["event"] == "stopping: a stage failed"]
@@ -152,7 +152,7 @@ async def test_a_cycle_report_that_cannot_be_made_stops_no_cycle(
     try:
         path = site(tmp_path, server.port, None)
         daemon = Daemon(path, load_site(path))
-        with capture_logs() as logged:
+        with heatd_events() as logged:
             task = asyncio.create_task(daemon.run())
             await until(lambda: daemon.stats.cycles >= 20 or task.done(), timeout=15,
                         what="20 cycles")
