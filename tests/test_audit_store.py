@@ -194,6 +194,19 @@ async def test_an_audit_the_file_refuses_while_the_link_stops_goes_out_from_memo
         store.close()
 
 
+async def fail_one_read(db: Path, outbox: DurableOutbox,
+                        logged: list[dict[str, Any]]) -> None:
+    """Another connection drops the table the forwarder reads and the forwarder is woken;
+    once its failed read is logged, the table is made again as heatd makes it."""
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("DROP TABLE pending")
+    con.close()
+    outbox.wake()
+    await until(lambda: any(x["event"] == "forwarding failed: trying again" for x in logged),
+                timeout=5, what="the failed read")
+    DurableOutbox(db).close()
+
+
 def audited(rec: Recorder, ident: str) -> bool:
     return any(json.loads(m.payload).get("id") == ident for m in rec.on(EVENTS))
 
@@ -216,13 +229,7 @@ async def test_forwarding_goes_on_after_the_file_could_not_be_read(
             assert publisher.link is not None
             await asyncio.wait_for(publisher.link.wait_connected(), 10)
             with heatd_events() as logged:
-                con = sqlite3.connect(db, isolation_level=None)
-                con.execute("DROP TABLE pending")
-                con.close()
-                metering.outbox.wake()
-                await until(lambda: any(x["event"] == "forwarding failed: trying again"
-                                        for x in logged), timeout=5, what="the failed read")
-                DurableOutbox(db).close()  # the table again, as heatd makes it
+                await fail_one_read(db, metering.outbox, logged)
                 metering.outbox.keep(AUDIT, json.dumps({"id": "after"}).encode())
                 await until(lambda: audited(rec, "after"), timeout=15, what="the audit")
             assert any(x["event"] == "forwarding again" for x in logged)

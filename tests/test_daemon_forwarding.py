@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from pathlib import Path
 
+from test_audit_store import fail_one_read
 from test_daemon_stop import modbus, site
 
 from heatd.config_loader import load_site
 from heatd.hil.rig.broker import Mosquitto, Recorder, broker_fixture
 from heatd.hil.rig.logs import heatd_events
 from heatd.hil.rig.waiting import until
-from heatd.meter_store import DurableOutbox
 from heatd.runtime import Daemon
 
 broker = broker_fixture()
@@ -40,13 +39,7 @@ async def test_a_reload_after_a_failed_read_of_the_meter_file_starts_new_listene
                 old = daemon.reporting.metering
                 assert old is not None
                 with heatd_events() as logged:
-                    con = sqlite3.connect(db, isolation_level=None)
-                    con.execute("DROP TABLE pending")
-                    con.close()
-                    old.outbox.wake()
-                    await until(lambda: any(x["event"] == "forwarding failed: trying again"
-                                            for x in logged), timeout=5, what="the failed read")
-                    DurableOutbox(db).close()  # the table again, as heatd makes it
+                    await fail_one_read(db, old.outbox, logged)
                     path.write_text(path.read_text().replace("interval: 1,", "interval: 2,"))
                     accepted, reason = await daemon.reload()
                     assert accepted, reason
