@@ -21,7 +21,7 @@ from heatd.mqtt.command_payloads import (
     ReloadCommand,
     ResetLockoutCommand,
 )
-from heatd.role_signals import percent_factor
+from heatd.role_units import percent_factor
 
 
 class Controls(Protocol):

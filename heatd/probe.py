@@ -18,7 +18,8 @@ from heatd.devices import AnyBound, ModbusBound, OpcUaBound, build_devices, poin
 from heatd.drivers.modbus.plan import format_plan
 from heatd.drivers.reading import Quality, Reading
 from heatd.points import PointImage
-from heatd.role_signals import control_snapshot, percent_factor
+from heatd.role_signals import control_snapshot
+from heatd.role_units import percent_factor
 
 CONNECT_WAIT_S = 5.0
 """Longest a device may take to connect (or to fail to) before it is reported as it is."""

@@ -1,36 +1,16 @@
-"""Between points and roles: the control core speaks roles in fixed units, sites speak
-points in whatever their devices use.
-
-Valve position, fan speed and heat-pump capacity are fractions (0..1) for the control core;
-a point whose unit is ``%`` carries them in percent and is converted here, in one place,
-for reading feedback and for writing setpoints alike.
+"""Between points and roles: the control core's snapshot of the input roles, from the
+point image, each point's value converted to role units (``heatd.role_units``).
 """
 
 from __future__ import annotations
 
-from heatd.config import PointConfig, SiteConfig
+from heatd.config import SiteConfig
 from heatd.control import roles as R
 from heatd.control.signals import Signal, Snapshot
 from heatd.drivers.reading import Quality
 from heatd.points import PointSnapshot
-
-FRACTION_ROLES = frozenset({
-    R.VALVE_RECOVERY, R.DRYCOOLER_FAN, R.HP_CAPACITY,
-    R.VALVE_RECOVERY_ACTUAL, R.DRYCOOLER_FAN_ACTUAL, R.HP_CAPACITY_ACTUAL,
-})
-
-
-def percent_factor(role: str, point: PointConfig) -> float:
-    """Point value = role value x this factor."""
-    return 100.0 if role in FRACTION_ROLES and point.unit == "%" else 1.0
-
-
-def to_point_value(role: str, point: PointConfig, value: float | bool) -> float | bool | int:
-    """A role value as the point wants it written."""
-    if isinstance(value, bool):
-        return value
-    return value * percent_factor(role, point)
-
+from heatd.role_units import percent_factor
+from heatd.role_units import to_point_value as to_point_value  # the writer's import
 
 InputBindings = tuple[tuple[str, tuple[tuple[str, float], ...]], ...]
 """Each input role with its points as (``device.point``, percent factor)."""

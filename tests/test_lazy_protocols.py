@@ -42,7 +42,8 @@ def _report():
                 or name.startswith(("heatd.billing", "heatd.meter"))]
     with open(REPORT, "w") as fh:
         json.dump({"libraries": sorted(libraries), "drivers": sorted(drivers),
-                   "metering": sorted(metering)}, fh)
+                   "metering": sorted(metering),
+                   "heatd": sorted(name for name in names if name.startswith("heatd."))}, fh)
 
 atexit.register(_report)
 from heatd.cli import main
@@ -106,6 +107,19 @@ def test_check_config_loads_no_protocol_library(tmp_path: Path) -> None:
         "heatd.drivers.modbus.spec", "heatd.drivers.opcua", "heatd.drivers.opcua.nodeid",
         "heatd.drivers.opcua.namespaces",
     }, loaded["drivers"]
+
+
+def test_check_config_loads_nothing_of_the_cycle(tmp_path: Path) -> None:
+    """The checks convert role values to point units (``heatd.role_units``) without the
+    core's snapshot: neither the point image, nor the core's signals, nor the snapshot
+    building of ``heatd.role_signals`` is loaded to validate a file."""
+    script, report = wrapper(tmp_path)
+    done = subprocess.run([sys.executable, str(script), "check-config", str(DEMO_SITE)],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
+    assert done.returncode == 0, done.stderr
+    loaded = set(json.loads(report.read_text())["heatd"])
+    assert "heatd.role_units" in loaded
+    assert not loaded & {"heatd.points", "heatd.control.signals", "heatd.role_signals"}, loaded
 
 
 async def test_modbus_only_site_runs_without_asyncua(tmp_path: Path, broker) -> None:

@@ -26,7 +26,7 @@ from heatd.drivers.codec import DataType
 from heatd.mqtt.command_payloads import CommandLimits
 from heatd.mqtt.settings import HomeAssistantSettings
 from heatd.mqtt.topics import Topics
-from heatd.role_signals import FRACTION_ROLES
+from heatd.role_units import FRACTION_ROLES
 
 if TYPE_CHECKING:
     from heatd.config import PointConfig, SiteConfig
