@@ -234,6 +234,8 @@ class SetpointWriter:
             return None if out.verified else time.monotonic() + RETRY_S
         if lane.heartbeat or self.verify_every <= 0:
             return None
+        if not lane.device.driver.online:
+            return None  # nothing answers a read-back; the lane's session check looks again
         if out.checked + self.verify_every > now:
             return out.checked + self.verify_every
         await self._check_one(out)
@@ -276,8 +278,6 @@ class SetpointWriter:
         """Read a verified output back; one changed at the device is alarmed and written
         again."""
         device, point = out.device, out.ref.split(".", 1)[1]
-        if not device.driver.online:
-            return
         back = await device.read_point(point)
         if back.quality is not Quality.GOOD:
             out.checked = time.monotonic()  # not an answer about the value: ask next slot

@@ -210,3 +210,38 @@ async def test_heartbeat_is_not_held_back_by_another_outputs_min_interval(rig) -
             beats.append(value)
     # the valve is rate-limited to one write per 2 s; the heartbeat goes every cycle
     assert len(beats) >= seconds / period / 2, beats
+
+
+@pytest.mark.parametrize("rig", [{"verify_every": 0.2}], indirect=True)
+async def test_an_offline_device_does_not_spin_its_writer(rig, monkeypatch) -> None:
+    """While the device is away, its verified outputs wait for it to come back: the lane
+    wakes at its session-check pace, not in a loop that burns a core."""
+    rig.writer.submit("valve.recovery", 0.3)
+    assert await rig.writer.flush(3.0)
+    served = 0
+    serve = rig.writer._serve
+
+    async def counting(lane, out):
+        nonlocal served
+        served += 1
+        return await serve(lane, out)
+
+    monkeypatch.setattr(rig.writer, "_serve", counting)
+    port = rig.server.port
+    await rig.server.stop()
+    await until(lambda: not rig.fans.driver.online)
+    served = 0
+    await asyncio.sleep(1.0)  # a window long enough for many session checks
+    while_away = served
+    rig.server = SimServer([unit(1)], port=port)  # the fixture stops it
+    await rig.server.start()
+    # one lane of three outputs, woken every SESSION_CHECK_S: a handful of calls, not
+    # the thousands of a loop that never waits
+    assert while_away <= 3 * (1.0 / 0.5 + 2), while_away
+    await until(partial(read_online, rig.fans))
+    server = rig.server
+
+    async def restored() -> bool:  # the restarted device lost it: written again
+        return await server.get(1, Table.HOLDING, 1, 1) == [300]
+
+    await until(restored)
