@@ -15,6 +15,7 @@ import math
 from dataclasses import InitVar, dataclass
 
 from heatd.control import roles
+from heatd.control.minmax import max2, min2
 
 _ENVELOPE_KEY = object()
 _ADMIT_KEY = object()
@@ -60,9 +61,9 @@ class Bounds:
         run = self.hp_run and hp_run
         return Bounds(
             _ENVELOPE_KEY,
-            max(self.fan_min, fan_min),
-            min(self.valve_max, valve_max),
-            min(self.cap_max, cap_max),
+            max2(self.fan_min, fan_min),
+            min2(self.valve_max, valve_max),
+            min2(self.cap_max, cap_max),
             self.hp_start and hp_start and run,
             run,
         )
@@ -78,14 +79,14 @@ class Bounds:
         cap_min: float,
     ) -> Setpoints:
         """Clamp a proposal into these bounds and the device ranges; NaN falls to the safe side."""
-        valve = min(valve if valve >= 0.0 else 0.0, self.valve_max)  # NaN -> 0: to the dry cooler
-        fan = max(fan if fan <= 1.0 else 1.0, self.fan_min)  # NaN -> full dry cooler
+        valve = min2(valve if valve >= 0.0 else 0.0, self.valve_max)  # NaN -> 0: to the dry cooler
+        fan = max2(fan if fan <= 1.0 else 1.0, self.fan_min)  # NaN -> full dry cooler
         enable = hp_enable and self.hp_run and (was_enabled or self.hp_start)
         cap = 0.0
         if enable:
-            cap = min(cap_min if math.isnan(hp_capacity) else hp_capacity, self.cap_max)
+            cap = min2(cap_min if math.isnan(hp_capacity) else hp_capacity, self.cap_max)
             if cap < cap_min:
-                cap = min(cap_min, self.cap_max)
+                cap = min2(cap_min, self.cap_max)
         return Setpoints(_ADMIT_KEY, valve, fan, enable, cap, hp_reset)
 
 

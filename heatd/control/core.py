@@ -14,6 +14,7 @@ from heatd.control import roles as R
 from heatd.control.bounds import Bounds, Setpoints, device_bounds
 from heatd.control.envelope import envelope
 from heatd.control.events import Cause, Event, Layer, Limit, LimitKey
+from heatd.control.minmax import clamp, min2
 from heatd.control.optimiser import RESET, OptState, Proposal, propose, want_heat
 from heatd.control.params import ControlParams
 from heatd.control.sequencer import HpState, SeqState, sequence
@@ -74,7 +75,7 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
     op, sp = params.optimiser, params.sequencer
     cap_min, cap_max = sp.capacity_min, sp.capacity_max
     last = state.last_now
-    dt = 0.0 if last is None or not now > last else min(now - last, op.dt_max_s)
+    dt = 0.0 if last is None or not now > last else min2(now - last, op.dt_max_s)
     events: list[Event] = list(state.pending)
     inputs, val = validate(snapshot, state.val, params, now)
     values = inputs.values
@@ -102,7 +103,7 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
     limits += seq.limits
     enabled, hp_state = seq.enable, seq.state.state
     prop, opt = propose(values, enabled, hp_state is HpState.RUNNING, prev.fan, prev.hp_capacity,
-                        bounds.fan_min, min(bounds.cap_max, cap_max), opt, op, cap_min, dt)
+                        bounds.fan_min, min2(bounds.cap_max, cap_max), opt, op, cap_min, dt)
     valve, fan, cap = _operator_outputs(prop, mode, prev, cap_min, leased)
     if leased:
         limits += [Limit(f"override:{x.role}", x.value, Layer.OPERATOR, Cause.LEASE,
@@ -113,7 +114,7 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
     fan = _ramp(prev.fan, fan, op.fan_up_per_s, op.fan_down_per_s, dt)
     if prev.hp_enable and enabled:
         cap = _ramp(prev.hp_capacity, cap, op.cap_up_per_s, op.cap_down_per_s, dt)
-    cap = min(cap, cap_max)
+    cap = min2(cap, cap_max)
     setpoints = bounds.admit(valve, fan, enabled, cap, seq.reset, prev.hp_enable, cap_min)
 
     done = tuple(limits)
@@ -176,7 +177,7 @@ def _operator_outputs(prop: Proposal, mode: Mode, prev: Setpoints, cap_min: floa
 
 def _ramp(x: float, target: float, up_per_s: float, down_per_s: float, dt: float) -> float:
     """``target``, at most ``up_per_s * dt`` above ``x`` and ``down_per_s * dt`` below it."""
-    return min(max(target, x - down_per_s * dt), x + up_per_s * dt)
+    return clamp(target, x - down_per_s * dt, x + up_per_s * dt)
 
 
 def _actuator_events(events: list[Event], old: tuple[str, ...], new: tuple[str, ...],

@@ -44,6 +44,7 @@ from typing import NamedTuple
 from heatd.control import roles as R
 from heatd.control.bounds import _ENVELOPE_KEY, Bounds, Setpoints
 from heatd.control.events import Cause, Layer, Limit
+from heatd.control.minmax import min2
 from heatd.control.params import ControlParams, EnvelopeParams
 from heatd.control.validate import Inputs
 
@@ -210,11 +211,11 @@ def _supply(c: _Cycle) -> None:
     c.rise = _rise(c, supply, p.rise_window_s)
     band = p.supply_limit_c - p.supply_margin_k
     if supply >= band:
-        depth = min((supply - band) / p.supply_margin_k, 1.0)
+        depth = min2((supply - band) / p.supply_margin_k, 1.0)
         why = _AT_LIMIT if depth >= 1.0 else _IN_BAND
         c.floor_fan(depth, why)
         c.floor_fan(c.prev.fan, why)
-        c.cap_valve(min(c.prev.valve, 1.0 - depth), why)
+        c.cap_valve(min2(c.prev.valve, 1.0 - depth), why)
         if depth >= 1.0:  # no recovery flow left: the compressor idles, nothing starts
             c.cap_extraction(c.cap_min, why)
             c.block_start(why)
@@ -236,7 +237,7 @@ def _rack_near_limit(c: _Cycle) -> None:
     rack = c.inputs.values.get(R.RACK_INLET_TEMP)
     band = c.p.rack_inlet_limit_c - c.p.rack_inlet_margin_k
     if rack is not None and rack >= band:
-        c.floor_fan(min(1.0, (rack - band) / c.p.rack_inlet_margin_k), _RACK_NEAR)
+        c.floor_fan(min2(1.0, (rack - band) / c.p.rack_inlet_margin_k), _RACK_NEAR)
         c.hold(_RACK_NEAR)
 
 

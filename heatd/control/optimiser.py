@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from heatd.control import roles as R
+from heatd.control.minmax import clamp, max2, min2
 from heatd.control.params import OptimiserParams
 
 
@@ -70,13 +71,13 @@ def heat_target_kw(values: dict[str, float], p: OptimiserParams) -> float:
     target = values.get(R.DH_DEMAND, 0.0)
     top = values.get(R.STORAGE_TOP_TEMP)
     if top is not None:
-        headroom = min(max((p.storage_full_c - top) / p.storage_band_k, 0.0), 1.0)
+        headroom = clamp((p.storage_full_c - top) / p.storage_band_k, 0.0, 1.0)
         target += p.storage_charge_kw * headroom
     it = values.get(R.IT_POWER)
     if it is not None:
         cop = measured_cop(values, p)
-        target = min(target, it * cop / (cop - 1.0))
-    return min(target, p.hp_nominal_heat_kw)
+        target = min2(target, it * cop / (cop - 1.0))
+    return min2(target, p.hp_nominal_heat_kw)
 
 
 def cold_fade(values: dict[str, float], p: OptimiserParams) -> float:
@@ -87,7 +88,7 @@ def cold_fade(values: dict[str, float], p: OptimiserParams) -> float:
     if supply is None:
         return 1.0
     cold = p.source_min_c - supply
-    return 1.0 if cold <= 0.0 else max(1.0 - cold / p.cold_band_k, 0.0)
+    return 1.0 if cold <= 0.0 else max2(1.0 - cold / p.cold_band_k, 0.0)
 
 
 def want_heat(
@@ -133,15 +134,15 @@ def propose(
         cool_e = _deadband(supply - p.supply_setpoint_c, p.cool_deadband_k)
         ret = values.get(R.COOLANT_RETURN_TEMP)
         if running and ret is not None:  # the evaporator inlet, not only the supply
-            cool_e = max(cool_e, ret - (p.evaporator_inlet_max_c - p.evaporator_margin_k))
+            cool_e = max2(cool_e, ret - (p.evaporator_inlet_max_c - p.evaporator_margin_k))
         last = cool_e if st.cool_e is None else st.cool_e
         du = p.cool_kp * (cool_e - last + dt / p.cool_ti_s * cool_e)
         # Below the setpoint no sensor noise may add cooling: clamped at 0, the loop
         # would keep every upward spike and drop the downward ones, and leak recovery
         # flow to the dry cooler on a noisy sensor.
-        u += min(du, 0.0) if cool_e < 0.0 else du
-    u = min(max(u, 0.0), 1.0)
-    fan = max(u, fan_lo)
+        u += min2(du, 0.0) if cool_e < 0.0 else du
+    u = clamp(u, 0.0, 1.0)
+    fan = max2(u, fan_lo)
 
     cap = 0.0
     cap_e: float | None = None
@@ -156,11 +157,11 @@ def propose(
             e = _deadband((st.target_kw - heat) / nominal, p.heat_deadband)
             if st.target_kw >= nominal and heat < st.target_kw:
                 # The whole machine is wanted: the deadband must not keep it a step short.
-                e = max(e, p.heat_deadband)
+                e = max2(e, p.heat_deadband)
             last = 0.0 if fresh or st.cap_e is None else st.cap_e
             cap += p.cap_kp * (e - last + dt / p.cap_ti_s * e)
             cap_e = e
-        cap = min(max(cap, cap_min), cap_hi)
+        cap = clamp(cap, cap_min, cap_hi)
     elif enabled:
         cap = cap_min
 
