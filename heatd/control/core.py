@@ -17,6 +17,7 @@ from heatd.control.events import Cause, Event, Layer, Limit, LimitKey
 from heatd.control.minmax import clamp, min2
 from heatd.control.optimiser import RESET, OptState, Proposal, propose, want_heat
 from heatd.control.params import ControlParams
+from heatd.control.plain import plain_optimiser
 from heatd.control.sequencer import HpState, SeqState, sequence
 from heatd.control.signals import Snapshot
 from heatd.control.state import Lease, Mode, State
@@ -72,7 +73,7 @@ class StepFn(Protocol[SC]):
 
 def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) -> Decision[State]:
     """Decide this cycle's setpoints. Never raises on any snapshot content."""
-    op, sp = params.optimiser, params.sequencer
+    op, sp = plain_optimiser.of(params.optimiser), params.sequencer
     cap_min, cap_max = sp.capacity_min, sp.capacity_max
     last = state.last_now
     dt = 0.0 if last is None or not now > last else min2(now - last, op.dt_max_s)

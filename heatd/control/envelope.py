@@ -45,7 +45,8 @@ from heatd.control import roles as R
 from heatd.control.bounds import _ENVELOPE_KEY, Bounds, Setpoints
 from heatd.control.events import Cause, Layer, Limit
 from heatd.control.minmax import min2
-from heatd.control.params import ControlParams, EnvelopeParams
+from heatd.control.params import ControlParams
+from heatd.control.plain import PlainEnvelope, plain_envelope
 from heatd.control.validate import Inputs
 
 Sample = tuple[float, float]
@@ -131,7 +132,7 @@ class _Cycle:
     prev: Setpoints
     state: EnvelopeState
     """Last cycle's memory, as it was: the new one is made once, from this pass."""
-    p: EnvelopeParams
+    p: PlainEnvelope
     cap_min: float
     now: float
     anchor_old: Sample | None
@@ -336,8 +337,8 @@ def envelope(
     inputs: Inputs, prev: Setpoints, state: EnvelopeState, params: ControlParams, now: float
 ) -> EnvelopeResult:
     """Bounds for this cycle; every unknown cooling input is treated as the worst case."""
-    c = _Cycle(inputs, prev, state, params.envelope, params.sequencer.capacity_min, now,
-               state.anchor_old, state.anchor_new)
+    c = _Cycle(inputs, prev, state, plain_envelope.of(params.envelope),
+               params.sequencer.capacity_min, now, state.anchor_old, state.anchor_new)
     for layer in LAYERS:
         layer(c)
     return _result(c)

@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 from heatd.control import roles as R
 from heatd.control.minmax import clamp, max2, min2
-from heatd.control.params import OptimiserParams
+from heatd.control.plain import OptimiserSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +54,7 @@ class Proposal(NamedTuple):
     capacity: float
 
 
-def measured_cop(values: dict[str, float], p: OptimiserParams) -> float:
+def measured_cop(values: dict[str, float], p: OptimiserSettings) -> float:
     """The heat pump's COP from its own meters when they make sense, else the nominal."""
     heat, power = values.get(R.HP_HEAT), values.get(R.HP_POWER)
     if heat is not None and power is not None and power > 0.05 * p.hp_nominal_heat_kw / p.hp_cop:
@@ -64,7 +64,7 @@ def measured_cop(values: dict[str, float], p: OptimiserParams) -> float:
     return p.hp_cop
 
 
-def heat_target_kw(values: dict[str, float], p: OptimiserParams) -> float:
+def heat_target_kw(values: dict[str, float], p: OptimiserSettings) -> float:
     """Heat worth delivering now: demand plus storage headroom, capped by the IT heat the
     evaporator can take and by the heat pump's size. It decides whether the heat pump
     runs; a cold loop only slows it down (``cold_fade``), it never keeps it off."""
@@ -80,7 +80,7 @@ def heat_target_kw(values: dict[str, float], p: OptimiserParams) -> float:
     return min2(target, p.hp_nominal_heat_kw)
 
 
-def cold_fade(values: dict[str, float], p: OptimiserParams) -> float:
+def cold_fade(values: dict[str, float], p: OptimiserSettings) -> float:
     """Share of the heat target the capacity loop chases: 1 while the loop is above
     ``source_min_c``, fading to 0 over ``cold_band_k`` below it, so a running heat pump
     unloads rather than drain the loop to where its COP no longer pays."""
@@ -92,7 +92,7 @@ def cold_fade(values: dict[str, float], p: OptimiserParams) -> float:
 
 
 def want_heat(
-    values: dict[str, float], st: OptState, p: OptimiserParams, now: float
+    values: dict[str, float], st: OptState, p: OptimiserSettings, now: float
 ) -> OptState:
     """Start/stop request with hysteresis and delays, so a noisy demand cannot cycle the pump."""
     wanted = heat_target_kw(values, p)
@@ -121,7 +121,7 @@ def propose(
     fan_lo: float,
     cap_hi: float,
     st: OptState,
-    p: OptimiserParams,
+    p: OptimiserSettings,
     cap_min: float,
     dt: float,
 ) -> tuple[Proposal, OptState]:
