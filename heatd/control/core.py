@@ -15,7 +15,7 @@ from heatd.control.bounds import Bounds, Setpoints, device_bounds
 from heatd.control.envelope import envelope
 from heatd.control.events import Cause, Event, Layer, Limit, LimitKey
 from heatd.control.minmax import clamp, min2
-from heatd.control.optimiser import RESET, OptState, Proposal, propose, want_heat
+from heatd.control.optimiser import RESET, OptState, Proposal, propose, request_heat
 from heatd.control.params import ControlParams
 from heatd.control.plain import plain_optimiser
 from heatd.control.sequencer import HpState, SeqState, sequence
@@ -96,15 +96,16 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
         limits += _SAFE_LIMITS
         stop = _SAFE_STOP if stop is None else stop
 
-    opt = want_heat(values, opt, op, now)
-    want, requester = _heat_wanted(mode, opt.want, state.seq, leased)
+    request = request_heat(values, opt, op, now)
+    want, requester = _heat_wanted(mode, request.want, state.seq, leased)
     seq = sequence(want, requester, bounds, values, state.seq, sp, now, state.reset_request,
                    stop)
     events += seq.events
     limits += seq.limits
     enabled, hp_state = seq.enable, seq.state.state
     prop, opt = propose(values, enabled, hp_state is HpState.RUNNING, prev.fan, prev.hp_capacity,
-                        bounds.fan_min, min2(bounds.cap_max, cap_max), opt, op, cap_min, dt)
+                        bounds.fan_min, min2(bounds.cap_max, cap_max), opt, op, cap_min, dt,
+                        request)
     valve, fan, cap = _operator_outputs(prop, mode, prev, cap_min, leased)
     if leased:
         limits += [Limit(f"override:{x.role}", x.value, Layer.OPERATOR, Cause.LEASE,

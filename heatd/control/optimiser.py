@@ -91,9 +91,19 @@ def cold_fade(values: dict[str, float], p: OptimiserSettings) -> float:
     return 1.0 if cold <= 0.0 else max2(1.0 - cold / p.cold_band_k, 0.0)
 
 
-def want_heat(
+class HeatRequest(NamedTuple):
+    """The start/stop half of the optimiser's memory, decided before the sequencer runs:
+    whether heat is wanted, since when that has been about to flip, and how much. Handed to
+    :func:`propose` within the cycle, which keeps it in the new :class:`OptState`."""
+
+    want: bool
+    flip_since: float | None
+    target_kw: float
+
+
+def request_heat(
     values: dict[str, float], st: OptState, p: OptimiserSettings, now: float
-) -> OptState:
+) -> HeatRequest:
     """Start/stop request with hysteresis and delays, so a noisy demand cannot cycle the pump."""
     wanted = heat_target_kw(values, p)
     frac = wanted / p.hp_nominal_heat_kw
@@ -104,8 +114,15 @@ def want_heat(
         since = now if st.flip_since is None else st.flip_since
         if now - since >= (p.stop_delay_s if want else p.start_delay_s):
             want, since = not want, None
-    return OptState(want, since, st.cool_e, st.cool_u, st.cap_e, st.cap_u,
-                    wanted * cold_fade(values, p))
+    return HeatRequest(want, since, wanted * cold_fade(values, p))
+
+
+def want_heat(
+    values: dict[str, float], st: OptState, p: OptimiserSettings, now: float
+) -> OptState:
+    """:func:`request_heat`, kept in the optimiser's state (the loops' memory as it was)."""
+    want, since, target_kw = request_heat(values, st, p, now)
+    return OptState(want, since, st.cool_e, st.cool_u, st.cap_e, st.cap_u, target_kw)
 
 
 def _deadband(e: float, band: float) -> float:
@@ -124,9 +141,13 @@ def propose(
     p: OptimiserSettings,
     cap_min: float,
     dt: float,
+    request: HeatRequest | None = None,
 ) -> tuple[Proposal, OptState]:
     """Fan, capacity and valve targets for this cycle. Each PI output is clamped to what the
-    bounds allow (``fan_lo``, ``cap_hi``), so it cannot wind up against them."""
+    bounds allow (``fan_lo``, ``cap_hi``), so it cannot wind up against them. ``request``
+    is this cycle's :func:`request_heat`, kept in the new state; None takes the one ``st``
+    holds (a state from :func:`want_heat`): the step makes one OptState a cycle, not two."""
+    want, since, target_kw = (st.want, st.flip_since, st.target_kw) if request is None else request
     u = prev_fan if st.cool_u is None else st.cool_u
     cool_e: float | None = None
     supply = values.get(R.COOLANT_SUPPLY_TEMP)
@@ -152,10 +173,10 @@ def propose(
         # On a (re)start the loop begins at the target's own share of the machine (the
         # rate limiter makes that smooth); afterwards it moves by increments.
         fresh = st.cap_u is None
-        cap = max(st.target_kw / nominal, cap_min, prev_cap) if st.cap_u is None else st.cap_u
+        cap = max(target_kw / nominal, cap_min, prev_cap) if st.cap_u is None else st.cap_u
         if heat is not None:
-            e = _deadband((st.target_kw - heat) / nominal, p.heat_deadband)
-            if st.target_kw >= nominal and heat < st.target_kw:
+            e = _deadband((target_kw - heat) / nominal, p.heat_deadband)
+            if target_kw >= nominal and heat < target_kw:
                 # The whole machine is wanted: the deadband must not keep it a step short.
                 e = max2(e, p.heat_deadband)
             last = 0.0 if fresh or st.cap_e is None else st.cap_e
@@ -166,8 +187,7 @@ def propose(
         cap = cap_min
 
     valve = 1.0 - u if enabled else 0.0
-    new = OptState(st.want, st.flip_since, cool_e, u, cap_e, cap if running else None,
-                   st.target_kw)
+    new = OptState(want, since, cool_e, u, cap_e, cap if running else None, target_kw)
     return Proposal(valve, fan, cap), new
 
 
