@@ -41,47 +41,59 @@ class Inputs(NamedTuple):
     missing: tuple[str, ...]
 
 
-class Plan(NamedTuple):
-    """How one bound input role is judged."""
+Plan = tuple[str, float, float, bool, bool, bool]
+"""How one bound input role is judged: (role, lo, hi, worst_high, frozen_checked, rack).
 
-    role: str
-    lo: float
-    hi: float
-    """The plausible range."""
-    worst_high: bool
-    """Of several good points, the highest counts (else the lowest)."""
-    frozen_checked: bool
-    """A value that stops changing is declared frozen."""
-    rack: bool
-    """The rack inlet role: one point per rack, each of which must be known."""
+``lo``..``hi`` is the plausible range; of several good points the highest counts if
+``worst_high``, else the lowest; a value that stops changing is declared frozen if
+``frozen_checked``; ``rack`` marks the rack inlet role, one point per rack, each of which
+must be known. A plain tuple, not a NamedTuple: every role unpacks its plan every cycle,
+and the interpreter unpacks only an exact tuple on its fast path."""
 
 
-class _Plans:
-    """Per site: the snapshot's roles in order, each with its spec (None: not an input), and
-    the input roles it lacks. Worked out once and kept while the roles stay the same, which
-    is every cycle of a running site."""
+@dataclass(frozen=True, slots=True)
+class _Site:
+    """Per site: the snapshot's roles in order, each with its plan (None: not an input),
+    the input roles it lacks, and the validation settings as plain attributes."""
 
-    __slots__ = ("missing", "params", "plan", "roles")
+    params: ControlParams
+    roles: tuple[str, ...]
+    plan: tuple[Plan | None, ...]
+    missing: tuple[str, ...]
+    stale_after_s: float
+    future_tolerance_s: float
+    frozen_after: float
+    min_good: int | None
+
+    @classmethod
+    def of(cls, params: ControlParams, bound: tuple[str, ...]) -> _Site:
+        specs, vp = params.role_specs, params.validation
+        plan = tuple(
+            None if spec is None else (role, *spec, role == roles.RACK_INLET_TEMP)
+            for role, spec in ((r, specs.get(r)) for r in bound)
+        )
+        return cls(params, bound, plan, tuple(sorted(_KNOWN_INPUTS - frozenset(bound))),
+                   vp.stale_after_s, vp.future_tolerance_s, vp.frozen_after_s or 0.0,
+                   vp.rack_inlet_min_good)
+
+
+class _Sites:
+    """The last site seen, worked out once and kept while the params and the roles stay
+    the same, which is every cycle of a running site."""
+
+    __slots__ = ("_last",)
 
     def __init__(self) -> None:
-        self.params: ControlParams | None = None
-        self.roles: tuple[str, ...] = ()
-        self.plan: tuple[Plan | None, ...] = ()
-        self.missing: tuple[str, ...] = ()
+        self._last: _Site | None = None
 
-    def get(self, params: ControlParams, bound: tuple[str, ...]) -> _Plans:
-        if self.params is not params or self.roles != bound:
-            specs = params.role_specs
-            self.plan = tuple(
-                None if spec is None else Plan(role, *spec, role == roles.RACK_INLET_TEMP)
-                for role, spec in ((r, specs.get(r)) for r in bound)
-            )
-            self.missing = tuple(sorted(_KNOWN_INPUTS - frozenset(bound)))
-            self.params, self.roles = params, bound
-        return self
+    def get(self, params: ControlParams, bound: tuple[str, ...]) -> _Site:
+        last = self._last
+        if last is None or last.params is not params or last.roles != bound:
+            last = self._last = _Site.of(params, bound)
+        return last
 
 
-_plans = _Plans()
+_sites = _Sites()
 
 
 def validate(
@@ -94,21 +106,19 @@ def validate(
     a role whose points are all plausible floats, fresh and not frozen is taken on a short
     path; any other role gets the full judgement of :meth:`_Judge.judge` on its Signals.
     """
-    vp = params.validation
-    oldest = now - vp.stale_after_s
-    newest = now + vp.future_tolerance_s
-    frozen_after = vp.frozen_after_s or 0.0
-    min_good = vp.rack_inlet_min_good
+    signals = snapshot.signals
+    site = _sites.get(params, tuple(signals))
+    oldest = now - site.stale_after_s
+    newest = now + site.future_tolerance_s
+    frozen_after, min_good = site.frozen_after, site.min_good
     old = state.trackers
     values: dict[str, float] = {}
     trackers: dict[str, tuple[Tracker, ...]] = {}
     invalid: dict[str, str] = {}
     judge: _Judge | None = None
-    signals = snapshot.signals
-    bound, readings = _readings(signals, oldest, newest)
-    found = _plans.get(params, tuple(bound))
+    readings = _readings(signals, oldest, newest)
 
-    for plan, v in zip(found.plan, readings, strict=True):  # one reading per role, in order
+    for plan, v in zip(site.plan, readings, strict=True):  # one reading per role, in order
         if plan is None:
             continue  # not an input role (an output echoed back, or a typo the loader missed)
         role, lo, hi, _, track, rack = plan
@@ -135,12 +145,12 @@ def validate(
                                 old, trackers, values, invalid)
         judge.judge(plan, signals[role])
 
-    return Inputs(values, invalid, found.missing), ValidationState(trackers)
+    return Inputs(values, invalid, site.missing), ValidationState(trackers)
 
 
 def _readings(
     signals: Mapping[str, Sequence[Signal]], oldest: float, newest: float
-) -> tuple[Iterable[str], Iterable[object]]:
+) -> Iterable[object]:
     """One plain reading per role, in snapshot order: the value of a role's one point, or
     the tuple of its points' values, when every point is good and fresh; else None, and the
     role is judged point by point. A sampled snapshot already holds these readings for its
@@ -148,8 +158,8 @@ def _readings(
     if type(signals) is SampledSignals:
         readings = signals.readings
         if oldest <= signals.now <= newest:
-            return readings, readings.values()
-        return readings, repeat(None, len(readings))
+            return readings.values()
+        return repeat(None, len(readings))
     out: list[object] = []
     for points in signals.values():
         if len(points) == 1:
@@ -163,7 +173,7 @@ def _readings(
                 break
             vals.append(sig.value)
         out.append(tuple(vals) if vals else None)
-    return signals, out
+    return out
 
 
 class _Judge:
