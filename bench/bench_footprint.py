@@ -4,7 +4,9 @@ start-up time, each beside a baseline measured in the same run.
 
 - RSS (VmRSS, the peak over a few seconds once every device answers): against an idle
   interpreter that has imported only the protocol libraries the site needs (pymodbus and
-  aiomqtt; with asyncua for the demo site).
+  aiomqtt; with asyncua for the demo site), and against one that has also imported every
+  other library heatd runs on (uvloop, structlog, ruamel.yaml, pydantic with a model
+  validated); the difference to the latter is heatd's own code and data.
 - Start-up: the wall time of ``heatd check-config`` on the demo site (it runs as
   ``ExecStartPre`` on every start) and of ``import heatd.runtime``, against a bare
   interpreter's start (``python -c pass``); medians of ``--runs``.
@@ -69,10 +71,20 @@ async def peak_rss(pid: int) -> float:
     return peak
 
 
+LIBRARIES = ["uvloop", "structlog", "ruamel.yaml", "pydantic"]
+"""The libraries heatd loads besides the protocols'."""
+
+FIRST_MODEL = "class Model(pydantic.BaseModel):\n    x: int\nModel(x=1)\n"
+"""pydantic loads its model machinery, and the importlib.metadata its plugin loader
+imports, only once a model is built and validated."""
+
+
 async def idle_with(modules: list[str]) -> float:
-    """RSS of an interpreter that imported ``modules`` and waits in an event loop."""
+    """RSS of an interpreter that imported ``modules`` (with pydantic: and validated a
+    model) and waits in an event loop."""
     code = (f"import asyncio, {', '.join(modules)}\n"
-            "asyncio.run(asyncio.sleep(60))\n")
+            + (FIRST_MODEL if "pydantic" in modules else "")
+            + "asyncio.run(asyncio.sleep(60))\n")
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code)
     try:
         return await peak_rss(proc.pid)
@@ -99,8 +111,9 @@ async def modbus_only_rss() -> dict[str, float]:
                     await proc.wait()
     finally:
         await server.stop()
-    return {"heatd_mib": heatd, "baseline_mib": await idle_with(["pymodbus.client",
-                                                                 "aiomqtt"])}
+    protocols = ["pymodbus.client", "aiomqtt"]
+    return {"heatd_mib": heatd, "baseline_mib": await idle_with(protocols),
+            "libraries_mib": await idle_with([*protocols, *LIBRARIES])}
 
 
 async def demo_site_rss() -> dict[str, float]:
@@ -110,8 +123,9 @@ async def demo_site_rss() -> dict[str, float]:
                               timeout=60, what="control cycles")
             assert stack.proc is not None
             heatd = await peak_rss(stack.proc.pid)
-    baseline = await idle_with(["pymodbus.client", "aiomqtt", "asyncua"])
-    return {"heatd_mib": heatd, "baseline_mib": baseline}
+    protocols = ["pymodbus.client", "aiomqtt", "asyncua"]
+    return {"heatd_mib": heatd, "baseline_mib": await idle_with(protocols),
+            "libraries_mib": await idle_with([*protocols, "sqlite3", *LIBRARIES])}
 
 
 def wall_s(args: list[str]) -> float:
@@ -153,7 +167,7 @@ def main() -> None:
     for site in ("modbus_only", "demo_site"):
         f = figures[site]
         print(f"RSS {site:<12} heatd {f['heatd_mib']:6.1f} MiB   protocol libraries alone "
-              f"{f['baseline_mib']:6.1f} MiB")
+              f"{f['baseline_mib']:6.1f} MiB   all libraries {f['libraries_mib']:6.1f} MiB")
     s = figures["startup"]
     print(f"check-config (demo site) {s['check_config_ms']:6.0f} ms   import heatd.runtime "
           f"{s['import_runtime_ms']:6.0f} ms   bare interpreter {s['bare_ms']:5.0f} ms")
