@@ -128,7 +128,10 @@ class _Cycle:
     with why. On a tie the bound keeps the reason of the layer that set it first, so the
     order of ``LAYERS`` is the order in which causes are named."""
 
-    inputs: Inputs
+    values: dict[str, float]
+    """The validated inputs: only what is known."""
+    invalid: dict[str, str]
+    """Bound inputs not known this cycle -> why."""
     prev: Setpoints
     state: EnvelopeState
     """Last cycle's memory, as it was: the new one is made once, from this pass."""
@@ -192,7 +195,7 @@ class _Cycle:
         self.cap_valve(self.prev.valve, why)
 
     def unknown(self, role: str) -> Why:
-        verdict = self.inputs.invalid.get(role, "not bound")
+        verdict = self.invalid.get(role, "not bound")
         return Why(Cause.INPUT_UNKNOWN, f"{role} unknown ({verdict})", role, verdict)
 
 
@@ -203,7 +206,7 @@ Rule = Callable[[_Cycle], None]
 def _supply(c: _Cycle) -> None:
     """The supply temperature: its margin band and rate of rise, or, lost, a ride-through
     or the worst case."""
-    p, supply = c.p, c.inputs.values.get(R.COOLANT_SUPPLY_TEMP)
+    p, supply = c.p, c.values.get(R.COOLANT_SUPPLY_TEMP)
     if supply is None:
         c.anchor_old = c.anchor_new = None
         _lost(c, R.COOLANT_SUPPLY_TEMP, c.state.supply_seen, p.supply_limit_c - p.supply_margin_k)
@@ -228,14 +231,14 @@ def _supply(c: _Cycle) -> None:
 
 def _rack_lost(c: _Cycle) -> None:
     """A rack inlet reading lost: ridden through against its own band, or the worst case."""
-    if R.RACK_INLET_TEMP not in c.inputs.values and R.RACK_INLET_TEMP in c.inputs.invalid:
+    if R.RACK_INLET_TEMP not in c.values and R.RACK_INLET_TEMP in c.invalid:
         band = c.p.rack_inlet_limit_c - c.p.rack_inlet_margin_k
         _lost(c, R.RACK_INLET_TEMP, c.state.rack_seen, band)
 
 
 def _rack_near_limit(c: _Cycle) -> None:
     """The hottest rack inlet within its margin: fans floored across it, recovery held."""
-    rack = c.inputs.values.get(R.RACK_INLET_TEMP)
+    rack = c.values.get(R.RACK_INLET_TEMP)
     band = c.p.rack_inlet_limit_c - c.p.rack_inlet_margin_k
     if rack is not None and rack >= band:
         c.floor_fan(min2(1.0, (rack - band) / c.p.rack_inlet_margin_k), _RACK_NEAR)
@@ -245,7 +248,7 @@ def _rack_near_limit(c: _Cycle) -> None:
 def _flow(c: _Cycle) -> None:
     """Coolant flow under its minimum, or unknown where a minimum is set: the worst case."""
     if c.p.flow_min is not None:
-        flow = c.inputs.values.get(R.COOLANT_FLOW)
+        flow = c.values.get(R.COOLANT_FLOW)
         if flow is None:
             c.worst(c.unknown(R.COOLANT_FLOW))
         elif flow < c.p.flow_min:
@@ -254,7 +257,7 @@ def _flow(c: _Cycle) -> None:
 
 def _plc_fallback(c: _Cycle) -> None:
     """The PLC cools on its own: the worst case, so heatd does not fight it."""
-    if c.inputs.values.get(R.PLC_FALLBACK, 0.0) > 0.5:
+    if c.values.get(R.PLC_FALLBACK, 0.0) > 0.5:
         c.worst(_FALLBACK_WHY)
 
 
@@ -262,7 +265,7 @@ def _heat_pump(c: _Cycle) -> None:
     """A tripped, faulted or locked-out heat pump closes recovery; one out of contact keeps
     the flow it had and is not started. A known trip code or lockout closes recovery
     whatever the fault bit reads."""
-    vals = c.inputs.values
+    vals = c.values
     fault, trip = vals.get(R.HP_FAULT), vals.get(R.HP_TRIP_CODE, 0.0)
     if trip > 0:
         c.recovery_out(_TRIP_WHY)
@@ -280,13 +283,13 @@ def _heat_pump(c: _Cycle) -> None:
 
 def _running_unknown(c: _Cycle) -> None:
     """Whether the heat pump runs is unknown: it is not started blind."""
-    if R.HP_RUNNING not in c.inputs.values:
+    if R.HP_RUNNING not in c.values:
         c.block_start(c.unknown(R.HP_RUNNING))
 
 
 def _valve_follows(c: _Cycle) -> None:
     """A recovery valve that does not follow its setpoint: the worst case."""
-    actual, p = c.inputs.values.get(R.VALVE_RECOVERY_ACTUAL), c.p
+    actual, p = c.values.get(R.VALVE_RECOVERY_ACTUAL), c.p
     off = actual is not None and abs(actual - c.prev.valve) > p.valve_mismatch_tol
     c.valve_since = _since(c.state.valve_off_since, off, c.now)
     if c.valve_since is not None and c.now - c.valve_since >= p.valve_mismatch_s:
@@ -296,7 +299,7 @@ def _valve_follows(c: _Cycle) -> None:
 
 def _fan_follows(c: _Cycle) -> None:
     """Dry-cooler fans that do not follow: asked for everything."""
-    fan, p = c.inputs.values.get(R.DRYCOOLER_FAN_ACTUAL), c.p
+    fan, p = c.values.get(R.DRYCOOLER_FAN_ACTUAL), c.p
     off = fan is not None and abs(fan - c.prev.fan) > p.fan_mismatch_tol
     c.fan_since = _since(c.state.fan_off_since, off, c.now)
     if c.fan_since is not None and c.now - c.fan_since >= p.fan_mismatch_s:
@@ -306,7 +309,7 @@ def _fan_follows(c: _Cycle) -> None:
 
 def _capacity_follows(c: _Cycle) -> None:
     """A running compressor that does not follow its capacity: no more flow, no start."""
-    vals, p, prev = c.inputs.values, c.p, c.prev
+    vals, p, prev = c.values, c.p, c.prev
     cap = vals.get(R.HP_CAPACITY_ACTUAL)
     running = vals.get(R.HP_RUNNING, 0.0) > 0.5 and prev.hp_enable
     off = running and cap is not None and abs(cap - prev.hp_capacity) > p.capacity_mismatch_tol
@@ -337,7 +340,7 @@ def envelope(
     inputs: Inputs, prev: Setpoints, state: EnvelopeState, params: ControlParams, now: float
 ) -> EnvelopeResult:
     """Bounds for this cycle; every unknown cooling input is treated as the worst case."""
-    c = _Cycle(inputs, prev, state, plain_envelope.of(params.envelope),
+    c = _Cycle(inputs.values, inputs.invalid, prev, state, plain_envelope.of(params.envelope),
                params.sequencer.capacity_min, now, state.anchor_old, state.anchor_new)
     for layer in LAYERS:
         layer(c)
@@ -346,7 +349,7 @@ def envelope(
 
 def _result(c: _Cycle) -> EnvelopeResult:
     """The bounds and limits the layers left, with the memory the next cycle judges from."""
-    p, old, supply, values = c.p, c.state, c.supply, c.inputs.values
+    p, old, supply, values = c.p, c.state, c.supply, c.values
     supply_seen, rack_seen, it_seen = old.supply_seen, old.rack_seen, old.it_seen
     if p.blind_rise_k_per_s is not None:  # what a ride-through would judge from
         rack = values.get(R.RACK_INLET_TEMP)
@@ -418,7 +421,7 @@ def _lost(c: _Cycle, role: str, seen: Sample | None, band: float) -> None:
     the loop can make (``blind_rise_k_per_s``) stays under its band and the IT load has
     not grown since the last supply reading; otherwise the worst case."""
     p, now, why = c.p, c.now, c.unknown(role)
-    it, it0 = c.inputs.values.get(R.IT_POWER), c.state.it_seen
+    it, it0 = c.values.get(R.IT_POWER), c.state.it_seen
     if (p.blind_rise_k_per_s is not None and seen is not None
             and 0.0 <= now - seen[0] <= p.blind_hold_max_s
             and seen[1] + p.blind_rise_k_per_s * (now - seen[0]) < band
