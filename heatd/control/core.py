@@ -117,7 +117,7 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
     if prev.hp_enable and enabled:
         cap = _ramp(prev.hp_capacity, cap, op.cap_up_per_s, op.cap_down_per_s, dt)
     cap = min2(cap, cap_max)
-    setpoints = bounds.admit(valve, fan, enabled, cap, seq.reset, prev.hp_enable, cap_min)
+    setpoints = bounds.admit(valve, fan, enabled, cap, seq.reset, prev.hp_enable, cap_min, prev)
 
     done = tuple(limits)
     if done == state.limits:  # most cycles: the same Limit objects as the last one
