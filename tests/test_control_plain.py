@@ -1,5 +1,5 @@
-"""The plain copies of params sections the step reads every cycle: the same fields with the
-same values as their model, made once per params object and never kept past it."""
+"""The plain copy of the params the step reads every cycle: the same fields with the same
+values as their models, made once per params object and never kept past it."""
 
 from __future__ import annotations
 
@@ -8,13 +8,7 @@ import dataclasses
 import pytest
 
 from heatd.control.params import ControlParams, EnvelopeParams, OptimiserParams
-from heatd.control.plain import (
-    PerObject,
-    PlainEnvelope,
-    PlainOptimiser,
-    plain_envelope,
-    plain_optimiser,
-)
+from heatd.control.plain import PerObject, PlainEnvelope, PlainOptimiser, plain_params
 
 TUNED = ControlParams.model_validate({
     "envelope": {"flow_min": 2.5, "blind_rise_k_per_s": 0.01, "supply_limit_c": 47.0},
@@ -32,10 +26,12 @@ def test_a_plain_copy_has_exactly_its_models_fields(model: type, plain: type) ->
 
 @pytest.mark.parametrize("params", [ControlParams(), TUNED])
 def test_a_plain_copy_holds_its_models_values(params: ControlParams) -> None:
-    for model, copy in ((params.envelope, plain_envelope.of(params.envelope)),
-                        (params.optimiser, plain_optimiser.of(params.optimiser))):
+    plain = plain_params.of(params)
+    for model, copy in ((params.envelope, plain.envelope), (params.optimiser, plain.optimiser)):
         for name in type(model).model_fields:
             assert getattr(copy, name) is getattr(model, name), name
+    assert plain.capacity_min is params.sequencer.capacity_min
+    assert plain.capacity_max is params.sequencer.capacity_max
 
 
 def test_the_copy_is_made_once_per_params_object() -> None:
@@ -46,8 +42,10 @@ def test_the_copy_is_made_once_per_params_object() -> None:
         return ("derived", key)
 
     derived: PerObject[object, object] = PerObject(make)
-    a, b = TUNED.optimiser, TUNED.optimiser.model_copy(update={"cool_kp": 0.5})
-    assert a == TUNED.optimiser and b != a
+    a, b = TUNED, TUNED.model_copy(update={"optimiser": TUNED.optimiser.model_copy(
+        update={"cool_kp": 0.5})})
+    assert b != a
     assert derived.of(a) is derived.of(a) and made == [a]
     assert derived.of(b) == ("derived", b) and made == [a, b]  # an updated copy: its own values
-    assert plain_optimiser.of(b).cool_kp == 0.5 and plain_optimiser.of(a).cool_kp == 0.3
+    assert plain_params.of(b).optimiser.cool_kp == 0.5
+    assert plain_params.of(a).optimiser.cool_kp == 0.3

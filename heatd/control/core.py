@@ -17,7 +17,7 @@ from heatd.control.events import Cause, Event, Layer, Limit, LimitKey
 from heatd.control.minmax import clamp, min2
 from heatd.control.optimiser import RESET, OptState, Proposal, propose, request_heat
 from heatd.control.params import ControlParams
-from heatd.control.plain import plain_optimiser
+from heatd.control.plain import plain_params
 from heatd.control.sequencer import HpState, SeqState, sequence
 from heatd.control.signals import Snapshot
 from heatd.control.state import Lease, Mode, State
@@ -73,8 +73,8 @@ class StepFn(Protocol[SC]):
 
 def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) -> Decision[State]:
     """Decide this cycle's setpoints. Never raises on any snapshot content."""
-    op, sp = plain_optimiser.of(params.optimiser), params.sequencer
-    cap_min, cap_max = sp.capacity_min, sp.capacity_max
+    plain = plain_params.of(params)
+    op, cap_min, cap_max = plain.optimiser, plain.capacity_min, plain.capacity_max
     last = state.last_now
     dt = 0.0 if last is None or not now > last else min2(now - last, op.dt_max_s)
     events: list[Event] = list(state.pending)
@@ -98,8 +98,8 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
 
     request = request_heat(values, opt, op, now)
     want, requester = _heat_wanted(mode, request.want, state.seq, leased)
-    seq = sequence(want, requester, bounds, values, state.seq, sp, now, state.reset_request,
-                   stop)
+    seq = sequence(want, requester, bounds, values, state.seq, params.sequencer, now,
+                   state.reset_request, stop)
     events += seq.events
     limits += seq.limits
     enabled, hp_state = seq.enable, seq.state.state

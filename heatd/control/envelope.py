@@ -46,7 +46,7 @@ from heatd.control.bounds import _ENVELOPE_KEY, Bounds, Setpoints
 from heatd.control.events import Cause, Layer, Limit
 from heatd.control.minmax import min2
 from heatd.control.params import ControlParams
-from heatd.control.plain import PlainEnvelope, plain_envelope
+from heatd.control.plain import PlainEnvelope, plain_params
 from heatd.control.validate import Inputs
 
 Sample = tuple[float, float]
@@ -340,8 +340,9 @@ def envelope(
     inputs: Inputs, prev: Setpoints, state: EnvelopeState, params: ControlParams, now: float
 ) -> EnvelopeResult:
     """Bounds for this cycle; every unknown cooling input is treated as the worst case."""
-    c = _Cycle(inputs.values, inputs.invalid, prev, state, plain_envelope.of(params.envelope),
-               params.sequencer.capacity_min, now, state.anchor_old, state.anchor_new)
+    plain = plain_params.of(params)
+    c = _Cycle(inputs.values, inputs.invalid, prev, state, plain.envelope, plain.capacity_min,
+               now, state.anchor_old, state.anchor_new)
     for layer in LAYERS:
         layer(c)
     return _result(c)

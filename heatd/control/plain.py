@@ -3,8 +3,8 @@
 A pydantic model's attribute read goes through ``BaseModel.__getattr__``'s hook, which
 keeps the interpreter from specialising it: about 450 machine instructions, where a slot
 of a frozen dataclass takes some 20. The envelope and the optimiser read some fifty
-settings a cycle, so each section is copied once per params object (they are frozen, and
-a running site passes the same object every cycle) and read from the copy.
+settings a cycle, so they are copied once per params object (params are frozen, and a
+running site passes the same object every cycle) and read from the copy.
 
 A copy has exactly its model's fields: making one from a model with a field it lacks, or
 without one it has, raises.
@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from heatd.control.params import EnvelopeParams, OptimiserParams
+from heatd.control.params import ControlParams, OptimiserParams
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -106,7 +106,20 @@ def _fields(model: BaseModel) -> dict[str, Any]:
     return {name: getattr(model, name) for name in type(model).model_fields}
 
 
-plain_envelope: PerObject[EnvelopeParams, PlainEnvelope] = PerObject(
-    lambda p: PlainEnvelope(**_fields(p)))
-plain_optimiser: PerObject[OptimiserParams, PlainOptimiser] = PerObject(
-    lambda p: PlainOptimiser(**_fields(p)))
+@dataclass(frozen=True, slots=True)
+class PlainParams:
+    """What the step reads from :class:`ControlParams` every cycle, as plain attributes."""
+
+    envelope: PlainEnvelope
+    optimiser: PlainOptimiser
+    capacity_min: float
+    capacity_max: float
+
+    @classmethod
+    def of(cls, params: ControlParams) -> PlainParams:
+        return cls(PlainEnvelope(**_fields(params.envelope)),
+                   PlainOptimiser(**_fields(params.optimiser)),
+                   params.sequencer.capacity_min, params.sequencer.capacity_max)
+
+
+plain_params: PerObject[ControlParams, PlainParams] = PerObject(PlainParams.of)
