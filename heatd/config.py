@@ -23,7 +23,7 @@ from pydantic import (
 from heatd.billing.contracts import Contracts
 from heatd.control.params import ControlParams
 from heatd.drivers.codec import ByteOrder, DataType, register_count
-from heatd.drivers.modbus.spec import Forbidden, Table
+from heatd.drivers.modbus.addresses import Forbidden, Table
 from heatd.drivers.opcua.nodeid import check_node_id
 from heatd.mqtt.settings import MqttSettings
 

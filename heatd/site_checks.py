@@ -28,7 +28,7 @@ from heatd.control import roles as R
 from heatd.control.bounds import SAFE_SETPOINTS
 from heatd.control.roles import ALL_ROLES, INPUT_ROLES, OUTPUT_ROLES
 from heatd.drivers.codec import FLOAT_TYPES, RAW_LIMITS, DataType
-from heatd.drivers.modbus.spec import Table
+from heatd.drivers.modbus.addresses import Table
 from heatd.role_units import to_point_value
 
 Loc = tuple[str | int, ...]

@@ -94,7 +94,8 @@ async def heartbeat_moves(server: SimServer) -> None:
 def test_check_config_loads_no_protocol_library(tmp_path: Path) -> None:
     """The demo site has an OPC UA device: its node ids are checked without asyncua, and
     neither protocol library is loaded to validate a file, nor any driver module beyond
-    what the checks read (point specs, codecs, node ids, namespace URIs)."""
+    what the checks read (Modbus tables and forbidden ranges, codecs, node ids, namespace
+    URIs): not the driver's point and device specs."""
     script, report = wrapper(tmp_path)
     done = subprocess.run([sys.executable, str(script), "check-config", str(DEMO_SITE)],
                           capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
@@ -104,7 +105,7 @@ def test_check_config_loads_no_protocol_library(tmp_path: Path) -> None:
     assert loaded["libraries"] == []
     assert set(loaded["drivers"]) <= {
         "heatd.drivers.reading", "heatd.drivers.codec", "heatd.drivers.modbus",
-        "heatd.drivers.modbus.spec", "heatd.drivers.opcua", "heatd.drivers.opcua.nodeid",
+        "heatd.drivers.modbus.addresses", "heatd.drivers.opcua", "heatd.drivers.opcua.nodeid",
         "heatd.drivers.opcua.namespaces",
     }, loaded["drivers"]
 

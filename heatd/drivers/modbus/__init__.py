@@ -1,6 +1,6 @@
 """Modbus TCP and RTU drivers (pymodbus): point specs, read plans, links and devices.
 
-Every name loads from its module on first use: config checks import ``spec`` alone, the
+Every name loads from its module on first use: config checks import ``addresses`` alone, the
 read plans come with the first device, and pymodbus with the first link, so a site
 without a Modbus device never pays for it.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from heatd.drivers.modbus.addresses import Forbidden, Table
     from heatd.drivers.modbus.device import (
         DeviceStats,
         ModbusDevice,
@@ -18,14 +19,7 @@ if TYPE_CHECKING:
     )
     from heatd.drivers.modbus.link import Link, SerialLine, TcpLink
     from heatd.drivers.modbus.plan import Block, build_plan, format_plan
-    from heatd.drivers.modbus.spec import (
-        Forbidden,
-        ModbusPoint,
-        PlanLimits,
-        SerialSettings,
-        Table,
-        TcpSettings,
-    )
+    from heatd.drivers.modbus.spec import ModbusPoint, PlanLimits, SerialSettings, TcpSettings
 
 __all__ = [
     "Block",
@@ -48,8 +42,8 @@ __all__ = [
 
 _MODULE = {
     "Block": "plan", "build_plan": "plan", "format_plan": "plan",
-    "Forbidden": "spec", "ModbusPoint": "spec", "PlanLimits": "spec", "SerialSettings": "spec",
-    "Table": "spec", "TcpSettings": "spec",
+    "Forbidden": "addresses", "Table": "addresses",
+    "ModbusPoint": "spec", "PlanLimits": "spec", "SerialSettings": "spec", "TcpSettings": "spec",
     "DeviceStats": "device", "ModbusDevice": "device", "ModbusRtuDevice": "device",
     "ModbusTcpDevice": "device", "Link": "link", "SerialLine": "link", "TcpLink": "link",
 }

@@ -23,9 +23,10 @@ from pymodbus.pdu import ModbusPDU
 from heatd.drivers.backoff import Backoff
 from heatd.drivers.base import WriteError
 from heatd.drivers.codec import CodecError, DataType
+from heatd.drivers.modbus.addresses import Table
 from heatd.drivers.modbus.link import Link, SerialLine, TcpLink
 from heatd.drivers.modbus.plan import Block, build_plan, expand, split_block, split_point
-from heatd.drivers.modbus.spec import ModbusPoint, PlanLimits, SerialSettings, Table, TcpSettings
+from heatd.drivers.modbus.spec import ModbusPoint, PlanLimits, SerialSettings, TcpSettings
 from heatd.drivers.reading import Quality, Reading, Value
 
 ILLEGAL_DATA_ADDRESS = 2

@@ -10,7 +10,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 
-from heatd.drivers.modbus.spec import ModbusPoint, PlanLimits, Table
+from heatd.drivers.modbus.addresses import Table
+from heatd.drivers.modbus.spec import ModbusPoint, PlanLimits
 
 
 @dataclass(frozen=True, slots=True)

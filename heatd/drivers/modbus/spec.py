@@ -6,30 +6,14 @@ configuration itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 from heatd.drivers.codec import Codec, DataType
+from heatd.drivers.modbus.addresses import LAST_ADDRESS, Forbidden, Table
 
 MAX_REGISTERS = 125
 """Protocol maximum for one read of holding or input registers."""
 MAX_BITS = 2000
 """Protocol maximum for one read of coils or discrete inputs."""
-LAST_ADDRESS = 0xFFFF
-
-
-class Table(StrEnum):
-    HOLDING = "holding"
-    INPUT = "input"
-    COIL = "coil"
-    DISCRETE = "discrete"
-
-    @property
-    def is_bits(self) -> bool:
-        return self in (Table.COIL, Table.DISCRETE)
-
-    @property
-    def writable(self) -> bool:
-        return self in (Table.HOLDING, Table.COIL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,21 +47,6 @@ class ModbusPoint:
     def end(self) -> int:
         """First address after the point."""
         return self.address + self.width
-
-
-@dataclass(frozen=True, slots=True)
-class Forbidden:
-    """Inclusive protocol addresses that must never be read: in one table, or (``table``
-    None) in every table of the device."""
-
-    first: int
-    last: int
-    table: Table | None = None
-
-    def hits(self, start: int, end: int, table: Table) -> bool:
-        """True if an address in ``start <= a < end`` of ``table`` is in this range."""
-        return (self.table is None or self.table is table) and (
-            self.first < end and start <= self.last)
 
 
 @dataclass(frozen=True, slots=True)
