@@ -107,7 +107,7 @@ def validate(
     path; any other role gets the full judgement of :meth:`_Judge.judge` on its Signals.
     """
     signals = snapshot.signals
-    site = _sites.get(params, tuple(signals))
+    site = _sites.get(params, _roles(signals))
     oldest = now - site.stale_after_s
     newest = now + site.future_tolerance_s
     frozen_after, min_good = site.frozen_after, site.min_good
@@ -146,6 +146,11 @@ def validate(
         judge.judge(plan, signals[role])
 
     return Inputs(values, invalid, site.missing), ValidationState(trackers)
+
+
+def _roles(signals: Mapping[str, Sequence[Signal]]) -> tuple[str, ...]:
+    """The snapshot's roles in order; a sampled snapshot's straight from its readings."""
+    return tuple(signals.readings if type(signals) is SampledSignals else signals)
 
 
 def _readings(
