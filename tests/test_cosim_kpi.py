@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from heatd.hil.kpi import (
@@ -14,8 +16,17 @@ from heatd.hil.kpi import (
     ideal_stores,
     kpi_config,
     reference_lift_factor,
+    sample_between,
 )
-from heatd.hil.plant import TRIP_EVAP_INLET_HIGH, TRIP_INTERNAL_FAULT, cop_from_lift, initial_state
+from heatd.hil.plant import (
+    TRIP_EVAP_INLET_HIGH,
+    TRIP_INTERNAL_FAULT,
+    Actuators,
+    Disturbances,
+    cop_from_lift,
+    initial_state,
+    step,
+)
 from heatd.hil.plant_params import PlantParams, load_params
 
 H = 3600.0
@@ -190,6 +201,46 @@ def test_actuator_travel_sums_every_movement() -> None:
     assert k.valve_travel == pytest.approx(0.5 + 0.25 + 0.75)
     assert k.fan_travel == pytest.approx(0.8 + 0.0 + 0.2)
     assert k.capacity_travel == pytest.approx(0.2 + 0.8 + 1.0)
+
+
+def test_maxima_pass_over_a_nan_reading_as_max_does() -> None:
+    k = fold([sample(supply_c=40.0, rack_inlet_c=25.0),
+              sample(supply_c=math.nan, rack_inlet_c=math.nan),
+              sample(supply_c=39.0, rack_inlet_c=26.0)])  # fmt: skip
+    assert k.max_supply_c == 40.0
+    assert k.max_rack_inlet_c == 26.0
+
+
+def test_ideal_takes_the_least_of_pump_source_and_sink_each_binding_in_turn() -> None:
+    """Lift 2: the pump caps the first step, the source the second, the sink the third."""
+    k = fold(
+        [
+            sample(it_offered_kwh=300.0, demand_kw=900.0),  # pump 100 < source 600, sink 900
+            sample(it_offered_kwh=20.0, demand_kw=900.0),  # source 40 < pump 100, sink 900
+            sample(it_offered_kwh=300.0, demand_kw=30.0),  # sink 30 < pump 100, source 600
+        ],
+        hp_max_kw=100.0,
+    )
+    assert k.ideal_reuse_mwh == pytest.approx((50.0 + 20.0 + 15.0) / 1000)
+
+
+def test_a_sample_holds_the_step_energies_and_the_state_at_its_end() -> None:
+    p = PlantParams()
+    old = initial_state(p, it_power_kw=150.0)
+    new = step(old, Actuators(0.5, True, 0.6, False, 0.5, 1), Disturbances(160.0, 5.0, 300.0),
+               10.0, p)  # fmt: skip
+    x = sample_between(old, new, 10.0, 300.0, 160.0, True, 2.0)
+    assert type(x) is Sample
+    assert x == Sample(
+        10.0, new.supply_temp_c, new.air_temp_c + 2.0, new.tank_c[0],
+        new.heat_delivered_to_dh_kwh - old.heat_delivered_to_dh_kwh,
+        new.hp_heat_kwh - old.hp_heat_kwh, new.heat_recovered_kwh - old.heat_recovered_kwh,
+        new.hp_electricity_kwh - old.hp_electricity_kwh, new.it_energy_kwh - old.it_energy_kwh,
+        160.0 * 10.0 / 3600.0, new.fan_electricity_kwh - old.fan_electricity_kwh,
+        True, 300.0, new.hp_running, new.hp_trip_code, new.plc_fallback, new.plc_overtemp,
+        new.valve_position, new.fan_speed, new.hp_capacity,
+    )  # fmt: skip
+    assert x.it_kwh > 0.0 and x.fan_kwh > 0.0
 
 
 def test_the_judge_comes_from_the_plant_spec() -> None:

@@ -41,6 +41,7 @@ daemon's report uses too.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from operator import itemgetter
 from typing import NamedTuple
 
 from heatd.billing.indicators import (
@@ -197,21 +198,29 @@ class Kpis:
         return asdict(self)
 
 
+_ENERGIES = itemgetter(*(PlantState._fields.index(name) for name in (
+    "heat_delivered_to_dh_kwh", "hp_heat_kwh", "heat_recovered_kwh", "hp_electricity_kwh",
+    "it_energy_kwh", "fan_electricity_kwh",
+)))  # fmt: skip
+"""A state's energy integrators in Sample order, read in one call."""
+
+_new_tuple = tuple.__new__
+
+
 def sample_between(old: PlantState, new: PlantState, dt: float, demand_kw: float,
                    it_offered_kw: float, hp_available: bool, rack_top_k: float) -> Sample:
-    """The KPI sample of one step from the plant states before and after it."""
-    return Sample(
+    """The KPI sample of one step from the plant states before and after it. (Made with
+    ``tuple.__new__``, as ``Sample._make`` does, without the Python-level constructor: a
+    simulated year makes three million.)"""
+    delivered, hp_heat, reused, hp_el, it, fan = _ENERGIES(new)
+    delivered0, hp_heat0, reused0, hp_el0, it0, fan0 = _ENERGIES(old)
+    return _new_tuple(Sample, (
         dt, new.supply_temp_c, new.air_temp_c + rack_top_k, new.tank_c[0],
-        new.heat_delivered_to_dh_kwh - old.heat_delivered_to_dh_kwh,
-        new.hp_heat_kwh - old.hp_heat_kwh,
-        new.heat_recovered_kwh - old.heat_recovered_kwh,
-        new.hp_electricity_kwh - old.hp_electricity_kwh,
-        new.it_energy_kwh - old.it_energy_kwh,
-        it_offered_kw * dt / _S_PER_H,
-        new.fan_electricity_kwh - old.fan_electricity_kwh,
+        delivered - delivered0, hp_heat - hp_heat0, reused - reused0, hp_el - hp_el0,
+        it - it0, it_offered_kw * dt / _S_PER_H, fan - fan0,
         hp_available, demand_kw, new.hp_running, new.hp_trip_code, new.plc_fallback,
         new.plc_overtemp, new.valve_position, new.fan_speed, new.hp_capacity,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,12 +271,12 @@ class Accumulator:
     """
 
     __slots__ = (
-        "_below_kh", "_contract", "_delivered", "_demand", "_fallback_s", "_fan", "_high_s",
-        "_hp_el", "_hp_heat", "_hp_max", "_hp_off_s", "_ideal", "_it", "_last", "_lift", "_loop",
-        "_loop_cap", "_max_rack", "_max_supply", "_off_at", "_on_at", "_over_kh", "_over_s",
-        "_rack_limits", "_rack_s", "_reused", "_running", "_short", "_starts", "_supply_limit",
-        "_t", "_tank", "_tank_cap", "_throttle", "_throttled_s", "_travel", "_trip", "_trips",
-        "config",
+        "_below_kh", "_capacity_travel", "_contract", "_delivered", "_demand", "_fallback_s",
+        "_fan", "_fan_travel", "_high_s", "_hp_el", "_hp_heat", "_hp_max", "_hp_off_s", "_ideal",
+        "_it", "_last", "_lift", "_loop", "_loop_cap", "_max_rack", "_max_supply", "_off_at",
+        "_on_at", "_over_kh", "_over_s", "_rack_limits", "_rack_s", "_reused", "_running",
+        "_short", "_starts", "_supply_limit", "_t", "_tank", "_tank_cap", "_throttle",
+        "_throttled_s", "_trip", "_trips", "_valve_travel", "config",
     )  # fmt: skip
 
     def __init__(self, config: KpiConfig, stores: IdealStores | None = None) -> None:
@@ -293,93 +302,104 @@ class Accumulator:
         self._trip = 0
         self._on_at: float | None = None
         self._off_at: float | None = None
-        self._last: Sample | None = None
-        self._travel = [0.0, 0.0, 0.0]
+        self._last: tuple[float, float, float] | None = None
+        """The last sample's valve, fan and capacity."""
+        self._valve_travel = self._fan_travel = self._capacity_travel = 0.0
 
     def add(self, x: Sample) -> None:
-        """Account one step of the run."""
-        self._t += x.dt
-        self._add_comfort(x)
-        self._add_energy(x)
-        if x.hp_running != self._running or not x.hp_running:
-            self._add_switching(x)
-        if x.trip_code:
-            self._add_trip(x.trip_code)
-        self._trip = x.trip_code
+        """Account one step of the run. The sample is unpacked once; maxima and minima are
+        plain comparisons where ``max`` and ``min`` would be a call each, with their results
+        (NaN included: of equals, the first is kept)."""
+        (dt, supply, rack, dh_supply, delivered, hp_heat, reused, hp_el, it, it_offered, fan_kwh,
+         hp_available, demand_kw, hp_running, trip, plc_fallback, plc_high_limit, valve, fan,
+         capacity) = x  # fmt: skip
+        self._t += dt
+        self._add_comfort(dt, supply, rack, plc_fallback, plc_high_limit)
+        self._delivered += delivered
+        self._hp_heat += hp_heat
+        self._reused += reused
+        self._hp_el += hp_el
+        self._it += it
+        self._fan += fan_kwh
+        self._add_demand_and_ideal(dt, demand_kw, dh_supply, it_offered, hp_available)
+        if not hp_running:
+            self._hp_off_s += dt
+        if hp_running != self._running:
+            self._add_switch(hp_running)
+        if trip:
+            self._add_trip(trip)
+        self._trip = trip
         last = self._last
         if last is not None:
-            travel = self._travel
-            travel[0] += abs(x.valve - last.valve)
-            travel[1] += abs(x.fan - last.fan)
-            travel[2] += abs(x.capacity - last.capacity)
-        self._last = x
+            self._valve_travel += abs(valve - last[0])
+            self._fan_travel += abs(fan - last[1])
+            self._capacity_travel += abs(capacity - last[2])
+        self._last = (valve, fan, capacity)
 
-    def _add_comfort(self, x: Sample) -> None:
+    def _add_comfort(self, dt: float, supply: float, rack: float, plc_fallback: bool,
+                     plc_high_limit: bool) -> None:
         """Time over the supply limit, throttling, over the rack limits, PLC overrides."""
-        recommended, a1, a2 = self._rack_limits
-        dt, supply, rack = x.dt, x.supply_c, x.rack_inlet_c
         over = supply - self._supply_limit
         if over > 0.0:
             self._over_s += dt
             self._over_kh += over * dt / _S_PER_H
         if supply > self._throttle:
             self._throttled_s += dt
-        rack_s = self._rack_s
+        recommended, a1, a2 = self._rack_limits
         if rack > recommended:
-            rack_s[0] += dt
+            self._rack_s[0] += dt
         if rack > a1:
-            rack_s[1] += dt
+            self._rack_s[1] += dt
         if rack > a2:
-            rack_s[2] += dt
-        if x.plc_fallback:
+            self._rack_s[2] += dt
+        if plc_fallback:
             self._fallback_s += dt
-        if x.plc_high_limit:
+        if plc_high_limit:
             self._high_s += dt
-        self._max_supply = max(self._max_supply, supply)
-        self._max_rack = max(self._max_rack, rack)
+        top = self._max_supply
+        self._max_supply = supply if supply > top else top
+        top = self._max_rack
+        self._max_rack = rack if rack > top else top
 
-    def _add_energy(self, x: Sample) -> None:
-        """The energy sums, the network's shortfall, and the ideal reference."""
+    def _add_demand_and_ideal(self, dt: float, demand_kw: float, dh_supply: float,
+                              it_offered: float, hp_available: bool) -> None:
+        """The demand, the network's shortfall, and the ideal reference."""
         contract, lift = self._contract, self._lift
-        dt = x.dt
-        self._delivered += x.delivered_kwh
-        self._hp_heat += x.hp_heat_kwh
-        self._reused += x.reused_kwh
-        self._hp_el += x.hp_electricity_kwh
-        self._it += x.it_kwh
-        self._fan += x.fan_kwh
-        demand = x.demand_kw * dt / _S_PER_H
+        demand = demand_kw * dt / _S_PER_H
         self._demand += demand
-        if x.demand_kw > 0.0 and x.dh_supply_c < contract:
-            self._below_kh += (contract - x.dh_supply_c) * dt / _S_PER_H
+        if demand_kw > 0.0 and dh_supply < contract:
+            self._below_kh += (contract - dh_supply) * dt / _S_PER_H
         # The ideal: all the reference heat pump can take from the IT heat and the loop
         # buffer, into the demand and the ideal tank; what it cannot take warms the loop.
-        source = self._loop + x.it_offered_kwh
+        source = self._loop + it_offered
         made = 0.0
-        if x.hp_available:
-            made = min(self._hp_max * dt / _S_PER_H, source * lift,
-                       demand + self._tank_cap - self._tank)  # fmt: skip
+        if hp_available:
+            made = self._hp_max * dt / _S_PER_H  # the least of the three, the first if equal
+            by_source = source * lift
+            made = by_source if by_source < made else made
+            by_sink = demand + self._tank_cap - self._tank
+            made = by_sink if by_sink < made else made
             source -= made / lift
-        self._loop = min(source, self._loop_cap)
+        loop_cap = self._loop_cap
+        self._loop = loop_cap if loop_cap < source else source
         self._ideal += made / lift
-        self._tank = max(self._tank + made - demand, 0.0)
+        tank = self._tank + made - demand
+        self._tank = 0.0 if tank < 0.0 else tank
 
-    def _add_switching(self, x: Sample) -> None:
-        """Heat-pump off time, starts and short cycles (a step where it is off or switches)."""
+    def _add_switch(self, hp_running: bool) -> None:
+        """A heat-pump start or stop, and whether it ends a short cycle."""
         cfg = self.config
         now = self._t
-        if not x.hp_running:
-            self._hp_off_s += x.dt
-        if x.hp_running and not self._running:
+        if hp_running:
             self._starts += 1
             if self._off_at is not None and now - self._off_at < cfg.min_off_s:
                 self._short += 1
             self._on_at = now
-        elif self._running and not x.hp_running:
+        else:
             if self._on_at is not None and now - self._on_at < cfg.min_on_s:
                 self._short += 1
             self._off_at = now
-        self._running = x.hp_running
+        self._running = hp_running
 
     def _add_trip(self, code: int) -> None:
         """A trip code that is new since the last step counts as one trip of its cause."""
@@ -426,7 +446,7 @@ class Accumulator:
                                      p.grid_kg_per_kwh) / 1000.0,
             net_money=(self._delivered * p.heat_per_mwh - electricity * p.electricity_per_mwh)
             / 1000.0,
-            valve_travel=self._travel[0],
-            fan_travel=self._travel[1],
-            capacity_travel=self._travel[2],
+            valve_travel=self._valve_travel,
+            fan_travel=self._fan_travel,
+            capacity_travel=self._capacity_travel,
         )
