@@ -11,7 +11,7 @@ import pytest
 
 from heatd.hil import series
 from heatd.hil.faults import ALL_KINDS, COMMS_KINDS, PHYSICAL_KINDS, SENSOR_KINDS
-from heatd.hil.plant import Actuators, PlantState, step, stored_heat_kwh
+from heatd.hil.plant import Actuators, Disturbances, PlantState, step, stored_heat_kwh
 from heatd.hil.scenario import (
     Scenario,
     ScenarioError,
@@ -107,6 +107,17 @@ def test_it_load_follows_the_cpu_trace_scaled_to_the_site() -> None:
     )
     assert sum(values) / len(values) == pytest.approx(mean_base, rel=0.05)
     assert len({round(v, 6) for v in values[:60]}) > 30  # sub-hourly variation
+
+
+def test_disturbances_interpolate_the_hours_and_hold_the_ends_outside_the_window() -> None:
+    sc = load_scenario("winter_week")
+    temps = series.outdoor_temp(sc.spec.weather)
+    h = sc.start_hour + 10
+    d = sc.disturbances(10 * 3600.0 + 900.0)  # a quarter of the way to the next hour
+    assert type(d) is Disturbances
+    assert d.outdoor_temp_c == temps[h] + 0.25 * (temps[h + 1] - temps[h])
+    assert sc.disturbances(-60.0) == sc.disturbances(0.0)
+    assert sc.disturbances(sc.duration_s + 60.0) == sc.disturbances(sc.duration_s)
 
 
 def test_weather_and_demand_come_from_the_data() -> None:

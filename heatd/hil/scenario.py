@@ -14,6 +14,7 @@ import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
@@ -134,7 +135,11 @@ class Scenario:
         self._peak = it.peak_kw
         self._return = params.dh.return_temp_c
         self._var_step = spec.it.noise_step_s
-        self._noise, self._burst = self._variation(spec.it, seed)
+        noise, self._burst = self._variation(spec.it, seed)
+        # What disturbances(t) takes from these, worked out once rather than every step:
+        self._it_slope = _slopes(self._it_base)
+        self._temp_slope = _slopes(self._temp)
+        self._noise_factor = [1.0 + x for x in noise]
         self.faults = self._schedule(spec, seed)
         self._physical = tuple(f for f in self.faults if f.kind in PHYSICAL_KINDS)
 
@@ -174,14 +179,21 @@ class Scenario:
         return (self.start_hour + t / 3600.0) % series.HOURS_PER_YEAR
 
     def disturbances(self, t: float) -> Disturbances:
-        """Plant inputs at scenario time t: interpolated hourly data, noise, bursts, faults."""
-        x = min(max(t, 0.0), self.duration_s) / 3600.0
+        """Plant inputs at scenario time t: interpolated hourly data, noise, bursts, faults.
+
+        A co-simulation asks every step, so each ``min`` and ``max`` is a comparison that
+        gives the same value, and the slopes and noise factors are made at load."""
+        end = self.duration_s
+        t_in = 0.0 if t < 0.0 else t  # min(max(t, 0.0), end)
+        t_in = end if end < t_in else t_in
+        x = t_in / 3600.0
         i = int(x)
         w = x - i
-        base = self._it_base[i] + w * (self._it_base[i + 1] - self._it_base[i])
-        k = int(min(max(t, 0.0), self.duration_s) / self._var_step)
-        it_kw = min(base * (1.0 + self._noise[k]) + self._burst[k], self._peak)
-        temp = self._temp[i] + w * (self._temp[i + 1] - self._temp[i])
+        k = int(t_in / self._var_step)
+        it_kw = (self._it_base[i] + w * self._it_slope[i]) * self._noise_factor[k] + self._burst[k]
+        peak = self._peak
+        it_kw = peak if peak < it_kw else it_kw
+        temp = self._temp[i] + w * self._temp_slope[i]
         demand = self._demand[i]
         ret = self._return
         hp_fault = False
@@ -197,7 +209,7 @@ class Scenario:
             elif f.kind == "storage_full":
                 demand *= f.param("demand_factor")
                 ret = f.param("return_temp_c")
-        return Disturbances(it_kw, temp, demand, ret, hp_fault)
+        return _new_tuple(Disturbances, (it_kw, temp, demand, ret, hp_fault))
 
     def active_faults(self, t: float) -> list[Fault]:
         return [f for f in self.faults if f.active(t)]
@@ -218,6 +230,15 @@ class Scenario:
     def sensor_layer(self) -> SensorLayer:
         """A fresh stateful reader that remembers stuck values from the fault start."""
         return SensorLayer(self.params, self.seed)
+
+
+_new_tuple = tuple.__new__
+"""A NamedTuple made as its ``_make`` does, without its Python-level constructor."""
+
+
+def _slopes(hourly: list[float]) -> list[float]:
+    """Each hour's change to the next: the interpolation's slope."""
+    return [b - a for a, b in pairwise(hourly)]
 
 
 def _check_targets(spec: ScenarioSpec, params: PlantParams) -> None:
