@@ -10,7 +10,6 @@ from heatd.control.signals import Signal, Snapshot
 from heatd.drivers.reading import Quality
 from heatd.points import PointSnapshot
 from heatd.role_units import percent_factor
-from heatd.role_units import to_point_value as to_point_value  # the writer's import
 
 InputBindings = tuple[tuple[str, tuple[tuple[str, float], ...]], ...]
 """Each input role with its points as (``device.point``, percent factor)."""

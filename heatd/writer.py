@@ -33,7 +33,7 @@ from heatd.devices import AnyBound
 from heatd.drivers.base import WriteError
 from heatd.drivers.codec import FLOAT_TYPES
 from heatd.drivers.reading import Quality
-from heatd.role_signals import to_point_value
+from heatd.role_units import to_point_value
 from heatd.tasks import cancel_all
 
 log = structlog.get_logger(__name__)
