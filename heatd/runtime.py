@@ -68,16 +68,22 @@ class Daemon:
         self._stopping = asyncio.Event()
         self._reloading = asyncio.Lock()
         self._reload_task: asyncio.Future[tuple[bool, str]] | None = None
+        self._failed = False
+        """A stop that systemd should answer with a restart (exit status 1)."""
         self.outputs = EngineeringOutputs(site.setpoints)
         self._build(site)
 
     # --- wiring -----------------------------------------------------------------------
     def _build(self, site: SiteConfig) -> None:
-        self.site = site
-        self.outputs.configure(site.setpoints)
         site_file = self.path.read_bytes()
         self.config_hash = hashlib.sha256(site_file).hexdigest()[:16]
         self.fingerprint = fingerprint(site_file, site)
+        self._wire(site)
+
+    def _wire(self, site: SiteConfig) -> None:
+        """The parts made from a site: its point image, bindings, drivers and writer."""
+        self.site = site
+        self.outputs.configure(site.setpoints)
         self.image = PointImage(point_limits(site))
         self.bindings = input_bindings(site)
         self.acquisition = Acquisition(site, self.image,
@@ -270,13 +276,42 @@ class Daemon:
                                      problems=[str(exc)])
                 return False, f"{exc}; still running the old configuration"
             old = self.site
+            running = (old, self.config_hash, self.fingerprint)
             await self._stop_io()
-            self._build(site)
-            await self._start_io()
+            try:
+                self._build(site)
+                await self._start_io()
+            except Exception as exc:
+                log.exception("reload failed: the new configuration did not start")
+                restored = await self._restore(*running)
+                self.reporting.event("reload", accepted=False,
+                                     reason="the new configuration did not start",
+                                     problems=[repr(exc)], old_restarted=restored)
+                then = "running the old one again" if restored else "stopping"
+                return False, f"the new configuration did not start ({exc!r}); {then}"
             self.reporting.rebuilt(old)
             log.info("configuration reloaded", config_hash=self.config_hash)
             self.reporting.event("reload", accepted=True, config_hash=self.config_hash)
             return True, "configuration reloaded"
+
+    async def _restore(self, site: SiteConfig, config_hash: str, site_fingerprint: str
+                       ) -> bool:
+        """A reload whose new drivers failed to start puts back the ones that ran before
+        (they were valid and running), so a site is never left without its drivers and
+        heartbeat. If even those cannot start again, the daemon stops with a failure: the
+        PLC's heartbeat watchdog takes the site, and systemd starts heatd afresh."""
+        with _stage("stopping the new configuration's drivers"):
+            await self._stop_io()
+        self.config_hash, self.fingerprint = config_hash, site_fingerprint
+        try:
+            self._wire(site)
+            await self._start_io()
+        except Exception:
+            log.exception("the old configuration did not start again: stopping")
+            self._failed = True
+            self.request_stop()
+            return False
+        return True
 
     # --- lifecycle --------------------------------------------------------------------
     async def run(self) -> int:
@@ -304,7 +339,7 @@ class Daemon:
                 await self._stop_control()
         finally:
             await self._stop_reporting()
-        return 0
+        return 1 if self._failed else 0
 
     async def _shutdown(self) -> None:
         """The whole stop of a daemon whose parts all started (see :meth:`run`)."""

@@ -2,16 +2,19 @@
 server, a real broker and a real meter file: each part that started is stopped, the
 last started first, and one that fails to stop keeps none after it from stopping (the
 link says offline, the meter's file keeps what is queued and closes); a cycle report
-that cannot be made stops no cycle."""
+that cannot be made stops no cycle; a reload whose new drivers fail to start puts the old
+ones back, or stops the daemon with a failure when it cannot."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
+from heatd.acquisition import Acquisition
 from heatd.config_loader import load_site
 from heatd.drivers.modbus import Table
 from heatd.hil.rig.broker import Mosquitto, broker_fixture, retained
@@ -164,5 +167,78 @@ async def test_a_cycle_report_that_cannot_be_made_stops_no_cycle(
             assert await asyncio.wait_for(task, 20) == 0
         failures = [x for x in logged if x["event"] == "cycle report failed: not reported"]
         assert len(failures) >= 20
+    finally:
+        await server.stop()
+
+
+def edited(path: Path) -> None:
+    """The site file changed in a way any reload takes: the device's timeout."""
+    path.write_text(path.read_text().replace("timeout: 0.5", "timeout: 0.4"))
+
+
+def failing_start_of(new_only: bool) -> Callable[[Acquisition], Awaitable[None]]:
+    """Acquisition.start that raises for the edited site (or, unless ``new_only``, for
+    every site), having started the drivers of the first device as a real part-way
+    failure would."""
+    start = Acquisition.start
+
+    async def broken(self: Acquisition) -> None:
+        if new_only and self.site.devices["m"].timeout != 0.4:
+            return await start(self)
+        await next(iter(self.devices.values())).driver.start()
+        raise RuntimeError("a bug in starting the drivers")
+
+    return broken
+
+
+async def test_a_reload_whose_drivers_fail_to_start_puts_the_old_ones_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Staged with one heatd method made to raise, as no real device can make it (a
+    driver's start only makes its tasks): the new site's drivers fail to start part-way
+    through a reload. The reload is refused, what the new site started is stopped, and
+    the old site runs again: its polls, and the heartbeat it writes to the device."""
+    server = await modbus()
+    try:
+        path = site(tmp_path, server.port, None)
+        daemon = Daemon(path, load_site(path))
+        task = asyncio.create_task(daemon.run())
+        await until(lambda: daemon.stats.cycles >= 5, timeout=15, what="the daemon running")
+        old_site, old_hash = daemon.site, daemon.config_hash
+        monkeypatch.setattr(Acquisition, "start", failing_start_of(new_only=True))
+        edited(path)
+        accepted, message = await daemon.reload()
+        assert not accepted and message.endswith("running the old one again"), message
+        assert daemon.site is old_site and daemon.config_hash == old_hash
+        assert io_tasks() == [f"modbus link 127.0.0.1:{server.port}", "poll m/default"]
+        beats = len(server.writes(1, HEARTBEAT))
+        await until(lambda: len(server.writes(1, HEARTBEAT)) >= beats + 5, timeout=10,
+                    what="heartbeats written by the old site's drivers")
+        monkeypatch.undo()  # the fault is gone: the same file now reloads
+        accepted, message = await daemon.reload()
+        assert accepted, message
+        assert daemon.site.devices["m"].timeout == 0.4
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, 20) == 0
+    finally:
+        await server.stop()
+
+
+async def test_a_reload_that_cannot_put_the_old_drivers_back_stops_with_a_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Staged as above, but the old site's drivers fail to start again too: the daemon
+    stops with exit status 1, so systemd (Restart=on-failure) starts it afresh, and it
+    leaves no poll or link running."""
+    server = await modbus()
+    try:
+        path = site(tmp_path, server.port, None)
+        daemon = Daemon(path, load_site(path))
+        task = asyncio.create_task(daemon.run())
+        await until(lambda: daemon.stats.cycles >= 5, timeout=15, what="the daemon running")
+        monkeypatch.setattr(Acquisition, "start", failing_start_of(new_only=False))
+        edited(path)
+        accepted, message = await daemon.reload()
+        assert not accepted and message.endswith("stopping"), message
+        assert await asyncio.wait_for(task, 20) == 1
+        assert io_tasks() == []
     finally:
         await server.stop()
