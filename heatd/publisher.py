@@ -34,6 +34,9 @@ CONTROL_STATE_EVERY_S = 1.0
 """Control state is re-sent at most this often unless mode, limits or the heat-pump state
 change (at a 100 ms cycle, every cycle would be ten retained messages a second)."""
 
+FORWARDER = "meter forwarder"
+"""The name of the task that forwards the meter's file to the broker."""
+
 
 class Source(Protocol):
     """What the publisher reads of the daemon it reports on."""
@@ -96,22 +99,27 @@ class Publisher:
             self._forwarder = asyncio.create_task(metering.outbox.forward({
                 METER: partial(link.publish_confirmed, link.topics.meter),
                 AUDIT: partial(link.publish_confirmed, link.topics.events),
-                RECORDS: partial(link.publish_confirmed, link.topics.records)}))
+                RECORDS: partial(link.publish_confirmed, link.topics.records)}),
+                name=FORWARDER)
 
     async def stop(self) -> None:
         """The final control state, then the link goes (the audits of the commands it
         still answers are kept in the meter's file)."""
         link, self.link = self.link, None
-        if link is not None:
-            if self._last is not None:
-                link.publish_control_state(self._control_state(self._last))
-            await link.stop()
-        self._audits_to = None
-        if self.metering is not None:
-            self.metering.send_totals_to(None)
-        if self._forwarder is not None:
-            await cancel_all([self._forwarder])
-            self._forwarder = None
+        try:
+            if link is not None:
+                try:
+                    if self._last is not None:
+                        link.publish_control_state(self._control_state(self._last))
+                finally:
+                    await link.stop()
+        finally:  # a failed stop of the link must not leave a second forwarder behind
+            self._audits_to = None
+            if self.metering is not None:
+                self.metering.send_totals_to(None)
+            if self._forwarder is not None:
+                await cancel_all([self._forwarder])
+                self._forwarder = None
 
     def _keep_audit(self, payload: bytes) -> bool:
         """The link's audit store: the meter's file, or the link's own queue when the file

@@ -152,7 +152,10 @@ class Reporting:
         try:
             if before is not None:
                 await _finished(before)
-            await self._stop_listeners()
+            try:
+                await self._stop_listeners()
+            except Exception:  # they are gone all the same: the site's new ones still start
+                log.exception("stopping the old listeners failed")
             if self._stopping:  # heatd is stopping: nothing new to start
                 return
             try:
