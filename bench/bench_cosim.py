@@ -1,5 +1,5 @@
-"""Cost of co-simulating a whole year at 10 s steps (target < 120 s), and its ratio to the
-pure plant stepping alone, in the same run.
+"""Cost of co-simulating a whole year at 10 s steps (target: <= 45 s and at most 2x the
+plant alone), and its ratio to the pure plant stepping alone, in the same run.
 
 A year-long Copenhagen scenario (no faults) is stepped four ways over the same hours:
 1. the plant alone, with the scenario's disturbances and fixed actuators;
@@ -28,7 +28,8 @@ from heatd.hil.score import make_controller, site_control
 from heatd.hil.sensors import SensorNoise, sensor_names, true_value_names, true_values
 
 YEAR_STEPS_10S = 3_153_600
-TARGET_S = 120.0
+TARGET_S = 45.0
+TARGET_RATIO = 2.0
 REPLAY = 20_000
 
 
@@ -146,8 +147,10 @@ def main() -> None:
     print(f"  co-simulation glue (heatd co-sim - plant alone - control step alone): "
           f"{glue_us:.1f} us/step, year at 10 s: {glue_us * YEAR_STEPS_10S / 1e6:.1f} s")
     year = heatd_s * per_year
-    verdict = "met" if year < TARGET_S else "MISSED"
-    print(f"heatd co-simulation of a year at 10 s: {year:.1f} s (target < {TARGET_S:g} s: "
+    ratio = heatd_s / plant_s
+    verdict = "met" if year <= TARGET_S and ratio <= TARGET_RATIO else "MISSED"
+    print(f"heatd co-simulation of a year at 10 s: {year:.1f} s, x{ratio:.2f} the plant "
+          f"(target <= {TARGET_S:g} s and x{TARGET_RATIO:g}: "
           f"{verdict}); heat-pump heat over the run {mwh:,.0f} MWh")  # fmt: skip
 
 
