@@ -35,3 +35,12 @@ def test_any_changed_output_makes_new_setpoints(change: dict[str, object], field
     sp = device_bounds().admit(*proposal.values(), True, CAP_MIN, PREV)
     assert sp is not PREV and getattr(sp, field) == value
     assert sp == device_bounds().admit(*proposal.values(), True, CAP_MIN)
+
+
+@pytest.mark.parametrize(("last", "now"), [(0.0, -0.0), (-0.0, 0.0)])
+def test_a_zero_of_the_other_sign_makes_new_setpoints(last: float, now: float) -> None:
+    """Setpoints kept from the last cycle hold exactly what fresh ones would: 0.0 equals
+    -0.0, but a zero of the other sign makes new ones."""
+    prev = device_bounds().admit(last, last, False, 0.0, False, False, 0.2)
+    kept = device_bounds().admit(now, now, False, 0.0, False, False, 0.2, prev=prev)
+    assert (repr(kept.valve), repr(kept.fan)) == (repr(now), repr(now))

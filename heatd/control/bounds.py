@@ -92,11 +92,17 @@ class Bounds:
             cap = min2(cap_min if math.isnan(hp_capacity) else hp_capacity, self.cap_max)
             if cap < cap_min:
                 cap = min2(cap_min, self.cap_max)
-        if (prev is not None and valve == prev.valve and fan == prev.fan
-                and enable == prev.hp_enable and cap == prev.hp_capacity
+        if (prev is not None and _same(valve, prev.valve) and _same(fan, prev.fan)
+                and enable == prev.hp_enable and _same(cap, prev.hp_capacity)
                 and hp_reset == prev.hp_reset):
             return prev
         return Setpoints(_ADMIT_KEY, valve, fan, enable, cap, hp_reset)
+
+
+def _same(a: float, b: float) -> bool:
+    """The same float: equal and, for zeros, of the same sign (``0.0 == -0.0``, but a
+    Setpoints kept from last cycle must hold exactly what a fresh one would)."""
+    return a == b and (a != 0.0 or math.copysign(1.0, a) == math.copysign(1.0, b))
 
 
 @dataclass(frozen=True, slots=True)
