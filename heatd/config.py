@@ -49,23 +49,24 @@ class PollGroup(Strict):
 
 
 class PointBase(Strict):
-    unit: str | None = Field(None, description="Engineering unit, e.g. degC, kW, m3/h, %.")
+    unit: str | None = Field(default=None, description="Engineering unit, e.g. degC, kW, m3/h, %.")
     range: tuple[float, float] | None = Field(
-        None, description="Physical range [min, max]; a value outside it is bad quality."
+        default=None, description="Physical range [min, max]; a value outside it is bad quality."
     )
     max_age: Seconds | None = Field(
-        None, description="Seconds after which a value is stale (default: 3 poll intervals)."
+        default=None,
+        description="Seconds after which a value is stale (default: 3 poll intervals)."
     )
-    poll_group: Identifier = Field("default", description="Name of a poll group.")
+    poll_group: Identifier = Field(default="default", description="Name of a poll group.")
     writable: bool = False
-    write_min: float | None = Field(None, description="Lowest value heatd may write.")
-    write_max: float | None = Field(None, description="Highest value heatd may write.")
+    write_min: float | None = Field(default=None, description="Lowest value heatd may write.")
+    write_max: float | None = Field(default=None, description="Highest value heatd may write.")
     description: str | None = Field(
-        None, max_length=100, description="The point's name for people, e.g. 'Recovery "
+        default=None, max_length=100, description="The point's name for people, e.g. 'Recovery "
         "valve position' in Home Assistant; default: device and point name."
     )
     wrap: Literal[16, 32, 64] | None = Field(
-        None, description="An energy counter that wraps after 2^bits raw counts (e.g. a "
+        default=None, description="An energy counter that wraps after 2^bits raw counts (e.g. a "
         "32-bit Wh counter): a step back from the top to the bottom quarter of its range "
         "is a wrap, not a reset.")
 
@@ -87,17 +88,19 @@ class ModbusPointConfig(PointBase):
         description="Register or coil address, counted from the device's address_base."
     )
     address_base: Literal[0, 1] | None = Field(
-        None, description="Overrides the device's address_base for this point."
+        default=None, description="Overrides the device's address_base for this point."
     )
     data_type: DataType
-    order: ByteOrder = Field(ByteOrder.ABCD, description="Byte/word order: ABCD BADC CDAB DCBA.")
+    order: ByteOrder = Field(
+        default=ByteOrder.ABCD, description="Byte/word order: ABCD BADC CDAB DCBA.")
     bit: Annotated[int, Field(ge=0, le=15)] | None = Field(
-        None, description="Bit number 0-15, for data_type bit."
+        default=None, description="Bit number 0-15, for data_type bit."
     )
-    scale: float = Field(1.0, description="value = raw * scale + offset.")
+    scale: float = Field(default=1.0, description="value = raw * scale + offset.")
     offset: float = 0.0
     write_function: WriteFunction | None = Field(
-        None, description="Overrides the device's write_function for this holding register.")
+        default=None,
+        description="Overrides the device's write_function for this holding register.")
 
 
     @model_validator(mode="after")
@@ -125,7 +128,8 @@ class OpcUaPointConfig(PointBase):
     node_id: str = Field(description="OPC UA node id, e.g. nsu=urn:vendor:plant;s=Loop.Supply "
                          "(namespace by URI, resolved at every connect) or ns=2;s=Loop.Supply.")
     data_type: DataType | None = Field(
-        None, description="The variant type to write; without it heatd writes with the type "
+        default=None,
+        description="The variant type to write; without it heatd writes with the type "
         "the server reports for the variable."
     )
     scale: float = 1.0
@@ -162,7 +166,7 @@ class ForbiddenRange(Strict):
 
     first: Annotated[int, Field(ge=0, le=65536)]
     last: Annotated[int, Field(ge=0, le=65536)]
-    table: Table | None = Field(None, description="Only this table (default: every table).")
+    table: Table | None = Field(default=None, description="Only this table (default: every table).")
 
     def on_wire(self, address_base: int) -> Forbidden:
         """The range in protocol addresses, for a device that counts from ``address_base``."""
@@ -209,10 +213,10 @@ class ModbusCommon(Strict):
     )
     request_delay: Annotated[float, Field(ge=0, le=10)] = 0.0
     write_function: WriteFunction = Field(
-        "fc6", description="fc6: a one-register write uses function 6 (Write Single "
+        default="fc6", description="fc6: a one-register write uses function 6 (Write Single "
         "Register), longer ones 16; fc16: every holding-register write uses function 16 "
         "(Write Multiple Registers), for devices that accept only that.")
-    backoff: BackoffConfig = Field(default_factory=BackoffConfig)
+    backoff: BackoffConfig = Field(default_factory=lambda: BackoffConfig())
     points: dict[Identifier, ModbusPointConfig]
 
     def protocol_address(self, point: ModbusPointConfig) -> int:
@@ -245,18 +249,18 @@ class OpcUaDeviceConfig(Strict):
     security_mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
     username: str | None = None
     password: str | None = None
-    certificate: str | None = Field(None, description="Client certificate (PEM or DER).")
-    private_key: str | None = Field(None, description="Client private key (PEM).")
+    certificate: str | None = Field(default=None, description="Client certificate (PEM or DER).")
+    private_key: str | None = Field(default=None, description="Client private key (PEM).")
     server_certificate: str | None = None
     application_uri: str = Field(
-        "urn:heatd:client", description="Must equal the URI in the client certificate."
+        default="urn:heatd:client", description="Must equal the URI in the client certificate."
     )
     trust: Literal["pinned", "list", "any"] | None = Field(
-        None, description="Which server certificates a secured channel accepts: pinned "
+        default=None, description="Which server certificates a secured channel accepts: pinned "
         "(server_certificate), list (a certificate in trust_list or issued by a CA there) or "
         "any (insecure). Default: pinned with server_certificate, list with trust_list."
     )
-    trust_list: str | None = Field(None, description="Folder of trusted server or CA "
+    trust_list: str | None = Field(default=None, description="Folder of trusted server or CA "
                                    "certificates (.der, .pem, .crt, .cer).")
     namespaces: dict[Annotated[int, Field(ge=1, le=65535)], Annotated[str, Field(min_length=1)]] \
         = Field(default_factory=dict, description="Namespace index -> the URI the site expects "
@@ -264,7 +268,7 @@ class OpcUaDeviceConfig(Strict):
     timeout: Seconds = 2.0
     mode: Literal["subscription", "polling"] = "subscription"
     publishing_interval: Seconds = 0.5
-    backoff: BackoffConfig = Field(default_factory=BackoffConfig)
+    backoff: BackoffConfig = Field(default_factory=lambda: BackoffConfig())
     points: dict[Identifier, OpcUaPointConfig]
 
 
@@ -316,18 +320,19 @@ class RuntimeSettings(Strict):
     """How the daemon runs its control cycle and writes its setpoints."""
 
     cycle_period: Annotated[float, Field(ge=0.1, le=10.0)] = Field(
-        1.0, description="Seconds between two control cycles (0.1 to 10)."
+        default=1.0, description="Seconds between two control cycles (0.1 to 10)."
     )
     write_deadband: Annotated[float, Field(ge=0)] = Field(
-        0.001, description="Change of a setpoint (in role units, e.g. 0.001 = 0.1 % valve) "
+        default=0.001, description="Change of a setpoint (in role units, e.g. 0.001 = 0.1 % valve) "
         "below which it is not written again."
     )
     write_min_interval: Annotated[float, Field(ge=0, le=60)] = Field(
-        0.0, description="Least seconds between two writes of one setpoint (the heartbeat is "
+        default=0.0,
+        description="Least seconds between two writes of one setpoint (the heartbeat is "
         "written every cycle regardless), for actuators that wear or devices that throttle."
     )
     stop_timeout: Annotated[float, Field(gt=0, le=30)] = Field(
-        3.0, description="Seconds a clean stop waits for the safe state to be written."
+        default=3.0, description="Seconds a clean stop waits for the safe state to be written."
     )
 
 
@@ -335,10 +340,10 @@ class MeterSettings(Strict):
     """Energy metering: one record per interval, kept in SQLite until the broker has it."""
 
     interval: Annotated[float, Field(ge=1, le=86400)] = Field(
-        900.0, description="Seconds per record, aligned to the clock (900: quarter hours)."
+        default=900.0, description="Seconds per record, aligned to the clock (900: quarter hours)."
     )
     database: str = Field(
-        "${STATE_DIRECTORY}/meter.sqlite",
+        default="${STATE_DIRECTORY}/meter.sqlite",
         description="SQLite file of records not yet acknowledged by the broker; environment "
         "variables are expanded (systemd sets STATE_DIRECTORY from StateDirectory=).",
     )
@@ -377,13 +382,13 @@ class SiteConfig(Strict):
         default_factory=dict,
         description="Role name -> 'device.point' or a list of them (redundant sensors).",
     )
-    control: ControlParams = Field(default_factory=ControlParams)
-    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
-    mqtt: MqttSettings | None = Field(None, description="Broker; without it heatd runs "
+    control: ControlParams = Field(default_factory=lambda: ControlParams())
+    runtime: RuntimeSettings = Field(default_factory=lambda: RuntimeSettings())
+    mqtt: MqttSettings | None = Field(default=None, description="Broker; without it heatd runs "
                                       "without publishing.")
-    meter: MeterSettings | None = Field(None, description="Energy metering; needs mqtt.")
+    meter: MeterSettings | None = Field(default=None, description="Energy metering; needs mqtt.")
     contracts: Contracts | None = Field(
-        None, description="Heat-purchase agreements and the cooling guarantee: hourly "
+        default=None, description="Heat-purchase agreements and the cooling guarantee: hourly "
         "records kept in meter.database; needs meter.")
     setpoints: dict[str, EngineeringSetpoint] = Field(
         default_factory=dict,

@@ -33,14 +33,16 @@ class HeatMeterPoints(_Strict):
     """The customer's heat meter. A point left out is taken from the site's role."""
 
     energy: PointRef | None = Field(
-        None, description="Heat energy counter (kWh, Wh or MWh); default: role hp.heat_energy.")
+        default=None,
+        description="Heat energy counter (kWh, Wh or MWh); default: role hp.heat_energy.")
     power: PointRef | None = Field(
-        None, description="Heat power (kW); default: role hp.heat. Integrated when there is "
+        default=None,
+        description="Heat power (kW); default: role hp.heat. Integrated when there is "
         "no counter, and compared with the counter otherwise.")
     supply_temp: PointRef | None = Field(
-        None, description="Supply temperature at the meter; default: role dh.supply_temp.")
+        default=None, description="Supply temperature at the meter; default: role dh.supply_temp.")
     return_temp: PointRef | None = Field(
-        None, description="Return temperature at the meter; default: role dh.return_temp.")
+        default=None, description="Return temperature at the meter; default: role dh.return_temp.")
 
 
 class Commitment(_Strict):
@@ -48,7 +50,7 @@ class Commitment(_Strict):
 
     months: list[Month] = Field(default_factory=lambda: list(range(1, 13)),
                                 description="Months the commitment holds in (1-12).")
-    hours: tuple[Hour, Hour] = Field((0, 24), description="[from, to) hours of the day.")
+    hours: tuple[Hour, Hour] = Field(default=(0, 24), description="[from, to) hours of the day.")
     kw: Annotated[float, Field(ge=0)] = Field(description="Committed heat power (kW).")
 
     @model_validator(mode="after")
@@ -63,9 +65,10 @@ class Commitment(_Strict):
 
 class HeatPrices(_Strict):
     heat_per_mwh: Annotated[float, Field(ge=0)] = Field(
-        45.0, description="Price of a MWh delivered at or above the contracted temperature.")
+        default=45.0,
+        description="Price of a MWh delivered at or above the contracted temperature.")
     shortfall_per_mwh: Annotated[float, Field(ge=0)] = Field(
-        0.0, description="Penalty per MWh of committed energy not delivered.")
+        default=0.0, description="Penalty per MWh of committed energy not delivered.")
     currency: str = "EUR"
 
 
@@ -74,14 +77,14 @@ class HeatPurchase(_Strict):
 
     name: Name
     customer: str
-    meter: HeatMeterPoints = Field(default_factory=HeatMeterPoints)
+    meter: HeatMeterPoints = Field(default_factory=lambda: HeatMeterPoints())
     min_supply_temp_c: float = Field(description="Contracted minimum supply temperature.")
     committed: list[Commitment] = Field(
         default_factory=list, description="Committed capacity; the first entry that covers "
         "an hour counts.")
-    prices: HeatPrices = Field(default_factory=HeatPrices)
+    prices: HeatPrices = Field(default_factory=lambda: HeatPrices())
     tolerance: Annotated[float, Field(gt=0, le=1)] = Field(
-        0.05, description="Counter and integrated power differing by more than this share "
+        default=0.05, description="Counter and integrated power differing by more than this share "
         "(and 0.5 kWh) flag the hour 'meter_disagreement'.")
 
     def committed_kw(self, month: int, hour: int) -> float:
@@ -91,11 +94,11 @@ class HeatPurchase(_Strict):
 class CoolingMeterPoints(_Strict):
     """The data centre's own meters. A point left out is taken from the site's role."""
 
-    it_energy: PointRef | None = Field(None, description="default: role it.energy")
-    it_power: PointRef | None = Field(None, description="default: role it.power")
-    hp_power: PointRef | None = Field(None, description="default: role hp.power")
+    it_energy: PointRef | None = Field(default=None, description="default: role it.energy")
+    it_power: PointRef | None = Field(default=None, description="default: role it.power")
+    hp_power: PointRef | None = Field(default=None, description="default: role hp.power")
     fan_power: PointRef | None = Field(
-        None, description="Dry-cooler fan power (kW); no role: without it the fans are "
+        default=None, description="Dry-cooler fan power (kW); no role: without it the fans are "
         "outside the metered boundary, and the report says so.")
 
 
@@ -104,9 +107,9 @@ class CoolingGuarantee(_Strict):
 
     name: Name = "cooling"
     rack_inlet_class: Literal["recommended", "A1", "A2"] = Field(
-        "A1", description="ASHRAE rack inlet class: recommended 27, A1 32, A2 35 degC.")
-    supply_limit_c: float = Field(45.0, description="Coolant supply limit (W45: 45 degC).")
-    meter: CoolingMeterPoints = Field(default_factory=CoolingMeterPoints)
+        default="A1", description="ASHRAE rack inlet class: recommended 27, A1 32, A2 35 degC.")
+    supply_limit_c: float = Field(default=45.0, description="Coolant supply limit (W45: 45 degC).")
+    meter: CoolingMeterPoints = Field(default_factory=lambda: CoolingMeterPoints())
 
     @property
     def rack_inlet_limit_c(self) -> float:

@@ -27,13 +27,13 @@ class _Strict(BaseModel):
 class ITParams(_Strict):
     """IT load and how its heat reaches the coolant."""
 
-    idle_kw: float = Field(100.0, ge=0)
-    peak_kw: float = Field(250.0, gt=0)
-    liquid_share: float = Field(0.8, ge=0, le=1)
-    air_capacity_kj_k: float = Field(1500.0, gt=0)
-    coil_ua_kw_k: float = Field(25.0, gt=0)
-    rack_count: int = Field(4, ge=0)
-    rack_inlet_spread_k: float = Field(1.5, ge=0)
+    idle_kw: float = Field(default=100.0, ge=0)
+    peak_kw: float = Field(default=250.0, gt=0)
+    liquid_share: float = Field(default=0.8, ge=0, le=1)
+    air_capacity_kj_k: float = Field(default=1500.0, gt=0)
+    coil_ua_kw_k: float = Field(default=25.0, gt=0)
+    rack_count: int = Field(default=4, ge=0)
+    rack_inlet_spread_k: float = Field(default=1.5, ge=0)
     throttle_start_c: float = 50.0
     """Coolant supply at which the servers start throttling (their own protection)."""
     shutdown_c: float = 55.0
@@ -51,10 +51,10 @@ class ITParams(_Strict):
 class LoopParams(_Strict):
     """Coolant loop: two lumped masses (racks/cold plates, supply side) and a fixed flow."""
 
-    flow_kg_s: float = Field(7.2, gt=0)
-    cp_kj_kg_k: float = Field(4.18, gt=0)
-    rack_capacity_kj_k: float = Field(2500.0, gt=0)
-    supply_capacity_kj_k: float = Field(4200.0, gt=0)
+    flow_kg_s: float = Field(default=7.2, gt=0)
+    cp_kj_kg_k: float = Field(default=4.18, gt=0)
+    rack_capacity_kj_k: float = Field(default=2500.0, gt=0)
+    supply_capacity_kj_k: float = Field(default=4200.0, gt=0)
     supply_limit_c: float = 45.0
 
 
@@ -64,34 +64,34 @@ class ValveParams(_Strict):
     dry cooler, which sees the whole flow."""
 
     kind: Literal["diverting", "mixing"] = "diverting"
-    stroke_s: float = Field(90.0, gt=0)
-    lag_s: float = Field(0.0, ge=0)
+    stroke_s: float = Field(default=90.0, gt=0)
+    lag_s: float = Field(default=0.0, ge=0)
     """First-order lag of the actuator behind its command, before the stroke rate."""
 
 
 class RecoveryHxParams(_Strict):
     """Recovery heat exchanger between coolant and heat-pump evaporator."""
 
-    approach_k: float = Field(2.0, ge=0)
+    approach_k: float = Field(default=2.0, ge=0)
     source_min_out_c: float = 10.0
 
 
 class HeatPumpParams(_Strict):
-    heat_nominal_kw: float = Field(300.0, gt=0)
-    min_capacity: float = Field(0.2, gt=0, le=1)
-    ramp_s: float = Field(120.0, gt=0)
+    heat_nominal_kw: float = Field(default=300.0, gt=0)
+    min_capacity: float = Field(default=0.2, gt=0, le=1)
+    ramp_s: float = Field(default=120.0, gt=0)
     cop_model: Literal["regression", "carnot"] = "regression"
-    carnot_efficiency: float = Field(0.5, gt=0, le=1)
-    cop_factor: float = Field(1.0, gt=0)
+    carnot_efficiency: float = Field(default=0.5, gt=0, le=1)
+    cop_factor: float = Field(default=1.0, gt=0)
     """This machine's COP relative to the model's curve (a better or worse unit)."""
-    lift_min_k: float = Field(10.0, gt=0)
-    lift_max_k: float = Field(78.0, gt=0)
-    max_starts_per_hour: int = Field(6, ge=1)
+    lift_min_k: float = Field(default=10.0, gt=0)
+    lift_max_k: float = Field(default=78.0, gt=0)
+    max_starts_per_hour: int = Field(default=6, ge=1)
     evap_inlet_max_c: float = 50.0
     cond_outlet_max_c: float = 82.0
-    cond_unload_k: float = Field(3.0, ge=0)
+    cond_unload_k: float = Field(default=3.0, ge=0)
     """The machine unloads to keep its condenser outlet this far below its trip."""
-    cond_flow_max_kg_s: float = Field(5.0, gt=0)
+    cond_flow_max_kg_s: float = Field(default=5.0, gt=0)
 
 
 class DHParams(_Strict):
@@ -99,11 +99,11 @@ class DHParams(_Strict):
 
     supply_temp_c: float = 70.0
     return_temp_c: float = 40.0
-    cp_kj_kg_k: float = Field(4.19, gt=0)
-    max_flow_kg_s: float = Field(15.0, gt=0)
-    annual_demand_mwh: float = Field(4000.0, ge=0)
+    cp_kj_kg_k: float = Field(default=4.19, gt=0)
+    max_flow_kg_s: float = Field(default=15.0, gt=0)
+    annual_demand_mwh: float = Field(default=4000.0, ge=0)
     building_type: Literal["MFH", "COM"] = "MFH"
-    accept_band_k: float = Field(2.0, gt=0)
+    accept_band_k: float = Field(default=2.0, gt=0)
     """The network takes heat only at its contracted supply temperature (supply_temp_c):
     its draw fades out over this band below it, so heat below contract is not delivered."""
 
@@ -118,39 +118,39 @@ class StorageParams(_Strict):
     """Stratified tank between heat pump and network; without it a small header buffers."""
 
     enabled: bool = True
-    volume_m3: float = Field(20.0, gt=0)
-    nodes: int = Field(4, ge=2)
-    header_volume_m3: float = Field(0.5, gt=0)
-    density_kg_m3: float = Field(1000.0, gt=0)
+    volume_m3: float = Field(default=20.0, gt=0)
+    nodes: int = Field(default=4, ge=2)
+    header_volume_m3: float = Field(default=0.5, gt=0)
+    density_kg_m3: float = Field(default=1000.0, gt=0)
 
 
 class DryCoolerParams(_Strict):
-    ua_nominal_kw_k: float = Field(35.0, ge=0)
-    natural_share: float = Field(0.1, ge=0, le=1)
-    fan_exponent: float = Field(0.8, gt=0)
-    fan_power_nominal_kw: float = Field(7.5, ge=0)
-    fan_ramp_s: float = Field(10.0, gt=0)
+    ua_nominal_kw_k: float = Field(default=35.0, ge=0)
+    natural_share: float = Field(default=0.1, ge=0, le=1)
+    fan_exponent: float = Field(default=0.8, gt=0)
+    fan_power_nominal_kw: float = Field(default=7.5, ge=0)
+    fan_ramp_s: float = Field(default=10.0, gt=0)
     design_ambient_c: float = 35.0
     air_offset_k: float = 0.0
     """Air entering the coils above the outdoor temperature (recirculation, a hot roof)."""
 
 
 class PLCParams(_Strict):
-    heartbeat_timeout_s: float = Field(30.0, gt=0)
+    heartbeat_timeout_s: float = Field(default=30.0, gt=0)
     high_limit_c: float | None = None
     """Supply temperature above which the PLC forces the valve to the dry cooler and the
     fans to full on its own; None: the loop's supply limit. Released below it by
     `high_limit_release_k`."""
-    high_limit_release_k: float = Field(1.0, ge=0)
+    high_limit_release_k: float = Field(default=1.0, ge=0)
 
 
 class SensorParams(_Strict):
     """Measurement imperfection of the temperature sensors (seeded by the scenario)."""
 
-    noise_std_k: float = Field(0.05, ge=0)
+    noise_std_k: float = Field(default=0.05, ge=0)
     """Standard deviation of a reading, K: an RTD transmitter's noise. Never exactly zero
     on a real site, which is why heatd may call an unchanging reading frozen."""
-    quantum_k: float = Field(0.0, ge=0)
+    quantum_k: float = Field(default=0.0, ge=0)
     """Resolution of the readings; 0: exact."""
 
 

@@ -49,22 +49,22 @@ class _Strict(BaseModel):
 class ITVariation(_Strict):
     """Sub-hourly IT load variation: AR(1) noise plus training bursts."""
 
-    noise_std: float = Field(0.03, ge=0)
-    noise_step_s: float = Field(60.0, gt=0)
-    noise_corr_s: float = Field(600.0, gt=0)
-    bursts_per_day: float = Field(2.0, ge=0)
-    burst_min_s: float = Field(600.0, gt=0)
-    burst_max_s: float = Field(3600.0, gt=0)
-    burst_kw_min: float = Field(20.0, ge=0)
-    burst_kw_max: float = Field(80.0, ge=0)
+    noise_std: float = Field(default=0.03, ge=0)
+    noise_step_s: float = Field(default=60.0, gt=0)
+    noise_corr_s: float = Field(default=600.0, gt=0)
+    bursts_per_day: float = Field(default=2.0, ge=0)
+    burst_min_s: float = Field(default=600.0, gt=0)
+    burst_max_s: float = Field(default=3600.0, gt=0)
+    burst_kw_min: float = Field(default=20.0, ge=0)
+    burst_kw_max: float = Field(default=80.0, ge=0)
 
 
 class FaultSpec(_Strict):
     kind: Literal[tuple(sorted(ALL_KINDS))]  # type: ignore[valid-type]
     target: str = ""
     start_s: float = Field(ge=0)
-    duration_s: float | None = Field(None, gt=0)  # None: until the end of the scenario
-    start_jitter_s: float = Field(0.0, ge=0)  # seeded, uniform in [0, jitter)
+    duration_s: float | None = Field(default=None, gt=0)  # None: until the end of the scenario
+    start_jitter_s: float = Field(default=0.0, ge=0)  # seeded, uniform in [0, jitter)
     params: dict[str, float] = {}
 
     @model_validator(mode="after")

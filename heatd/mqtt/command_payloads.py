@@ -74,10 +74,10 @@ class _Command(BaseModel):
     name: ClassVar[str]
 
     id: Annotated[str, Field(max_length=128)] | None = Field(
-        None, description="Echoed in the reply, so a 3.1.1 client can match it."
+        default=None, description="Echoed in the reply, so a 3.1.1 client can match it."
     )
     by: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
-        None, description="Who asks, for the audit trail."
+        default=None, description="Who asks, for the audit trail."
     )
 
 

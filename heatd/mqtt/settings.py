@@ -31,9 +31,9 @@ class _Strict(BaseModel):
 class TlsSettings(_Strict):
     """TLS to the broker; without ``ca`` the system's trusted CAs verify the broker."""
 
-    ca: str | None = Field(None, description="CA certificate file (PEM) for the broker.")
-    cert: str | None = Field(None, description="Client certificate (PEM), with key.")
-    key: str | None = Field(None, description="Client private key (PEM), with cert.")
+    ca: str | None = Field(default=None, description="CA certificate file (PEM) for the broker.")
+    cert: str | None = Field(default=None, description="Client certificate (PEM), with key.")
+    key: str | None = Field(default=None, description="Client private key (PEM), with cert.")
 
     @model_validator(mode="after")
     def _cert_and_key_together(self) -> TlsSettings:
@@ -56,12 +56,12 @@ class HomeAssistantSettings(_Strict):
     Assistant 2024.11 and later) or one per entity (``entity``, older releases too)."""
 
     discovery: Literal[False, True, "device", "entity"] = Field(
-        False, description="false, device (true means device: HA 2024.11 and later) or "
+        default=False, description="false, device (true means device: HA 2024.11 and later) or "
         "entity (one message per entity, for older HA releases)."
     )
-    prefix: str = Field("homeassistant", description="Discovery prefix configured in HA.")
+    prefix: str = Field(default="homeassistant", description="Discovery prefix configured in HA.")
     override_ttl: Seconds = Field(
-        900.0, description="Lease, in seconds, of an override set from Home Assistant."
+        default=900.0, description="Lease, in seconds, of an override set from Home Assistant."
     )
 
     @field_validator("prefix")
@@ -82,58 +82,59 @@ class MqttSettings(_Strict):
 
     host: str = "localhost"
     port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
-        None, description="Broker port; default 1883, or 8883 with tls."
+        default=None, description="Broker port; default 1883, or 8883 with tls."
     )
     username: str | None = None
     password_file: str | None = Field(
-        None,
+        default=None,
         description="File holding the password, read at start; environment variables are "
         "expanded, e.g. ${CREDENTIALS_DIRECTORY}/mqtt-password.",
     )
     tls: TlsSettings | None = None
     client_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = Field(
-        None, description="MQTT client id; default heatd-<site>."
+        default=None, description="MQTT client id; default heatd-<site>."
     )
-    base_topic: str | None = Field(None, description="Topic prefix; default heatd/<site>.")
+    base_topic: str | None = Field(default=None, description="Topic prefix; default heatd/<site>.")
     qos: Literal[0, 1, 2] = 1
     keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
     deadband: NonNegative = Field(
-        0.0, description="Absolute change a numeric point must exceed to be re-published."
+        default=0.0, description="Absolute change a numeric point must exceed to be re-published."
     )
     deadbands: dict[Annotated[str, Field(pattern=r"^[a-z0-9_-]+\.[a-z0-9_-]+$")], NonNegative] = (
         Field(default_factory=dict, description="Per point deadband: 'device.point' -> value.")
     )
     full_refresh: Seconds = Field(
-        300.0, description="Seconds after which a device's full state is re-sent anyway."
+        default=300.0, description="Seconds after which a device's full state is re-sent anyway."
     )
     reconnect_min: Seconds = 0.5
     reconnect_max: Seconds = 30.0
     queue_size: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
-        1000,
+        default=1000,
         description="Non-retained messages (events, replies) kept while the broker is away; "
         "beyond it the oldest are dropped and counted.",
     )
     override_max_ttl: Seconds = Field(
-        3600.0, description="Longest lease, in seconds, a remote override or mode may ask for."
+        default=3600.0,
+        description="Longest lease, in seconds, a remote override or mode may ask for."
     )
     response_prefix: str | None = Field(
-        None,
+        default=None,
         description="MQTT v5 response topics are honoured only below this prefix; "
         "default <base>/reply. Others are refused (the broker ACL must let heatd write "
         "there).",
     )
     command_rate: Annotated[float, Field(gt=0, le=10_000)] = Field(
-        10.0, description="Commands of one name taken per second, on average."
+        default=10.0, description="Commands of one name taken per second, on average."
     )
     command_burst: Annotated[int, Field(ge=1, le=100_000)] = Field(
-        20, description="Commands of one name taken at once before the rate applies."
+        default=20, description="Commands of one name taken at once before the rate applies."
     )
     reload_min_interval: NonNegative = Field(
-        10.0,
+        default=10.0,
         description="Seconds after a reload during which further reloads are answered "
         "with its result instead of reloading again.",
     )
-    homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)
+    homeassistant: HomeAssistantSettings = Field(default_factory=lambda: HomeAssistantSettings())
 
     @field_validator("base_topic")
     @classmethod
