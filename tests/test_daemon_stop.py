@@ -176,6 +176,14 @@ def edited(path: Path) -> None:
     path.write_text(path.read_text().replace("timeout: 0.5", "timeout: 0.4"))
 
 
+async def cycling(path: Path) -> tuple[Daemon, asyncio.Task[int]]:
+    """A daemon run in-process on the site at ``path``, once it has made five cycles."""
+    daemon = Daemon(path, load_site(path))
+    task = asyncio.create_task(daemon.run())
+    await until(lambda: daemon.stats.cycles >= 5, timeout=15, what="the daemon running")
+    return daemon, task
+
+
 def failing_start_of(new_only: bool) -> Callable[[Acquisition], Awaitable[None]]:
     """Acquisition.start that raises for the edited site (or, unless ``new_only``, for
     every site), having started the drivers of the first device as a real part-way
@@ -200,9 +208,7 @@ async def test_a_reload_whose_drivers_fail_to_start_puts_the_old_ones_back(
     server = await modbus()
     try:
         path = site(tmp_path, server.port, None)
-        daemon = Daemon(path, load_site(path))
-        task = asyncio.create_task(daemon.run())
-        await until(lambda: daemon.stats.cycles >= 5, timeout=15, what="the daemon running")
+        daemon, task = await cycling(path)
         old_site, old_hash = daemon.site, daemon.config_hash
         monkeypatch.setattr(Acquisition, "start", failing_start_of(new_only=True))
         edited(path)
@@ -231,9 +237,7 @@ async def test_a_reload_that_cannot_put_the_old_drivers_back_stops_with_a_failur
     server = await modbus()
     try:
         path = site(tmp_path, server.port, None)
-        daemon = Daemon(path, load_site(path))
-        task = asyncio.create_task(daemon.run())
-        await until(lambda: daemon.stats.cycles >= 5, timeout=15, what="the daemon running")
+        daemon, task = await cycling(path)
         monkeypatch.setattr(Acquisition, "start", failing_start_of(new_only=False))
         edited(path)
         accepted, message = await daemon.reload()
