@@ -1,5 +1,5 @@
 """The plain copy of the params the step reads every cycle: the same fields with the same
-values as their models, made once per params object and never kept past it."""
+values as their models, made once per params object and replaced when another one comes."""
 
 from __future__ import annotations
 

@@ -27,7 +27,8 @@ V = TypeVar("V")
 class PerObject(Generic[K, V]):
     """``make(key)``, made again only when another object (by identity) comes: the last
     key and its value are kept together, as one tuple, so a reader never pairs a key with
-    another key's value."""
+    another key's value. The key itself is held, so no other object can take its id()
+    while its value is kept."""
 
     __slots__ = ("_last", "_make")
 
