@@ -10,21 +10,37 @@ record carries its coverage: the share of the interval with good data, so a part
 interval is never passed off as a complete one. The hourly contract records
 (``heatd.billing``) use the same engine.
 
+heatd's own downtime (a stop, a crash, a reload that replaces the meter) is resumed as
+the contract records resume it (``Resume``): from where the stored records end and the
+counters' values there (each record's ``*_counter_end``, kept by ``heatd.meter_store``),
+the first reading after the start spreads each counter's delta over the intervals heatd
+missed, flagged ``downtime`` and ``estimated`` with ``downtime_s``. Power is never
+invented: an interval heatd missed has no power coverage for the time it was down. A
+counter that went backwards across the downtime gives no energy (``counter_reset``). A
+downtime longer than ``MAX_RECOVERED`` intervals is one record spanning it (spread over
+thousands of intervals it would be no truer, and a start stays bounded work); the series
+stays contiguous either way.
+
 ``EnergyMeter`` is pure (time and values are arguments); ``SiteMeter`` reads the point
 image for it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
-from heatd.billing.hourly import GRACE_S, Hour, HourlyMeter
+import structlog
+
+from heatd.billing.hourly import GRACE_S, Hour, HourlyMeter, Resume
 from heatd.billing.inputs import ChannelReader
 from heatd.billing.points import ENERGY_UNITS, POWER_UNITS, Channel, channel
 from heatd.config import SiteConfig
 from heatd.control import roles as R
 from heatd.points import PointSnapshot
+
+log = structlog.get_logger(__name__)
 
 # quantity -> (counter role, power role)
 QUANTITIES: dict[str, tuple[str | None, str]] = {
@@ -32,6 +48,9 @@ QUANTITIES: dict[str, tuple[str | None, str]] = {
     "it_kwh": (R.IT_ENERGY, R.IT_POWER),
     "hp_electricity_kwh": (None, R.HP_POWER),
 }
+MAX_RECOVERED = 3000
+"""The most intervals of a downtime made one record each (a month of quarter hours); a
+longer downtime is one record, up to the interval heatd started in."""
 
 
 def counter_name(quantity: str) -> str:
@@ -40,6 +59,20 @@ def counter_name(quantity: str) -> str:
 
 def power_name(quantity: str) -> str:
     return f"{quantity}:power"
+
+
+def counter_end_field(quantity: str) -> str:
+    """The record field with the counter's reading at the interval's end."""
+    return f"{quantity.removesuffix('_kwh')}_counter_end"
+
+
+def interval_resume(end: float, counter_ends: Mapping[str, tuple[float, float]]) -> Resume:
+    """The engine's ``Resume`` from where the stored records end: ``counter_ends`` holds,
+    per ``*_counter_end`` field, (time, value) of the counter's last known reading."""
+    counters = {counter_name(q): counter_ends[counter_end_field(q)]
+                for q, (role, _) in QUANTITIES.items()
+                if role is not None and counter_end_field(q) in counter_ends}
+    return Resume(end, counters)
 
 
 def meter_channels(site: SiteConfig) -> dict[str, Channel]:
@@ -62,52 +95,153 @@ class EnergyMeter:
     known, or ``GRACE_S`` after its end)."""
 
     def __init__(self, site: str, interval_s: float,
-                 counters: Mapping[str, float | None] | None = None) -> None:
-        """``counters``: channel name -> wrap modulus (kWh) of the counters the site has."""
+                 counters: Mapping[str, float | None] | None = None,
+                 resume: Resume | None = None) -> None:
+        """``counters``: channel name -> wrap modulus (kWh) of the counters the site has;
+        ``resume``: where the records kept before this start end (None: the first)."""
         self.site = site
-        names = tuple(power_name(q) for q in QUANTITIES)
-        self._meter = HourlyMeter(dict(counters or {}), names, {}, length_s=interval_s,
-                                  hold_s=GRACE_S)
+        self._length = interval_s
+        self._moduli = dict(counters or {})
+        self._resume = resume
+        self._resume_at = None if resume is None else _boundary(resume.end, interval_s)
+        """The first interval boundary at or after the stored end (the end itself unless
+        the interval's length changed): where the records go on."""
+        if resume is not None and self._resume_at is None:
+            log.warning("meter: the stored records end off this interval's boundaries: not"
+                        " resumed", end=resume.end, interval=interval_s)
+        self._meter: HourlyMeter | None = None
+        """Made at the first observation at or after ``_resume_at``."""
+        self._gap: tuple[float, float] | None = None
+        """[start, end) of a downtime made one record."""
+        self._early = False
+        """heatd started before ``_resume_at`` (the clock stepped back, or the interval
+        changed): what the counters showed meanwhile is in the first record."""
 
     def observe(self, now: float, counters: Mapping[str, tuple[float, float] | None],
                 counters_good: Mapping[str, bool], powers: Mapping[str, float | None]
                 ) -> list[dict[str, Any]]:
+        if self._meter is None:
+            if self._resume_at is not None and now < self._resume_at:
+                if not self._early:  # nothing is recorded twice: wait for the clock
+                    log.warning("meter: waiting for the clock to pass the stored records",
+                                now=now, end=self._resume_at)
+                    self._early = True
+                return []
+            self._meter = self._start(now)
         closed = self._meter.observe(now, counters=counters, counters_good=counters_good,
                                      powers=powers, levels={})
-        return [self._record(hour) for hour in closed]
+        records = []
+        for hour in closed:
+            if self._gap is not None:
+                records.append(self._gap_record(*self._gap, hour))
+                self._gap = None
+            records.append(self._record(hour))
+            self._early = False
+        return records
+
+    def _start(self, now: float) -> HourlyMeter:
+        """The engine, resumed at ``_resume_at``; a counter last known before it (bad
+        during the last records, or a changed interval) gives its energy since then to
+        the first record, as ``late``."""
+        resume = None
+        if self._resume is not None and self._resume_at is not None:
+            end = self._resume_at
+            current = math.floor(now / self._length) * self._length
+            if current - end > MAX_RECOVERED * self._length:
+                self._gap = (end, current)
+                end = current
+            resume = Resume(end, {n: r for n, r in self._resume.counters.items()
+                                  if n in self._moduli})
+        return HourlyMeter(self._moduli, tuple(power_name(q) for q in QUANTITIES), {},
+                           resume, length_s=self._length, hold_s=GRACE_S)
 
     def _record(self, hour: Hour) -> dict[str, Any]:
         record: dict[str, Any] = {"site": self.site, "start": int(hour.start * 1000),
-                                  "end": int(hour.end * 1000)}
-        for quantity in QUANTITIES:
-            kwh, source, coverage = _result(hour, quantity)
-            stem = quantity.removesuffix("_kwh")
-            record[quantity] = kwh
-            record[f"{stem}_source"] = source
-            record[f"{stem}_coverage"] = coverage
+                                  "end": int(hour.end * 1000),
+                                  "downtime_s": round(hour.downtime_s, 3)}
+        for quantity, (counter_role, _) in QUANTITIES.items():
+            kwh, source, coverage, flags = _result(hour, quantity)
+            if hour.downtime_s > 0:
+                flags.add("downtime")
+            if self._early and source == "counter":
+                flags.add("estimated")
+            _put(record, quantity, kwh, source, coverage, flags)
+            if counter_role is not None:
+                part = hour.counters.get(counter_name(quantity))
+                end = None if part is None else part.end_value
+                record[counter_end_field(quantity)] = None if end is None else round(end, 6)
+        return record
+
+    def _gap_record(self, start: float, end: float, first: Hour) -> dict[str, Any]:
+        """A long downtime as one record: each counter's share of its delta, which the
+        engine gave the first interval as energy of intervals already closed (``late``),
+        moved out of it."""
+        record: dict[str, Any] = {"site": self.site, "start": int(start * 1000),
+                                  "end": int(end * 1000), "downtime_s": round(end - start, 3)}
+        for quantity, (counter_role, _) in QUANTITIES.items():
+            part = first.counters.get(counter_name(quantity))
+            if part is None or part.reset or part.covered_s <= 0:
+                _put(record, quantity, None, "none", 0.0, {"downtime"})
+            else:
+                _put(record, quantity, round(part.late_kwh, 6), "counter", 1.0,
+                     {"downtime", "estimated"})
+                part.kwh -= part.late_kwh
+                part.late_kwh = 0.0
+            if counter_role is not None:
+                record[counter_end_field(quantity)] = None
         return record
 
 
-def _result(hour: Hour, quantity: str) -> tuple[float | None, str, float]:
-    """(kWh, source, coverage) of one quantity in one interval."""
+def _put(record: dict[str, Any], quantity: str, kwh: float | None, source: str,
+         coverage: float, flags: set[str]) -> None:
+    stem = quantity.removesuffix("_kwh")
+    record[quantity] = kwh
+    record[f"{stem}_source"] = source
+    record[f"{stem}_coverage"] = coverage
+    record[f"{stem}_flags"] = sorted(flags)
+
+
+def _boundary(t: float, length: float) -> float | None:
+    """The first interval boundary at or after ``t`` (a stored end, to the millisecond)
+    exactly as the engine computes boundaries; None if there is none such."""
+    n = round(t / length)
+    if abs(t - n * length) > 0.001:
+        n = math.ceil(t / length)
+    start = n * length
+    return start if math.floor(start / length) * length == start else None
+
+
+def _result(hour: Hour, quantity: str) -> tuple[float | None, str, float, set[str]]:
+    """(kWh, source, coverage, flags) of one quantity in one interval: the counter where
+    it was read across the interval and did not go backwards, else integrated power."""
     part = hour.counters.get(counter_name(quantity))
-    if part is not None and not part.reset and part.covered_s > 0:
-        return round(part.kwh, 6), "counter", round(min(1.0, part.covered_s / hour.length), 4)
+    flags: set[str] = set()
+    if part is not None and part.reset:
+        flags.add("counter_reset")
+    elif part is not None and part.covered_s > 0:
+        if part.estimated_s > 0:
+            flags.add("estimated")
+        if part.late_kwh:
+            flags.add("late")
+        coverage = round(min(1.0, part.covered_s / hour.length), 4)
+        return round(part.kwh, 6), "counter", coverage, flags
     stats = hour.powers.get(power_name(quantity))
     if stats is None or stats.covered_s <= 0:
-        return None, "none", 0.0
-    return round(stats.total, 6), "power", round(min(1.0, stats.covered_s / hour.length), 4)
+        return None, "none", 0.0, flags
+    coverage = round(min(1.0, stats.covered_s / hour.length), 4)
+    return round(stats.total, 6), "power", coverage, flags
 
 
 class SiteMeter:
     """The daemon's interval meter: the site's points read once per cycle into an
     :class:`EnergyMeter`."""
 
-    def __init__(self, site: SiteConfig, interval_s: float) -> None:
+    def __init__(self, site: SiteConfig, interval_s: float, resume: Resume | None = None
+                 ) -> None:
         self._channels = meter_channels(site)
         self._counters = frozenset(counter_name(q) for q in QUANTITIES)
         moduli = {n: c.modulus for n, c in self._channels.items() if n in self._counters}
-        self._meter = EnergyMeter(site.site.id, interval_s, moduli)
+        self._meter = EnergyMeter(site.site.id, interval_s, moduli, resume)
         self._reader = ChannelReader()
 
     def observe(self, wall: float, points: PointSnapshot | None) -> list[dict[str, Any]]:

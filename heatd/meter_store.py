@@ -9,6 +9,12 @@ the lock another connection to the file (the ledger's) may hold. So one writer t
 owns the connection and takes every statement in order from a queue: keeping a record
 returns at once, a slow disk or a held lock delays only the thread, never the event loop
 the control cycle runs on, and ``close`` writes everything queued before it.
+
+A meter record's row is deleted once sent, but where the interval records end must
+outlive it: a trigger keeps, per site, the last record's end and each counter's last
+known reading (its ``*_counter_end``, at that record's end) in ``meter_resume``, in the
+transaction that queued the record, whichever connection wrote it (this store's or the
+ledger's). A restarted meter resumes from there (``heatd.meter``).
 """
 
 from __future__ import annotations
@@ -45,6 +51,28 @@ RETRY_MAX_S = 60.0
 BUSY_TIMEOUT_S = 30.0
 """How long a statement waits for a lock held by another connection to the file."""
 STREAMS = (METER, AUDIT)
+END = ""
+"""``meter_resume``'s name for the end of the last record (counters go by field name)."""
+
+_RESUME_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meter_resume (
+    site TEXT NOT NULL, name TEXT NOT NULL, at_ms INTEGER NOT NULL, value REAL,
+    PRIMARY KEY (site, name));
+CREATE TRIGGER IF NOT EXISTS meter_resume_keep AFTER INSERT ON pending
+    WHEN NEW.stream = '{METER}' AND json_valid(NEW.payload)
+        AND json_type(NEW.payload, '$.site') = 'text'
+        AND json_type(NEW.payload, '$.end') = 'integer'
+BEGIN
+    INSERT OR REPLACE INTO meter_resume (site, name, at_ms, value)
+        VALUES (json_extract(NEW.payload, '$.site'), '{END}',
+                json_extract(NEW.payload, '$.end'), NULL);
+    INSERT OR REPLACE INTO meter_resume (site, name, at_ms, value)
+        SELECT json_extract(NEW.payload, '$.site'), key,
+               json_extract(NEW.payload, '$.end'), value
+        FROM json_each(NEW.payload)
+        WHERE key LIKE '%\\_counter\\_end' ESCAPE '\\' AND type IN ('integer', 'real');
+END;
+"""
 
 
 class Pending(NamedTuple):
@@ -66,6 +94,14 @@ def meter_path(database: str) -> str:
     if "$" in path:
         raise ValueError(f"meter.database {database!r}: a variable in it is not set; give a path")
     return path
+
+
+class StoredEnd(NamedTuple):
+    """Where a site's interval records end: the last record's end (epoch s) and, per
+    ``*_counter_end`` field, (time, value) of the counter's last known reading there."""
+
+    end: float
+    counters: dict[str, tuple[float, float]]
 
 
 class DurableOutbox:
@@ -113,6 +149,7 @@ class DurableOutbox:
         if "stream" not in columns:  # a file written before audits were kept: meter only
             db.execute(
                 f"ALTER TABLE pending ADD COLUMN stream TEXT NOT NULL DEFAULT '{METER}'")
+        db.executescript(_RESUME_SCHEMA)
 
     def _connection(self) -> sqlite3.Connection:
         assert self._db is not None, "opened by the first job"
@@ -135,6 +172,15 @@ class DurableOutbox:
             f"SELECT id, stream, payload FROM pending WHERE stream IN ({marks})"
             " ORDER BY id LIMIT ?", (*streams, limit))
         return [Pending(*row) for row in rows]
+
+    def _stored_end(self, site: str) -> StoredEnd | None:
+        rows = self._connection().execute(
+            "SELECT name, at_ms, value FROM meter_resume WHERE site = ?", (site,)).fetchall()
+        end = next((at_ms for name, at_ms, _ in rows if name == END), None)
+        if end is None:
+            return None
+        return StoredEnd(end / 1000, {name: (at_ms / 1000, float(value))
+                                      for name, at_ms, value in rows if name != END})
 
     def _delete(self, row_id: int) -> None:
         try:
@@ -181,6 +227,11 @@ class DurableOutbox:
         """The oldest unacknowledged rows of ``streams``, after every write queued before
         (blocks: for tools and tests; the forwarder awaits them)."""
         return self._submit(self._select, tuple(streams), limit).result()
+
+    def stored_end(self, site: str) -> StoredEnd | None:
+        """Where ``site``'s interval records end, after every write queued before; None
+        before its first record (blocks: read once, when the meter starts)."""
+        return self._submit(self._stored_end, site).result()
 
     def acknowledge(self, row_id: int) -> None:
         """The broker has the row: delete it (queued behind the writes before it)."""

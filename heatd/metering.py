@@ -3,6 +3,10 @@ the contracts' hourly meters read each cycle's snapshot, and their records go in
 meter's SQLite file, with or without a broker to send them to (rows wait in the file
 for a heatd that has one).
 
+The interval meter resumes where the file's interval records end (their last end and
+counter readings, kept beside them), so the energy of a stop, a crash or a reload that
+replaced the meter is in the records after it.
+
 Reading the snapshot is arithmetic only; every SQLite write runs in a thread (the
 contracts' writer task, the store's writer thread), so metering never delays the cycle.
 """
@@ -14,7 +18,7 @@ from collections.abc import Callable, Mapping
 from heatd.billing.service import Billing
 from heatd.config import MeterSettings, SiteConfig
 from heatd.cycle_report import CycleReport, Notice
-from heatd.meter import SiteMeter
+from heatd.meter import SiteMeter, interval_resume
 from heatd.meter_store import DurableOutbox, meter_path
 
 Totals = Mapping[str, Mapping[str, float]]
@@ -30,7 +34,9 @@ class Metering:
         """Records and command audits waiting for the broker."""
         self._totals_to: Callable[[Totals], None] | None = None
         try:
-            self._meter = SiteMeter(site, settings.interval)
+            stored = self.outbox.stored_end(site.site.id)
+            resume = None if stored is None else interval_resume(*stored)
+            self._meter = SiteMeter(site, settings.interval, resume)
             self._billing = Billing(site, path, self.outbox.wake, self._new_totals)
         except BaseException:
             self.outbox.close()

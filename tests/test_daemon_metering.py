@@ -1,6 +1,6 @@
-"""Metering as the daemon does it: without any broker, and beside a disk that is slow to
-write (a lock held on the meter's file), never at the cost of a control cycle or a
-record."""
+"""Metering as the daemon does it: without any broker, beside a disk that is slow to
+write (a lock held on the meter's file), and across a stop and start of heatd, never at
+the cost of a control cycle or a record, nor of the energy that flowed meanwhile."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from ruamel.yaml import YAML
 
 from heatd.billing.ledger import verify
@@ -259,3 +260,43 @@ async def test_a_second_reload_during_a_replacement_leaves_one_meter(tmp_path: P
     left = [t.name for t in set(threading.enumerate()) - before if t.name == "meter-store"]
     assert left == []
     assert verify(db)[1] == []
+
+
+async def test_a_restart_recovers_the_energy_that_flowed_while_heatd_was_down(
+        tmp_path: Path) -> None:
+    """heatd meters a still IT counter, stops; 30 kWh flow while it is down; a new heatd
+    on the same file goes on where the records end: the intervals it missed are made from
+    the counter's delta (source ``counter``, full coverage, flagged ``downtime`` with
+    ``downtime_s``), so the series is contiguous and adds up to the counter's delta."""
+    server, path, db = await _metered_without_broker(tmp_path)
+    try:
+        await _run_for_records(path, db, 3)
+        await server.set(1, Table.INPUT, 0, [1200, 0, 5030])  # heatd is down
+        await asyncio.sleep(2.5)
+        await _run_for_records(path, db, 3)
+    finally:
+        await server.stop()
+    records = meter_rows(db)
+    assert_contiguous(records)
+    missed = [r for r in records if r["downtime_s"] > 0]
+    assert sum(r["downtime_s"] for r in missed) >= 2.5
+    assert [r["downtime_s"] for r in missed].count(1.0) >= 2  # whole intervals missed
+    for record in missed:
+        assert record["it_source"] == "counter" and record["it_coverage"] == 1.0
+        assert "downtime" in record["it_flags"]
+    assert sum(r["it_kwh"] for r in records) == pytest.approx(30.0)
+    assert records[-1]["it_counter_end"] == pytest.approx(5030.0)
+    assert verify(db)[1] == []
+
+
+async def _run_for_records(path: Path, db: Path, count: int) -> None:
+    """Run a heatd on ``path`` until it has kept ``count`` more records, then stop it."""
+    kept = len(meter_rows(db))
+    daemon = Daemon(path, load_site(path))
+    task = asyncio.create_task(daemon.run())
+    try:
+        await until(lambda: len(meter_rows(db)) >= kept + count, timeout=15,
+                    what="records kept")
+    finally:
+        daemon.request_stop()
+        await asyncio.wait_for(task, 15)

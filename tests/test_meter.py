@@ -1,12 +1,15 @@
 """Energy metering: per-interval records from counters or integrated power, with their
-coverage; store-and-forward through SQLite and a real broker, nothing lost across a broker
-outage or a restart of the store."""
+coverage; heatd's own downtime recovered from the counters' delta, never from power;
+store-and-forward through SQLite and a real broker, nothing lost across a broker outage or
+a restart of the store."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,8 +17,8 @@ import pytest
 from heatd.config_loader import parse_site
 from heatd.hil.rig.broker import Mosquitto
 from heatd.hil.rig.waiting import until
-from heatd.meter import EnergyMeter, counter_name, power_name
-from heatd.meter_store import AUDIT, METER, DurableOutbox
+from heatd.meter import MAX_RECOVERED, EnergyMeter, counter_name, interval_resume, power_name
+from heatd.meter_store import AUDIT, METER, DurableOutbox, StoredEnd
 from heatd.mqtt.command_payloads import CommandResult
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import MqttSettings
@@ -81,6 +84,197 @@ def test_a_counter_that_went_backwards_falls_back_to_power() -> None:
         records += feed(meter, t, {HEAT_COUNTER: counter}, heat=36.0)
     assert records[0]["heat_source"] == "power"
     assert records[0]["heat_kwh"] == pytest.approx(1.0, rel=0.02)
+
+
+def run(meter: EnergyMeter, t0: float, t1: float, heat: Callable[[float], float],
+        step: float = 5.0) -> list[dict]:
+    """Readings every ``step`` s from ``t0`` to ``t1`` (included): the heat counter
+    ``heat(t)``, 36 kW of heat-pump electricity (power only)."""
+    records: list[dict] = []
+    t = t0
+    while t <= t1:
+        records += feed(meter, t, {HEAT_COUNTER: heat(t)}, hp=36.0)
+        t += step
+    return records
+
+
+def resumed(records: list[dict], interval_s: float, moduli: dict | None = None
+            ) -> EnergyMeter:
+    """A meter started after ``records`` were kept, resumed from the last one as the store
+    keeps it."""
+    last = records[-1]
+    ends = {"heat_counter_end": (last["end"] / 1000, last["heat_counter_end"])}
+    return EnergyMeter("s", interval_s, moduli or {HEAT_COUNTER: None},
+                       interval_resume(last["end"] / 1000, ends))
+
+
+def contiguous(records: list[dict]) -> bool:
+    return all(b["start"] == a["end"] for a, b in itertools.pairwise(records))
+
+
+def rate(t: float) -> float:
+    """A heat counter at 360 kW (0.1 kWh/s)."""
+    return 1000.0 + 0.1 * t
+
+
+def test_a_restart_recovers_the_intervals_heatd_missed_from_the_counter() -> None:
+    """heatd stops at 205 s and starts again at 555 s; the heat counter ran on. The
+    intervals it missed are made from the counter's delta across the gap, flagged, and
+    the series adds up to the counter's delta; the power-only heat-pump electricity
+    shows the gap as coverage it does not have, no energy invented."""
+    before = run(EnergyMeter("s", 100, {HEAT_COUNTER: None}), 0, 205, rate)
+    assert [r["end"] for r in before] == [100_000, 200_000]
+    assert before[-1]["heat_counter_end"] == pytest.approx(rate(200))
+    assert before[-1]["downtime_s"] == 0.0 and before[-1]["heat_flags"] == []
+    after = run(resumed(before, 100), 555, 800, rate)
+    records = before + after
+    assert contiguous(records)
+    missed = {r["start"]: r for r in after if r["end"] <= 500_000}
+    assert sorted(missed) == [200_000, 300_000, 400_000]
+    for record in missed.values():
+        assert record["downtime_s"] == 100.0
+        assert record["heat_source"] == "counter" and record["heat_coverage"] == 1.0
+        assert record["heat_flags"] == ["downtime", "estimated"]
+        assert record["heat_kwh"] == pytest.approx(10.0)
+        assert record["hp_electricity_kwh"] is None and record["hp_electricity_coverage"] == 0.0
+        assert record["hp_electricity_flags"] == ["downtime"]
+    restart = next(r for r in after if r["start"] == 500_000)
+    assert restart["downtime_s"] == 55.0
+    assert restart["heat_flags"] == ["downtime", "estimated"]
+    assert restart["hp_electricity_coverage"] == pytest.approx(0.45)  # measured from 555 s only
+    assert restart["hp_electricity_kwh"] == pytest.approx(36.0 * 45 / 3600)
+    assert after[-1]["downtime_s"] == 0.0 and after[-1]["heat_flags"] == []
+    assert sum(r["heat_kwh"] for r in records) == pytest.approx(rate(800) - rate(0))
+
+
+def test_a_counter_not_read_soon_after_the_restart_loses_no_energy() -> None:
+    """The heat meter answers only 145 s after heatd started again: the intervals missed
+    close without energy (none was measured for them) and the counter's delta since the
+    stored end comes with its first reading, in the interval open then (``late``)."""
+    before = run(EnergyMeter("s", 100, {HEAT_COUNTER: None}), 0, 205, rate)
+    meter = resumed(before, 100)
+    after = [r for t in range(555, 700, 5) for r in feed(meter, t, hp=36.0)]
+    assert [r["heat_source"] for r in after] == ["none"] * 4  # 200 s to 600 s
+    assert all(r["heat_flags"] == ["downtime"] for r in after)
+    after += run(meter, 700, 805, rate)
+    assert contiguous(before + after)
+    assert after[4]["heat_flags"] == ["estimated", "late"]
+    assert sum(r["heat_kwh"] or 0.0 for r in before + after) == pytest.approx(
+        rate(800) - rate(0))
+
+
+def test_a_counter_that_went_backwards_across_the_downtime_is_not_energy() -> None:
+    """The heat meter was replaced while heatd was down (5000 kWh, then 3 kWh): the
+    intervals missed have no energy and say so, the one heatd started in is flagged
+    ``counter_reset``; no negative or invented energy anywhere."""
+    before = run(EnergyMeter("s", 100, {HEAT_COUNTER: None}), 0, 205, rate)
+    after = run(resumed(before, 100), 555, 800, lambda t: 3.0 + 0.1 * (t - 555))
+    assert contiguous(before + after)
+    missed = [r for r in after if r["end"] <= 500_000]
+    assert len(missed) == 3
+    assert all(r["heat_kwh"] is None and r["heat_coverage"] == 0.0 for r in missed)
+    assert all(r["heat_flags"] == ["downtime"] for r in missed)
+    restart = next(r for r in after if r["start"] == 500_000)
+    assert restart["heat_flags"] == ["counter_reset", "downtime"]
+    assert restart["heat_source"] != "counter"
+    assert after[-1]["heat_kwh"] == pytest.approx(10.0)  # the new counter, measured
+
+
+def test_a_counter_that_wrapped_across_the_downtime_is_energy() -> None:
+    """A 16-bit kWh counter passes its top while heatd is down: the delta is wrap-aware."""
+    moduli = {HEAT_COUNTER: 65536.0}
+    before = run(EnergyMeter("s", 100, moduli), 0, 205, lambda t: 65500.0 + 0.1 * t)
+    after = run(resumed(before, 100, moduli), 555, 800,
+                lambda t: (65500.0 + 0.1 * t) % 65536.0)
+    missed = [r for r in after if r["end"] <= 500_000]
+    assert [r["heat_kwh"] for r in missed] == pytest.approx([10.0] * 3)
+    assert sum(r["heat_kwh"] for r in before + after) == pytest.approx(80.0)
+
+
+def test_a_downtime_longer_than_the_bound_is_one_record() -> None:
+    """Down for more than ``MAX_RECOVERED`` intervals: one record spans the downtime up
+    to the interval heatd started in (bounded work, no fiction of thousands of equal
+    intervals), the series stays contiguous and complete."""
+    before = run(EnergyMeter("s", 60, {HEAT_COUNTER: None}), 0, 125, rate)
+    start = 120 + 60 * (MAX_RECOVERED + 10) + 30
+    after = run(resumed(before, 60), start, start + 60, rate)
+    assert len(after) == 2 and contiguous(before + after)
+    gap, first = after
+    assert (gap["start"], gap["end"]) == (120_000, (start - 30) * 1000)
+    assert gap["downtime_s"] == start - 30 - 120
+    assert gap["heat_kwh"] == pytest.approx(0.1 * (start - 30 - 120))
+    assert gap["heat_flags"] == ["downtime", "estimated"]
+    assert gap["hp_electricity_flags"] == ["downtime"]
+    assert gap["hp_electricity_kwh"] is None and gap["hp_electricity_coverage"] == 0.0
+    assert first["heat_kwh"] == pytest.approx(6.0) and first["downtime_s"] == 30.0
+    assert first["heat_flags"] == ["downtime", "estimated"]
+    assert sum(r["heat_kwh"] for r in before + after) == pytest.approx(rate(start + 30)
+                                                                       - rate(0))
+
+
+def test_a_clock_behind_the_stored_records_makes_no_interval_twice() -> None:
+    """The clock was stepped back while heatd was down: nothing is recorded until it
+    passes the stored end again, then the series goes on from there, the energy of the
+    downtime in the first record (flagged estimated), none lost and none twice."""
+    before = run(EnergyMeter("s", 100, {HEAT_COUNTER: None}), 0, 505, rate)
+    assert before[-1]["end"] == 500_000
+    counter = before[-1]["heat_counter_end"] + 40.0  # what flowed while heatd was down
+
+    def stepped_back(t: float) -> float:
+        return counter + 0.1 * (t - 300)
+
+    after = run(resumed(before, 100), 302, 702, stepped_back)
+    assert after[0]["start"] == 500_000 and contiguous(before + after)
+    assert after[0]["heat_flags"] == ["downtime", "estimated"]
+    assert after[1]["heat_flags"] == []
+    assert after[0]["downtime_s"] == 2.0  # the clock passed the end at 502 s
+    assert sum(r["heat_kwh"] for r in before + after) == pytest.approx(
+        stepped_back(700) - rate(0))
+
+
+def test_a_changed_interval_resumes_at_its_next_boundary() -> None:
+    """Records of 100 s end at 500 s; the interval is now 300 s. Started at 520 s, the
+    series goes on at 600 s (the time between is in no record: nothing of it was
+    measured per interval), and the counter's energy from 500 s is in its first record,
+    flagged estimated; none is lost."""
+    before = run(EnergyMeter("s", 100, {HEAT_COUNTER: None}), 0, 505, rate)
+    after = run(resumed(before, 300), 520, 1300, rate)
+    assert after[0]["start"] == 600_000 and after[0]["downtime_s"] == 0.0
+    assert after[0]["heat_flags"] == ["estimated", "late"] and after[1]["heat_flags"] == []
+    assert sum(r["heat_kwh"] for r in before + after) == pytest.approx(rate(1200) - rate(0))
+    late = run(resumed(before, 300), 1250, 1300, rate)  # started after the new boundary
+    assert late[0]["start"] == 600_000 and late[0]["downtime_s"] == 300.0
+    assert late[0]["heat_flags"] == ["downtime", "estimated", "late"]
+
+
+def test_a_first_start_has_no_downtime() -> None:
+    """No stored records: the meter starts in the interval heatd started in, and claims
+    no downtime before it (nothing is known of it)."""
+    records = run(EnergyMeter("s", 100, {HEAT_COUNTER: None}), 250, 505, rate)
+    assert records[0]["start"] == 200_000 and records[0]["heat_coverage"] == 0.5
+    assert all(r["downtime_s"] == 0.0 and r["heat_flags"] == [] for r in records)
+
+
+def test_the_store_keeps_where_the_records_end_after_they_were_sent(tmp_path: Path) -> None:
+    """Each counter's last known reading and the last record's end outlive the rows (sent
+    and deleted) and a reopening of the file; a counter not known in the last record keeps
+    the reading of an earlier one."""
+    db = tmp_path / "meter.sqlite"
+    store = DurableOutbox(db)
+    assert store.stored_end("m1") is None
+    store.append({"site": "m1", "start": 0, "end": 900_000, "heat_counter_end": 12.5,
+                  "it_counter_end": 7.0})
+    store.append({"site": "m1", "start": 900_000, "end": 1_800_000,
+                  "heat_counter_end": None, "it_counter_end": 9.0})
+    store.append({"site": "other", "start": 0, "end": 60_000, "heat_counter_end": 1.0})
+    for row in store.pending():
+        store.acknowledge(row.id)
+    assert store.pending() == []
+    store.close()
+    store = DurableOutbox(db)
+    assert store.stored_end("m1") == StoredEnd(
+        1800.0, {"heat_counter_end": (900.0, 12.5), "it_counter_end": (1800.0, 9.0)})
+    store.close()
 
 
 SITE = parse_site("site: {id: m1}\ndevices: {}\n", "site.yaml")
