@@ -10,6 +10,28 @@ subscription group is created again, and the server sends each item's current va
 
 Nothing here blocks a caller for long: reads and writes are bounded by ``timeout`` and
 answer at once while there is no connection.
+
+The NamespaceArray (i=2255) is watched for the whole session, not only read at connect.
+OPC UA lets a server add namespaces while sessions are open, and PLC runtimes that load a
+new application or companion model may also reorder them (which Part 5 forbids, but it
+happens); a node id resolved against the old array then names another variable. Model
+change events and the UrisVersion property that would announce it are optional, and
+common clients read the array only when a session opens. So the driver looks where it
+costs least and shuts the window where a stale index does harm:
+
+- a polled read asks for i=2255 in the same Read request as its points: one more item,
+  no extra round trip, and the array and the values come from one service call, so a
+  value read by a stale index is never returned: the driver resolves again and reads again;
+- a subscription carries i=2255 as one more monitored item, which the server reports
+  only when it changes (no traffic otherwise): values in the publish that announces a
+  change are dropped, and points whose node id changed go bad until their subscription
+  is made again;
+- a write reads i=2255 just before it (one small Read): OPC UA has no conditional write,
+  and a write by a stale index moves another actuator. Only a change in the round trip
+  between that Read and the Write can slip through; the read-back after a write sees it.
+
+Whichever sees a change first resolves every node id again, synchronously, so no read or
+write picks a node id between the old resolution and the new one.
 """
 
 from __future__ import annotations
@@ -24,7 +46,7 @@ from dataclasses import dataclass, field
 from asyncua import Client, ua
 from asyncua.client.ua_client import UaClientState
 from asyncua.common.node import Node
-from asyncua.common.subscription import DataChangeNotif
+from asyncua.common.subscription import DataChangeNotif, Subscription
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
 from heatd.drivers.backoff import Backoff
@@ -32,8 +54,8 @@ from heatd.drivers.base import ReadingSink, WriteError
 from heatd.drivers.opcua.browse import Describer, VariableInfo, walk
 from heatd.drivers.opcua.convert import VARIANT_TYPES, status_name, to_reading, to_variant
 from heatd.drivers.opcua.failures import classify
-from heatd.drivers.opcua.namespaces import changed_uris
-from heatd.drivers.opcua.resolver import NodeIds
+from heatd.drivers.opcua.namespaces import moved
+from heatd.drivers.opcua.resolver import NAMESPACE_ARRAY, NodeIds, namespace_array
 from heatd.drivers.opcua.security import apply_security
 from heatd.drivers.opcua.spec import OpcUaPoint, OpcUaSettings
 from heatd.drivers.reading import Reading, Value
@@ -41,6 +63,10 @@ from heatd.drivers.reading import Reading, Value
 _log = logging.getLogger(__name__)
 
 DISCONNECTED = "disconnected"
+NAMESPACES_CHANGING = "namespace array changed"
+"""Why a point whose node id moved has no value until it is read or subscribed again."""
+_RESOLVE_ATTEMPTS = 3
+"""Reads and writes that find the array changed resolve again and retry this often."""
 SESSION_TIMEOUT_MS = 60_000
 """Short enough that a session orphaned by a dropped link is freed on the server within a
 minute (small PLCs allow only a few sessions); the watchdog keeps a live one busy."""
@@ -53,20 +79,42 @@ EventSink = Callable[[str, dict[str, object]], None]
 
 @dataclass(eq=False)
 class _Group:
-    """Points subscribed together, with the sink that receives their readings."""
+    """Points subscribed together, with the sink that receives their readings, and the
+    subscription and handler that deliver them on the current connection."""
 
     points: tuple[OpcUaPoint, ...]
     sink: ReadingSink
     interval: float
     by_node: dict[ua.NodeId, list[OpcUaPoint]] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+    subscription: Subscription | None = None
+    handler: _Handler | None = None
 
     def bind(self, node_ids: NodeIds) -> dict[str, str]:
-        """Map this connection's node ids to points; returns the points that have none."""
-        found, refused = node_ids.split(self.points)
+        """Map these node ids to points; returns the points that have none, and why."""
+        found, self.refused = node_ids.split(self.points)
         self.by_node = {}
         for point, node_id in found:
             self.by_node.setdefault(node_id, []).append(point)
-        return refused
+        return self.refused
+
+    def rebind(self, node_ids: NodeIds, now: float) -> bool:
+        """Bind to a NamespaceArray seen during the session; whether the subscription
+        must be made again. If so its handler retires and every point whose node id
+        changed goes bad (refused ones with the reason) until the new one delivers."""
+        by_node, refused = self.by_node, self.refused
+        self.bind(node_ids)
+        if self.by_node == by_node and self.refused == refused:
+            return False
+        if self.handler is not None:
+            self.handler.retired = True
+        was = {point.name: node_id for node_id, points in by_node.items() for point in points}
+        for node_id, points in self.by_node.items():
+            self.emit_bad(NAMESPACES_CHANGING, now,
+                          [point for point in points if was.get(point.name) != node_id])
+        for name, reason in self.refused.items():
+            self.sink(name, Reading.bad(reason, now))
+        return True
 
     def emit_bad(self, reason: str, ts: float, points: Sequence[OpcUaPoint] | None = None) -> None:
         for point in self.points if points is None else points:
@@ -74,20 +122,53 @@ class _Group:
 
 
 class _Handler:
-    """asyncua subscription handler: turns notifications into readings for one group."""
+    """asyncua subscription handler: turns notifications into readings for one group and
+    hands NamespaceArray notifications to ``on_array``. A retired handler (its group was
+    bound to another array since, or its connection is gone) drops whatever its
+    subscription still delivers.
 
-    def __init__(self, group: _Group, clock: Callable[[], float]):
+    Readings wait for the end of the event-loop turn: asyncua schedules one call per
+    notification of a publish before running any, so a NamespaceArray change anywhere in
+    the same publish, even after them, retires the handler before values sampled by
+    stale node ids reach the sink.
+    """
+
+    def __init__(
+        self, group: _Group, clock: Callable[[], float],
+        on_array: Callable[[tuple[str, ...]], None],
+    ):
         self._group = group
         self._clock = clock
+        self._on_array = on_array
+        self._pending: list[tuple[str, Reading]] = []
+        self.retired = False
 
     def datachange_notification(self, node: Node, _val: object, data: DataChangeNotif) -> None:
+        if self.retired:
+            return
+        value = data.monitored_item.Value
+        if node.nodeid == NAMESPACE_ARRAY:
+            try:
+                self._on_array(namespace_array(value))
+            except ValueError as exc:
+                _log.warning("watching the namespace array: %s", exc)
+            return
         received = self._clock()
-        for point in self._group.by_node.get(node.nodeid, ()):
-            self._group.sink(point.name, to_reading(point, data.monitored_item.Value, received))
+        readings = [(point.name, to_reading(point, value, received))
+                    for point in self._group.by_node.get(node.nodeid, ())]
+        if readings and not self._pending:
+            asyncio.get_running_loop().call_soon(self._deliver)
+        self._pending += readings
+
+    def _deliver(self) -> None:
+        pending, self._pending = self._pending, []
+        if not self.retired:
+            for name, reading in pending:
+                self._group.sink(name, reading)
 
     def status_change_notification(self, status: ua.StatusChangeNotification) -> None:
         """The server ended the subscription (or the link died): its values are not fresh."""
-        if not status.Status.is_good():
+        if not self.retired and not status.Status.is_good():
             self._group.emit_bad(status_name(status.Status), self._clock())
 
 
@@ -104,14 +185,16 @@ class OpcUaDevice:
         self._answering = False
         self._groups: list[_Group] = []
         self._variant_types: dict[ua.NodeId, ua.VariantType] = {}
+        """DataTypes read from the server, for the node ids of the current array."""
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._resubscribing: set[asyncio.Task[None]] = set()
         self._closing = False
         self.connects = 0
         """Connections made so far: a new one means the server may have restarted."""
         self._node_ids: NodeIds | None = None
         self.namespaces: tuple[str, ...] | None = None
-        """The server's NamespaceArray at the latest connect."""
+        """The server's NamespaceArray as last seen: at connect or changed since."""
         self.on_event: EventSink | None = None
         self._connect_error: str | None = None
         self._request_error: str | None = None
@@ -145,6 +228,10 @@ class OpcUaDevice:
 
     async def close(self) -> None:
         self._closing = True
+        for task in list(self._resubscribing):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -154,25 +241,34 @@ class OpcUaDevice:
     # -- reading and writing -------------------------------------------------------
 
     async def read(self, points: Sequence[OpcUaPoint]) -> dict[str, Reading]:
-        """Read all points in one Read service call; never raises."""
+        """Read all points, and the NamespaceArray, in one Read service call; never
+        raises. Values read against an array the server no longer has are dropped: the
+        node ids are resolved again and the points read again."""
         if not points:
             return {}
-        client = self._connected_client()
-        if client is None or self._node_ids is None:
-            return self._all_bad(points, DISCONNECTED)
-        found, refused = self._node_ids.split(points)
-        now = self._clock()
-        out = {name: Reading.bad(reason, now) for name, reason in refused.items()}
-        if found:
-            out.update(await self._read_values(client, found))
-        return out
+        for _ in range(_RESOLVE_ATTEMPTS):
+            client = self._connected_client()
+            node_ids = self._node_ids
+            if client is None or node_ids is None:
+                return self._all_bad(points, DISCONNECTED)
+            found, refused = node_ids.split(points)
+            array, readings = await self._read_values(client, found)
+            if array is None or array == node_ids.array:
+                now = self._clock()
+                out = {name: Reading.bad(reason, now) for name, reason in refused.items()}
+                out.update(readings)
+                return out
+            self._adopt(array)
+        return self._all_bad(points, NAMESPACES_CHANGING)
 
     async def _read_values(
         self, client: Client, found: Sequence[tuple[OpcUaPoint, ua.NodeId]]
-    ) -> dict[str, Reading]:
+    ) -> tuple[tuple[str, ...] | None, dict[str, Reading]]:
+        """The NamespaceArray and the points' readings from one Read; no array (None)
+        when the request failed, and then every reading says why."""
         points = [point for point, _ in found]
         params = ua.ReadParameters(TimestampsToReturn=ua.TimestampsToReturn.Both)
-        for _, node_id in found:
+        for node_id in [NAMESPACE_ARRAY, *(node_id for _, node_id in found)]:
             params.NodesToRead.append(
                 ua.ReadValueId(NodeId=node_id, AttributeId=ua.AttributeIds.Value)
             )
@@ -180,50 +276,78 @@ class OpcUaDevice:
             results = await asyncio.wait_for(client.uaclient.read(params), self.settings.timeout)
         except Exception as exc:  # read never raises: every failure becomes a reason
             self._request_error = self._failure_reason(exc)
-            return self._all_bad(points, self._request_error)
+            return None, self._all_bad(points, self._request_error)
         self._answering = True
         self._request_error = None
         received = self._clock()
-        if len(results) != len(points):
-            return self._all_bad(points, f"server returned {len(results)} of {len(points)} values")
-        return {p.name: to_reading(p, dv, received) for p, dv in zip(points, results, strict=True)}
+        if len(results) != len(points) + 1:
+            return None, self._all_bad(
+                points, f"server returned {len(results) - 1} of {len(points)} values")
+        try:
+            array = namespace_array(results[0])
+        except ValueError as exc:
+            return None, self._all_bad(points, str(exc))
+        return array, {p.name: to_reading(p, dv, received)
+                       for p, dv in zip(points, results[1:], strict=True)}
 
     async def write(self, point: OpcUaPoint, value: Value, *, urgent: bool = False) -> None:
         """Write with the variable's own variant type; raises WriteError. ``urgent`` is
-        accepted for the Device protocol: each OPC UA request has its own session slot."""
-        client = self._connected_client()
-        if client is None or self._node_ids is None:
-            raise WriteError(f"{self.name}/{point.name}: {DISCONNECTED}")
-        try:
-            node_id = self._node_ids.of(point)
-            variant_type = await self._variant_type(client, point, node_id)
-            variant = to_variant(point, variant_type, value)
-            params = ua.WriteParameters()
-            params.NodesToWrite.append(
-                ua.WriteValue(
+        accepted for the Device protocol: each OPC UA request has its own session slot.
+
+        The NamespaceArray is read just before the Write and the Write goes out only if
+        the node id was resolved against that very array; otherwise every node id is
+        resolved again first, as a write queued behind a change must not use the old one.
+        """
+        for _ in range(_RESOLVE_ATTEMPTS):
+            client = self._connected_client()
+            node_ids, types = self._node_ids, self._variant_types
+            if client is None or node_ids is None:
+                raise WriteError(f"{self.name}/{point.name}: {DISCONNECTED}")
+            try:
+                node_id = node_ids.of(point)
+                variant = to_variant(
+                    point, await self._variant_type(client, point, node_id, types), value)
+                array = await self._read_array(client)
+                if array != node_ids.array or self._node_ids is not node_ids:
+                    self._adopt(array)
+                    continue
+                params = ua.WriteParameters()
+                params.NodesToWrite.append(ua.WriteValue(
                     NodeId=node_id, AttributeId=ua.AttributeIds.Value, Value=ua.DataValue(variant)
-                )
-            )
-            results = await asyncio.wait_for(client.uaclient.write(params), self.settings.timeout)
-        except ValueError as exc:
-            raise WriteError(f"{self.name}/{point.name}: {exc}") from exc
-        except Exception as exc:
-            raise WriteError(f"{self.name}/{point.name}: {self._failure_reason(exc)}") from exc
-        self._answering = True
-        if not results[0].is_good():
-            raise WriteError(f"{self.name}/{point.name}: {status_name(results[0])}")
+                ))
+                results = await asyncio.wait_for(
+                    client.uaclient.write(params), self.settings.timeout)
+            except ValueError as exc:
+                raise WriteError(f"{self.name}/{point.name}: {exc}") from exc
+            except Exception as exc:
+                raise WriteError(f"{self.name}/{point.name}: {self._failure_reason(exc)}") from exc
+            self._answering = True
+            if not results[0].is_good():
+                raise WriteError(f"{self.name}/{point.name}: {status_name(results[0])}")
+            return
+        raise WriteError(f"{self.name}/{point.name}: {NAMESPACES_CHANGING}")
+
+    async def _read_array(self, client: Client) -> tuple[str, ...]:
+        """The server's NamespaceArray now; raises ValueError when it is unreadable."""
+        params = ua.ReadParameters()
+        params.NodesToRead.append(
+            ua.ReadValueId(NodeId=NAMESPACE_ARRAY, AttributeId=ua.AttributeIds.Value))
+        results = await asyncio.wait_for(client.uaclient.read(params), self.settings.timeout)
+        return namespace_array(results[0])
 
     async def _variant_type(
-        self, client: Client, point: OpcUaPoint, node_id: ua.NodeId
+        self, client: Client, point: OpcUaPoint, node_id: ua.NodeId,
+        types: dict[ua.NodeId, ua.VariantType],
     ) -> ua.VariantType:
+        """``types`` is the cache of the array ``node_id`` was resolved against."""
         if point.data_type is not None:
             return VARIANT_TYPES[point.data_type]
-        if node_id not in self._variant_types:
+        if node_id not in types:
             node = client.get_node(node_id)
-            self._variant_types[node_id] = await asyncio.wait_for(
+            types[node_id] = await asyncio.wait_for(
                 node.read_data_type_as_variant_type(), self.settings.timeout
             )
-        return self._variant_types[node_id]
+        return types[node_id]
 
     # -- commissioning ---------------------------------------------------------------
 
@@ -302,30 +426,54 @@ class OpcUaDevice:
                 client.uaclient.notify_transport_lost()
 
     async def _activate(self, client: Client, group: _Group) -> None:
-        """Create the group's subscription on this connection; refused items go bad."""
+        """Create the group's subscription on this connection, with the NamespaceArray
+        as one more item even when every point is refused (a namespace may appear);
+        refused items go bad."""
         timeout = self.settings.timeout
         interval_ms = group.interval * 1000.0
         assert self._node_ids is not None
+        if group.handler is not None:
+            group.handler.retired = True
         refused = group.bind(self._node_ids)
         now = self._clock()
         for name, reason in refused.items():
             group.sink(name, Reading.bad(reason, now))
         node_ids = list(group.by_node)
-        if not node_ids:
-            return
-        subscription = await asyncio.wait_for(
-            client.create_subscription(interval_ms, _Handler(group, self._clock)), timeout
+        handler = group.handler = _Handler(group, self._clock, self._adopt)
+        group.subscription = await asyncio.wait_for(
+            client.create_subscription(interval_ms, handler), timeout
         )
-        results = await asyncio.wait_for(
-            subscription.subscribe_data_change(
-                [client.get_node(n) for n in node_ids], sampling_interval=ua.Duration(interval_ms)
+        watch, *results = await asyncio.wait_for(
+            group.subscription.subscribe_data_change(
+                [client.get_node(n) for n in [NAMESPACE_ARRAY, *node_ids]],
+                sampling_interval=ua.Duration(interval_ms),
             ),
             timeout,
         )
+        if isinstance(watch, ua.StatusCode):
+            _log.warning("%s: the server refuses to report NamespaceArray changes: %s",
+                         self.name, status_name(watch))
+        if handler.retired:
+            return  # the array changed meanwhile: a resubscription is on its way
         now = self._clock()
         for node_id, result in zip(node_ids, results, strict=True):
             if isinstance(result, ua.StatusCode):
                 group.emit_bad(status_name(result), now, group.by_node[node_id])
+
+    async def _resubscribe(self, client: Client, group: _Group) -> None:
+        """Make the group's subscription again after its node ids changed mid-session."""
+        async with self._lock:
+            current = group.handler
+            if client is not self._connected_client() or (current and not current.retired):
+                return  # a reconnect, or an earlier resubscription, has made it already
+            old, group.subscription = group.subscription, None
+            try:
+                if old is not None:
+                    await asyncio.wait_for(old.delete(), self.settings.timeout)
+                await self._activate(client, group)
+            except _REQUEST_ERRORS as exc:
+                _log.warning("%s: subscribing again failed (%r); reconnecting", self.name, exc)
+                client.uaclient.notify_transport_lost()
 
     # -- connection supervision ----------------------------------------------------
 
@@ -397,24 +545,46 @@ class OpcUaDevice:
         _log.warning("%s: connection to %s lost", self.name, self.settings.endpoint)
 
     async def _learn_namespaces(self, client: Client) -> None:
-        """Resolve every node id anew against the server's NamespaceArray; a server whose
-        array changed since the last connect (a restart, a firmware update) is reported."""
-        array = tuple(await asyncio.wait_for(client.get_namespace_array(), self.settings.timeout))
-        self._variant_types.clear()
+        """Resolve every node id anew against the server's NamespaceArray at connect."""
+        self._resolve(tuple(await asyncio.wait_for(client.get_namespace_array(),
+                                                   self.settings.timeout)))
+
+    def _resolve(self, array: tuple[str, ...]) -> None:
+        """Resolve every node id against ``array``; an array that differs from the one
+        last seen (a restart, a firmware update, a change mid-session) is reported once."""
         self._node_ids = NodeIds(array, self.settings.namespaces)
+        self._variant_types = {}
         before, self.namespaces = self.namespaces, array
         if before is not None and before != array:
-            moved = {uri: {"was": old, "now": new}
-                     for uri, (old, new) in sorted(changed_uris(before, array).items())}
+            change = moved(before, array)
             _log.warning("%s: the server's namespace array changed; node ids resolved "
-                         "again: %s", self.name, moved)
+                         "again: %s", self.name, change)
             if self.on_event is not None:
-                self.on_event("namespaces_changed", {"moved": moved})
+                self.on_event("namespaces_changed", {"moved": change})
+
+    def _adopt(self, array: tuple[str, ...]) -> None:
+        """Take up an array seen during the session, unless it is the one in use: resolve
+        again (synchronously, so nothing reads or writes in between), mark points bad
+        whose node id changed and make their subscriptions again."""
+        if self._node_ids is None or self._node_ids.array == array:
+            return
+        self._resolve(array)
+        client = self._connected_client()
+        now = self._clock()
+        for group in self._groups:
+            if group.rebind(self._node_ids, now) and client is not None:
+                task = asyncio.create_task(self._resubscribe(client, group),
+                                           name=f"opcua-{self.name}-resubscribe")
+                self._resubscribing.add(task)
+                task.add_done_callback(self._resubscribing.discard)
 
     async def _drop(self, client: Client) -> None:
         """Forget the connection, tell every sink, and release the client's tasks."""
         self._client = None
         self._answering = False
+        for group in self._groups:
+            if group.handler is not None:
+                group.handler.retired = True  # nothing it still holds is current
         if not self._closing:
             now = self._clock()
             for group in self._groups:

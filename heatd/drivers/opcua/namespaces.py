@@ -93,3 +93,9 @@ def changed_uris(before: Sequence[str], after: Sequence[str]) -> dict[str, tuple
         for uri in old.keys() | new.keys()
         if old.get(uri, -1) != new.get(uri, -1)
     }
+
+
+def moved(before: Sequence[str], after: Sequence[str]) -> dict[str, dict[str, int]]:
+    """:func:`changed_uris` as the ``namespaces_changed`` event words it, by URI."""
+    return {uri: {"was": was, "now": now}
+            for uri, (was, now) in sorted(changed_uris(before, after).items())}

@@ -1,5 +1,5 @@
-"""The node ids of one connection: every configured node id resolved once against the
-NamespaceArray the server reported when the connection was made."""
+"""The node ids of one NamespaceArray: every configured node id resolved once against the
+array the server reported, at connect or when the driver saw it change since."""
 
 from __future__ import annotations
 
@@ -7,8 +7,24 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from asyncua import ua
 
+from heatd.drivers.opcua.convert import status_name
 from heatd.drivers.opcua.namespaces import NamespaceError, NodeRef, resolve
 from heatd.drivers.opcua.spec import OpcUaPoint
+
+NAMESPACE_ARRAY = ua.NodeId(ua.Int32(ua.ObjectIds.Server_NamespaceArray))
+"""i=2255, the Server object's NamespaceArray."""
+
+
+def namespace_array(value: ua.DataValue) -> tuple[str, ...]:
+    """The URIs in a Read or data-change result for :data:`NAMESPACE_ARRAY`; raises
+    ValueError for a bad status or a value that is no list of strings."""
+    status = value.StatusCode
+    if status is not None and not status.is_good():
+        raise ValueError(f"NamespaceArray unreadable: {status_name(status)}")
+    uris = value.Value.Value if value.Value is not None else None
+    if not isinstance(uris, list) or not all(isinstance(uri, str) for uri in uris):
+        raise ValueError(f"NamespaceArray is no list of URIs: {uris!r}")
+    return tuple(uris)
 
 
 class NodeIds:
