@@ -289,6 +289,42 @@ async def test_a_restart_recovers_the_energy_that_flowed_while_heatd_was_down(
     assert verify(db)[1] == []
 
 
+async def test_a_reload_that_replaces_the_meter_loses_no_counter_energy(
+        tmp_path: Path) -> None:
+    """A reload that changes the meter's interval replaces it; 30 kWh flow while the old
+    meter is stopping (its last write waiting for a file another connection holds
+    locked). The new meter goes on from where the old one's records end, so the records
+    add up to the counter's delta."""
+    server, path, db = await _metered_without_broker(tmp_path)
+    daemon = Daemon(path, load_site(path))
+    task = asyncio.create_task(daemon.run())
+    try:
+        await until(lambda: len(meter_rows(db)) >= 2, timeout=15, what="records kept")
+        holder = sqlite3.connect(db, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            await asyncio.sleep(1.5)  # an interval closes; its write waits for the lock
+            path.write_text(path.read_text().replace("interval: 1,", "interval: 2,"))
+            accepted, reason = await daemon.reload()
+            assert accepted, reason
+            await asyncio.sleep(0.3)  # the old meter is stopping, its write waiting
+            assert daemon.reporting.metering is None
+            await server.set(1, Table.INPUT, 0, [1200, 0, 5030])
+            await asyncio.sleep(0.5)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        await until(lambda: any(r["end"] - r["start"] == 2000 and r["it_kwh"]
+                                for r in meter_rows(db)), timeout=15, what="the new meter")
+    finally:
+        daemon.request_stop()
+        await asyncio.wait_for(task, 15)
+        await server.stop()
+    records = meter_rows(db)
+    assert sum(r["it_kwh"] for r in records) == pytest.approx(30.0)
+    assert verify(db)[1] == []
+
+
 async def _run_for_records(path: Path, db: Path, count: int) -> None:
     """Run a heatd on ``path`` until it has kept ``count`` more records, then stop it."""
     kept = len(meter_rows(db))
