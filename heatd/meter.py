@@ -116,6 +116,10 @@ class EnergyMeter:
         self._early = False
         """heatd started before ``_resume_at`` (the clock stepped back, or the interval
         changed): what the counters showed meanwhile is in the first record."""
+        self._bridged: dict[str, float] = {}
+        """Per quantity with a counter: the power energy recorded in its place since the
+        counter was last read. The counter's delta covers that time again when it is read
+        (``late``), so that record deducts it and the records add up to the delta."""
 
     def observe(self, now: float, counters: Mapping[str, tuple[float, float] | None],
                 counters_good: Mapping[str, bool], powers: Mapping[str, float | None]
@@ -161,6 +165,8 @@ class EnergyMeter:
                                   "downtime_s": round(hour.downtime_s, 3)}
         for quantity, (counter_role, _) in QUANTITIES.items():
             kwh, source, coverage, flags = _result(hour, quantity)
+            if counter_name(quantity) in self._moduli:
+                kwh = self._settle(quantity, kwh, source, flags)
             if hour.downtime_s > 0:
                 flags.add("downtime")
             if self._early and source == "counter":
@@ -171,6 +177,23 @@ class EnergyMeter:
                 end = None if part is None else part.end_value
                 record[counter_end_field(quantity)] = None if end is None else round(end, 6)
         return record
+
+    def _settle(self, quantity: str, kwh: float | None, source: str, flags: set[str]
+                ) -> float | None:
+        """A counter quantity's energy, net of the power energy recorded in place of its
+        counter while the counter was silent: bridged power is remembered, and deducted
+        (flag ``corrected``) from the record its late delta lands in. A counter that went
+        backwards ends the bridge: power was then the only measure of that time."""
+        if source == "power" and kwh is not None and "counter_reset" not in flags:
+            self._bridged[quantity] = self._bridged.get(quantity, 0.0) + kwh
+        elif "counter_reset" in flags:
+            self._bridged.pop(quantity, None)
+        elif source == "counter" and "late" in flags and kwh is not None:
+            bridged = self._bridged.pop(quantity, 0.0)
+            if bridged:
+                flags.add("corrected")
+                return round(kwh - bridged, 6)
+        return kwh
 
     def _gap_record(self, start: float, end: float, first: Hour) -> dict[str, Any]:
         """A long downtime as one record: each counter's share of its delta, which the

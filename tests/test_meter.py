@@ -86,6 +86,28 @@ def test_a_counter_that_went_backwards_falls_back_to_power() -> None:
     assert records[0]["heat_kwh"] == pytest.approx(1.0, rel=0.02)
 
 
+def test_power_bridging_a_silent_counter_is_not_counted_again_when_it_answers() -> None:
+    """The heat meter stops answering for four minutes while the heat-pump power stays
+    good: those intervals are bridged from power, and the record the counter's delta
+    lands in (late) deducts what power already gave, so the records sum to the delta."""
+    meter = EnergyMeter("s", interval_s=100, counters={HEAT_COUNTER: None})
+    records: list[dict] = []
+    for t in range(0, 1001):
+        counter = 1000.0 + 360.0 * t / 3600
+        silent = 200 <= t < 600
+        records += meter.observe(
+            t, {} if silent else {HEAT_COUNTER: (t, counter)}, {HEAT_COUNTER: not silent},
+            {HEAT_POWER: 360.0, IT_POWER: None, HP_POWER: None})
+    sources = [r["heat_source"] for r in records]
+    assert sources[2:5] == ["power"] * 3
+    back = records[5]
+    assert back["heat_source"] == "counter"
+    assert {"late", "corrected"} <= set(back["heat_flags"])
+    assert back["heat_kwh"] == pytest.approx(10.0, abs=0.2)
+    assert sum(r["heat_kwh"] for r in records) == pytest.approx(360.0 * 1000 / 3600)
+    assert all("corrected" not in r["heat_flags"] for r in records[6:])
+
+
 def run(meter: EnergyMeter, t0: float, t1: float, heat: Callable[[float], float],
         step: float = 5.0) -> list[dict]:
     """Readings every ``step`` s from ``t0`` to ``t1`` (included): the heat counter
