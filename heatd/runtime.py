@@ -38,6 +38,7 @@ from heatd.cycle_report import ControlStatus, CycleReport, Event
 from heatd.cycle_stats import CycleStats
 from heatd.devices import point_limits
 from heatd.fingerprint import fingerprint
+from heatd.heartbeat import site_heartbeat
 from heatd.outputs import EngineeringOutputs
 from heatd.points import PointImage, PointSnapshot
 from heatd.reporting import Reporting
@@ -47,9 +48,6 @@ from heatd.tasks import next_tick
 from heatd.writer import OutOfBounds, SetpointWriter
 
 log = structlog.get_logger(__name__)
-
-HEARTBEAT_MODULO = 65536
-
 
 class Daemon:
     def __init__(self, path: str | Path, site: SiteConfig) -> None:
@@ -62,7 +60,8 @@ class Daemon:
         self.last_points: PointSnapshot | None = None
         self.stats = CycleStats(site.runtime.cycle_period)
         self.reporting = Reporting(self)
-        self._heartbeat = 0
+        self._beats = 0
+        """Heartbeats written so far; the span of the point makes them values."""
         self._safe = False
         """The last cycle asked for the safe state (it is forced again only on entry)."""
         self._stopping = asyncio.Event()
@@ -85,6 +84,7 @@ class Daemon:
         self.site = site
         self.outputs.configure(site.setpoints)
         self.image = PointImage(point_limits(site))
+        self.heartbeat = site_heartbeat(site)
         self.bindings = input_bindings(site)
         self.acquisition = Acquisition(site, self.image,
                                        on_availability=self.reporting.availability,
@@ -182,8 +182,8 @@ class Daemon:
         else:
             self._safe = False
             self._submit(decision.setpoints.as_roles())
-        self._heartbeat = (self._heartbeat + 1) % HEARTBEAT_MODULO
-        self._submit({R.PLC_HEARTBEAT: self._heartbeat})
+        self._beats += 1
+        self._submit({R.PLC_HEARTBEAT: self.heartbeat.value(self._beats)})
         for role, lease in self.outputs.expire(now):
             self._transition("operator", "lease", role, f"{lease.value:g}", None,
                              Cause.EXPIRED, "expired")

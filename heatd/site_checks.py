@@ -29,6 +29,7 @@ from heatd.control.bounds import SAFE_SETPOINTS
 from heatd.control.roles import ALL_ROLES, INPUT_ROLES, OUTPUT_ROLES
 from heatd.drivers.codec import FLOAT_TYPES, RAW_LIMITS, DataType
 from heatd.drivers.modbus.addresses import Table
+from heatd.heartbeat import heartbeat_span
 from heatd.role_units import to_point_value
 
 Loc = tuple[str | int, ...]
@@ -227,8 +228,25 @@ def _role_problems(site: SiteConfig, invalid: Invalid) -> Iterator[Problem]:
                 yield at, f"{ref!r} is bound to output role {role!r} but is {reason}"
             elif role in OUTPUT_ROLES and not point.writable:
                 yield at, f"{ref!r} is bound to output role {role!r} but is not writable"
+            elif role == R.PLC_HEARTBEAT and isinstance(span := heartbeat_span(point), str):
+                yield at, f"{ref!r} cannot carry the PLC heartbeat: {span}"
         if role in OUTPUT_ROLES and len(refs) != 1:
             yield where, "an output role is bound to exactly one point"
+    yield from _shared_outputs(site)
+
+
+def _shared_outputs(site: SiteConfig) -> Iterator[Problem]:
+    """One point, one output role: two roles writing one register would take turns at it,
+    and the plant would get neither's setpoint."""
+    owner: dict[str, str] = {}
+    for role in site.roles:
+        if role not in OUTPUT_ROLES:
+            continue
+        for ref in site.role_points(role):
+            first = owner.setdefault(ref, role)
+            if first != role:
+                yield ("roles", role), (f"{ref!r} is already bound to output role {first!r}:"
+                                        " a point takes one output role")
 
 
 _SAFE_MEANING = {

@@ -14,6 +14,7 @@ import pytest
 from heatd.config import ModbusPointConfig, ModbusTcpDeviceConfig
 from heatd.config_loader import ConfigError, check_site, json_schema, load_site, parse_site
 from heatd.drivers.codec import ByteOrder, DataType
+from heatd.heartbeat import HeartbeatSpan, heartbeat_span
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "example-site.yaml"
@@ -610,3 +611,45 @@ def test_check_config_reads_the_mqtt_files_heatd_run_reads(tmp_path: Path) -> No
     assert run.returncode == 1
     assert f"{path}:16: mqtt.password_file: {tmp_path}/nothing/mqtt-password: No such file " \
            "or directory" in run.stderr
+
+
+def test_one_point_bound_to_two_output_roles() -> None:
+    """A copy-paste slip: the fan bound to the valve's register would make the two take
+    turns at it, and the plant would get neither setpoint."""
+    text = MINIMAL.replace("data_type: int16, scale: 0.1}",
+                           "data_type: int16, scale: 0.1, writable: true}")
+    text += "  valve.recovery: hp1.temp\n  drycooler.fan: hp1.temp\n"
+    assert problems_of(text) == [
+        "site.yaml:15: roles.drycooler.fan: 'hp1.temp' is already bound to output role "
+        "'valve.recovery': a point takes one output role"]
+
+
+@pytest.mark.parametrize(("spec", "why"), [
+    ("write_min: 0, write_max: 0.05", "raw counts 0 to 0"),
+    ("range: [0.2, 0.25]", "raw counts 2 to 2"),
+])
+def test_a_heartbeat_point_that_cannot_change_is_refused(spec: str, why: str) -> None:
+    text = MINIMAL.replace("data_type: int16, scale: 0.1}",
+                           f"data_type: int16, scale: 0.1, writable: true, {spec}}}")
+    [problem] = problems_of(text + "  plc.heartbeat: hp1.temp\n")
+    assert problem.startswith("site.yaml:14: roles.plc.heartbeat: 'hp1.temp' cannot carry "
+                              "the PLC heartbeat: it carries fewer than two heartbeat values")
+    assert why in problem
+
+
+def test_heartbeat_spans() -> None:
+    """Each point's counts: its type's top, its write bounds and scale, a toggling bit."""
+    def span(spec: str) -> HeartbeatSpan | str:
+        site = parse_site(MINIMAL.replace(
+            "data_type: int16, scale: 0.1}", f"writable: true, {spec}}}"), "site.yaml")
+        return heartbeat_span(site.devices["hp1"].points["temp"])
+
+    assert span("data_type: int16") == HeartbeatSpan(0, 32767)
+    assert span("data_type: uint32") == HeartbeatSpan(0, 32767)
+    assert span("data_type: int16, scale: 0.1, offset: -40, write_max: 0") == \
+        HeartbeatSpan(0, 400, 0.1, -40)
+    assert span("data_type: float32, write_min: 10, write_max: 20") == HeartbeatSpan(10, 20)
+    assert span("data_type: int16, scale: -1, write_max: 0") == HeartbeatSpan(0, 32767, -1.0)
+    toggle = span("data_type: bool")
+    assert toggle == HeartbeatSpan(0, 1) and [toggle.value(k) for k in range(4)] == [0, 1, 0, 1]
+    assert [HeartbeatSpan(3, 5, 10).value(k) for k in range(4)] == [30, 40, 50, 30]

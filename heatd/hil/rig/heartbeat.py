@@ -27,6 +27,8 @@ from heatd.runtime import Daemon
 
 PLC, SENSORS, HEAT_PUMP = 1, 2, 3
 HEARTBEAT_ADDRESS = 0
+HEARTBEAT_POINT = "table: holding, address: 0, data_type: uint16"
+"""The heartbeat point's table, address and type (tests bind other kinds of point)."""
 VALVE_ADDRESS = 1
 
 SITE = """\
@@ -46,8 +48,7 @@ devices:
     timeout: {timeout}
     backoff: {{min: 0.1, max: 0.2}}
     points:
-      heartbeat: {{table: holding, address: 0, data_type: uint16, writable: true,
-                   poll_group: fast}}
+      heartbeat: {{{heartbeat}, writable: true, poll_group: fast}}
       valve: {{table: holding, address: 1, data_type: uint16, unit: "%", scale: 0.1,
                writable: true, write_min: 0, write_max: 100, poll_group: fast}}
       fan: {{table: holding, address: 2, data_type: uint16, unit: "%", scale: 0.1,
@@ -130,7 +131,8 @@ def _units() -> list:
 @contextlib.asynccontextmanager
 async def running(tmp: Path, *, serial: bool, cycle: float = 0.5, timeout: float = 0.5,
                   min_interval: float = 0.0, fan_max: float = 100, control: str = "{}",
-                  max_age: float = 1.0) -> AsyncIterator[Rig]:
+                  max_age: float = 1.0, heartbeat: str = HEARTBEAT_POINT
+                  ) -> AsyncIterator[Rig]:
     """The daemon running the site against a real server (TCP, or RTU over a pty pair)."""
     async with contextlib.AsyncExitStack() as stack:
         if serial:
@@ -147,7 +149,7 @@ async def running(tmp: Path, *, serial: bool, cycle: float = 0.5, timeout: float
         path = tmp / "site.yaml"
         path.write_text(SITE.format(cycle=cycle, min_interval=min_interval, timeout=timeout,
                                     fan_max=fan_max, link=link, control=control,
-                                    max_age=max_age))
+                                    max_age=max_age, heartbeat=heartbeat))
         daemon = RecordingDaemon(path, load_site(path))
         daemon.alarms = []
         await daemon._start_io()

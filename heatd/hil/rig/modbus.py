@@ -23,6 +23,7 @@ from heatd.hil.siteports import free_port
 
 FUNCTION_CODE = {Table.COIL: 1, Table.DISCRETE: 2, Table.HOLDING: 3, Table.INPUT: 4}
 REGISTER_WRITES = frozenset({6, 16})
+COIL_WRITES = frozenset({5, 15})
 
 
 def _ranges(size: int, holes: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -58,6 +59,8 @@ class Request(NamedTuple):
     address: int
     registers: tuple[int, ...]
     """What a register write carries; empty for any other request."""
+    bits: tuple[bool, ...] = ()
+    """What a coil write carries; empty for any other request."""
 
 
 @dataclass
@@ -92,7 +95,8 @@ class SimServer:
             code = pdu.function_code
             self.received.append(Request(time.monotonic(), pdu.dev_id, code, pdu.address,
                                          tuple(pdu.registers) if code in REGISTER_WRITES
-                                         else ()))
+                                         else (),
+                                         tuple(pdu.bits) if code in COIL_WRITES else ()))
         if sending and pdu.dev_id in self.faults.short and len(pdu.registers) > 1:
             pdu.registers = pdu.registers[:-1]
         return pdu
@@ -106,6 +110,11 @@ class SimServer:
         """The register writes received for one address of one unit."""
         return [r for r in self.received if r.unit == unit_id and r.address == address
                 and r.function in REGISTER_WRITES]
+
+    def coil_writes(self, unit_id: int, address: int) -> list[Request]:
+        """The coil writes received for one address of one unit."""
+        return [r for r in self.received if r.unit == unit_id and r.address == address
+                and r.function in COIL_WRITES]
 
     async def start(self) -> None:
         if self.serial:
