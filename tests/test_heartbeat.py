@@ -25,13 +25,16 @@ MARGIN = 0.5
 breaker the silent unit's queued timeouts alone add whole seconds."""
 
 
-@pytest.mark.parametrize("serial", [False, True], ids=["tcp", "rtu"])
-async def test_heartbeat_keeps_its_pace_beside_a_silent_unit(tmp_path: Path,
-                                                              serial: bool) -> None:
+@pytest.mark.parametrize(("serial", "retries"), [(False, 0), (True, 0), (False, 3)],
+                         ids=["tcp", "rtu", "tcp-retries"])
+async def test_heartbeat_keeps_its_pace_beside_a_silent_unit(tmp_path: Path, serial: bool,
+                                                              retries: int) -> None:
+    """With retries, each attempt is a turn of its own: pymodbus' own retries held the
+    gateway for all of them (four timeouts here) while the heartbeat waited."""
     seconds = 6.0
     worst, beats = await heartbeat_with_silent_unit(tmp_path, serial=serial,
                                                     seconds=seconds, cycle=CYCLE,
-                                                    timeout=TIMEOUT)
+                                                    timeout=TIMEOUT, retries=retries)
     assert worst <= CYCLE + TIMEOUT + MARGIN, worst
     # one heartbeat per cycle at most is lost to a timeout in flight
     assert beats >= seconds / (CYCLE + TIMEOUT), beats

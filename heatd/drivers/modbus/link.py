@@ -10,7 +10,9 @@ the link is down they fail at once, so a dead device costs its poll nothing.
 Requests take turns (``Turns``): urgent ones (heartbeat, safe state) go before every queued
 poll or read-back. Each request carries its unit's own timeout and retries: pymodbus keeps
 one timeout per client, and the link sets it before each request it lets on the wire, so
-units behind one gateway or on one line keep the settings their devices name.
+units behind one gateway or on one line keep the settings their devices name. The link
+retries, one attempt a turn, rather than pymodbus, which would hold the line through every
+attempt of a silent unit.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, TypedDict
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.client.base import ModbusBaseClient
+from pymodbus.exceptions import ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
 from heatd.drivers.backoff import Backoff
@@ -159,14 +162,28 @@ class Link:
         """Send one request and wait for its answer, one at a time on this link.
 
         ``urgent`` requests go before every queued normal one. ``attempt_timeout`` and
-        ``retries`` (default: the link's) bound each attempt and their number; the request
-        as a whole gets ``deadline`` of both. Raises pymodbus'
+        ``retries`` (default: the link's) bound each attempt and their number. Each
+        attempt is a turn of its own: a silent unit holds the link for one timeout at a
+        time, and the heartbeat and safe state go between its attempts (pymodbus' own
+        retries would keep the link through all of them). Raises pymodbus'
         ConnectionException/ModbusIOException or TimeoutError; the caller turns them into
         qualities.
         """
-        assert self._turns is not None
         timeout = self.timeout if attempt_timeout is None else attempt_timeout
         retries = self.retries if retries is None else retries
+        failed = 0
+        while True:
+            try:
+                return await self._attempt(call, args, kwargs, urgent, timeout)
+            except (ModbusIOException, TimeoutError):
+                failed += 1
+                if failed > retries:
+                    raise
+
+    async def _attempt(self, call: Callable[..., Awaitable[ModbusPDU]], args: tuple[Any, ...],
+                       kwargs: dict[str, Any], urgent: bool, timeout: float) -> ModbusPDU:
+        """One attempt in one turn, bounded by ``timeout`` (plus slack)."""
+        assert self._turns is not None
         async with self._turns.take(urgent):
             if self.request_delay:
                 pause = self._last_request + self.request_delay - time.monotonic()
@@ -175,9 +192,9 @@ class Link:
             if self.client is not None:
                 # one request at a time: the client's settings are this request's
                 self.client.ctx.comm_params.timeout_connect = timeout
-                self.client.ctx.retries = retries
+                self.client.ctx.retries = 0
             try:
-                async with asyncio.timeout(deadline(timeout, retries)):
+                async with asyncio.timeout(deadline(timeout, 0)):
                     return await call(*args, **kwargs)
             finally:
                 self._last_request = time.monotonic()

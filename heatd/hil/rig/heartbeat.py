@@ -68,6 +68,7 @@ devices:
     unit_id: 3
     address_base: 0
     timeout: {timeout}
+    retries: {retries}
     backoff: {{min: 0.05, max: 0.1}}
     points:
       running: {{table: coil, address: 0, data_type: bool, poll_group: a}}
@@ -131,8 +132,8 @@ def _units() -> list:
 @contextlib.asynccontextmanager
 async def running(tmp: Path, *, serial: bool, cycle: float = 0.5, timeout: float = 0.5,
                   min_interval: float = 0.0, fan_max: float = 100, control: str = "{}",
-                  max_age: float = 1.0, heartbeat: str = HEARTBEAT_POINT
-                  ) -> AsyncIterator[Rig]:
+                  max_age: float = 1.0, heartbeat: str = HEARTBEAT_POINT,
+                  retries: int = 0) -> AsyncIterator[Rig]:
     """The daemon running the site against a real server (TCP, or RTU over a pty pair)."""
     async with contextlib.AsyncExitStack() as stack:
         if serial:
@@ -149,7 +150,8 @@ async def running(tmp: Path, *, serial: bool, cycle: float = 0.5, timeout: float
         path = tmp / "site.yaml"
         path.write_text(SITE.format(cycle=cycle, min_interval=min_interval, timeout=timeout,
                                     fan_max=fan_max, link=link, control=control,
-                                    max_age=max_age, heartbeat=heartbeat))
+                                    max_age=max_age, heartbeat=heartbeat,
+                                    retries=retries))
         daemon = RecordingDaemon(path, load_site(path))
         daemon.alarms = []
         await daemon._start_io()
@@ -160,10 +162,12 @@ async def running(tmp: Path, *, serial: bool, cycle: float = 0.5, timeout: float
 
 
 async def heartbeat_with_silent_unit(tmp: Path, *, serial: bool, seconds: float,
-                                     cycle: float = 0.5, timeout: float = 0.5
-                                     ) -> tuple[float, int]:
-    """Worst heartbeat interval (s) and heartbeat writes while the heat pump is silent."""
-    async with running(tmp, serial=serial, cycle=cycle, timeout=timeout) as rig:
+                                     cycle: float = 0.5, timeout: float = 0.5,
+                                     retries: int = 0) -> tuple[float, int]:
+    """Worst heartbeat interval (s) and heartbeat writes while the heat pump (with
+    ``retries``) is silent."""
+    async with running(tmp, serial=serial, cycle=cycle, timeout=timeout,
+                       retries=retries) as rig:
         await until_beats(rig, 3)
         rig.server.faults.silent.add(HEAT_PUMP)
         since = time.monotonic()
