@@ -5,16 +5,19 @@ order, scale and address base against the device's own display before going live
 from __future__ import annotations
 
 import asyncio
+import math
+import struct
 import time
 from dataclasses import dataclass, field, replace
 from typing import IO
 
 from heatd import probe_opcua
-from heatd.config import OpcUaDeviceConfig, SiteConfig
+from heatd.config import OpcUaDeviceConfig, PointConfig, SiteConfig
 from heatd.control.roles import OUTPUT_ROLES
 from heatd.control.signals import Signal, Snapshot
 from heatd.control.validate import ValidationState, validate
 from heatd.devices import AnyBound, ModbusBound, OpcUaBound, build_devices, point_limits
+from heatd.drivers.codec import RAW_LIMITS, DataType
 from heatd.drivers.modbus.plan import format_plan
 from heatd.drivers.reading import Quality, Reading
 from heatd.points import PointImage
@@ -109,12 +112,28 @@ def _role_verdict(site: SiteConfig, role: str, signal: Signal, now: float) -> st
     return f"{role}: {why}"
 
 
-def _format_value(reading: Reading) -> str:
+def _format_value(reading: Reading, point: PointConfig) -> str:
     if reading.value is None:
         return "-"
     if isinstance(reading.value, float):
-        return f"{reading.value:.6g}"
+        return _full(reading.value, point.data_type is DataType.FLOAT32)
     return str(reading.value)
+
+
+def _full(value: float, single: bool) -> str:
+    """Every digit the value has, so a counter's scale can be checked against the device's
+    display (12345678.9, not 1.23457e+07), without the noise of binary floating point:
+    15 significant digits (raw * 0.1 shows as 123456.7, not 123456.70000000001), or for a
+    float32 point the fewest that read back as the same float32 (12.345679)."""
+    if not math.isfinite(value):
+        return str(value)
+    if value.is_integer() and abs(value) < 2.0 ** 63:
+        return str(int(value))
+    if single and abs(value) <= RAW_LIMITS[DataType.FLOAT32][1]:
+        packed = struct.pack(">f", value)
+        return next(text for digits in range(1, 10)
+                    if struct.pack(">f", float(text := f"{value:.{digits}g}")) == packed)
+    return f"{value:.15g}"
 
 
 def _format_raw(reading: Reading) -> str:
@@ -154,7 +173,7 @@ async def probe(site: SiteConfig, only: str | None, out: IO[str],
         for pname, point in config.points.items():
             reading = result.readings[pname]
             all_good &= reading.quality is Quality.GOOD
-            rows.append((pname, _format_raw(reading), _format_value(reading),
+            rows.append((pname, _format_raw(reading), _format_value(reading, point),
                          point.unit or "", reading.quality_text))
         out.write(_table(rows) + "\n\n")
     return 0 if all_good else 2
@@ -173,7 +192,7 @@ def _opcua_table(config: OpcUaDeviceConfig, result: _Probed, out: IO[str],
         good &= reading.quality is Quality.GOOD
         info = result.described.get(pname)
         raw, data_type, access = probe_opcua.columns(info)
-        rows.append((pname, raw, _format_value(reading), point.unit or "", data_type, access,
+        rows.append((pname, raw, _format_value(reading, point), point.unit or "", data_type, access,
                      reading.quality_text))
         if check_types:
             mismatches += [f"  {pname}: {p}" for p in probe_opcua.type_problems(point, info)]

@@ -204,3 +204,40 @@ async def test_a_mixed_site_shows_a_read_plan_for_modbus_devices_only() -> None:
     assert "read plan" not in plc
     assert "unit 1 input" in loop and "unit 1 coil" in loop
     assert "supply 35.5 35.5 Double read/write good" in _rows(plc)
+
+
+async def test_values_are_printed_in_full_so_a_scale_can_be_checked() -> None:
+    """An energy counter's display shows every digit: 12345678.9 kWh must not print as
+    1.23457e+07 (which raw 12345679 with scale 1 would print too)."""
+    server = SimServer([unit(1)])
+    await server.start()
+    await server.set(1, Table.INPUT, 0, [
+        *divmod(123456789, 0x10000), *divmod(1234567, 0x10000), *divmod(12345679, 0x10000),
+        *_float_words(12.345679), *_float_words(0.1)])
+    site = parse_site(f"""\
+site: {{id: t}}
+devices:
+  meter:
+    protocol: modbus_tcp
+    host: 127.0.0.1
+    port: {server.port}
+    address_base: 0
+    timeout: 0.3
+    points:
+      energy: {{table: input, address: 0, data_type: uint32, scale: 0.1, unit: kWh}}
+      small: {{table: input, address: 2, data_type: uint32, scale: 0.1, unit: kWh}}
+      whole: {{table: input, address: 4, data_type: uint32, scale: 1.0, offset: 0.5}}
+      flow: {{table: input, address: 6, data_type: float32, unit: kg/s}}
+      tenth: {{table: input, address: 8, data_type: float32, scale: 10}}
+""", "site.yaml")
+    out = io.StringIO()
+    try:
+        assert await probe(site, None, out) == 0, out.getvalue()
+    finally:
+        await server.stop()
+    rows = _rows(out.getvalue())
+    assert "energy 075B CD15 12345678.9 kWh good" in rows
+    assert "small 0012 D687 123456.7 kWh good" in rows  # not 123456.70000000001
+    assert "whole 00BC 614F 12345679.5 good" in rows
+    assert "flow 4145 87E7 12.345679 kg/s good" in rows  # the float32, not its double
+    assert "tenth 3DCC CCCD 1 good" in rows
