@@ -30,6 +30,7 @@ from heatd.control.roles import ALL_ROLES, INPUT_ROLES, OUTPUT_ROLES
 from heatd.drivers.codec import FLOAT_TYPES, RAW_LIMITS, DataType
 from heatd.drivers.modbus.addresses import Table
 from heatd.heartbeat import heartbeat_span
+from heatd.mqtt.topics import RESERVED_DEVICES
 from heatd.role_units import to_point_value
 
 Loc = tuple[str | int, ...]
@@ -60,6 +61,7 @@ def site_problems(site: SiteConfig, invalid: Invalid | None = None) -> list[Prob
         *_staleness_problems(site, invalid),
         *_setpoint_problems(site, invalid),
         *([] if invalid.covers("contracts") else contract_problems(site)),
+        *_mqtt_device_problems(site, invalid),
     ]
 
 
@@ -355,3 +357,16 @@ def _staleness_problems(site: SiteConfig, invalid: Invalid) -> Iterator[Problem]
         yield (("control", "validation", "stale_after_s"),
                f"{limit:g} s is not longer than the {interval:g} s interval of poll group "
                f"{group_name!r}: its inputs ({refs[0]}{more}) would go stale between polls")
+
+
+def _mqtt_device_problems(site: SiteConfig, invalid: Invalid) -> Iterator[Problem]:
+    """With an ``mqtt:`` section, each device name is a topic level next to the site's own
+    (``<base>/meter/...``, ``<base>/cmd/...``): a device may not take one of those names,
+    or the link could not start."""
+    if site.mqtt is None and not invalid.covers("mqtt"):
+        return
+    for device_id in site.devices:
+        if device_id in RESERVED_DEVICES:
+            yield (("devices", device_id),
+                   f"{device_id!r} is reserved on MQTT ({', '.join(sorted(RESERVED_DEVICES))})"
+                   ": rename the device")

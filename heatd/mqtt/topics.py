@@ -11,7 +11,8 @@ RESERVED_DEVICES: frozenset[str] = frozenset(
     {"cmd", "control", "events", "info", "meter", "reply", "stats", "status"}
 )
 """Names a device may not have: ``<base>/cmd/state`` would arrive as a command, and
-``<base>/control/state`` is the controller's own topic."""
+``<base>/control/state`` is the controller's own topic. The whole-site checks refuse them
+in a site file with an ``mqtt:`` section; ``check_device`` guards the topics built."""
 
 
 def check_id(value: str) -> str:
