@@ -16,13 +16,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from heatd.billing.contracts import Contracts
 from heatd.control.params import ControlParams
-from heatd.drivers.codec import ByteOrder, DataType, register_count
+from heatd.drivers.codec import FLOAT_TYPES, RAW_LIMITS, ByteOrder, DataType, register_count
 from heatd.drivers.modbus.addresses import Forbidden, Table
 from heatd.drivers.opcua.nodeid import check_node_id
 from heatd.mqtt.settings import MqttSettings
@@ -34,6 +35,36 @@ WriteFunction = Literal["fc6", "fc16"]
 """How a holding register is written: ``fc6`` sends one register with function 6 (Write
 Single Register) and several with 16; ``fc16`` sends every write with function 16 (Write
 Multiple Registers), for devices that refuse function 6."""
+
+
+Wrap = Literal[16, 32, 64]
+_WRAP = ("An energy counter that wraps after 2^bits raw counts (e.g. a 32-bit Wh counter): a "
+         "step back from the top to the bottom quarter of its range is a wrap, not a reset. "
+         "The data type must carry 0 to 2^bits - 1.")
+
+
+def _wrap_fits(wrap: Wrap | None, info: ValidationInfo) -> Wrap | None:
+    """``wrap`` on a point its counter logic can read: raw counts 0 to 2^bits - 1 in an
+    integer type that carries them all, and value = raw * scale with a positive scale
+    (``billing.counter`` tells a wrap from a reset by where the value lies in that range).
+    Judged after the point's data type, scale and offset, which precede the field."""
+    if wrap is None:
+        return None
+    data_type: DataType | None = info.data.get("data_type")
+    if data_type is not None:  # None: an untyped OPC UA point, or one refused already
+        limits = RAW_LIMITS.get(data_type)
+        if data_type in FLOAT_TYPES or limits is None:
+            raise ValueError(f"wrap is for integer counters: a {data_type.value} value does "
+                             "not start again at zero after 2^bits counts")
+        if limits[1] < (top := 2 ** wrap - 1):
+            low, high = (int(x) for x in limits)
+            raise ValueError(f"a counter that wraps at 2^{wrap} counts 0 to {top}, which "
+                             f"{data_type.value} cannot carry ({low} to {high})")
+    if info.data.get("offset", 0.0) != 0.0:
+        raise ValueError("a wrapping counter needs offset 0: its value is raw * scale")
+    if info.data.get("scale", 1.0) < 0:
+        raise ValueError("a wrapping counter needs a positive scale: its value is raw * scale")
+    return wrap
 
 
 class Strict(BaseModel):
@@ -65,10 +96,6 @@ class PointBase(Strict):
         default=None, max_length=100, description="The point's name for people, e.g. 'Recovery "
         "valve position' in Home Assistant; default: device and point name."
     )
-    wrap: Literal[16, 32, 64] | None = Field(
-        default=None, description="An energy counter that wraps after 2^bits raw counts (e.g. a "
-        "32-bit Wh counter): a step back from the top to the bottom quarter of its range "
-        "is a wrap, not a reset.")
 
     @model_validator(mode="after")
     def _bounds_make_sense(self) -> PointBase:
@@ -98,10 +125,12 @@ class ModbusPointConfig(PointBase):
     )
     scale: float = Field(default=1.0, description="value = raw * scale + offset.")
     offset: float = 0.0
+    wrap: Wrap | None = Field(default=None, description=_WRAP)
     write_function: WriteFunction | None = Field(
         default=None,
         description="Overrides the device's write_function for this holding register.")
 
+    _wrap_checked = field_validator("wrap")(_wrap_fits)
 
     @model_validator(mode="after")
     def _type_fits_table(self) -> ModbusPointConfig:
@@ -134,7 +163,9 @@ class OpcUaPointConfig(PointBase):
     )
     scale: float = 1.0
     offset: float = 0.0
+    wrap: Wrap | None = Field(default=None, description=_WRAP)
 
+    _wrap_checked = field_validator("wrap")(_wrap_fits)
 
     @field_validator("node_id")
     @classmethod

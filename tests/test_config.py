@@ -653,3 +653,63 @@ def test_heartbeat_spans() -> None:
     toggle = span("data_type: bool")
     assert toggle == HeartbeatSpan(0, 1) and [toggle.value(k) for k in range(4)] == [0, 1, 0, 1]
     assert [HeartbeatSpan(3, 5, 10).value(k) for k in range(4)] == [30, 40, 50, 30]
+
+
+COUNTER = """\
+site: {id: s1}
+devices:
+  meter:
+    protocol: modbus_tcp
+    host: 127.0.0.1
+    address_base: 0
+    points:
+      energy:
+        table: input
+        address: 0
+        unit: kWh
+        data_type: %s
+        wrap: %s
+"""
+
+
+@pytest.mark.parametrize(("spec", "why"), [
+    ("uint16", "a counter that wraps at 2^32 counts 0 to 4294967295, which uint16 cannot carry "
+     "(0 to 65535)"),
+    ("int32", "a counter that wraps at 2^32 counts 0 to 4294967295, which int32 cannot carry "
+     "(-2147483648 to 2147483647)"),
+    ("float32", "wrap is for integer counters: a float32 value does not start again at zero "
+     "after 2^bits counts"),
+    ("uint32\n        offset: 100", "a wrapping counter needs offset 0: its value is raw * "
+     "scale"),
+    ("uint32\n        scale: -0.1", "a wrapping counter needs a positive scale: its value is "
+     "raw * scale"),
+])
+def test_a_wrap_the_counter_cannot_have_is_named_at_its_line(spec: str, why: str) -> None:
+    """A wrap the data type cannot reach (or that turns a signed type negative first) would
+    never be seen as a wrap: the counter's real wrap would read as a meter reset."""
+    line = 13 + spec.count("\n")
+    assert problems_of(COUNTER % (spec, 32)) == [
+        f"site.yaml:{line}: devices.meter.points.energy.wrap: {why}"]
+
+
+def test_a_wrap_within_the_data_type_is_accepted_with_any_positive_scale() -> None:
+    assert problems_of(COUNTER % ("uint32", 64))[0].endswith(
+        "which uint32 cannot carry (0 to 4294967295)")
+    assert problems_of(COUNTER % ("int16", 16))[0].endswith(
+        "which int16 cannot carry (-32768 to 32767)")
+    assert problems_of(COUNTER.replace("table: input", "table: discrete") % ("bool", 16))[
+        0].startswith("site.yaml:13: devices.meter.points.energy.wrap: wrap is for integer")
+    for spec, wrap in [("uint16", 16), ("uint32\n        scale: 0.001", 32), ("uint32", 16),
+                       ("int64", 32), ("uint64", 64)]:
+        assert parse_site(COUNTER % (spec, wrap), "site.yaml").point("meter.energy").wrap \
+            == wrap
+    opcua = ("site: {id: s1}\ndevices:\n  hm:\n    protocol: opcua\n    endpoint: "
+             "opc.tcp://127.0.0.1:4840\n    points:\n")
+    site = parse_site(opcua + '      a: {node_id: "ns=2;s=A", wrap: 32}\n'
+                      '      b: {node_id: "ns=2;s=B", data_type: uint32, wrap: 32}\n',
+                      "site.yaml")
+    assert site.point("hm.a").wrap == site.point("hm.b").wrap == 32  # a: the server's type
+    assert problems_of(opcua + '      c: {node_id: "ns=2;s=C", data_type: float64, wrap: '
+                       '32}\n') == [
+        "site.yaml:7: devices.hm.points.c.wrap: wrap is for integer counters: a float64 value "
+        "does not start again at zero after 2^bits counts"]
