@@ -19,6 +19,7 @@ import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.client import MQTTMessage
+from pydantic import ValidationError
 from test_mqtt_link import BASE, SITE, Runtime, started, v5_request
 
 from heatd.hil.rig.broker import Mosquitto, Recorder, retained
@@ -30,8 +31,10 @@ from heatd.mqtt.command_payloads import (
     CommandRefused,
     CommandResult,
     ReloadCommand,
+    explain,
     parse,
 )
+from heatd.mqtt.guard import shape_problem
 from heatd.mqtt.outbox import COMMAND_INBOX, MAX_INCOMING_PACKET
 from heatd.mqtt.payload import dumps
 
@@ -159,6 +162,126 @@ def test_fuzz_corpus_through_parse_raises_only_command_refused() -> None:
           f"the start, {before} KiB before the second pass, {after} KiB after it")
     assert len(corpus) >= 10_000
     assert after - before < 32 * 1024  # parsing holds on to nothing
+
+
+# ------------------------------------------------------------------ keys named twice
+
+
+def refusal(name: str, payload: bytes) -> CommandRefused:
+    try:
+        parse(name, payload, LIMITS)
+    except CommandRefused as exc:
+        return exc
+    raise AssertionError(f"{payload!r} was accepted")
+
+
+def test_a_key_named_twice_is_refused_whatever_the_values() -> None:
+    """A reader of the audit record (or a bridge rule, a dashboard) may take the first of
+    two values where a parser keeping the last carried out the other: refused, not
+    resolved."""
+    mode = refusal("mode", b'{"mode":"safe","mode":"auto","id":"dup1"}')
+    assert (mode.reason, mode.id) == (
+        "duplicate key 'mode': a command names each field once", "dup1")
+    lease = refusal("override", b'{"role":"valve.recovery","value":1.0,"value":0.0,'
+                    b'"ttl":60,"ttl":3600,"id":"dup2"}')
+    assert lease.reason.startswith("duplicate keys 'value', 'ttl':") and lease.id == "dup2"
+    same = refusal("mode", b'{"mode":"auto","id":"s","mode":"auto"}')  # even one value
+    assert same.reason.startswith("duplicate key 'mode'")
+    escaped = refusal("mode", b'{"mode":"auto","mo\\u0064e":"safe"}')  # the same key
+    assert escaped.reason.startswith("duplicate key 'mode'")
+    nested = refusal("mode", b'{"mode":{"a":1,"a":2}}')
+    assert nested.reason.startswith("duplicate key 'a'")
+    two_ids = refusal("reload", b'{"id":"a","id":"b"}')
+    assert two_ids.reason.startswith("duplicate key 'id'") and two_ids.id is None
+    assert refusal("launch", b'{"id":"x","id":"y"}').reason.startswith("unknown command")
+    assert parse("mode", b'{"mode":"auto","by":"ops","id":"ok"}', LIMITS).mode == "auto"
+
+
+EDGES = [b'{"mode":"auto"' + tail for tail in (
+    b',"ttl":' + b"9" * 350 + b"}", b',"ttl":' + b"9" * 299 + b"}", b',"ttl":-0}',
+    b',"ttl":1E2}', b',"ttl":1.}', b',"ttl":01}', b',"ttl":1e-400}', b',"ttl":true}',
+    b',"ttl":"5"}', b',"ttl":1.7976931348623159e308}', b',"id":"a\x01b"}', b"}\x00",
+    b"}{}", b',"id":"\\ud83d\\ude00"}', b',"id":"\\udc00\\ud800"}', b',"id":"\xed\xa0\x80"}',
+    b',"by":"\xe9"}', b',"by":["\\ud800"]}', b",}", b"} ")] + [
+    b"\xef\xbb\xbf{}", b'{"\\ud800":1}', b'{"mode":"AUTO"}', b'{"mode":["auto"]}', b"true",
+    b'{"role":"hp.enable","value":0,"ttl":5}',
+    b'{"point":"loop.valve","value":-' + b"9" * 400 + b',"ttl":5}']
+"""Corners of JSON where two parsers could part: numbers beyond a float, surrogates,
+encodings, control characters, trailing bytes."""
+
+
+def test_reading_each_key_once_changes_nothing_else_the_models_judge() -> None:
+    """``parse`` reads the payload once (``json.loads``, then the model validates the
+    object) instead of the models' own JSON parser: for every payload that names no key
+    twice it accepts exactly what that parser and the strict models accept, as the same
+    command, and refuses the rest with the same reason (but for the wording of a JSON
+    syntax error)."""
+    def repeats(payload: bytes) -> bool:
+        found: list[bool] = []
+
+        def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+            found.append(len(dict(items)) < len(items))
+            return dict(items)
+        try:
+            json.loads(payload, object_pairs_hook=pairs)
+        except ValueError:
+            return False
+        return any(found)
+
+    corpus = [(name, payload) for name, payload in hostile_corpus(60, 40, check=False)
+              if name in MODELS]
+    corpus += [(name, payload) for name in MODELS for payload in [*HAND_MADE, *EDGES]]
+    compared = valid = 0
+    for name, payload in corpus:
+        if shape_problem(payload) is not None or repeats(payload):
+            continue
+        try:
+            expected: Command | str = MODELS[name].model_validate_json(
+                payload or b"{}", strict=True, context=LIMITS)
+        except ValidationError as exc:
+            expected = explain(exc)
+        try:
+            got: Command | str = parse(name, payload, LIMITS)
+        except CommandRefused as exc:
+            got = exc.reason
+        if isinstance(expected, str) and expected.startswith("Invalid JSON"):
+            assert isinstance(got, str) and got.startswith("Invalid JSON"), (payload, got)
+        else:
+            assert got == expected, (name, payload)
+        compared += 1
+        valid += not isinstance(expected, str)
+    print(f"\nsame verdicts: {compared} payloads compared, {valid} of them valid commands")
+    assert compared > 500 and valid > 10
+
+
+async def test_a_command_with_a_key_twice_is_answered_refused_and_never_carried_out(
+    broker: Mosquitto,
+) -> None:
+    runtime = Runtime()
+    link = await started(broker, runtime)
+    sent = [("mode", b'{"mode":"safe","mode":"auto","id":"dup1"}'),
+            ("override", b'{"role":"valve.recovery","value":1.0,"value":0.0,"ttl":60,'
+                         b'"ttl":3600,"id":"dup2"}'),
+            ("mode", b'{"mode":"auto","id":"after"}')]
+    try:
+        async with Recorder(broker, f"{BASE}/cmd/+/response", f"{BASE}/events") as rec:
+            for name, payload in sent:
+                await rec.client.publish(f"{BASE}/cmd/{name}", payload, qos=1)
+            await until(lambda: len(rec.on(f"{BASE}/events")) == 3)
+            await until(lambda: len([m for m in rec.seen if m.topic.endswith("/response")])
+                        == 3)
+    finally:
+        await link.stop()
+    replies = {r["id"]: r for r in (json.loads(m.payload) for m in rec.seen
+                                    if m.topic.endswith("/response"))}
+    assert replies["dup1"]["accepted"] is False
+    assert replies["dup1"]["reason"].startswith("duplicate key 'mode'")
+    assert replies["dup2"]["accepted"] is False
+    assert replies["dup2"]["reason"].startswith("duplicate keys 'value', 'ttl'")
+    assert replies["after"]["accepted"] is True
+    assert [c.id for c in runtime.calls] == ["after"]
+    audits = [json.loads(m.payload) for m in rec.on(f"{BASE}/events")]
+    assert [a["id"] for a in audits] == ["dup1", "dup2", "after"]
 
 
 async def test_nested_payloads_are_refused_and_later_commands_answered(

@@ -10,6 +10,8 @@ handler; cooling priority is never the business of this layer.
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
@@ -97,7 +99,9 @@ class ModeCommand(_Command):
     """``{"mode": "auto|recovery_off|manual|safe", "ttl"?: s}``; with ttl, back to auto."""
 
     name: ClassVar[str] = "mode"
-    mode: Mode
+    mode: Annotated[Mode, Field(strict=False)]
+    """Lax only to take the enum's value from the parsed JSON's text: in strict mode a
+    Python enum field wants the member itself. Nothing else converts to a Mode."""
     ttl: Ttl | None = None
 
     @model_validator(mode="after")
@@ -230,18 +234,91 @@ def parse(name: str, payload: bytes, limits: CommandLimits) -> Command:
     """Validate one command payload (JSON object); raises CommandRefused with the reason.
 
     Size and nesting are checked before anything parses the payload, so no input can
-    exhaust the stack or the memory of the parsers below."""
+    exhaust the stack or the memory of the parsers below. The payload is parsed once:
+    ``_read_object`` refuses what is not JSON, not one object, or names a key twice, then the
+    model validates the object (strict, as in ``model_config``)."""
     problem = shape_problem(payload)
     if problem is not None:
         raise CommandRefused(problem, None, unread=True)
     model = MODELS.get(name)
-    if model is None:
-        raise CommandRefused(f"unknown command {name!r}; known: {', '.join(MODELS)}",
-                             _id_of(payload))
     try:
-        return model.model_validate_json(payload or b"{}", strict=True, context=limits)
+        data = _read_object(payload or b"{}")
+    except CommandRefused as exc:
+        if model is None:  # the name says it first
+            raise CommandRefused(_unknown(name), exc.id) from None
+        raise
+    if model is None:
+        raise CommandRefused(_unknown(name), _id_in(data))
+    try:
+        return model.model_validate(data, context=limits)
     except ValidationError as exc:
-        raise CommandRefused(explain(exc), _id_of(payload)) from None
+        raise CommandRefused(explain(exc), _id_in(data)) from None
+
+
+def _unknown(name: str) -> str:
+    return f"unknown command {name!r}; known: {', '.join(MODELS)}"
+
+
+def _read_object(payload: bytes) -> dict[str, Any]:
+    """A command's JSON object; CommandRefused for anything else, including a key given
+    twice at any depth (the models' own JSON parser keeps the last value, while a reader
+    of the audit record or a bridge rule may take the first). Where ``json.loads`` alone
+    would judge otherwise than that parser, it is made to agree: the text must be UTF-8
+    (``json.loads`` takes UTF-16 too), a lone surrogate escape is no text, and an integer
+    beyond a float's range reads as infinity, which no field takes."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CommandRefused(f"Invalid JSON: not UTF-8 ({exc.reason} at byte {exc.start})",
+                             None) from None
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        found = dict(items)
+        if len(found) < len(items):  # rare: name the keys
+            counts = Counter(key for key, _ in items)
+            repeated.extend(key for key in found if counts[key] > 1 and key not in repeated)
+        return found
+
+    try:
+        data = json.loads(text, object_pairs_hook=pairs, parse_int=_int)
+    except ValueError as exc:  # JSONDecodeError
+        raise CommandRefused(f"Invalid JSON: {exc}", None) from None
+    if _SURROGATE_ESCAPE.search(text) and not _unicode(data):
+        raise CommandRefused("Invalid JSON: lone surrogate in a string", None)
+    if not isinstance(data, dict):
+        raise CommandRefused("Input should be an object", None)
+    if repeated:
+        keys = ", ".join(repr(key) for key in repeated)
+        raise CommandRefused(f"duplicate key{'s' if len(repeated) > 1 else ''} {keys}: a "
+                             "command names each field once",
+                             None if "id" in repeated else _id_in(data))
+    return data
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+"""Where a lone surrogate can come from in text that decoded as UTF-8 (a pair is fine)."""
+
+
+def _int(text: str) -> int | float:
+    """An integer as JSON numbers are, a float beyond a float's range as infinity."""
+    return int(text) if len(text) < 300 else float(text)
+
+
+def _unicode(data: Any) -> bool:
+    """Whether every string in ``data`` is valid Unicode (no lone surrogate from a
+    ``\\ud800`` escape), as a command's text must be to be logged and echoed."""
+    if isinstance(data, str):
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(data, dict):
+        return all(_unicode(key) and _unicode(value) for key, value in data.items())
+    if isinstance(data, list):
+        return all(_unicode(item) for item in data)
+    return True
 
 
 def explain(exc: ValidationError) -> str:
@@ -278,6 +355,12 @@ def _id_of(payload: bytes) -> str | None:
         data = json.loads(payload)
     except ValueError:  # UnicodeDecodeError included
         return None
+    return _id_in(data)
+
+
+def _id_in(data: Any) -> str | None:
+    """The ``id`` of parsed JSON, when it is text that can be echoed (at most 128
+    characters of it)."""
     id_ = data.get("id") if isinstance(data, dict) else None
     if not isinstance(id_, str):
         return None
