@@ -217,7 +217,7 @@ async def test_probe_shows_server_types_and_check_types_flags_mismatches() -> No
     rows = {line.split()[0]: line.split() for line in plain.getvalue().splitlines()[2:]
             if line.startswith("  ")}
     assert rows["supply"][1:] == ["35.5", "35.5", "Double", "read/write", "good"]
-    assert rows["energy"][1:] == ["123456789", "123457", "Int64", "read/write", "good"]
+    assert rows["energy"][1:] == ["123456789", "123456.789", "Int64", "read/write", "good"]
     assert rows["status"][3:5] == ["Double", "read"]
     assert "type mismatches" not in plain.getvalue()
     mismatches = [line.strip() for line in
