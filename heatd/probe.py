@@ -116,11 +116,11 @@ def _format_value(reading: Reading, point: PointConfig) -> str:
     if reading.value is None:
         return "-"
     if isinstance(reading.value, float):
-        return _full(reading.value, point.data_type is DataType.FLOAT32)
+        return full_digits(reading.value, point.data_type is DataType.FLOAT32)
     return str(reading.value)
 
 
-def _full(value: float, single: bool) -> str:
+def full_digits(value: float, single: bool) -> str:
     """Every digit the value has, so a counter's scale can be checked against the device's
     display (12345678.9, not 1.23457e+07), without the noise of binary floating point:
     15 significant digits (raw * 0.1 shows as 123456.7, not 123456.70000000001), or for a

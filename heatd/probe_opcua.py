@@ -8,6 +8,7 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from heatd.config import OpcUaPointConfig
+from heatd.drivers.codec import DataType
 
 if TYPE_CHECKING:
     from heatd.devices import OpcUaBound
@@ -24,11 +25,15 @@ async def describe(device: OpcUaBound) -> Described:
 
 
 def columns(info: VariableInfo | str | None) -> tuple[str, str, str]:
-    """(raw, type, access) cells for one point."""
+    """(raw, type, access) cells for one point; a float raw value with every digit it has,
+    as the decoded value beside it, so the two can be compared digit for digit."""
+    from heatd.probe import full_digits  # heatd.probe imports this module
+
     if info is None or isinstance(info, str):
         return "-", "-", "-"
     raw = "-" if info.value is None else (
-        f"{info.value:.6g}" if isinstance(info.value, float) else str(info.value))
+        full_digits(info.value, info.heatd_type is DataType.FLOAT32)
+        if isinstance(info.value, float) else str(info.value))
     return raw, info.data_type, info.access
 
 

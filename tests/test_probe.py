@@ -241,3 +241,32 @@ devices:
     assert "whole 00BC 614F 12345679.5 good" in rows
     assert "flow 4145 87E7 12.345679 kg/s good" in rows  # the float32, not its double
     assert "tenth 3DCC CCCD 1 good" in rows
+
+
+async def test_opcua_raw_values_are_printed_in_full() -> None:
+    """The raw column of an OPC UA point has every digit too, so it can be compared with
+    the decoded value beside it: a Double counter 12345678.9 is not 1.23457e+07 and a
+    Float is shown to the digits a float32 carries (12.345679, not 12.3457)."""
+    server = await start_server()
+    await server.set("Loop.SupplyTemp", 12345678.9)
+    await server.set("Loop.Flow", 12.345679)
+    site = parse_site(f"""\
+site: {{id: t}}
+devices:
+  plc:
+    protocol: opcua
+    endpoint: {server.endpoint}
+    mode: polling
+    points:
+      energy: {{node_id: "nsu={NAMESPACE};s=Loop.SupplyTemp", unit: kWh}}
+      flow: {{node_id: "nsu={NAMESPACE};s=Loop.Flow", scale: 10}}
+""", "site.yaml")
+    out = io.StringIO()
+    try:
+        assert await probe(site, None, out) == 0, out.getvalue()
+    finally:
+        await server.stop()
+    rows = _rows(out.getvalue())
+    assert "energy 12345678.9 12345678.9 kWh Double read/write good" in rows
+    [flow] = [row.split() for row in rows if row.startswith("flow ")]
+    assert flow[1] == "12.345679"
