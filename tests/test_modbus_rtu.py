@@ -4,6 +4,7 @@ end of a socat pty pair."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -151,3 +152,23 @@ async def test_units_on_one_line_keep_their_own_timeouts_and_breakers(line, serv
         assert all(r.quality is Quality.GOOD for r in results[1].values())
     finally:
         await quick.close()
+
+
+async def test_a_port_that_refuses_its_settings_is_retried_with_its_reason(
+        ptys: tuple[str, str]) -> None:
+    """A pseudo terminal refuses parity (tcsetattr EINVAL), as a USB adapter may refuse a
+    baud rate: pyserial raises termios.error, no OSError, after the open. That used to
+    end the line's supervisor, so the line (and a heartbeat on it) stayed down for good."""
+    settings = dataclasses.replace(line_settings(ptys[1]), parity="E")
+    line = SerialLine(settings)
+    dev = ModbusRtuDevice("parity", line, 1)
+    await dev.start()
+    try:
+        await until(lambda: line.connect_error is not None)
+        assert line.connect_error == "serial port refused its settings: Invalid argument"
+        await asyncio.sleep(1.0)  # several backoff slots: the supervisor goes on trying
+        assert line._task is not None and not line._task.done()
+        got = await dev.read(points(1))
+        assert {r.quality_text for r in got.values()} == {"bad:disconnected"}
+    finally:
+        await dev.close()

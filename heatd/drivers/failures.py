@@ -2,8 +2,10 @@
 
 Python reports a refused TCP connection, a missing serial port and a serial port the
 service may not open as ``OSError`` subclasses with errno values; pyserial wraps the
-same errno in ``SerialException``. Turning them into one short phrase here keeps the
-probe's output and the ``last_error`` topic the same for Modbus and OPC UA.
+same errno in ``SerialException``; a port that refuses its settings (parity on a pseudo
+terminal, a baud rate a USB adapter lacks) raises ``termios.error``, no OSError. Turning
+them into one short phrase here keeps the probe's output and the ``last_error`` topic the
+same for Modbus and OPC UA.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import errno
 import re
 import socket
+import termios
 
 _BY_ERRNO = {
     errno.ECONNREFUSED: "connection refused",
@@ -42,6 +45,8 @@ def describe(exc: BaseException) -> str:
         if detail and str(detail).lower() != phrase and exc.errno in _NAMES_A_FILE:
             return f"{phrase}: {detail}"
         return phrase
+    if isinstance(exc, termios.error) and len(exc.args) == 2:
+        return f"serial port refused its settings: {exc.args[1]}"
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any, TypedDict
 
@@ -62,7 +63,8 @@ class Link:
         self.connect_error: str | None = None
         """Why the latest connect failed (``connection refused``, ``no such serial port``,
         ...); None once connected."""
-        self._attempt_error: BaseException | None = None
+        self._attempt_error: str | None = None
+        """Why the connect attempt under way failed, described."""
 
     def join(self, settings: TcpSettings | SerialSettings) -> None:
         """Another unit shares this link: the longest pause between requests and the
@@ -120,15 +122,19 @@ class Link:
             self._lost.set()
 
     def _record_connect_failures(self, client: ModbusBaseClient) -> None:
-        """pymodbus logs why a connect failed and returns False; keep the exception too,
-        by wrapping the transport's create call, so the cause can be reported."""
+        """pymodbus logs why a connect failed and returns False; keep why too, by wrapping
+        the transport's create call, so the cause can be reported."""
         create = client.ctx.call_create
 
         async def recorded() -> Any:
             try:
                 return await create()
-            except OSError as exc:
-                self._attempt_error = exc
+            except Exception as exc:  # termios.error (a port refusing its settings) too
+                self._attempt_error = describe(exc)
+                # The failed frames hold what the attempt opened (a serial port, locked
+                # against the next attempt) in a cycle the garbage collector would free
+                # only some time later: their locals go now.
+                traceback.clear_frames(exc.__traceback__)
                 raise
 
         client.ctx.call_create = recorded
@@ -138,9 +144,13 @@ class Link:
         while True:
             if not self.client.connected:
                 self._attempt_error = None
-                if not await self.client.connect():
-                    cause = self._attempt_error
-                    self.connect_error = "timeout" if cause is None else describe(cause)
+                try:
+                    up = await self.client.connect()
+                except Exception as exc:  # any failed attempt is retried, never the end
+                    self._attempt_error = self._attempt_error or describe(exc)
+                    up = False
+                if not up:
+                    self.connect_error = self._attempt_error or "timeout"
                     await asyncio.sleep(self._backoff.next())
                     continue
                 self.connect_error = None
