@@ -16,10 +16,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails
 
 from heatd.billing.contracts import Contracts
 from heatd.control.params import ControlParams
@@ -249,6 +251,23 @@ class ModbusCommon(Strict):
         "(Write Multiple Registers), for devices that accept only that.")
     backoff: BackoffConfig = Field(default_factory=lambda: BackoffConfig())
     points: dict[Identifier, ModbusPointConfig]
+
+    @model_validator(mode="after")
+    def _points_fit_a_request(self) -> ModbusCommon:
+        """Every register point fits in one request: a point is never read in parts, so
+        one wider than ``max_registers`` could not be read at all. Named at the
+        ``max_registers`` line, the widest point first (a float64 or int64 needs 4)."""
+        widest = max(self.points.items(), key=lambda item: item[1].register_count, default=None)
+        if widest is not None and widest[1].register_count > self.max_registers:
+            name, point = widest
+            count = point.register_count
+            error = ValueError(f"{self.max_registers} is smaller than point {name!r} "
+                               f"({point.data_type.value}, {count} registers): a point is "
+                               "read in one request")
+            raise ValidationError.from_exception_data(type(self).__name__, [InitErrorDetails(
+                type="value_error", loc=("max_registers",), input=self.max_registers,
+                ctx={"error": error})])
+        return self
 
     def protocol_address(self, point: ModbusPointConfig) -> int:
         """The 0-based address on the wire of one of this device's points, after the

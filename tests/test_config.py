@@ -713,3 +713,42 @@ def test_a_wrap_within_the_data_type_is_accepted_with_any_positive_scale() -> No
                        '32}\n') == [
         "site.yaml:7: devices.hm.points.c.wrap: wrap is for integer counters: a float64 value "
         "does not start again at zero after 2^bits counts"]
+
+
+@pytest.mark.parametrize(("limit", "extra", "why"), [
+    (1, "", "1 is smaller than point 'flow' (float32, 2 registers)"),
+    (3, "      big: {table: input, address: 4, data_type: float64}\n",
+     "3 is smaller than point 'big' (float64, 4 registers)"),
+])
+def test_max_registers_below_a_points_width_is_named_at_its_line(
+        limit: int, extra: str, why: str) -> None:
+    """A point is read in one request: one wider than the device's request limit could
+    never be read, and the device would not be polled at all."""
+    text = MINIMAL.replace("    points:\n", f"    max_registers: {limit}\n    points:\n"
+                           ).replace("roles:", extra + "roles:")
+    assert problems_of(text) == [
+        f"site.yaml:9: devices.hp1.max_registers: {why}: a point is read in one request"]
+
+
+def test_max_registers_as_wide_as_the_widest_point_is_accepted() -> None:
+    text = MINIMAL.replace("    points:\n", "    max_registers: 2\n    points:\n"
+                           ).replace("hp1:\n    protocol: modbus_tcp\n    host: 127.0.0.1\n"
+                                     "    port: 5020",
+                                     "hp1:\n    protocol: modbus_rtu\n    serial_port: /dev/x")
+    assert parse_site(text, "site.yaml").devices["hp1"].max_registers == 2  # type: ignore[union-attr]
+    bits = ("site: {id: s1}\ndevices:\n  io:\n    protocol: modbus_tcp\n    host: h\n"
+            "    address_base: 0\n    max_registers: 1\n    points:\n"
+            "      a: {table: coil, address: 0, data_type: bool}\n"
+            "      b: {table: holding, address: 0, data_type: uint16}\n")
+    assert parse_site(bits, "site.yaml").devices["io"].max_registers == 1  # type: ignore[union-attr]
+
+
+def test_a_continuous_setpoint_on_a_coil_is_refused() -> None:
+    """An on/off output cannot carry a share: the envelope's valve ceiling of 20 % would
+    be written as ON, all coolant to the heat pump."""
+    text = MINIMAL.replace("temp: {table: holding, address: 2, data_type: int16, scale: 0.1}",
+                           "valve: {table: coil, address: 0, data_type: bool, writable: true}")
+    assert problems_of(text + "  valve.recovery: hp1.valve\n") == [
+        "site.yaml:14: roles.valve.recovery: 'hp1.valve' is a bool point, but "
+        "'valve.recovery' is a continuous setpoint: any share above 0 would be written as on"]
+    assert parse_site(text + "  hp.enable: hp1.valve\n", "site.yaml")  # on/off: fine
