@@ -210,6 +210,12 @@ def _bound(site: SiteConfig, ref: str) -> tuple[Loc, DeviceConfig | None, PointC
     return ("devices", device_id, "points", name), device, point
 
 
+_CONTINUOUS_OUTPUTS = frozenset(
+    {R.VALVE_RECOVERY, R.DRYCOOLER_FAN, R.HP_CAPACITY, R.DH_SUPPLY_SETPOINT})
+"""Output roles that take a share or a temperature, never an on/off bit: on a coil, the
+envelope's 20 % valve ceiling would be written as fully open."""
+
+
 def _role_problems(site: SiteConfig, invalid: Invalid) -> Iterator[Problem]:
     for role in site.roles:
         where: tuple[str | int, ...] = ("roles", role)
@@ -230,6 +236,10 @@ def _role_problems(site: SiteConfig, invalid: Invalid) -> Iterator[Problem]:
                 yield at, f"{ref!r} is bound to output role {role!r} but is {reason}"
             elif role in OUTPUT_ROLES and not point.writable:
                 yield at, f"{ref!r} is bound to output role {role!r} but is not writable"
+            elif role in _CONTINUOUS_OUTPUTS and point.data_type in (DataType.BOOL,
+                                                                    DataType.BIT):
+                yield at, (f"{ref!r} is a {point.data_type.value} point, but {role!r} is a "
+                           "continuous setpoint: any share above 0 would be written as on")
             elif role == R.PLC_HEARTBEAT and isinstance(span := heartbeat_span(point), str):
                 yield at, f"{ref!r} cannot carry the PLC heartbeat: {span}"
         if role in OUTPUT_ROLES and len(refs) != 1:
