@@ -30,7 +30,7 @@ from heatd.control.roles import ALL_ROLES, INPUT_ROLES, OUTPUT_ROLES
 from heatd.drivers.codec import FLOAT_TYPES, RAW_LIMITS, DataType
 from heatd.drivers.modbus.addresses import Table
 from heatd.heartbeat import heartbeat_span
-from heatd.mqtt.topics import RESERVED_DEVICES
+from heatd.mqtt.topics import RESERVED_DEVICES, RESERVED_POINTS
 from heatd.role_units import to_point_value
 
 Loc = tuple[str | int, ...]
@@ -372,7 +372,8 @@ def _staleness_problems(site: SiteConfig, invalid: Invalid) -> Iterator[Problem]
 def _mqtt_device_problems(site: SiteConfig, invalid: Invalid) -> Iterator[Problem]:
     """With an ``mqtt:`` section, each device name is a topic level next to the site's own
     (``<base>/meter/...``, ``<base>/cmd/...``): a device may not take one of those names,
-    or the link could not start."""
+    or the link could not start; and each point a key of its device's state, beside
+    ``ts`` and ``quality``."""
     if site.mqtt is None and not invalid.covers("mqtt"):
         return
     for device_id in site.devices:
@@ -380,3 +381,8 @@ def _mqtt_device_problems(site: SiteConfig, invalid: Invalid) -> Iterator[Proble
             yield (("devices", device_id),
                    f"{device_id!r} is reserved on MQTT ({', '.join(sorted(RESERVED_DEVICES))})"
                    ": rename the device")
+        for name in site.devices[device_id].points:
+            if name in RESERVED_POINTS:
+                yield (("devices", device_id, "points", name),
+                       f"{name!r} is a key of the device's MQTT state "
+                       f"({', '.join(sorted(RESERVED_POINTS))}): rename the point")

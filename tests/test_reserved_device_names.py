@@ -47,6 +47,17 @@ def test_a_reserved_device_name_is_named_with_file_line_and_field() -> None:
     assert set(parse_site(SITE, "site.yaml").devices) == {"meter"}  # no topics, no clash
 
 
+
+def test_a_point_named_like_a_key_of_the_device_state_is_named() -> None:
+    """``ts`` and ``quality`` sit beside the points in ``<device>/state``: a point of that
+    name overwrote the timestamp or lost its value to the quality map."""
+    site = SITE.replace("meter", "hm").replace("heat_energy: {table", "ts: {table")
+    site = site.replace("hp.heat_energy: hm.heat_energy", "hp.heat_energy: hm.ts")
+    assert problems_of(site + MQTT) == [
+        "site.yaml:9: devices.hm.points.ts: 'ts' is a key of the device's MQTT state "
+        "(quality, ts): rename the point"]
+    assert set(parse_site(site, "site.yaml").devices["hm"].points) == {"ts"}  # no MQTT
+
 def test_check_config_and_run_refuse_it_before_starting(tmp_path: Path) -> None:
     path = tmp_path / "site.yaml"
     path.write_text(SITE + MQTT, encoding="utf-8")

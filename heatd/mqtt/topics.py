@@ -14,6 +14,11 @@ RESERVED_DEVICES: frozenset[str] = frozenset(
 ``<base>/control/state`` is the controller's own topic. The whole-site checks refuse them
 in a site file with an ``mqtt:`` section; ``check_device`` guards the topics built."""
 
+RESERVED_POINTS: frozenset[str] = frozenset({"ts", "quality"})
+"""Names a point may not have: ``<device>/state`` carries the points beside these keys of
+its own (``{"ts": ..., "<point>": value, "quality": {...}}``), which a point of that name
+would overwrite. Refused like the reserved device names."""
+
 
 def check_id(value: str) -> str:
     """A topic level we build from a name must be ``[a-z0-9_-]+``: no wildcards, no '/'."""
