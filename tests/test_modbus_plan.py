@@ -180,3 +180,13 @@ def test_format_plan_lists_each_request() -> None:
     text = format_plan(build_plan([reg("a", 0), reg("b", 1, unit=2)], PlanLimits()))
     assert "unit 1 holding" in text and "unit 2 holding" in text
     assert text.endswith("2 requests")
+
+
+def test_a_point_wider_than_the_request_limit_leaves_the_others_planned() -> None:
+    """A point no request can carry is left out of the plan, not the whole device: the
+    site file should have been refused, but a driver must not silently poll nothing."""
+    points = [reg("supply", 0, DataType.FLOAT32), reg("flow", 4), reg("big", 6, DataType.FLOAT64)]
+    plan = build_plan(points, PlanLimits(max_registers=1))
+    assert [(b.start, b.count, [p.name for p in b.points]) for b in plan] == [(4, 1, ["flow"])]
+    plan = build_plan(points, PlanLimits(max_registers=3, allow_gaps=True, max_gap=2))
+    assert [(b.start, b.count) for b in plan] == [(0, 2), (4, 1)]  # big left out

@@ -25,7 +25,14 @@ from heatd.drivers.base import WriteError
 from heatd.drivers.codec import CodecError, DataType
 from heatd.drivers.modbus.addresses import Table
 from heatd.drivers.modbus.link import Link, SerialLine, TcpLink
-from heatd.drivers.modbus.plan import Block, build_plan, expand, split_block, split_point
+from heatd.drivers.modbus.plan import (
+    Block,
+    build_plan,
+    expand,
+    fits_one_request,
+    split_block,
+    split_point,
+)
 from heatd.drivers.modbus.spec import ModbusPoint, PlanLimits, SerialSettings, TcpSettings
 from heatd.drivers.reading import Quality, Reading, Value
 
@@ -224,6 +231,8 @@ class ModbusDevice:
         finally:
             if probe:
                 self._probing = False
+        if len(out) < len(points):  # only a point no request can carry is left unread
+            _fill_too_wide(out, points, self.limits, time.time())
         if self._refused is not None and points:
             self._refusals[points[0].name] = self._refused
         elif self._refusals and points:
@@ -361,6 +370,14 @@ def _write_request(point: ModbusPoint, words: list[int]) -> tuple[str, bool | in
 def _fill_bad(out: dict[str, Reading], block: Block, reason: str, now: float) -> None:
     for p in block.points:
         out[p.name] = Reading.bad(reason, now)
+
+
+def _fill_too_wide(out: dict[str, Reading], points: Sequence[ModbusPoint], limits: PlanLimits,
+                   now: float) -> None:
+    for p in points:
+        if not fits_one_request(p, limits):
+            out[p.name] = Reading.bad(f"{p.width} registers, wider than the device's request "
+                                      f"limit ({limits.limit(p.table)})", now)
 
 
 def _all_bad(points: Sequence[ModbusPoint], reason: str, now: float) -> dict[str, Reading]:

@@ -50,8 +50,12 @@ def _check(points: Sequence[ModbusPoint], limits: PlanLimits) -> None:
         names.add(p.name)
         if limits.touches_forbidden(p.address, p.end, p.table):
             raise ValueError(f"{p.name}: address {p.address} lies in a forbidden range")
-        if p.width > limits.limit(p.table):
-            raise ValueError(f"{p.name}: wider than the device's request limit")
+
+
+def fits_one_request(point: ModbusPoint, limits: PlanLimits) -> bool:
+    """Whether one request within the device's limit can read the point (a point is never
+    read in parts); check-config refuses a device with a point that does not fit."""
+    return point.width <= limits.limit(point.table)
 
 
 def _group_key(p: ModbusPoint) -> tuple[str, int]:
@@ -65,10 +69,13 @@ def build_plan(points: Iterable[ModbusPoint], limits: PlanLimits) -> list[Block]
     to it is at most the allowed gap, the block stays within the request limit and no
     forbidden address lies in between. For gap-free maps this gives the minimum number of
     requests (the greedy block always reaches at least as far as any other choice).
-    Raises ValueError for duplicate names or points inside a forbidden range.
+    A point wider than the request limit is left out, so it cannot keep the device's other
+    points from being read. Raises ValueError for duplicate names or points inside a
+    forbidden range.
     """
     pts = sorted(points, key=lambda p: (_group_key(p), p.address, p.end))
     _check(pts, limits)
+    pts = [p for p in pts if fits_one_request(p, limits)]
     plan: list[Block] = []
     for _, group in groupby(pts, key=_group_key):
         members = list(group)
