@@ -41,6 +41,8 @@ class Answers:
     def __init__(self) -> None:
         self.replies: list[Reply] = []
         self.audits: list[dict[str, Any]] = []
+        self.room = True
+        """False: the queue is full, as the link's is under a command flood."""
         self._grew = asyncio.Event()
 
     def reply(self, topic: str, payload: bytes, correlation: bytes | None) -> None:
@@ -50,6 +52,9 @@ class Answers:
     def audit(self, record: bytes) -> None:
         self.audits.append(json.loads(record))
         self._grew.set()
+
+    def full(self) -> bool:
+        return not self.room
 
     async def replied(self, count: int) -> list[Reply]:
         """Once ``count`` replies arrived (at most 5 s): all of them."""
@@ -381,6 +386,26 @@ async def test_rate_limit_per_name_refuses_beyond_the_burst_until_tokens_return(
     assert "unknown command 'x1'" in answers["x1"]["reason"]
     assert rig.stats.rate_limited == 3
     assert [c.id for c in rig.runtime.calls] == ["m0", "m1", "o", "m3"]
+
+
+async def test_a_flood_beyond_the_rate_limit_is_shed_unbuilt_while_answers_are_full() -> None:
+    """While the answers queue is full, a rate-limited command's reply and audit would
+    only push out older answers: they are counted as dropped without being built, so a
+    flood costs little more than reading it. Commands within the limit are answered."""
+    rig = Rig(command_rate=1.0, command_burst=1)
+    rig.answers.room = False
+    try:
+        await rig.feed([cmd("mode", {"id": f"m{n}", "mode": "auto"}) for n in range(50)]
+                       + [cmd("x1", b"{}")] * 50)
+        await rig.answers.replied(2)
+    finally:
+        await rig.server.close(1.0)
+    assert {r.body["id"] for r in rig.answers.replies} == {"m0", None}
+    assert len(rig.answers.audits) == 2
+    assert rig.stats.rate_limited == 98
+    assert (rig.stats.commands, rig.stats.refused) == (100, 99)
+    assert rig.stats.dropped_by_kind == {"reply": 98, "audit": 98, "event": 0, "other": 0}
+    assert [c.id for c in rig.runtime.calls] == ["m0"]
 
 
 async def test_commands_beyond_the_backlog_are_refused_as_busy() -> None:

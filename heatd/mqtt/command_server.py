@@ -62,6 +62,10 @@ class Answers(Protocol):
     def audit(self, record: bytes) -> None:
         """An audit record that no ``AuditStore`` kept."""
 
+    def full(self) -> bool:
+        """Whether the answers queue is full: an answer queued now would only push out an
+        older one."""
+
 
 @dataclass(slots=True)
 class _Request:
@@ -184,6 +188,9 @@ class CommandServer:
         misdirected = self._route_reply(request, props)
         if not self._gate.admit(request.name, self._monotonic()):
             self.stats.rate_limited += 1
+            if self._answers.full():
+                self._shed()
+                return
             request.id = peek_id(request.payload)
             self._conclude(request, CommandResult(
                 False, f"rate limited: at most {self._gate.rate:g} commands a second "
@@ -336,6 +343,16 @@ class CommandServer:
             result = self._internal_error(request, exc)
         if isinstance(request.command, ReloadCommand):
             self._settle_reload(request, result)
+
+    def _shed(self) -> None:
+        """A rate-limited command while the answers queue is full: its reply and audit
+        record would only push out older answers, so they are counted as dropped without
+        being built. A flood then costs heatd little more than reading it, and its own
+        session keeps up with the broker (a flood of 25 000 a second starved it before)."""
+        self.stats.commands += 1
+        self.stats.refused += 1
+        self.stats.drop("reply")
+        self.stats.drop("audit")
 
     def _bug(self, request: _Request, exc: Exception) -> CommandResult:
         """Log a bug in heatd with its traceback; the answer names only its type."""

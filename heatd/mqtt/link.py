@@ -65,6 +65,9 @@ class _Published:
     def audit(self, record: bytes) -> None:
         self._outbox.publish(self._events, record, kind="audit")
 
+    def full(self) -> bool:
+        return self._outbox.answers_full()
+
 
 class MqttLink:
     """Publishes the site and takes commands; start it, feed it, stop it.

@@ -193,6 +193,10 @@ class Outbox:
         queue.append(_Outgoing(topic, data, level, properties, kind))
         self._wake.set()
 
+    def answers_full(self) -> bool:
+        """Whether command answers fill their queue: one more would push out the oldest."""
+        return len(self._answers) >= self.settings.queue_size
+
     async def publish_confirmed(self, topic: str, payload: bytes) -> bool:
         """Publish at QoS 1 now and wait for the broker's acknowledgement; False when
         there is no connection or no PUBACK came within ``CONFIRM_TIMEOUT_S`` (the caller

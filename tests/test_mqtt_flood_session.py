@@ -1,0 +1,75 @@
+"""A command flood against a real mosquitto: heatd sheds what goes beyond the rate limit
+without building its answers, so its own session keeps up with the broker instead of
+timing out behind the flood (at 25 000 commands a second it was torn down and rebuilt).
+
+The flood comes from another process, as fast as one paho client publishes, for a few
+seconds; nothing here is judged on speed, only on what the link counted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+from test_mqtt_link import BASE, started
+
+from heatd.hil.rig.broker import Mosquitto, Recorder
+
+FLOOD_S = 3.0
+FLOOD = """
+import sys, time
+import paho.mqtt.client as mqtt
+port, seconds, base = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+client.connect("127.0.0.1", port)
+client.loop_start()
+end, sent = time.monotonic() + seconds, 0
+while time.monotonic() < end:
+    client.publish(base + "/cmd/mode", b'{"mode": "auto"}', qos=0)
+    client.publish(base + "/cmd/x1", b'{"a": 1}', qos=0)
+    sent += 2
+    if sent % 400 == 0:
+        time.sleep(0.01)  # paho's own thread gets its turn to write
+client.disconnect()
+client.loop_stop()
+print(sent)
+"""
+
+
+@pytest_asyncio.fixture
+async def broker() -> AsyncIterator[Mosquitto]:
+    async with Mosquitto() as b:
+        yield b
+
+
+async def test_a_command_flood_is_shed_and_the_session_stays_up(broker: Mosquitto) -> None:
+    link = await started(broker, queue_size=50)
+    try:
+        flood = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", FLOOD, str(broker.port), str(FLOOD_S), BASE,
+            stdout=asyncio.subprocess.PIPE)
+        out, _ = await flood.communicate()
+        async with Recorder(broker, f"{BASE}/cmd/mode/response") as rec:
+            n = 0
+
+            def answered() -> bool:
+                return any(json.loads(m.payload).get("accepted") for m in rec.seen)
+
+            while not answered():  # the mode bucket refills: a later command is carried out
+                n += 1
+                await rec.client.publish(f"{BASE}/cmd/mode", json.dumps(
+                    {"mode": "auto", "id": f"after{n}"}), qos=1)
+                await asyncio.sleep(0.2)
+    finally:
+        await link.stop()
+    stats = link.stats
+    print(f"\nflood: {out.decode().strip()} commands sent in {FLOOD_S:g} s; read "
+          f"{stats.commands + stats.inbox_dropped} (inbox_dropped {stats.inbox_dropped}), "
+          f"rate_limited {stats.rate_limited}, answers dropped {stats.dropped_by_kind}; "
+          f"connects {stats.connects}, failures {stats.failures}")
+    assert flood.returncode == 0 and int(out) > 0
+    assert stats.rate_limited > stats.commands // 2  # the flood went beyond the limit...
+    assert stats.dropped_by_kind["reply"] > 0  # ...and its answers were shed
+    assert (stats.connects, stats.failures, stats.last_error) == (1, 0, None)
