@@ -752,14 +752,3 @@ def test_a_continuous_setpoint_on_a_coil_is_refused() -> None:
         "site.yaml:14: roles.valve.recovery: 'hp1.valve' is a bool point, but "
         "'valve.recovery' is a continuous setpoint: any share above 0 would be written as on"]
     assert parse_site(text + "  hp.enable: hp1.valve\n", "site.yaml")  # on/off: fine
-
-
-def test_a_continuous_setpoint_on_a_coil_is_refused() -> None:
-    """An on/off output cannot carry a share: the envelope's valve ceiling of 20 % would
-    be written as ON, all coolant to the heat pump."""
-    text = MINIMAL.replace("temp: {table: holding, address: 2, data_type: int16, scale: 0.1}",
-                           "valve: {table: coil, address: 0, data_type: bool, writable: true}")
-    assert problems_of(text + "  valve.recovery: hp1.valve\n") == [
-        "site.yaml:14: roles.valve.recovery: 'hp1.valve' is a bool point, but "
-        "'valve.recovery' is a continuous setpoint: any share above 0 would be written as on"]
-    assert parse_site(text + "  hp.enable: hp1.valve\n", "site.yaml")  # on/off: fine
