@@ -33,7 +33,7 @@ from typing import Any
 
 import structlog
 
-from heatd.billing.hourly import GRACE_S, Hour, HourlyMeter, Resume
+from heatd.billing.hourly import GRACE_S, CounterPart, Hour, HourlyMeter, Resume
 from heatd.billing.inputs import ChannelReader
 from heatd.billing.points import ENERGY_UNITS, POWER_UNITS, Channel, channel
 from heatd.config import SiteConfig
@@ -66,6 +66,24 @@ def counter_end_field(quantity: str) -> str:
     return f"{quantity.removesuffix('_kwh')}_counter_end"
 
 
+def counter_end_at_field(quantity: str) -> str:
+    """The record field with the time (epoch ms) of the reading ``*_counter_end`` gives."""
+    return f"{counter_end_field(quantity)}_at"
+
+
+def bridged_field(quantity: str) -> str:
+    """The record field with the power energy that bridges a silent counter, not yet
+    settled against the counter's delta."""
+    return f"{quantity.removesuffix('_kwh')}_bridged_kwh"
+
+
+def bridged_at_resume(fields: Mapping[str, tuple[float, float]]) -> dict[str, float]:
+    """Per counter quantity, the bridged power energy the last stored record left
+    outstanding (``fields``: as the store keeps them, name -> (time, value))."""
+    return {q: fields[bridged_field(q)][1] for q, (role, _) in QUANTITIES.items()
+            if role is not None and bridged_field(q) in fields}
+
+
 def interval_resume(end: float, counter_ends: Mapping[str, tuple[float, float]]) -> Resume:
     """The engine's ``Resume`` from where the stored records end: ``counter_ends`` holds,
     per ``*_counter_end`` field, (time, value) of the counter's last known reading."""
@@ -96,9 +114,11 @@ class EnergyMeter:
 
     def __init__(self, site: str, interval_s: float,
                  counters: Mapping[str, float | None] | None = None,
-                 resume: Resume | None = None) -> None:
+                 resume: Resume | None = None,
+                 bridged: Mapping[str, float] | None = None) -> None:
         """``counters``: channel name -> wrap modulus (kWh) of the counters the site has;
-        ``resume``: where the records kept before this start end (None: the first)."""
+        ``resume``: where the records kept before this start end (None: the first);
+        ``bridged``: the power energy those records left outstanding per quantity."""
         self.site = site
         self._length = interval_s
         self._moduli = dict(counters or {})
@@ -116,10 +136,11 @@ class EnergyMeter:
         self._early = False
         """heatd started before ``_resume_at`` (the clock stepped back, or the interval
         changed): what the counters showed meanwhile is in the first record."""
-        self._bridged: dict[str, float] = {}
+        self._bridged: dict[str, float] = {q: kwh for q, kwh in (bridged or {}).items() if kwh}
         """Per quantity with a counter: the power energy recorded in its place since the
         counter was last read. The counter's delta covers that time again when it is read
-        (``late``), so that record deducts it and the records add up to the delta."""
+        (``late``), so that record deducts it and the records add up to the delta. Each
+        record carries it (``*_bridged_kwh``), so a restart picks it up."""
 
     def observe(self, now: float, counters: Mapping[str, tuple[float, float] | None],
                 counters_good: Mapping[str, bool], powers: Mapping[str, float | None]
@@ -174,8 +195,10 @@ class EnergyMeter:
             _put(record, quantity, kwh, source, coverage, flags)
             if counter_role is not None:
                 part = hour.counters.get(counter_name(quantity))
-                end = None if part is None else part.end_value
+                at, end = _counter_end(hour, part)
                 record[counter_end_field(quantity)] = None if end is None else round(end, 6)
+                record[counter_end_at_field(quantity)] = None if at is None else round(at * 1000)
+                record[bridged_field(quantity)] = round(self._bridged.get(quantity, 0.0), 6)
         return record
 
     def _settle(self, quantity: str, kwh: float | None, source: str, flags: set[str]
@@ -206,13 +229,28 @@ class EnergyMeter:
             if part is None or part.reset or part.covered_s <= 0:
                 _put(record, quantity, None, "none", 0.0, {"downtime"})
             else:
-                _put(record, quantity, round(part.late_kwh, 6), "counter", 1.0,
-                     {"downtime", "estimated"})
+                flags = {"downtime", "estimated", "late"}
+                kwh = self._settle(quantity, round(part.late_kwh, 6), "counter", flags)
+                flags.discard("late")  # all of it is this record's own time
+                _put(record, quantity, kwh, "counter", 1.0, flags)
                 part.kwh -= part.late_kwh
                 part.late_kwh = 0.0
             if counter_role is not None:
                 record[counter_end_field(quantity)] = None
+                record[counter_end_at_field(quantity)] = None
+                record[bridged_field(quantity)] = round(self._bridged.get(quantity, 0.0), 6)
         return record
+
+
+def _counter_end(hour: Hour, part: CounterPart | None) -> tuple[float | None, float | None]:
+    """(time, value) of the counter reading the interval's counter energy ends at: at the
+    interval's end, or the last reading before it when the counter fell silent (a restart
+    goes on from there, so that energy is not counted twice); (None, None) for none."""
+    if part is None:
+        return None, None
+    if part.end_value is not None:
+        return hour.end, part.end_value
+    return part.last if part.last is not None else (None, None)
 
 
 def _put(record: dict[str, Any], quantity: str, kwh: float | None, source: str,
@@ -259,12 +297,12 @@ class SiteMeter:
     """The daemon's interval meter: the site's points read once per cycle into an
     :class:`EnergyMeter`."""
 
-    def __init__(self, site: SiteConfig, interval_s: float, resume: Resume | None = None
-                 ) -> None:
+    def __init__(self, site: SiteConfig, interval_s: float, resume: Resume | None = None,
+                 bridged: Mapping[str, float] | None = None) -> None:
         self._channels = meter_channels(site)
         self._counters = frozenset(counter_name(q) for q in QUANTITIES)
         moduli = {n: c.modulus for n, c in self._channels.items() if n in self._counters}
-        self._meter = EnergyMeter(site.site.id, interval_s, moduli, resume)
+        self._meter = EnergyMeter(site.site.id, interval_s, moduli, resume, bridged)
         self._reader = ChannelReader()
 
     def observe(self, wall: float, points: PointSnapshot | None) -> list[dict[str, Any]]:

@@ -12,7 +12,8 @@ the control cycle runs on, and ``close`` writes everything queued before it.
 
 A meter record's row is deleted once sent, but where the interval records end must
 outlive it: a trigger keeps, per site, the last record's end and each counter's last
-known reading (its ``*_counter_end``, at that record's end) in ``meter_resume``, in the
+known reading (its ``*_counter_end``, at ``*_counter_end_at``) and the power energy still
+bridging a silent counter (``*_bridged_kwh``) in ``meter_resume``, in the
 transaction that queued the record, whichever connection wrote it (this store's or the
 ledger's). A restarted meter resumes from there (``heatd.meter``).
 """
@@ -68,9 +69,12 @@ BEGIN
                 json_extract(NEW.payload, '$.end'), NULL);
     INSERT OR REPLACE INTO meter_resume (site, name, at_ms, value)
         SELECT json_extract(NEW.payload, '$.site'), key,
-               json_extract(NEW.payload, '$.end'), value
+               COALESCE(json_extract(NEW.payload, '$.' || key || '_at'),
+                        json_extract(NEW.payload, '$.end')), value
         FROM json_each(NEW.payload)
-        WHERE key LIKE '%\\_counter\\_end' ESCAPE '\\' AND type IN ('integer', 'real');
+        WHERE (key LIKE '%\\_counter\\_end' ESCAPE '\\'
+               OR key LIKE '%\\_bridged\\_kwh' ESCAPE '\\')
+            AND type IN ('integer', 'real');
 END;
 """
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from heatd.billing.service import Billing
 from heatd.config import MeterSettings, SiteConfig
 from heatd.cycle_report import CycleReport, Notice
-from heatd.meter import SiteMeter, interval_resume
+from heatd.meter import SiteMeter, bridged_at_resume, interval_resume
 from heatd.meter_store import DurableOutbox, meter_path
 
 Totals = Mapping[str, Mapping[str, float]]
@@ -36,7 +36,8 @@ class Metering:
         try:
             stored = self.outbox.stored_end(site.site.id)
             resume = None if stored is None else interval_resume(*stored)
-            self._meter = SiteMeter(site, settings.interval, resume)
+            bridged = None if stored is None else bridged_at_resume(stored.counters)
+            self._meter = SiteMeter(site, settings.interval, resume, bridged)
             self._billing = Billing(site, path, self.outbox.wake, self._new_totals)
         except BaseException:
             self.outbox.close()

@@ -17,7 +17,14 @@ import pytest
 from heatd.config_loader import parse_site
 from heatd.hil.rig.broker import Mosquitto
 from heatd.hil.rig.waiting import until
-from heatd.meter import MAX_RECOVERED, EnergyMeter, counter_name, interval_resume, power_name
+from heatd.meter import (
+    MAX_RECOVERED,
+    EnergyMeter,
+    bridged_at_resume,
+    counter_name,
+    interval_resume,
+    power_name,
+)
 from heatd.meter_store import AUDIT, METER, DurableOutbox, StoredEnd
 from heatd.mqtt.command_payloads import CommandResult
 from heatd.mqtt.link import MqttLink
@@ -106,6 +113,60 @@ def test_power_bridging_a_silent_counter_is_not_counted_again_when_it_answers() 
     assert back["heat_kwh"] == pytest.approx(10.0, abs=0.2)
     assert sum(r["heat_kwh"] for r in records) == pytest.approx(360.0 * 1000 / 3600)
     assert all("corrected" not in r["heat_flags"] for r in records[6:])
+
+
+
+def silent_counter(meter: EnergyMeter, t0: int, t1: int, silent: tuple[int, int],
+                   power: float | None) -> list[dict]:
+    """Readings every second from ``t0`` to ``t1``: the heat counter at 360 kW, silent
+    over ``silent`` = [from, to); the heat power point at ``power`` throughout."""
+    out: list[dict] = []
+    for t in range(t0, t1 + 1):
+        quiet = silent[0] <= t < silent[1]
+        counters = {} if quiet else {HEAT_COUNTER: (t, 1000.0 + 360.0 * t / 3600)}
+        out += meter.observe(t, counters, {HEAT_COUNTER: not quiet},
+                             {HEAT_POWER: power, IT_POWER: None, HP_POWER: None})
+    return out
+
+
+def restarted(records: list[dict], tmp_path: Path) -> EnergyMeter:
+    """A meter started after ``records`` went through the real store (its trigger keeps
+    where they end) and were sent and deleted."""
+    store = DurableOutbox(tmp_path / "meter.sqlite")
+    for record in records:
+        store.append(record)
+    for row in store.pending():
+        store.acknowledge(row.id)
+    stored = store.stored_end("s")
+    store.close()
+    assert stored is not None
+    return EnergyMeter("s", 100, {HEAT_COUNTER: None}, interval_resume(*stored),
+                       bridged_at_resume(stored.counters))
+
+
+@pytest.mark.parametrize(("power", "restart_at"), [(None, 650), (360.0, 650), (360.0, 60_000)],
+                         ids=["no-power", "bridged", "bridged-one-record"])
+def test_a_counter_silent_at_a_stop_is_counted_once_across_the_restart(
+        tmp_path: Path, power: float | None, restart_at: int) -> None:
+    """The heat meter falls silent at 250 s, mid-interval; heatd stops at 500 s and starts
+    again later, when the counter answers. The stored records end where the counter's
+    last reading (249 s) and the power bridging the silence (if any) leave them, so the
+    restart neither counts the interval's counter share again nor the bridged power."""
+    before = silent_counter(EnergyMeter("s", 100, {HEAT_COUNTER: None}), 0, 500,
+                            (250, 10**9), power)
+    partial = before[2]
+    assert partial["heat_source"] == "counter" and partial["heat_coverage"] < 1.0
+    assert partial["heat_counter_end_at"] == 249_000
+    after = silent_counter(restarted(before, tmp_path), restart_at, restart_at + 300,
+                           (0, 0), power)
+    records = before + after
+    assert contiguous(records)
+    assert sum(r["heat_kwh"] or 0.0 for r in records) == pytest.approx(
+        360.0 * records[-1]["end"] / 1000 / 3600)
+    if power is not None:
+        assert before[-1]["heat_bridged_kwh"] == pytest.approx(10.0)  # [300, 400) s
+        corrected = [r for r in after if "corrected" in r["heat_flags"]]
+        assert len(corrected) == 1 and corrected[0]["heat_bridged_kwh"] == 0.0
 
 
 def run(meter: EnergyMeter, t0: float, t1: float, heat: Callable[[float], float],
@@ -287,7 +348,8 @@ def test_the_store_keeps_where_the_records_end_after_they_were_sent(tmp_path: Pa
     store.append({"site": "m1", "start": 0, "end": 900_000, "heat_counter_end": 12.5,
                   "it_counter_end": 7.0})
     store.append({"site": "m1", "start": 900_000, "end": 1_800_000,
-                  "heat_counter_end": None, "it_counter_end": 9.0})
+                  "heat_counter_end": None, "it_counter_end": 9.0, "it_counter_end_at": 1_750_000,
+                  "heat_bridged_kwh": 4.5})
     store.append({"site": "other", "start": 0, "end": 60_000, "heat_counter_end": 1.0})
     for row in store.pending():
         store.acknowledge(row.id)
@@ -295,7 +357,8 @@ def test_the_store_keeps_where_the_records_end_after_they_were_sent(tmp_path: Pa
     store.close()
     store = DurableOutbox(db)
     assert store.stored_end("m1") == StoredEnd(
-        1800.0, {"heat_counter_end": (900.0, 12.5), "it_counter_end": (1800.0, 9.0)})
+        1800.0, {"heat_counter_end": (900.0, 12.5), "it_counter_end": (1750.0, 9.0),
+                 "heat_bridged_kwh": (1800.0, 4.5)})
     store.close()
 
 

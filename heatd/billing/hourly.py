@@ -43,6 +43,9 @@ class CounterPart:
     late_kwh: float = 0.0
     reset: bool = False
     end_value: float | None = None
+    last: tuple[float, float] | None = None
+    """(time, value) of the latest reading whose delta lies in this interval: where its
+    counter energy ends when the counter fell silent before the interval's end."""
 
 
 @dataclass
@@ -204,6 +207,8 @@ class HourlyMeter:
                 part.estimated_s += b - a
             if b == start + self._length:
                 part.end_value = counter_at(v0, delta, (b - t0) / span, self._moduli.get(name))
+            if b == t:
+                part.last = (t, value)
 
     def _floor(self, t: float) -> float:
         return math.floor(t / self._length) * self._length
