@@ -188,3 +188,19 @@ def test_cooling_coverage_counts_every_sensor_the_site_has() -> None:
     guarantee = CoolingGuarantee()
     assert cooling_record("s", guarantee, hours["without"][0], False)["cooling_coverage"] == 1.0
     assert cooling_record("s", guarantee, hours["broken"][0], False)["cooling_coverage"] == 0.0
+
+
+def test_an_hour_closed_with_its_counter_silent_keeps_its_last_reading() -> None:
+    """The counter answers until 1800 s, then falls silent; the hour closes after the
+    hold with the energy up to that reading, and says which reading that was."""
+    meter = HourlyMeter({"energy": None}, ("power",), {}, hold_s=60.0)
+    hours: list = []
+    for k in range(0, 3700, 5):
+        t = T0 + k
+        reading = (t, 1000.0 + 120.0 * k / HOUR_S) if k <= 1800 else None
+        hours += meter.observe(t, counters={"energy": reading},
+                               counters_good={"energy": reading is not None},
+                               powers={"power": None}, levels={})
+    part = hours[0].counters["energy"]
+    assert part.end_value is None and part.kwh == pytest.approx(60.0)
+    assert part.last == (T0 + 1800, pytest.approx(1060.0))

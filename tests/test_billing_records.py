@@ -233,3 +233,16 @@ def test_home_assistant_gets_an_energy_sensor_per_contract_total() -> None:
     assert (sensor["device_class"], sensor["unit_of_measurement"], sensor["state_class"]) == (
         "energy", "kWh", "total_increasing")
     assert sensor["value_template"] == "{{ value_json['city']['heat_kwh'] }}"
+
+
+def test_a_counter_silent_at_an_hours_end_is_resumed_from_its_last_reading(
+        tmp_path: Path) -> None:
+    """An hour closed while its counter was silent ends its counter energy at the last
+    reading (``counter_end_at``), not at the hour's end: a restart goes on from there, or
+    the delta after it would count that reading's energy again."""
+    ledger = Ledger(tmp_path / "meter.sqlite")
+    last_read = int((T_HOUR + 1800) * 1000)
+    ledger.append([record(0), {**record(1), "counter_end_at": last_read}], send=False)
+    resume = ledger.resume("city", ["energy"])
+    assert resume is not None and resume.counters == {"energy": (T_HOUR + 1800, 101.0)}
+    ledger.close()

@@ -139,8 +139,8 @@ class Ledger:
                     "LIMIT 48", (contract,)):
                 record = json.loads(payload)
                 if record.get("counter_end") is not None:
-                    known = {name: (record["end"] / 1000, record["counter_end"])
-                             for name in names}
+                    at = record.get("counter_end_at") or record["end"]  # older: the end
+                    known = {name: (at / 1000, record["counter_end"]) for name in names}
                     break
         return Resume(last["end"] / 1000, known)
 

@@ -110,8 +110,8 @@ def heat_record(site: str, contract: HeatPurchase, hour: Hour, timezone: str,
         "availability": round(min(1.0, (supply.covered_s - supply.below_s) / hour.length), 4)
         if supply else 0.0,
         "committed_kwh": _r(committed), "unmet_kwh": _r(unmet),
-        "counter_end": _counter_end(hour, "energy"),
     })
+    record["counter_end"], record["counter_end_at"] = _counter_end(hour, "energy")
     record["flags"] = sorted(flags)
     return record
 
@@ -137,8 +137,8 @@ def cooling_record(site: str, contract: CoolingGuarantee, hour: Hour,
         "supply_max_c": _peak(supply),
         "supply_over_limit_s": round(supply.above_s, 3) if supply else 0.0,
         "cooling_coverage": _coverage(hour, [rack, supply]),
-        "counter_end": _counter_end(hour, "it_energy"),
     })
+    record["counter_end"], record["counter_end_at"] = _counter_end(hour, "it_energy")
     record["flags"] = sorted(flags)
     return record
 
@@ -149,6 +149,15 @@ def _coverage(hour: Hour, levels: list[Integral | None]) -> float:
     return round(min(1.0, min(known) / hour.length), 4) if known else 0.0
 
 
-def _counter_end(hour: Hour, name: str) -> float | None:
+def _counter_end(hour: Hour, name: str) -> tuple[float | None, int | None]:
+    """(value, epoch ms) of the counter reading the hour's counter energy ends at: at the
+    hour's end, or the last reading before it when the counter fell silent; a restart
+    goes on from there (``Ledger.resume``), so that energy is not counted twice."""
     part = hour.counters.get(name)
-    return None if part is None or part.end_value is None else _r(part.end_value)
+    if part is None:
+        return None, None
+    if part.end_value is not None:
+        return _r(part.end_value), round(hour.end * 1000)
+    if part.last is not None:
+        return _r(part.last[1]), round(part.last[0] * 1000)
+    return None, None
