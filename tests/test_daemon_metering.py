@@ -5,12 +5,14 @@ the cost of a control cycle or a record, nor of the energy that flowed meanwhile
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import signal
 import sqlite3
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +188,35 @@ async def _metered_without_broker(tmp_path: Path) -> tuple[SimServer, Path, Path
     return server, path, db
 
 
+
+@contextlib.asynccontextmanager
+async def _meter_replaced_while_locked(daemon: Daemon, path: Path, db: Path
+                                       ) -> AsyncIterator[float]:
+    """Once two records are kept, another connection locks the file; an interval closes
+    (its write waits for the lock) and a reload changes the meter's interval, so the old
+    meter is stopping with its write still waiting when the body runs. Yields when the
+    lock was taken; the lock goes when the body ends."""
+    await until(lambda: len(meter_rows(db)) >= 2, timeout=15, what="records kept")
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        locked_at = time.time()
+        await asyncio.sleep(1.5)  # an interval closes; its write waits for the lock
+        _longer_interval(path)
+        accepted, reason = await daemon.reload()
+        assert accepted, reason
+        await asyncio.sleep(0.3)  # the old meter is stopping, its write still waiting
+        yield locked_at
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def _longer_interval(path: Path) -> None:
+    """The meter's interval from 1 s to 2 s: a change that replaces the meter."""
+    path.write_text(path.read_text().replace("interval: 1,", "interval: 2,"))
+
+
 async def test_a_stop_during_a_listener_replacement_keeps_every_record(tmp_path: Path) -> None:
     """A reload that changes the meter replaces the listeners; the old meter is stopping,
     its last records waiting for a file another connection holds locked, when heatd is
@@ -195,21 +226,9 @@ async def test_a_stop_during_a_listener_replacement_keeps_every_record(tmp_path:
     daemon = Daemon(path, load_site(path))
     task = asyncio.create_task(daemon.run())
     try:
-        await until(lambda: len(meter_rows(db)) >= 2, timeout=15, what="records kept")
-        holder = sqlite3.connect(db, isolation_level=None)
-        holder.execute("BEGIN IMMEDIATE")
-        try:
-            locked_at = time.time()
-            await asyncio.sleep(1.5)  # an interval closes; its write waits for the lock
-            path.write_text(path.read_text().replace("interval: 1,", "interval: 2,"))
-            accepted, reason = await daemon.reload()
-            assert accepted, reason
-            await asyncio.sleep(0.3)  # the old meter is stopping, its write still waiting
+        async with _meter_replaced_while_locked(daemon, path, db) as locked_at:
             daemon.request_stop()
             await asyncio.sleep(1.5)
-        finally:
-            holder.execute("ROLLBACK")
-            holder.close()
         await asyncio.wait_for(task, 20)
     finally:
         if not task.done():
@@ -299,21 +318,10 @@ async def test_a_reload_that_replaces_the_meter_loses_no_counter_energy(
     daemon = Daemon(path, load_site(path))
     task = asyncio.create_task(daemon.run())
     try:
-        await until(lambda: len(meter_rows(db)) >= 2, timeout=15, what="records kept")
-        holder = sqlite3.connect(db, isolation_level=None)
-        holder.execute("BEGIN IMMEDIATE")
-        try:
-            await asyncio.sleep(1.5)  # an interval closes; its write waits for the lock
-            path.write_text(path.read_text().replace("interval: 1,", "interval: 2,"))
-            accepted, reason = await daemon.reload()
-            assert accepted, reason
-            await asyncio.sleep(0.3)  # the old meter is stopping, its write waiting
+        async with _meter_replaced_while_locked(daemon, path, db):
             assert daemon.reporting.metering is None
             await server.set(1, Table.INPUT, 0, [1200, 0, 5030])
             await asyncio.sleep(0.5)
-        finally:
-            holder.execute("ROLLBACK")
-            holder.close()
         await until(lambda: any(r["end"] - r["start"] == 2000 and r["it_kwh"]
                                 for r in meter_rows(db)), timeout=15, what="the new meter")
     finally:
