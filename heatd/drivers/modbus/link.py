@@ -82,11 +82,6 @@ class Link:
         return self.client is not None and self.client.connected
 
     @property
-    def deadline(self) -> float:
-        """Longest a request with the link's own settings may take."""
-        return deadline(self.timeout, self.retries)
-
-    @property
     def waiting(self) -> int:
         """Requests queued for their turn."""
         return 0 if self._turns is None else self._turns.waiting
@@ -204,15 +199,10 @@ class Link:
                 self.client.ctx.comm_params.timeout_connect = timeout
                 self.client.ctx.retries = 0
             try:
-                async with asyncio.timeout(deadline(timeout, 0)):
+                async with asyncio.timeout(timeout * 1.5):  # pymodbus' own, plus slack
                     return await call(*args, **kwargs)
             finally:
                 self._last_request = time.monotonic()
-
-
-def deadline(timeout: float, retries: int) -> float:
-    """Longest a request may take: every attempt timing out, plus slack."""
-    return timeout * (retries + 1) + timeout / 2
 
 
 class _ClientOptions(TypedDict):
