@@ -58,6 +58,22 @@ def test_counter_deltas_make_the_record_and_carry_across_intervals() -> None:
     assert first["it_source"] == "none" and first["it_kwh"] is None
 
 
+def test_an_interval_that_closes_before_the_first_reading_says_nothing_was_measured() -> None:
+    """heatd starts 70 ms before a boundary and its device first answers 30 ms after it:
+    the first record says nothing was measured (source ``none``, coverage 0, no energy),
+    never zero energy, and the next one goes on from it with the counter."""
+    meter = EnergyMeter("s", interval_s=1, counters={IT_COUNTER: None})
+    records = feed(meter, 100.93)  # the device has not answered yet
+    for step in range(12):
+        t = 101.03 + step * 0.1
+        records += feed(meter, t, {IT_COUNTER: 5000.0 + step * 0.01}, it=36.0)
+    first, second = records[:2]
+    assert (first["start"], first["end"], second["start"]) == (100_000, 101_000, 101_000)
+    assert (first["it_source"], first["it_coverage"], first["it_kwh"]) == ("none", 0.0, None)
+    assert second["it_source"] == "counter" and second["it_coverage"] == 0.97
+    assert second["it_kwh"] == pytest.approx(0.097)
+
+
 def test_a_counter_read_less_often_than_the_interval_is_never_zero_energy() -> None:
     """A 5 s slow poll group and 2 s records: each record gets its share of the counter's
     delta (a counter not re-read since the last record used to count as zero)."""
