@@ -61,12 +61,14 @@ async def test_state_availability_and_control_state_are_retained(tmp_path: Path)
 
         def counted() -> dict | None:
             record = stack.observer.last.get(stack.topic("meter/energy")) or {}
-            return record if record.get("it_source") == "counter" else None
+            # the heat pump is on OPC UA, which may answer a record or two after the pdu
+            measured = record.get("heat_source") in ("counter", "power")
+            return record if record.get("it_source") == "counter" and measured else None
 
         record = await stack.until(counted, timeout=40, what="a meter record from counters")
         assert record["site"] == "demo" and isinstance(record["id"], int)
         assert record["end"] - record["start"] == 2000
-        assert record["it_kwh"] >= 0 and record["heat_source"] in ("counter", "power")
+        assert record["it_kwh"] >= 0 and record["heat_kwh"] >= 0
 
 
 async def test_systemd_notifications_ready_watchdog_stopping(tmp_path: Path) -> None:
