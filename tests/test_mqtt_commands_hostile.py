@@ -35,8 +35,9 @@ from heatd.mqtt.command_payloads import (
     parse,
 )
 from heatd.mqtt.guard import shape_problem
-from heatd.mqtt.outbox import COMMAND_INBOX, MAX_INCOMING_PACKET
+from heatd.mqtt.listener import COMMAND_INBOX
 from heatd.mqtt.payload import dumps
+from heatd.mqtt.session import MAX_INCOMING_PACKET
 
 LIMITS = CommandLimits.from_site(SITE, max_ttl=3600)
 
@@ -362,7 +363,7 @@ async def test_a_full_inbox_discards_and_counts_and_big_packets_never_arrive(
     runtime = Runtime()
     link = await started(broker, runtime, command_rate=10_000.0, command_burst=100_000)
     try:
-        client = link.outbox.client  # as paho hands messages over, all at once
+        client = link.listener.client  # as paho hands messages over, all at once
         assert client is not None
         for n in range(COMMAND_INBOX + 10):
             message = MQTTMessage(topic=f"{BASE}/cmd/republish".encode())

@@ -1,8 +1,10 @@
-"""The MQTT link: one object between the runtime and the broker, made of three parts.
+"""The MQTT link: one object between the runtime and the broker, made of four parts.
 
-- ``Outbox`` (``outbox.py``): the connection. Queues what is published (retained topics by
-  latest value, the rest in bounded FIFOs), keeps a session with reconnects, and counts
-  every loss on the retained ``stats`` topic.
+- ``Outbox`` (``outbox.py``): the publishing connection. Queues what is published
+  (retained topics by latest value, the rest in bounded FIFOs), keeps a session with
+  reconnects, and counts every loss on the retained ``stats`` topic.
+- ``CommandListener`` (``listener.py``): a second connection, subscribed to the commands
+  (and Home Assistant's status), so that no flood of them delays what the site publishes.
 - ``SiteReporter`` (``reporter.py``): turns the site's facts (device state, availability,
   errors, control state, meter totals, events, info and discovery) into topics.
 - ``CommandServer`` (``command_server.py``): admits, carries out, answers and audits remote
@@ -30,6 +32,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from heatd import __version__
 from heatd.mqtt.command_payloads import CommandHandler, CommandLimits
 from heatd.mqtt.command_server import AuditStore, CommandServer
+from heatd.mqtt.listener import CommandListener
 from heatd.mqtt.outbox import ONLINE, Outbox
 from heatd.mqtt.reporter import SiteReporter
 from heatd.mqtt.topics import Topics, check_device
@@ -103,8 +106,10 @@ class MqttLink:
         if settings.homeassistant.discovery:
             subscriptions.append((self._ha_status, SubscribeOptions(qos=1)))
         self.outbox = Outbox(settings, self.topics, settings.identifier(site.site.id),
-                             self.stats, subscriptions=subscriptions, receive=self._receive,
-                             on_connect=self.republish, clock=clock)
+                             self.stats, on_connect=self.republish, clock=clock)
+        self.listener = CommandListener(settings, settings.command_identifier(site.site.id),
+                                        self.stats, subscriptions=subscriptions,
+                                        receive=self._receive)
         limits = CommandLimits.from_site(site, settings.override_max_ttl)
         self.reporter = SiteReporter(self.outbox, settings, site, version=version,
                                      config_hash=config_hash or _hash(site), limits=limits,
@@ -123,13 +128,16 @@ class MqttLink:
     # ----------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        """Read credentials, queue info (and discovery), and start the connection task.
+        """Read credentials, queue info (and discovery), and start both sessions.
 
         Returns at once: the broker may be down, the link keeps trying. Raises ValueError
         when the password file or TLS files cannot be read, so the daemon does not start
         half-configured.
         """
-        self.outbox.start()
+        password = self.settings.read_password()
+        tls = self.settings.tls.context() if self.settings.tls else None
+        self.outbox.start(password, tls)
+        self.listener.start(password, tls)
         self.reporter.describe_site()
         self.server.start()
 
@@ -140,7 +148,8 @@ class MqttLink:
         A command being carried out gets up to half of ``timeout`` to finish first, so its
         answer goes out through this link (a reload that replaces the link, say); queued
         and later commands are refused as stopping. The audit store then gets up to half
-        of ``timeout`` to settle the audits it took (``audits_settled``). The flush gives
+        of ``timeout`` to settle the audits it took (``audits_settled``), and the command
+        session ends (nothing more is read). The flush gives
         up after ``timeout`` seconds (broker away): the last will then tells the truth once
         the broker notices the socket is gone; device availability stays as it was.
         """
@@ -154,6 +163,7 @@ class MqttLink:
                 pass
             except Exception:  # the store's trouble must not keep the site from offline
                 log.exception("audit store did not settle")
+        await self.listener.stop()
         self.reporter.offline()
         await self.outbox.stop(timeout)
 
@@ -175,11 +185,14 @@ class MqttLink:
 
     @property
     def connected(self) -> bool:
-        return self.outbox.connected
+        """Both sessions are up: the site is published and commands are read."""
+        return self.outbox.connected and self.listener.connected
 
     async def wait_connected(self) -> None:
-        """Until the link is connected and subscribed (for start-up ordering and tests)."""
+        """Until both sessions are up, the commands subscribed (for start-up ordering and
+        tests)."""
         await self.outbox.wait_connected()
+        await self.listener.wait_connected()
 
     # ------------------------------------------------------------ publishing API
 

@@ -1,14 +1,15 @@
-"""The link's connection to the broker: what waits to be sent, and the session that sends it.
+"""The link's publishing connection: what waits to be sent, and the session that sends it.
 
 The control cycle must never wait for the network, so publishing here is a plain call:
 retained topics go into a latest-value-per-topic map, everything else into bounded FIFOs
-(command answers apart from the site's events), and a connection task drains them.
-aiomqtt does not reconnect by itself, so an outer loop builds a fresh client for every
-attempt, with exponential backoff and jitter; after each (re)connect it resubscribes and
-has every retained topic re-sent, because the broker may have restarted without its
-retained store. A last will marks the site ``offline`` if the process dies; a clean stop
-says so explicitly before disconnecting. Every message lost (a full queue, a broker that
-refuses it) is counted on the retained ``stats`` topic.
+(command answers apart from the site's events), and a connection task drains them. The
+session is kept up by ``session.keep_session`` (a fresh client per attempt, backoff with
+jitter); after each (re)connect every retained topic is re-sent, because the broker may
+have restarted without its retained store. A last will marks the site ``offline`` if the
+process dies; a clean stop says so explicitly before disconnecting. Every message lost (a
+full queue, a broker that refuses it) is counted on the retained ``stats`` topic. This
+session subscribes to nothing: commands come in on a session of their own
+(``listener.py``), so no flood of them can hold up what is sent here.
 """
 
 from __future__ import annotations
@@ -16,25 +17,22 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import socket
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import aiomqtt
 import structlog
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
-from heatd.drivers.backoff import Backoff
 from heatd.mqtt.payload import dumps, epoch_ms
+from heatd.mqtt.session import keep_session, make_client
 from heatd.mqtt.topics import publishable
-from heatd.mqtt.wire import Incoming, Kind, LinkStats
+from heatd.mqtt.wire import Kind, LinkStats
 from heatd.tasks import cancel_all
 
 if TYPE_CHECKING:
     from paho.mqtt.client import CallbackOnPublish_v2
-    from paho.mqtt.subscribeoptions import SubscribeOptions
+    from paho.mqtt.properties import Properties
 
     from heatd.mqtt.settings import MqttSettings
     from heatd.mqtt.topics import Topics
@@ -42,24 +40,14 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 ONLINE, OFFLINE = b"online", b"offline"
-COMMAND_INBOX = 512
-"""Messages received but not yet read by the link; beyond, they are discarded and counted
-(``inbox_dropped``), so a flood faster than heatd reads cannot grow its memory."""
-MAX_INCOMING_PACKET = 64 * 1024
-"""Told to the broker (MQTT v5 Maximum Packet Size), which then sends heatd nothing
-larger: the inbox holds at most ``COMMAND_INBOX`` times this."""
+STRAY_INBOX = 16
+"""This session subscribes to nothing; anything a broker sends it anyway is held up to
+this many and otherwise discarded."""
 STATS_EVERY_S = 1.0
 """The retained ``stats`` topic is re-sent at most this often, and only on a change."""
-NO_DELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-"""Small packets go out at once: with Nagle's algorithm, a reply written right after an
-acknowledgement waits for the broker's delayed ACK (40 ms on Linux) each time."""
 CONFIRM_TIMEOUT_S = 10.0
 """How long ``publish_confirmed`` waits for the broker's PUBACK."""
 ANSWERS: frozenset[Kind] = frozenset({"reply", "audit"})
-
-Receiver = Callable[[AsyncIterator[Incoming]], Coroutine[Any, Any, None]]
-"""Reads the messages of one session until it ends (cancelled when the session breaks)."""
-
 
 @dataclass(frozen=True, slots=True)
 class _Outgoing:
@@ -84,19 +72,15 @@ class Outbox:
         identifier: str,
         stats: LinkStats,
         *,
-        subscriptions: Sequence[tuple[str, SubscribeOptions]],
-        receive: Receiver,
         on_connect: Callable[[], object],
         clock: Callable[[], float],
     ) -> None:
-        """``on_connect`` runs once a session is subscribed and ``online`` is sent, before
-        anything queued goes out (the link re-sends its retained topics then)."""
+        """``on_connect`` runs once a session has sent ``online``, before anything queued
+        goes out (the link re-sends its retained topics then)."""
         self.settings = settings
         self.topics = topics
         self.stats = stats
         self._identifier = identifier
-        self._subscriptions = tuple(subscriptions)
-        self._receive = receive
         self._on_connect = on_connect
         self._clock = clock
         self._retained: dict[str, tuple[bytes, int]] = {}
@@ -114,15 +98,18 @@ class Outbox:
 
     # ----------------------------------------------------------------- lifecycle
 
-    def start(self) -> None:
-        """Read credentials and start the connection task; returns at once (the broker
-        may be down, the task keeps trying). Raises ValueError when the password file or
-        TLS files cannot be read, before anything starts."""
+    def start(self, password: str | None, tls: Any) -> None:
+        """Start the connection task; returns at once (the broker may be down, the task
+        keeps trying)."""
         if self._task is not None or self._stopping.is_set():
             raise RuntimeError("a link starts once; make a new one after stop()")
-        password = self.settings.read_password()
-        tls = self.settings.tls.context() if self.settings.tls else None
-        self._task = asyncio.create_task(self._run(password, tls), name="mqtt-link")
+        will = aiomqtt.Will(self.topics.status, OFFLINE, qos=1, retain=True)
+        self._task = asyncio.create_task(keep_session(
+            self.settings,
+            lambda: make_client(self.settings, self._identifier, password, tls,
+                                inbox=STRAY_INBOX, will=will),
+            self._session, stopping=self._stopping, connected=self._connected,
+            counted=self._counted, name="mqtt"), name="mqtt-link")
         self._stats_task = asyncio.create_task(self._report_stats(), name="mqtt-stats")
 
     async def stop(self, flush_within: float) -> None:
@@ -223,61 +210,20 @@ class Outbox:
 
     # ------------------------------------------------------------------ sessions
 
-    def _client(self, password: str | None, tls: Any) -> aiomqtt.Client:
-        s = self.settings
-        connect = Properties(PacketTypes.CONNECT)
-        connect.MaximumPacketSize = MAX_INCOMING_PACKET
-        return aiomqtt.Client(
-            s.host,
-            s.effective_port,
-            username=s.username,
-            password=password,
-            identifier=self._identifier,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            will=aiomqtt.Will(self.topics.status, OFFLINE, qos=1, retain=True),
-            keepalive=s.keepalive,
-            clean_start=True,
-            tls_context=tls,
-            timeout=10.0,
-            socket_options=(NO_DELAY,),
-            max_queued_incoming_messages=COMMAND_INBOX,
-            properties=connect,
-        )
-
-    async def _run(self, password: str | None, tls: Any) -> None:
-        """Connect, serve, and on any MQTT failure wait (backoff with jitter) and retry."""
-        backoff = Backoff(self.settings.reconnect_min, self.settings.reconnect_max)
-        while not self._stopping.is_set():
-            try:
-                async with self._client(password, tls) as client:
-                    self.stats.connects += 1
-                    backoff.reset()
-                    log.info("mqtt connected", host=self.settings.host,
-                             port=self.settings.effective_port)
-                    await self._session(client)
-                    return
-            except aiomqtt.MqttError as exc:
-                self.stats.failures += 1
-                self.stats.last_error = str(exc)
-            except Exception as exc:  # a bug here must not end publishing for good
-                self.stats.last_error = repr(exc)
-                log.exception("mqtt link failed")
-            finally:
-                self._connected.clear()
-            pause = backoff.next()
-            log.warning("mqtt link down", error=self.stats.last_error, retry_in=round(pause, 2))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), pause)
+    def _counted(self, error: str | None) -> None:
+        if error is None:
+            self.stats.connects += 1
+        else:
+            self.stats.failures += 1
+            self.stats.last_error = error
 
     async def _session(self, client: aiomqtt.Client) -> None:
-        self._instrument(client)
-        for topic, options in self._subscriptions:
-            await client.subscribe(topic, options=options)
+        self._count_refusals(client)
         await client.publish(self.topics.status, ONLINE, qos=1, retain=True)
         self._on_connect()
         self.client = client
         self._connected.set()
-        tasks = {asyncio.create_task(self._receive(self._incoming(client))),
+        tasks = {asyncio.create_task(self._watch(client)),
                  asyncio.create_task(self._send(client))}
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -290,23 +236,22 @@ class Outbox:
             task.result()
 
     @staticmethod
-    async def _incoming(client: aiomqtt.Client) -> AsyncIterator[Incoming]:
-        async for message in client.messages:
-            payload = message.payload if isinstance(message.payload, bytes) else b""
-            yield Incoming(message.topic.value, payload, message.properties, message.retain)
+    async def _watch(client: aiomqtt.Client) -> None:
+        """Raises MqttError when the session breaks: reading its messages is how aiomqtt
+        tells (this session subscribes to nothing, so there are none to keep)."""
+        async for _ in client.messages:
+            pass
 
-    def _instrument(self, client: aiomqtt.Client) -> None:
-        """Count what aiomqtt loses without a trace: publishes the broker refuses (it
-        drops the PUBACK reason code; an ACL that denies a reply topic, say) and messages
-        beyond a full inbox (it logs a warning for each). Its paho callbacks are wrapped,
-        private but the only way in; paho runs them on the event loop's thread, with a
+    def _count_refusals(self, client: aiomqtt.Client) -> None:
+        """Count the publishes the broker refuses (MQTT v5): aiomqtt drops the PUBACK's
+        reason code (an ACL that denies a reply topic, say). Its paho callback is wrapped,
+        private but the only way in; paho runs it on the event loop's thread, with the
         published message still among its outgoing ones."""
         paho = client._client
         # aiomqtt speaks paho's callback API version 2
         on_publish = cast("CallbackOnPublish_v2 | None", paho.on_publish)
-        on_message, inbox = paho.on_message, client._queue
-        if on_publish is None or on_message is None:
-            raise RuntimeError("aiomqtt set no paho callbacks to wrap")
+        if on_publish is None:
+            raise RuntimeError("aiomqtt set no paho callback to wrap")
 
         def counted_publish(c: Any, userdata: Any, mid: int, reason: Any, props: Any
                             ) -> None:
@@ -317,14 +262,7 @@ class Outbox:
             finally:  # aiomqtt's own bookkeeping, whatever happened above
                 on_publish(c, userdata, mid, reason, props)
 
-        def bounded_message(c: Any, userdata: Any, message: Any) -> None:
-            if inbox.full():
-                self.stats.inbox_dropped += 1
-                return
-            on_message(c, userdata, message)
-
         paho.on_publish = counted_publish
-        paho.on_message = bounded_message
 
     def _broker_refused(self, topic: str | None, reason: str) -> None:
         self.stats.broker_refused += 1

@@ -92,7 +92,8 @@ class MqttSettings(_Strict):
     )
     tls: TlsSettings | None = None
     client_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = Field(
-        default=None, description="MQTT client id; default heatd-<site>."
+        default=None, description="MQTT client id of the publishing session; default"
+        " heatd-<site>. Commands are read by a second session, <client_id>-cmd."
     )
     base_topic: str | None = Field(default=None, description="Topic prefix; default heatd/<site>.")
     qos: Literal[0, 1, 2] = 1
@@ -177,7 +178,12 @@ class MqttSettings(_Strict):
         return self.response_prefix or f"{self.base(site_id)}/reply"
 
     def identifier(self, site_id: str) -> str:
+        """The client id of the session that publishes the site (and holds its will)."""
         return self.client_id or f"heatd-{site_id}"
+
+    def command_identifier(self, site_id: str) -> str:
+        """The client id of the session that reads the commands."""
+        return f"{self.identifier(site_id)}-cmd"
 
     def deadband_for(self, device: str, point: str) -> float:
         return self.deadbands.get(f"{device}.{point}", self.deadband)

@@ -58,6 +58,11 @@ class LinkStats:
     inbox_dropped: int = 0
     """Messages discarded unread: ``COMMAND_INBOX`` were already waiting (a flood)."""
     last_error: str | None = None
+    """Of the publishing session (``connects``, ``failures`` count its sessions)."""
+    command_connects: int = 0
+    command_failures: int = 0
+    command_last_error: str | None = None
+    """The command session's own counts: it is a connection of its own."""
 
     def drop(self, kind: Kind) -> None:
         self.dropped += 1
