@@ -25,7 +25,13 @@ import aiomqtt
 import structlog
 
 from heatd.mqtt.payload import dumps, epoch_ms
-from heatd.mqtt.session import keep_session, make_client
+from heatd.mqtt.session import (
+    BrokerLimits,
+    announced_limits,
+    keep_session,
+    make_client,
+    publish_size,
+)
 from heatd.mqtt.topics import publishable
 from heatd.mqtt.wire import Kind, LinkStats
 from heatd.tasks import cancel_all
@@ -45,6 +51,12 @@ STRAY_INBOX = 16
 this many and otherwise discarded."""
 STATS_EVERY_S = 1.0
 """The retained ``stats`` topic is re-sent at most this often, and only on a change."""
+IN_FLIGHT = 16
+"""QoS 1 publishes sent and awaiting their PUBACK at once (fewer if the broker's Receive
+Maximum says so): one at a time, a broker 300 ms away took 3 messages a second, too few
+for the site's state, and the answers waiting behind it were never sent."""
+PASSED_MAX = 8
+"""Sends that may go before a waiting lane before it gets a turn (see ``Outbox._next``)."""
 CONFIRM_TIMEOUT_S = 10.0
 """How long ``publish_confirmed`` waits for the broker's PUBACK."""
 ANSWERS: frozenset[Kind] = frozenset({"reply", "audit"})
@@ -56,6 +68,7 @@ class _Outgoing:
     qos: int
     properties: Properties | None = None
     kind: Kind = "other"
+    retain: bool = False
 
 
 class Outbox:
@@ -87,7 +100,12 @@ class Outbox:
         self._dirty: dict[str, None] = {}  # ordered set of retained topics to (re)send
         self._queue: collections.deque[_Outgoing] = collections.deque()
         self._answers: collections.deque[_Outgoing] = collections.deque()
-        """Command replies and audit records: sent after ``_queue``, dropped first."""
+        """Command replies and audit records: a lane of their own, dropped first."""
+        self._passed = [0, 0, 0]
+        """Per lane (retained, site messages, answers): sends that went before it while it
+        had something waiting (see ``_next``)."""
+        self._limits = BrokerLimits()
+        """What the broker of the session in progress announced."""
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._connected = asyncio.Event()
@@ -104,11 +122,15 @@ class Outbox:
         if self._task is not None or self._stopping.is_set():
             raise RuntimeError("a link starts once; make a new one after stop()")
         will = aiomqtt.Will(self.topics.status, OFFLINE, qos=1, retain=True)
+
+        def make() -> aiomqtt.Client:
+            client = make_client(self.settings, self._identifier, password, tls,
+                                 inbox=STRAY_INBOX, will=will)
+            self._limits = announced_limits(client)
+            return client
+
         self._task = asyncio.create_task(keep_session(
-            self.settings,
-            lambda: make_client(self.settings, self._identifier, password, tls,
-                                inbox=STRAY_INBOX, will=will),
-            self._session, stopping=self._stopping, connected=self._connected,
+            self.settings, make, self._session, stopping=self._stopping, connected=self._connected,
             counted=self._counted, name="mqtt"), name="mqtt-link")
         self._stats_task = asyncio.create_task(self._report_stats(), name="mqtt-stats")
 
@@ -190,6 +212,11 @@ class Outbox:
         keeps the message)."""
         client = self.client
         if client is None or not self.connected:
+            return False
+        limit = self._max_packet()
+        size = publish_size(topic, payload, 1, None)
+        if limit is not None and size > limit:  # sent, the broker would drop the session
+            self._too_large(topic, size, limit, lost=None)
             return False
         try:
             await client.publish(topic, payload, qos=1, timeout=CONFIRM_TIMEOUT_S)
@@ -286,38 +313,95 @@ class Outbox:
             await self._wake.wait()
 
     async def _flush(self, client: aiomqtt.Client) -> None:
-        """Retained changes first, then the site's messages, then command answers."""
-        while self._dirty or self._queue or self._answers:
-            while self._dirty:
-                topic = next(iter(self._dirty))
-                del self._dirty[topic]
-                payload, qos = self._retained[topic]
-                await client.publish(topic, payload, qos=qos, retain=True)
-                self.stats.sent += 1
-            queue = self._queue or self._answers
-            if queue:
-                await self._send_one(client, queue.popleft())
+        """Send all that waits, several publishes awaiting their PUBACK at once, in the
+        order each lane holds them; a broken session puts back what it did not confirm."""
+        flight: dict[asyncio.Task[None], _Outgoing] = {}  # in the order sent
+        try:
+            while True:
+                while len(flight) < self._window() and (msg := self._next()) is not None:
+                    flight[asyncio.create_task(self._send_one(client, msg))] = msg
+                if not flight:
+                    return
+                done, _ = await asyncio.wait(flight, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    error = task.exception()
+                    if error is not None:
+                        raise error
+                    del flight[task]
+        finally:
+            if flight:
+                for task in flight:
+                    task.cancel()
+                await asyncio.gather(*flight, return_exceptions=True)
+                self._put_back(list(flight.values()))
+
+    def _window(self) -> int:
+        announced = self._limits.receive_max
+        return IN_FLIGHT if announced is None else max(1, min(IN_FLIGHT, announced))
+
+    def _next(self) -> _Outgoing | None:
+        """The next message to send: retained changes first, then the site's messages,
+        then command answers, except that a lane passed over ``PASSED_MAX`` times while it
+        waited goes next, so no lane starves when the broker is slower than heatd
+        publishes (a broker 300 ms away never got to the answers)."""
+        waiting = [bool(self._dirty), bool(self._queue), bool(self._answers)]
+        if not any(waiting):
+            return None
+        starved = [i for i in (2, 1) if waiting[i] and self._passed[i] >= PASSED_MAX]
+        lane = starved[0] if starved else waiting.index(True)
+        for other in range(3):
+            self._passed[other] = 0 if other == lane or not waiting[other] \
+                else self._passed[other] + 1
+        if lane == 0:
+            topic = next(iter(self._dirty))
+            del self._dirty[topic]
+            payload, qos = self._retained[topic]
+            return _Outgoing(topic, payload, qos, retain=True)
+        return (self._queue if lane == 1 else self._answers).popleft()
 
     async def _send_one(self, client: aiomqtt.Client, msg: _Outgoing) -> None:
+        size = publish_size(msg.topic, msg.payload, msg.qos, msg.properties)
+        limit = self._max_packet()
+        if limit is not None and size > limit:
+            self._too_large(msg.topic, size, limit, lost=None if msg.retain else msg.kind)
+            return
         try:
-            await client.publish(msg.topic, msg.payload, qos=msg.qos,
+            await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain,
                                  properties=msg.properties)
         except (ValueError, TypeError) as exc:  # unsendable: retrying cannot help
-            self.stats.drop(msg.kind)
+            if not msg.retain:
+                self.stats.drop(msg.kind)
             log.error("mqtt message dropped", topic=msg.topic, error=str(exc))
             return
-        except BaseException:
-            self._requeue(msg)
-            raise
         self.stats.sent += 1
 
-    def _requeue(self, msg: _Outgoing) -> None:
-        """Put an unsent message back in front, unless newer ones filled the queue."""
-        queue = self._lane(msg.kind)
-        if len(queue) < self.settings.queue_size:
-            queue.appendleft(msg)
-        else:
-            self.stats.drop(msg.kind)
+    def _max_packet(self) -> int | None:
+        """The largest packet this session may send: the broker's Maximum Packet Size or
+        ``mqtt.max_packet_size``, whichever is smaller."""
+        limits = [x for x in (self._limits.max_packet, self.settings.max_packet_size) if x]
+        return min(limits) if limits else None
+
+    def _too_large(self, topic: str, size: int, limit: int, *, lost: Kind | None) -> None:
+        """A message the broker would drop the session for is not sent: counted and
+        logged; ``lost``: its kind if it is dropped, None if it is kept (a retained topic
+        for a broker that takes it, a stored record for its file)."""
+        self.stats.too_large += 1
+        if lost is not None:
+            self.stats.drop(lost)
+        log.error("mqtt message larger than the broker takes: not sent", topic=topic,
+                  size=size, max_packet_size=limit, kept=lost is None)
+
+    def _put_back(self, unsent: list[_Outgoing]) -> None:
+        """Messages a broken session did not confirm go back in front, in their order,
+        unless newer ones filled their queue; retained ones are sent again anyway."""
+        for msg in reversed(unsent):
+            if msg.retain:
+                continue  # the next session re-sends every retained topic
+            queue = self._lane(msg.kind)
+            if len(queue) < self.settings.queue_size:
+                queue.appendleft(msg)
+            else:
+                self.stats.drop(msg.kind)
 
     def _lane(self, kind: Kind) -> collections.deque[_Outgoing]:
         return self._answers if kind in ANSWERS else self._queue

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiomqtt
@@ -33,6 +35,53 @@ larger: an inbox holds at most its size times this."""
 NO_DELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 """Small packets go out at once: with Nagle's algorithm, a reply written right after an
 acknowledgement waits for the broker's delayed ACK (40 ms on Linux) each time."""
+STABLE_S = 10.0
+"""A session that lasted this long resets the reconnect backoff; one that breaks sooner
+(a broker that drops heatd right after accepting it) lets the backoff grow."""
+
+
+@dataclass
+class BrokerLimits:
+    """What the broker announced in its CONNACK (MQTT v5); None where it said nothing."""
+
+    max_packet: int | None = None
+    """The largest packet it takes; it drops the connection on a larger one."""
+    receive_max: int | None = None
+    """The most QoS 1 and 2 publishes it takes unacknowledged at once."""
+
+
+def announced_limits(client: aiomqtt.Client) -> BrokerLimits:
+    """The limits the broker will announce to this (not yet connected) client, filled in
+    when its CONNACK arrives. paho keeps them to itself: its callback is wrapped, private
+    but the only way in; paho runs it on the event loop's thread."""
+    limits = BrokerLimits()
+    paho = client._client
+    on_connect: Any = paho.on_connect  # aiomqtt speaks paho's callback API version 2
+    if on_connect is None:
+        raise RuntimeError("aiomqtt set no paho callback to wrap")
+
+    def remembered(c: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None
+                   ) -> None:
+        if properties is not None:
+            limits.max_packet = getattr(properties, "MaximumPacketSize", None)
+            limits.receive_max = getattr(properties, "ReceiveMaximum", None)
+        on_connect(c, userdata, flags, reason, properties)
+
+    paho.on_connect = remembered
+    return limits
+
+
+def publish_size(topic: str, payload: bytes, qos: int, properties: Properties | None) -> int:
+    """Bytes of the MQTT v5 PUBLISH packet that carries this message (what a broker's
+    Maximum Packet Size is compared with)."""
+    props = properties.pack() if properties is not None else b"\x00"
+    body = 2 + len(topic.encode()) + (2 if qos else 0) + len(props) + len(payload)
+    return 1 + _length_bytes(body) + body
+
+
+def _length_bytes(n: int) -> int:
+    """How many bytes MQTT's variable byte integer takes for ``n``."""
+    return 1 if n < 128 else 2 if n < 16_384 else 3 if n < 2_097_152 else 4
 
 
 def make_client(settings: MqttSettings, identifier: str, password: str | None, tls: Any,
@@ -72,14 +121,17 @@ async def keep_session(
     """Connect with ``make()``, ``serve`` the client, and on any failure wait and retry,
     until ``serve`` returns or ``stopping`` is set. ``counted(None)`` on each connect,
     ``counted(reason)`` on each failed attempt or broken session; ``connected`` is
-    cleared when a session ends (``serve`` sets it once the session is ready)."""
+    cleared when a session ends (``serve`` sets it once the session is ready). The pause
+    before a retry grows from ``reconnect_min`` to ``reconnect_max`` and starts over only
+    after a session that lasted ``STABLE_S``."""
     backoff = Backoff(settings.reconnect_min, settings.reconnect_max)
     while not stopping.is_set():
         error: str | None = None
+        connected_at: float | None = None
         try:
             async with make() as client:
                 counted(None)
-                backoff.reset()
+                connected_at = time.monotonic()
                 log.info(f"{name} connected", host=settings.host, port=settings.effective_port)
                 await serve(client)
                 return
@@ -91,6 +143,8 @@ async def keep_session(
         finally:
             connected.clear()
         counted(error)
+        if connected_at is not None and time.monotonic() - connected_at >= STABLE_S:
+            backoff.reset()
         pause = backoff.next()
         log.warning(f"{name} down", error=error, retry_in=round(pause, 2))
         with contextlib.suppress(TimeoutError):

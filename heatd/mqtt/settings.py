@@ -114,6 +114,12 @@ class MqttSettings(_Strict):
         description="Non-retained messages (events, replies) kept while the broker is away; "
         "beyond it the oldest are dropped and counted.",
     )
+    max_packet_size: Annotated[int, Field(ge=128, le=268_435_460)] | None = Field(
+        default=None,
+        description="Largest MQTT packet, in bytes, heatd sends; a larger message is not "
+        "sent, logged and counted (too_large). A broker that announces its Maximum Packet "
+        "Size (MQTT v5) is honoured without this.",
+    )
     override_max_ttl: Seconds = Field(
         default=3600.0,
         description="Longest lease, in seconds, a remote override or mode may ask for."

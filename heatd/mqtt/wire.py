@@ -42,6 +42,9 @@ class LinkStats:
     """Non-retained messages lost: queue full, or unsendable. Sum of ``dropped_by_kind``."""
     dropped_by_kind: dict[str, int] = field(
         default_factory=lambda: {"reply": 0, "audit": 0, "event": 0, "other": 0})
+    too_large: int = 0
+    """Messages larger than the broker takes (its Maximum Packet Size, or
+    ``mqtt.max_packet_size``): not sent, and counted in ``dropped`` unless retained."""
     broker_refused: int = 0
     """Publishes the broker acknowledged with an error (MQTT v5), e.g. denied by its ACL."""
     commands: int = 0

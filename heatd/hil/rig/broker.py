@@ -35,10 +35,13 @@ class Mosquitto:
     """One mosquitto process on 127.0.0.1:``port`` without persistence (a restart loses
     every retained message, which is what a test of republishing needs)."""
 
-    def __init__(self, port: int | None = None, *, users: dict[str, str] | None = None) -> None:
+    def __init__(self, port: int | None = None, *, users: dict[str, str] | None = None,
+                 settings: tuple[str, ...] = ()) -> None:
+        """``settings``: further lines of mosquitto.conf (``max_packet_size 2000``)."""
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.users = users or {}
+        self.settings = settings
         self._dir = tempfile.TemporaryDirectory(prefix="heatd-mosquitto-")
         self.log = Path(self._dir.name) / "mosquitto.log"
         self._proc: asyncio.subprocess.Process | None = None
@@ -60,6 +63,7 @@ class Mosquitto:
             lines += ["allow_anonymous false", f"password_file {pw}"]
         else:
             lines.append("allow_anonymous true")
+        lines += self.settings
         conf = Path(self._dir.name) / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")
         return conf
