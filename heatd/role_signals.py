@@ -36,7 +36,10 @@ def control_snapshot(site: SiteConfig | InputBindings, points: PointSnapshot,
         bound = []
         for ref, factor in bound_points:
             reading = points[ref]
-            if reading.quality is Quality.GOOD and reading.value is not None:
+            if isinstance(reading.value, bool) and role not in R.BOOL_ROLES:
+                # a flag where a quantity is expected (a Boolean node, a coil) is no 1.0 degC
+                bound.append(Signal.bad("a true/false value for a quantity", now))
+            elif reading.quality is Quality.GOOD and reading.value is not None:
                 heard = now if reading.heard_at is None else reading.heard_at
                 bound.append(Signal(float(reading.value) / factor, True, heard))
             else:

@@ -168,3 +168,32 @@ def test_points_refuse_bad_definitions(kwargs: dict[str, object]) -> None:
     fields: dict[str, object] = {"name": "p", "node_id": "ns=2;i=5"} | kwargs
     with pytest.raises(ValueError):
         OpcUaPoint(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("declared", "value", "vtype", "reason"), [
+    (DataType.FLOAT32, True, ua.VariantType.Boolean,
+     "the server's Boolean where the point is float32"),
+    (DataType.UINT16, -100, ua.VariantType.SByte, "-100 does not fit uint16"),
+    (DataType.INT16, 70000, ua.VariantType.Int32, "70000 does not fit int16"),
+    (DataType.INT32, 1.5, ua.VariantType.Double, "the server's Double where the point is int32"),
+    (DataType.BOOL, 1, ua.VariantType.Byte, "the server's Byte where the point is bool"),
+])
+def test_a_value_its_declared_type_cannot_hold_is_bad(
+        declared: DataType, value: object, vtype: ua.VariantType, reason: str) -> None:
+    point = OpcUaPoint("p", "ns=2;i=7", data_type=declared)
+    reading = to_reading(point, dv(value, vtype), RECEIVED)
+    assert (reading.quality, reading.value, reading.reason) == (
+        Quality.BAD, None, f"type mismatch: {reason}")
+
+
+@pytest.mark.parametrize(("declared", "value", "vtype"), [
+    (DataType.FLOAT32, 40, ua.VariantType.Int16),  # any number on a float point
+    (DataType.FLOAT64, 21.5, ua.VariantType.Float),
+    (DataType.UINT16, 65535, ua.VariantType.Int32),  # an integer within the span
+    (DataType.BOOL, False, ua.VariantType.Boolean),
+])
+def test_a_value_its_declared_type_can_hold_is_good(
+        declared: DataType, value: object, vtype: ua.VariantType) -> None:
+    reading = to_reading(OpcUaPoint("p", "ns=2;i=7", data_type=declared), dv(value, vtype),
+                         RECEIVED)
+    assert (reading.quality, reading.value) == (Quality.GOOD, value)

@@ -124,6 +124,27 @@ async def test_polled_read_of_typed_nodes(device: OpcUaDevice) -> None:
     assert all(r.quality is Quality.GOOD and r.source_ts > 1.6e9 for r in readings.values())
 
 
+async def test_a_value_the_declared_type_cannot_hold_is_bad(device: OpcUaDevice) -> None:
+    """A real server's Boolean read for a point declared float32 (a wrong node id, or a
+    PLC program that changed the variable) is bad, not a 1.0 degC supply; a Double on an
+    int16 point too. The same nodes read as their own types stay good."""
+    def typed(name: str, node: str, data_type: DataType) -> OpcUaPoint:
+        return OpcUaPoint(name=name, node_id=node_id(node), data_type=data_type)
+
+    readings = await device.read([
+        typed("flag_as_float", "HP.Running", DataType.FLOAT32),
+        typed("double_as_int", "Loop.SupplyTemp", DataType.INT16),
+        typed("flag", "HP.Running", DataType.BOOL),
+        typed("capacity", "HP.Capacity", DataType.FLOAT32),
+    ])
+    flag_as_float, double_as_int = readings["flag_as_float"], readings["double_as_int"]
+    assert (flag_as_float.quality, flag_as_float.value) == (Quality.BAD, None)
+    assert flag_as_float.reason == "type mismatch: the server's Boolean where the point is float32"
+    assert double_as_int.quality is Quality.BAD
+    assert double_as_int.reason == "type mismatch: the server's Double where the point is int16"
+    assert readings["flag"].value is True and readings["capacity"].value == 40
+
+
 async def test_source_timestamp_comes_from_the_server(
     server: OpcUaTestServer, device: OpcUaDevice
 ) -> None:

@@ -284,6 +284,18 @@ def test_rack_power_is_summed_and_unknown_while_a_rack_is(tmp_path: Path) -> Non
     assert power.reason == "point 1: bad:timeout"
 
 
+def test_a_true_false_value_for_a_quantity_is_no_number_to_control(tmp_path: Path) -> None:
+    """A driver that hands a flag where a temperature is bound (a Boolean node, a coil
+    read by mistake) gives control no 1.0 degC: the signal is bad."""
+    site = parse_site(SITE.format(port=502, mqtt=1883), "site.yaml")
+    image = PointImage(point_limits(site))
+    image.update("plant.supply", Reading(True, Quality.GOOD, 0.0, heard_at=100.3), 100.3)
+    (supply,) = control_snapshot(site, image.snapshot(100.4), 100.4).signals[
+        "coolant.supply_temp"]
+    assert not supply.good and supply.value is None
+    assert supply.reason == "a true/false value for a quantity"
+
+
 def test_a_start_the_heat_pumps_own_timer_holds_is_called_off_not_tripped() -> None:
     params = SequencerParams(start_timeout_s=5.0)
     values = {"hp.running": 0.0, "hp.fault": 0.0}

@@ -67,7 +67,10 @@ def source_time(dv: ua.DataValue, received_at: float) -> float:
 
 
 def to_reading(point: OpcUaPoint, dv: ua.DataValue, received_at: float) -> Reading:
-    """One DataValue as a Reading: Good gives the scaled value, anything else is bad."""
+    """One DataValue as a Reading: Good gives the scaled value, anything else is bad, as
+    is a value that the point's declared ``data_type`` cannot hold (a wrong node id, or a
+    PLC program that changed the variable: a Boolean read as a float32 temperature would
+    reach control as 1.0 degC)."""
     ts = source_time(dv, received_at)
     status = dv.StatusCode if dv.StatusCode is not None else ua.StatusCode()
     if not status.is_good():
@@ -75,11 +78,33 @@ def to_reading(point: OpcUaPoint, dv: ua.DataValue, received_at: float) -> Readi
     raw = dv.Value.Value if dv.Value is not None else None
     if raw is None:
         return Reading.bad("no value", ts)
+    if not isinstance(raw, bool | int | float):
+        return Reading.bad(f"unsupported {type(raw).__name__} value", ts)
+    if point.data_type is not None:
+        mismatch = _mismatch(point.data_type, dv.Value.VariantType, raw)
+        if mismatch is not None:
+            return Reading.bad(f"type mismatch: {mismatch}", ts)
     if isinstance(raw, bool):
         return Reading.good(raw, ts)
-    if not isinstance(raw, int | float):
-        return Reading.bad(f"unsupported {type(raw).__name__} value", ts)
     return Reading.good(_scaled(point, raw), ts)
+
+
+def _mismatch(declared: DataType, variant: ua.VariantType, raw: bool | int | float
+              ) -> str | None:
+    """Why a value read cannot be the declared type's, or None when it can: a bool point
+    takes a Boolean, a float point any number, an integer point an integer within its
+    span (an SByte -100 on a uint16 point is no uint16)."""
+    wanted = VARIANT_TYPES[declared]
+    if (wanted is ua.VariantType.Boolean) != isinstance(raw, bool):
+        return f"the server's {variant.name} where the point is {declared.value}"
+    if wanted in (ua.VariantType.Float, ua.VariantType.Double, ua.VariantType.Boolean):
+        return None
+    if isinstance(raw, float):
+        return f"the server's {variant.name} where the point is {declared.value}"
+    low, high = _INTEGER_RANGES[wanted]
+    if not low <= raw <= high:
+        return f"{raw} does not fit {declared.value}"
+    return None
 
 
 def _scaled(point: OpcUaPoint, raw: int | float) -> Value:
