@@ -75,13 +75,14 @@ def to_reading(point: OpcUaPoint, dv: ua.DataValue, received_at: float) -> Readi
     status = dv.StatusCode if dv.StatusCode is not None else ua.StatusCode()
     if not status.is_good():
         return Reading.bad(status_name(status), ts)
-    raw = dv.Value.Value if dv.Value is not None else None
-    if raw is None:
+    variant = dv.Value
+    raw = variant.Value if variant is not None else None
+    if variant is None or raw is None:
         return Reading.bad("no value", ts)
     if not isinstance(raw, bool | int | float):
         return Reading.bad(f"unsupported {type(raw).__name__} value", ts)
     if point.data_type is not None:
-        mismatch = _mismatch(point.data_type, dv.Value.VariantType, raw)
+        mismatch = _mismatch(point.data_type, variant.VariantType, raw)
         if mismatch is not None:
             return Reading.bad(f"type mismatch: {mismatch}", ts)
     if isinstance(raw, bool):
