@@ -7,29 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import aiomqtt
-import pytest_asyncio
 from test_mqtt_link import BASE, SITE, Runtime, settings, started
 
-from heatd.hil.rig.broker import Mosquitto, Recorder
+from heatd.hil.rig.broker import Mosquitto, Recorder, broker_fixture
 from heatd.hil.rig.latency import LatencyProxy
 from heatd.hil.rig.waiting import until
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.session import keep_session, make_client
 
-
-@pytest_asyncio.fixture
-async def small_broker() -> AsyncIterator[Mosquitto]:
-    async with Mosquitto(settings=("max_packet_size 2000",)) as b:
-        yield b
-
-
-@pytest_asyncio.fixture
-async def broker() -> AsyncIterator[Mosquitto]:
-    async with Mosquitto() as b:
-        yield b
+small_broker = broker_fixture(settings=("max_packet_size 2000",))
+broker = broker_fixture()
 
 
 async def test_a_message_above_the_brokers_packet_size_is_held_back_and_the_rest_goes(

@@ -11,12 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
 
-import pytest_asyncio
 from test_mqtt_link import BASE, started
 
-from heatd.hil.rig.broker import Mosquitto, Recorder
+from heatd.hil.rig.broker import Mosquitto, Recorder, broker_fixture
 from heatd.hil.rig.waiting import until
 
 FLOOD_S = 4.0
@@ -40,10 +38,7 @@ print(sent)
 """
 
 
-@pytest_asyncio.fixture
-async def broker() -> AsyncIterator[Mosquitto]:
-    async with Mosquitto() as b:
-        yield b
+broker = broker_fixture()
 
 
 async def test_a_command_flood_is_shed_and_the_sites_messages_all_go_out(

@@ -59,7 +59,8 @@ class CommandListener:
             lambda: make_client(self.settings, self._identifier, password, tls,
                                 inbox=COMMAND_INBOX),
             self._session, stopping=self._stopping, connected=self._connected,
-            counted=self._counted, name="mqtt command session"), name="mqtt-commands")
+            counted=self.stats.command_session,
+            name="mqtt command session"), name="mqtt-commands")
 
     async def stop(self) -> None:
         """Unsubscribe by disconnecting; nothing is read after this returns."""
@@ -76,13 +77,6 @@ class CommandListener:
 
     async def wait_connected(self) -> None:
         await self._connected.wait()
-
-    def _counted(self, error: str | None) -> None:
-        if error is None:
-            self.stats.command_connects += 1
-        else:
-            self.stats.command_failures += 1
-            self.stats.command_last_error = error
 
     async def _session(self, client: aiomqtt.Client) -> None:
         self._bound(client)

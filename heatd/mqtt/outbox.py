@@ -131,7 +131,7 @@ class Outbox:
 
         self._task = asyncio.create_task(keep_session(
             self.settings, make, self._session, stopping=self._stopping, connected=self._connected,
-            counted=self._counted, name="mqtt"), name="mqtt-link")
+            counted=self.stats.session, name="mqtt"), name="mqtt-link")
         self._stats_task = asyncio.create_task(self._report_stats(), name="mqtt-stats")
 
     async def stop(self, flush_within: float) -> None:
@@ -236,13 +236,6 @@ class Outbox:
         self._wake.set()
 
     # ------------------------------------------------------------------ sessions
-
-    def _counted(self, error: str | None) -> None:
-        if error is None:
-            self.stats.connects += 1
-        else:
-            self.stats.failures += 1
-            self.stats.last_error = error
 
     async def _session(self, client: aiomqtt.Client) -> None:
         self._count_refusals(client)

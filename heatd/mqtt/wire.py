@@ -67,6 +67,20 @@ class LinkStats:
     command_last_error: str | None = None
     """The command session's own counts: it is a connection of its own."""
 
+    def session(self, error: str | None) -> None:
+        """A connect (``error`` None) or a failure of the publishing session."""
+        if error is None:
+            self.connects += 1
+        else:
+            self.failures, self.last_error = self.failures + 1, error
+
+    def command_session(self, error: str | None) -> None:
+        """A connect (``error`` None) or a failure of the command session."""
+        if error is None:
+            self.command_connects += 1
+        else:
+            self.command_failures, self.command_last_error = self.command_failures + 1, error
+
     def drop(self, kind: Kind) -> None:
         self.dropped += 1
         self.dropped_by_kind[kind] = self.dropped_by_kind.get(kind, 0) + 1
