@@ -13,11 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heatd.control import roles as R
+from heatd.control.commands import set_mode
 from heatd.control.core import Decision, step
 from heatd.control.events import Cause, Event, Layer
 from heatd.control.params import ControlParams
 from heatd.control.signals import Snapshot
-from heatd.control.state import State, initial_state
+from heatd.control.state import Mode, State, initial_state
 
 P = ControlParams.model_validate({"validation": {"frozen_after_s": None}})
 """The defaults; the readings here are scripted, and would be judged frozen."""
@@ -83,14 +84,18 @@ class Run:
 
 def drive(seconds: float, valve: Valve, supply: Callable[[float], float],
           demand: float = 80.0, position: float = 0.0, running: bool = False,
-          params: ControlParams = P) -> Run:
+          params: ControlParams = P,
+          command: tuple[float, Callable[[State, float], State]] | None = None) -> Run:
     """The core against a site whose heat pump does as it is told, whose supply follows
-    ``supply`` and whose valve feedback comes from ``valve``."""
+    ``supply`` and whose valve feedback comes from ``valve``; ``command`` is an operator's,
+    given at its time."""
     state = initial_state(0.0)
     out = Run()
     now = 0.0
     for _ in range(int(seconds / DT)):
         now += DT
+        if command is not None and command[0] <= now:
+            state, command = command[1](state, now), None
         values = {
             R.COOLANT_SUPPLY_TEMP: supply(now), R.COOLANT_RETURN_TEMP: supply(now) + 6.0,
             R.RACK_INLET_TEMP: [22.0], R.IT_POWER: 100.0, R.DH_DEMAND: demand,
@@ -129,6 +134,17 @@ def test_a_valve_seized_on_recovery_keeps_the_heat_pump_as_the_cooling() -> None
     assert {(x.name, x.cause, x.verdict) for x in after[-1].limits} == {
         ("fan_min", Cause.VALVE_NOT_FOLLOWING, "recovery flow"),
         ("valve_max", Cause.VALVE_NOT_FOLLOWING, "recovery flow")}
+
+
+def test_safe_mode_keeps_the_heat_pump_behind_a_valve_stuck_on_recovery() -> None:
+    """The operator's safe state is the worst case: with the valve stuck with flow through
+    the evaporator, it keeps the heat pump too."""
+    t0 = 1800.0
+    r = drive(2 * 3600.0, _seized_after(t0), lambda now: 38.0 if now < t0 else 41.5,
+              command=(t0 + 1200.0, lambda state, now: set_mode(state, Mode.SAFE, now)))
+    assert r.decisions[-1].mode == Mode.SAFE
+    assert r.stops() == [] and r.decisions[-1].setpoints.hp_enable
+    assert (r.decisions[-1].setpoints.fan, r.decisions[-1].setpoints.valve) == (1.0, 0.0)
 
 
 def test_a_stopped_heat_pump_behind_a_valve_stuck_on_recovery_is_started_for_cooling() -> None:

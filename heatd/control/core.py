@@ -91,7 +91,10 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
     if env.state.alarms != state.env.alarms:
         _actuator_events(events, state.env.alarms, env.state.alarms, now)
     bounds, limits, stop = env.bounds, list(env.limits), env.stop
-    if mode is Mode.SAFE:
+    if mode is Mode.SAFE and env.hp_cools:  # the heat pump is the cooling the valve leaves
+        bounds = bounds.tighten(1.0, 0.0)
+        limits += _SAFE_LIMITS[:2]
+    elif mode is Mode.SAFE:
         bounds = bounds.tighten(1.0, 0.0, 0.0, False, False)
         limits += _SAFE_LIMITS
         stop = _SAFE_STOP if stop is None else stop
