@@ -4,6 +4,7 @@ commands) that must come out, with the cause every limit and transition must nam
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import NamedTuple
 
 import pytest
@@ -54,6 +55,9 @@ def on_all(cause: Cause, *names: str) -> dict[str, Cause]:
 
 
 RECOVERY = ("valve_max", "hp_capacity_max", "hp_start", "hp_run")
+DRY = ("fan_min", "valve_max")
+STUCK_OPEN: Expect = (1.0, 0.0, 1.0, True, True)
+"""Fans full and the valve asked to close; the heat pump free: the cooling it still gives."""
 
 ENVELOPE_CASES = {
     "normal": EnvCase({}, FULL, {}),
@@ -93,6 +97,39 @@ ENVELOPE_CASES = {
     "valve still on its way": EnvCase(
         {R.VALVE_RECOVERY_ACTUAL: 0.1}, FULL, {},
         state=EnvelopeState(SETTLED.anchor_old, SETTLED.anchor_new, valve_off_since=NOW - 359)),
+    # A valve declared with flow through the evaporator cannot close the recovery branch:
+    # the heat pump is that flow's cooling and keeps its permission to run and start.
+    "valve stuck on recovery": EnvCase(
+        {R.VALVE_RECOVERY_ACTUAL: 0.9}, STUCK_OPEN, on_all(C.VALVE_NOT_FOLLOWING, *DRY),
+        state=replace(SETTLED, valve_off_since=NOW - 361)),
+    "valve stuck on recovery, supply unknown": EnvCase(
+        {R.VALVE_RECOVERY_ACTUAL: 0.9, R.COOLANT_SUPPLY_TEMP: None}, STUCK_OPEN,
+        on_all(C.INPUT_UNKNOWN, *DRY), state=replace(SETTLED, valve_off_since=NOW - 361)),
+    "valve stuck on recovery, supply at limit": EnvCase(
+        {R.VALVE_RECOVERY_ACTUAL: 0.9, R.COOLANT_SUPPLY_TEMP: 45.0}, STUCK_OPEN,
+        on_all(C.SUPPLY_AT_LIMIT, *DRY), state=replace(SETTLED, valve_off_since=NOW - 361)),
+    "valve stuck on recovery, hp fault": EnvCase(
+        {R.VALVE_RECOVERY_ACTUAL: 0.9, R.HP_FAULT: 1.0}, STUCK_OPEN,
+        {"fan_min": C.VALVE_NOT_FOLLOWING, "valve_max": C.HP_FAULT},
+        state=replace(SETTLED, valve_off_since=NOW - 361)),
+    "valve stuck while its command moves away": EnvCase(
+        {R.VALVE_RECOVERY_ACTUAL: 0.3}, STUCK_OPEN, on_all(C.VALVE_NOT_FOLLOWING, *DRY),
+        state=replace(SETTLED, valve_off_since=NOW - 361, valve_from=(0.25, 1.0))),
+    "valve feedback lost while declared": EnvCase(
+        {R.VALVE_RECOVERY_ACTUAL: None}, STUCK_OPEN, on_all(C.VALVE_NOT_FOLLOWING, *DRY),
+        state=replace(SETTLED, alarms=(R.VALVE_RECOVERY,))),
+    "supply at limit, valve still passing flow": EnvCase(
+        {R.COOLANT_SUPPLY_TEMP: 45.0, R.VALVE_RECOVERY_ACTUAL: 0.6}, STUCK_OPEN,
+        on_all(C.SUPPLY_AT_LIMIT, *DRY)),
+    "slow valve on its way": EnvCase(
+        {R.VALVE_RECOVERY_ACTUAL: 0.3}, FULL, {},
+        state=replace(SETTLED, valve_off_since=NOW - 361, valve_from=(0.1, 1.0))),
+    "valve following again, alarm held": EnvCase(
+        {R.VALVE_RECOVERY_ACTUAL: 0.6}, HP_OUT, on_all(C.VALVE_NOT_FOLLOWING, *RECOVERY),
+        state=replace(SETTLED, alarms=(R.VALVE_RECOVERY,), valve_ok_since=NOW - 3599)),
+    "valve followed long enough": EnvCase(
+        {R.VALVE_RECOVERY_ACTUAL: 0.6}, FULL, {},
+        state=replace(SETTLED, alarms=(R.VALVE_RECOVERY,), valve_ok_since=NOW - 3600)),
     "fan not following": EnvCase(
         {R.DRYCOOLER_FAN_ACTUAL: 0.9}, (1.0, 1.0, 1.0, True, True),
         {"fan_min": C.FAN_NOT_FOLLOWING},

@@ -66,6 +66,14 @@ def test_heatd_resets_the_heat_pump_after_a_trip_and_runs_again() -> None:
     assert r.final.hp_running and r.final.hp_trip_code == 0
 
 
+def test_a_valve_seized_on_recovery_is_cooled_through_the_heat_pump() -> None:
+    """The valve seizes mostly on the recovery side and the afternoon then needs more dry
+    cooling than it leaves: the heat pump, kept running, is the cooling of that flow."""
+    k = run("valve_stuck", "heatd").kpis
+    assert k.supply_over_limit_s == 0.0 and k.plc_high_limit_s == 0.0
+    assert k.hp_starts == 1 and k.hp_trips == 0
+
+
 def test_no_controller_writes_nothing_and_the_plc_falls_back() -> None:
     sc = load_scenario("winter_week")
     r = simulate(sc, NO_CONTROLLER, duration_s=3 * 3600.0)

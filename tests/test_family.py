@@ -1,8 +1,8 @@
 """heatd on a family of randomised plants, never on one: the cooling promise must hold in
 every feasible case, and the family must be what ``heatd.hil.family`` documents.
 
-``make test`` runs a small family (20 plants x the key scenarios, 6 h windows); the
-``slow`` suite runs 500+ cases. Value goals (heat reused, money, starts) are reported by
+``make test`` runs a small family (20 plants x the key scenarios, 6 h windows, and the
+valve_stuck scenario over its seizure); the ``slow`` suite runs 500+ cases. Value goals (heat reused, money, starts) are reported by
 ``heatd hil score --family N`` and in the closing figures; only the safety goal is a
 pass/fail here, because it is the one that must never move."""
 
@@ -40,6 +40,15 @@ def test_quick_family_never_goes_over_the_supply_limit_in_a_feasible_case() -> N
     assert not found, "supply over its limit in feasible cases:\n" + _describe(found)
     safety = goals(cases)[0]
     assert safety.met, safety.figure
+
+
+def test_a_seized_recovery_valve_never_goes_over_the_supply_limit_in_a_feasible_case() -> None:
+    """The valve_stuck scenario (the valve seizes at 10 h, mostly on the recovery side) on
+    the quick family, its window running past the seizure."""
+    cases = run_cases(family_specs(QUICK_PLANTS, 0, ("valve_stuck",), 14.0), jobs=2)
+    assert sum(c.feasible for c in cases) > 0.8 * len(cases)
+    found = violations(cases)
+    assert not found, "supply over its limit in feasible cases:\n" + _describe(found)
 
 
 def test_family_results_do_not_depend_on_the_number_of_jobs() -> None:

@@ -142,6 +142,16 @@ def test_valve_moves_at_its_stroke_rate() -> None:
     assert full.valve_position == 1.0
 
 
+def test_a_seized_valve_stays_where_it_is_whatever_it_is_told() -> None:
+    state = initial_state(DEFAULTS, it_power_kw=100.0, valve_position=0.9)
+    stuck = Disturbances(100.0, 10.0, 0.0, valve_stuck=True)
+    after = run(state, 600, stuck, valve_recovery=0.0, fan_speed=1.0)
+    assert after.valve_position == 0.9
+    freed = run(after, DEFAULTS.valve.stroke_s, Disturbances(100.0, 10.0, 0.0),
+                valve_recovery=0.0, fan_speed=1.0)
+    assert freed.valve_position == 0.0
+
+
 def test_plc_falls_back_on_heartbeat_loss_and_releases_when_it_returns() -> None:
     p = DEFAULTS
     dist = Disturbances(200.0, 5.0, 400.0)

@@ -17,7 +17,7 @@ from heatd.control.events import Cause, Event, Layer, Limit, LimitKey
 from heatd.control.minmax import clamp, min2
 from heatd.control.optimiser import RESET, OptState, Proposal, propose, request_heat
 from heatd.control.params import ControlParams
-from heatd.control.plain import plain_params
+from heatd.control.plain import PlainOptimiser, plain_params
 from heatd.control.sequencer import HpState, SeqState, sequence
 from heatd.control.signals import Snapshot
 from heatd.control.state import Lease, Mode, State
@@ -91,13 +91,18 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
     if env.state.alarms != state.env.alarms:
         _actuator_events(events, state.env.alarms, env.state.alarms, now)
     bounds, limits, stop = env.bounds, list(env.limits), env.stop
-    if mode is Mode.SAFE:
+    if mode is Mode.SAFE and env.hp_cools:  # the heat pump is the cooling the valve leaves
+        bounds = bounds.tighten(1.0, 0.0)
+        limits += _SAFE_LIMITS[:2]
+    elif mode is Mode.SAFE:
         bounds = bounds.tighten(1.0, 0.0, 0.0, False, False)
         limits += _SAFE_LIMITS
         stop = _SAFE_STOP if stop is None else stop
 
     request = request_heat(values, opt, op, now)
     want, requester = _heat_wanted(mode, request.want, state.seq, leased)
+    if env.hp_cools and not want and _cooling_needs_hp(values, state.seq.enabled, op):
+        want, requester = True, Layer.ENVELOPE
     seq = sequence(want, requester, bounds, values, state.seq, params.sequencer, now,
                    state.reset_request, stop)
     events += seq.events
@@ -105,7 +110,7 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
     enabled, hp_state = seq.enable, seq.state.state
     prop, opt = propose(values, enabled, hp_state is HpState.RUNNING, prev.fan, prev.hp_capacity,
                         bounds.fan_min, min2(bounds.cap_max, cap_max), opt, op, cap_min, dt,
-                        request)
+                        request, env.hp_cools)
     valve, fan, cap = _operator_outputs(prop, mode, prev, cap_min, leased)
     if leased:
         limits += [Limit(f"override:{x.role}", x.value, Layer.OPERATOR, Cause.LEASE,
@@ -159,6 +164,15 @@ def _heat_wanted(mode: Mode, optimiser_wants: bool, seq: SeqState,
     if mode is Mode.AUTO:
         return optimiser_wants, Layer.OPTIMISER
     return mode is Mode.MANUAL and seq.enabled, Layer.OPERATOR
+
+
+def _cooling_needs_hp(values: Mapping[str, float], enabled: bool, op: PlainOptimiser) -> bool:
+    """With the recovery valve stuck on flow through the evaporator, the heat pump is that
+    flow's cooling: started once the supply reaches its setpoint (or is unknown), kept on
+    until the loop is as cold as the heat pump unloads at, so the compressor does not cycle
+    on the loop's swings."""
+    supply = values.get(R.COOLANT_SUPPLY_TEMP)
+    return supply is None or supply >= (op.source_min_c if enabled else op.supply_setpoint_c)
 
 
 def _operator_outputs(prop: Proposal, mode: Mode, prev: Setpoints, cap_min: float,

@@ -3,7 +3,10 @@
 Severities, each no looser than the one below:
 - worst case (supply or rack inlet unknown, coolant flow too low, PLC in local fallback,
   the recovery valve not following): full dry cooler, valve to the dry-cooler side, heat
-  pump off at once;
+  pump off at once; but a recovery valve that does not follow and still passes flow to
+  the heat pump (its measured position, or unknown) cannot close the recovery branch:
+  the heat pump is then the cooling of that flow, and is kept and may start (its own
+  protection guards it), while the fans run full and the valve is still asked to close;
 - ride-through (supply reading lost, where the site states how fast its loop can rise):
   while the last reading plus that rise stays under the margin band, for at most
   ``blind_hold_max_s`` and only while the IT load does not grow, the cooling is held as
@@ -23,7 +26,8 @@ Severities, each no looser than the one below:
   The heat pump keeps running on the flow it still gets (it cools the loop too); at the
   limit, with no recovery flow left, it idles at its minimum capacity instead of
   stopping, so it takes the heat back without a restart once the supply falls, and a
-  stopped one is not started;
+  stopped one is not started; while the measured valve still passes recovery flow the
+  compressor is that flow's cooling and is neither throttled nor kept from starting;
 - distress (supply rising fast enough to reach the band within the rise horizon, or its
   rate not yet known; rack inlet near its limit): the valve share and the fans are held
   where they are, no more recovery share and no less dry cooling;
@@ -61,6 +65,7 @@ class EnvelopeState:
     anchor_old: Sample | None = None
     anchor_new: Sample | None = None
     valve_off_since: float | None = None
+    """Since when the valve has been off its command without moving toward it."""
     fan_off_since: float | None = None
     cap_off_since: float | None = None
     alarms: tuple[str, ...] = ()
@@ -71,6 +76,12 @@ class EnvelopeState:
     """The last good rack inlet reading, likewise."""
     it_seen: float | None = None
     """The IT load at the last good supply reading."""
+    valve_from: tuple[float, float] | None = None
+    """(position, direction +1/-1 toward the command) where ``valve_off_since`` started:
+    a valve that has moved ``valve_mismatch_tol`` toward its command since is on its way."""
+    valve_ok_since: float | None = None
+    """Since when a valve declared not following has followed again (its alarm holds for
+    ``valve_clear_s`` of that)."""
     made: Tightened | None = field(default=None, compare=False, repr=False)
     """Last cycle's bounds and limits, reused while the layers tighten the same way."""
 
@@ -89,6 +100,9 @@ class EnvelopeResult(NamedTuple):
     """Actuators that do not follow their command."""
     stop: Limit | None = None
     """The limit that withdrew the heat pump's permission to run, if one did."""
+    hp_cools: bool = False
+    """The recovery valve is stuck with flow through the heat pump's evaporator: the heat
+    pump is that flow's only cooling."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +169,13 @@ class _Cycle:
     valve_since: float | None = None
     fan_since: float | None = None
     cap_since: float | None = None
+    valve_from: tuple[float, float] | None = None
+    valve_ok_since: float | None = None
+    valve_alarm: bool = False
+    """The recovery valve does not follow its command (judged before the layers run)."""
+    recovery_stays: bool = False
+    """...and its measured position (or its unknown one) leaves flow through the recovery
+    branch, which closing the valve cannot take away."""
     alarms: list[str] = field(default_factory=list)
 
     def floor_fan(self, v: float, why: Why) -> None:
@@ -183,8 +204,12 @@ class _Cycle:
         self.recovery_out(why)
 
     def recovery_out(self, why: Why) -> None:
-        """The recovery branch is closed and the heat pump stopped; the fans are free."""
+        """The recovery branch is closed and the heat pump stopped; the fans are free. A
+        stuck valve that leaves flow through the recovery branch cannot close it: the heat
+        pump is then that flow's only cooling and keeps its permission to run and start."""
         self.cap_valve(0.0, why)
+        if self.recovery_stays:
+            return
         self.cap_extraction(0.0, why)
         self.block_start(why)
         self.stop(why)
@@ -220,7 +245,7 @@ def _supply(c: _Cycle) -> None:
         c.floor_fan(depth, why)
         c.floor_fan(c.prev.fan, why)
         c.cap_valve(min2(c.prev.valve, 1.0 - depth), why)
-        if depth >= 1.0:  # no recovery flow left: the compressor idles, nothing starts
+        if depth >= 1.0 and not _recovery_flow(c):  # the compressor idles, nothing starts
             c.cap_extraction(c.cap_min, why)
             c.block_start(why)
     if c.rise is None:
@@ -288,12 +313,14 @@ def _running_unknown(c: _Cycle) -> None:
 
 
 def _valve_follows(c: _Cycle) -> None:
-    """A recovery valve that does not follow its setpoint: the worst case."""
-    actual, p = c.values.get(R.VALVE_RECOVERY_ACTUAL), c.p
-    off = actual is not None and abs(actual - c.prev.valve) > p.valve_mismatch_tol
-    c.valve_since = _since(c.state.valve_off_since, off, c.now)
-    if c.valve_since is not None and c.now - c.valve_since >= p.valve_mismatch_s:
-        c.worst(_VALVE_WHY)
+    """A recovery valve that does not follow its setpoint: the worst case, with the heat
+    pump kept as cooling while the valve still passes it flow. Once it follows again it
+    stays out of recovery, the fans with the supply loop, until its alarm clears."""
+    if c.valve_ok_since is not None:
+        c.recovery_out(_VALVE_WHY)
+    elif c.valve_alarm:
+        c.worst(_VALVE_STUCK_WHY if c.recovery_stays else _VALVE_WHY)
+    if c.valve_alarm:
         c.alarms.append(R.VALVE_RECOVERY)
 
 
@@ -343,9 +370,54 @@ def envelope(
     plain = plain_params.of(params)
     c = _Cycle(inputs.values, inputs.invalid, prev, state, plain.envelope, plain.capacity_min,
                now, state.anchor_old, state.anchor_new)
+    _judge_valve(c)
     for layer in LAYERS:
         layer(c)
     return _result(c)
+
+
+def _judge_valve(c: _Cycle) -> None:
+    """Whether the recovery valve follows, judged once before the layers, since every
+    layer that would close the recovery branch must know whether it can.
+
+    A valve off its command by more than ``valve_mismatch_tol`` is not following once it
+    has not moved that far toward the command for ``valve_mismatch_s``: a slow valve on
+    its way (any stroke up to ``valve_mismatch_s / valve_mismatch_tol``) follows, a seized
+    one does not, however the command moves. Once declared, the alarm holds until the
+    valve has followed for ``valve_clear_s`` (a lost feedback holds it too), so a valve
+    that sticks now and then costs one stop, not a compressor cycle per sticking."""
+    p, old, now = c.p, c.state, c.now
+    actual, command = c.values.get(R.VALVE_RECOVERY_ACTUAL), c.prev.valve
+    since, start = old.valve_off_since, old.valve_from
+    off = actual is not None and abs(actual - command) > p.valve_mismatch_tol
+    if actual is None or not off:
+        since = start = None
+    else:
+        toward = 1.0 if command > actual else -1.0
+        if start is None or start[1] != toward:
+            if since is None or start is not None:  # a new stretch, or the command turned
+                since = now
+            start = (actual, toward)
+        elif (actual - start[0]) * toward >= p.valve_mismatch_tol:  # on its way
+            since, start = now, (actual, toward)
+    c.valve_since, c.valve_from = since, start
+    alarm = since is not None and now - since >= p.valve_mismatch_s
+    if not alarm and R.VALVE_RECOVERY in old.alarms:
+        if actual is None or off:
+            alarm = True
+        else:
+            ok = now if old.valve_ok_since is None else old.valve_ok_since
+            alarm = now - ok < p.valve_clear_s
+            c.valve_ok_since = ok if alarm else None
+    c.valve_alarm = alarm
+    c.recovery_stays = alarm and (actual is None or (off and actual > p.valve_mismatch_tol))
+
+
+def _recovery_flow(c: _Cycle) -> bool:
+    """The measured valve position leaves flow through the recovery branch, or a stuck
+    valve's may."""
+    actual = c.values.get(R.VALVE_RECOVERY_ACTUAL)
+    return c.recovery_stays or (actual is not None and actual > c.p.valve_mismatch_tol)
 
 
 def _result(c: _Cycle) -> EnvelopeResult:
@@ -365,15 +437,16 @@ def _result(c: _Cycle) -> EnvelopeResult:
         made = _tightened(c, tightening)
     alarms = tuple(c.alarms)
     memory = (c.anchor_old, c.anchor_new, c.valve_since, c.fan_since, c.cap_since, alarms,
-              supply_seen, rack_seen, it_seen)
+              supply_seen, rack_seen, it_seen, c.valve_from, c.valve_ok_since)
     state = old
     if made is not old.made or memory != (
             old.anchor_old, old.anchor_new, old.valve_off_since, old.fan_off_since,
-            old.cap_off_since, old.alarms, old.supply_seen, old.rack_seen, old.it_seen):
+            old.cap_off_since, old.alarms, old.supply_seen, old.rack_seen, old.it_seen,
+            old.valve_from, old.valve_ok_since):
         state = EnvelopeState(*memory, made)  # memory is in field order
     return EnvelopeResult(made.bounds, made.limits, state,
                           None if supply is None else p.supply_limit_c - supply, c.rise,
-                          alarms, made.stop)
+                          alarms, made.stop, c.recovery_stays)
 
 
 def _tightened(c: _Cycle, tightening: Tightening) -> Tightened:
@@ -448,6 +521,10 @@ _FAULT_WHY = Why(Cause.HP_FAULT, "heat pump fault")
 _LOCKOUT_WHY = Why(Cause.HP_LOCKOUT, "heat pump locked out")
 _VALVE_WHY = Why(Cause.VALVE_NOT_FOLLOWING, "recovery valve not following its setpoint",
                  R.VALVE_RECOVERY)
+_VALVE_STUCK_WHY = Why(Cause.VALVE_NOT_FOLLOWING,
+                       "recovery valve not following its setpoint, with flow through the heat "
+                       "pump: the heat pump is kept as its cooling", R.VALVE_RECOVERY,
+                       "recovery flow")
 _FAN_WHY = Why(Cause.FAN_NOT_FOLLOWING, "dry-cooler fan not following its setpoint",
                R.DRYCOOLER_FAN)
 _CAP_WHY = Why(Cause.CAPACITY_NOT_FOLLOWING, "heat-pump capacity not following its setpoint",

@@ -142,11 +142,14 @@ def propose(
     cap_min: float,
     dt: float,
     request: HeatRequest | None = None,
+    cools: bool = False,
 ) -> tuple[Proposal, OptState]:
     """Fan, capacity and valve targets for this cycle. Each PI output is clamped to what the
     bounds allow (``fan_lo``, ``cap_hi``), so it cannot wind up against them. ``request``
     is this cycle's :func:`request_heat`, kept in the new state; None takes the one ``st``
-    holds (a state from :func:`want_heat`): the step makes one OptState a cycle, not two."""
+    holds (a state from :func:`want_heat`): the step makes one OptState a cycle, not two.
+    ``cools``: the recovery valve is stuck with flow through the evaporator, so the cooling
+    demand cannot go to the dry cooler's share and floors the capacity instead."""
     want, since, target_kw = (st.want, st.flip_since, st.target_kw) if request is None else request
     u = prev_fan if st.cool_u is None else st.cool_u
     cool_e: float | None = None
@@ -182,6 +185,8 @@ def propose(
             last = 0.0 if fresh or st.cap_e is None else st.cap_e
             cap += p.cap_kp * (e - last + dt / p.cap_ti_s * e)
             cap_e = e
+        if cools:
+            cap = max2(cap, u)
         cap = clamp(cap, cap_min, cap_hi)
     elif enabled:
         cap = cap_min

@@ -82,8 +82,12 @@ class EnvelopeParams(BaseModel):
     flow_min: NonNegative | None = None
     valve_mismatch_tol: Fraction = 0.15
     valve_mismatch_s: Positive = 360.0
-    """Longer than a full stroke of the slowest valves (300 s) plus their lag: a slow valve
-    still on its way is not a stuck one. The supply rules guard cooling meanwhile."""
+    """How long a valve off its command may go without moving ``valve_mismatch_tol`` toward
+    it: a valve on its way, however slow (up to a 2400 s stroke at the defaults), follows;
+    a seized one is declared after this. The supply rules guard cooling meanwhile."""
+    valve_clear_s: Positive = 3600.0
+    """A valve declared not following stays declared until it has followed this long, so
+    a valve that sticks now and then does not cycle the heat pump with its alarm."""
     fan_mismatch_tol: Fraction = 0.15
     fan_mismatch_s: Positive = 60.0
     capacity_mismatch_tol: Fraction = 0.25

@@ -57,6 +57,7 @@ class PlainEnvelope:
     flow_min: float | None
     valve_mismatch_tol: float
     valve_mismatch_s: float
+    valve_clear_s: float
     fan_mismatch_tol: float
     fan_mismatch_s: float
     capacity_mismatch_tol: float

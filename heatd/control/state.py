@@ -21,7 +21,8 @@ class Mode(StrEnum):
     AUTO = "auto"
     RECOVERY_OFF = "recovery_off"  # pure cooling: the heat pump winds down, valve to dry cooler
     MANUAL = "manual"  # operator setpoints, still clamped by the envelope and sequencer
-    SAFE = "safe"  # forced safe state: full dry cooler, valve closed, heat pump off
+    SAFE = "safe"  # forced safe state: full dry cooler, valve closed, heat pump off (kept
+    # while a stuck recovery valve leaves it flow: then it is the cooling)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-PHYSICAL_KINDS = frozenset({"hp_trip", "dh_demand_collapse", "it_load_step", "storage_full"})
+PHYSICAL_KINDS = frozenset({"hp_trip", "dh_demand_collapse", "it_load_step", "storage_full",
+                            "valve_stuck"})
 SENSOR_KINDS = frozenset({"sensor_stuck", "sensor_drift", "sensor_nan", "sensor_dropout"})
 COMMS_KINDS = frozenset({"comms_loss", "server_restart"})
 ALL_KINDS = PHYSICAL_KINDS | SENSOR_KINDS | COMMS_KINDS
@@ -24,6 +25,7 @@ KIND_PARAMS: dict[str, dict[str, float]] = {
     "dh_demand_collapse": {"factor": 0.05},
     "it_load_step": {"step_kw": 100.0},
     "storage_full": {"return_temp_c": 70.0, "demand_factor": 0.1},
+    "valve_stuck": {},
     "sensor_stuck": {},
     "sensor_drift": {"rate_per_h": 2.0},
     "sensor_nan": {},

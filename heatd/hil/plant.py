@@ -73,13 +73,15 @@ class Actuators(NamedTuple):
 
 
 class Disturbances(NamedTuple):
-    """What the world does to the plant; `hp_fault` is an internal heat-pump fault."""
+    """What the world does to the plant; `hp_fault` is an internal heat-pump fault,
+    `valve_stuck` a seized recovery valve actuator (the valve stays where it is)."""
 
     it_power_kw: float
     outdoor_temp_c: float
     dh_demand_kw: float
     dh_return_temp_c: float = 40.0
     hp_fault: bool = False
+    valve_stuck: bool = False
 
 
 class PlantState(NamedTuple):
@@ -215,13 +217,14 @@ def step(
     p = _Plant(state, dist)
     tank = list(state.tank_c)
     lag = 1.0 - math.exp(-h / c.valve_lag) if c.valve_lag > 0.0 else 1.0
+    valve_rate = 0.0 if dist.valve_stuck else c.valve_rate
     t_dc_air = dist.outdoor_temp_c + c.air_offset
     cap_target = act.hp_capacity  # clamped to the minimum..1
     cap_target = c.hp_min if cap_target < c.hp_min else 1.0 if cap_target > 1.0 else cap_target
     reset_edge = act.hp_reset and not state.hp_reset_prev
     for _ in range(n):
         v_cmd, fan_cmd, hp_en = _site_plc(p, act, h, c)
-        _move_valve_and_fans(p, v_cmd, fan_cmd, lag, h, c)
+        _move_valve_and_fans(p, v_cmd, fan_cmd, lag, valve_rate, h, c)
         _sequence_heat_pump(p, hp_en, reset_edge, dist.hp_fault, cap_target, h, c)
         reset_edge = False
         m_c = _heat_pump(p, tank[-1], c)
@@ -340,12 +343,14 @@ def _site_plc(p: _Plant, act: Actuators, h: float, c: Compiled) -> tuple[float, 
 
 
 def _move_valve_and_fans(
-    p: _Plant, v_cmd: float, fan_cmd: float, lag: float, h: float, c: Compiled
+    p: _Plant, v_cmd: float, fan_cmd: float, lag: float, valve_rate: float, h: float,
+    c: Compiled,
 ) -> None:
-    """The valve follows its lagged command at its stroke rate, the fans at their ramp."""
+    """The valve follows its lagged command at its stroke rate (0: seized), the fans at
+    their ramp."""
     v_lag = p.valve_lagged + (v_cmd - p.valve_lagged) * lag
     p.valve_lagged = v_lag
-    p.valve_position = _toward(p.valve_position, v_lag, c.valve_rate * h)
+    p.valve_position = _toward(p.valve_position, v_lag, valve_rate * h)
     p.fan_speed = _toward(p.fan_speed, fan_cmd, c.fan_rate * h)
 
 

@@ -196,12 +196,14 @@ class Scenario:
         temp = self._temp[i] + w * self._temp_slope[i]
         demand = self._demand[i]
         ret = self._return
-        hp_fault = False
+        hp_fault = stuck = False
         for f in self._physical:
             if not f.start_s <= t < f.end_s:
                 continue
             if f.kind == "hp_trip":
                 hp_fault = True
+            elif f.kind == "valve_stuck":
+                stuck = True
             elif f.kind == "it_load_step":
                 it_kw += f.param("step_kw")
             elif f.kind == "dh_demand_collapse":
@@ -209,7 +211,7 @@ class Scenario:
             elif f.kind == "storage_full":
                 demand *= f.param("demand_factor")
                 ret = f.param("return_temp_c")
-        return _new_tuple(Disturbances, (it_kw, temp, demand, ret, hp_fault))
+        return _new_tuple(Disturbances, (it_kw, temp, demand, ret, hp_fault, stuck))
 
     def active_faults(self, t: float) -> list[Fault]:
         return [f for f in self.faults if f.active(t)]
