@@ -2,9 +2,10 @@
 every feasible case, and the family must be what ``heatd.hil.family`` documents.
 
 ``make test`` runs a small family (20 plants x the key scenarios, 6 h windows, and the
-valve_stuck scenario over its seizure); the ``slow`` suite runs 500+ cases. Value goals (heat reused, money, starts) are reported by
-``heatd hil score --family N`` and in the closing figures; only the safety goal is a
-pass/fail here, because it is the one that must never move."""
+valve_stuck scenario over its seizure); the ``slow`` suite runs 500+ cases. Value goals
+(heat reused, money, starts) are reported by ``heatd hil score --family N`` and in the
+closing figures; only the safety goal is a pass/fail here, because it is the one that
+must never move."""
 
 from __future__ import annotations
 
