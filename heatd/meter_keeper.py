@@ -36,13 +36,15 @@ class MeterKeeper:
     def __init__(self, site: SiteConfig, settings: MeterSettings,
                  attach: Callable[[Metering], None],
                  detach: Callable[[Metering], Awaitable[None]],
-                 event: Callable[..., None]) -> None:
+                 fault_changed: Callable[[str, str | None], None]) -> None:
+        """``fault_changed(file, error)`` hears each new reason the file is not in use,
+        and ``error`` None once it is again."""
         self._site = site
         self._settings = settings
         self.path = meter_path(settings.database)
         self._attach = attach
         self._detach = detach
-        self._event = event
+        self._fault_changed = fault_changed
         self.fault: str | None = None
         """Why the file is not in use now (None while metering, or before the first try)."""
         self._stopping = asyncio.Event()
@@ -72,8 +74,8 @@ class MeterKeeper:
             self._attach(metering)
             if self.fault is not None:
                 log.info("meter file usable again: metering", file=self.path)
-                self._event("alarm", name="meter_file_usable", file=self.path)
                 self.fault = None
+                self._fault_changed(self.path, None)
             while not self._stopping.is_set():
                 await self._pause()
                 now = _file_id(self.path)
@@ -102,13 +104,13 @@ class MeterKeeper:
         return metering, _file_id(self.path)
 
     def _report(self, error: str) -> None:
-        """One line per new error: the log and an ``alarm`` event on ``events``."""
+        """One log line per new error, told to ``fault_changed``."""
         if error == self.fault:
             return
         self.fault = error
         log.error("meter file unusable: not metering, trying again", file=self.path,
                   error=error, every_s=RETRY_S)
-        self._event("alarm", name="meter_file_unusable", file=self.path, error=error)
+        self._fault_changed(self.path, error)
 
     async def _pause(self) -> None:
         with contextlib.suppress(TimeoutError):

@@ -66,6 +66,9 @@ class Publisher:
         self._audits_to: MqttLink | None = None
         """The link whose commands' audits the file may hand back: kept while it stops."""
         self._points_of: tuple[SiteConfig | None, DevicePoints] = (None, ())
+        self.meter_fault: dict[str, str] | None = None
+        """The meter's file and why it is not in use, while it is not (``control/state``
+        carries it as ``meter_file``)."""
 
     @staticmethod
     def check(site: SiteConfig) -> None:
@@ -238,4 +241,6 @@ class Publisher:
             state["outputs"] = dict(status.outputs)
         if self._racks is not None:
             state["racks"] = self._racks
+        if self.meter_fault is not None:
+            state["meter_file"] = self.meter_fault
         return state

@@ -114,7 +114,7 @@ class Reporting:
                 from heatd.meter_keeper import MeterKeeper  # SQLite and billing: only for a meter
 
                 self.meter_keeper = MeterKeeper(site, site.meter, self._attach_meter,
-                                                self._detach_meter, self.event)
+                                                self._detach_meter, self._meter_fault)
                 self.meter_keeper.start()
 
     def _attach_meter(self, metering: Metering) -> None:
@@ -124,6 +124,17 @@ class Reporting:
         self.listeners.insert(0, metering)
         if self.publisher is not None:
             self.publisher.attach_meter(metering)
+
+    def _meter_fault(self, file: str, error: str | None) -> None:
+        """The meter's file unusable (``error``) or usable again (None): an alarm on
+        ``events``, and in the publisher's control state while it lasts."""
+        if error is None:
+            self.event("alarm", name="meter_file_usable", file=file)
+        else:
+            self.event("alarm", name="meter_file_unusable", file=file, error=error)
+        if self.publisher is not None:
+            self.publisher.meter_fault = None if error is None else {"file": file,
+                                                                      "error": error}
 
     async def _detach_meter(self, metering: Metering) -> None:
         if metering in self.listeners:

@@ -24,7 +24,7 @@ import pytest
 import heatd.meter_keeper
 from heatd.config_loader import load_site
 from heatd.drivers.modbus import Table
-from heatd.hil.rig.broker import Mosquitto, Recorder, broker_fixture
+from heatd.hil.rig.broker import Mosquitto, Recorder, Seen, broker_fixture
 from heatd.hil.rig.modbus import SimServer, unit
 from heatd.hil.rig.waiting import until
 from heatd.runtime import Daemon
@@ -58,7 +58,7 @@ mqtt: {{host: 127.0.0.1, port: {mqtt}, reconnect_min: 0.05, reconnect_max: 0.3}}
 meter: {{interval: 1, database: {db}}}
 """
 BASE = "heatd/mf"
-ENERGY, EVENTS = f"{BASE}/meter/energy", f"{BASE}/events"
+ENERGY, EVENTS, CONTROL = f"{BASE}/meter/energy", f"{BASE}/events", f"{BASE}/control/state"
 
 
 def garbage(db: Path) -> None:
@@ -109,6 +109,11 @@ def alarms(rec: Recorder, name: str) -> list[dict[str, object]]:
     return [e for e in found if e.get("kind") == "alarm" and e.get("name") == name]
 
 
+def meter_file(message: Seen) -> object:
+    """What the retained control state says of the meter's file (None: nothing wrong)."""
+    return json.loads(message.payload).get("meter_file")
+
+
 def audited(rec: Recorder, ident: str) -> bool:
     return any(json.loads(m.payload).get("id") == ident for m in rec.on(EVENTS))
 
@@ -142,9 +147,10 @@ async def test_an_unusable_meter_file_at_start_stops_metering_not_control(
         tmp_path: Path, broker: Mosquitto, fault: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """heatd starts on a meter file it cannot use: the cycle and the heartbeat run, an
-    ``alarm`` names the file and SQLite's error, audits go out from memory, and the file is
-    left byte for byte as it was. Once the operator moves it away, the file is made anew
-    at the next try and metering resumes."""
+    ``alarm`` names the file and SQLite's error (and the retained control state, while it
+    lasts), audits go out from memory, and the file is left byte for byte as it was. Once
+    the operator moves it away, the file is made anew at the next try and metering
+    resumes."""
     monkeypatch.setattr(heatd.meter_keeper, "RETRY_S", 0.5)
     make, error = FAULTS[fault]
     db = tmp_path / "meter.sqlite"
@@ -163,12 +169,16 @@ async def test_an_unusable_meter_file_at_start_stops_metering_not_control(
             assert daemon.reporting.metering is None and not rec.on(ENERGY)
             [alarm] = alarms(rec, "meter_file_unusable")  # said once, not at every try
             assert alarm["file"] == str(db) and error in str(alarm["error"])
+            state = await rec.wait(CONTROL, lambda m: meter_file(m) is not None)
+            assert meter_file(state) == {"file": alarm["file"], "error": alarm["error"]}
             if db.is_dir():
                 db.rmdir()
             else:
                 db.rename(tmp_path / "meter.broken")
             await rec.wait(ENERGY, timeout=15)
             assert alarms(rec, "meter_file_usable")
+            mark = rec.mark()
+            await rec.wait(CONTROL, lambda m: meter_file(m) is None, after=mark)
             await _beating(server, daemon)
             await _command(rec, "metered")
         finally:
