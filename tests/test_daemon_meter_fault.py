@@ -210,13 +210,14 @@ async def test_a_meter_file_under_a_file_is_reported(
     assert alarm["error"] == f"{tmp_path / 'state'}: Not a directory"
 
 
-@pytest.mark.parametrize("change", ["replaced by garbage", "removed"])
+@pytest.mark.parametrize("change", ["replaced by garbage", "removed", "overwritten in place"])
 async def test_a_meter_file_replaced_while_heatd_runs_stops_metering_not_control(
         tmp_path: Path, broker: Mosquitto, change: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """While heatd meters, the file at the path is swapped for noise, or removed: control
     goes on; the meter stops with an alarm and opens what is at the path now (noise:
-    refused and kept; nothing: a new file, metered into)."""
+    refused and kept; nothing: a new file, metered into). Noise written over the open
+    file itself fails the meter's writes (logged, tried again), never a cycle."""
     monkeypatch.setattr(heatd.meter_keeper, "RETRY_S", 0.5)
     db = tmp_path / "meter.sqlite"
     server, daemon = await _start(tmp_path, broker, db)
@@ -225,6 +226,13 @@ async def test_a_meter_file_replaced_while_heatd_runs_stops_metering_not_control
         try:
             await rec.wait(ENERGY, timeout=15)
             old = daemon.reporting.metering
+            if change == "overwritten in place":
+                with db.open("r+b") as fh:
+                    fh.write(os.urandom(db.stat().st_size))
+                await asyncio.sleep(2.5)  # wall time is the subject: intervals close, fail
+                await _beating(server, daemon)
+                await _command(rec, "after the noise")
+                return
             if change == "removed":
                 db.unlink()
             else:
