@@ -83,8 +83,11 @@ class MeterKeeper:
                     self._report("replaced or removed while heatd ran: metering stops, "
                                  "opening the file now at the path")
                     break
-            await self._detach(metering)
-            await metering.stop()
+            try:
+                await self._detach(metering)
+                await metering.stop()
+            except Exception:  # gone all the same: the keeper goes on with the path
+                log.exception("the meter did not stop cleanly", file=self.path)
 
     async def _open(self) -> tuple[Metering, FileId | None] | None:
         """The meter on the file at the path, with the file's identity; None (reported)
