@@ -10,13 +10,14 @@ and ``heatd check-config`` through the CLI in a subprocess."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -208,6 +209,48 @@ async def test_a_meter_file_under_a_file_is_reported(
             await server.stop()
     [alarm] = alarms(rec, "meter_file_unusable")
     assert alarm["error"] == f"{tmp_path / 'state'}: Not a directory"
+
+
+@contextlib.contextmanager
+def read_only_folder(folder: Path) -> Iterator[Path]:
+    """A read-only tmpfs mounted at ``folder`` (skips the test where heatd's tests may not
+    mount, i.e. not as root); unmounted at the end."""
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=4m", "tmpfs", str(folder)],
+                             capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only folder here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+async def test_a_read_only_folder_made_writable_while_heatd_runs_is_metered_into(
+        tmp_path: Path, broker: Mosquitto, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The meter's folder is a read-only mount at the start (SQLite cannot make the file):
+    control runs and the alarm says why; remounted writable, the next try makes the file
+    and metering starts."""
+    monkeypatch.setattr(heatd.meter_keeper, "RETRY_S", 0.5)
+    with read_only_folder(tmp_path / "state") as folder:
+        db = folder / "meter.sqlite"
+        server, daemon = await _start(tmp_path, broker, db)
+        async with Recorder(broker, f"{BASE}/#") as rec:
+            task = asyncio.create_task(daemon.run())
+            try:
+                await until(lambda: alarms(rec, "meter_file_unusable"), timeout=15,
+                            what="the meter alarm")
+                await _beating(server, daemon)
+                [alarm] = alarms(rec, "meter_file_unusable")
+                assert alarm["error"] == f"unable to open database file: cannot write in {folder}"
+                await asyncio.to_thread(subprocess.run, ["mount", "-o", "remount,rw", str(folder)],
+                                        check=True)
+                await rec.wait(ENERGY, timeout=15)
+                assert alarms(rec, "meter_file_usable") and db.is_file()
+            finally:
+                daemon.request_stop()
+                assert await asyncio.wait_for(task, 20) == 0
+                await server.stop()
 
 
 @pytest.mark.parametrize("change", ["replaced by garbage", "removed", "overwritten in place"])
