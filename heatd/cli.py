@@ -8,8 +8,12 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from heatd import __version__
+
+if TYPE_CHECKING:
+    from heatd.config import SiteConfig
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -24,12 +28,33 @@ def _check_config(args: argparse.Namespace) -> int:
         print(f"{args.file}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
         return 1
     site = checked.site
-    for note in checked.notes:
+    for note in [*checked.notes, *_meter_notes(args.file, site)]:
         print(f"note: {note}", file=sys.stderr)
     points = sum(len(d.points) for d in site.devices.values())
     print(f"{args.file}: ok (site {site.site.id}, {len(site.devices)} devices, {points} points, "
           f"{len(site.roles)} roles)")
     return 0
+
+
+def _meter_notes(file: str, site: SiteConfig) -> list[str]:
+    """The meter's file, read without writing to it: one that heatd could not use is a
+    note, not a problem, as heatd controls without it (and ``check-config`` runs before
+    every start of the unit)."""
+    if site.meter is None:
+        return []
+    from heatd.meter_store import file_problem, meter_path
+
+    try:
+        path = meter_path(site.meter.database)
+    except ValueError:  # heatd run says so; under systemd the unit sets it
+        return [f"{file}: meter.database: not checked: {site.meter.database!r} names a "
+                "variable not set here (systemd sets $STATE_DIRECTORY for the service, "
+                "from StateDirectory=)"]
+    problem = file_problem(path)
+    if problem is None:
+        return []
+    return [f"{file}: meter.database: {path}: {problem}: heatd would control without "
+            "metering until the file can be used"]
 
 
 def _config_schema(args: argparse.Namespace) -> int:

@@ -100,6 +100,45 @@ def meter_path(database: str) -> str:
     return path
 
 
+def check_intact(db: sqlite3.Connection) -> None:
+    """Raise sqlite3.DatabaseError unless SQLite's quick check finds the file sound. Run
+    before anything is written: SQLite writes into a file whose header is sound but whose
+    pages are not, and a malformed file holds the operator's records, to be mended or
+    kept, never written over."""
+    found = [row[0] for row in db.execute("PRAGMA quick_check(1)")]
+    if found != ["ok"]:
+        raise sqlite3.DatabaseError(f"database disk image is malformed ({'; '.join(found)})")
+
+
+def file_problem(path: str) -> str | None:
+    """Why the meter's file at ``path`` could not be used, read without writing to it or
+    making anything; None when it looks usable (a file not there yet is made by heatd if
+    its nearest existing folder is writable)."""
+    target = Path(path)
+    if target.is_dir():
+        return "is a directory"
+    if not target.exists():
+        folder = next((p for p in target.parents if p.exists()), Path("/"))
+        if not folder.is_dir():
+            return f"{folder}: Not a directory"
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f"{folder}: cannot write in this folder"
+        return None
+    try:
+        db = sqlite3.connect(f"{target.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        return str(exc)
+    try:
+        check_intact(db)
+    except sqlite3.Error as exc:
+        return str(exc)
+    finally:
+        db.close()
+    if not os.access(target, os.W_OK) or not os.access(target.parent, os.W_OK | os.X_OK):
+        return "not writable (the file and its folder must be, for its journal)"
+    return None
+
+
 class StoredEnd(NamedTuple):
     """Where a site's interval records end: the last record's end (epoch s) and, per
     ``*_counter_end`` field, (time, value) of the counter's last known reading there."""
@@ -112,7 +151,11 @@ class DurableOutbox:
     """One SQLite file of unacknowledged records, each tagged with its stream, written by
     a thread of its own."""
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout: float = BUSY_TIMEOUT_S,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """``loop`` is the event loop that forwards (default: the running one, if any), for
+        a store opened in another thread. Raises sqlite3.Error or OSError when the file
+        cannot be used, malformed included (see :func:`check_intact`)."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._db: sqlite3.Connection | None = None
@@ -120,9 +163,10 @@ class DurableOutbox:
         self._lock = threading.Lock()
         """Holds ``_closed`` and the queue together: nothing is queued after the end."""
         self._wake = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        with contextlib.suppress(RuntimeError):
-            self._loop = asyncio.get_running_loop()
+        self._loop = loop
+        if loop is None:
+            with contextlib.suppress(RuntimeError):
+                self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._work, name="meter-store", daemon=True)
         self._thread.start()
         try:
@@ -141,10 +185,16 @@ class DurableOutbox:
             except BaseException as exc:
                 job.future.set_exception(exc)
         if self._db is not None:
+            # the journal emptied into this file (through its open descriptor) and cut to
+            # nothing: were the file replaced at its path meanwhile, the journal left at
+            # the path would otherwise be read as the new file's pages, and written into it
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
 
     def _open(self, path: str, busy_timeout: float) -> None:
         db = self._db = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
+        check_intact(db)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.execute("CREATE TABLE IF NOT EXISTS pending (id INTEGER PRIMARY KEY AUTOINCREMENT,"

@@ -13,6 +13,7 @@ contracts' writer task, the store's writer thread), so metering never delays the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 
 from heatd.billing.service import Billing
@@ -28,9 +29,12 @@ Totals = Mapping[str, Mapping[str, float]]
 class Metering:
     """The site's meters, their file, and where their running totals go."""
 
-    def __init__(self, site: SiteConfig, settings: MeterSettings) -> None:
+    def __init__(self, site: SiteConfig, settings: MeterSettings, *,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """``loop`` runs the meter (default: the running one), for a meter made in a
+        thread. Raises sqlite3.Error or OSError when the file cannot be used."""
         path = meter_path(settings.database)
-        self.outbox = DurableOutbox(path)
+        self.outbox = DurableOutbox(path, loop=loop)
         """Records and command audits waiting for the broker."""
         self._totals_to: Callable[[Totals], None] | None = None
         try:

@@ -66,6 +66,9 @@ class Publisher:
         self._audits_to: MqttLink | None = None
         """The link whose commands' audits the file may hand back: kept while it stops."""
         self._points_of: tuple[SiteConfig | None, DevicePoints] = (None, ())
+        self.meter_fault: dict[str, str] | None = None
+        """The meter's file and why it is not in use, while it is not (``control/state``
+        carries it as ``meter_file``)."""
 
     @staticmethod
     def check(site: SiteConfig) -> None:
@@ -83,24 +86,43 @@ class Publisher:
     async def start(self) -> None:
         site = self.source.site
         assert site.mqtt is not None, "a publisher is made for a site with mqtt:"
-        metering = self.metering
         link = self.link = self._audits_to = MqttLink(
             site.mqtt, site, self._handle, config_hash=self.source.config_hash,
-            audit_store=None if metering is None else self._keep_audit,
-            audits_settled=None if metering is None else metering.outbox.flush)
+            audit_store=self._keep_audit, audits_settled=self._audits_settled)
         await link.start()
         for device in site.devices:
             link.publish_availability(device, self.source.online(device))
             link.publish_last_error(device, self.source.last_error(device))
-        if metering is not None:
-            if site.contracts is not None:
-                link.publish_meter_totals(metering.totals)
-            metering.send_totals_to(link.publish_meter_totals)
-            self._forwarder = asyncio.create_task(metering.outbox.forward({
-                METER: partial(link.publish_confirmed, link.topics.meter),
-                AUDIT: partial(link.publish_confirmed, link.topics.events),
-                RECORDS: partial(link.publish_confirmed, link.topics.records)}),
-                name=FORWARDER)
+        if self.metering is not None:
+            self.attach_meter(self.metering)
+
+    def attach_meter(self, metering: Metering) -> None:
+        """Forward ``metering``'s records and totals, keep audits in its file (a meter
+        whose file became usable after the link started, or the one it started with)."""
+        self.metering = metering
+        link = self.link
+        if link is None or self._forwarder is not None:
+            return
+        if self.source.site.contracts is not None:
+            link.publish_meter_totals(metering.totals)
+        metering.send_totals_to(link.publish_meter_totals)
+        self._forwarder = asyncio.create_task(metering.outbox.forward({
+            METER: partial(link.publish_confirmed, link.topics.meter),
+            AUDIT: partial(link.publish_confirmed, link.topics.events),
+            RECORDS: partial(link.publish_confirmed, link.topics.records)}),
+            name=FORWARDER)
+
+    async def detach_meter(self) -> None:
+        """The meter is going (its file replaced): audits go the in-memory path again,
+        after those it took are settled."""
+        metering, self.metering = self.metering, None
+        if metering is None:
+            return
+        metering.send_totals_to(None)
+        if self._forwarder is not None:
+            await cancel_all([self._forwarder])
+            self._forwarder = None
+        await metering.outbox.flush()
 
     async def stop(self) -> None:
         """The final control state, then the link goes (the audits of the commands it
@@ -122,10 +144,15 @@ class Publisher:
                 self._forwarder = None
 
     def _keep_audit(self, payload: bytes) -> bool:
-        """The link's audit store: the meter's file, or the link's own queue when the file
-        refuses the record later (disk full)."""
-        assert self.metering is not None
+        """The link's audit store: the meter's file, or the link's own queue while there is
+        no meter or when the file refuses the record later (disk full)."""
+        if self.metering is None:
+            return False
         return self.metering.outbox.keep(AUDIT, payload, fallback=self._audit_from_memory)
+
+    async def _audits_settled(self) -> None:
+        if self.metering is not None:
+            await self.metering.outbox.flush()
 
     def _audit_from_memory(self, payload: bytes) -> None:
         """Through the link that answered the command, also while it stops (it waits
@@ -214,4 +241,6 @@ class Publisher:
             state["outputs"] = dict(status.outputs)
         if self._racks is not None:
             state["racks"] = self._racks
+        if self.meter_fault is not None:
+            state["meter_file"] = self.meter_fault
         return state

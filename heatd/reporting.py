@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -20,6 +19,7 @@ from heatd.dispatch import CommandDispatch, Controls
 from heatd.publisher import Publisher, Source
 
 if TYPE_CHECKING:  # the meter (SQLite, billing) is loaded only by a site that has one
+    from heatd.meter_keeper import MeterKeeper
     from heatd.metering import Metering
 
 log = structlog.get_logger(__name__)
@@ -37,6 +37,8 @@ class Reporting:
         self.listeners: list[Listener] = []
         """Who hears each cycle report and notice, the meter first."""
         self.metering: Metering | None = None
+        """The meter while its file is in use."""
+        self.meter_keeper: MeterKeeper | None = None
         self.publisher: Publisher | None = None
         self._replacing: asyncio.Task[None] | None = None
         self._stopping = False
@@ -94,22 +96,53 @@ class Reporting:
             Metering.check(site)
 
     async def start(self) -> None:
-        """The meter, then the publisher; a publisher that fails to start raises and
-        leaves the meter running (``stop`` ends it)."""
+        """The publisher, then the meter's keeper, which opens the meter's file off the
+        event loop and tries again while the file cannot be used: control never waits
+        for it. A publisher that fails to start raises, and the meter is kept all the
+        same (``stop`` ends it)."""
         site = self._host.site
-        if site.meter is not None:
-            from heatd.metering import Metering  # SQLite and billing: only for a meter
+        try:
+            if site.mqtt is None:
+                log.info("no mqtt section: not publishing")
+                return
+            publisher = Publisher(self._host, self._dispatch.handle)
+            await publisher.start()
+            self.publisher = publisher
+            self.listeners.append(publisher)
+        finally:
+            if site.meter is not None:
+                from heatd.meter_keeper import MeterKeeper  # SQLite and billing: only for a meter
 
-            self.metering = Metering(site, site.meter)
-            self.metering.start()
-            self.listeners.append(self.metering)
-        if site.mqtt is None:
-            log.info("no mqtt section: not publishing")
-            return
-        publisher = Publisher(self._host, self._dispatch.handle, self.metering)
-        await publisher.start()
-        self.publisher = publisher
-        self.listeners.append(publisher)
+                self.meter_keeper = MeterKeeper(site, site.meter, self._attach_meter,
+                                                self._detach_meter, self._meter_fault)
+                self.meter_keeper.start()
+
+    def _attach_meter(self, metering: Metering) -> None:
+        """A meter whose file is open: it hears the cycles first, the publisher forwards
+        its records."""
+        self.metering = metering
+        self.listeners.insert(0, metering)
+        if self.publisher is not None:
+            self.publisher.attach_meter(metering)
+
+    def _meter_fault(self, file: str, error: str | None) -> None:
+        """The meter's file unusable (``error``) or usable again (None): an alarm on
+        ``events``, and in the publisher's control state while it lasts."""
+        if error is None:
+            self.event("alarm", name="meter_file_usable", file=file)
+        else:
+            self.event("alarm", name="meter_file_unusable", file=file, error=error)
+        if self.publisher is not None:
+            self.publisher.meter_fault = None if error is None else {"file": file,
+                                                                      "error": error}
+
+    async def _detach_meter(self, metering: Metering) -> None:
+        if metering in self.listeners:
+            self.listeners.remove(metering)
+        if self.metering is metering:
+            self.metering = None
+        if self.publisher is not None and self.publisher.metering is metering:
+            await self.publisher.detach_meter()
 
     async def stop(self) -> None:
         """The publisher first (its last control state, then the link, whose last audits
@@ -125,13 +158,13 @@ class Reporting:
     async def _stop_listeners(self) -> None:
         self.listeners.clear()
         publisher, self.publisher = self.publisher, None
-        metering, self.metering = self.metering, None
+        keeper, self.meter_keeper = self.meter_keeper, None
         try:
             if publisher is not None:
                 await publisher.stop()
         finally:
-            if metering is not None:
-                await metering.stop()
+            if keeper is not None:  # the meter, once it has closed its file
+                await keeper.stop()
 
     def rebuilt(self, old: SiteConfig) -> None:
         """After a reload: a changed ``mqtt:``, ``meter:`` or ``contracts:`` section or
@@ -160,7 +193,7 @@ class Reporting:
                 return
             try:
                 await self.start()
-            except _unusable_settings():
+            except (ValueError, OSError):  # the meter's file is the keeper's to report
                 log.exception("mqtt or meter settings could not be applied: not publishing")
         finally:
             if self._replacing is asyncio.current_task():
@@ -174,10 +207,3 @@ async def _finished(task: asyncio.Task[None]) -> None:
     except Exception:
         log.exception("replacing the listeners failed")
 
-
-def _unusable_settings() -> tuple[type[Exception], ...]:
-    """What listeners raise when their settings cannot be applied; SQLite's errors (the
-    meter's file) only once SQLite is loaded, as only a site with a meter imports it.
-    Looked up when the exception is caught, after ``start`` may have loaded it."""
-    sqlite3 = sys.modules.get("sqlite3")
-    return (ValueError, OSError) if sqlite3 is None else (ValueError, OSError, sqlite3.Error)

@@ -89,6 +89,23 @@ def test_a_bad_series_file_is_named_with_its_line(capsys, tmp_path: Path) -> Non
     assert f"{weather}:3: dry_bulb_c: 'warm' is not a number" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("bad", ["0", "-5", "nan"])
+def test_a_step_that_is_not_above_0_is_refused_with_the_arguments(capsys, bad: str) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        heatd_main(["assess", DEMO, "--hours", "1", "--dt", bad])
+    assert exit_.value.code == 2
+    assert f"argument --dt: '{bad}' is not a step > 0 in seconds" in capsys.readouterr().err
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused_before_the_year_runs(
+        capsys, tmp_path: Path) -> None:
+    """Under a file: one line naming it, exit 2, before the co-simulation (no progress)."""
+    (tmp_path / "file").write_text("a file, not a folder")
+    out = tmp_path / "file" / "x"
+    assert heatd_main(["assess", DEMO, "--hours", "24", "--jobs", "1", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"heatd assess: {out}: Not a directory\n"
+
+
 @pytest.mark.slow
 def test_a_year_of_the_demo_site(capsys, tmp_path: Path) -> None:
     figures, = assess(capsys, tmp_path, "--jobs", "2")["results"]

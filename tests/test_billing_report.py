@@ -155,3 +155,12 @@ contracts:
     unmet = sum(r["unmet_kwh"] for r in rows)
     assert f"| heat at 50 DKK/MWh | {heat / 1000 * 50:.2f} DKK |" in text
     assert f"| shortfall at 10 DKK/MWh | {unmet / 1000 * 10:.2f} DKK |" in text
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused_in_one_line(
+        ledger: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("a file, not a folder")
+    out = tmp_path / "file" / "x"
+    assert heatd_main(["report", "--from", "2026-01-01", "--to", "2026-01-02", "--db",
+                       str(ledger), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"heatd report: {out}: Not a directory\n"

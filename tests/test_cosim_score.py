@@ -212,6 +212,30 @@ def test_a_bad_factor_or_price_is_refused_by_name(
     assert option in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("bad", ["0", "-5", "nan", "inf", "fast"])
+def test_a_step_that_is_not_above_0_is_refused_with_the_arguments(
+    bad: str, short_scenario: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        heatd_main(["hil", "score", "--scenario", str(short_scenario), "--no-plot", "--dt", bad])
+    assert exit_.value.code == 2
+    assert f"argument --dt: '{bad}' is not a" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["file/sub", "file"])
+def test_a_plot_folder_that_cannot_be_made_is_refused_before_the_run(
+    where: str, short_scenario: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One line naming the folder, exit 2, and nothing co-simulated (no result printed)."""
+    (tmp_path / "file").write_text("a file, not a folder")
+    plots = tmp_path / where
+    assert heatd_main(["hil", "score", "--scenario", str(short_scenario), "--plot-dir",
+                       str(plots)]) == 2
+    out, err = capsys.readouterr()
+    assert err == f"heatd hil score: {plots}: Not a directory\n"
+    assert out == ""
+
+
 def test_bad_inputs_are_reported_not_raised(
     short_scenario: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

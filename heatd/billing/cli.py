@@ -10,6 +10,8 @@ import sys
 from datetime import date
 from typing import TYPE_CHECKING
 
+from heatd.cli_args import step_seconds
+
 if TYPE_CHECKING:
     from heatd.config import SiteConfig
 
@@ -115,7 +117,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     assess.add_argument("--hours", type=float, help="simulate only this many hours")
     assess.add_argument("--start-hour", type=int, default=0,
                         help="hour of the year to start at (default 0, 1 January)")
-    assess.add_argument("--dt", type=float, default=10.0,
+    assess.add_argument("--dt", type=step_seconds, default=10.0,
                         help="co-simulation step (s); 30 screens a sweep three times faster")
     assess.add_argument("--kwh-per-home", type=float, default=12000.0,
                         help="yearly heat of one home, for homes-equivalent (default 12000)")

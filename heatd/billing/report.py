@@ -29,6 +29,7 @@ from heatd.billing.indicators import (
 )
 from heatd.billing.ledger import stored_records
 from heatd.billing.summary import COOLING, HEAT, Summary, summarise
+from heatd.cli_args import output_dir
 
 if TYPE_CHECKING:
     from heatd.config import SiteConfig
@@ -200,8 +201,9 @@ def main(args: argparse.Namespace, path: str, site: SiteConfig | None = None) ->
                         displaced_kg_per_kwh=args.displaced_co2 or DISPLACED_HEAT_KG_PER_KWH)
     if args.contract is not None:  # the indicators above are the site's; the rows its own
         records = [r for r in records if r.get("kind") != HEAT or r["contract"] == args.contract]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(args.out, "report")
+    if out is None:
+        return 2
     figures = _figures(summary, out)
     if figures is None:
         print(NO_PLOTS, file=sys.stderr)

@@ -36,6 +36,7 @@ from heatd.billing.indicators import (
     read_grid_csv,
     seasonal_cop,
 )
+from heatd.cli_args import output_dir
 from heatd.config_loader import ConfigError, load_site
 from heatd.control.params import ControlParams
 from heatd.hil.cosim import heatd_controller, simulate
@@ -321,12 +322,15 @@ def main(args: argparse.Namespace) -> int:
         grid = (read_grid_csv(args.grid_co2_csv) if args.grid_co2_csv
                 else GridFactor(args.grid_co2 if args.grid_co2 is not None
                                 else GridFactor().constant))
-        if args.jobs < 1 or args.dt <= 0 or args.kwh_per_home <= 0:
-            raise ValueError("--jobs, --dt and --kwh-per-home must be above 0")
+        if args.jobs < 1 or args.kwh_per_home <= 0:
+            raise ValueError("--jobs and --kwh-per-home must be above 0")
         if args.hours is not None and not 0 < args.hours <= HOURS_PER_YEAR:
             raise ValueError(f"--hours must be in (0, {HOURS_PER_YEAR}]")
         if not 0 <= args.start_hour < HOURS_PER_YEAR:
             raise ValueError(f"--start-hour must be in [0, {HOURS_PER_YEAR})")
+        out = output_dir(args.out, "assess")  # before the year runs, not after
+        if out is None:
+            return 2
         started = time.monotonic()
         results = assess(args.site, args, grid)
     except ConfigError as exc:
@@ -343,8 +347,6 @@ def main(args: argparse.Namespace) -> int:
                "ERF": "heat delivered / (IT + heat-pump + fan electricity), ISO/IEC 30134-6"}
     figures = [r.figures(displaced, args.kwh_per_home) for r in results]
     wall = time.monotonic() - started
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     document = {"site": args.site, "wall_s": wall, "factors": factors, "results": figures}
     if len(figures) > 1:
         document["best"] = best(figures)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from heatd.cli_args import step_seconds
+
 
 def _serve(args: argparse.Namespace) -> int:
     from heatd.hil.serve import main
@@ -117,7 +119,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     score.add_argument("--seed", type=int, help="random seed (default: the scenario's own)")
     score.add_argument("--plant", help="plant parameter YAML (default: a 250 kW edge site)")
     score.add_argument("--site", help="site YAML whose control: section tunes heatd")
-    score.add_argument("--dt", type=float, default=10.0, help="co-simulation step in seconds")
+    score.add_argument("--dt", type=step_seconds, default=10.0,
+                       help="co-simulation step in seconds")
     score.add_argument("--json", action="store_true", help="one JSON object per run")
     score.add_argument("--plot-dir", default="out/plots", help="where the PNGs go")
     score.add_argument("--no-plot", action="store_true")

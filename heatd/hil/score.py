@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from heatd.cli_args import output_dir
 from heatd.control.baseline import BaselineParams
 from heatd.control.params import ControlParams
 from heatd.hil.cosim import (
@@ -264,6 +265,8 @@ def main(args: argparse.Namespace) -> int:
     if plot_dir is not None and not can_plot():
         print(f"heatd hil score: {PLOT_EXTRA} (--no-plot hides this line)", file=sys.stderr)
         plot_dir = None
+    if plot_dir is not None and output_dir(plot_dir, "hil score") is None:
+        return 2
     prices = prices_from(args)
     try:
         names = list_scenarios() if args.all else [args.scenario]

@@ -1,0 +1,41 @@
+"""Arguments the planning and report commands share: a time step, and the folder they
+write to, both refused with one line before any long run starts rather than with a
+traceback after it."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+
+
+def step_seconds(text: str) -> float:
+    """A co-simulation step: a finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a step > 0 in seconds")
+    return value
+
+
+def output_dir(path: str | Path, command: str) -> Path | None:
+    """The folder ``heatd <command>`` writes to, made now (with its parents) and checked
+    writable; None when it cannot be, said on stderr as ``heatd <command>: <path>:
+    <reason>`` (the caller exits 2, as for any other bad argument)."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a file of that name
+        reason, where = "Not a directory", str(out)
+    except OSError as exc:
+        reason, where = exc.strerror or str(exc), str(exc.filename or out)
+    else:
+        if os.access(out, os.W_OK | os.X_OK):
+            return out
+        reason, where = "Permission denied", str(out)
+    print(f"heatd {command}: {where}: {reason}", file=sys.stderr)
+    return None
