@@ -45,6 +45,8 @@ class Reporting:
         """Set by ``stop``: a replacement under way starts nothing new."""
         self._gathered: list[Event] | None = None
         """The events of the cycle under way, for its report."""
+        self._fault: dict[str, str] | None = None
+        """The meter's file and why it is not in use, while it is not."""
 
     # --- telling the listeners ------------------------------------------------------------
     def report(self, report: CycleReport) -> None:
@@ -102,13 +104,7 @@ class Reporting:
         same (``stop`` ends it)."""
         site = self._host.site
         try:
-            if site.mqtt is None:
-                log.info("no mqtt section: not publishing")
-                return
-            publisher = Publisher(self._host, self._dispatch.handle)
-            await publisher.start()
-            self.publisher = publisher
-            self.listeners.append(publisher)
+            await self._start_publisher()
         finally:
             if site.meter is not None:
                 from heatd.meter_keeper import MeterKeeper  # SQLite and billing: only for a meter
@@ -132,9 +128,9 @@ class Reporting:
             self.event("alarm", name="meter_file_usable", file=file)
         else:
             self.event("alarm", name="meter_file_unusable", file=file, error=error)
+        self._fault = None if error is None else {"file": file, "error": error}
         if self.publisher is not None:
-            self.publisher.meter_fault = None if error is None else {"file": file,
-                                                                      "error": error}
+            self.publisher.meter_fault = self._fault
 
     async def _detach_meter(self, metering: Metering) -> None:
         if metering in self.listeners:
@@ -159,6 +155,7 @@ class Reporting:
         self.listeners.clear()
         publisher, self.publisher = self.publisher, None
         keeper, self.meter_keeper = self.meter_keeper, None
+        self._fault = None
         try:
             if publisher is not None:
                 await publisher.stop()
@@ -167,37 +164,60 @@ class Reporting:
                 await keeper.stop()
 
     def rebuilt(self, old: SiteConfig) -> None:
-        """After a reload: a changed ``mqtt:``, ``meter:`` or ``contracts:`` section or
-        site id gets new listeners (the old link says ``offline`` on its topics and goes,
-        after answering the reload command that asked for it); otherwise every device
-        state is re-sent in full."""
+        """After a reload: a changed ``meter:`` or ``contracts:`` section or site id gets
+        new listeners, a changed ``mqtt:`` section alone a new publisher beside the meter
+        that runs on (its open intervals and hours are never cut short by a broker
+        setting); the old link says ``offline`` on its topics and goes, after answering
+        the reload command that asked for it. Otherwise every device state is re-sent in
+        full."""
         new = self._host.site
-        if ((new.site.id, new.mqtt, new.meter, new.contracts)
-                != (old.site.id, old.mqtt, old.meter, old.contracts)):
-            self._replacing = asyncio.create_task(self._replace(self._replacing),
+        meter = (new.site.id, new.meter, new.contracts) != (old.site.id, old.meter,
+                                                             old.contracts)
+        if meter or new.mqtt != old.mqtt:
+            self._replacing = asyncio.create_task(self._replace(self._replacing, meter),
                                                   name="listeners-replace")
         elif self.publisher is not None:
             self.publisher.rebuilt()
 
-    async def _replace(self, before: asyncio.Task[None] | None) -> None:
-        """Stop the listeners, start those of the site now loaded; after the replacement
-        ``before`` (an earlier reload's) has finished, so two never run together."""
+    async def _replace(self, before: asyncio.Task[None] | None, meter: bool) -> None:
+        """Stop the listeners (the publisher alone unless ``meter``), start those of the
+        site now loaded; after the replacement ``before`` (an earlier reload's) has
+        finished, so two never run together."""
         try:
             if before is not None:
                 await _finished(before)
             try:
-                await self._stop_listeners()
+                await (self._stop_listeners() if meter else self._stop_publisher())
             except Exception:  # they are gone all the same: the site's new ones still start
                 log.exception("stopping the old listeners failed")
             if self._stopping:  # heatd is stopping: nothing new to start
                 return
             try:
-                await self.start()
+                await (self.start() if meter else self._start_publisher())
             except (ValueError, OSError):  # the meter's file is the keeper's to report
                 log.exception("mqtt or meter settings could not be applied: not publishing")
         finally:
             if self._replacing is asyncio.current_task():
                 self._replacing = None
+
+    async def _stop_publisher(self) -> None:
+        publisher, self.publisher = self.publisher, None
+        if publisher is not None:
+            self.listeners.remove(publisher)
+            await publisher.stop()
+
+    async def _start_publisher(self) -> None:
+        """A publisher for the site's ``mqtt:`` section, forwarding the meter that runs."""
+        if self._host.site.mqtt is None:
+            log.info("no mqtt section: not publishing")
+            return
+        publisher = Publisher(self._host, self._dispatch.handle)
+        publisher.meter_fault = self._fault
+        await publisher.start()
+        self.publisher = publisher
+        self.listeners.append(publisher)
+        if self.metering is not None:
+            publisher.attach_meter(self.metering)
 
 
 async def _finished(task: asyncio.Task[None]) -> None:

@@ -139,6 +139,50 @@ def audited(rec: Recorder, ident: str) -> bool:
     return any(json.loads(m.payload).get("id") == ident for m in rec.on(EVENTS))
 
 
+async def test_a_reload_that_changes_only_mqtt_keeps_the_meter_and_its_records_whole(
+        tmp_path: Path, broker: Mosquitto) -> None:
+    """A broker setting changed by a reload gives a new MQTT link beside the meter that
+    runs on: the same meter, no interval cut short or called heatd's downtime, and the
+    records go on reaching the broker through the new link (the meter was replaced, its
+    open intervals dropped and recorded as downtime)."""
+    server = SimServer([unit(1)])
+    await server.start()
+    await server.set(1, Table.INPUT, 0, [1200, 0, 5000])
+    db = tmp_path / "meter.sqlite"
+    path = tmp_path / "site.yaml"
+    path.write_text(SITE.format(port=server.port, mqtt=broker.port, db=db))
+    daemon = Daemon(path, load_site(path))
+    async with Recorder(broker, ENERGY) as rec:
+        task = asyncio.create_task(daemon.run())
+        try:
+            await until(lambda: daemon.reporting.metering is not None, timeout=15,
+                        what="the meter")
+            meter, link = daemon.reporting.metering, daemon.reporting.publisher
+            await rec.wait(ENERGY, timeout=15)
+            path.write_text(path.read_text().replace("reconnect_max: 0.3", "reconnect_max: 0.4"))
+            accepted, reason = await daemon.reload()
+            assert accepted, reason
+            await until(lambda: daemon.reporting.publisher not in (None, link), timeout=15,
+                        what="the new link")
+            assert daemon.reporting.metering is meter
+            sent = len(rec.on(ENERGY))
+            await until(lambda: len(rec.on(ENERGY)) >= sent + 2, timeout=15,
+                        what="records through the new link")
+        finally:
+            daemon.request_stop()
+            await asyncio.wait_for(task, 15)
+            await server.stop()
+    received = {}
+    for message in rec.on(ENERGY):  # delivery is at least once: a repeat has its id
+        record = json.loads(message.payload)
+        received[record.pop("id")] = record
+    records = [received[k] for k in sorted(received)] + meter_rows(db)
+    assert len(records) >= 3
+    assert_contiguous(records)
+    assert [r for r in records if r["downtime_s"] > 0] == []
+    assert_measured(records)
+
+
 async def test_a_held_lock_on_the_meter_file_stalls_no_cycle_and_loses_no_record(
         tmp_path: Path, broker: Mosquitto) -> None:
     """The daemon in this process against a real Modbus server and broker. While another
