@@ -51,6 +51,8 @@ RETRY_MAX_S = 60.0
 """The longest wait between two tries while forwarding fails (the file cannot be read)."""
 BUSY_TIMEOUT_S = 30.0
 """How long a statement waits for a lock held by another connection to the file."""
+SPARE_BUSY_TIMEOUT_S = 1.0
+"""The same for a record that has a fallback (an audit, sent from memory if need be)."""
 STREAMS = (METER, AUDIT)
 END = ""
 """``meter_resume``'s name for the end of the last record (counters go by field name)."""
@@ -163,6 +165,8 @@ class DurableOutbox:
         self._lock = threading.Lock()
         """Holds ``_closed`` and the queue together: nothing is queued after the end."""
         self._wake = asyncio.Event()
+        self._spares: dict[Future[None], tuple[bytes, Fallback]] = {}
+        """Records with a fallback queued and not written yet (under ``_lock``)."""
         self._loop = loop
         if loop is None:
             with contextlib.suppress(RuntimeError):
@@ -188,11 +192,13 @@ class DurableOutbox:
             # the journal emptied into this file (through its open descriptor) and cut to
             # nothing: were the file replaced at its path meanwhile, the journal left at
             # the path would otherwise be read as the new file's pages, and written into it
-            with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(sqlite3.Error):  # not waiting on another's lock
+                self._db.execute("PRAGMA busy_timeout = 0")
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
 
     def _open(self, path: str, busy_timeout: float) -> None:
+        self._busy_timeout = busy_timeout
         db = self._db = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
         check_intact(db)
         db.execute("PRAGMA journal_mode=WAL")
@@ -210,14 +216,22 @@ class DurableOutbox:
         return self._db
 
     def _insert(self, stream: str, text: str, fallback: Fallback | None) -> None:
+        """Keep one record; one with a fallback waits ``SPARE_BUSY_TIMEOUT_S`` at most for
+        a lock another connection holds (its fallback sends it from memory), others the
+        full busy timeout (they have nowhere else to go)."""
+        db = self._connection()
         try:
-            self._connection().execute("INSERT INTO pending (stream, payload) VALUES (?, ?)",
-                                       (stream, text))
+            if fallback is not None:
+                db.execute(f"PRAGMA busy_timeout = {int(SPARE_BUSY_TIMEOUT_S * 1000)}")
+            db.execute("INSERT INTO pending (stream, payload) VALUES (?, ?)", (stream, text))
         except sqlite3.Error as exc:
             log.warning("record not kept durably", stream=stream, error=str(exc))
             if fallback is not None:
                 self._on_loop(fallback, text.encode())
             return
+        finally:
+            if fallback is not None:
+                db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
         self._on_loop(self._wake.set)
 
     def _select(self, streams: tuple[str, ...], limit: int) -> list[Pending]:
@@ -275,7 +289,17 @@ class DurableOutbox:
             log.warning("record not kept durably", stream=stream, error=str(exc))
             return False
         queued = self._submit(self._insert, stream, text, fallback)
-        return not (queued.done() and queued.exception() is not None)  # refused: closed
+        if queued.done() and queued.exception() is not None:
+            return False  # refused: closed
+        if fallback is not None:
+            with self._lock:
+                self._spares[queued] = (payload, fallback)
+            queued.add_done_callback(self._written)
+        return True
+
+    def _written(self, job: Future[None]) -> None:
+        with self._lock:
+            self._spares.pop(job, None)
 
     def pending(self, streams: Iterable[str] = STREAMS, limit: int = 100) -> list[Pending]:
         """The oldest unacknowledged rows of ``streams``, after every write queued before
@@ -298,6 +322,17 @@ class DurableOutbox:
     async def flush(self) -> None:
         """Wait until everything queued so far is written."""
         await asyncio.wrap_future(self._submit(lambda: None))
+
+    def hand_back(self) -> None:
+        """Records with a fallback (audits, which their link can send from memory) still
+        queued go to their fallback now: a stopping link waits for its audits, and while
+        another connection held the file's lock they waited behind it until the link was
+        gone. Called on the event loop's thread, where the fallbacks run."""
+        with self._lock:
+            waiting = list(self._spares.items())
+        for job, (payload, fallback) in waiting:
+            if job.cancel():  # not started yet
+                fallback(payload)
 
     def close(self) -> None:
         """Write everything queued, then close the file (blocks until it is written)."""

@@ -34,6 +34,10 @@ CONTROL_STATE_EVERY_S = 1.0
 """Control state is re-sent at most this often unless mode, limits or the heat-pump state
 change (at a 100 ms cycle, every cycle would be ten retained messages a second)."""
 
+AUDITS_KEPT_S = 1.0
+"""How long a stopping link waits for the meter's file to keep its last audits before
+the rest are sent from memory (see ``Publisher._audits_settled``)."""
+
 FORWARDER = "meter forwarder"
 """The name of the task that forwards the meter's file to the broker."""
 
@@ -151,8 +155,18 @@ class Publisher:
         return self.metering.outbox.keep(AUDIT, payload, fallback=self._audit_from_memory)
 
     async def _audits_settled(self) -> None:
-        if self.metering is not None:
-            await self.metering.outbox.flush()
+        """The meter's file has kept the audits it took, or handed them back to go out
+        from memory through the stopping link: those it has not kept within
+        ``AUDITS_KEPT_S`` (another connection holds its lock) are not waited for."""
+        if self.metering is None:
+            return
+        outbox = self.metering.outbox
+        written = asyncio.ensure_future(outbox.flush())
+        try:
+            await asyncio.wait_for(asyncio.shield(written), AUDITS_KEPT_S)
+        except TimeoutError:
+            outbox.hand_back()
+            await written
 
     def _audit_from_memory(self, payload: bytes) -> None:
         """Through the link that answered the command, also while it stops (it waits

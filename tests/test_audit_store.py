@@ -194,6 +194,60 @@ async def test_an_audit_the_file_refuses_while_the_link_stops_goes_out_from_memo
         store.close()
 
 
+async def test_audits_behind_another_connections_lock_go_out_before_the_link_stops(
+        broker: Mosquitto, tmp_path: Path) -> None:
+    """Another connection holds the file's lock (a backup, an operator's sqlite3 session)
+    when three commands come and heatd stops: their audits, queued behind a write that
+    waits out the lock, are handed back and go out through the stopping link, and the
+    stop does not wait for the lock (each audit waited 30 s, then found the link gone)."""
+    db = tmp_path / "meter.sqlite"
+    site = parse_site(METERED.format(port=broker.port, db=db), "site.yaml")
+    assert site.meter is not None
+    metering = Metering(site, site.meter)
+    metering.start()
+    publisher = Publisher(Host(site), runtime, metering)
+    async with Recorder(broker, EVENTS, f"{BASE}/cmd/+/response") as rec:
+        await publisher.start()
+        assert publisher.link is not None
+        await asyncio.wait_for(publisher.link.wait_connected(), 10)
+        holder = sqlite3.connect(db, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            metering.outbox.acknowledge(12345)  # a write ahead of the audits, held up
+            for n in range(3):
+                await command(rec, "mode", {"mode": "auto", "id": f"s{n}"})
+            await asyncio.wait_for(publisher.stop(), 10)
+            await until(lambda: all(audited(rec, f"s{n}") for n in range(3)), timeout=5,
+                        what="the three audits")
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        await metering.stop()
+
+
+async def test_an_audit_waits_a_moment_for_a_held_lock_then_goes_to_its_fallback(
+        tmp_path: Path) -> None:
+    """An audit has somewhere else to go (its link sends it from memory): it waits for
+    another connection's lock about a second, not the 30 s a meter record waits."""
+    db = tmp_path / "meter.sqlite"
+    store = DurableOutbox(db)
+    handed: list[bytes] = []
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        assert store.keep(AUDIT, b'{"id": "a"}', fallback=handed.append)
+        await until(lambda: handed == [b'{"id": "a"}'], timeout=10, what="the fallback")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        store.close()
+    check = DurableOutbox(db)
+    try:
+        assert not list(check.pending([AUDIT]))
+    finally:
+        check.close()
+
+
 async def fail_one_read(db: Path, outbox: DurableOutbox,
                         logged: list[dict[str, Any]]) -> None:
     """Another connection drops the table the forwarder reads and the forwarder is woken;
