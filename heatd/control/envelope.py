@@ -255,8 +255,11 @@ def _supply(c: _Cycle) -> None:
 
 
 def _rack_lost(c: _Cycle) -> None:
-    """A rack inlet reading lost: ridden through against its own band, or the worst case."""
-    if R.RACK_INLET_TEMP not in c.values and R.RACK_INLET_TEMP in c.invalid:
+    """A rack inlet reading lost: ridden through against its own band, or the worst case.
+    Racks known from some of their points (``validation.rack_inlet_min_good``) count as
+    known only while the supply feeding every rack's coil is measured."""
+    if R.RACK_INLET_TEMP in c.invalid and (R.RACK_INLET_TEMP not in c.values
+                                          or R.COOLANT_SUPPLY_TEMP not in c.values):
         band = c.p.rack_inlet_limit_c - c.p.rack_inlet_margin_k
         _lost(c, R.RACK_INLET_TEMP, c.state.rack_seen, band)
 

@@ -53,8 +53,11 @@ class ValidationParams(BaseModel):
     frozen_roles: Annotated[tuple[str, ...], Field(strict=False)] = roles.DEFAULT_FROZEN_ROLES
     ranges: dict[str, Range] = Field(default_factory=dict)
     rack_inlet_min_good: Annotated[int, Field(ge=1)] | None = None
-    """Good rack inlet points needed to know the rack temperature; None = all of them.
-    Each rack point watches a different rack, so a dead one is an unwatched rack."""
+    """Good rack inlet points needed to know the rack temperature; None = all but one (of
+    two or more). Each rack point watches a different rack, so a dead one is an unwatched
+    rack: its coil is still fed by the measured supply and the others are watched, so the
+    envelope counts racks known from fewer than all their points only while the supply
+    is measured."""
 
     @model_validator(mode="after")
     def _known_roles(self) -> Self:
