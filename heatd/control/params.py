@@ -105,6 +105,17 @@ class EnvelopeParams(BaseModel):
     """The longest ride-through on a lost supply reading."""
     blind_it_growth: NonNegative = 0.1
     """IT load growth (share of the load at the last reading) that ends a ride-through."""
+    supply_low_c: float = 10.0
+    """The coolant's low limit (condensation on the racks' coils, a water loop's freezing).
+    While the supply is unknown the return bounds it from above, so a return at or below
+    this lets the worst case's fans off; they are floored up to full as the return nears
+    the supply's margin band."""
+
+    @model_validator(mode="after")
+    def _low_below_band(self) -> Self:
+        if not self.supply_low_c < self.supply_limit_c - self.supply_margin_k:
+            raise ValueError("supply_low_c must be below supply_limit_c - supply_margin_k")
+        return self
 
 
 class SequencerParams(BaseModel):

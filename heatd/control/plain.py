@@ -65,6 +65,7 @@ class PlainEnvelope:
     blind_rise_k_per_s: float | None
     blind_hold_max_s: float
     blind_it_growth: float
+    supply_low_c: float
 
 
 @dataclass(frozen=True, slots=True)
