@@ -12,7 +12,9 @@ Severities, each no looser than the one below:
   ``blind_hold_max_s`` and only while the IT load does not grow, the cooling is held as
   it was (no more recovery share, no less dry cooling, no start) instead of the worst
   case, which in winter would chill the loop and stop the heat pump for nothing;
-- supply reading lost past any ride-through: the worst case with the fans floored by the
+- supply reading lost: first, where the return, IT power and flow are good, its estimate
+  (``heatd.control.estimate``, made by the step), which every layer judges as a reading;
+  past the estimate and any ride-through, the worst case with the fans floored by the
   return, which bounds the supply from above (a winter loop is not chilled out of its
   transmitters' range);
 - heat pump out (fault, trip or lockout) with the supply known: the recovery branch is
@@ -260,9 +262,11 @@ def _supply(c: _Cycle) -> None:
 def _rack_lost(c: _Cycle) -> None:
     """A rack inlet reading lost: ridden through against its own band, or the worst case.
     Racks known from some of their points (``validation.rack_inlet_min_good``) count as
-    known only while the supply feeding every rack's coil is measured."""
+    known only while the supply feeding every rack's coil is measured, every point of it
+    good (an estimated supply is a value whose points are not)."""
+    supply = R.COOLANT_SUPPLY_TEMP
     if R.RACK_INLET_TEMP in c.invalid and (R.RACK_INLET_TEMP not in c.values
-                                          or R.COOLANT_SUPPLY_TEMP not in c.values):
+                                          or supply not in c.values or supply in c.invalid):
         band = c.p.rack_inlet_limit_c - c.p.rack_inlet_margin_k
         _lost(c, R.RACK_INLET_TEMP, c.state.rack_seen, band)
 

@@ -105,6 +105,14 @@ class EnvelopeParams(BaseModel):
     """The longest ride-through on a lost supply reading."""
     blind_it_growth: NonNegative = 0.1
     """IT load growth (share of the load at the last reading) that ends a ride-through."""
+    supply_estimate: bool = True
+    """While the supply reading is lost, run on its estimate from the good return, IT
+    power and flow (``heatd.control.estimate``) instead of a ride-through or the worst
+    case, once the loop has taught the estimate ``estimate_tau_s`` of readings."""
+    estimate_margin_k: NonNegative = 1.0
+    """Added to the supply estimate, which is never taken warmer than the return."""
+    estimate_tau_s: Positive = 300.0
+    """How long the estimate learns the loop's spread, and over which it smooths the load."""
     supply_low_c: float = 10.0
     """The coolant's low limit (condensation on the racks' coils, a water loop's freezing).
     While the supply is unknown the return bounds it from above, so a return at or below
