@@ -101,13 +101,18 @@ def test_redundant_points_resolve_to_the_worst_case_for_cooling() -> None:
     assert inp.invalid[R.COOLANT_SUPPLY_TEMP] == "point 2: timeout"
 
 
-def test_rack_inlets_are_unknown_when_any_rack_is_unwatched_unless_configured() -> None:
-    racks = {R.RACK_INLET_TEMP: (Signal(24.0, True, 100.0), Signal.bad("timeout", 100.0))}
+def test_rack_inlets_are_known_with_all_but_one_rack_watched_unless_configured() -> None:
+    racks = {R.RACK_INLET_TEMP: (Signal(24.0, True, 100.0), Signal.bad("timeout", 100.0),
+                                 Signal(25.0, True, 100.0))}
     inp, _ = _v(racks)
-    assert R.RACK_INLET_TEMP not in inp.values
-    lenient = ControlParams.model_validate({"validation": {"rack_inlet_min_good": 1}})
-    inp, _ = _v(racks, params=lenient)
-    assert inp.values[R.RACK_INLET_TEMP] == 24.0
+    assert inp.values[R.RACK_INLET_TEMP] == 25.0
+    assert inp.invalid[R.RACK_INLET_TEMP] == "point 1: timeout"  # the envelope sees it
+    two_dead = {R.RACK_INLET_TEMP: (*racks[R.RACK_INLET_TEMP][:2], Signal.bad("x", 100.0))}
+    assert R.RACK_INLET_TEMP not in _v(two_dead)[0].values
+    strict = ControlParams.model_validate({"validation": {"rack_inlet_min_good": 3}})
+    assert R.RACK_INLET_TEMP not in _v(racks, params=strict)[0].values
+    alone = {R.RACK_INLET_TEMP: (Signal.bad("timeout", 100.0),)}
+    assert R.RACK_INLET_TEMP not in _v(alone)[0].values
 
 
 def test_a_value_that_stops_changing_is_declared_frozen() -> None:

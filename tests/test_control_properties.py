@@ -181,12 +181,17 @@ def _oracle_flag(snap: Snapshot, role: str, now: float) -> float | str | None:
 
 
 def _oracle_rack(snap: Snapshot, now: float) -> float | str | None:
-    """The hottest rack inlet; None when any rack's reading is unknown (every rack must
-    be seen), UNBOUND when the site has no rack sensors."""
+    """The hottest rack inlet seen; None when more than one rack's reading is unknown (all
+    but one must be seen, of two or more), or one is while the supply is unknown; UNBOUND
+    when the site has no rack sensors."""
     if R.RACK_INLET_TEMP not in snap.signals:
         return UNBOUND
     racks = _usable(snap, R.RACK_INLET_TEMP, now)
-    return None if None in racks else max(racks)  # type: ignore[type-var]
+    good = [v for v in racks if v is not None]
+    if len(good) < max(1, len(racks) - 1) or (
+            len(good) < len(racks) and _oracle_supply(snap, now) is None):
+        return None
+    return max(good)
 
 
 def _worst_case(sp: Setpoints, why: str) -> str:

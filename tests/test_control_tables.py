@@ -76,8 +76,12 @@ ENVELOPE_CASES = {
                                on_all(C.RACK_NEAR_LIMIT, "fan_min", "valve_max")),
     "rack over limit": EnvCase({R.RACK_INLET_TEMP: [22.0, 27.5]}, (1.0, 0.6, 1.0, True, True),
                                on_all(C.RACK_NEAR_LIMIT, "fan_min", "valve_max")),
-    "rack unwatched": EnvCase({R.RACK_INLET_TEMP: [22.0, None]}, WORST,
-                              on_all(C.INPUT_UNKNOWN)),
+    "rack unwatched": EnvCase({R.RACK_INLET_TEMP: [22.0, None]}, FULL, {}),
+    "racks unwatched": EnvCase({R.RACK_INLET_TEMP: [None, None]}, WORST,
+                               on_all(C.INPUT_UNKNOWN)),
+    "rack unwatched, supply lost": EnvCase(
+        {R.RACK_INLET_TEMP: [22.0, None], R.COOLANT_SUPPLY_TEMP: None}, WORST,
+        on_all(C.INPUT_UNKNOWN)),
     "flow low": EnvCase({R.COOLANT_FLOW: 2.0}, WORST, on_all(C.FLOW_LOW), params=FLOW_MIN),
     "flow unknown": EnvCase({}, WORST, on_all(C.INPUT_UNKNOWN), params=FLOW_MIN),
     "flow unknown, no minimum": EnvCase({}, FULL, {}),
@@ -191,7 +195,7 @@ def test_every_envelope_cause_has_a_row() -> None:
 
 
 def test_an_unknown_input_names_its_role_and_verdict() -> None:
-    inputs, _ = validate(healthy(**{R.RACK_INLET_TEMP: [22.0, None]}), ValidationState(), P, NOW)
+    inputs, _ = validate(healthy(**{R.RACK_INLET_TEMP: [None, None]}), ValidationState(), P, NOW)
     (fan, *_) = envelope(inputs, PREV, SETTLED, P, NOW).limits
     assert (fan.cause, fan.role, fan.verdict) == (C.INPUT_UNKNOWN, R.RACK_INLET_TEMP,
                                                   "point 1: no value")

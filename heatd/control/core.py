@@ -7,12 +7,13 @@ leaves in the Decision, so the daemon, a test and the co-simulator drive it the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 from heatd.control import roles as R
 from heatd.control.bounds import Bounds, Setpoints, device_bounds
 from heatd.control.envelope import envelope
+from heatd.control.estimate import supply_estimate
 from heatd.control.events import Cause, Event, Layer, Limit, LimitKey
 from heatd.control.minmax import clamp, min2
 from heatd.control.optimiser import RESET, OptState, Proposal, propose, request_heat
@@ -46,6 +47,8 @@ class Decision(Generic[S]):
     invalid: Mapping[str, str]
     """Bound roles with a bad point this cycle -> why."""
     bounds: Bounds
+    estimated: Mapping[str, float] = field(default_factory=dict)
+    """Unknown roles the controller runs on an estimate of -> the estimate."""
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready view for ``control/state``."""
@@ -61,6 +64,7 @@ class Decision(Generic[S]):
             "hp_state": self.hp_state,
             "missing": list(self.missing),
             "invalid": dict(self.invalid),
+            "estimated": dict(self.estimated),
         }
 
 
@@ -79,6 +83,13 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
     dt = 0.0 if last is None or not now > last else min2(now - last, op.dt_max_s)
     events: list[Event] = list(state.pending)
     inputs, val = validate(snapshot, state.val, params, now)
+    est, est_state = supply_estimate(inputs, state.est, plain.envelope, now)
+    estimated: dict[str, float] = {}
+    if est is not None:  # the envelope and the optimiser run on it, flagged
+        estimated = {R.COOLANT_SUPPLY_TEMP: est}
+        inputs = inputs._replace(values={**inputs.values, **estimated})
+    if est_state.used is not state.est.used:
+        events.append(_estimate_event(now, est_state.used))
     values = inputs.values
     opt = state.opt
     if last is None:
@@ -132,9 +143,9 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
         if keys != state.limit_keys:
             _limit_events(events, done, keys, state, now)
     new_state = State(mode, mode_expires, leases, setpoints, now, seq.state, env.state, opt,
-                      val, keys, done)
+                      val, keys, done, est=est_state)
     return Decision(setpoints, new_state, done, tuple(events), mode, env.margin, hp_state,
-                    inputs.missing, inputs.invalid, bounds)
+                    inputs.missing, inputs.invalid, bounds, estimated)
 
 
 def _expire(state: State, opt: OptState, events: list[Event],
@@ -189,6 +200,16 @@ def _operator_outputs(prop: Proposal, mode: Mode, prev: Setpoints, cap_min: floa
         return valve, fan, cap
     return (leased.get(R.VALVE_RECOVERY, valve), leased.get(R.DRYCOOLER_FAN, fan),
             leased.get(R.HP_CAPACITY, cap))
+
+
+def _estimate_event(now: float, used: bool) -> Event:
+    """The controller starts (or stops) running on the supply's estimate."""
+    if used:
+        return Event(now, Layer.ENVELOPE, "input", R.COOLANT_SUPPLY_TEMP, "measured",
+                     "estimated", Cause.SUPPLY_ESTIMATED,
+                     "supply lost: estimated from the return, IT power and flow")
+    return Event(now, Layer.ENVELOPE, "input", R.COOLANT_SUPPLY_TEMP, "estimated",
+                 "measured", Cause.SUPPLY_ESTIMATED, "supply measured again, or not estimable")
 
 
 def _ramp(x: float, target: float, up_per_s: float, down_per_s: float, dt: float) -> float:

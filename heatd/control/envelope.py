@@ -12,6 +12,11 @@ Severities, each no looser than the one below:
   ``blind_hold_max_s`` and only while the IT load does not grow, the cooling is held as
   it was (no more recovery share, no less dry cooling, no start) instead of the worst
   case, which in winter would chill the loop and stop the heat pump for nothing;
+- supply reading lost: first, where the return, IT power and flow are good, its estimate
+  (``heatd.control.estimate``, made by the step), which every layer judges as a reading;
+  past the estimate and any ride-through, the worst case with the fans floored by the
+  return, which bounds the supply from above (a winter loop is not chilled out of its
+  transmitters' range);
 - heat pump out (fault, trip or lockout) with the supply known: the recovery branch is
   dead, so all coolant goes to the dry cooler and the heat pump stays off; the fans stay
   with the supply loop, which knows how much cooling the loop needs (a winter loop
@@ -48,7 +53,7 @@ from typing import NamedTuple
 from heatd.control import roles as R
 from heatd.control.bounds import _ENVELOPE_KEY, Bounds, Setpoints
 from heatd.control.events import Cause, Layer, Limit
-from heatd.control.minmax import min2
+from heatd.control.minmax import clamp, min2
 from heatd.control.params import ControlParams
 from heatd.control.plain import PlainEnvelope, plain_params
 from heatd.control.validate import Inputs
@@ -255,8 +260,13 @@ def _supply(c: _Cycle) -> None:
 
 
 def _rack_lost(c: _Cycle) -> None:
-    """A rack inlet reading lost: ridden through against its own band, or the worst case."""
-    if R.RACK_INLET_TEMP not in c.values and R.RACK_INLET_TEMP in c.invalid:
+    """A rack inlet reading lost: ridden through against its own band, or the worst case.
+    Racks known from some of their points (``validation.rack_inlet_min_good``) count as
+    known only while the supply feeding every rack's coil is measured, every point of it
+    good (an estimated supply is a value whose points are not)."""
+    supply = R.COOLANT_SUPPLY_TEMP
+    if R.RACK_INLET_TEMP in c.invalid and (R.RACK_INLET_TEMP not in c.values
+                                          or supply not in c.values or supply in c.invalid):
         band = c.p.rack_inlet_limit_c - c.p.rack_inlet_margin_k
         _lost(c, R.RACK_INLET_TEMP, c.state.rack_seen, band)
 
@@ -504,8 +514,22 @@ def _lost(c: _Cycle, role: str, seen: Sample | None, band: float) -> None:
                    why.verdict)
         c.hold(held)
         c.block_start(held)
+    elif role == R.COOLANT_SUPPLY_TEMP:
+        _below_return(c, why)
     else:
         c.worst(why)
+
+
+def _below_return(c: _Cycle, why: Why) -> None:
+    """The worst case for a lost supply: the recovery branch closed and the heat pump
+    stopped, the fans floored by the return, which bounds the supply from above: full
+    from the margin band up, nothing at or below ``supply_low_c``, so a winter night
+    does not chill the loop without bound (and out of its sensors' range)."""
+    p, ret = c.p, c.values.get(R.COOLANT_RETURN_TEMP)
+    band = p.supply_limit_c - p.supply_margin_k
+    c.recovery_out(why)
+    c.floor_fan(1.0 if ret is None else
+                clamp((ret - p.supply_low_c) / (band - p.supply_low_c), 0.0, 1.0), why)
 
 
 

@@ -30,6 +30,8 @@ class Cause(StrEnum):
     """A cooling input (``role``) is unknown (``verdict``): the worst case."""
     INPUT_LOST_HELD = "input_lost_held"
     """A lost cooling input (``role``, ``verdict``) is ridden through, the cooling held."""
+    SUPPLY_ESTIMATED = "supply_estimated"
+    """The lost supply is estimated from the return, IT power and flow."""
     SUPPLY_IN_BAND = "supply_in_band"
     SUPPLY_AT_LIMIT = "supply_at_limit"
     RISE_UNKNOWN = "rise_unknown"

@@ -53,8 +53,11 @@ class ValidationParams(BaseModel):
     frozen_roles: Annotated[tuple[str, ...], Field(strict=False)] = roles.DEFAULT_FROZEN_ROLES
     ranges: dict[str, Range] = Field(default_factory=dict)
     rack_inlet_min_good: Annotated[int, Field(ge=1)] | None = None
-    """Good rack inlet points needed to know the rack temperature; None = all of them.
-    Each rack point watches a different rack, so a dead one is an unwatched rack."""
+    """Good rack inlet points needed to know the rack temperature; None = all but one (of
+    two or more). Each rack point watches a different rack, so a dead one is an unwatched
+    rack: its coil is still fed by the measured supply and the others are watched, so the
+    envelope counts racks known from fewer than all their points only while the supply
+    is measured."""
 
     @model_validator(mode="after")
     def _known_roles(self) -> Self:
@@ -102,6 +105,25 @@ class EnvelopeParams(BaseModel):
     """The longest ride-through on a lost supply reading."""
     blind_it_growth: NonNegative = 0.1
     """IT load growth (share of the load at the last reading) that ends a ride-through."""
+    supply_estimate: bool = True
+    """While the supply reading is lost, run on its estimate from the good return, IT
+    power and flow (``heatd.control.estimate``) instead of a ride-through or the worst
+    case, once the loop has taught the estimate ``estimate_tau_s`` of readings."""
+    estimate_margin_k: NonNegative = 1.0
+    """Added to the supply estimate, which is never taken warmer than the return."""
+    estimate_tau_s: Positive = 300.0
+    """How long the estimate learns the loop's spread, and over which it smooths the load."""
+    supply_low_c: float = 10.0
+    """The coolant's low limit (condensation on the racks' coils, a water loop's freezing).
+    While the supply is unknown the return bounds it from above, so a return at or below
+    this lets the worst case's fans off; they are floored up to full as the return nears
+    the supply's margin band."""
+
+    @model_validator(mode="after")
+    def _low_below_band(self) -> Self:
+        if not self.supply_low_c < self.supply_limit_c - self.supply_margin_k:
+            raise ValueError("supply_low_c must be below supply_limit_c - supply_margin_k")
+        return self
 
 
 class SequencerParams(BaseModel):

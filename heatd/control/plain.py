@@ -65,6 +65,10 @@ class PlainEnvelope:
     blind_rise_k_per_s: float | None
     blind_hold_max_s: float
     blind_it_growth: float
+    supply_estimate: bool
+    estimate_margin_k: float
+    estimate_tau_s: float
+    supply_low_c: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from enum import StrEnum
 
 from heatd.control.bounds import SAFE_SETPOINTS, Setpoints
 from heatd.control.envelope import EnvelopeState
+from heatd.control.estimate import NO_ESTIMATE, EstimateState
 from heatd.control.events import Event, Limit, LimitKey
 from heatd.control.optimiser import RESET, OptState
 from heatd.control.sequencer import SeqState
@@ -52,6 +53,8 @@ class State:
     pending: tuple[Event, ...] = ()
     """Events from operator commands, emitted by the next step."""
     reset_request: bool = False
+    est: EstimateState = NO_ESTIMATE
+    """What the loop taught the supply estimate."""
 
 
 def initial_state(now: float, mode: Mode = Mode.AUTO) -> State:

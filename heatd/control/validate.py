@@ -224,7 +224,7 @@ class _Judge:
             if not points:
                 self.invalid[role] = "no points"
             return
-        if rack and n_good < (self.min_good or len(points)):
+        if rack and n_good < (self.min_good or max(1, len(points) - 1)):
             return
         self.values[role] = best
 
