@@ -19,7 +19,7 @@ from heatd.hil.rig.logs import heatd_events
 from heatd.hil.rig.waiting import until
 from heatd.meter_store import AUDIT, DurableOutbox
 from heatd.metering import Metering
-from heatd.mqtt.command_payloads import Command, CommandResult, ModeCommand
+from heatd.mqtt.command_payloads import Command, CommandHandler, CommandResult, ModeCommand
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import MqttSettings
 from heatd.publisher import Publisher
@@ -143,6 +143,19 @@ class Host:
         return None
 
 
+async def metered_publisher(site: SiteConfig, handler: CommandHandler
+                            ) -> tuple[Metering, Publisher]:
+    """The site's meter and a publisher that keeps its audits there, connected."""
+    assert site.meter is not None
+    metering = Metering(site, site.meter)
+    metering.start()
+    publisher = Publisher(Host(site), handler, metering)
+    await publisher.start()
+    assert publisher.link is not None
+    await asyncio.wait_for(publisher.link.wait_connected(), 10)
+    return metering, publisher
+
+
 def refuse_audits(db: Path) -> None:
     """The file takes meter records but refuses every audit, as a full disk would."""
     DurableOutbox(db).close()  # the table, as heatd makes it
@@ -170,13 +183,8 @@ async def test_an_audit_the_file_refuses_while_the_link_stops_goes_out_from_memo
         await release.wait()
         return CommandResult(True, "ok")
 
-    metering = Metering(site, site.meter)
-    metering.start()
-    publisher = Publisher(Host(site), slow, metering)
+    metering, publisher = await metered_publisher(site, slow)
     async with Recorder(broker, EVENTS, f"{BASE}/cmd/+/response") as rec:
-        await publisher.start()
-        assert publisher.link is not None
-        await asyncio.wait_for(publisher.link.wait_connected(), 10)
         await rec.client.publish(f"{BASE}/cmd/mode", json.dumps({"mode": "auto", "id": "w"}),
                                  qos=1)
         await asyncio.wait_for(running.wait(), 10)
@@ -203,13 +211,8 @@ async def test_audits_behind_another_connections_lock_go_out_before_the_link_sto
     db = tmp_path / "meter.sqlite"
     site = parse_site(METERED.format(port=broker.port, db=db), "site.yaml")
     assert site.meter is not None
-    metering = Metering(site, site.meter)
-    metering.start()
-    publisher = Publisher(Host(site), runtime, metering)
+    metering, publisher = await metered_publisher(site, runtime)
     async with Recorder(broker, EVENTS, f"{BASE}/cmd/+/response") as rec:
-        await publisher.start()
-        assert publisher.link is not None
-        await asyncio.wait_for(publisher.link.wait_connected(), 10)
         holder = sqlite3.connect(db, isolation_level=None)
         holder.execute("BEGIN EXCLUSIVE")
         try:

@@ -17,7 +17,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ import heatd.meter_keeper
 from heatd.config_loader import load_site
 from heatd.drivers.modbus import Table
 from heatd.hil.rig.broker import Mosquitto, Recorder, Seen, broker_fixture
+from heatd.hil.rig.metered_site import metered_site
 from heatd.hil.rig.modbus import SimServer, unit
 from heatd.hil.rig.waiting import until
 from heatd.runtime import Daemon
@@ -34,30 +35,6 @@ broker = broker_fixture()
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SITE = """\
-site: {{id: mf}}
-poll_groups:
-  default: {{interval: 0.1}}
-devices:
-  m:
-    protocol: modbus_tcp
-    host: 127.0.0.1
-    port: {port}
-    address_base: 0
-    timeout: 0.5
-    points:
-      it_power: {{table: input, address: 0, data_type: uint16, scale: 0.1, unit: kW}}
-      it_energy: {{table: input, address: 1, data_type: uint32, unit: kWh}}
-      heartbeat: {{table: holding, address: 10, data_type: uint16, writable: true}}
-roles:
-  it.power: m.it_power
-  it.energy: m.it_energy
-  plc.heartbeat: m.heartbeat
-runtime:
-  cycle_period: 0.1
-mqtt: {{host: 127.0.0.1, port: {mqtt}, reconnect_min: 0.05, reconnect_max: 0.3}}
-meter: {{interval: 1, database: {db}}}
-"""
 BASE = "heatd/mf"
 ENERGY, EVENTS, CONTROL = f"{BASE}/meter/energy", f"{BASE}/events", f"{BASE}/control/state"
 
@@ -124,7 +101,8 @@ async def _start(tmp_path: Path, broker: Mosquitto, db: Path) -> tuple[SimServer
     await server.start()
     await server.set(1, Table.INPUT, 0, [1200, 0, 5000])  # 120 kW, counter at 5000 kWh
     path = tmp_path / "site.yaml"
-    path.write_text(SITE.format(port=server.port, mqtt=broker.port, db=db))
+    path.write_text(metered_site("mf", port=server.port, mqtt=broker.port, db=db,
+                                 heartbeat=10))
     return server, Daemon(path, load_site(path))
 
 
@@ -143,6 +121,19 @@ async def _command(rec: Recorder, ident: str) -> None:
     await until(lambda: audited(rec, ident), timeout=15, what=f"the audit of {ident}")
 
 
+@contextlib.asynccontextmanager
+async def _running(daemon: Daemon, server: SimServer) -> AsyncIterator[None]:
+    """The daemon runs for the body; then it stops cleanly (exit 0) and so does its
+    Modbus server."""
+    task = asyncio.create_task(daemon.run())
+    try:
+        yield
+    finally:
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, 20) == 0
+        await server.stop()
+
+
 @pytest.mark.parametrize("fault", list(FAULTS))
 async def test_an_unusable_meter_file_at_start_stops_metering_not_control(
         tmp_path: Path, broker: Mosquitto, fault: str,
@@ -158,34 +149,28 @@ async def test_an_unusable_meter_file_at_start_stops_metering_not_control(
     make(db)
     before = snapshot(db)
     server, daemon = await _start(tmp_path, broker, db)
-    async with Recorder(broker, f"{BASE}/#") as rec:
-        task = asyncio.create_task(daemon.run())
-        try:
-            await until(lambda: alarms(rec, "meter_file_unusable"), timeout=15,
-                        what="the meter alarm")
-            await _beating(server, daemon)
-            await _command(rec, "unmetered")
-            await asyncio.sleep(1.5)  # wall time is the subject: three tries, none writes
-            assert snapshot(db) == before
-            assert daemon.reporting.metering is None and not rec.on(ENERGY)
-            [alarm] = alarms(rec, "meter_file_unusable")  # said once, not at every try
-            assert alarm["file"] == str(db) and error in str(alarm["error"])
-            state = await rec.wait(CONTROL, lambda m: meter_file(m) is not None)
-            assert meter_file(state) == {"file": alarm["file"], "error": alarm["error"]}
-            if db.is_dir():
-                db.rmdir()
-            else:
-                db.rename(tmp_path / "meter.broken")
-            await rec.wait(ENERGY, timeout=15)
-            assert alarms(rec, "meter_file_usable")
-            mark = rec.mark()
-            await rec.wait(CONTROL, lambda m: meter_file(m) is None, after=mark)
-            await _beating(server, daemon)
-            await _command(rec, "metered")
-        finally:
-            daemon.request_stop()
-            assert await asyncio.wait_for(task, 20) == 0
-            await server.stop()
+    async with Recorder(broker, f"{BASE}/#") as rec, _running(daemon, server):
+        await until(lambda: alarms(rec, "meter_file_unusable"), timeout=15,
+                    what="the meter alarm")
+        await _beating(server, daemon)
+        await _command(rec, "unmetered")
+        await asyncio.sleep(1.5)  # wall time is the subject: three tries, none writes
+        assert snapshot(db) == before
+        assert daemon.reporting.metering is None and not rec.on(ENERGY)
+        [alarm] = alarms(rec, "meter_file_unusable")  # said once, not at every try
+        assert alarm["file"] == str(db) and error in str(alarm["error"])
+        state = await rec.wait(CONTROL, lambda m: meter_file(m) is not None)
+        assert meter_file(state) == {"file": alarm["file"], "error": alarm["error"]}
+        if db.is_dir():
+            db.rmdir()
+        else:
+            db.rename(tmp_path / "meter.broken")
+        await rec.wait(ENERGY, timeout=15)
+        assert alarms(rec, "meter_file_usable")
+        mark = rec.mark()
+        await rec.wait(CONTROL, lambda m: meter_file(m) is None, after=mark)
+        await _beating(server, daemon)
+        await _command(rec, "metered")
     if before is not None:
         assert (tmp_path / "meter.broken").read_bytes() == before
 
@@ -197,16 +182,10 @@ async def test_a_meter_file_under_a_file_is_reported(
     (tmp_path / "state").write_text("not a folder")
     db = tmp_path / "state" / "meter.sqlite"
     server, daemon = await _start(tmp_path, broker, db)
-    async with Recorder(broker, f"{BASE}/#") as rec:
-        task = asyncio.create_task(daemon.run())
-        try:
-            await until(lambda: alarms(rec, "meter_file_unusable"), timeout=15,
-                        what="the meter alarm")
-            await _beating(server, daemon)
-        finally:
-            daemon.request_stop()
-            assert await asyncio.wait_for(task, 20) == 0
-            await server.stop()
+    async with Recorder(broker, f"{BASE}/#") as rec, _running(daemon, server):
+        await until(lambda: alarms(rec, "meter_file_unusable"), timeout=15,
+                    what="the meter alarm")
+        await _beating(server, daemon)
     [alarm] = alarms(rec, "meter_file_unusable")
     assert alarm["error"] == f"{tmp_path / 'state'}: Not a directory"
 
@@ -235,22 +214,16 @@ async def test_a_read_only_folder_made_writable_while_heatd_runs_is_metered_into
     with read_only_folder(tmp_path / "state") as folder:
         db = folder / "meter.sqlite"
         server, daemon = await _start(tmp_path, broker, db)
-        async with Recorder(broker, f"{BASE}/#") as rec:
-            task = asyncio.create_task(daemon.run())
-            try:
-                await until(lambda: alarms(rec, "meter_file_unusable"), timeout=15,
-                            what="the meter alarm")
-                await _beating(server, daemon)
-                [alarm] = alarms(rec, "meter_file_unusable")
-                assert alarm["error"] == f"unable to open database file: cannot write in {folder}"
-                await asyncio.to_thread(subprocess.run, ["mount", "-o", "remount,rw", str(folder)],
-                                        check=True)
-                await rec.wait(ENERGY, timeout=15)
-                assert alarms(rec, "meter_file_usable") and db.is_file()
-            finally:
-                daemon.request_stop()
-                assert await asyncio.wait_for(task, 20) == 0
-                await server.stop()
+        async with Recorder(broker, f"{BASE}/#") as rec, _running(daemon, server):
+            await until(lambda: alarms(rec, "meter_file_unusable"), timeout=15,
+                        what="the meter alarm")
+            await _beating(server, daemon)
+            [alarm] = alarms(rec, "meter_file_unusable")
+            assert alarm["error"] == f"unable to open database file: cannot write in {folder}"
+            await asyncio.to_thread(subprocess.run, ["mount", "-o", "remount,rw", str(folder)],
+                                    check=True)
+            await rec.wait(ENERGY, timeout=15)
+            assert alarms(rec, "meter_file_usable") and db.is_file()
 
 
 @pytest.mark.parametrize("change", ["replaced by garbage", "removed", "overwritten in place"])
@@ -264,43 +237,37 @@ async def test_a_meter_file_replaced_while_heatd_runs_stops_metering_not_control
     monkeypatch.setattr(heatd.meter_keeper, "RETRY_S", 0.5)
     db = tmp_path / "meter.sqlite"
     server, daemon = await _start(tmp_path, broker, db)
-    async with Recorder(broker, f"{BASE}/#") as rec:
-        task = asyncio.create_task(daemon.run())
-        try:
-            await rec.wait(ENERGY, timeout=15)
-            old = daemon.reporting.metering
-            if change == "overwritten in place":
-                with db.open("r+b") as fh:
-                    fh.write(os.urandom(db.stat().st_size))
-                await asyncio.sleep(2.5)  # wall time is the subject: intervals close, fail
-                await _beating(server, daemon)
-                await _command(rec, "after the noise")
-                return
-            if change == "removed":
-                db.unlink()
-            else:
-                noise = tmp_path / "noise"
-                garbage(noise)
-                noise.replace(db)
-            before = snapshot(db)
-            await until(lambda: alarms(rec, "meter_file_unusable"), timeout=15,
-                        what="the meter alarm")
+    async with Recorder(broker, f"{BASE}/#") as rec, _running(daemon, server):
+        await rec.wait(ENERGY, timeout=15)
+        old = daemon.reporting.metering
+        if change == "overwritten in place":
+            with db.open("r+b") as fh:
+                fh.write(os.urandom(db.stat().st_size))
+            await asyncio.sleep(2.5)  # wall time is the subject: intervals close, fail
             await _beating(server, daemon)
-            if change == "removed":
-                await until(lambda: daemon.reporting.metering not in (None, old),
-                            timeout=15, what="a meter on a new file")
-                mark = rec.mark()
-                await rec.wait(ENERGY, after=mark, timeout=15)
-                assert db.is_file()
-            else:
-                await _command(rec, "unmetered")
-                await asyncio.sleep(1.5)  # wall time is the subject: tries that write nothing
-                assert daemon.reporting.metering is None
-                assert snapshot(db) == before
-        finally:
-            daemon.request_stop()
-            assert await asyncio.wait_for(task, 20) == 0
-            await server.stop()
+            await _command(rec, "after the noise")
+            return
+        if change == "removed":
+            db.unlink()
+        else:
+            noise = tmp_path / "noise"
+            garbage(noise)
+            noise.replace(db)
+        before = snapshot(db)
+        await until(lambda: alarms(rec, "meter_file_unusable"), timeout=15,
+                    what="the meter alarm")
+        await _beating(server, daemon)
+        if change == "removed":
+            await until(lambda: daemon.reporting.metering not in (None, old),
+                        timeout=15, what="a meter on a new file")
+            mark = rec.mark()
+            await rec.wait(ENERGY, after=mark, timeout=15)
+            assert db.is_file()
+        else:
+            await _command(rec, "unmetered")
+            await asyncio.sleep(1.5)  # wall time is the subject: tries that write nothing
+            assert daemon.reporting.metering is None
+            assert snapshot(db) == before
 
 
 def _cli_site(tmp_path: Path, db: Path) -> Path:

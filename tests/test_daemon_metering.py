@@ -24,6 +24,7 @@ from heatd.config_loader import load_site
 from heatd.drivers.modbus import Table
 from heatd.hil.rig.broker import Mosquitto, Recorder, broker_fixture
 from heatd.hil.rig.daemon import running_stack
+from heatd.hil.rig.metered_site import metered_site
 from heatd.hil.rig.modbus import SimServer, unit
 from heatd.hil.rig.waiting import until
 from heatd.runtime import Daemon
@@ -47,6 +48,16 @@ def meter_rows(db: Path) -> list[dict[str, Any]]:
         return []
     finally:
         con.close()
+
+
+def all_records(rec: Recorder, db: Path) -> list[dict[str, Any]]:
+    """The interval records the broker delivered (once each: delivery is at least once,
+    a repeat has its id), then those still in the file."""
+    received = {}
+    for message in rec.on(ENERGY):
+        record = json.loads(message.payload)
+        received[record.pop("id")] = record
+    return [received[k] for k in sorted(received)] + meter_rows(db)
 
 
 def assert_contiguous(records: list[dict[str, Any]]) -> None:
@@ -109,28 +120,6 @@ async def test_a_site_without_mqtt_still_meters_its_heat_into_the_file(tmp_path:
     assert verify(db)[1] == []
 
 
-SITE = """\
-site: {{id: slow}}
-poll_groups:
-  default: {{interval: 0.1}}
-devices:
-  m:
-    protocol: modbus_tcp
-    host: 127.0.0.1
-    port: {port}
-    address_base: 0
-    timeout: 0.5
-    points:
-      it_power: {{table: input, address: 0, data_type: uint16, scale: 0.1, unit: kW}}
-      it_energy: {{table: input, address: 1, data_type: uint32, unit: kWh}}
-roles:
-  it.power: m.it_power
-  it.energy: m.it_energy
-runtime:
-  cycle_period: 0.1
-mqtt: {{host: 127.0.0.1, port: {mqtt}, reconnect_min: 0.05, reconnect_max: 0.3}}
-meter: {{interval: 1, database: {db}}}
-"""
 BASE = "heatd/slow"
 ENERGY, EVENTS = f"{BASE}/meter/energy", f"{BASE}/events"
 
@@ -150,7 +139,7 @@ async def test_a_reload_that_changes_only_mqtt_keeps_the_meter_and_its_records_w
     await server.set(1, Table.INPUT, 0, [1200, 0, 5000])
     db = tmp_path / "meter.sqlite"
     path = tmp_path / "site.yaml"
-    path.write_text(SITE.format(port=server.port, mqtt=broker.port, db=db))
+    path.write_text(metered_site("slow", port=server.port, mqtt=broker.port, db=db))
     daemon = Daemon(path, load_site(path))
     async with Recorder(broker, ENERGY) as rec:
         task = asyncio.create_task(daemon.run())
@@ -172,11 +161,7 @@ async def test_a_reload_that_changes_only_mqtt_keeps_the_meter_and_its_records_w
             daemon.request_stop()
             await asyncio.wait_for(task, 15)
             await server.stop()
-    received = {}
-    for message in rec.on(ENERGY):  # delivery is at least once: a repeat has its id
-        record = json.loads(message.payload)
-        received[record.pop("id")] = record
-    records = [received[k] for k in sorted(received)] + meter_rows(db)
+    records = all_records(rec, db)
     assert len(records) >= 3
     assert_contiguous(records)
     assert [r for r in records if r["downtime_s"] > 0] == []
@@ -194,7 +179,7 @@ async def test_a_held_lock_on_the_meter_file_stalls_no_cycle_and_loses_no_record
     await server.set(1, Table.INPUT, 0, [1200, 0, 5000])  # 120 kW, counter at 5000 kWh
     db = tmp_path / "meter.sqlite"
     path = tmp_path / "site.yaml"
-    path.write_text(SITE.format(port=server.port, mqtt=broker.port, db=db))
+    path.write_text(metered_site("slow", port=server.port, mqtt=broker.port, db=db))
     daemon = Daemon(path, load_site(path))
     async with Recorder(broker, f"{BASE}/#") as rec:
         task = asyncio.create_task(daemon.run())
@@ -226,11 +211,7 @@ async def test_a_held_lock_on_the_meter_file_stalls_no_cycle_and_loses_no_record
             daemon.request_stop()
             await asyncio.wait_for(task, 15)
             await server.stop()
-    received = {}
-    for message in rec.on(ENERGY):  # delivery is at least once: a repeat has its id
-        record = json.loads(message.payload)
-        received[record.pop("id")] = record
-    records = [received[k] for k in sorted(received)] + meter_rows(db)
+    records = all_records(rec, db)
     assert len(records) >= sent + 2
     assert_contiguous(records)
     assert_measured(records)
@@ -244,8 +225,7 @@ async def _metered_without_broker(tmp_path: Path) -> tuple[SimServer, Path, Path
     await server.set(1, Table.INPUT, 0, [1200, 0, 5000])
     db = tmp_path / "meter.sqlite"
     path = tmp_path / "site.yaml"
-    site = SITE.format(port=server.port, mqtt=0, db=db)
-    path.write_text("".join(x for x in site.splitlines(True) if not x.startswith("mqtt:")))
+    path.write_text(metered_site("slow", port=server.port, db=db))
     return server, path, db
 
 

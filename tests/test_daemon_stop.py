@@ -19,6 +19,7 @@ from heatd.config_loader import load_site
 from heatd.drivers.modbus import Table
 from heatd.hil.rig.broker import Mosquitto, broker_fixture, retained
 from heatd.hil.rig.logs import heatd_events
+from heatd.hil.rig.metered_site import metered_site
 from heatd.hil.rig.modbus import SimServer, unit
 from heatd.hil.rig.waiting import until
 from heatd.runtime import Daemon
@@ -26,38 +27,14 @@ from heatd.writer import SetpointWriter
 
 broker = broker_fixture()
 
-SITE = """\
-site: {{id: stop}}
-poll_groups:
-  default: {{interval: 0.1}}
-devices:
-  m:
-    protocol: modbus_tcp
-    host: 127.0.0.1
-    port: {port}
-    address_base: 0
-    timeout: 0.5
-    points:
-      it_power: {{table: input, address: 0, data_type: uint16, scale: 0.1, unit: kW}}
-      it_energy: {{table: input, address: 1, data_type: uint32, unit: kWh}}
-      heartbeat: {{table: holding, address: 0, data_type: uint16, writable: true}}
-roles:
-  it.power: m.it_power
-  it.energy: m.it_energy
-  plc.heartbeat: m.heartbeat
-runtime: {{cycle_period: 0.1, stop_timeout: 0.5}}
-{mqtt}
-meter: {{interval: 1, database: {db}}}
-"""
 STATUS = "heatd/stop/status"
 HEARTBEAT = 0
 
 
 def site(tmp_path: Path, port: int, mqtt: int | None) -> Path:
     path = tmp_path / "site.yaml"
-    link = "" if mqtt is None else (
-        f"mqtt: {{host: 127.0.0.1, port: {mqtt}, reconnect_min: 0.05, reconnect_max: 0.3}}")
-    path.write_text(SITE.format(port=port, mqtt=link, db=tmp_path / "meter.sqlite"))
+    path.write_text(metered_site("stop", port=port, mqtt=mqtt, db=tmp_path / "meter.sqlite",
+                                 heartbeat=HEARTBEAT, stop_timeout=0.5))
     return path
 
 
