@@ -19,6 +19,7 @@ import aiomqtt
 
 from heatd.mqtt.session import incoming, keep_session, make_client
 from heatd.mqtt.wire import Incoming
+from heatd.tasks import cancel_all
 
 if TYPE_CHECKING:
     from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -67,8 +68,7 @@ class CommandListener:
         if self._task is None:
             return
         self._stopping.set()
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_all([self._task])  # cancelled again if a reply swallowed the first
         self._task = None
 
     @property

@@ -147,9 +147,7 @@ class Outbox:
         try:
             await asyncio.wait_for(asyncio.shield(self._task), flush_within)
         except TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_all([self._task])
         finally:
             self._task = None
 
@@ -249,9 +247,7 @@ class Outbox:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.client = None
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_all(list(tasks))
         for task in done:
             task.result()
 
@@ -323,10 +319,9 @@ class Outbox:
                     del flight[task]
         finally:
             if flight:
-                for task in flight:
-                    task.cancel()
-                await asyncio.gather(*flight, return_exceptions=True)
                 self._put_back(list(flight.values()))
+                with contextlib.suppress(aiomqtt.MqttError):  # the session's end, raised above
+                    await cancel_all(list(flight))
 
     def _window(self) -> int:
         announced = self._limits.receive_max
