@@ -23,9 +23,10 @@ import structlog
 
 from heatd.config import SiteConfig
 from heatd.devices import AnyBound, OpcUaBound, build_devices
+from heatd.drivers.cancel import cancel_all
 from heatd.drivers.reading import Quality, Reading
 from heatd.points import PointImage
-from heatd.tasks import cancel_all, next_tick
+from heatd.tasks import next_tick
 
 log = structlog.get_logger(__name__)
 

@@ -16,11 +16,11 @@ import structlog
 
 from heatd.config import SiteConfig
 from heatd.cycle_report import Availability, CycleReport, Event, LastError, Notice
+from heatd.drivers.cancel import cancel_all
 from heatd.mqtt.command_payloads import CommandHandler
 from heatd.mqtt.link import MqttLink
 from heatd.outbox_streams import AUDIT, METER, RECORDS
 from heatd.racks import rack_report
-from heatd.tasks import cancel_all
 
 if TYPE_CHECKING:  # the meter (SQLite, billing) is loaded only by a site that has one
     from heatd.metering import Metering

@@ -31,10 +31,10 @@ from heatd.config import PointConfig, SiteConfig
 from heatd.control.roles import OUTPUT_ROLES, PLC_HEARTBEAT
 from heatd.devices import AnyBound
 from heatd.drivers.base import WriteError
+from heatd.drivers.cancel import cancel_all
 from heatd.drivers.codec import FLOAT_TYPES
 from heatd.drivers.reading import Quality
 from heatd.role_units import to_point_value
-from heatd.tasks import cancel_all
 
 log = structlog.get_logger(__name__)
 

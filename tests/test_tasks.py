@@ -13,7 +13,7 @@ def test_next_tick_keeps_the_grid_and_skips_missed_ticks() -> None:
 async def test_cancel_all_cancels_again_a_task_that_swallowed_its_cancellation() -> None:
     import asyncio
 
-    from heatd.tasks import cancel_all
+    from heatd.drivers.cancel import cancel_all
 
     swallowed = 0
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
+from heatd.drivers.cancel import cancel_all
 from heatd.mqtt.command_payloads import (
     MODELS,
     CommandRefused,
@@ -32,7 +33,6 @@ from heatd.mqtt.command_payloads import (
 from heatd.mqtt.gate import CommandGate
 from heatd.mqtt.payload import dumps, epoch_ms
 from heatd.mqtt.topics import publishable
-from heatd.tasks import cancel_all
 
 if TYPE_CHECKING:
     from paho.mqtt.properties import Properties

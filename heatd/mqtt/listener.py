@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 
+from heatd.drivers.cancel import cancel_all
 from heatd.mqtt.session import incoming, keep_session, make_client
 from heatd.mqtt.wire import Incoming
-from heatd.tasks import cancel_all
 
 if TYPE_CHECKING:
     from paho.mqtt.subscribeoptions import SubscribeOptions

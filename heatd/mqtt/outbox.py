@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 import aiomqtt
 import structlog
 
+from heatd.drivers.cancel import cancel_all
 from heatd.mqtt.payload import dumps, epoch_ms
 from heatd.mqtt.session import (
     BrokerLimits,
@@ -34,7 +35,6 @@ from heatd.mqtt.session import (
 )
 from heatd.mqtt.topics import publishable
 from heatd.mqtt.wire import Kind, LinkStats
-from heatd.tasks import cancel_all
 
 if TYPE_CHECKING:
     from paho.mqtt.client import CallbackOnPublish_v2

@@ -18,7 +18,6 @@ attempt of a silent unit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -30,6 +29,7 @@ from pymodbus.exceptions import ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
 from heatd.drivers.backoff import Backoff
+from heatd.drivers.cancel import cancel_all
 from heatd.drivers.failures import describe
 from heatd.drivers.modbus.spec import SerialSettings, TcpSettings
 from heatd.drivers.modbus.turns import Turns
@@ -104,9 +104,7 @@ class Link:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_all([self._task])  # cancelled again if a reply swallowed the first
             self._task = None
         if self.client is not None:
             self.client.close()

@@ -37,7 +37,6 @@ write picks a node id between the old resolution and the new one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -51,6 +50,7 @@ from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
 from heatd.drivers.backoff import Backoff
 from heatd.drivers.base import ReadingSink, WriteError
+from heatd.drivers.cancel import cancel_all
 from heatd.drivers.opcua.browse import Describer, VariableInfo, walk
 from heatd.drivers.opcua.convert import VARIANT_TYPES, status_name, to_reading, to_variant
 from heatd.drivers.opcua.failures import classify
@@ -228,14 +228,9 @@ class OpcUaDevice:
 
     async def close(self) -> None:
         self._closing = True
-        for task in list(self._resubscribing):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(list(self._resubscribing))
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_all([self._task])  # cancelled again if a reply swallowed the first
             self._task = None
 
     # -- reading and writing -------------------------------------------------------
