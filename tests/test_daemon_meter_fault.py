@@ -17,7 +17,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -190,28 +190,49 @@ async def test_a_meter_file_under_a_file_is_reported(
     assert alarm["error"] == f"{tmp_path / 'state'}: Not a directory"
 
 
-@contextlib.contextmanager
-def read_only_folder(folder: Path) -> Iterator[Path]:
-    """A read-only tmpfs mounted at ``folder`` (skips the test where heatd's tests may not
-    mount, i.e. not as root); unmounted at the end."""
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=4m", "tmpfs", str(folder)],
-                             capture_output=True, text=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a read-only folder here: {mounted.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
+class ReadOnlyFolder:
+    """A folder heatd cannot write in, made writable on demand: a read-only tmpfs for
+    root (who writes anywhere a permission bit forbids), mode 0555 for anyone else."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.mounted = False
+
+    def __enter__(self) -> ReadOnlyFolder:
+        self.path.mkdir()
+        if os.geteuid() != 0:
+            self.path.chmod(0o555)
+            return self
+        mounted = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "ro,size=4m", "tmpfs", str(self.path)],
+            capture_output=True, text=True, check=False)
+        if mounted.returncode != 0:  # root in a container without CAP_SYS_ADMIN
+            pytest.skip("root may write in any folder and may not mount a read-only one "
+                        f"here: {mounted.stderr.strip()}")
+        self.mounted = True
+        return self
+
+    def make_writable(self) -> None:
+        if self.mounted:
+            subprocess.run(["mount", "-o", "remount,rw", str(self.path)], check=True)
+        else:
+            self.path.chmod(0o755)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.mounted:
+            subprocess.run(["umount", str(self.path)], check=True)
+        else:
+            self.path.chmod(0o755)
 
 
 async def test_a_read_only_folder_made_writable_while_heatd_runs_is_metered_into(
         tmp_path: Path, broker: Mosquitto, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The meter's folder is a read-only mount at the start (SQLite cannot make the file):
-    control runs and the alarm says why; remounted writable, the next try makes the file
-    and metering starts."""
+    """The meter's folder is read-only at the start (SQLite cannot make the file): control
+    runs and the alarm says why; made writable, the next try makes the file and metering
+    starts."""
     monkeypatch.setattr(heatd.meter_keeper, "RETRY_S", 0.5)
-    with read_only_folder(tmp_path / "state") as folder:
+    with ReadOnlyFolder(tmp_path / "state") as read_only:
+        folder = read_only.path
         db = folder / "meter.sqlite"
         server, daemon = await _start(tmp_path, broker, db)
         async with Recorder(broker, f"{BASE}/#") as rec, _running(daemon, server):
@@ -220,8 +241,7 @@ async def test_a_read_only_folder_made_writable_while_heatd_runs_is_metered_into
             await _beating(server, daemon)
             [alarm] = alarms(rec, "meter_file_unusable")
             assert alarm["error"] == f"unable to open database file: cannot write in {folder}"
-            await asyncio.to_thread(subprocess.run, ["mount", "-o", "remount,rw", str(folder)],
-                                    check=True)
+            await asyncio.to_thread(read_only.make_writable)
             await rec.wait(ENERGY, timeout=15)
             assert alarms(rec, "meter_file_usable") and db.is_file()
 
