@@ -26,6 +26,7 @@ import structlog
 
 from heatd.config_loader import parse_site
 from heatd.hil.rig.broker import Mosquitto
+from heatd.hil.rig.flood import flood
 from heatd.mqtt.command_payloads import Command, CommandResult
 from heatd.mqtt.link import MqttLink
 from heatd.mqtt.settings import MqttSettings
@@ -33,24 +34,6 @@ from heatd.mqtt.settings import MqttSettings
 SITE = parse_site("site: {id: sm}\ndevices: {}\n", "sm.yaml")
 BASE = "heatd/sm"
 TOPIC = f"{BASE}/events"
-FLOOD = """
-import sys, time
-import paho.mqtt.client as mqtt
-port, seconds, base = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-client.connect("127.0.0.1", port)
-client.loop_start()
-end, sent = time.monotonic() + seconds, 0
-while time.monotonic() < end:
-    client.publish(base + "/cmd/mode", b'{"mode": "auto"}', qos=0)
-    client.publish(base + "/cmd/x1", b'{"a": 1}', qos=0)
-    sent += 2
-    if sent % 400 == 0:
-        time.sleep(0.01)
-client.disconnect()
-client.loop_stop()
-print(sent)
-"""
 SUBSCRIBER = """
 import json, sys, time
 import paho.mqtt.client as mqtt
@@ -75,7 +58,7 @@ async def accept(command: Command) -> CommandResult:
     return CommandResult(True, "ok")
 
 
-async def run(seconds: float, tick: float, queue: int, flood: bool) -> dict[str, Any]:
+async def run(seconds: float, tick: float, queue: int, flooded: bool) -> dict[str, Any]:
     async with Mosquitto() as broker:
         settings = MqttSettings.model_validate_json(json.dumps(
             {"host": broker.host, "port": broker.port, "queue_size": queue}), strict=True)
@@ -96,19 +79,16 @@ async def run(seconds: float, tick: float, queue: int, flood: bool) -> dict[str,
                 await asyncio.sleep(tick)
 
         ticking = asyncio.create_task(site_messages())
-        commands = "0"
-        if flood:
-            flooder = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", FLOOD, str(broker.port), str(seconds), BASE,
-                stdout=asyncio.subprocess.PIPE)
-            commands = (await flooder.communicate())[0].decode().strip()
+        commands = 0
+        if flooded:
+            commands = await flood(broker.port, seconds, BASE)
         else:
             await asyncio.sleep(seconds)
         ticking.cancel()
         seen = json.loads((await subscriber.communicate())[0])
         await link.stop()
     delays = sorted(d for _, d in seen)
-    return {"flood": flood, "commands": int(commands), "sent": sent,
+    return {"flood": flooded, "commands": commands, "sent": sent,
             "lost": sent - len({n for n, _ in seen}),
             "p50_s": statistics.median(delays), "p95_s": delays[int(len(delays) * 0.95)],
             "max_s": delays[-1], "failures": link.stats.failures,
@@ -122,15 +102,15 @@ async def main() -> None:
     parser.add_argument("--queue", type=int, default=50)
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
-    quiet = await run(args.seconds, args.tick, args.queue, flood=False)
-    flooded = await run(args.seconds, args.tick, args.queue, flood=True)
-    for row in (quiet, flooded):
+    quiet = await run(args.seconds, args.tick, args.queue, flooded=False)
+    flooding = await run(args.seconds, args.tick, args.queue, flooded=True)
+    for row in (quiet, flooding):
         print(f"{'flood' if row['flood'] else 'quiet'}: {row['commands']} commands; site "
               f"messages {row['sent']}, lost {row['lost']}; delay p50 {row['p50_s']:.4f} s, "
               f"p95 {row['p95_s']:.4f} s, max {row['max_s']:.4f} s; session failures "
               f"{row['failures']} + {row['command_failures']} (commands)")
-    print(f"flood/quiet: p95 {flooded['p95_s'] / quiet['p95_s']:.1f}x, "
-          f"max {flooded['max_s'] / quiet['max_s']:.1f}x")
+    print(f"flood/quiet: p95 {flooding['p95_s'] / quiet['p95_s']:.1f}x, "
+          f"max {flooding['max_s'] / quiet['max_s']:.1f}x")
 
 
 if __name__ == "__main__":
