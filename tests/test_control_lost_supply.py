@@ -91,6 +91,15 @@ def test_the_estimate_scales_with_the_load_and_errs_warm_on_a_load_step() -> Non
     hot = loop(602.0, supply=None, outdoor__temp=40.0)
     inp, _ = validate(hot, ValidationState(), P, 602.0)
     assert supply_estimate(inp, after, p, 602.0)[0] is None
+    # an outdoor transmitter that is bound but not known could be as warm: no estimate
+    for bad in (float("nan"), 999.0):
+        inp, _ = validate(loop(603.0, supply=None, outdoor__temp=bad), ValidationState(),
+                          P, 603.0)
+        assert R.OUTDOOR_TEMP in inp.invalid
+        assert supply_estimate(inp, after, p, 603.0)[0] is None
+    # one that is not bound at all: the site said nothing of its air, the estimate stands
+    inp, _ = validate(loop(603.0, supply=None), ValidationState(), P, 603.0)
+    assert supply_estimate(inp, after, p, 603.0)[0] is not None
 
 
 def test_a_stuck_supply_reading_teaches_the_estimate_nothing() -> None:

@@ -7,7 +7,8 @@ return, IT power and flow say where the supply is: ``return - spread``, the spre
 scaled from the one the loop showed while the supply was measured (its ratio to
 ``IT / flow``, learned on the loop itself, so no unit or heat capacity is commissioned).
 Air warmer than the return would let the dry cooler add heat: with ``outdoor.temp`` at
-or above the return there is no estimate. The estimate carries a margin
+or above the return, or bound but not known, there is no estimate (a site without an
+outdoor transmitter is taken to have told, by commissioning, that its air never is). The estimate carries a margin
 (``envelope.estimate_margin_k``), takes the IT load no higher than its recent mean (a load
 step reaches the return only after the racks' mass), and is never warmer than the
 return itself: it errs on the warm side.
@@ -83,6 +84,7 @@ def supply_estimate(inputs: Inputs, state: EstimateState, p: PlainEnvelope,
             learned_s, last, last_at = learned_s + gap, supply, now
     elif (p.supply_estimate and ret is not None and it is not None and it_mean is not None
           and flow is not None and ratio is not None and learned_s >= tau
+          and R.OUTDOOR_TEMP not in inputs.invalid
           and values.get(R.OUTDOOR_TEMP, _COLD) < ret):
         est = min2(ret, ret - ratio * min2(it, it_mean) / flow + p.estimate_margin_k)
     return est, EstimateState(ratio, learned_s, last, last_at, it_mean, it_at, est is not None)
