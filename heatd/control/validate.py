@@ -272,19 +272,28 @@ def _unchanged(last: Tracker, now: float, frozen_after: float,
     """An unchanged value's tracker, and whether it is frozen: unchanged for
     ``frozen_after`` while a witness moved past its amount since it last changed (kept in
     the tracker once seen, so a move that came back still counts), or, with no witness
-    measured both then and now, unchanged for ``frozen_after`` alone."""
+    measured both then and now, unchanged for ``frozen_after`` alone. Witnesses first
+    measured after the change (the first cycle, or back from a loss) are measured from
+    now on."""
     then = last[2]
     if then is None or not witnesses:
         return last, now - last[1] >= frozen_after
-    compared = False
+    compared = newly = False
     for role, k, share in witnesses:
         a, b = then.get(role), seen.get(role)
-        if a is None or b is None:
+        if b is None:
             continue
-        if abs(b - a) > k + share * abs(a):
+        if a is None:
+            newly = True
+        elif abs(b - a) > k + share * abs(a):
             return (last[0], last[1], None), now - last[1] >= frozen_after
-        compared = True
-    return last, not compared and now - last[1] >= frozen_after
+        else:
+            compared = True
+    if compared:
+        return last, False
+    if newly:
+        return (last[0], last[1], seen), False
+    return last, now - last[1] >= frozen_after
 
 
 def _verdict(sig: Signal, lo: float, hi: float, oldest: float,
