@@ -1,0 +1,49 @@
+"""Frozen verdicts against the plant: a quiet transmitter on a steady loop is trusted and
+costs no compressor start; a stuck one is still caught as soon as before."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from heatd.control.core import Decision, step
+from heatd.control.signals import Snapshot
+from heatd.control.state import State, initial_state
+from heatd.hil.cosim import Controller, simulate
+from heatd.hil.kpi import Kpis
+from heatd.hil.scenario import load_scenario
+from heatd.hil.score import baseline_controller, baseline_params, site_control
+
+
+def _run(name: str) -> tuple[Kpis, dict[str, float], Kpis]:
+    """heatd on the scenario, with the first instant each role was declared frozen, and
+    the rule-based baseline on the same plant."""
+    sc = load_scenario(name)
+    frozen: dict[str, float] = {}
+
+    def watched(snapshot: Snapshot, state: State, params: Any, now: float) -> Decision[State]:
+        d = step(snapshot, state, params, now)
+        for role, why in d.invalid.items():
+            if "frozen" in why:
+                frozen.setdefault(role, now)
+        return d
+
+    heatd = simulate(sc, Controller("heatd", watched, site_control(sc.params), initial_state))
+    base = simulate(sc, baseline_controller(baseline_params(sc.params)))
+    return heatd.kpis, frozen, base.kpis
+
+
+def test_quiet_healthy_transmitters_are_not_frozen_and_cost_no_starts() -> None:
+    heatd, frozen, base = _run("quiet_sensors")
+    assert frozen == {}
+    assert heatd.hp_starts <= base.hp_starts
+    assert heatd.supply_over_limit_s == 0.0
+    assert heatd.it_heat_reused_mwh >= base.it_heat_reused_mwh
+
+
+def test_a_stuck_supply_transmitter_is_still_caught_after_frozen_after_s() -> None:
+    sc = load_scenario("sensor_stuck")
+    fault = sc.faults[0]
+    _, frozen, _ = _run("sensor_stuck")
+    after = site_control(sc.params).validation.frozen_after_s
+    assert after is not None
+    assert fault.start_s <= frozen["coolant.supply_temp"] <= fault.start_s + after
