@@ -232,8 +232,9 @@ class _Judge:
                 last = prev_tr[i] if i < len(prev_tr) else None
                 last, why = self._tracked(last, x, why, witnesses)
                 new_tr.append(last)
-            if why is not None:
-                reason = why if len(points) == 1 else f"point {i}: {why}"
+            if why is not None:  # every bad point named: "point 1" alone hid a dead role
+                part = why if len(points) == 1 else f"point {i}: {why}"
+                reason = part if reason is None else f"{reason}; {part}"
                 continue
             n_good += 1
             if best is None or (x > best if high else x < best):
