@@ -61,8 +61,8 @@ class ValidationParams(BaseModel):
     Where no witness is measured, time alone judges."""
     frozen_witness_load_share: Fraction = 0.2
     """The IT load's share of change, from its value when the reading last changed, that
-    counts as the process moving (a fifth of a 200 kW load moves a rack inlet some 0.3 K
-    through the room air, its supply and return more)."""
+    counts as the process moving: on the simulator's plant a fifth of a 200 kW load moves
+    a rack inlet some 0.3 K through the room air, and the return more."""
     frozen_roles: Annotated[tuple[str, ...], Field(strict=False)] = roles.DEFAULT_FROZEN_ROLES
     ranges: dict[str, Range] = Field(default_factory=dict)
     rack_inlet_min_good: Annotated[int, Field(ge=1)] | None = None
