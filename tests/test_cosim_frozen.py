@@ -10,14 +10,14 @@ from heatd.control.signals import Snapshot
 from heatd.control.state import State, initial_state
 from heatd.hil.cosim import Controller, simulate
 from heatd.hil.kpi import Kpis
-from heatd.hil.scenario import load_scenario
+from heatd.hil.scenario import Scenario, load_scenario, scenario_from_dict
 from heatd.hil.score import baseline_controller, baseline_params, site_control
 
 
-def _run(name: str) -> tuple[Kpis, dict[str, float], Kpis]:
+def _run(name: str | Scenario) -> tuple[Kpis, dict[str, float], Kpis]:
     """heatd on the scenario, with the first instant each role was declared frozen, and
     the rule-based baseline on the same plant."""
-    sc = load_scenario(name)
+    sc = load_scenario(name) if isinstance(name, str) else name
     frozen: dict[str, float] = {}
 
     def watched(snapshot: Snapshot, state: State, params: Any, now: float) -> Decision[State]:
@@ -47,3 +47,15 @@ def test_a_stuck_supply_transmitter_is_still_caught_after_frozen_after_s() -> No
     after = site_control(sc.params).validation.frozen_after_s
     assert after is not None
     assert fault.start_s <= frozen["coolant.supply_temp"] <= fault.start_s + after
+
+
+def test_one_stuck_rack_point_of_two_is_caught_and_costs_no_start() -> None:
+    """Stuck for 12 h on the quiet loop: declared once the loop moves, and the racks stay
+    known from the other point while the supply is measured."""
+    spec = load_scenario("quiet_sensors").spec.model_dump()
+    spec["faults"] = [{"kind": "sensor_stuck", "target": "rack_inlet_temp_2",
+                       "start_s": 21600.0, "duration_s": 43200.0}]
+    heatd, frozen, base = _run(scenario_from_dict(spec))
+    assert set(frozen) == {"rack.inlet_temp"}
+    assert 21600.0 < frozen["rack.inlet_temp"] < 64800.0
+    assert heatd.hp_starts <= base.hp_starts
