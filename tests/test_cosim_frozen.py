@@ -9,6 +9,7 @@ from heatd.control.core import Decision, step
 from heatd.control.signals import Snapshot
 from heatd.control.state import State, initial_state
 from heatd.hil.cosim import Controller, simulate
+from heatd.hil.family import draw
 from heatd.hil.kpi import Kpis
 from heatd.hil.scenario import Scenario, load_scenario, scenario_from_dict
 from heatd.hil.score import baseline_controller, baseline_params, site_control
@@ -59,3 +60,14 @@ def test_one_stuck_rack_point_of_two_is_caught_and_costs_no_start() -> None:
     assert set(frozen) == {"rack.inlet_temp"}
     assert 21600.0 < frozen["rack.inlet_temp"] < 64800.0
     assert heatd.hp_starts <= base.hp_starts
+
+
+def test_the_family_keeps_the_quiet_scenarios_own_transmitters() -> None:
+    """Drawn noise (0-1 K) would make quiet_sensors another scenario; other scenarios get
+    the member's draw."""
+    quiet, drawn = load_scenario("quiet_sensors"), load_scenario("winter_week")
+    for index in range(5):
+        member = draw(7, index)
+        assert member.scenario(quiet).params.sensors == quiet.params.sensors
+        noise = member.scenario(drawn).params.sensors.noise_std_k
+        assert noise == member.draws["sensor_noise_k"]

@@ -13,7 +13,6 @@ import pytest
 
 from heatd.hil.family import RANGES, draw
 from heatd.hil.family_score import KEY_SCENARIOS, family_specs, goals, run_cases, violations
-from heatd.hil.scenario import load_scenario
 
 QUICK_PLANTS = 20
 QUICK_HOURS = 6.0
@@ -31,15 +30,6 @@ def test_members_stay_inside_the_documented_ranges_and_are_reproducible() -> Non
             assert lo <= member.draws[name] <= hi, (name, member.draws[name])
         assert draw(7, index) == member
     assert draw(7, 0) != draw(8, 0)
-
-
-def test_a_scenario_that_sets_its_own_sensors_keeps_them_on_every_member() -> None:
-    quiet, drawn = load_scenario("quiet_sensors"), load_scenario("winter_week")
-    for index in range(5):
-        member = draw(7, index)
-        assert member.scenario(quiet).params.sensors == quiet.params.sensors
-        noise = member.scenario(drawn).params.sensors.noise_std_k
-        assert noise == member.draws["sensor_noise_k"]
 
 
 def test_quick_family_never_goes_over_the_supply_limit_in_a_feasible_case() -> None:
