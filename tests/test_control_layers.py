@@ -127,6 +127,87 @@ def test_a_value_that_stops_changing_is_declared_frozen() -> None:
     assert inp.values[R.COOLANT_SUPPLY_TEMP] == 38.1  # moving again: trusted again
 
 
+WITNESSED = ControlParams.model_validate({"validation": {"frozen_after_s": 30.0}})
+
+
+def _loop(t: float, supply: float, racks: tuple[float, ...], it_kw: float = 200.0
+          ) -> dict[str, tuple[Signal, ...]]:
+    """A loop with its witnesses measured: supply, return, IT power and the rack inlets."""
+    return {R.COOLANT_SUPPLY_TEMP: (Signal(supply, True, t),),
+            R.COOLANT_RETURN_TEMP: (Signal(supply + 5.0, True, t),),
+            R.IT_POWER: (Signal(it_kw, True, t),),
+            R.RACK_INLET_TEMP: tuple(Signal(x, True, t) for x in racks)}
+
+
+def _frozen_from(readings, params=WITNESSED) -> dict[str, float]:
+    """Drive validation once a second over ``readings(t)``: role -> first frozen instant."""
+    state, first = ValidationState(), {}
+    for t in range(0, 121):
+        inp, state = _v(readings(float(t)), float(t), params, state)
+        for role, why in inp.invalid.items():
+            if "frozen" in why:
+                first.setdefault(role, float(t))
+    return first
+
+
+def test_a_quiet_reading_on_a_steady_loop_is_not_frozen() -> None:
+    """0.1 K transmitters on a loop held inside its deadband: the supply ticks by one
+    resolution step, the return and the rack inlets read the same for hours."""
+    def quiet(t: float):
+        signals = _loop(t, 40.0 + 0.1 * (int(t) // 7 % 2), (41.2, 42.7))
+        signals[R.COOLANT_RETURN_TEMP] = (Signal(45.0, True, t),)
+        return signals
+    assert _frozen_from(quiet) == {}
+    state = ValidationState()
+    for t in range(0, 121):
+        inp, state = _v(quiet(float(t)), float(t), WITNESSED, state)
+    assert inp.values[R.RACK_INLET_TEMP] == 42.7
+    assert inp.values[R.COOLANT_RETURN_TEMP] == 45.0
+
+
+def test_a_stuck_rack_point_is_frozen_when_the_supply_moved_as_soon_as_before() -> None:
+    def drifting(t: float):  # the supply warms 1 K over the first 20 s; rack 1 is stuck
+        supply = 40.0 + min(t, 20.0) * 0.05
+        return _loop(t, supply, (supply + 1.2, 42.7))
+    first = _frozen_from(drifting)
+    old_rule = _frozen_from(drifting, ControlParams.model_validate(
+        {"validation": {"frozen_after_s": 30.0, "frozen_witness_k": 1e9,
+                        "frozen_witness_load_share": 1.0}}))  # no witness ever moves
+    assert first[R.RACK_INLET_TEMP] == 30.0  # unchanged since t=0, the supply moved meanwhile
+    assert R.RACK_INLET_TEMP not in old_rule  # ...which is what it took
+
+
+def test_a_stuck_value_during_a_load_step_is_frozen_even_if_the_step_came_back() -> None:
+    def burst(t: float):  # the IT load doubles for 10 s; nothing else moves
+        return _loop(t, 40.0, (41.2, 42.7), 400.0 if 5 <= t < 15 else 200.0)
+    first = _frozen_from(burst)
+    assert first == {R.COOLANT_SUPPLY_TEMP: 30.0, R.COOLANT_RETURN_TEMP: 30.0,
+                     R.RACK_INLET_TEMP: 30.0}
+
+
+def test_a_stuck_supply_is_frozen_when_its_return_moves() -> None:
+    def stuck_supply(t: float):
+        signals = _loop(t, 40.0, (41.2, 42.7))
+        signals[R.COOLANT_RETURN_TEMP] = (Signal(45.0 + 0.02 * t, True, t),)  # 0.6 K by 30 s
+        return signals
+    first = _frozen_from(stuck_supply)
+    assert first[R.COOLANT_SUPPLY_TEMP] == 30.0
+    assert R.RACK_INLET_TEMP not in first  # its witness, the supply, did not move
+
+
+def test_a_frozen_value_without_measured_witnesses_is_judged_by_time_alone() -> None:
+    def alone(t: float):
+        return {R.COOLANT_RETURN_TEMP: (Signal(45.0, True, t),)}
+    assert _frozen_from(alone) == {R.COOLANT_RETURN_TEMP: 30.0}
+
+
+def test_frozen_witness_settings_are_validated() -> None:
+    with pytest.raises(ValidationError):
+        ControlParams.model_validate({"validation": {"frozen_witness_k": -0.1}})
+    with pytest.raises(ValidationError):
+        ControlParams.model_validate({"validation": {"frozen_witness_load_share": 1.5}})
+
+
 # --- envelope ---------------------------------------------------------------------------
 
 

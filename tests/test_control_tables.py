@@ -198,7 +198,7 @@ def test_an_unknown_input_names_its_role_and_verdict() -> None:
     inputs, _ = validate(healthy(**{R.RACK_INLET_TEMP: [None, None]}), ValidationState(), P, NOW)
     (fan, *_) = envelope(inputs, PREV, SETTLED, P, NOW).limits
     assert (fan.cause, fan.role, fan.verdict) == (C.INPUT_UNKNOWN, R.RACK_INLET_TEMP,
-                                                  "point 1: no value")
+                                                  "point 0: no value; point 1: no value")
 
 
 # --- heat-pump sequencer ----------------------------------------------------------------

@@ -47,9 +47,22 @@ class ValidationParams(BaseModel):
     stale_after_s: Positive = 10.0
     future_tolerance_s: NonNegative = 5.0
     frozen_after_s: Positive | None = 1800.0
-    """A value unchanged this long is declared frozen. A 0.1 K sensor on a loop held
-    inside its deadband can read the same for a quarter of an hour (a rack inlet, seen on
-    the plant family), and a frozen verdict on a cooling input is the worst case."""
+    """A value unchanged this long is declared frozen, if what it measures has moved
+    meanwhile (``frozen_witness_k``). A 0.1 K sensor on a loop held inside its deadband
+    can read the same for hours (a rack inlet, seen on the plant family), and a frozen
+    verdict on a cooling input is the worst case."""
+    frozen_witness_k: NonNegative = 0.5
+    """An unchanged temperature is frozen only once a witness temperature
+    (``roles.FROZEN_WITNESSES``: the return for the supply, the supply for the return and
+    the rack inlets) has moved more than this since the value last changed, or the IT load
+    more than ``frozen_witness_load_share``: a healthy transmitter would have followed.
+    Several times a transmitter's resolution and above the loop's control band, so a quiet
+    reading on a steady loop stays trusted while a stuck one is caught as the loop moves.
+    Where no witness is measured, time alone judges."""
+    frozen_witness_load_share: Fraction = 0.2
+    """The IT load's share of change, from its value when the reading last changed, that
+    counts as the process moving: on the simulator's plant a fifth of a 200 kW load moves
+    a rack inlet some 0.3 K through the room air, and the return more."""
     frozen_roles: Annotated[tuple[str, ...], Field(strict=False)] = roles.DEFAULT_FROZEN_ROLES
     ranges: dict[str, Range] = Field(default_factory=dict)
     rack_inlet_min_good: Annotated[int, Field(ge=1)] | None = None

@@ -152,6 +152,17 @@ DEFAULT_FROZEN_ROLES: tuple[str, ...] = (
 """Analogue cooling inputs that always carry some noise; an exactly constant value there
 means a hung transmitter or a gateway replaying its last register."""
 
+FROZEN_WITNESSES: dict[str, tuple[str, ...]] = {
+    COOLANT_SUPPLY_TEMP: (COOLANT_RETURN_TEMP, IT_POWER),
+    COOLANT_RETURN_TEMP: (COOLANT_SUPPLY_TEMP, IT_POWER),
+    RACK_INLET_TEMP: (COOLANT_SUPPLY_TEMP, IT_POWER),
+}
+"""What each frozen-checked role measures moves with: the supply and the return differ by
+the IT heat over the flow, and a rack's inlet air is the supply (which feeds every rack's
+coil) plus its share of the IT heat. A value that has not changed while one of these moved
+well past what its resolution hides is stuck; one on a loop where none of them moved is
+just quiet. A role without witnesses is judged by time alone."""
+
 
 def is_input_role(name: str) -> bool:
     """True for roles the controller reads (measurements and feedback)."""

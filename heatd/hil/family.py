@@ -8,7 +8,8 @@ plant, whatever else runs. The ranges (:data:`RANGES`) are those of real edge si
 - dry cooler UA x 0.6-1.4; coolant flow x 0.7-1.3; coil air 5 K cooler to 10 K warmer
   than the weather station;
 - recovery valve diverting or mixing, stroke 30-300 s, actuator lag 0-30 s;
-- temperature sensors: noise 0-1 K (standard deviation), resolution exact or 0.1 K;
+- temperature sensors: noise 0-1 K (standard deviation), resolution exact or 0.1 K,
+  except on a scenario that sets its own (quiet_sensors);
 - the plant found at start: heat pump running, stopped or tripped; loop warm (38 degC)
   or cold (15 degC).
 """
@@ -65,8 +66,9 @@ class Member:
             f"{d['loop_start']}"
         )
 
-    def plant(self, base: PlantParams) -> PlantParams:
-        """``base`` (a scenario's plant) changed as this member draws it."""
+    def plant(self, base: PlantParams, own_sensors: bool = False) -> PlantParams:
+        """``base`` (a scenario's plant) changed as this member draws it; its sensors kept
+        if ``own_sensors`` (a scenario about its transmitters)."""
         d = self.draws
         mass = d["thermal_mass_x"]
         over: dict[str, Any] = {
@@ -94,11 +96,16 @@ class Member:
                 "quantum_k": d["sensor_quantum_k"],
             },
         }
+        if own_sensors:
+            del over["sensors"]
         return params_from_dict(deep_merge(base.model_dump(), over), self.label)
 
     def scenario(self, scenario: Scenario) -> Scenario:
-        """The scenario on this member's plant (same weather, load, demand and faults)."""
-        return Scenario(scenario.spec, self.plant(scenario.params), scenario.seed)
+        """The scenario on this member's plant (same weather, load, demand and faults). A
+        scenario that sets its own sensors (``site_overrides.sensors``, e.g. quiet_sensors'
+        0.1 K transmitters) keeps them: drawn noise would make it another scenario."""
+        own = "sensors" in scenario.spec.site_overrides
+        return Scenario(scenario.spec, self.plant(scenario.params, own), scenario.seed)
 
 
 def draw(seed: int, index: int, corners: bool = False) -> Member:

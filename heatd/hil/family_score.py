@@ -25,7 +25,7 @@ from heatd.hil.scenario import load_scenario
 from heatd.hil.score import make_controller, site_control
 
 KEY_SCENARIOS = ("winter_week", "shoulder_season", "summer_week", "hp_trip", "ai_burst",
-                 "comms_loss")  # fmt: skip
+                 "comms_loss", "quiet_sensors")  # fmt: skip
 """The scenarios the quick family of the test suite runs."""
 
 
