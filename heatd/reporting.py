@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
@@ -47,6 +48,8 @@ class Reporting:
         """The events of the cycle under way, for its report."""
         self._fault: dict[str, str] | None = None
         """The meter's file and why it is not in use, while it is not."""
+        self._write_fault: dict[str, str] | None = None
+        """The meter's file and why the running meter's writes fail, while they do."""
 
     # --- telling the listeners ------------------------------------------------------------
     def report(self, report: CycleReport) -> None:
@@ -118,6 +121,10 @@ class Reporting:
         its records."""
         self.metering = metering
         self.listeners.insert(0, metering)
+        if self._write_fault is not None:  # a fault of the file under the meter before
+            metering.health.carry(self._write_fault["error"])
+        metering.health.tell(partial(self._meter_write_fault, self.meter_keeper.path
+                                     if self.meter_keeper is not None else ""))
         if self.publisher is not None:
             self.publisher.attach_meter(metering)
 
@@ -129,10 +136,30 @@ class Reporting:
         else:
             self.event("alarm", name="meter_file_unusable", file=file, error=error)
         self._fault = None if error is None else {"file": file, "error": error}
+        if error is not None:  # not in use at all: this says more than a write fault
+            self._write_fault = None
+        self._show_fault()
+
+    def _meter_write_fault(self, file: str, error: str | None) -> None:
+        """The running meter's writes failing (``error``: the first failure that counts,
+        see ``heatd.meter_health``) or going through again (None): an alarm on
+        ``events`` for each change, never one per record, and in the control state while
+        it lasts."""
+        if error is None:
+            self.event("alarm", name="meter_file_writable", file=file)
+        else:
+            self.event("alarm", name="meter_file_unwritable", file=file, error=error)
+        self._write_fault = None if error is None else {"file": file, "error": error}
+        self._show_fault()
+
+    def _show_fault(self) -> None:
+        """``control/state``'s ``meter_file``: the file not in use, else its writes
+        failing, else nothing."""
         if self.publisher is not None:
-            self.publisher.meter_fault = self._fault
+            self.publisher.meter_fault = self._fault or self._write_fault
 
     async def _detach_meter(self, metering: Metering) -> None:
+        metering.health.tell(None)
         if metering in self.listeners:
             self.listeners.remove(metering)
         if self.metering is metering:
@@ -155,7 +182,7 @@ class Reporting:
         self.listeners.clear()
         publisher, self.publisher = self.publisher, None
         keeper, self.meter_keeper = self.meter_keeper, None
-        self._fault = None
+        self._fault = None  # a write fault is carried to a meter started after (a reload)
         try:
             if publisher is not None:
                 await publisher.stop()
@@ -212,7 +239,7 @@ class Reporting:
             log.info("no mqtt section: not publishing")
             return
         publisher = Publisher(self._host, self._dispatch.handle)
-        publisher.meter_fault = self._fault
+        publisher.meter_fault = self._fault or self._write_fault
         await publisher.start()
         self.publisher = publisher
         self.listeners.append(publisher)
