@@ -6,9 +6,11 @@ anything stops."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +19,14 @@ from typing import Any
 from ruamel.yaml import YAML
 from test_daemon_e2e import DEVICES, all_online, cycles
 
-from heatd.hil.rig.broker import Recorder
+from heatd.config_loader import load_site
+from heatd.drivers.modbus import Table
+from heatd.hil.rig.broker import Mosquitto, Recorder, broker_fixture
 from heatd.hil.rig.daemon import Stack, running_stack
+from heatd.hil.rig.metered_site import metered_site
+from heatd.hil.rig.modbus import SimServer, unit
+from heatd.hil.rig.waiting import until
+from heatd.runtime import Daemon
 
 
 def edit_site(path: Path, **mqtt: Any) -> None:
@@ -205,3 +213,54 @@ async def test_reload_of_an_unchanged_site_restarts_nothing(tmp_path: Path) -> N
         unchanged = [e for e in stack.observer.events
                      if e.get("kind") == "reload" and e.get("unchanged")]
         assert unchanged and unchanged[0]["accepted"] is True
+
+
+broker = broker_fixture()
+
+
+def closed_port() -> int:
+    """A port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_a_device_changed_by_a_reload_goes_offline_only_if_it_stops_answering(
+        tmp_path: Path, broker: Mosquitto) -> None:
+    """The daemon in this process against a real Modbus server and broker. A reload that
+    changes the device's timeout restarts its driver, and the device goes on answering:
+    its retained availability never says ``offline``. A reload that moves it to a port
+    nothing listens on: it stops answering, and says so, with the reason."""
+    server = SimServer([unit(1)])
+    await server.start()
+    await server.set(1, Table.INPUT, 0, [1200, 0, 5000])
+    path = tmp_path / "site.yaml"
+    path.write_text(metered_site("rl", port=server.port, mqtt=broker.port,
+                                 db=tmp_path / "meter.sqlite"))
+    daemon = Daemon(path, load_site(path))
+    availability, last_error = "heatd/rl/m/availability", "heatd/rl/m/last_error"
+    async with Recorder(broker, "heatd/rl/#") as rec:
+        task = asyncio.create_task(daemon.run())
+        try:
+            await rec.wait(availability, lambda m: m.payload == b"online", timeout=15)
+            mark = rec.mark()
+            path.write_text(path.read_text().replace("timeout: 0.5", "timeout: 0.8"))
+            assert (await daemon.reload())[0]
+            await until(lambda: daemon.acquisition.polls.get(("m", "default"), 0) >= 20,
+                        timeout=15, what="polls of the new driver")
+            assert daemon.acquisition.online("m") is True
+            assert [m.payload for m in rec.seen[mark:] if m.topic == availability
+                    and m.payload != b"online"] == []
+
+            path.write_text(path.read_text().replace(f"port: {server.port}",
+                                                     f"port: {closed_port()}"))
+            mark = rec.mark()
+            assert (await daemon.reload())[0]
+            await rec.wait(availability, lambda m: m.payload == b"offline", after=mark,
+                           timeout=15)
+            error = await rec.wait(last_error, lambda m: bool(m.payload), after=mark)
+            assert "refused" in json.loads(error.payload)["error"]
+        finally:
+            daemon.request_stop()
+            assert await asyncio.wait_for(task, 20) == 0
+            await server.stop()
