@@ -32,6 +32,12 @@ log = structlog.get_logger(__name__)
 
 Clock = Callable[[], float]
 
+RESTART_GRACE_S = 5.0
+"""How long a device that answered before a reload keeps that state while its new driver
+connects (a connect and first read take a request timeout or two): the restart is no
+news, and a retained ``offline`` for it would be a false alarm; one still not answering
+after that is told offline."""
+
 
 class Acquisition:
     """Owns the drivers of a site and the tasks that poll them into a point image."""
@@ -54,11 +60,33 @@ class Acquisition:
         self._errors: dict[str, str | None] = dict.fromkeys(self.devices)
         self._tasks: list[asyncio.Task[None]] = []
         self._online: dict[str, bool | None] = dict.fromkeys(self.devices)
+        self._restarting: set[str] = set()
+        """Devices carried over online, or added, whose new driver has not answered
+        yet."""
+        self._grace_until = 0.0
         self.polls: dict[tuple[str, str], int] = {}
         """Completed polls per (device, group): lets tests and diagnostics see the rate."""
 
-    def online(self, device: str) -> bool:
-        return bool(self._online.get(device))
+    def online(self, device: str) -> bool | None:
+        """Whether the device answers; None until its driver has been tried."""
+        return self._online.get(device)
+
+    def carry_over(self, before: Acquisition) -> None:
+        """Start from what ``before`` (the drivers a reload replaced) last knew of each
+        device this site still has, so only a change is told: a device that answers the
+        new driver as it answered the old one is never said to go offline and back
+        (within ``RESTART_GRACE_S``), while one that stops answering (its settings
+        changed) is; a device the reload added is first told when it answers, or
+        offline once that time is up."""
+        for name in self.devices:
+            if name not in before.devices:  # added: nothing to tell before it is tried
+                self._restarting.add(name)
+                continue
+            self._online[name] = before._online[name]
+            self._errors[name] = before._errors[name]
+            if before._online[name] is not False:
+                self._restarting.add(name)
+        self._grace_until = self._clock() + RESTART_GRACE_S
 
     def last_error(self, device: str) -> str | None:
         """The driver's ``last_error`` as of the device's latest poll."""
@@ -99,6 +127,10 @@ class Acquisition:
 
     def _note_availability(self, device: AnyBound) -> None:
         now_online = bool(device.driver.online)
+        if device.name in self._restarting:
+            if not now_online and self._clock() < self._grace_until:
+                return  # still connecting after a reload: nothing to tell yet
+            self._restarting.discard(device.name)
         if self._online[device.name] != now_online:
             self._online[device.name] = now_online
             log.info("device availability", device=device.name,

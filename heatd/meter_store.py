@@ -27,6 +27,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import structlog
 
+from heatd.meter_health import Wrote
 from heatd.outbox_streams import AUDIT, METER
 
 log = structlog.get_logger(__name__)
@@ -154,10 +156,12 @@ class DurableOutbox:
     a thread of its own."""
 
     def __init__(self, path: str | Path, *, busy_timeout: float = BUSY_TIMEOUT_S,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+                 loop: asyncio.AbstractEventLoop | None = None,
+                 wrote: Wrote | None = None) -> None:
         """``loop`` is the event loop that forwards (default: the running one, if any), for
-        a store opened in another thread. Raises sqlite3.Error or OSError when the file
-        cannot be used, malformed included (see :func:`check_intact`)."""
+        a store opened in another thread; ``wrote`` hears there how each insert and
+        delete went (``heatd.meter_health``). Raises sqlite3.Error or OSError when the
+        file cannot be used, malformed included (see :func:`check_intact`)."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._db: sqlite3.Connection | None = None
@@ -167,6 +171,10 @@ class DurableOutbox:
         self._wake = asyncio.Event()
         self._spares: dict[Future[None], tuple[bytes, Fallback]] = {}
         """Records with a fallback queued and not written yet (under ``_lock``)."""
+        self._wrote = wrote
+        self._unremoved: set[int] = set()
+        """Rows the broker has whose delete failed (writer thread only): not sent again
+        by this store, deleted at a later try."""
         self._loop = loop
         if loop is None:
             with contextlib.suppress(RuntimeError):
@@ -220,26 +228,38 @@ class DurableOutbox:
         a lock another connection holds (its fallback sends it from memory), others the
         full busy timeout (they have nowhere else to go)."""
         db = self._connection()
+        started = time.monotonic()
         try:
             if fallback is not None:
                 db.execute(f"PRAGMA busy_timeout = {int(SPARE_BUSY_TIMEOUT_S * 1000)}")
             db.execute("INSERT INTO pending (stream, payload) VALUES (?, ?)", (stream, text))
         except sqlite3.Error as exc:
             log.warning("record not kept durably", stream=stream, error=str(exc))
+            self._tell(exc, started)
             if fallback is not None:
                 self._on_loop(fallback, text.encode())
             return
         finally:
             if fallback is not None:
                 db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        self._tell(None, started)
         self._on_loop(self._wake.set)
 
+    def _tell(self, error: sqlite3.Error | None, started: float) -> None:
+        """How a write went, to ``wrote`` on the event loop."""
+        if self._wrote is not None:
+            self._on_loop(self._wrote, error, time.monotonic() - started)
+
     def _select(self, streams: tuple[str, ...], limit: int) -> list[Pending]:
+        """The oldest rows not sent yet: a row the broker has whose delete failed (a full
+        disk) is deleted again first and never sent twice by this store."""
+        if self._unremoved:
+            self._delete(*self._unremoved)
         marks = ",".join("?" * len(streams))
         rows = self._connection().execute(
             f"SELECT id, stream, payload FROM pending WHERE stream IN ({marks})"
-            " ORDER BY id LIMIT ?", (*streams, limit))
-        return [Pending(*row) for row in rows]
+            " ORDER BY id LIMIT ?", (*streams, limit + len(self._unremoved)))
+        return [Pending(*row) for row in rows if row[0] not in self._unremoved][:limit]
 
     def _stored_end(self, site: str) -> StoredEnd | None:
         rows = self._connection().execute(
@@ -250,11 +270,20 @@ class DurableOutbox:
         return StoredEnd(end / 1000, {name: (at_ms / 1000, float(value))
                                       for name, at_ms, value in rows if name != END})
 
-    def _delete(self, row_id: int) -> None:
+    def _delete(self, *row_ids: int) -> None:
+        started = time.monotonic()
+        marks = ",".join("?" * len(row_ids))
         try:
-            self._connection().execute("DELETE FROM pending WHERE id = ?", (row_id,))
-        except sqlite3.Error as exc:  # sent again later: delivery is at least once
-            log.warning("acknowledged record not removed", id=row_id, error=str(exc))
+            self._connection().execute(f"DELETE FROM pending WHERE id IN ({marks})", row_ids)
+        except sqlite3.Error as exc:  # deleted later, or sent again after a restart
+            if not self._unremoved.issuperset(row_ids):
+                log.warning("acknowledged record not removed", ids=list(row_ids),
+                            error=str(exc))
+            self._unremoved.update(row_ids)
+            self._tell(exc, started)
+            return
+        self._unremoved.difference_update(row_ids)
+        self._tell(None, started)
 
     def _on_loop(self, call: Callable[..., None], *args: Any) -> None:
         """Run ``call`` on the event loop that forwards (now, when there is none)."""

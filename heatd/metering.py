@@ -20,6 +20,7 @@ from heatd.billing.service import Billing
 from heatd.config import MeterSettings, SiteConfig
 from heatd.cycle_report import CycleReport, Notice
 from heatd.meter import SiteMeter, bridged_at_resume, interval_resume
+from heatd.meter_health import WriteHealth
 from heatd.meter_store import DurableOutbox, meter_path
 
 Totals = Mapping[str, Mapping[str, float]]
@@ -34,7 +35,9 @@ class Metering:
         """``loop`` runs the meter (default: the running one), for a meter made in a
         thread. Raises sqlite3.Error or OSError when the file cannot be used."""
         path = meter_path(settings.database)
-        self.outbox = DurableOutbox(path, loop=loop)
+        self.health = WriteHealth()
+        """Whether the file still takes this meter's writes (told on ``loop``)."""
+        self.outbox = DurableOutbox(path, loop=loop, wrote=self.health.wrote)
         """Records and command audits waiting for the broker."""
         self._totals_to: Callable[[Totals], None] | None = None
         try:
@@ -42,7 +45,8 @@ class Metering:
             resume = None if stored is None else interval_resume(*stored)
             bridged = None if stored is None else bridged_at_resume(stored.counters)
             self._meter = SiteMeter(site, settings.interval, resume, bridged)
-            self._billing = Billing(site, path, self.outbox.wake, self._new_totals)
+            self._billing = Billing(site, path, self.outbox.wake, self._new_totals,
+                                    wrote=self.health.wrote)
         except BaseException:
             self.outbox.close()
             raise

@@ -48,7 +48,9 @@ class Source(Protocol):
     site: SiteConfig
     config_hash: str
 
-    def online(self, device: str) -> bool: ...
+    def online(self, device: str) -> bool | None:
+        """Whether ``device`` answers; None while that is not known yet (its driver not
+        tried since a start, or still connecting after a reload)."""
 
     def last_error(self, device: str) -> str | None: ...
 
@@ -95,8 +97,10 @@ class Publisher:
             audit_store=self._keep_audit, audits_settled=self._audits_settled)
         await link.start()
         for device in site.devices:
-            link.publish_availability(device, self.source.online(device))
-            link.publish_last_error(device, self.source.last_error(device))
+            online = self.source.online(device)
+            if online is not None:  # unknown: told once known, never a guessed offline
+                link.publish_availability(device, online)
+                link.publish_last_error(device, self.source.last_error(device))
         if self.metering is not None:
             self.attach_meter(self.metering)
 
@@ -128,9 +132,10 @@ class Publisher:
             self._forwarder = None
         await metering.outbox.flush()
 
-    async def stop(self) -> None:
+    async def stop(self, successor: SiteConfig | None = None) -> None:
         """The final control state, then the link goes (the audits of the commands it
-        still answers are kept in the meter's file)."""
+        still answers are kept in the meter's file); ``successor``: the site a new link
+        publishes on the same topics, so nothing is said offline (``MqttLink.stop``)."""
         link, self.link = self.link, None
         try:
             if link is not None:
@@ -138,7 +143,7 @@ class Publisher:
                     if self._last is not None:
                         link.publish_control_state(self._control_state(self._last))
                 finally:
-                    await link.stop()
+                    await link.stop(successor=successor)
         finally:  # a failed stop of the link must not leave a second forwarder behind
             self._audits_to = None
             if self.metering is not None:

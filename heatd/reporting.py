@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
@@ -47,6 +48,8 @@ class Reporting:
         """The events of the cycle under way, for its report."""
         self._fault: dict[str, str] | None = None
         """The meter's file and why it is not in use, while it is not."""
+        self._write_fault: dict[str, str] | None = None
+        """The meter's file and why the running meter's writes fail, while they do."""
 
     # --- telling the listeners ------------------------------------------------------------
     def report(self, report: CycleReport) -> None:
@@ -118,6 +121,10 @@ class Reporting:
         its records."""
         self.metering = metering
         self.listeners.insert(0, metering)
+        if self._write_fault is not None:  # a fault of the file under the meter before
+            metering.health.carry(self._write_fault["error"])
+        metering.health.tell(partial(self._meter_write_fault, self.meter_keeper.path
+                                     if self.meter_keeper is not None else ""))
         if self.publisher is not None:
             self.publisher.attach_meter(metering)
 
@@ -129,10 +136,30 @@ class Reporting:
         else:
             self.event("alarm", name="meter_file_unusable", file=file, error=error)
         self._fault = None if error is None else {"file": file, "error": error}
+        if error is not None:  # not in use at all: this says more than a write fault
+            self._write_fault = None
+        self._show_fault()
+
+    def _meter_write_fault(self, file: str, error: str | None) -> None:
+        """The running meter's writes failing (``error``: the first failure that counts,
+        see ``heatd.meter_health``) or going through again (None): an alarm on
+        ``events`` for each change, never one per record, and in the control state while
+        it lasts."""
+        if error is None:
+            self.event("alarm", name="meter_file_writable", file=file)
+        else:
+            self.event("alarm", name="meter_file_unwritable", file=file, error=error)
+        self._write_fault = None if error is None else {"file": file, "error": error}
+        self._show_fault()
+
+    def _show_fault(self) -> None:
+        """``control/state``'s ``meter_file``: the file not in use, else its writes
+        failing, else nothing."""
         if self.publisher is not None:
-            self.publisher.meter_fault = self._fault
+            self.publisher.meter_fault = self._fault or self._write_fault
 
     async def _detach_meter(self, metering: Metering) -> None:
+        metering.health.tell(None)
         if metering in self.listeners:
             self.listeners.remove(metering)
         if self.metering is metering:
@@ -151,14 +178,15 @@ class Reporting:
             await _finished(replacing)
         await self._stop_listeners()
 
-    async def _stop_listeners(self) -> None:
+    async def _stop_listeners(self, successor: SiteConfig | None = None) -> None:
+        """``successor``: the site a new publisher will publish on the same topics."""
         self.listeners.clear()
         publisher, self.publisher = self.publisher, None
         keeper, self.meter_keeper = self.meter_keeper, None
-        self._fault = None
+        self._fault = None  # a write fault is carried to a meter started after (a reload)
         try:
             if publisher is not None:
-                await publisher.stop()
+                await publisher.stop(successor)
         finally:
             if keeper is not None:  # the meter, once it has closed its file
                 await keeper.stop()
@@ -167,27 +195,32 @@ class Reporting:
         """After a reload: a changed ``meter:`` or ``contracts:`` section or site id gets
         new listeners, a changed ``mqtt:`` section alone a new publisher beside the meter
         that runs on (its open intervals and hours are never cut short by a broker
-        setting); the old link says ``offline`` on its topics and goes, after answering
-        the reload command that asked for it. Otherwise every device state is re-sent in
-        full."""
+        setting); the old link goes after answering the reload command that asked for
+        it, handing its topics over without a word of ``offline`` when the new link
+        publishes on the same ones (:func:`same_topics`), telling them ``offline`` when
+        it moves elsewhere. Otherwise every device state is re-sent in full."""
         new = self._host.site
         meter = (new.site.id, new.meter, new.contracts) != (old.site.id, old.meter,
                                                              old.contracts)
         if meter or new.mqtt != old.mqtt:
-            self._replacing = asyncio.create_task(self._replace(self._replacing, meter),
-                                                  name="listeners-replace")
+            successor = new if same_topics(old, new) else None
+            self._replacing = asyncio.create_task(
+                self._replace(self._replacing, meter, successor), name="listeners-replace")
         elif self.publisher is not None:
             self.publisher.rebuilt()
 
-    async def _replace(self, before: asyncio.Task[None] | None, meter: bool) -> None:
+    async def _replace(self, before: asyncio.Task[None] | None, meter: bool,
+                       successor: SiteConfig | None) -> None:
         """Stop the listeners (the publisher alone unless ``meter``), start those of the
         site now loaded; after the replacement ``before`` (an earlier reload's) has
-        finished, so two never run together."""
+        finished, so two never run together. ``successor``: the new site, when its link
+        takes over the old one's topics (nothing is said offline then)."""
         try:
             if before is not None:
                 await _finished(before)
             try:
-                await (self._stop_listeners() if meter else self._stop_publisher())
+                await (self._stop_listeners(successor) if meter
+                       else self._stop_publisher(successor))
             except Exception:  # they are gone all the same: the site's new ones still start
                 log.exception("stopping the old listeners failed")
             if self._stopping:  # heatd is stopping: nothing new to start
@@ -200,11 +233,11 @@ class Reporting:
             if self._replacing is asyncio.current_task():
                 self._replacing = None
 
-    async def _stop_publisher(self) -> None:
+    async def _stop_publisher(self, successor: SiteConfig | None = None) -> None:
         publisher, self.publisher = self.publisher, None
         if publisher is not None:
             self.listeners.remove(publisher)
-            await publisher.stop()
+            await publisher.stop(successor)
 
     async def _start_publisher(self) -> None:
         """A publisher for the site's ``mqtt:`` section, forwarding the meter that runs."""
@@ -212,12 +245,23 @@ class Reporting:
             log.info("no mqtt section: not publishing")
             return
         publisher = Publisher(self._host, self._dispatch.handle)
-        publisher.meter_fault = self._fault
+        publisher.meter_fault = self._fault or self._write_fault
         await publisher.start()
         self.publisher = publisher
         self.listeners.append(publisher)
         if self.metering is not None:
             publisher.attach_meter(self.metering)
+
+
+def same_topics(old: SiteConfig, new: SiteConfig) -> bool:
+    """Whether ``new``'s link publishes where ``old``'s did: the same broker (host and
+    port) and base topic. Its link then takes the topics over and the old one says
+    nothing offline; elsewhere, nothing vouches for the old topics any more and they are
+    told ``offline`` as a stop would."""
+    if old.mqtt is None or new.mqtt is None:
+        return False
+    return ((old.mqtt.host, old.mqtt.effective_port, old.mqtt.base(old.site.id))
+            == (new.mqtt.host, new.mqtt.effective_port, new.mqtt.base(new.site.id)))
 
 
 async def _finished(task: asyncio.Task[None]) -> None:

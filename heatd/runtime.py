@@ -86,10 +86,13 @@ class Daemon:
         self.image = PointImage(point_limits(site))
         self.heartbeat = site_heartbeat(site)
         self.bindings = input_bindings(site)
+        before = getattr(self, "acquisition", None)  # the drivers a reload replaces
         self.acquisition = Acquisition(site, self.image,
                                        on_availability=self.reporting.availability,
                                        on_error=self.reporting.last_error,
                                        on_event=self._device_event)
+        if before is not None:
+            self.acquisition.carry_over(before)
         self.writer = SetpointWriter(site, self.acquisition.devices, self._alarm,
                                      deadband=site.runtime.write_deadband,
                                      min_interval=site.runtime.write_min_interval)
@@ -122,7 +125,7 @@ class Daemon:
                                                    "subject": subject, "from": old, "to": new,
                                                    "cause": cause.value, "reason": reason}))
 
-    def online(self, device: str) -> bool:
+    def online(self, device: str) -> bool | None:
         return self.acquisition.online(device)
 
     def last_error(self, device: str) -> str | None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import itertools
 import json
 import os
 import signal
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+import heatd.meter_health
 import heatd.meter_keeper
 from heatd.config_loader import load_site
 from heatd.drivers.modbus import Table
@@ -288,6 +291,146 @@ async def test_a_meter_file_replaced_while_heatd_runs_stops_metering_not_control
             await asyncio.sleep(1.5)  # wall time is the subject: tries that write nothing
             assert daemon.reporting.metering is None
             assert snapshot(db) == before
+
+
+class SmallDisk:
+    """A 2 MiB file system of its own (a tmpfs: root only), to fill while heatd meters
+    into it and to empty again."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.filler = path / "filler"
+
+    def __enter__(self) -> SmallDisk:
+        self.path.mkdir()
+        if os.geteuid() != 0:
+            pytest.skip("a file system to fill needs a tmpfs mount, which needs root")
+        mounted = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(self.path)],
+            capture_output=True, text=True, check=False)
+        if mounted.returncode != 0:
+            pytest.skip(f"root may not mount a tmpfs here: {mounted.stderr.strip()}")
+        return self
+
+    def fill(self) -> None:
+        """Write a file until the system says the disk is full."""
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT)
+        try:
+            while True:
+                os.write(fd, b"\0" * 65536)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+        finally:
+            os.close(fd)
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run(["umount", str(self.path)], check=True)
+
+
+def energy(rec: Recorder) -> list[dict[str, object]]:
+    return [json.loads(m.payload) for m in rec.on(ENERGY)]
+
+
+def stored_energy(db: Path) -> dict[int, dict[str, object]]:
+    """The interval records still in the file, by row id."""
+    con = sqlite3.connect(db, timeout=10.0)
+    try:
+        rows = con.execute("SELECT id, payload FROM pending WHERE stream = 'meter'")
+        return {row_id: json.loads(payload) for row_id, payload in rows}
+    finally:
+        con.close()
+
+
+def assert_whole(rec: Recorder, db: Path) -> None:
+    """Every interval record reached the broker once or is still in the file (one the
+    broker has whose delete the file refused is still there, to be sent again after a
+    restart: at least once, its id tells), and each starts where the one before it
+    ended: none lost, none twice."""
+    sent: dict[int, dict[str, object]] = {}
+    for record in energy(rec):
+        row_id = record.pop("id")
+        assert isinstance(row_id, int) and row_id not in sent, "a record sent twice"
+        sent[row_id] = record
+    records = {**stored_energy(db), **sent}
+    ordered = [records[k] for k in sorted(records)]
+    assert all(b["start"] == a["end"] for a, b in itertools.pairwise(ordered)), ordered
+
+
+async def test_a_disk_that_fills_while_metering_raises_one_alarm_and_loses_nothing(
+        tmp_path: Path, broker: Mosquitto) -> None:
+    """The meter's file system fills up while heatd meters into it: one alarm names the
+    file and SQLite's error (and the control state carries it) however many records and
+    audits the file refuses; control runs, audits go out from memory, records wait in
+    memory. Once there is room again, one alarm says the file is written again, and the
+    records kept meanwhile reach the broker, none lost, none twice."""
+    with SmallDisk(tmp_path / "disk") as disk:
+        db = disk.path / "meter.sqlite"
+        server, daemon = await _start(tmp_path, broker, db)
+        async with Recorder(broker, f"{BASE}/#") as rec, _running(daemon, server):
+            await rec.wait(ENERGY, timeout=15)
+            disk.fill()
+            await until(lambda: alarms(rec, "meter_file_unwritable"), timeout=20,
+                        what="the alarm of a full disk")
+            sent = len(rec.on(ENERGY))
+            await _beating(server, daemon)
+            await _command(rec, "on a full disk")  # from memory
+            await asyncio.sleep(3)  # wall time is the subject: records closed, not kept
+            [alarm] = alarms(rec, "meter_file_unwritable")
+            assert alarm["file"] == str(db) and "full" in str(alarm["error"]), alarm
+            assert len(rec.on(ENERGY)) == sent  # nothing written, so nothing forwarded
+            state = await rec.wait(CONTROL, lambda m: meter_file(m) is not None)
+            assert meter_file(state) == {"file": str(db), "error": alarm["error"]}
+            disk.filler.unlink()
+            await until(lambda: alarms(rec, "meter_file_writable"), timeout=20,
+                        what="the file written again")
+            await until(lambda: len(rec.on(ENERGY)) >= sent + 4, timeout=15,
+                        what="the records kept in memory")
+            mark = rec.mark()
+            await rec.wait(CONTROL, lambda m: meter_file(m) is None, after=mark)
+            await _command(rec, "with room again")
+            assert len(alarms(rec, "meter_file_unwritable")) == 1
+            assert len(alarms(rec, "meter_file_writable")) == 1
+        assert_whole(rec, db)
+
+
+async def test_a_lock_held_past_its_time_raises_one_alarm(
+        tmp_path: Path, broker: Mosquitto, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another connection holds the meter file's write lock and keeps it: the records
+    wait (each write gives up after the ledger's busy timeout and is tried again), a
+    command's audit goes out from memory or waits behind them, and control runs; once
+    the file has been locked for ``LOCK_ALARM_S`` (3 s here, 30 s in heatd), not before,
+    one alarm says so. Once the lock goes, one more says the file is written again, and
+    the records that waited and the audit reach the broker once each."""
+    monkeypatch.setattr(heatd.meter_health, "LOCK_ALARM_S", 3.0)
+    db = tmp_path / "meter.sqlite"
+    server, daemon = await _start(tmp_path, broker, db)
+    async with Recorder(broker, f"{BASE}/#") as rec, _running(daemon, server):
+        await rec.wait(ENERGY, timeout=15)
+        holder = sqlite3.connect(db, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            locked = asyncio.get_running_loop().time()
+            await rec.client.publish(f"{BASE}/cmd/mode",
+                                     json.dumps({"mode": "auto", "id": "locked"}), qos=1)
+            await until(lambda: alarms(rec, "meter_file_unwritable"), timeout=45,
+                        what="the alarm of a lock held for long")
+            held = asyncio.get_running_loop().time() - locked
+            assert held >= 3.0  # not before the lock had lasted that long
+            sent = len(rec.on(ENERGY))
+            await _beating(server, daemon)
+            [alarm] = alarms(rec, "meter_file_unwritable")
+            assert alarm["file"] == str(db) and "locked" in str(alarm["error"]), alarm
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        await until(lambda: alarms(rec, "meter_file_writable"), timeout=20,
+                    what="the file written again")
+        await until(lambda: len(rec.on(ENERGY)) >= sent + 2, timeout=20,
+                    what="the records that waited")
+        await until(lambda: audited(rec, "locked"), timeout=15, what="the audit")
+        assert len(alarms(rec, "meter_file_unwritable")) == 1
+        assert sum(json.loads(m.payload).get("id") == "locked" for m in rec.on(EVENTS)) == 1
+    assert_whole(rec, db)
 
 
 def _cli_site(tmp_path: Path, db: Path) -> Path:

@@ -1,10 +1,16 @@
 """Reloading the MQTT and meter settings of a running heatd: a changed ``mqtt:`` section
-gets a new link, the old topics are told ``offline``, and a file whose credentials cannot
-be read is refused before anything stops."""
+gets a new link, which takes over the old one's topics without a word of ``offline``
+(topics it leaves for another base are told ``offline``), a removed device's retained
+topics are deleted, and a file whose credentials cannot be read is refused before
+anything stops."""
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import json
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +19,14 @@ from typing import Any
 from ruamel.yaml import YAML
 from test_daemon_e2e import DEVICES, all_online, cycles
 
-from heatd.hil.rig.daemon import running_stack
+from heatd.config_loader import load_site
+from heatd.drivers.modbus import Table
+from heatd.hil.rig.broker import Mosquitto, Recorder, broker_fixture
+from heatd.hil.rig.daemon import Stack, running_stack
+from heatd.hil.rig.metered_site import metered_site
+from heatd.hil.rig.modbus import SimServer, unit
+from heatd.hil.rig.waiting import until
+from heatd.runtime import Daemon
 
 
 def edit_site(path: Path, **mqtt: Any) -> None:
@@ -55,6 +68,95 @@ async def test_reload_command_moves_the_site_to_a_new_base_topic(tmp_path: Path)
         await stack.until(lambda: stack.control().get("mode") == "recovery_off",
                           what="mode on the new link")
         assert stack.proc is not None and stack.proc.poll() is None
+
+
+def edit_tree(path: Path, change: Any) -> None:
+    """``change(tree)`` on the site file's YAML, written back."""
+    yaml = YAML(typ="rt")
+    tree = yaml.load(path.read_text(encoding="utf-8"))
+    change(tree)
+    with path.open("w", encoding="utf-8") as fh:
+        yaml.dump(tree, fh)
+
+
+def add_hp_b(tree: Any) -> None:
+    """A second OPC UA session to the heat pump's server, reading whether it runs."""
+    hp_b = copy.deepcopy(dict(tree["devices"]["heatpump"]))
+    hp_b["points"] = {"running": copy.deepcopy(tree["devices"]["heatpump"]["points"]["running"])}
+    tree["devices"]["hp_b"] = hp_b
+
+
+def remove_hp_b_and_refresh(tree: Any) -> None:
+    del tree["devices"]["hp_b"]
+    tree["mqtt"]["full_refresh"] = 7.0
+
+
+async def reload_by_signal(stack: Stack) -> dict[str, Any]:
+    """SIGHUP, then the ``reload`` event it gives."""
+    before = len([e for e in stack.observer.events if e.get("kind") == "reload"])
+    stack.signal(signal.SIGHUP)
+    events = await stack.until(
+        lambda: [e for e in stack.observer.events if e.get("kind") == "reload"][before:],
+        what="the reload event")
+    assert events[0]["accepted"] is True, events[0].get("problems")
+    return dict(events[0])
+
+
+async def test_reloads_of_every_kind_say_nothing_offline(tmp_path: Path) -> None:
+    """A recorder of every message on the site's topics through four reloads: nothing
+    changed, a device added, the ``mqtt:`` section changed (a new link on the same
+    broker and base, by the MQTT command), and the ``mqtt:`` section changed with the
+    device removed. No availability topic and not the site's status ever says
+    ``offline``: every device keeps answering. The removed device's retained topics are
+    deleted, as Home Assistant expects of a removed entity, never left ``offline``."""
+    async with running_stack(tmp_path) as stack:
+        await all_online(stack)
+        async with Recorder(stack.broker, f"{stack.base}/#") as rec:
+            def offline() -> list[str]:
+                return [m.topic for m in rec.seen if m.payload == b"offline"]
+
+            def said(topic: str, payload: bytes, after: int) -> bool:
+                return any(m.topic == topic and m.payload == payload
+                           for m in rec.seen[after:])
+
+            status = stack.topic("status")
+            assert (await reload_by_signal(stack)).get("unchanged") is True
+
+            edit_tree(stack.site_path, add_hp_b)
+            await reload_by_signal(stack)
+            await stack.until(lambda: said(stack.topic("hp_b/availability"), b"online", 0),
+                              what="the added device online")
+            await stack.until(lambda: cycles(stack) > 0, what="cycles")
+
+            edit_site(stack.site_path, full_refresh=6.0)
+            mark = rec.mark()
+            reply = await stack.command("reload", {})
+            assert reply["accepted"] is True, reply
+            await stack.until(lambda: said(status, b"online", mark), what="the new link")
+            mark = rec.mark()
+            await stack.until(lambda: any(m.topic == stack.topic("control/state")
+                                          for m in rec.seen[mark:]), what="control state")
+            assert offline() == []
+
+            edit_tree(stack.site_path, remove_hp_b_and_refresh)
+            mark = rec.mark()
+            await reload_by_signal(stack)
+            await stack.until(lambda: said(status, b"online", mark), what="the third link")
+            for suffix in ("availability", "state", "last_error"):
+                await stack.until(lambda s=suffix: said(stack.topic(f"hp_b/{s}"), b"", mark),
+                                  what=f"hp_b/{suffix} deleted")
+            mark = rec.mark()
+            before = cycles(stack)
+            await stack.until(lambda: cycles(stack) > before + 10, what="cycles after")
+            assert offline() == []
+            retained = await stack.retained()
+            assert retained[status] == "online"
+            for device in DEVICES:
+                assert retained[stack.topic(f"{device}/availability")] == "online", device
+            assert not [t for t in retained if "/hp_b/" in t], retained
+            info = retained[stack.topic("info")]
+            assert "hp_b" not in (info if isinstance(info, dict) else json.loads(info))[
+                "devices"]
 
 
 async def test_reload_with_an_unreadable_password_keeps_the_old_link(tmp_path: Path) -> None:
@@ -111,3 +213,54 @@ async def test_reload_of_an_unchanged_site_restarts_nothing(tmp_path: Path) -> N
         unchanged = [e for e in stack.observer.events
                      if e.get("kind") == "reload" and e.get("unchanged")]
         assert unchanged and unchanged[0]["accepted"] is True
+
+
+broker = broker_fixture()
+
+
+def closed_port() -> int:
+    """A port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_a_device_changed_by_a_reload_goes_offline_only_if_it_stops_answering(
+        tmp_path: Path, broker: Mosquitto) -> None:
+    """The daemon in this process against a real Modbus server and broker. A reload that
+    changes the device's timeout restarts its driver, and the device goes on answering:
+    its retained availability never says ``offline``. A reload that moves it to a port
+    nothing listens on: it stops answering, and says so, with the reason."""
+    server = SimServer([unit(1)])
+    await server.start()
+    await server.set(1, Table.INPUT, 0, [1200, 0, 5000])
+    path = tmp_path / "site.yaml"
+    path.write_text(metered_site("rl", port=server.port, mqtt=broker.port,
+                                 db=tmp_path / "meter.sqlite"))
+    daemon = Daemon(path, load_site(path))
+    availability, last_error = "heatd/rl/m/availability", "heatd/rl/m/last_error"
+    async with Recorder(broker, "heatd/rl/#") as rec:
+        task = asyncio.create_task(daemon.run())
+        try:
+            await rec.wait(availability, lambda m: m.payload == b"online", timeout=15)
+            mark = rec.mark()
+            path.write_text(path.read_text().replace("timeout: 0.5", "timeout: 0.8"))
+            assert (await daemon.reload())[0]
+            await until(lambda: daemon.acquisition.polls.get(("m", "default"), 0) >= 20,
+                        timeout=15, what="polls of the new driver")
+            assert daemon.acquisition.online("m") is True
+            assert [m.payload for m in rec.seen[mark:] if m.topic == availability
+                    and m.payload != b"online"] == []
+
+            path.write_text(path.read_text().replace(f"port: {server.port}",
+                                                     f"port: {closed_port()}"))
+            mark = rec.mark()
+            assert (await daemon.reload())[0]
+            await rec.wait(availability, lambda m: m.payload == b"offline", after=mark,
+                           timeout=15)
+            error = await rec.wait(last_error, lambda m: bool(m.payload), after=mark)
+            assert "refused" in json.loads(error.payload)["error"]
+        finally:
+            daemon.request_stop()
+            assert await asyncio.wait_for(task, 20) == 0
+            await server.stop()

@@ -6,6 +6,7 @@ a restart of the store."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import sqlite3
@@ -552,3 +553,37 @@ async def test_an_audit_the_file_refuses_goes_to_the_fallback(tmp_path: Path) ->
         lock.release()
     assert store.pending() == []
     store.close()
+
+
+async def test_a_row_whose_delete_fails_is_not_sent_again(tmp_path: Path) -> None:
+    """The broker has two rows, but the file refuses their deletes (another connection
+    took its lock as they went out): forwarding does not send them again and again while
+    the file refuses, and deletes them at a later try once it takes writes."""
+    db = tmp_path / "meter.sqlite"
+    store = DurableOutbox(db, busy_timeout=0.05)
+    store.append({"n": 1})
+    store.append({"n": 2})
+    await store.flush()
+    sent: list[int] = []
+    locks: list[Locked] = []
+
+    async def send(payload: bytes) -> bool:
+        sent.append(json.loads(payload)["n"])
+        if not locks:
+            locks.append(Locked(db))
+        return True
+
+    forwarding = asyncio.create_task(store.forward({METER: send}))
+    try:
+        await until(lambda: len(sent) >= 2)
+        await asyncio.sleep(0.5)  # wall time is the subject: ten times the busy timeout
+        assert sent == [1, 2]
+        locks[0].release()
+        store.wake()  # as the next record kept would
+        await until(lambda: store.pending() == [])
+        assert sent == [1, 2]
+    finally:
+        forwarding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await forwarding
+        store.close()

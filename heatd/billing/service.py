@@ -27,6 +27,7 @@ from heatd.billing.ledger import Ledger
 from heatd.billing.points import Channel, cooling_channels, heat_channels
 from heatd.billing.records import cooling_record, heat_record
 from heatd.config import SiteConfig
+from heatd.meter_health import Wrote
 from heatd.meter_store import METER
 from heatd.points import PointSnapshot
 
@@ -88,9 +89,11 @@ class Billing:
     meter's (a site without contracts has only the latter)."""
 
     def __init__(self, site: SiteConfig, path: str, wake: Callable[[], None],
-                 on_totals: Callable[[dict[str, dict[str, float]]], None] | None = None
-                 ) -> None:
+                 on_totals: Callable[[dict[str, dict[str, float]]], None] | None = None,
+                 wrote: Wrote | None = None) -> None:
+        """``wrote`` hears how each write of records went (``heatd.meter_health``)."""
         self.site = site
+        self._wrote = wrote
         self.ledger = Ledger(path, threaded=True)
         self._contracts = build_meters(site, self.ledger)
         kept = self.ledger.totals((*HEAT_TOTALS, *COOLING_TOTALS))
@@ -156,6 +159,8 @@ class Billing:
         except sqlite3.Error as exc:  # disk full, locked: keep them and try again
             log.error("records not kept yet", count=len(batch) + len(intervals),
                       error=str(exc))
+            if self._wrote is not None:
+                self._wrote(exc, time.monotonic() - started)
             self._closed[:0] = batch
             self._intervals[:0] = intervals
             if self._stopping:  # contract hours are made again from the counters at the
@@ -164,6 +169,8 @@ class Billing:
             self._ready.set()
             return
         log.debug("records kept", count=len(batch), seconds=time.monotonic() - started)
+        if self._wrote is not None:
+            self._wrote(None, time.monotonic() - started)
         self._wake()
         for record in chained:
             for name, total in self.totals.get(record["contract"], {}).items():

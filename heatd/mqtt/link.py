@@ -141,7 +141,8 @@ class MqttLink:
         self.reporter.describe_site()
         self.server.start()
 
-    async def stop(self, timeout: float = 5.0) -> None:
+    async def stop(self, timeout: float = 5.0, *, successor: SiteConfig | None = None
+                   ) -> None:
         """Clean stop: answer every command, flush what is queued, publish a retained
         ``offline`` for each device and the site, disconnect.
 
@@ -152,6 +153,12 @@ class MqttLink:
         session ends (nothing more is read). The flush gives
         up after ``timeout`` seconds (broker away): the last will then tells the truth once
         the broker notices the socket is gone; device availability stays as it was.
+
+        ``successor``: the site as the link that takes over these same topics (a reload)
+        will publish it. Nothing is said ``offline`` then, neither a device nor the site:
+        they go on answering, and a retained ``offline`` would be a false alarm in every
+        dashboard; only what the successor no longer has is deleted (see
+        ``SiteReporter.hand_over``).
         """
         if not self.outbox.running:
             return
@@ -164,8 +171,11 @@ class MqttLink:
             except Exception:  # the store's trouble must not keep the site from offline
                 log.exception("audit store did not settle")
         await self.listener.stop()
-        self.reporter.offline()
-        await self.outbox.stop(timeout)
+        if successor is None:
+            self.reporter.offline()
+        else:
+            self.reporter.hand_over(successor)
+        await self.outbox.stop(timeout, offline=successor is None)
 
     def set_site(self, site: SiteConfig, config_hash: str | None = None) -> None:
         """Take a reloaded site file: new command bounds, info and discovery; the retained

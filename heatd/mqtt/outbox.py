@@ -108,6 +108,8 @@ class Outbox:
         """What the broker of the session in progress announced."""
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._say_offline = True
+        """Whether the stop ends with a retained ``offline`` (not when handing over)."""
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stats_task: asyncio.Task[None] | None = None
@@ -134,14 +136,17 @@ class Outbox:
             counted=self.stats.session, name="mqtt"), name="mqtt-link")
         self._stats_task = asyncio.create_task(self._report_stats(), name="mqtt-stats")
 
-    async def stop(self, flush_within: float) -> None:
-        """Flush what is queued, the final counters and ``offline``, then disconnect; give
-        up the flush after ``flush_within`` seconds (broker away): the last will then tells
-        the truth once the broker notices the socket is gone."""
+    async def stop(self, flush_within: float, *, offline: bool = True) -> None:
+        """Flush what is queued, the final counters and (``offline``) ``offline``, then
+        disconnect; give up the flush after ``flush_within`` seconds (broker away): the
+        last will then tells the truth once the broker notices the socket is gone. Without
+        ``offline`` the site's status is left to the link that takes over its topics (a
+        clean disconnect sends no last will)."""
         if self._task is None:
             return
         if self._stats_task is not None:
             await cancel_all([self._stats_task])
+        self._say_offline = offline
         self._stopping.set()
         self._wake.set()
         try:
@@ -297,7 +302,8 @@ class Outbox:
                 self._publish_stats()
             await self._flush(client)
             if stopping:
-                await client.publish(self.topics.status, OFFLINE, qos=1, retain=True)
+                if self._say_offline:
+                    await client.publish(self.topics.status, OFFLINE, qos=1, retain=True)
                 return
             await self._wake.wait()
 

@@ -53,17 +53,39 @@ class SiteReporter:
         """Discovery topics that carry a configuration (not a deletion) for this site."""
 
     def set_site(self, site: SiteConfig, config_hash: str, limits: CommandLimits) -> None:
-        """Delete the retained topics of devices that are gone, then describe the new
-        site (info and discovery)."""
-        for gone in set(self.site.devices) - set(site.devices):
-            self._reporters.pop(gone, None)
-            self.outbox.retain(self.topics.state(gone), b"")  # empty retained = delete
-            self.outbox.retain(self.topics.availability(gone), b"")
-            self.outbox.retain(self.topics.last_error(gone), b"")
+        """Describe the new site (info, and discovery, which deletes the entities that
+        are gone), then delete the retained topics of the devices that are gone."""
+        old = self.site
         self.site = site
         self._config_hash = config_hash
         self._limits = limits
         self.describe_site()
+        self._forget(set(old.devices) - set(site.devices))
+
+    def hand_over(self, site: SiteConfig) -> None:
+        """Another link takes over these topics with ``site``: delete what it will not
+        publish (first the discovery entities, so Home Assistant removes them, then the
+        retained topics of the devices that are gone), and say nothing else."""
+        if self.settings.homeassistant.discovery:
+            from heatd.mqtt.discovery import discovery_messages
+
+            kept = {t for t, body in discovery_messages(
+                site, self.topics, self.settings.homeassistant, self._limits,
+                self._version).items() if body is not None}
+            for topic in self._discovery - kept:
+                self.outbox.retain(topic, b"")
+            self._discovery &= kept
+        self._forget(set(self.site.devices) - set(site.devices))
+
+    def _forget(self, devices: set[str]) -> None:
+        """A removed device's retained topics deleted (an empty retained message), as
+        Home Assistant expects of a removed entity: no state, no availability, no error
+        left behind, neither ``offline`` (it is not down: it is gone)."""
+        for gone in sorted(devices):
+            self._reporters.pop(gone, None)
+            self.outbox.retain(self.topics.state(gone), b"")
+            self.outbox.retain(self.topics.availability(gone), b"")
+            self.outbox.retain(self.topics.last_error(gone), b"")
 
     # ------------------------------------------------------------------ devices
 
