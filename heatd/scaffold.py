@@ -44,6 +44,19 @@ def unit_text(heatd: Path | None) -> str:
     return text if heatd is None else text.replace(UNIT_HEATD, str(heatd))
 
 
+def _credential_steps(unit: str) -> str:
+    """The shell lines that make each file the unit loads as a credential: systemd does
+    not start a unit whose ``LoadCredential=`` source is missing (made empty, and never
+    over a password already there)."""
+    sources = [line.split(":", 1)[1].strip() for line in unit.splitlines()
+               if line.startswith("LoadCredential=")]
+    steps = "".join(f"     test -e {path} || install -m 0600 /dev/null {path}\n"
+                    for path in sources)
+    return ("     # the unit loads these (LoadCredential=); put the broker's password in it,\n"
+            "     # if any: systemd does not start heatd without the file\n" + steps
+            if steps else "")
+
+
 def init(directory: Path, force: bool, out: TextIO) -> int:
     """Write ``site.yaml`` and ``heatd.service`` into ``directory`` and say what to do
     next on ``out``; 1 if one exists and ``force`` is not set (nothing is written then)."""
@@ -67,6 +80,7 @@ def init(directory: Path, force: bool, out: TextIO) -> int:
         f"  2. heatd check-config {site}\n"
         f"  3. heatd probe {site}      # reads every point once from the edited addresses\n"
         f"  4. install -D -m 0644 {site} /etc/heatd/site.yaml\n"
+        f"{_credential_steps(unit.read_text(encoding='utf-8'))}"
         f"     install -m 0644 {unit} /etc/systemd/system/\n"
         "     systemctl daemon-reload && systemctl enable --now heatd",
         file=out,

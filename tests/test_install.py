@@ -101,6 +101,12 @@ def test_init_writes_an_example_site_that_checks_and_a_unit_for_this_install(
     unit_text = unit.read_text()
     assert f"ExecStart={installed.bin / 'heatd'} run /etc/heatd/site.yaml" in unit_text
     assert "/opt/heatd/bin/heatd" not in unit_text.split("[Unit]")[1]
+    # systemd refuses to start a unit whose credential file is missing: the steps make it
+    credentials = [line.split(":", 1)[1] for line in unit_text.splitlines()
+                   if line.startswith("LoadCredential=")]
+    assert credentials
+    for source in credentials:
+        assert f"install -m 0600 /dev/null {source}" in first.stdout
 
     site.write_text(site.read_text().replace("id: example", "id: north"))
     again = installed.run("heatd", "init", str(site_dir))
