@@ -8,9 +8,10 @@ scaled from the one the loop showed while the supply was measured (its ratio to
 ``IT / flow``, learned on the loop itself, so no unit or heat capacity is commissioned).
 Air warmer than the return would let the dry cooler add heat: with ``outdoor.temp`` at
 or above the return, or bound but not known, there is no estimate (a site without an
-outdoor transmitter is taken to have told, by commissioning, that its air never is). The estimate carries a margin
-(``envelope.estimate_margin_k``), takes the IT load no higher than its recent mean (a load
-step reaches the return only after the racks' mass), and is never warmer than the
+outdoor transmitter is taken to have told, by commissioning, that its air never is).
+The estimate carries a margin (``envelope.estimate_margin_k``), takes the IT load no
+higher than its recent mean (a load step reaches the return only after the racks' mass),
+and is never warmer than the
 return itself: it errs on the warm side.
 
 Only supply readings that changed are learned from, so a transmitter stuck on one value
