@@ -113,3 +113,30 @@ def test_a_year_of_the_demo_site(capsys, tmp_path: Path) -> None:
     assert figures["hours"] == 8760
     assert figures["supply_over_limit_s"] == 0
     assert figures["erf"] > 0.1 and figures["heat_delivered_mwh"] > 500
+
+
+def test_a_step_longer_than_the_plants_plc_heartbeat_timeout_is_refused_before_any_run(
+        capsys, tmp_path: Path) -> None:
+    """At 45 s the PLC would see heatd's heartbeat stand still for a whole step and run
+    the plant on local cooling: 0 MWh of heat. Refused in one line naming the largest step
+    the plant takes, exit 2, nothing co-simulated (no progress line)."""
+    assert heatd_main(["assess", DEMO, "--hours", "24", "--jobs", "1", "--dt", "45",
+                       "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "heatd assess: --dt 45: longer than the plant's PLC heartbeat timeout "
+        "(plc.heartbeat_timeout_s 30 s), after which the PLC runs the plant on local "
+        "cooling with the heat pump off; --dt must be at most 30 s"]
+    assert not (tmp_path / "assess.json").exists()
+
+
+def test_the_longest_step_the_plant_takes_gives_the_heat_of_the_default_step(
+        capsys, tmp_path: Path) -> None:
+    """30 s, the plant's heartbeat timeout, is the longest accepted step: a little less
+    accurate than 10 s, never a different answer."""
+    window = ["--hours", "6", "--jobs", "1"]
+    fine, = assess(capsys, tmp_path / "fine", *window)["results"]
+    coarse, = assess(capsys, tmp_path / "coarse", *window, "--dt", "30")["results"]
+    assert fine["heat_delivered_mwh"] > 1.0
+    assert coarse["heat_delivered_mwh"] == pytest.approx(fine["heat_delivered_mwh"], rel=0.05)
+    assert coarse["drycooler_alone_h"] == pytest.approx(fine["drycooler_alone_h"], abs=0.5)

@@ -39,7 +39,7 @@ from heatd.billing.indicators import (
 from heatd.cli_args import output_dir
 from heatd.config_loader import ConfigError, load_site
 from heatd.control.params import ControlParams
-from heatd.hil.cosim import heatd_controller, simulate
+from heatd.hil.cosim import check_step, heatd_controller, simulate
 from heatd.hil.kpi import Kpis, kpi_config
 from heatd.hil.plant_params import ParamsError, PlantParams, deep_merge, load_params
 from heatd.hil.scenario import Scenario, ScenarioSpec, YearSeries
@@ -264,6 +264,7 @@ def _grid_for(grid: GridFactor, start_hour: int, start_s: float, length_s: float
 def assess(site: str, args: argparse.Namespace, grid: GridFactor) -> list[Result]:
     load_site(site)  # the file must be valid before anything runs
     params = load_params(args.plant)
+    check_step(args.dt, params)  # a sweep sizes the heat pump and tank, never the PLC
     control = site_control(params, site)
     year = year_series(params, args.load, args.weather, args.demand)
     hours = args.hours if args.hours is not None else float(HOURS_PER_YEAR)

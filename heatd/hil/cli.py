@@ -120,7 +120,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     score.add_argument("--plant", help="plant parameter YAML (default: a 250 kW edge site)")
     score.add_argument("--site", help="site YAML whose control: section tunes heatd")
     score.add_argument("--dt", type=step_seconds, default=10.0,
-                       help="co-simulation step in seconds")
+                       help="co-simulation step in seconds, at most the plant's PLC "
+                       "heartbeat timeout (30 s in the bundled plant)")
     score.add_argument("--json", action="store_true", help="one JSON object per run")
     score.add_argument("--plot-dir", default="out/plots", help="where the PNGs go")
     score.add_argument("--no-plot", action="store_true")
