@@ -140,3 +140,41 @@ def test_the_longest_step_the_plant_takes_gives_the_heat_of_the_default_step(
     assert fine["heat_delivered_mwh"] > 1.0
     assert coarse["heat_delivered_mwh"] == pytest.approx(fine["heat_delivered_mwh"], rel=0.05)
     assert coarse["drycooler_alone_h"] == pytest.approx(fine["drycooler_alone_h"], abs=0.5)
+
+
+@pytest.mark.parametrize(("header", "value", "why"), [
+    ("it_kw", "400", "it_kw: 400 kW is above the 250 kW the plant's servers draw at full "
+                     "load (it.peak_kw of the bundled plant): give a plant sized for this "
+                     "site with --plant"),
+    ("it_kw", "-100", "it_kw: -100 is below 0"),
+    ("cpu_load_fraction", "5", "cpu_load_fraction: 5 is outside 0..1"),
+    ("cpu_load_fraction", "-0.1", "cpu_load_fraction: -0.1 is outside 0..1"),
+])
+def test_a_load_the_plant_cannot_carry_is_refused_with_its_line(
+        capsys, tmp_path: Path, header: str, value: str, why: str) -> None:
+    """Never clipped to the plant's 250 kW in silence: the row is named, exit 2."""
+    load = tmp_path / "load.csv"
+    load.write_text(f"{header}\n" + "0.5\n" * 9 + f"{value}\n" + "0.5\n" * 8750)
+    assert heatd_main(["assess", DEMO, "--hours", "1", "--no-progress", "--load",
+                       str(load), "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"heatd assess: {load}:11: {why}\n"
+
+
+def test_a_site_above_the_bundled_plant_is_assessed_on_a_plant_sized_for_it(
+        capsys, tmp_path: Path) -> None:
+    """400 kW of IT load, given a plant whose servers draw up to 500 kW: every kW is there."""
+    load = tmp_path / "load.csv"
+    load.write_text("it_kw\n" + "400\n" * 8760)
+    plant = tmp_path / "plant.yaml"
+    plant.write_text("it:\n  idle_kw: 200.0\n  peak_kw: 500.0\n")
+    figures, = assess(capsys, tmp_path, "--hours", "2", "--jobs", "1", "--load", str(load),
+                      "--plant", str(plant))["results"]
+    assert figures["it_energy_mwh"] == pytest.approx(400 * 2 / 1000, rel=0.02)
+
+
+def test_a_negative_demand_is_refused_with_its_line(capsys, tmp_path: Path) -> None:
+    demand = tmp_path / "demand.csv"
+    demand.write_text("demand_kw\n" + "10\n" * 4 + "-5\n" + "10\n" * 8755)
+    assert heatd_main(["assess", DEMO, "--hours", "1", "--no-progress", "--demand",
+                       str(demand), "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"heatd assess: {demand}:6: demand_kw: -5 is below 0\n"

@@ -103,13 +103,15 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     assess = commands.add_parser(
         "assess", help="a year of the site co-simulated: heat, ERF, CO2, what to buy")
     assess.add_argument("site", help="site YAML file")
-    assess.add_argument("--load", metavar="CSV", help="hourly IT load: column it_kw (kW) or "
-                        "cpu_load_fraction (0..1), 8760 rows (default: the bundled year)")
+    assess.add_argument("--load", metavar="CSV", help="hourly IT load: column it_kw (kW, up "
+                        "to the plant's it.peak_kw) or cpu_load_fraction (0..1), 8760 rows "
+                        "(default: the bundled year)")
     assess.add_argument("--weather", metavar="CSV",
                         help="hourly outdoor temperature: column dry_bulb_c, 8760 rows")
     assess.add_argument("--demand", metavar="CSV",
                         help="hourly network heat demand: column demand_kw, 8760 rows")
-    assess.add_argument("--plant", help="plant parameter YAML (default: the bundled plant)")
+    assess.add_argument("--plant", help="plant parameter YAML, sized for the site (default: "
+                        "the bundled plant, servers of 100-250 kW)")
     assess.add_argument("--sweep", metavar="hp_kw=A,B,..,storage_m3=C,D,..",
                         help="co-simulate every combination of heat-pump size and tank volume")
     assess.add_argument("--jobs", type=int, default=os.cpu_count() or 1,

@@ -266,7 +266,7 @@ def assess(site: str, args: argparse.Namespace, grid: GridFactor) -> list[Result
     params = load_params(args.plant)
     check_step(args.dt, params)  # a sweep sizes the heat pump and tank, never the PLC
     control = site_control(params, site)
-    year = year_series(params, args.load, args.weather, args.demand)
+    year = year_series(params, args.load, args.weather, args.demand, args.plant)
     hours = args.hours if args.hours is not None else float(HOURS_PER_YEAR)
     sizes = parse_sweep(args.sweep) if args.sweep else [Size()]
     jobs = []
