@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from heatd.billing.indicators import co2_avoided_kg
+from heatd.billing.indicators import DISPLACED_HEAT_KG_PER_KWH, co2_avoided_kg
 from heatd.cli import main as heatd_main
 from heatd.hil.assess import months_of, parse_sweep
 from heatd.hil.scenario import load_scenario
@@ -29,14 +29,17 @@ def test_one_week_agrees_with_hil_score_on_that_week(capsys, tmp_path: Path) -> 
     result = assess(capsys, tmp_path, "--start-hour", str(week.start_hour), "--hours", "168")
     figures, = result["results"]
     kpis = score(week, "heatd", site=DEMO).kpis
-    assert figures["heat_delivered_mwh"] == pytest.approx(kpis.heat_delivered_mwh, rel=1e-9)
+    drawn = figures["stored_heat_drawn_mwh"]
+    assert 0 < drawn < 0.01 * kpis.heat_delivered_mwh  # the starting tank's charge
+    made = kpis.heat_delivered_mwh - drawn
+    assert figures["heat_delivered_mwh"] == pytest.approx(made, rel=1e-9)
     assert figures["it_heat_reused_mwh"] == pytest.approx(kpis.it_heat_reused_mwh, rel=1e-9)
     assert figures["hp_electricity_mwh"] == pytest.approx(kpis.hp_electricity_mwh, rel=1e-9)
-    assert figures["erf"] == pytest.approx(kpis.erf, rel=1e-9)
+    assert figures["erf"] == pytest.approx(kpis.erf * made / kpis.heat_delivered_mwh, rel=1e-9)
     assert figures["seasonal_cop"] == pytest.approx(kpis.seasonal_cop, rel=1e-9)
-    assert figures["co2_avoided_t"] == pytest.approx(kpis.net_co2_t, rel=1e-9)
-    assert figures["homes_equivalent"] == pytest.approx(
-        kpis.heat_delivered_mwh * 1000 / 12000)
+    assert figures["co2_avoided_t"] == pytest.approx(
+        kpis.net_co2_t - drawn * DISPLACED_HEAT_KG_PER_KWH, rel=1e-9)
+    assert figures["homes_equivalent"] == pytest.approx(made * 1000 / 12000)
     assert [m["month"] for m in figures["months"]] == ["Jan"]
     assert (tmp_path / "months.png").stat().st_size > 1000
     assert "ISO/IEC 30134-6" in result["factors"]["ERF"]
@@ -178,3 +181,22 @@ def test_a_negative_demand_is_refused_with_its_line(capsys, tmp_path: Path) -> N
     assert heatd_main(["assess", DEMO, "--hours", "1", "--no-progress", "--demand",
                        str(demand), "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err == f"heatd assess: {demand}:6: demand_kw: -5 is below 0\n"
+
+
+def test_the_figures_balance_heat_in_the_starting_tank_is_not_delivered(
+        capsys, tmp_path: Path) -> None:
+    """A run starts from a steady state with a charged tank; what it draws from it is not
+    heat the site made. Heat delivered <= IT heat reused + heat-pump electricity (the
+    condenser's heat), so ERF <= 1, over the run and in each month of it."""
+    figures, = assess(capsys, tmp_path, "--hours", "24", "--jobs", "1")["results"]
+    made = figures["it_heat_reused_mwh"] + figures["hp_electricity_mwh"]
+    assert figures["stored_heat_drawn_mwh"] > 0.05  # the day empties part of the tank
+    assert figures["heat_delivered_mwh"] > 0.9 * made
+    assert figures["heat_delivered_mwh"] <= made + 1e-9
+    assert figures["heat_delivered_mwh"] <= figures["condenser_heat_mwh"] + 1e-9
+    energy_in = (figures["it_energy_mwh"] + figures["hp_electricity_mwh"]
+                 + figures["fan_electricity_mwh"])
+    assert figures["heat_delivered_mwh"] <= energy_in
+    assert figures["erf"] == pytest.approx(figures["heat_delivered_mwh"] / energy_in)
+    assert 0.9 < figures["erf"] <= 1.0
+    assert all(m["erf"] <= 1.0 for m in figures["months"])
