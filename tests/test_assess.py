@@ -200,3 +200,14 @@ def test_the_figures_balance_heat_in_the_starting_tank_is_not_delivered(
     assert figures["erf"] == pytest.approx(figures["heat_delivered_mwh"] / energy_in)
     assert 0.9 < figures["erf"] <= 1.0
     assert all(m["erf"] <= 1.0 for m in figures["months"])
+
+
+@pytest.mark.parametrize("option", ["--displaced-co2", "--grid-co2"])
+@pytest.mark.parametrize("bad", ["nan", "inf", "-1"])
+def test_a_factor_that_is_not_a_finite_number_at_least_0_is_refused(
+        capsys, option: str, bad: str) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        heatd_main(["assess", DEMO, "--hours", "1", option, bad])
+    assert exit_.value.code == 2
+    assert (f"argument {option}: '{bad}' is not a factor >= 0 in kg CO2/kWh"
+            in capsys.readouterr().err)

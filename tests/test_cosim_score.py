@@ -194,7 +194,7 @@ def test_co2_factors_and_prices_come_from_the_command_line(
                        "--electricity-price", "80"]) == 0  # fmt: skip
     default, local = (json.loads(x) for x in capsys.readouterr().out.splitlines())
     assert default["hp_electricity_mwh"] > 0
-    for run, gas, grid, heat, power in ((default, 0.202, 0.380, 45.0, 120.0),
+    for run, gas, grid, heat, power in ((default, 0.224, 0.380, 45.0, 120.0),
                                         (local, 0.25, 0.05, 60.0, 80.0)):  # fmt: skip
         electricity = run["hp_electricity_mwh"] + run["fan_electricity_mwh"]
         sold = run["heat_delivered_mwh"]

@@ -10,7 +10,7 @@ import sys
 from datetime import date
 from typing import TYPE_CHECKING
 
-from heatd.cli_args import step_seconds
+from heatd.cli_args import kg_per_kwh, step_seconds
 
 if TYPE_CHECKING:
     from heatd.config import SiteConfig
@@ -134,11 +134,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _factors(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("factors (each is named in the output)")
-    group.add_argument("--displaced-co2", type=float, metavar="KG_PER_KWH",
-                       help="CO2 of the heat the delivered heat displaces (default 0.202, "
-                       "a gas boiler)")
-    group.add_argument("--grid-co2", type=float, metavar="KG_PER_KWH",
-                       help="CO2 of grid electricity (default 0.380)")
+    group.add_argument("--displaced-co2", type=kg_per_kwh, metavar="KG_PER_KWH",
+                       help="CO2 of the heat the delivered heat displaces (default 0.224: a "
+                       "gas boiler's heat, 0.202 kg/kWh of natural gas, IPCC 2006 on the "
+                       "net calorific value, at 90%% seasonal efficiency)")
+    group.add_argument("--grid-co2", type=kg_per_kwh, metavar="KG_PER_KWH",
+                       help="CO2 of grid electricity (default 0.380: German electricity mix "
+                       "2023, Umweltbundesamt, direct emissions)")
     group.add_argument("--grid-co2-csv", metavar="CSV",
                        help="hourly grid CO2: columns hour (0-8759 or an ISO time) and "
                        "kg_per_kwh; overrides --grid-co2")

@@ -198,7 +198,8 @@ def main(args: argparse.Namespace, path: str, site: SiteConfig | None = None) ->
         print(f"heatd report: {path}: {exc}", file=sys.stderr)
         return 1
     summary = summarise(records, args.start, args.end, zone_name, args.contract, grid=grid,
-                        displaced_kg_per_kwh=args.displaced_co2 or DISPLACED_HEAT_KG_PER_KWH)
+                        displaced_kg_per_kwh=DISPLACED_HEAT_KG_PER_KWH
+                        if args.displaced_co2 is None else args.displaced_co2)
     if args.contract is not None:  # the indicators above are the site's; the rows its own
         records = [r for r in records if r.get("kind") != HEAT or r["contract"] == args.contract]
     out = output_dir(args.out, "report")

@@ -36,6 +36,7 @@ from heatd.billing.indicators import (
     FactorError,
     GridFactor,
     co2_avoided_kg,
+    describe_displaced,
     erf,
     read_grid_csv,
     seasonal_cop,
@@ -363,7 +364,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     displaced = args.displaced_co2 if args.displaced_co2 is not None \
         else DISPLACED_HEAT_KG_PER_KWH
-    factors = {"displaced heat": f"{displaced:g} kg CO2/kWh",
+    factors = {"displaced heat": describe_displaced(displaced),
                "grid": grid.describe() + (" (monthly means)" if grid.hourly else ""),
                "home": f"{args.kwh_per_home:g} kWh/year",
                "ERF": "heat delivered / (IT + heat-pump + fan electricity), ISO/IEC 30134-6"}
