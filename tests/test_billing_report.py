@@ -202,3 +202,31 @@ def test_the_default_factors_are_named_with_their_source_and_basis(
     assert ("displaced heat: 0.224 kg CO2/kWh (default: a gas boiler's heat, 0.202 kg "
             "CO2/kWh of natural gas (IPCC 2006, net calorific value, combustion only) / 90% "
             "seasonal efficiency)") in text
+
+
+def test_a_contract_neither_the_records_nor_the_site_file_know_is_refused(
+        ledger: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A typo is refused naming the known contracts, exit 2, nothing written; a contract
+    the site file lists is reported even before it has records."""
+    out = tmp_path / "out"
+    argv = ["report", "--from", "2026-01-01", "--to", "2026-01-02", "--out", str(out)]
+    assert heatd_main([*argv, "--db", str(ledger), "--contract", "cty"]) == 2
+    assert capsys.readouterr().err == (
+        "heatd report: --contract 'cty': no such contract (known: city, greenhouse)\n")
+    assert not out.exists()
+    site = tmp_path / "site.yaml"
+    site.write_text(f"""\
+site: {{id: s, timezone: Europe/Copenhagen}}
+devices: {{}}
+mqtt: {{host: localhost}}
+meter: {{database: {ledger}}}
+contracts:
+  heat_purchase:
+    - {{name: city, customer: City, min_supply_temp_c: 65}}
+    - {{name: school, customer: School, min_supply_temp_c: 60}}
+""")
+    assert heatd_main([*argv, "--db", str(site), "--contract", "cty"]) == 2
+    assert capsys.readouterr().err == ("heatd report: --contract 'cty': no such contract "
+                                       "(known: city, greenhouse, school)\n")
+    assert heatd_main([*argv, "--db", str(site), "--contract", "school"]) == 0
+    assert "## Contract school" in (out / "report.md").read_text()
