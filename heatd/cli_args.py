@@ -1,6 +1,6 @@
-"""Arguments the planning and report commands share: a time step, and the folder they
-write to, both refused with one line before any long run starts rather than with a
-traceback after it."""
+"""Arguments the planning and report commands share: a time step, a CO2 factor or a price,
+and the folder they write to, each refused with one line before any long run starts
+rather than with a traceback after it."""
 
 from __future__ import annotations
 
@@ -20,6 +20,22 @@ def step_seconds(text: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"{text!r} is not a step > 0 in seconds")
     return value
+
+
+def non_negative(text: str, what: str) -> float:
+    """A finite number, not negative; ``what`` names it in the error (a factor, a price)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+    return value
+
+
+def kg_per_kwh(text: str) -> float:
+    """An emission factor in kg CO2 per kWh: finite, >= 0."""
+    return non_negative(text, "a factor >= 0 in kg CO2/kWh")
 
 
 def output_dir(path: str | Path, command: str) -> Path | None:

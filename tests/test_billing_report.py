@@ -12,7 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from heatd.billing.indicators import GRID_KG_PER_KWH, enefg_target, read_grid_csv
+from heatd.billing.indicators import (
+    DISPLACED_HEAT_KG_PER_KWH,
+    GRID_KG_PER_KWH,
+    enefg_target,
+    read_grid_csv,
+)
 from heatd.billing.ledger import Ledger
 from heatd.cli import main as heatd_main
 
@@ -71,7 +76,7 @@ def test_csv_totals_are_the_sums_of_the_records(ledger: Path, tmp_path: Path) ->
     assert float(months[0]["reused_kwh"]) == pytest.approx(reused)
     assert float(months[0]["datacentre_kwh"]) == pytest.approx(48 * 215.0)
     assert float(months[0]["erf"]) == pytest.approx(reused / (48 * 215.0), abs=1e-5)
-    co2 = reused * 0.202 - 48 * 15.0 * GRID_KG_PER_KWH
+    co2 = reused * DISPLACED_HEAT_KG_PER_KWH - 48 * 15.0 * GRID_KG_PER_KWH
     assert float(months[0]["co2_avoided_kg"]) == pytest.approx(co2, abs=1e-3)
 
 
@@ -164,3 +169,64 @@ def test_an_output_folder_that_cannot_be_made_is_refused_in_one_line(
     assert heatd_main(["report", "--from", "2026-01-01", "--to", "2026-01-02", "--db",
                        str(ledger), "--out", str(out)]) == 2
     assert capsys.readouterr().err == f"heatd report: {out}: Not a directory\n"
+
+
+@pytest.mark.parametrize("option", ["--displaced-co2", "--grid-co2"])
+@pytest.mark.parametrize("bad", ["nan", "inf", "-1"])
+def test_a_factor_that_is_not_a_finite_number_at_least_0_is_refused(
+        ledger: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str,
+        bad: str) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        heatd_main(["report", "--from", "2026-01-01", "--to", "2026-01-03", "--db",
+                    str(ledger), "--out", str(tmp_path / "out"), option, bad])
+    assert exit_.value.code == 2
+    assert (f"argument {option}: '{bad}' is not a factor >= 0 in kg CO2/kWh"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_default_factors_are_named_with_their_source_and_basis(
+        ledger: Path, tmp_path: Path) -> None:
+    """0.202 kg/kWh is natural gas burnt (per kWh of fuel); the boiler's heat it displaces
+    costs more gas than heat, so the default is that over the boiler's efficiency."""
+    assert abs(DISPLACED_HEAT_KG_PER_KWH - 0.202 / 0.9) < 5e-4
+    out = tmp_path / "md"
+    assert heatd_main(["report", "--from", "2026-01-01", "--to", "2026-01-03", "--db",
+                       str(ledger), "--out", str(out), "--displaced-co2", "0"]) == 0
+    text = (out / "report.md").read_text()
+    assert "displaced heat: 0 kg CO2/kWh" in text  # given, even 0, is used
+    assert "grid electricity: 0.38 kg CO2/kWh (default: German electricity mix 2023" in text
+    assert heatd_main(["report", "--from", "2026-01-01", "--to", "2026-01-03", "--db",
+                       str(ledger), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert ("displaced heat: 0.224 kg CO2/kWh (default: a gas boiler's heat, 0.202 kg "
+            "CO2/kWh of natural gas (IPCC 2006, net calorific value, combustion only) / 90% "
+            "seasonal efficiency)") in text
+
+
+def test_a_contract_neither_the_records_nor_the_site_file_know_is_refused(
+        ledger: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A typo is refused naming the known contracts, exit 2, nothing written; a contract
+    the site file lists is reported even before it has records."""
+    out = tmp_path / "out"
+    argv = ["report", "--from", "2026-01-01", "--to", "2026-01-02", "--out", str(out)]
+    assert heatd_main([*argv, "--db", str(ledger), "--contract", "cty"]) == 2
+    assert capsys.readouterr().err == (
+        "heatd report: --contract 'cty': no such contract (known: city, greenhouse)\n")
+    assert not out.exists()
+    site = tmp_path / "site.yaml"
+    site.write_text(f"""\
+site: {{id: s, timezone: Europe/Copenhagen}}
+devices: {{}}
+mqtt: {{host: localhost}}
+meter: {{database: {ledger}}}
+contracts:
+  heat_purchase:
+    - {{name: city, customer: City, min_supply_temp_c: 65}}
+    - {{name: school, customer: School, min_supply_temp_c: 60}}
+""")
+    assert heatd_main([*argv, "--db", str(site), "--contract", "cty"]) == 2
+    assert capsys.readouterr().err == ("heatd report: --contract 'cty': no such contract "
+                                       "(known: city, greenhouse, school)\n")
+    assert heatd_main([*argv, "--db", str(site), "--contract", "school"]) == 0
+    assert "## Contract school" in (out / "report.md").read_text()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from heatd.cli import main as heatd_main
+from heatd.hil.cosim import NO_CONTROLLER, StepError, longest_step, simulate
 from heatd.hil.kpi import Kpis, kpi_config
 from heatd.hil.plots import figure, plot_run, storage_discharge_kw
 from heatd.hil.scenario import load_scenario
@@ -20,6 +21,7 @@ from heatd.hil.score import (
     format_run,
     format_table,
     main,
+    make_controller,
     run_record,
     score,
     site_control,
@@ -192,7 +194,7 @@ def test_co2_factors_and_prices_come_from_the_command_line(
                        "--electricity-price", "80"]) == 0  # fmt: skip
     default, local = (json.loads(x) for x in capsys.readouterr().out.splitlines())
     assert default["hp_electricity_mwh"] > 0
-    for run, gas, grid, heat, power in ((default, 0.202, 0.380, 45.0, 120.0),
+    for run, gas, grid, heat, power in ((default, 0.224, 0.380, 45.0, 120.0),
                                         (local, 0.25, 0.05, 60.0, 80.0)):  # fmt: skip
         electricity = run["hp_electricity_mwh"] + run["fan_electricity_mwh"]
         sold = run["heat_delivered_mwh"]
@@ -271,3 +273,26 @@ def test_all_scores_every_scenario_both_ways(
     assert len(recs) == 2 * len(names) and len(names) >= 14
     assert {r["controller"] for r in recs} == {"heatd", "baseline"}
     assert len(list(tmp_path.glob("*.png"))) == len(recs)
+
+
+def test_a_step_the_plants_plc_would_fall_back_at_is_refused_before_any_run(
+    short_scenario: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """heatd's heartbeat changes once a step; at 31 s the PLC (timeout 30 s) would run the
+    plant on local cooling. One line naming the largest step, exit 2, no result printed;
+    the controller that writes nothing is not concerned."""
+    assert heatd_main(["hil", "score", "--scenario", str(short_scenario), "--no-plot",
+                       "--dt", "31"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.endswith("--dt must be at most 30 s\n") and "heatd hil score: --dt 31:" in err
+    assert heatd_main(["hil", "score", "--family", "1", "--scenarios", "winter_week",
+                       "--dt", "60"]) == 2
+    assert "--dt must be at most 30 s" in capsys.readouterr().err
+    sc = load_scenario(str(short_scenario))
+    with pytest.raises(StepError, match="at most 30 s"):
+        simulate(sc, make_controller("heatd", sc.params, site_control(sc.params)), dt=45.0)
+    assert simulate(sc, NO_CONTROLLER, dt=60.0).kpis.plc_fallback_s > 0
+    at_limit = simulate(sc, make_controller("heatd", sc.params, site_control(sc.params)),
+                        dt=longest_step(sc.params))
+    assert at_limit.kpis.plc_fallback_s == 0.0

@@ -123,7 +123,7 @@ def test_init_writes_an_example_site_that_checks_and_a_unit_for_this_install(
 
 def test_score_without_the_plot_extra_says_so_once_and_scores(installed: Installed) -> None:
     plots = installed.home / "plots"
-    done = installed.run("heatd", "hil", "score", "--scenario", "winter_week", "--dt", "60",
+    done = installed.run("heatd", "hil", "score", "--scenario", "winter_week", "--dt", "30",
                          "--plot-dir", str(plots))
     assert done.returncode == 0, done.stderr
     assert done.stderr.count(PLOT_EXTRA) == 1 and "Traceback" not in done.stderr

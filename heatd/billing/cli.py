@@ -10,7 +10,7 @@ import sys
 from datetime import date
 from typing import TYPE_CHECKING
 
-from heatd.cli_args import step_seconds
+from heatd.cli_args import kg_per_kwh, step_seconds
 
 if TYPE_CHECKING:
     from heatd.config import SiteConfig
@@ -103,13 +103,15 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     assess = commands.add_parser(
         "assess", help="a year of the site co-simulated: heat, ERF, CO2, what to buy")
     assess.add_argument("site", help="site YAML file")
-    assess.add_argument("--load", metavar="CSV", help="hourly IT load: column it_kw (kW) or "
-                        "cpu_load_fraction (0..1), 8760 rows (default: the bundled year)")
+    assess.add_argument("--load", metavar="CSV", help="hourly IT load: column it_kw (kW, up "
+                        "to the plant's it.peak_kw) or cpu_load_fraction (0..1), 8760 rows "
+                        "(default: the bundled year)")
     assess.add_argument("--weather", metavar="CSV",
                         help="hourly outdoor temperature: column dry_bulb_c, 8760 rows")
     assess.add_argument("--demand", metavar="CSV",
                         help="hourly network heat demand: column demand_kw, 8760 rows")
-    assess.add_argument("--plant", help="plant parameter YAML (default: the bundled plant)")
+    assess.add_argument("--plant", help="plant parameter YAML, sized for the site (default: "
+                        "the bundled plant, servers of 100-250 kW)")
     assess.add_argument("--sweep", metavar="hp_kw=A,B,..,storage_m3=C,D,..",
                         help="co-simulate every combination of heat-pump size and tank volume")
     assess.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
@@ -118,7 +120,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     assess.add_argument("--start-hour", type=int, default=0,
                         help="hour of the year to start at (default 0, 1 January)")
     assess.add_argument("--dt", type=step_seconds, default=10.0,
-                        help="co-simulation step (s); 30 screens a sweep three times faster")
+                        help="co-simulation step (s), at most the plant's PLC heartbeat "
+                        "timeout (30 s in the bundled plant); 30 screens a sweep three times "
+                        "faster than 10")
     assess.add_argument("--kwh-per-home", type=float, default=12000.0,
                         help="yearly heat of one home, for homes-equivalent (default 12000)")
     assess.add_argument("--out", default="out/assess", help="directory for plots and tables")
@@ -130,11 +134,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _factors(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("factors (each is named in the output)")
-    group.add_argument("--displaced-co2", type=float, metavar="KG_PER_KWH",
-                       help="CO2 of the heat the delivered heat displaces (default 0.202, "
-                       "a gas boiler)")
-    group.add_argument("--grid-co2", type=float, metavar="KG_PER_KWH",
-                       help="CO2 of grid electricity (default 0.380)")
+    group.add_argument("--displaced-co2", type=kg_per_kwh, metavar="KG_PER_KWH",
+                       help="CO2 of the heat the delivered heat displaces (default 0.224: a "
+                       "gas boiler's heat, 0.202 kg/kWh of natural gas, IPCC 2006 on the "
+                       "net calorific value, at 90%% seasonal efficiency)")
+    group.add_argument("--grid-co2", type=kg_per_kwh, metavar="KG_PER_KWH",
+                       help="CO2 of grid electricity (default 0.380: German electricity mix "
+                       "2023, Umweltbundesamt, direct emissions)")
     group.add_argument("--grid-co2-csv", metavar="CSV",
                        help="hourly grid CO2: columns hour (0-8759 or an ISO time) and "
                        "kg_per_kwh; overrides --grid-co2")

@@ -20,10 +20,24 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-DISPLACED_HEAT_KG_PER_KWH = 0.202
-"""Default CO2 of a kWh of heat the delivered heat displaces: a gas boiler."""
+GAS_FUEL_KG_PER_KWH = 0.202
+"""CO2 of burning a kWh of natural gas, on its net calorific value: the IPCC 2006
+Guidelines' default for natural gas, 56.1 t CO2/TJ (volume 2, table 2.2), combustion only.
+A factor per kWh of fuel, not of heat."""
+GAS_BOILER_EFFICIENCY = 0.90
+"""kWh of heat per kWh of gas (net calorific value) of the boiler the delivered heat
+displaces, over a season."""
+DISPLACED_HEAT_KG_PER_KWH = round(GAS_FUEL_KG_PER_KWH / GAS_BOILER_EFFICIENCY, 3)
+"""Default CO2 of a kWh of heat the delivered heat displaces: a gas boiler's heat, 0.224."""
+DISPLACED_HEAT_BASIS = (f"default: a gas boiler's heat, {GAS_FUEL_KG_PER_KWH:g} kg CO2/kWh of "
+                        f"natural gas (IPCC 2006, net calorific value, combustion only) / "
+                        f"{GAS_BOILER_EFFICIENCY:.0%} seasonal efficiency")
 GRID_KG_PER_KWH = 0.380
-"""Default CO2 of a kWh of grid electricity."""
+"""Default CO2 of a kWh of grid electricity: Germany's electricity mix of 2023, 380 g
+CO2/kWh of electricity consumed (Umweltbundesamt, preliminary figure; direct emissions),
+the country whose EnEfG the ERF is checked against. Give the site's own grid
+(``--grid-co2``, ``--grid-co2-csv``) anywhere else."""
+GRID_BASIS = "default: German electricity mix 2023, Umweltbundesamt, direct emissions"
 ERF_BOUNDARY = ("ERF (ISO/IEC 30134-6) = reused energy / total data-centre energy; "
                 "reused = heat delivered at the customers' meters; total = IT + heat-pump "
                 "+ dry-cooler fan electricity (heat pump inside the boundary)")
@@ -45,6 +59,12 @@ def co2_avoided_kg(delivered_kwh: float, electricity_kwh: float,
                    displaced_kg_per_kwh: float = DISPLACED_HEAT_KG_PER_KWH,
                    grid_kg_per_kwh: float = GRID_KG_PER_KWH) -> float:
     return delivered_kwh * displaced_kg_per_kwh - electricity_kwh * grid_kg_per_kwh
+
+
+def describe_displaced(kg_per_kwh: float) -> str:
+    """The displaced heat's factor as the outputs name it, with its basis if the default."""
+    return f"{kg_per_kwh:g} kg CO2/kWh" + (
+        f" ({DISPLACED_HEAT_BASIS})" if kg_per_kwh == DISPLACED_HEAT_KG_PER_KWH else "")
 
 
 def enefg_target(start_of_operation: date) -> float | None:
@@ -74,7 +94,8 @@ class GridFactor:
 
     def describe(self) -> str:
         if self.hourly is None:
-            return f"{self.constant:g} kg CO2/kWh"
+            return f"{self.constant:g} kg CO2/kWh" + (
+                f" ({GRID_BASIS})" if self.constant == GRID_KG_PER_KWH else "")
         mean = sum(self.hourly) / len(self.hourly)
         return f"hourly series {self.source} (mean {mean:.3f} kg CO2/kWh)"
 

@@ -158,6 +158,17 @@ def stored_records(path: str | Path, start_ms: int | None = None,
         db.close()
 
 
+def contracts_recorded(path: str | Path, kind: str) -> set[str]:
+    """The contracts of ``kind`` the file has records of, in any period."""
+    db = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+    try:
+        return {name for (name,) in db.execute(
+            "SELECT DISTINCT contract FROM records WHERE json_extract(payload, '$.kind') = ?",
+            (kind,))}
+    finally:
+        db.close()
+
+
 def _select(db: sqlite3.Connection, contract: str | None, start_ms: int | None,
             end_ms: int | None) -> list[dict[str, Any]]:
     sql = "SELECT payload FROM records WHERE 1=1"

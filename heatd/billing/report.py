@@ -27,7 +27,7 @@ from heatd.billing.indicators import (
     GridFactor,
     read_grid_csv,
 )
-from heatd.billing.ledger import stored_records
+from heatd.billing.ledger import contracts_recorded, stored_records
 from heatd.billing.summary import COOLING, HEAT, Summary, summarise
 from heatd.cli_args import output_dir
 
@@ -192,13 +192,21 @@ def main(args: argparse.Namespace, path: str, site: SiteConfig | None = None) ->
     first = datetime.combine(args.start, time(), zone)
     last = datetime.combine(args.end + timedelta(days=1), time(), zone)
     try:
+        known = contracts_recorded(path, HEAT)
         records = stored_records(path, int(first.timestamp() * 1000),
                                  int(last.timestamp() * 1000))
     except Exception as exc:  # sqlite3.Error, a file that is no ledger
         print(f"heatd report: {path}: {exc}", file=sys.stderr)
         return 1
+    if site is not None and site.contracts is not None:
+        known |= {c.name for c in site.contracts.heat_purchase}
+    if args.contract is not None and args.contract not in known:
+        print(f"heatd report: --contract {args.contract!r}: no such contract (known: "
+              f"{', '.join(sorted(known)) or 'none'})", file=sys.stderr)
+        return 2
     summary = summarise(records, args.start, args.end, zone_name, args.contract, grid=grid,
-                        displaced_kg_per_kwh=args.displaced_co2 or DISPLACED_HEAT_KG_PER_KWH)
+                        displaced_kg_per_kwh=DISPLACED_HEAT_KG_PER_KWH
+                        if args.displaced_co2 is None else args.displaced_co2)
     if args.contract is not None:  # the indicators above are the site's; the rows its own
         records = [r for r in records if r.get("kind") != HEAT or r["contract"] == args.contract]
     out = output_dir(args.out, "report")

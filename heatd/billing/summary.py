@@ -15,6 +15,7 @@ from heatd.billing.indicators import (
     ERF_BOUNDARY,
     GridFactor,
     co2_avoided_kg,
+    describe_displaced,
     erf,
     seasonal_cop,
 )
@@ -203,7 +204,7 @@ def summarise(records: Iterable[Mapping[str, Any]], start: date, end: date, time
         contracts=[contract_totals(name, heat.get(name, []), zone) for name in chosen],
         cooling=cooling_totals(cooling) if cooling else None,
         months=[months[k] for k in sorted(months)],
-        factors={"displaced heat": f"{displaced_kg_per_kwh:g} kg CO2/kWh",
+        factors={"displaced heat": describe_displaced(displaced_kg_per_kwh),
                  "grid electricity": grid.describe(), "ERF": ERF_BOUNDARY,
                  "seasonal COP": "heat delivered / heat-pump electricity"},
         records=count)

@@ -9,8 +9,12 @@ Each run is ``heatd.hil.cosim.simulate`` on the plant (``heatd/hil/sites/default
 ``heatd.hil.kpi``. A window is cut at calendar months into runs that each start from the
 plant's steady state (a restart transient of minutes in a month), so a year spreads over
 ``--jobs`` processes; a window inside one month is one run, the same as ``hil score`` on
-that window. ERF, COP and CO2 follow ``heatd.billing.indicators``; with an hourly grid
-series, each month's electricity is weighted with the month's mean factor.
+that window. A steady state starts with a charged tank: heat a run draws from the tank or
+the coolant loop it started with is not heat the site made, and is taken out of the heat
+delivered (``stored_heat_drawn_mwh``), so the figures balance: heat delivered <= IT heat
+reused + heat-pump electricity, ERF <= 1. ERF, COP and CO2 follow
+``heatd.billing.indicators``; with an hourly grid series, each month's electricity is
+weighted with the month's mean factor.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from heatd.billing.indicators import (
     FactorError,
     GridFactor,
     co2_avoided_kg,
+    describe_displaced,
     erf,
     read_grid_csv,
     seasonal_cop,
@@ -39,8 +44,8 @@ from heatd.billing.indicators import (
 from heatd.cli_args import output_dir
 from heatd.config_loader import ConfigError, load_site
 from heatd.control.params import ControlParams
-from heatd.hil.cosim import heatd_controller, simulate
-from heatd.hil.kpi import Kpis, kpi_config
+from heatd.hil.cosim import check_step, heatd_controller, plant_start, simulate
+from heatd.hil.kpi import Kpis, kpi_config, stored_heat_kwh
 from heatd.hil.plant_params import ParamsError, PlantParams, deep_merge, load_params
 from heatd.hil.scenario import Scenario, ScenarioSpec, YearSeries
 from heatd.hil.score import ScoreError, site_control
@@ -94,6 +99,13 @@ class Part:
     hours: float
     kpis: Kpis
     grid_kg_per_kwh: float
+    drawn_mwh: float = 0.0
+    """Heat the run drew from the tank and loop it started with."""
+
+    @property
+    def delivered_mwh(self) -> float:
+        """Heat delivered that the run made: without what it drew from the stores."""
+        return self.kpis.heat_delivered_mwh - self.drawn_mwh
 
 
 @dataclass
@@ -105,10 +117,10 @@ class Result:
         return sum(getattr(p.kpis, key) for p in self.parts)
 
     def figures(self, displaced: float, kwh_per_home: float) -> dict[str, Any]:
-        delivered = self.total("heat_delivered_mwh")
+        delivered = sum(p.delivered_mwh for p in self.parts)
         hp_el, fan_el = self.total("hp_electricity_mwh"), self.total("fan_electricity_mwh")
         it = self.total("it_energy_mwh")
-        co2 = sum(co2_avoided_kg(p.kpis.heat_delivered_mwh * 1000,
+        co2 = sum(co2_avoided_kg(p.delivered_mwh * 1000,
                                  (p.kpis.hp_electricity_mwh + p.kpis.fan_electricity_mwh)
                                  * 1000, displaced, p.grid_kg_per_kwh) for p in self.parts)
         value = erf(delivered, it + hp_el + fan_el)
@@ -117,6 +129,7 @@ class Result:
             "storage_m3": self.size.storage_m3,
             "hours": sum(p.hours for p in self.parts),
             "heat_delivered_mwh": delivered, "it_energy_mwh": it,
+            "stored_heat_drawn_mwh": sum(p.drawn_mwh for p in self.parts),
             "it_heat_reused_mwh": self.total("it_heat_reused_mwh"),
             "condenser_heat_mwh": self.total("condenser_heat_mwh"),
             "hp_electricity_mwh": hp_el, "fan_electricity_mwh": fan_el,
@@ -130,15 +143,18 @@ class Result:
             "unmet_demand_mwh": self.total("unmet_demand_mwh"),
             "enefg": {f"{share:.0%} from {since}": None if value is None else value >= share
                       for since, share in ENEFG_ERF},
-            "months": [{"month": p.month, "heat_delivered_mwh": p.kpis.heat_delivered_mwh,
-                        "it_energy_mwh": p.kpis.it_energy_mwh,
-                        "it_share_reused": (p.kpis.it_heat_reused_mwh / p.kpis.it_energy_mwh
-                                            if p.kpis.it_energy_mwh > 0 else None),
-                        "erf": p.kpis.erf,
-                        "datacentre_mwh": p.kpis.it_energy_mwh + p.kpis.hp_electricity_mwh
-                        + p.kpis.fan_electricity_mwh}
-                       for p in self.parts],
+            "months": [_month(p) for p in self.parts],
         }
+
+
+def _month(p: Part) -> dict[str, Any]:
+    k = p.kpis
+    datacentre = k.it_energy_mwh + k.hp_electricity_mwh + k.fan_electricity_mwh
+    return {"month": p.month, "heat_delivered_mwh": p.delivered_mwh,
+            "stored_heat_drawn_mwh": p.drawn_mwh, "it_energy_mwh": k.it_energy_mwh,
+            "it_share_reused": (k.it_heat_reused_mwh / k.it_energy_mwh
+                                if k.it_energy_mwh > 0 else None),
+            "erf": erf(p.delivered_mwh, datacentre), "datacentre_mwh": datacentre}
 
 
 def months_of(start_hour: int, hours: float) -> list[tuple[str, float, float]]:
@@ -201,8 +217,9 @@ _LAST: list[tuple[object, Scenario]] = []
 """The scenario of the last run in this process: runs of one size come in a row."""
 
 
-def run_job(job: Job) -> tuple[Job, Kpis]:
-    """One run; its scenario (a second to build for a year) is kept for the next."""
+def run_job(job: Job) -> tuple[Job, Kpis, float]:
+    """One run, and the heat (MWh) it drew from the tank and the loop it started with;
+    its scenario (a second to build for a year) is kept for the next."""
     key = (job.params.model_dump_json(), job.start_hour, job.hours, job.year)
     if _LAST and _LAST[0][0] == key:
         scenario = _LAST[0][1]
@@ -214,7 +231,10 @@ def run_job(job: Job) -> tuple[Job, Kpis]:
     run = simulate(scenario, heatd_controller(job.control), dt=job.dt,
                    start_s=job.run_start_s, duration_s=job.run_s,
                    kpi=kpi_config(job.params))
-    return job, run.kpis
+    before = stored_heat_kwh(plant_start(scenario, job.run_start_s), job.params)
+    after = stored_heat_kwh(run.final, job.params)
+    drawn = sum(max(b - a, 0.0) for b, a in zip(before, after, strict=True))
+    return job, run.kpis, drawn / 1000.0
 
 
 class Progress:
@@ -238,7 +258,7 @@ class Progress:
 
 
 def run_all(jobs: Sequence[Job], processes: int, on_done: Callable[[], None]
-            ) -> list[tuple[Job, Kpis]]:
+            ) -> list[tuple[Job, Kpis, float]]:
     if processes <= 1 or len(jobs) == 1:
         out = []
         for job in jobs:
@@ -264,8 +284,9 @@ def _grid_for(grid: GridFactor, start_hour: int, start_s: float, length_s: float
 def assess(site: str, args: argparse.Namespace, grid: GridFactor) -> list[Result]:
     load_site(site)  # the file must be valid before anything runs
     params = load_params(args.plant)
+    check_step(args.dt, params)  # a sweep sizes the heat pump and tank, never the PLC
     control = site_control(params, site)
-    year = year_series(params, args.load, args.weather, args.demand)
+    year = year_series(params, args.load, args.weather, args.demand, args.plant)
     hours = args.hours if args.hours is not None else float(HOURS_PER_YEAR)
     sizes = parse_sweep(args.sweep) if args.sweep else [Size()]
     jobs = []
@@ -276,10 +297,10 @@ def assess(site: str, args: argparse.Namespace, grid: GridFactor) -> list[Result
                             length_s, args.dt))
     progress = Progress(len(jobs), not args.no_progress)
     results = {size: Result(size) for size in sizes}
-    for job, kpis in run_all(jobs, args.jobs, progress.step):
+    for job, kpis, drawn in run_all(jobs, args.jobs, progress.step):
         results[job.size].parts.append(Part(job.month, job.run_s / 3600, kpis,
                                             _grid_for(grid, args.start_hour, job.run_start_s,
-                                                      job.run_s)))
+                                                      job.run_s), drawn))
     return [results[size] for size in sizes]
 
 
@@ -296,6 +317,8 @@ def _text(f: dict[str, Any], factors: dict[str, str]) -> str:
     lines = [
         f"assessment: {f['size']}, {f['hours']:g} h",
         f"  heat delivered          {f['heat_delivered_mwh']:10.1f} MWh",
+        f"  (stored heat drawn      {f['stored_heat_drawn_mwh']:10.1f} MWh: in the tank and loop "
+        "at the start, not counted)",
         f"  IT energy               {f['it_energy_mwh']:10.1f} MWh",
         f"  IT heat reused          {f['it_heat_reused_mwh']:10.1f} MWh",
         f"  ERF                     {opt(f['erf'], '10.3f')}",
@@ -341,7 +364,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     displaced = args.displaced_co2 if args.displaced_co2 is not None \
         else DISPLACED_HEAT_KG_PER_KWH
-    factors = {"displaced heat": f"{displaced:g} kg CO2/kWh",
+    factors = {"displaced heat": describe_displaced(displaced),
                "grid": grid.describe() + (" (monthly means)" if grid.hourly else ""),
                "home": f"{args.kwh_per_home:g} kWh/year",
                "ERF": "heat delivered / (IT + heat-pump + fan electricity), ISO/IEC 30134-6"}

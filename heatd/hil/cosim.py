@@ -55,6 +55,30 @@ from heatd.hil.sensors import (
 
 CONTROLLERS = ("heatd", "baseline", "none")
 
+
+class StepError(ValueError):
+    """A co-simulation step the plant's PLC would not take from a controller."""
+
+
+def longest_step(params: PlantParams) -> float:
+    """The longest step a controller can be co-simulated at on this plant. The controller
+    bumps the heartbeat once a step, and the site PLC, watching it at every substep of the
+    plant, falls back to local cooling (valve to the dry cooler, heat pump off) once it has
+    not changed for ``plc.heartbeat_timeout_s``: a longer step would run a plant that never
+    recovers any heat, whatever the controller decides."""
+    return params.plc.heartbeat_timeout_s
+
+
+def check_step(dt: float, params: PlantParams) -> None:
+    """Refuse, in one line naming the largest step that works, a step a controller cannot
+    be co-simulated at on ``params`` (see :func:`longest_step`)."""
+    limit = longest_step(params)
+    if dt > limit:
+        raise StepError(
+            f"--dt {dt:g}: longer than the plant's PLC heartbeat timeout "
+            f"(plc.heartbeat_timeout_s {limit:g} s), after which the PLC runs the plant on "
+            f"local cooling with the heat pump off; --dt must be at most {limit:g} s")
+
 _FEEDBACK_OF_OUTPUT = {out: fb for fb, out in R.FEEDBACK_ROLES.items()}
 _RACK_PREFIX = R.RACK_INLET_TEMP + "["
 
@@ -211,10 +235,13 @@ def simulate(
     """Co-simulate ``controller`` on ``scenario`` from ``start_s`` for ``duration_s``
     (default: to the end), the plant found as ``start`` says. ``trace_points`` > 0 also
     keeps about that many samples for plots. The figures are judged by ``kpi``, by default
-    the plant's own spec (:func:`heatd.hil.kpi.kpi_config`).
+    the plant's own spec (:func:`heatd.hil.kpi.kpi_config`). A controller that writes is
+    refused a step longer than :func:`longest_step` (:class:`StepError`).
     """
     end, steps = _span(scenario, dt, start_s, duration_s)
     params: PlantParams = scenario.params
+    if controller.step is not None:
+        check_step(dt, params)
     compiled = compile_params(params)
     state = plant_start(scenario, start_s, start)
     config = kpi or plant_kpi_config(params)

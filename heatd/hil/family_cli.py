@@ -8,6 +8,7 @@ import json
 import sys
 import time
 
+from heatd.hil.cosim import check_step
 from heatd.hil.family_score import (
     Case,
     family_specs,
@@ -17,7 +18,7 @@ from heatd.hil.family_score import (
     scenario_table,
     violations,
 )
-from heatd.hil.scenario import list_scenarios
+from heatd.hil.scenario import list_scenarios, load_scenario
 
 
 def _scenarios(arg: str | None) -> list[str]:
@@ -34,7 +35,9 @@ def _scenarios(arg: str | None) -> list[str]:
 def main(args: argparse.Namespace) -> int:
     try:
         names = _scenarios(args.scenarios)
-    except ValueError as exc:
+        for name in names:  # the family's plants keep their scenario's PLC
+            check_step(args.dt, load_scenario(name).params)
+    except ValueError as exc:  # a StepError too
         print(f"heatd hil score: {exc}", file=sys.stderr)
         return 2
     if not args.hours > 0:

@@ -251,6 +251,17 @@ def ideal_stores(state: PlantState, params: PlantParams) -> IdealStores:
     return IdealStores(c.hp_nom, tank_cap, _clip(tank, tank_cap), loop_cap, _clip(loop, loop_cap))
 
 
+def stored_heat_kwh(state: PlantState, params: PlantParams | Compiled) -> tuple[float, float]:
+    """(tank, coolant loop) heat of ``state`` in kWh above 0 degC: only the change between
+    two states means anything. A run that ends with less than it started with delivered
+    heat it did not make (a run starts from a steady state with a charged tank)."""
+    c = params if isinstance(params, Compiled) else compile_params(params)
+    tank = c.node_cap * sum(state.tank_c) / _S_PER_H
+    loop = (c.air_cap * state.air_temp_c + c.rack_cap * state.rack_temp_c
+            + c.sup_cap * state.supply_temp_c) / _S_PER_H
+    return tank, loop
+
+
 def heat_available_kw(state: PlantState, params: PlantParams | Compiled,
                       lift_ref: float) -> float:
     """Condenser heat the heat pump could make from the IT heat entering the loop now at

@@ -27,7 +27,9 @@ from heatd.hil.cosim import (
     NO_CONTROLLER,
     Controller,
     Run,
+    StepError,
     baseline_controller,
+    check_step,
     heatd_controller,
     simulate,
 )
@@ -271,9 +273,12 @@ def main(args: argparse.Namespace) -> int:
     try:
         names = list_scenarios() if args.all else [args.scenario]
         controllers = ("heatd", "baseline") if args.all else (args.controller,)
+        scenarios = [_scenario(name, args.seed, args.plant) for name in names]
+        if controllers != ("none",):
+            for sc in scenarios:  # before any run
+                check_step(args.dt, sc.params)
         runs: list[list[Run]] = []
-        for name in names:
-            sc = _scenario(name, args.seed, args.plant)
+        for sc in scenarios:
             row = []
             for ctl in controllers:
                 run = score(sc, ctl, site=args.site, dt=args.dt, plot_dir=plot_dir,
@@ -282,7 +287,7 @@ def main(args: argparse.Namespace) -> int:
                     print(json.dumps(run_record(run)), flush=True)
                 row.append(run)
             runs.append(row)
-    except (ScenarioError, ParamsError, ScoreError) as exc:
+    except (ScenarioError, ParamsError, ScoreError, StepError) as exc:
         print(f"heatd hil score: {exc}", file=sys.stderr)
         return 2
     if not args.json:
