@@ -11,8 +11,7 @@ or above the return, or bound but not known, there is no estimate (a site withou
 outdoor transmitter is taken to have told, by commissioning, that its air never is).
 The estimate carries a margin (``envelope.estimate_margin_k``), takes the IT load no
 higher than its recent mean (a load step reaches the return only after the racks' mass),
-and is never warmer than the
-return itself: it errs on the warm side.
+and is never warmer than the return itself: it errs on the warm side.
 
 Only supply readings that changed are learned from, so a transmitter stuck on one value
 teaches nothing before it is declared frozen.
