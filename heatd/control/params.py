@@ -8,11 +8,11 @@ accelerated simulator without a clock hack in the daemon.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from heatd.control import roles
 
@@ -82,18 +82,36 @@ class ValidationParams(BaseModel):
         return self
 
 
+SUPPLY_LIMIT_SPAN = (17.0, 65.0)
+"""Where a coolant supply limit can lie: from ASHRAE's coldest liquid-cooling class (W17)
+to the hottest water direct-cooled IT takes (W+, about 65 degC). Outside it the number is
+a typo (450 for 45) or another unit (113, W45 in degF)."""
+RACK_INLET_LIMIT_SPAN = (18.0, 45.0)
+"""Where a rack inlet limit can lie: from the low end of ASHRAE's recommended air envelope
+(18 degC) to the top of its widest allowable class (A4, 45 degC). Below, every rack would
+be over its limit for good; above, no server takes air that warm."""
+SUPPLY_LOW_SPAN = (-20.0, 30.0)
+"""Where the coolant's low limit can lie: a glycol loop's freezing side to well above a
+warm room's dew point."""
+
+
+def _within(span: tuple[float, float], what: str) -> Any:
+    return Field(ge=span[0], le=span[1], description=f"{what}, {span[0]:g} to {span[1]:g} degC.")
+
+
 class EnvelopeParams(BaseModel):
     """Cooling guarantee: the limits no later layer may cross."""
 
     model_config = _STRICT
-    supply_limit_c: float = 45.0
+    supply_limit_c: Annotated[float, _within(SUPPLY_LIMIT_SPAN, "Coolant supply limit")] = 45.0
     supply_margin_k: Positive = 3.0
     max_rise_k_per_s: Positive = 0.01
     rise_window_s: Positive = 60.0
     rise_horizon_s: Positive = 300.0
     """A fast rise counts only if, kept up this long, it would reach the margin band: a
     warm-up 20 K below the limit is no reason to stop recovering heat."""
-    rack_inlet_limit_c: float = 27.0
+    rack_inlet_limit_c: Annotated[float, _within(RACK_INLET_LIMIT_SPAN, "Rack inlet limit")] \
+        = 27.0
     rack_inlet_margin_k: Positive = 2.0
     flow_min: NonNegative | None = None
     valve_mismatch_tol: Fraction = 0.15
@@ -126,7 +144,7 @@ class EnvelopeParams(BaseModel):
     """Added to the supply estimate, which is never taken warmer than the return."""
     estimate_tau_s: Positive = 300.0
     """How long the estimate learns the loop's spread, and over which it smooths the load."""
-    supply_low_c: float = 10.0
+    supply_low_c: Annotated[float, _within(SUPPLY_LOW_SPAN, "Coolant low limit")] = 10.0
     """The coolant's low limit (condensation on the racks' coils, a water loop's freezing).
     While the supply is unknown the return bounds it from above, so a return at or below
     this lets the worst case's fans off; they are floored up to full as the return nears
@@ -135,7 +153,11 @@ class EnvelopeParams(BaseModel):
     @model_validator(mode="after")
     def _low_below_band(self) -> Self:
         if not self.supply_low_c < self.supply_limit_c - self.supply_margin_k:
-            raise ValueError("supply_low_c must be below supply_limit_c - supply_margin_k")
+            _refuse(type(self).__name__, [(
+                ("supply_margin_k",), self.supply_margin_k,
+                f"{self.supply_margin_k:g} K below the supply limit {self.supply_limit_c:g} "
+                f"degC reaches the coolant's low limit (supply_low_c {self.supply_low_c:g} "
+                "degC): the margin band must lie above it")])
         return self
 
 
@@ -228,7 +250,35 @@ class ControlParams(BaseModel):
                 "optimiser.supply_setpoint_c must be below "
                 "envelope.supply_limit_c - envelope.supply_margin_k"
             )
+        _refuse(type(self).__name__, list(self._limits_unreachable()))
         return self
+
+    def _limits_unreachable(self) -> Iterator[tuple[tuple[str, ...], float, str]]:
+        """Envelope limits no plausible reading of their role can reach, or whose margin
+        band starts below every plausible reading: a limit a valid reading never meets
+        never acts, and one every reading meets holds the site in alarm for good."""
+        env, specs = self.envelope, self.role_specs
+        for field, margin, role in (
+                ("supply_limit_c", env.supply_margin_k, roles.COOLANT_SUPPLY_TEMP),
+                ("rack_inlet_limit_c", env.rack_inlet_margin_k, roles.RACK_INLET_TEMP)):
+            limit = getattr(env, field)
+            lo, hi = specs[role][:2]
+            plausible = (f"the plausible range of {role} ({lo:g} to {hi:g} degC, "
+                         "validation.ranges)")
+            if limit >= hi:
+                yield (("envelope", field), limit,
+                       f"{limit:g} degC is not below the top of {plausible}: no valid reading "
+                       "can reach it, so the limit would never act")
+            elif limit - margin <= lo:
+                yield (("envelope", field), limit,
+                       f"{limit:g} degC less its margin ({margin:g} K) reaches the bottom of "
+                       f"{plausible}: every reading would be near or over the limit")
+        flow_hi = specs[roles.COOLANT_FLOW][1]
+        if env.flow_min is not None and env.flow_min >= flow_hi:
+            yield (("envelope", "flow_min"), env.flow_min,
+                   f"{env.flow_min:g} is not below the top of the plausible range of "
+                   f"{roles.COOLANT_FLOW} ({flow_hi:g}, validation.ranges): every reading "
+                   "would be too low")
 
     @cached_property
     def role_specs(self) -> dict[str, RoleSpec]:
@@ -256,6 +306,16 @@ class ControlParams(BaseModel):
         data = _scale(self.model_dump(), speed)
         data["validation"]["stale_after_s"] = self.validation.stale_after_s
         return ControlParams.model_validate(data)
+
+
+def _refuse(model: str, problems: list[tuple[tuple[str, ...], float, str]]) -> None:
+    """Raise every problem (field path in ``model``, value, reason) at once, each at its
+    own field, so the site file names the line of the limit itself."""
+    if problems:
+        raise ValidationError.from_exception_data(model, [
+            {"type": "value_error", "loc": loc, "input": value,
+             "ctx": {"error": ValueError(reason)}}
+            for loc, value, reason in problems])
 
 
 def _scale(data: Any, speed: float) -> Any:

@@ -1,0 +1,97 @@
+"""The cooling envelope's limits in a site file: each one within a physically meaningful
+span, and within the plausible range of the role it limits, or the file is refused at the
+limit's line (a limit no valid reading can reach never acts)."""
+
+from __future__ import annotations
+
+import pytest
+
+from heatd.config_loader import ConfigError, parse_site
+
+SITE = """\
+site: {id: north}
+devices:
+  racks:
+    protocol: modbus_tcp
+    host: 127.0.0.1
+    address_base: 0
+    points:
+      supply: {table: input, address: 2, data_type: int16, scale: 0.1, unit: degC}
+      inlet: {table: input, address: 4, data_type: int16, scale: 0.1, unit: degC}
+roles:
+  coolant.supply_temp: racks.supply
+  rack.inlet_temp: racks.inlet
+control:
+"""
+
+
+def problems_of(control: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_site(SITE + control, "site.yaml")
+    return [str(p) for p in caught.value.problems]
+
+
+@pytest.mark.parametrize(("setting", "why"), [
+    ("supply_limit_c: 450", "less than or equal to 65"),  # a typo for 45
+    ("supply_limit_c: 113", "less than or equal to 65"),  # W45 written in degF
+    ("supply_limit_c: 12", "greater than or equal to 17"),
+    ("rack_inlet_limit_c: -5", "greater than or equal to 18"),
+    ("rack_inlet_limit_c: 270", "less than or equal to 45"),
+    ("supply_low_c: -40", "greater than or equal to -20"),
+])
+def test_a_limit_outside_its_physical_span_is_named_at_its_line(setting: str, why: str) -> None:
+    [problem] = problems_of(f"  envelope:\n    {setting}\n")
+    field = setting.split(":", maxsplit=1)[0]
+    assert problem.startswith(f"site.yaml:15: control.envelope.{field}: ")
+    assert why in problem
+
+
+def test_a_limit_above_the_roles_plausible_range_never_acts() -> None:
+    found = problems_of("  validation:\n    ranges:\n"
+                        "      coolant.supply_temp: {lo: 0, hi: 40}\n"
+                        "      rack.inlet_temp: {lo: 0, hi: 30}\n"
+                        "  optimiser: {supply_setpoint_c: 30}\n"
+                        "  envelope:\n    supply_limit_c: 45\n    rack_inlet_limit_c: 35\n")
+    assert found == [
+        "site.yaml:20: control.envelope.supply_limit_c: 45 degC is not below the top of the "
+        "plausible range of coolant.supply_temp (0 to 40 degC, validation.ranges): no valid "
+        "reading can reach it, so the limit would never act",
+        "site.yaml:21: control.envelope.rack_inlet_limit_c: 35 degC is not below the top of "
+        "the plausible range of rack.inlet_temp (0 to 30 degC, validation.ranges): no valid "
+        "reading can reach it, so the limit would never act",
+    ]
+
+
+def test_the_default_ranges_judge_too() -> None:
+    """Without ``validation.ranges`` the role's default range counts: the rack inlet range
+    starts at -10 degC, so a margin that takes the band below it is refused."""
+    [problem] = problems_of("  envelope:\n    rack_inlet_limit_c: 27\n"
+                            "    rack_inlet_margin_k: 40\n")
+    assert problem.startswith("site.yaml:15: control.envelope.rack_inlet_limit_c: 27 degC less "
+                              "its margin (40 K) reaches the bottom of the plausible range of "
+                              "rack.inlet_temp (-10 to 70 degC")
+
+
+def test_a_margin_wider_than_the_span_to_the_low_limit_is_named_at_the_margin() -> None:
+    [problem] = problems_of("  envelope:\n    supply_limit_c: 45\n    supply_margin_k: 40\n")
+    assert problem.startswith("site.yaml:16: control.envelope.supply_margin_k: 40 K below the "
+                              "supply limit 45 degC reaches the coolant's low limit")
+
+
+def test_a_minimum_flow_no_reading_reaches_is_refused() -> None:
+    [problem] = problems_of("  validation:\n    ranges:\n      coolant.flow: {lo: 0, hi: 50}\n"
+                            "  envelope:\n    flow_min: 60\n")
+    assert problem.startswith("site.yaml:18: control.envelope.flow_min: 60 is not below the top "
+                              "of the plausible range of coolant.flow (50")
+
+
+@pytest.mark.parametrize("setting", [
+    "supply_limit_c: 17\n    supply_low_c: 5\n    supply_margin_k: 2",
+    "supply_limit_c: 65",
+    "rack_inlet_limit_c: 18",
+    "rack_inlet_limit_c: 45",
+])
+def test_limits_at_the_ends_of_their_spans_are_accepted(setting: str) -> None:
+    control = f"  optimiser: {{supply_setpoint_c: 12}}\n  envelope:\n    {setting}\n"
+    site = parse_site(SITE + control, "site.yaml")
+    assert site.control.envelope.supply_limit_c in (17.0, 45.0, 65.0)
