@@ -31,7 +31,7 @@ from heatd.drivers.codec import FLOAT_TYPES, RAW_LIMITS, DataType
 from heatd.drivers.modbus.addresses import Table
 from heatd.heartbeat import heartbeat_span
 from heatd.mqtt.topics import RESERVED_DEVICES, RESERVED_POINTS
-from heatd.role_units import to_point_value
+from heatd.role_units import to_point_value, unit_problem
 
 Loc = tuple[str | int, ...]
 Problem = tuple[Loc, str]
@@ -242,6 +242,8 @@ def _role_problems(site: SiteConfig, invalid: Invalid) -> Iterator[Problem]:
                            "continuous setpoint: any share above 0 would be written as on")
             elif role == R.PLC_HEARTBEAT and isinstance(span := heartbeat_span(point), str):
                 yield at, f"{ref!r} cannot carry the PLC heartbeat: {span}"
+            elif (unit := unit_problem(role, point)) is not None:
+                yield at, f"{ref!r} {unit}"
         if role in OUTPUT_ROLES and len(refs) != 1:
             yield where, "an output role is bound to exactly one point"
     yield from _shared_outputs(site)
