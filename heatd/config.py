@@ -10,6 +10,7 @@ module only says what a valid site is.
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -363,7 +364,20 @@ PointConfig = ModbusPointConfig | OpcUaPointConfig
 class SiteInfo(Strict):
     id: Identifier
     name: str | None = None
-    timezone: str = "UTC"
+    timezone: str = Field(default="UTC", description="IANA time zone of the site, e.g. "
+                          "Europe/Copenhagen: contracts' hours and report days are site time.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        """Looked up now: the contract records and reports would first meet a typo at the
+        close of an hour, in the running daemon."""
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a known time zone (an IANA name such as "
+                             "Europe/Copenhagen or UTC)") from None
+        return value
 
 
 class RuntimeSettings(Strict):

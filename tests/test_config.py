@@ -58,6 +58,20 @@ def test_minimal_site_has_defaults() -> None:
     assert site.point("hp1.temp").scale == pytest.approx(0.1)
 
 
+@pytest.mark.parametrize("zone", ["Europe/Copenhagn", "CET+1", "", "../../etc/passwd"])
+def test_a_timezone_that_is_not_a_known_zone_is_named(zone: str) -> None:
+    text = MINIMAL.replace("  id: s1\n", f"  id: s1\n  timezone: {zone!r}\n")
+    [problem] = problems_of(text)
+    assert problem == (f"site.yaml:3: site.timezone: {zone!r} is not a known time zone (an "
+                       "IANA name such as Europe/Copenhagen or UTC)")
+
+
+def test_a_known_timezone_is_accepted() -> None:
+    text = MINIMAL.replace("  id: s1\n", "  id: s1\n  timezone: Europe/Copenhagen\n")
+    assert parse_site(text, "site.yaml").site.timezone == "Europe/Copenhagen"
+    assert parse_site(MINIMAL, "site.yaml").site.timezone == "UTC"
+
+
 def test_comments_change_nothing_and_lines_stay_true() -> None:
     """Comments are dropped as the file is read: none of them, wherever it stands, changes
     a value or the line a problem is reported at."""
