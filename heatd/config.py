@@ -29,6 +29,7 @@ from heatd.control.params import ControlParams
 from heatd.drivers.codec import FLOAT_TYPES, RAW_LIMITS, ByteOrder, DataType, register_count
 from heatd.drivers.modbus.addresses import Forbidden, Table
 from heatd.drivers.opcua.nodeid import check_node_id
+from heatd.hosts import check_host
 from heatd.mqtt.settings import MqttSettings
 
 ID_PATTERN = r"^[a-z0-9_-]+$"
@@ -282,6 +283,11 @@ class ModbusTcpDeviceConfig(ModbusCommon):
     protocol: Literal["modbus_tcp"]
     host: str
     port: Annotated[int, Field(ge=1, le=65535)] = 502
+
+    @field_validator("host")
+    @classmethod
+    def _host_alone(cls, value: str) -> str:
+        return check_host(value, "the device's port:")
 
 
 class ModbusRtuDeviceConfig(ModbusCommon):

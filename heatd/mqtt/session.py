@@ -146,7 +146,8 @@ async def keep_session(
         if connected_at is not None and time.monotonic() - connected_at >= STABLE_S:
             backoff.reset()
         pause = backoff.next()
-        log.warning(f"{name} down", error=error, retry_in=round(pause, 2))
+        log.warning(f"{name} down", host=settings.host, port=settings.effective_port,
+                    error=error, retry_in=round(pause, 2))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), pause)
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from heatd.hosts import check_host
+
 if TYPE_CHECKING:
     import ssl
 
@@ -142,6 +144,11 @@ class MqttSettings(_Strict):
         "with its result instead of reloading again.",
     )
     homeassistant: HomeAssistantSettings = Field(default_factory=lambda: HomeAssistantSettings())
+
+    @field_validator("host")
+    @classmethod
+    def _host_alone(cls, value: str) -> str:
+        return check_host(value, "mqtt.port")
 
     @field_validator("base_topic")
     @classmethod
