@@ -34,7 +34,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
 from heatd.config import SiteConfig
@@ -217,6 +219,8 @@ def _yaml_tree(text: str, file: str) -> CommentedMap:
         tree = yaml.load(text)
     except YamlRefused as exc:
         raise refuse(exc.line + 1, f"YAML: {exc.reason}; refused") from None
+    except DuplicateKeyError as exc:
+        raise ConfigError([_duplicate_key(yaml, text, exc, file)]) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -235,6 +239,45 @@ def _yaml_tree(text: str, file: str) -> CommentedMap:
     if not isinstance(tree, CommentedMap):
         raise refuse(1, "the file must be a YAML mapping")
     return tree
+
+
+def _duplicate_key(yaml: YAML, text: str, exc: DuplicateKeyError, file: str) -> ConfigProblem:
+    """A key given twice in one mapping, named by its field path and the line of its first
+    definition (the YAML library's own message prints both values as Python reprs)."""
+    line = exc.problem_mark.line if exc.problem_mark is not None else None
+    found = _first_duplicate(yaml.compose(text), (), line)
+    if found is None:  # not met again in the node tree: the library's words, without values
+        key = re.search(r'duplicate key "(.*?)" with value', str(exc.problem))
+        what = f"key {key.group(1)!r}" if key else "a key"
+        return ConfigProblem(file, None if line is None else line + 1, "",
+                             f"YAML: {what} is defined twice in one mapping")
+    path, first = found
+    return ConfigProblem(file, None if line is None else line + 1, _field_text(path),
+                         f"defined twice (first at line {first + 1})")
+
+
+def _first_duplicate(node: Node | None, path: Loc, line: int | None) -> tuple[Loc, int] | None:
+    """The path of the key that repeats an earlier one of its mapping at 0-based ``line``
+    (any repeated key if ``line`` is None), and the line of that earlier one."""
+    if isinstance(node, MappingNode):
+        first_at: dict[str, int] = {}
+        for key, value in node.value:
+            if isinstance(key, ScalarNode):
+                name = str(key.value)
+                at = key.start_mark.line
+                if name in first_at and (line is None or at == line):
+                    return (*path, name), first_at[name]
+                first_at.setdefault(name, at)
+                found = _first_duplicate(value, (*path, name), line)
+            else:
+                found = _first_duplicate(value, path, line)
+            if found is not None:
+                return found
+    elif isinstance(node, SequenceNode):
+        for index, item in enumerate(node.value):
+            if (found := _first_duplicate(item, (*path, index), line)) is not None:
+                return found
+    return None
 
 
 def _plain(node: Any, loc: Loc, file: str, problems: list[ConfigProblem]) -> Any:

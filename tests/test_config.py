@@ -126,10 +126,25 @@ def test_overlapping_points() -> None:
                               "overlap point 'flow' (0-1)")
 
 
-def test_duplicate_point_is_a_yaml_error() -> None:
+def test_a_point_defined_twice_is_named_with_the_line_of_the_first() -> None:
     text = MINIMAL.replace("      temp:", "      flow:")
+    assert problems_of(text) == [
+        "site.yaml:11: devices.hp1.points.flow: defined twice (first at line 10)"]
+
+
+def test_a_device_defined_twice_is_named_without_its_values() -> None:
+    """The YAML library's message printed both devices as Python reprs, over a thousand
+    characters for a device of a few points."""
+    device = MINIMAL[MINIMAL.index("  hp1:"):MINIMAL.index("roles:")]
+    text = MINIMAL.replace("roles:", device.replace("port: 5020", "port: 5021") + "roles:")
     [problem] = problems_of(text)
-    assert problem.startswith("site.yaml:11: YAML:") and "duplicate key" in problem
+    assert problem == "site.yaml:12: devices.hp1: defined twice (first at line 4)"
+
+
+def test_a_key_defined_twice_in_a_list_item_is_named_with_its_index() -> None:
+    text = MINIMAL + "control:\n  validation:\n    frozen_roles:\n      - {a: 1, a: 2}\n"
+    assert problems_of(text) == [
+        "site.yaml:17: control.validation.frozen_roles[0].a: defined twice (first at line 17)"]
 
 
 def test_malformed_yaml_names_the_line() -> None:
