@@ -31,19 +31,23 @@ def problems_of(control: str) -> list[str]:
     return [str(p) for p in caught.value.problems]
 
 
+W_CLASSES = "17 to 65 degC (ASHRAE's liquid-cooling classes W17 to W+)"
+A_CLASSES = "18 to 45 degC (ASHRAE's recommended low end to class A4's high end)"
+
+
 @pytest.mark.parametrize(("setting", "why"), [
-    ("supply_limit_c: 450", "less than or equal to 65"),  # a typo for 45
-    ("supply_limit_c: 113", "less than or equal to 65"),  # W45 written in degF
-    ("supply_limit_c: 12", "greater than or equal to 17"),
-    ("rack_inlet_limit_c: -5", "greater than or equal to 18"),
-    ("rack_inlet_limit_c: 270", "less than or equal to 45"),
-    ("supply_low_c: -40", "greater than or equal to -20"),
+    ("supply_limit_c: 450", f"450 degC lies outside {W_CLASSES}"),  # a typo for 45
+    ("supply_limit_c: 113", f"113 degC lies outside {W_CLASSES}"),  # W45 written in degF
+    ("supply_limit_c: 12", f"12 degC lies outside {W_CLASSES}"),
+    ("rack_inlet_limit_c: -5", f"-5 degC lies outside {A_CLASSES}"),
+    ("rack_inlet_limit_c: 270", f"270 degC lies outside {A_CLASSES}"),
+    ("supply_low_c: -40", "-40 degC lies outside -20 to 30 degC"),
 ])
 def test_a_limit_outside_its_physical_span_is_named_at_its_line(setting: str, why: str) -> None:
     [problem] = problems_of(f"  envelope:\n    {setting}\n")
     field = setting.split(":", maxsplit=1)[0]
-    assert problem.startswith(f"site.yaml:15: control.envelope.{field}: ")
-    assert why in problem
+    assert problem.startswith(f"site.yaml:15: control.envelope.{field}: {why}")
+    assert problem.endswith(": a typo, or a unit other than degC?")
 
 
 def test_a_limit_above_the_roles_plausible_range_never_acts() -> None:

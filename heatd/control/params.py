@@ -12,7 +12,14 @@ from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from heatd.control import roles
 
@@ -82,36 +89,43 @@ class ValidationParams(BaseModel):
         return self
 
 
-SUPPLY_LIMIT_SPAN = (17.0, 65.0)
+SUPPLY_LIMIT_SPAN = (17.0, 65.0, "ASHRAE's liquid-cooling classes W17 to W+")
 """Where a coolant supply limit can lie: from ASHRAE's coldest liquid-cooling class (W17)
 to the hottest water direct-cooled IT takes (W+, about 65 degC). Outside it the number is
 a typo (450 for 45) or another unit (113, W45 in degF)."""
-RACK_INLET_LIMIT_SPAN = (18.0, 45.0)
+RACK_INLET_LIMIT_SPAN = (18.0, 45.0, "ASHRAE's recommended low end to class A4's high end")
 """Where a rack inlet limit can lie: from the low end of ASHRAE's recommended air envelope
 (18 degC) to the top of its widest allowable class (A4, 45 degC). Below, every rack would
 be over its limit for good; above, no server takes air that warm."""
-SUPPLY_LOW_SPAN = (-20.0, 30.0)
-"""Where the coolant's low limit can lie: a glycol loop's freezing side to well above a
-warm room's dew point."""
+SUPPLY_LOW_SPAN = (-20.0, 30.0, "a glycol loop's freezing side to above a warm room's dew point")
+"""Where the coolant's low limit can lie."""
 
 
-def _within(span: tuple[float, float], what: str) -> Any:
-    return Field(ge=span[0], le=span[1], description=f"{what}, {span[0]:g} to {span[1]:g} degC.")
+def _within(span: tuple[float, float, str]) -> Any:
+    """A temperature limit bounded to ``span`` (low, high, why), refused with the reason."""
+    low, high, why = span
+
+    def check(value: float) -> float:
+        if not low <= value <= high:
+            raise ValueError(f"{value:g} degC lies outside {low:g} to {high:g} degC ({why}): "
+                             "a typo, or a unit other than degC?")
+        return value
+
+    return AfterValidator(check)
 
 
 class EnvelopeParams(BaseModel):
     """Cooling guarantee: the limits no later layer may cross."""
 
     model_config = _STRICT
-    supply_limit_c: Annotated[float, _within(SUPPLY_LIMIT_SPAN, "Coolant supply limit")] = 45.0
+    supply_limit_c: Annotated[float, _within(SUPPLY_LIMIT_SPAN)] = 45.0
     supply_margin_k: Positive = 3.0
     max_rise_k_per_s: Positive = 0.01
     rise_window_s: Positive = 60.0
     rise_horizon_s: Positive = 300.0
     """A fast rise counts only if, kept up this long, it would reach the margin band: a
     warm-up 20 K below the limit is no reason to stop recovering heat."""
-    rack_inlet_limit_c: Annotated[float, _within(RACK_INLET_LIMIT_SPAN, "Rack inlet limit")] \
-        = 27.0
+    rack_inlet_limit_c: Annotated[float, _within(RACK_INLET_LIMIT_SPAN)] = 27.0
     rack_inlet_margin_k: Positive = 2.0
     flow_min: NonNegative | None = None
     valve_mismatch_tol: Fraction = 0.15
@@ -144,7 +158,7 @@ class EnvelopeParams(BaseModel):
     """Added to the supply estimate, which is never taken warmer than the return."""
     estimate_tau_s: Positive = 300.0
     """How long the estimate learns the loop's spread, and over which it smooths the load."""
-    supply_low_c: Annotated[float, _within(SUPPLY_LOW_SPAN, "Coolant low limit")] = 10.0
+    supply_low_c: Annotated[float, _within(SUPPLY_LOW_SPAN)] = 10.0
     """The coolant's low limit (condensation on the racks' coils, a water loop's freezing).
     While the supply is unknown the return bounds it from above, so a return at or below
     this lets the worst case's fans off; they are floored up to full as the return nears
