@@ -40,6 +40,9 @@ ROLE_UNITS: dict[str, str] = {
 flow (the core uses it only as a ratio, and ``flow_min`` in the point's own unit) and
 flags, codes and counters, which have none."""
 
+_SPELLINGS = {"°C": "degC"}
+"""Other spellings of a role's unit that the site file (and Home Assistant) use."""
+
 _HOW_TO_CONVERT = {
     ("W", "kW"): "multiply the point's scale by 0.001",
     ("MW", "kW"): "multiply the point's scale by 1000",
@@ -62,7 +65,7 @@ def unit_problem(role: str, point: PointConfig) -> str | None:
         return (f"is in {point.unit}; the role takes a share 0..1 (no unit) or percent "
                 "(unit: %)")
     wanted = ROLE_UNITS.get(role)
-    if wanted is None or point.unit == wanted:
+    if wanted is None or _SPELLINGS.get(point.unit, point.unit) == wanted:
         return None
     how = _HOW_TO_CONVERT.get((point.unit, wanted))
     hint = f": {how}, and write unit: {wanted}" if how else ""

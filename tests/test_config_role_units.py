@@ -68,6 +68,10 @@ def test_points_in_the_roles_units_or_without_a_unit_are_accepted() -> None:
     assert loaded.point("cdu.supply").unit is None
 
 
+def test_degrees_celsius_may_be_spelt_with_the_degree_sign() -> None:
+    assert parse_site(site(supply="°C"), "site.yaml").point("cdu.supply").unit == "°C"
+
+
 def test_a_point_converted_by_its_scale_is_accepted() -> None:
     text = site().replace("data_type: float32, unit: kW", "data_type: float32, scale: 0.001, "
                           "unit: kW")
