@@ -1,0 +1,68 @@
+"""The plant's best cooling: what its cooling paths hold with nothing left to chance.
+
+It is the reference a case's feasibility is judged against (``heatd.hil.family_score``):
+the dry cooler at full fans, and the heat pump, with a share of the coolant flow
+through its evaporator, making as much heat as the network draws (its demand, never
+less than the machine's minimum). Only heat the condenser can hand on is credited: the
+network takes what it draws and the storage ends as charged as it was, so the same
+cooling holds for a day or a week, and nothing depends on how a controller would spend
+the storage. The plant model keeps the rest honest: it unloads a heat pump whose
+condenser return is too hot, trips it on a hot evaporator inlet or condenser outlet,
+and keeps it off while an internal fault lasts. Other trips are reset after a cool-down,
+as any controller may, within the machine's starts per hour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from heatd.control import roles as R
+from heatd.control.bounds import device_bounds
+from heatd.control.core import Decision
+from heatd.control.signals import Snapshot
+from heatd.hil.cosim import Controller
+from heatd.hil.plant_params import PlantParams
+
+RECOVERY_SHARE = 0.3
+"""Share of the coolant flow through the evaporator: more than any member of the family's
+heat pump needs for its extraction, while a diverting valve leaves the dry cooler most of
+the flow."""
+RESET_COOLDOWN_S = 600.0
+_BOUNDS = device_bounds()
+
+
+@dataclass(frozen=True, slots=True)
+class BestCoolingState:
+    tripped_at: float | None = None
+    """Since when the heat pump reports a trip: the cool-down before its reset."""
+
+
+def initial_state(now: float) -> BestCoolingState:
+    del now
+    return BestCoolingState()
+
+
+def _value(snapshot: Snapshot, role: str) -> float | None:
+    for sig in snapshot.signals.get(role, ()):
+        if sig.good and isinstance(sig.value, int | float):
+            return float(sig.value)
+    return None
+
+
+def step(snapshot: Snapshot, state: BestCoolingState, heat_nominal_kw: float,
+         now: float) -> Decision[BestCoolingState]:
+    """Full fans, the recovery share, and the heat pump on the network's demand."""
+    tripped = any((_value(snapshot, role) or 0.0) > 0.5 for role in (R.HP_TRIP_CODE, R.HP_FAULT))
+    since = (now if state.tripped_at is None else state.tripped_at) if tripped else None
+    reset = since is not None and now - since >= RESET_COOLDOWN_S
+    if reset:  # one cycle's pulse, then a new cool-down while the trip holds
+        since = now
+    capacity = min(1.0, max(0.0, _value(snapshot, R.DH_DEMAND) or 0.0) / heat_nominal_kw)
+    setpoints = _BOUNDS.admit(RECOVERY_SHARE, 1.0, not tripped, capacity, reset, True, 0.0)
+    return Decision(setpoints, BestCoolingState(since), (), (), "auto", None,
+                    "tripped" if tripped else "running", (), {}, _BOUNDS)
+
+
+def controller(plant: PlantParams) -> Controller:
+    """The best cooling of ``plant``, as the co-simulator drives it."""
+    return Controller("best_cooling", step, plant.heat_pump.heat_nominal_kw, initial_state)
