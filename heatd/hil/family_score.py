@@ -92,13 +92,14 @@ def run_case(spec: CaseSpec, prices: Prices | None = None) -> Case:
                        duration_s=duration, kpi=judge, start=member.start)
         out[name] = run.kpis.as_dict()
     safe = simulate(scenario, NO_CONTROLLER, dt=spec.dt, duration_s=duration, kpi=judge,
-                    start=member.start).kpis.as_dict()
+                    start=member.start).kpis
     best = None
-    if safe["supply_over_limit_s"] > 0.0:
+    if safe.supply_over_limit_s > 0.0:
         best = simulate(scenario, best_cooling.controller(plant), dt=spec.dt,
-                        duration_s=duration, kpi=judge, start=member.start).kpis.as_dict()
-    feasible = (best or safe)["supply_over_limit_s"] == 0.0
-    return Case(spec, member.describe(), feasible, out["heatd"], out["baseline"], safe, best)
+                        duration_s=duration, kpi=judge, start=member.start).kpis
+    feasible = (best or safe).supply_over_limit_s == 0.0
+    return Case(spec, member.describe(), feasible, out["heatd"], out["baseline"],
+                safe.as_dict(), None if best is None else best.as_dict())
 
 
 def run_cases(specs: Sequence[CaseSpec], jobs: int = 1,
