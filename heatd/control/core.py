@@ -112,7 +112,10 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
 
     request = request_heat(values, opt, op, now)
     want, requester = _heat_wanted(mode, request.want, state.seq, leased)
-    if env.hp_cools and not want and _cooling_needs_hp(values, state.seq.enabled, op):
+    cooling = env.hp_cooling and mode is Mode.AUTO and R.HP_ENABLE not in leased
+    stuck_cools = env.hp_cools and _cooling_needs_hp(values, state.seq.enabled, op)
+    if not want and (stuck_cools or (cooling and _cooling_starts_hp(
+            env.margin, state.seq.enabled, plain.envelope.supply_margin_k))):
         want, requester = True, Layer.ENVELOPE
     seq = sequence(want, requester, bounds, values, state.seq, params.sequencer, now,
                    state.reset_request, stop)
@@ -121,7 +124,8 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
     enabled, hp_state = seq.enable, seq.state.state
     prop, opt = propose(values, enabled, hp_state is HpState.RUNNING, prev.fan, prev.hp_capacity,
                         bounds.fan_min, min2(bounds.cap_max, cap_max), opt, op, cap_min, dt,
-                        request, env.hp_cools)
+                        request, env.hp_cools or cooling,
+                        plain.envelope.cooling_recovery_share if cooling else 0.0)
     valve, fan, cap = _operator_outputs(prop, mode, prev, cap_min, leased)
     if leased:
         limits += [Limit(f"override:{x.role}", x.value, Layer.OPERATOR, Cause.LEASE,
@@ -184,6 +188,13 @@ def _cooling_needs_hp(values: Mapping[str, float], enabled: bool, op: PlainOptim
     on the loop's swings."""
     supply = values.get(R.COOLANT_SUPPLY_TEMP)
     return supply is None or supply >= (op.source_min_c if enabled else op.supply_setpoint_c)
+
+
+def _cooling_starts_hp(margin: float | None, enabled: bool, band_k: float) -> bool:
+    """Beside a saturated dry cooler (in auto: an operator's mode or lease on the heat pump
+    stands) the heat pump is wanted as a cooling path: kept on, and started once the
+    supply is in its margin band (``band_k`` or less under the limit)."""
+    return enabled or (margin is not None and margin <= band_k)
 
 
 def _operator_outputs(prop: Proposal, mode: Mode, prev: Setpoints, cap_min: float,
