@@ -112,10 +112,10 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
 
     request = request_heat(values, opt, op, now)
     want, requester = _heat_wanted(mode, request.want, state.seq, leased)
-    cooling = env.hp_cooling and mode is Mode.AUTO and R.HP_ENABLE not in leased
+    cooling, band_cooling = _hp_cooling(env.hp_cooling, env.margin, mode, leased,
+                                        plain.envelope.supply_margin_k)
     stuck_cools = env.hp_cools and _cooling_needs_hp(values, state.seq.enabled, op)
-    if not want and (stuck_cools or (cooling and _cooling_starts_hp(
-            env.margin, state.seq.enabled, plain.envelope.supply_margin_k))):
+    if not want and (stuck_cools or band_cooling):
         want, requester = True, Layer.ENVELOPE
     seq = sequence(want, requester, bounds, values, state.seq, params.sequencer, now,
                    state.reset_request, stop)
@@ -124,7 +124,7 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
     enabled, hp_state = seq.enable, seq.state.state
     prop, opt = propose(values, enabled, hp_state is HpState.RUNNING, prev.fan, prev.hp_capacity,
                         bounds.fan_min, min2(bounds.cap_max, cap_max), opt, op, cap_min, dt,
-                        request, env.hp_cools or cooling,
+                        request, env.hp_cools or band_cooling,
                         plain.envelope.cooling_recovery_share if cooling else 0.0)
     valve, fan, cap = _operator_outputs(prop, mode, prev, cap_min, leased)
     if leased:
@@ -190,11 +190,16 @@ def _cooling_needs_hp(values: Mapping[str, float], enabled: bool, op: PlainOptim
     return supply is None or supply >= (op.source_min_c if enabled else op.supply_setpoint_c)
 
 
-def _cooling_starts_hp(margin: float | None, enabled: bool, band_k: float) -> bool:
-    """Beside a saturated dry cooler (in auto: an operator's mode or lease on the heat pump
-    stands) the heat pump is wanted as a cooling path: kept on, and started once the
-    supply is in its margin band (``band_k`` or less under the limit)."""
-    return enabled or (margin is not None and margin <= band_k)
+def _hp_cooling(judged: bool, margin: float | None, mode: Mode, leased: Mapping[str, float],
+                band_k: float) -> tuple[bool, bool]:
+    """Whether the heat pump is a cooling path beside a saturated dry cooler (the envelope's
+    ``hp_cooling``, in auto only: an operator's mode or lease on the heat pump stands), and
+    whether the supply is in its margin band too. Past the setpoint it keeps its recovery
+    share, its capacity on the heat target; in the band it is wanted (started if stopped)
+    and the cooling demand floors its capacity: the storage it fills is not spent on a
+    loop the dry cooler nearly holds."""
+    cooling = judged and mode is Mode.AUTO and R.HP_ENABLE not in leased
+    return cooling, cooling and margin is not None and margin <= band_k
 
 
 def _operator_outputs(prop: Proposal, mode: Mode, prev: Setpoints, cap_min: float,

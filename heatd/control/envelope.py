@@ -38,8 +38,8 @@ Severities, each no looser than the one below:
   cooling away on a hot day: the heat pump becomes a cooling path instead
   (``hp_cooling``). The recovery branch keeps ``cooling_recovery_share`` of the flow
   (the valve is driven down no further), the compressor may run, load and start, and
-  the step floors its capacity by the cooling demand, until the supply is back at the
-  cooling loop's setpoint. Only a heat pump known to be in contact and not faulted,
+  in the band the step starts it and floors its capacity by the cooling demand, until
+  the supply is back at the cooling loop's setpoint. Only a heat pump known to be in contact and not faulted,
   tripped or locked out, whose evaporator inlet (the coolant return) is known and under
   ``optimiser.evaporator_inlet_max_c`` and whose condenser has a sink (the network's
   demand plus the storage headroom at least its minimum heat) is counted on; every
