@@ -115,7 +115,7 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
     cooling, band_cooling = _hp_cooling(env.hp_cooling, env.margin, mode, leased,
                                         plain.envelope.supply_margin_k)
     stuck_cools = env.hp_cools and _cooling_needs_hp(values, state.seq.enabled, op)
-    if not want and (stuck_cools or band_cooling):
+    if not want and (stuck_cools or band_cooling or (cooling and state.seq.enabled)):
         want, requester = True, Layer.ENVELOPE
     seq = sequence(want, requester, bounds, values, state.seq, params.sequencer, now,
                    state.reset_request, stop)
@@ -194,10 +194,10 @@ def _hp_cooling(judged: bool, margin: float | None, mode: Mode, leased: Mapping[
                 band_k: float) -> tuple[bool, bool]:
     """Whether the heat pump is a cooling path beside a saturated dry cooler (the envelope's
     ``hp_cooling``, in auto only: an operator's mode or lease on the heat pump stands), and
-    whether the supply is in its margin band too. Past the setpoint it keeps its recovery
-    share, its capacity on the heat target; in the band it is wanted (started if stopped)
-    and the cooling demand floors its capacity: the storage it fills is not spent on a
-    loop the dry cooler nearly holds."""
+    whether the supply is in its margin band too. Past the setpoint a running one is kept
+    on with its recovery share, its capacity on the heat target; in the band it is wanted
+    (started if stopped) and the cooling demand floors its capacity: the storage it fills
+    is not spent on a loop the dry cooler nearly holds."""
     cooling = judged and mode is Mode.AUTO and R.HP_ENABLE not in leased
     return cooling, cooling and margin is not None and margin <= band_k
 

@@ -33,14 +33,15 @@ Severities, each no looser than the one below:
   stopping, so it takes the heat back without a restart once the supply falls, and a
   stopped one is not started; while the measured valve still passes recovery flow the
   compressor is that flow's cooling and is neither throttled nor kept from starting.
-  A **saturated dry cooler** (fans commanded full, the supply in the band and not
-  falling) cannot take more, and driving the flow to it would take the heat pump's
-  cooling away on a hot day: the heat pump becomes a cooling path instead
-  (``hp_cooling``). The recovery branch keeps ``cooling_recovery_share`` of the flow
-  (the valve is driven down no further), the compressor may run, load and start, and
-  in the band the step starts it and floors its capacity by the cooling demand, until
-  the supply is back at the cooling loop's setpoint. Only a heat pump known to be in contact and not faulted,
-  tripped or locked out, whose evaporator inlet (the coolant return) is known and under
+  A **saturated dry cooler** (fans commanded full with the supply still over the
+  cooling loop's setpoint and not falling) cannot take more, and handing it the flow
+  would take the heat pump's cooling away on a hot day: the heat pump becomes a cooling
+  path instead (``hp_cooling``, kept until the fans are down to half). The
+  recovery branch keeps ``cooling_recovery_share`` of the flow, in the band and at the
+  limit too (the valve is driven down no further), and the compressor may run, load
+  and start; in the band the step starts it and floors its capacity by the cooling
+  demand. Only a heat pump known to be in contact and not faulted, tripped or locked
+  out, whose evaporator inlet (the coolant return) is known and under
   ``optimiser.evaporator_inlet_max_c`` and whose condenser has a sink (the network's
   demand plus the storage headroom at least its minimum heat) is counted on; every
   other layer still tightens as before, so the worst case is unchanged;
@@ -290,9 +291,11 @@ def _supply(c: _Cycle) -> None:
 def _hp_cooling(c: _Cycle, supply: float) -> bool:
     """Whether the heat pump is a cooling path: it is taken on once the dry cooler is
     saturated (fans commanded full) with the supply still over the cooling loop's
-    setpoint and not falling, and kept until the supply is back at that setpoint (a
-    loop that warms past it with the fans full would otherwise hand the heat pump's
-    flow to a dry cooler that cannot take more); only while it is in
+    setpoint and not falling (a loop that warms past the setpoint with the fans full
+    would otherwise hand the heat pump's flow to a dry cooler that cannot take more), and
+    kept until the fans are down to half: the dry cooler has room again, and a noisy
+    reading under the setpoint, which kicks the fans off full for a cycle, does not end
+    it; only while it is in
     contact and not faulted, tripped or locked out, its evaporator inlet is known and
     under its limit, and its condenser has a sink."""
     vals, op = c.values, c.op
@@ -303,8 +306,8 @@ def _hp_cooling(c: _Cycle, supply: float) -> bool:
             or heat_target_kw(vals, op) < c.cap_min * op.hp_nominal_heat_kw):
         return False
     if c.state.hp_cooling:
-        return supply >= op.supply_setpoint_c
-    return (supply > op.supply_setpoint_c + op.cool_deadband_k and c.prev.fan >= 1.0
+        return c.prev.fan >= _FANS_ROOM
+    return (c.prev.fan >= 1.0 and supply > op.supply_setpoint_c + op.cool_deadband_k
             and c.rise is not None and c.rise >= 0.0)
 
 
@@ -374,9 +377,14 @@ def _running_unknown(c: _Cycle) -> None:
 def _valve_follows(c: _Cycle) -> None:
     """A recovery valve that does not follow its setpoint: the worst case, with the heat
     pump kept as cooling while the valve still passes it flow. Once it follows again it
-    stays out of recovery, the fans with the supply loop, until its alarm clears."""
+    stays out of recovery, the fans with the supply loop, until its alarm clears; but a
+    running heat pump that is a cooling path beside a saturated dry cooler is not
+    stopped: the valve follows, and closing it would leave the loop to a dry cooler that
+    cannot hold it (a stopped one is not started, so the alarm still costs one start at
+    most)."""
     if c.valve_ok_since is not None:
-        c.recovery_out(_VALVE_WHY)
+        if not (c.hp_cooling and c.prev.hp_enable):
+            c.recovery_out(_VALVE_WHY)
     elif c.valve_alarm:
         c.worst(_VALVE_STUCK_WHY if c.recovery_stays else _VALVE_WHY)
     if c.valve_alarm:
@@ -584,6 +592,9 @@ def _below_return(c: _Cycle, why: Why) -> None:
 
 _AT_LIMIT = Why(Cause.SUPPLY_AT_LIMIT, "supply at or above its limit")
 _IN_BAND = Why(Cause.SUPPLY_IN_BAND, "supply within its margin of the limit")
+_FANS_ROOM = 0.5
+"""Fans commanded under this: a dry cooler with room again, the heat pump no longer a
+cooling path."""
 _HP_COOLING_IN_BAND = Why(Cause.SUPPLY_IN_BAND,
                           "supply within its margin of the limit, dry cooler saturated: the "
                           "heat pump keeps its recovery share as cooling",

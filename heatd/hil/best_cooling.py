@@ -10,6 +10,11 @@ the storage. The plant model keeps the rest honest: it unloads a heat pump whose
 condenser return is too hot, trips it on a hot evaporator inlet or condenser outlet,
 and keeps it off while an internal fault lasts. Other trips are reset after a cool-down,
 as any controller may, within the machine's starts per hour.
+
+A recovery valve that seizes stays where the controller before it left it, so no one
+position is the plant's own: for such a case the reference drives the valve to where
+the judged controller's valve seized (``seized_valve``), in time for the seizure, and
+judges the plant as that controller left it.
 """
 
 from __future__ import annotations
@@ -28,7 +33,19 @@ RECOVERY_SHARE = 0.3
 heat pump needs for its extraction, while a diverting valve leaves the dry cooler most of
 the flow."""
 RESET_COOLDOWN_S = 600.0
+SEIZURE_LEAD_S = 900.0
+"""How long before a seizure the reference drives its valve to the seized position: more
+than the slowest stroke and lag of the family."""
 _BOUNDS = device_bounds()
+
+
+@dataclass(frozen=True, slots=True)
+class BestCoolingParams:
+    heat_nominal_kw: float
+    seized_valve: float | None = None
+    """Where the judged controller's recovery valve seized, if it did."""
+    seized_at_s: float = float("inf")
+    """When it seized."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,20 +66,28 @@ def _value(snapshot: Snapshot, role: str) -> float | None:
     return None
 
 
-def step(snapshot: Snapshot, state: BestCoolingState, heat_nominal_kw: float,
+def step(snapshot: Snapshot, state: BestCoolingState, params: BestCoolingParams,
          now: float) -> Decision[BestCoolingState]:
-    """Full fans, the recovery share, and the heat pump on the network's demand."""
+    """Full fans, the recovery share (or the seized position), and the heat pump on the
+    network's demand."""
     tripped = any((_value(snapshot, role) or 0.0) > 0.5 for role in (R.HP_TRIP_CODE, R.HP_FAULT))
     since = (now if state.tripped_at is None else state.tripped_at) if tripped else None
     reset = since is not None and now - since >= RESET_COOLDOWN_S
     if reset:  # one cycle's pulse, then a new cool-down while the trip holds
         since = now
-    capacity = min(1.0, max(0.0, _value(snapshot, R.DH_DEMAND) or 0.0) / heat_nominal_kw)
-    setpoints = _BOUNDS.admit(RECOVERY_SHARE, 1.0, not tripped, capacity, reset, True, 0.0)
+    demand = max(0.0, _value(snapshot, R.DH_DEMAND) or 0.0)
+    capacity = min(1.0, demand / params.heat_nominal_kw)
+    valve = RECOVERY_SHARE
+    if params.seized_valve is not None and now >= params.seized_at_s - SEIZURE_LEAD_S:
+        valve = params.seized_valve
+    setpoints = _BOUNDS.admit(valve, 1.0, not tripped, capacity, reset, True, 0.0)
     return Decision(setpoints, BestCoolingState(since), (), (), "auto", None,
                     "tripped" if tripped else "running", (), {}, _BOUNDS)
 
 
-def controller(plant: PlantParams) -> Controller:
-    """The best cooling of ``plant``, as the co-simulator drives it."""
-    return Controller("best_cooling", step, plant.heat_pump.heat_nominal_kw, initial_state)
+def controller(plant: PlantParams, seized_valve: float | None = None,
+               seized_at_s: float = float("inf")) -> Controller:
+    """The best cooling of ``plant``, as the co-simulator drives it; with ``seized_valve``,
+    of the plant whose recovery valve seizes there at ``seized_at_s``."""
+    params = BestCoolingParams(plant.heat_pump.heat_nominal_kw, seized_valve, seized_at_s)
+    return Controller("best_cooling", step, params, initial_state)

@@ -7,8 +7,11 @@ the plant's best cooling holds the supply limit: the safe state alone, or, where
 goes over (a hot day a dry cooler alone cannot carry), the dry cooler at full fans with
 the heat pump as a second cooling path (``heatd.hil.best_cooling``: the heat pump on a
 share of the flow, making the heat its condenser can hand on to the network, tripping
-and unloading as the plant makes it). A supply-limit second in a feasible case is a
-failure of the controller, whatever its cause.
+and unloading as the plant makes it). Where the recovery valve seizes, the plant is
+what the controller before the seizure left: the reference is then the best cooling
+with the valve seized where heatd's did (the safe state's valve would seize elsewhere).
+A supply-limit second in a feasible case is a failure of the controller, whatever its
+cause.
 
 Cases are independent and deterministic, so ``jobs`` > 1 runs them in a process pool
 with results identical to one job, in the same order.
@@ -78,8 +81,8 @@ def _held(kpis: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_case(spec: CaseSpec, prices: Prices | None = None) -> Case:
-    """heatd, the baseline, the safe state alone and, where that goes over, the best
-    cooling, on one plant and scenario window."""
+    """heatd, the baseline, the safe state alone and, where that goes over or the valve
+    seizes, the best cooling, on one plant and scenario window."""
     member: Member = draw(spec.seed, spec.index, corners=spec.corners)
     scenario = member.scenario(load_scenario(spec.scenario))
     plant = scenario.params
@@ -93,10 +96,18 @@ def run_case(spec: CaseSpec, prices: Prices | None = None) -> Case:
         out[name] = run.kpis.as_dict()
     safe = simulate(scenario, NO_CONTROLLER, dt=spec.dt, duration_s=duration, kpi=judge,
                     start=member.start).kpis
-    best = None
-    if safe.supply_over_limit_s > 0.0:
-        best = simulate(scenario, best_cooling.controller(plant), dt=spec.dt,
-                        duration_s=duration, kpi=judge, start=member.start).kpis
+    seized = min((f.start_s for f in scenario.faults
+                  if f.kind == "valve_stuck" and f.start_s < duration), default=None)
+    reference = None
+    if seized is not None:  # the plant as heatd's valve seized
+        valve = simulate(scenario, make_controller("heatd", plant, control), dt=spec.dt,
+                         duration_s=seized, start=member.start).final.valve_position
+        reference = best_cooling.controller(plant, valve, seized)
+    elif safe.supply_over_limit_s > 0.0:
+        reference = best_cooling.controller(plant)
+    best = None if reference is None else simulate(
+        scenario, reference, dt=spec.dt, duration_s=duration, kpi=judge,
+        start=member.start).kpis
     feasible = (best or safe).supply_over_limit_s == 0.0
     return Case(spec, member.describe(), feasible, out["heatd"], out["baseline"],
                 safe.as_dict(), None if best is None else best.as_dict())
