@@ -71,6 +71,18 @@ def test_a_hot_day_the_dry_cooler_alone_cannot_carry_is_feasible_with_the_heat_p
     assert case.feasible
 
 
+def test_a_seized_valve_is_judged_where_heatds_valve_seized() -> None:
+    """Plant 12 on valve_stuck: heatd's valve seizes mostly on recovery, with a tenth of
+    the flow left to the dry cooler and the tank soon full; the safe state's valve would
+    seize on the dry cooler's side and hold the limit, a plant heatd never had. Judged on
+    the best cooling with the valve where heatd's seized, the case is infeasible."""
+    case = run_case(CaseSpec("valve_stuck", 0, 12, 14.0))
+    assert case.safe_state["supply_over_limit_s"] == 0.0
+    assert case.best_cooling is not None
+    assert case.best_cooling["supply_over_limit_s"] > 0.0
+    assert not case.feasible
+
+
 def test_a_hot_day_never_goes_over_the_supply_limit_in_a_feasible_case() -> None:
     """The hot_day scenario on the quick family: a dry cooler short at the limit on the
     hottest afternoon, where only the heat pump as a cooling path holds the limit on some
