@@ -184,3 +184,22 @@ def test_a_falling_supply_does_not_take_the_heat_pump_on() -> None:
         d = rig.once({**WARM, R.COOLANT_SUPPLY_TEMP: supply})
         assert not rig.state.env.hp_cooling
     assert d.setpoints.valve <= 1.0 - (supply - BAND) / ENV.supply_margin_k + 1e-9
+
+
+def test_a_valve_following_again_after_a_seizure_does_not_stop_the_cooling_heat_pump() -> None:
+    """A valve that follows again after a seizure keeps recovery out for an hour; not
+    while the heat pump is the cooling beside a saturated dry cooler."""
+    rig = Rig()
+    _saturated(rig)
+    hot = {**WARM, R.COOLANT_SUPPLY_TEMP: 43.5}
+    d = rig.run(hot, 120.0)
+    seized = {**hot, R.VALVE_RECOVERY_ACTUAL: 0.9}
+    while R.VALVE_RECOVERY not in rig.state.env.alarms:
+        assert rig.now < 10000.0, "seizure never declared"
+        d = rig.once(seized)
+    assert d.setpoints.hp_enable
+    for _ in range(150):  # following again: the alarm holds for valve_clear_s
+        d = rig.once({**hot, R.VALVE_RECOVERY_ACTUAL: d.setpoints.valve})
+        assert rig.state.env.valve_ok_since is not None
+        assert d.setpoints.hp_enable, d.limits
+        assert d.bounds.hp_run
