@@ -75,7 +75,8 @@ def test_a_seized_valve_is_judged_where_heatds_valve_seized() -> None:
     """Plant 12 on valve_stuck: heatd's valve seizes mostly on recovery, with a tenth of
     the flow left to the dry cooler and the tank soon full; the safe state's valve would
     seize on the dry cooler's side and hold the limit, a plant heatd never had. Judged on
-    the best cooling with the valve where heatd's seized, the case is infeasible."""
+    the best cooling with the valve where heatd's seized (the heat pump at full capacity
+    while the seizure lasts), the case is infeasible."""
     case = run_case(CaseSpec("valve_stuck", 0, 12, 14.0))
     assert case.safe_state["supply_over_limit_s"] == 0.0
     assert case.best_cooling is not None

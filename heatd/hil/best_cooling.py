@@ -14,7 +14,9 @@ as any controller may, within the machine's starts per hour.
 A recovery valve that seizes stays where the controller before it left it, so no one
 position is the plant's own: for such a case the reference drives the valve to where
 the judged controller's valve seized (``seized_valve``), in time for the seizure, and
-judges the plant as that controller left it.
+runs the heat pump at full capacity while it lasts, spending on it the storage it kept
+until then (the plant model unloads the machine once the storage is full); the valve
+moves again when the seizure ends.
 """
 
 from __future__ import annotations
@@ -33,9 +35,9 @@ RECOVERY_SHARE = 0.3
 heat pump needs for its extraction, while a diverting valve leaves the dry cooler most of
 the flow."""
 RESET_COOLDOWN_S = 600.0
-SEIZURE_LEAD_S = 900.0
-"""How long before a seizure the reference drives its valve to the seized position: more
-than the slowest stroke and lag of the family."""
+SEIZURE_LEAD_S = 360.0
+"""How long before a seizure the reference drives its valve to the seized position: a
+full stroke and lag of the slowest valve of the family (300 s and 30 s)."""
 _BOUNDS = device_bounds()
 
 
@@ -46,6 +48,8 @@ class BestCoolingParams:
     """Where the judged controller's recovery valve seized, if it did."""
     seized_at_s: float = float("inf")
     """When it seized."""
+    seized_until_s: float = float("inf")
+    """When it moves again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,16 +82,21 @@ def step(snapshot: Snapshot, state: BestCoolingState, params: BestCoolingParams,
     demand = max(0.0, _value(snapshot, R.DH_DEMAND) or 0.0)
     capacity = min(1.0, demand / params.heat_nominal_kw)
     valve = RECOVERY_SHARE
-    if params.seized_valve is not None and now >= params.seized_at_s - SEIZURE_LEAD_S:
-        valve = params.seized_valve
+    if params.seized_at_s - SEIZURE_LEAD_S <= now < params.seized_until_s:
+        valve = params.seized_valve if params.seized_valve is not None else valve
+        if now >= params.seized_at_s:  # the storage, kept until then, spent on the seizure
+            capacity = 1.0
     setpoints = _BOUNDS.admit(valve, 1.0, not tripped, capacity, reset, True, 0.0)
     return Decision(setpoints, BestCoolingState(since), (), (), "auto", None,
                     "tripped" if tripped else "running", (), {}, _BOUNDS)
 
 
 def controller(plant: PlantParams, seized_valve: float | None = None,
-               seized_at_s: float = float("inf")) -> Controller:
+               seized_at_s: float = float("inf"),
+               seized_until_s: float = float("inf")) -> Controller:
     """The best cooling of ``plant``, as the co-simulator drives it; with ``seized_valve``,
-    of the plant whose recovery valve seizes there at ``seized_at_s``."""
-    params = BestCoolingParams(plant.heat_pump.heat_nominal_kw, seized_valve, seized_at_s)
+    of the plant whose recovery valve seizes there from ``seized_at_s`` to
+    ``seized_until_s``."""
+    params = BestCoolingParams(plant.heat_pump.heat_nominal_kw, seized_valve, seized_at_s,
+                               seized_until_s)
     return Controller("best_cooling", step, params, initial_state)

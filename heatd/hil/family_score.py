@@ -9,7 +9,8 @@ the heat pump as a second cooling path (``heatd.hil.best_cooling``: the heat pum
 share of the flow, making the heat its condenser can hand on to the network, tripping
 and unloading as the plant makes it). Where the recovery valve seizes, the plant is
 what the controller before the seizure left: the reference is then the best cooling
-with the valve seized where heatd's did (the safe state's valve would seize elsewhere).
+with the valve seized where heatd's did and the heat pump at full capacity while the
+seizure lasts (the safe state's valve would seize elsewhere).
 A supply-limit second in a feasible case is a failure of the controller, whatever its
 cause.
 
@@ -96,13 +97,13 @@ def run_case(spec: CaseSpec, prices: Prices | None = None) -> Case:
         out[name] = run.kpis.as_dict()
     safe = simulate(scenario, NO_CONTROLLER, dt=spec.dt, duration_s=duration, kpi=judge,
                     start=member.start).kpis
-    seized = min((f.start_s for f in scenario.faults
+    seized = min(((f.start_s, f.end_s) for f in scenario.faults
                   if f.kind == "valve_stuck" and f.start_s < duration), default=None)
     reference = None
     if seized is not None:  # the plant as heatd's valve seized
         valve = simulate(scenario, make_controller("heatd", plant, control), dt=spec.dt,
-                         duration_s=seized, start=member.start).final.valve_position
-        reference = best_cooling.controller(plant, valve, seized)
+                         duration_s=seized[0], start=member.start).final.valve_position
+        reference = best_cooling.controller(plant, valve, *seized)
     elif safe.supply_over_limit_s > 0.0:
         reference = best_cooling.controller(plant)
     best = None if reference is None else simulate(
