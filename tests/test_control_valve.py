@@ -244,8 +244,11 @@ def test_whatever_else_goes_wrong_a_valve_stuck_on_recovery_keeps_the_heat_pump_
         d = once({**healthy, R.VALVE_RECOVERY_ACTUAL: feedback})
         feedback = d.setpoints.valve
     assert running and feedback > 0.9
-    seized = {**healthy, R.VALVE_RECOVERY_ACTUAL: position, R.COOLANT_SUPPLY_TEMP: 45.0}
-    while R.VALVE_RECOVERY not in state.env.alarms:  # the limit asks it to close: it does not
+    # at the limit, the return over the evaporator's limit (so the heat pump is no cooling
+    # path the valve is left open for), the valve is asked to close: it does not
+    seized = {**healthy, R.VALVE_RECOVERY_ACTUAL: position, R.COOLANT_SUPPLY_TEMP: 45.0,
+              R.COOLANT_RETURN_TEMP: 51.0}
+    while R.VALVE_RECOVERY not in state.env.alarms:
         assert now < 600.0 + 10 * FAST.envelope.valve_mismatch_s
         once(seized)
     for names in upsets:

@@ -112,7 +112,10 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
 
     request = request_heat(values, opt, op, now)
     want, requester = _heat_wanted(mode, request.want, state.seq, leased)
-    if env.hp_cools and not want and _cooling_needs_hp(values, state.seq.enabled, op):
+    cooling, band_cooling = _hp_cooling(env.hp_cooling, env.margin, mode, leased,
+                                        plain.envelope.supply_margin_k)
+    stuck_cools = env.hp_cools and _cooling_needs_hp(values, state.seq.enabled, op)
+    if not want and (stuck_cools or band_cooling or (cooling and state.seq.enabled)):
         want, requester = True, Layer.ENVELOPE
     seq = sequence(want, requester, bounds, values, state.seq, params.sequencer, now,
                    state.reset_request, stop)
@@ -121,7 +124,8 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
     enabled, hp_state = seq.enable, seq.state.state
     prop, opt = propose(values, enabled, hp_state is HpState.RUNNING, prev.fan, prev.hp_capacity,
                         bounds.fan_min, min2(bounds.cap_max, cap_max), opt, op, cap_min, dt,
-                        request, env.hp_cools)
+                        request, env.hp_cools or band_cooling,
+                        plain.envelope.cooling_recovery_share if cooling else 0.0)
     valve, fan, cap = _operator_outputs(prop, mode, prev, cap_min, leased)
     if leased:
         limits += [Limit(f"override:{x.role}", x.value, Layer.OPERATOR, Cause.LEASE,
@@ -184,6 +188,18 @@ def _cooling_needs_hp(values: Mapping[str, float], enabled: bool, op: PlainOptim
     on the loop's swings."""
     supply = values.get(R.COOLANT_SUPPLY_TEMP)
     return supply is None or supply >= (op.source_min_c if enabled else op.supply_setpoint_c)
+
+
+def _hp_cooling(judged: bool, margin: float | None, mode: Mode, leased: Mapping[str, float],
+                band_k: float) -> tuple[bool, bool]:
+    """Whether the heat pump is a cooling path beside a saturated dry cooler (the envelope's
+    ``hp_cooling``, in auto only: an operator's mode or lease on the heat pump stands), and
+    whether the supply is in its margin band too. Past the setpoint a running one is kept
+    on with its recovery share, its capacity on the heat target; in the band it is wanted
+    (started if stopped) and the cooling demand floors its capacity: the storage it fills
+    is not spent on a loop the dry cooler nearly holds."""
+    cooling = judged and mode is Mode.AUTO and R.HP_ENABLE not in leased
+    return cooling, cooling and margin is not None and margin <= band_k
 
 
 def _operator_outputs(prop: Proposal, mode: Mode, prev: Setpoints, cap_min: float,

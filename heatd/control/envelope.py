@@ -32,7 +32,19 @@ Severities, each no looser than the one below:
   limit, with no recovery flow left, it idles at its minimum capacity instead of
   stopping, so it takes the heat back without a restart once the supply falls, and a
   stopped one is not started; while the measured valve still passes recovery flow the
-  compressor is that flow's cooling and is neither throttled nor kept from starting;
+  compressor is that flow's cooling and is neither throttled nor kept from starting.
+  A **saturated dry cooler** (fans commanded full with the supply still over the
+  cooling loop's setpoint and not falling) cannot take more, and handing it the flow
+  would take the heat pump's cooling away on a hot day: the heat pump becomes a cooling
+  path instead (``hp_cooling``, kept until the fans are down to half). The
+  recovery branch keeps ``cooling_recovery_share`` of the flow, in the band and at the
+  limit too (the valve is driven down no further), and the compressor may run, load
+  and start; in the band the step starts it and floors its capacity by the cooling
+  demand. Only a heat pump known to be in contact and not faulted, tripped or locked
+  out, whose evaporator inlet (the coolant return) is known and under
+  ``optimiser.evaporator_inlet_max_c`` and whose condenser has a sink (the network's
+  demand plus the storage headroom at least its minimum heat) is counted on; every
+  other layer still tightens as before, so the worst case is unchanged;
 - distress (supply rising fast enough to reach the band within the rise horizon, or its
   rate not yet known; rack inlet near its limit): the valve share and the fans are held
   where they are, no more recovery share and no less dry cooling;
@@ -53,9 +65,10 @@ from typing import NamedTuple
 from heatd.control import roles as R
 from heatd.control.bounds import _ENVELOPE_KEY, Bounds, Setpoints
 from heatd.control.events import Cause, Layer, Limit
-from heatd.control.minmax import clamp, min2
+from heatd.control.minmax import clamp, max2, min2
+from heatd.control.optimiser import heat_target_kw
 from heatd.control.params import ControlParams
-from heatd.control.plain import PlainEnvelope, plain_params
+from heatd.control.plain import PlainEnvelope, PlainOptimiser, plain_params
 from heatd.control.validate import Inputs
 
 Sample = tuple[float, float]
@@ -87,6 +100,9 @@ class EnvelopeState:
     valve_ok_since: float | None = None
     """Since when a valve declared not following has followed again (its alarm holds for
     ``valve_clear_s`` of that)."""
+    hp_cooling: bool = False
+    """The heat pump is a cooling path beside a saturated dry cooler (held until the
+    supply is back at the cooling loop's setpoint)."""
     made: Tightened | None = field(default=None, compare=False, repr=False)
     """Last cycle's bounds and limits, reused while the layers tighten the same way."""
 
@@ -108,6 +124,9 @@ class EnvelopeResult(NamedTuple):
     hp_cools: bool = False
     """The recovery valve is stuck with flow through the heat pump's evaporator: the heat
     pump is that flow's only cooling."""
+    hp_cooling: bool = False
+    """The dry cooler is saturated with the supply in its band: the heat pump, able to
+    cool, keeps the recovery share and its capacity follows the cooling demand."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +174,7 @@ class _Cycle:
     state: EnvelopeState
     """Last cycle's memory, as it was: the new one is made once, from this pass."""
     p: PlainEnvelope
+    op: PlainOptimiser
     cap_min: float
     now: float
     anchor_old: Sample | None
@@ -181,6 +201,8 @@ class _Cycle:
     recovery_stays: bool = False
     """...and its measured position (or its unknown one) leaves flow through the recovery
     branch, which closing the valve cannot take away."""
+    hp_cooling: bool = False
+    """The heat pump is a cooling path beside a saturated dry cooler (the high limit's)."""
     alarms: list[str] = field(default_factory=list)
 
     def floor_fan(self, v: float, why: Why) -> None:
@@ -220,9 +242,11 @@ class _Cycle:
         self.stop(why)
 
     def hold(self, why: Why) -> None:
-        """No more recovery share than last cycle, and no less dry cooling."""
+        """No more recovery share than last cycle (or than the heat pump keeps while it
+        cools beside a saturated dry cooler), and no less dry cooling."""
         self.floor_fan(self.prev.fan, why)
-        self.cap_valve(self.prev.valve, why)
+        share = self.p.cooling_recovery_share if self.hp_cooling else 0.0
+        self.cap_valve(max2(self.prev.valve, share), why)
 
     def unknown(self, role: str) -> Why:
         verdict = self.invalid.get(role, "not bound")
@@ -244,19 +268,47 @@ def _supply(c: _Cycle) -> None:
     c.supply = supply
     c.rise = _rise(c, supply, p.rise_window_s)
     band = p.supply_limit_c - p.supply_margin_k
+    c.hp_cooling = _hp_cooling(c, supply)
     if supply >= band:
         depth = min2((supply - band) / p.supply_margin_k, 1.0)
         why = _AT_LIMIT if depth >= 1.0 else _IN_BAND
         c.floor_fan(depth, why)
         c.floor_fan(c.prev.fan, why)
-        c.cap_valve(min2(c.prev.valve, 1.0 - depth), why)
-        if depth >= 1.0 and not _recovery_flow(c):  # the compressor idles, nothing starts
-            c.cap_extraction(c.cap_min, why)
-            c.block_start(why)
+        if c.hp_cooling:  # the heat pump keeps its share; it may load and start
+            c.cap_valve(max2(min2(c.prev.valve, 1.0 - depth), p.cooling_recovery_share),
+                        _HP_COOLING_AT_LIMIT if depth >= 1.0 else _HP_COOLING_IN_BAND)
+        else:
+            c.cap_valve(min2(c.prev.valve, 1.0 - depth), why)
+            if depth >= 1.0 and not _recovery_flow(c):  # the compressor idles, nothing starts
+                c.cap_extraction(c.cap_min, why)
+                c.block_start(why)
     if c.rise is None:
         c.hold(_RISE_UNKNOWN)
     elif c.rise > p.max_rise_k_per_s and supply + c.rise * p.rise_horizon_s >= band:
         c.hold(_RISING_FAST)
+
+
+def _hp_cooling(c: _Cycle, supply: float) -> bool:
+    """Whether the heat pump is a cooling path: it is taken on once the dry cooler is
+    saturated (fans commanded full) with the supply still over the cooling loop's
+    setpoint and not falling (a loop that warms past the setpoint with the fans full
+    would otherwise hand the heat pump's flow to a dry cooler that cannot take more), and
+    kept until the fans are down to half: the dry cooler has room again, and a noisy
+    reading under the setpoint, which kicks the fans off full for a cycle, does not end
+    it; only while it is in
+    contact and not faulted, tripped or locked out, its evaporator inlet is known and
+    under its limit, and its condenser has a sink."""
+    vals, op = c.values, c.op
+    ret = vals.get(R.COOLANT_RETURN_TEMP)
+    if (vals.get(R.HP_FAULT, 1.0) > 0.5 or vals.get(R.HP_TRIP_CODE, 0.0) > 0
+            or vals.get(R.HP_LOCKOUT, 0.0) > 0.5 or R.HP_RUNNING not in vals
+            or ret is None or ret >= op.evaporator_inlet_max_c
+            or heat_target_kw(vals, op) < c.cap_min * op.hp_nominal_heat_kw):
+        return False
+    if c.state.hp_cooling:
+        return c.prev.fan >= _FANS_ROOM
+    return (c.prev.fan >= 1.0 and supply > op.supply_setpoint_c + op.cool_deadband_k
+            and c.rise is not None and c.rise >= 0.0)
 
 
 def _rack_lost(c: _Cycle) -> None:
@@ -325,9 +377,14 @@ def _running_unknown(c: _Cycle) -> None:
 def _valve_follows(c: _Cycle) -> None:
     """A recovery valve that does not follow its setpoint: the worst case, with the heat
     pump kept as cooling while the valve still passes it flow. Once it follows again it
-    stays out of recovery, the fans with the supply loop, until its alarm clears."""
+    stays out of recovery, the fans with the supply loop, until its alarm clears; but a
+    running heat pump that is a cooling path beside a saturated dry cooler is not
+    stopped: the valve follows, and closing it would leave the loop to a dry cooler that
+    cannot hold it (a stopped one is not started, so the alarm still costs one start at
+    most)."""
     if c.valve_ok_since is not None:
-        c.recovery_out(_VALVE_WHY)
+        if not (c.hp_cooling and c.prev.hp_enable):
+            c.recovery_out(_VALVE_WHY)
     elif c.valve_alarm:
         c.worst(_VALVE_STUCK_WHY if c.recovery_stays else _VALVE_WHY)
     if c.valve_alarm:
@@ -378,8 +435,8 @@ def envelope(
 ) -> EnvelopeResult:
     """Bounds for this cycle; every unknown cooling input is treated as the worst case."""
     plain = plain_params.of(params)
-    c = _Cycle(inputs.values, inputs.invalid, prev, state, plain.envelope, plain.capacity_min,
-               now, state.anchor_old, state.anchor_new)
+    c = _Cycle(inputs.values, inputs.invalid, prev, state, plain.envelope, plain.optimiser,
+               plain.capacity_min, now, state.anchor_old, state.anchor_new)
     _judge_valve(c)
     for layer in LAYERS:
         layer(c)
@@ -447,16 +504,16 @@ def _result(c: _Cycle) -> EnvelopeResult:
         made = _tightened(c, tightening)
     alarms = tuple(c.alarms)
     memory = (c.anchor_old, c.anchor_new, c.valve_since, c.fan_since, c.cap_since, alarms,
-              supply_seen, rack_seen, it_seen, c.valve_from, c.valve_ok_since)
+              supply_seen, rack_seen, it_seen, c.valve_from, c.valve_ok_since, c.hp_cooling)
     state = old
     if made is not old.made or memory != (
             old.anchor_old, old.anchor_new, old.valve_off_since, old.fan_off_since,
             old.cap_off_since, old.alarms, old.supply_seen, old.rack_seen, old.it_seen,
-            old.valve_from, old.valve_ok_since):
+            old.valve_from, old.valve_ok_since, old.hp_cooling):
         state = EnvelopeState(*memory, made)  # memory is in field order
     return EnvelopeResult(made.bounds, made.limits, state,
                           None if supply is None else p.supply_limit_c - supply, c.rise,
-                          alarms, made.stop, c.recovery_stays)
+                          alarms, made.stop, c.recovery_stays, c.hp_cooling)
 
 
 def _tightened(c: _Cycle, tightening: Tightening) -> Tightened:
@@ -535,6 +592,16 @@ def _below_return(c: _Cycle, why: Why) -> None:
 
 _AT_LIMIT = Why(Cause.SUPPLY_AT_LIMIT, "supply at or above its limit")
 _IN_BAND = Why(Cause.SUPPLY_IN_BAND, "supply within its margin of the limit")
+_FANS_ROOM = 0.5
+"""Fans commanded under this: a dry cooler with room again, the heat pump no longer a
+cooling path."""
+_HP_COOLING_IN_BAND = Why(Cause.SUPPLY_IN_BAND,
+                          "supply within its margin of the limit, dry cooler saturated: the "
+                          "heat pump keeps its recovery share as cooling",
+                          verdict="heat pump cooling")
+_HP_COOLING_AT_LIMIT = Why(Cause.SUPPLY_AT_LIMIT,
+                           "supply at or above its limit, dry cooler saturated: the heat pump "
+                           "keeps its recovery share as cooling", verdict="heat pump cooling")
 _RISE_UNKNOWN = Why(Cause.RISE_UNKNOWN, "supply rate of rise not yet known")
 _RISING_FAST = Why(Cause.RISING_FAST, "supply rising fast")
 _RACK_NEAR = Why(Cause.RACK_NEAR_LIMIT, "rack inlet near its limit")

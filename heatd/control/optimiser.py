@@ -143,13 +143,16 @@ def propose(
     dt: float,
     request: HeatRequest | None = None,
     cools: bool = False,
+    valve_floor: float = 0.0,
 ) -> tuple[Proposal, OptState]:
     """Fan, capacity and valve targets for this cycle. Each PI output is clamped to what the
     bounds allow (``fan_lo``, ``cap_hi``), so it cannot wind up against them. ``request``
     is this cycle's :func:`request_heat`, kept in the new state; None takes the one ``st``
     holds (a state from :func:`want_heat`): the step makes one OptState a cycle, not two.
-    ``cools``: the recovery valve is stuck with flow through the evaporator, so the cooling
-    demand cannot go to the dry cooler's share and floors the capacity instead."""
+    ``cools``: the heat pump is a cooling path (the recovery valve stuck with flow through
+    the evaporator, or the dry cooler saturated), so the cooling demand floors the
+    capacity; ``valve_floor``: the recovery share it keeps meanwhile, where the demand
+    would hand all the flow to the dry cooler."""
     want, since, target_kw = (st.want, st.flip_since, st.target_kw) if request is None else request
     u = prev_fan if st.cool_u is None else st.cool_u
     cool_e: float | None = None
@@ -191,7 +194,7 @@ def propose(
     elif enabled:
         cap = cap_min
 
-    valve = 1.0 - u if enabled else 0.0
+    valve = max2(1.0 - u, valve_floor) if enabled else 0.0
     new = OptState(want, since, cool_e, u, cap_e, cap if running else None, target_kw)
     return Proposal(valve, fan, cap), new
 

@@ -158,6 +158,11 @@ class EnvelopeParams(BaseModel):
     """Added to the supply estimate, which is never taken warmer than the return."""
     estimate_tau_s: Positive = 300.0
     """How long the estimate learns the loop's spread, and over which it smooths the load."""
+    cooling_recovery_share: Fraction = 0.3
+    """Share of the coolant flow the recovery branch keeps while the heat pump is a cooling
+    path beside a saturated dry cooler: enough for the whole machine's extraction (it
+    cools its branch down to its source limit), while a diverting valve leaves the dry
+    cooler most of the flow."""
     supply_low_c: Annotated[float, _within(SUPPLY_LOW_SPAN)] = 10.0
     """The coolant's low limit (condensation on the racks' coils, a water loop's freezing).
     While the supply is unknown the return bounds it from above, so a return at or below

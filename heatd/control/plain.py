@@ -68,6 +68,7 @@ class PlainEnvelope:
     supply_estimate: bool
     estimate_margin_k: float
     estimate_tau_s: float
+    cooling_recovery_share: float
     supply_low_c: float
 
 

@@ -1,10 +1,18 @@
 """Scenario library x plant family: heatd against the credible baseline, case by case.
 
-A case is one plant of the family on one scenario window. Each runs three times on the
-same plant and disturbances: heatd, the baseline, and the plant's safe state alone (no
+A case is one plant of the family on one scenario window. Each runs on the same plant
+and disturbances with heatd, the baseline, and the plant's safe state alone (no
 controller: the site PLC falls back to full dry cooling). A case is **feasible** when
-that safe state alone holds the supply limit; a supply-limit second in a feasible case
-is a failure of the controller, whatever its cause.
+the plant's best cooling holds the supply limit: the safe state alone, or, where that
+goes over (a hot day a dry cooler alone cannot carry), the dry cooler at full fans with
+the heat pump as a second cooling path (``heatd.hil.best_cooling``: the heat pump on a
+share of the flow, making the heat its condenser can hand on to the network, tripping
+and unloading as the plant makes it). Where the recovery valve seizes, the plant is
+what the controller before the seizure left: the reference is then the best cooling
+with the valve seized where heatd's did and the heat pump at full capacity while the
+seizure lasts (the safe state's valve would seize elsewhere).
+A supply-limit second in a feasible case is a failure of the controller, whatever its
+cause.
 
 Cases are independent and deterministic, so ``jobs`` > 1 runs them in a process pool
 with results identical to one job, in the same order.
@@ -18,6 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from heatd.hil import best_cooling
 from heatd.hil.cosim import NO_CONTROLLER, simulate
 from heatd.hil.family import Member, draw
 from heatd.hil.kpi import Prices, kpi_config
@@ -52,6 +61,8 @@ class Case:
     heatd: dict[str, Any]
     baseline: dict[str, Any]
     safe_state: dict[str, Any]
+    best_cooling: dict[str, Any] | None = None
+    """The best cooling's figures; None where the safe state alone holds the limit."""
 
     def record(self) -> dict[str, Any]:
         """A flat JSON-ready view: identity, feasibility, then each controller's KPIs."""
@@ -60,13 +71,19 @@ class Case:
             "case": s.name, "scenario": s.scenario, "seed": s.seed, "index": s.index,
             "corners": s.corners, "hours": s.hours, "plant": self.member,
             "feasible": self.feasible, "heatd": self.heatd, "baseline": self.baseline,
-            "safe_state": {k: self.safe_state[k] for k in ("supply_over_limit_s",
-                                                           "max_supply_c")},
+            "safe_state": _held(self.safe_state),
+            "best_cooling": None if self.best_cooling is None else _held(self.best_cooling),
         }  # fmt: skip
 
 
+def _held(kpis: dict[str, Any]) -> dict[str, Any]:
+    """How a reference held the limit."""
+    return {k: kpis[k] for k in ("supply_over_limit_s", "max_supply_c")}
+
+
 def run_case(spec: CaseSpec, prices: Prices | None = None) -> Case:
-    """heatd, the baseline and the safe state alone on one plant and scenario window."""
+    """heatd, the baseline, the safe state alone and, where that goes over or the valve
+    seizes, the best cooling, on one plant and scenario window."""
     member: Member = draw(spec.seed, spec.index, corners=spec.corners)
     scenario = member.scenario(load_scenario(spec.scenario))
     plant = scenario.params
@@ -79,9 +96,22 @@ def run_case(spec: CaseSpec, prices: Prices | None = None) -> Case:
                        duration_s=duration, kpi=judge, start=member.start)
         out[name] = run.kpis.as_dict()
     safe = simulate(scenario, NO_CONTROLLER, dt=spec.dt, duration_s=duration, kpi=judge,
-                    start=member.start).kpis.as_dict()
-    return Case(spec, member.describe(), safe["supply_over_limit_s"] == 0.0, out["heatd"],
-                out["baseline"], safe)
+                    start=member.start).kpis
+    seized = min(((f.start_s, f.end_s) for f in scenario.faults
+                  if f.kind == "valve_stuck" and f.start_s < duration), default=None)
+    reference = None
+    if seized is not None:  # the plant as heatd's valve seized
+        valve = simulate(scenario, make_controller("heatd", plant, control), dt=spec.dt,
+                         duration_s=seized[0], start=member.start).final.valve_position
+        reference = best_cooling.controller(plant, valve, *seized)
+    elif safe.supply_over_limit_s > 0.0:
+        reference = best_cooling.controller(plant)
+    best = None if reference is None else simulate(
+        scenario, reference, dt=spec.dt, duration_s=duration, kpi=judge,
+        start=member.start).kpis
+    feasible = (best or safe).supply_over_limit_s == 0.0
+    return Case(spec, member.describe(), feasible, out["heatd"], out["baseline"],
+                safe.as_dict(), None if best is None else best.as_dict())
 
 
 def run_cases(specs: Sequence[CaseSpec], jobs: int = 1,
