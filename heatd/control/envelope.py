@@ -295,9 +295,8 @@ def _hp_cooling(c: _Cycle, supply: float) -> bool:
     would otherwise hand the heat pump's flow to a dry cooler that cannot take more), and
     kept until the fans are down to half: the dry cooler has room again, and a noisy
     reading under the setpoint, which kicks the fans off full for a cycle, does not end
-    it; only while it is in
-    contact and not faulted, tripped or locked out, its evaporator inlet is known and
-    under its limit, and its condenser has a sink."""
+    it; only while it is in contact and not faulted, tripped or locked out, its
+    evaporator inlet is known and under its limit, and its condenser has a sink."""
     vals, op = c.values, c.op
     ret = vals.get(R.COOLANT_RETURN_TEMP)
     if (vals.get(R.HP_FAULT, 1.0) > 0.5 or vals.get(R.HP_TRIP_CODE, 0.0) > 0
