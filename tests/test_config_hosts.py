@@ -9,9 +9,9 @@ import json
 
 import aiomqtt
 import pytest
-from structlog.testing import capture_logs
 
 from heatd.config_loader import ConfigError, parse_site
+from heatd.hil.rig.logs import heatd_events
 from heatd.hil.siteports import free_port
 from heatd.mqtt.session import keep_session, make_client
 from heatd.mqtt.settings import MqttSettings
@@ -85,7 +85,7 @@ async def test_the_mqtt_down_line_names_the_host_and_port_it_tried() -> None:
     async def never(client: aiomqtt.Client) -> None:
         raise AssertionError("nothing listens there")
 
-    with capture_logs() as logs:
+    with heatd_events() as logs:
         task = asyncio.create_task(keep_session(
             config, lambda: make_client(config, "nowhere", None, None, inbox=1), never,
             stopping=stopping, connected=connected, counted=lambda _: None, name="mqtt"))
