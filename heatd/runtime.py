@@ -30,7 +30,7 @@ from heatd.control import commands
 from heatd.control import roles as R
 from heatd.control.bounds import SAFE_SETPOINTS
 from heatd.control.core import Decision, step
-from heatd.control.events import Cause
+from heatd.control.events import Cause, EventValue
 from heatd.control.sequencer import HpState
 from heatd.control.signals import Snapshot
 from heatd.control.state import Mode, State, initial_state
@@ -118,8 +118,8 @@ class Daemon:
         log.warning(name, **details)
         self.reporting.event("alarm", name=name, **details)
 
-    def _transition(self, layer: str, change: str, subject: str, old: str | None,
-                    new: str | None, cause: Cause, reason: str) -> None:
+    def _transition(self, layer: str, change: str, subject: str, old: EventValue,
+                    new: EventValue, cause: Cause, reason: str) -> None:
         """``cause`` is what subscribers match on; ``reason`` is its wording for people."""
         self.reporting.notice(Event("transition", {"layer": layer, "change": change,
                                                    "subject": subject, "from": old, "to": new,
@@ -156,12 +156,13 @@ class Daemon:
     def set_output_lease(self, role: str, value: float, ttl: float, by: str) -> None:
         """Lease an output in engineering units (``setpoints:``) within its bounds."""
         self.outputs.lease(role, value, ttl, time.monotonic(), by)
-        self._transition("operator", "lease", role, None, f"{value:g}", Cause.SET,
+        self._transition("operator", "lease", role, None, value, Cause.SET,
                          f"set by {by} for {ttl:g} s")
 
     def clear_output_lease(self, role: str, by: str) -> None:
-        if self.outputs.clear(role):
-            self._transition("operator", "lease", role, "set", None, Cause.CLEARED,
+        gone = self.outputs.clear(role)
+        if gone is not None:
+            self._transition("operator", "lease", role, gone.value, None, Cause.CLEARED,
                              f"cleared by {by}")
 
     def request_reload(self) -> None:
@@ -188,7 +189,7 @@ class Daemon:
         self._beats += 1
         self._submit({R.PLC_HEARTBEAT: self.heartbeat.value(self._beats)})
         for role, lease in self.outputs.expire(now):
-            self._transition("operator", "lease", role, f"{lease.value:g}", None,
+            self._transition("operator", "lease", role, lease.value, None,
                              Cause.EXPIRED, "expired")
         self._submit(self.outputs.values())
         for event in decision.events:

@@ -50,7 +50,7 @@ def set_override(
         raise ValueError("an override needs a positive ttl_s")
     lease = Lease(role, v, now + ttl_s, by)
     leases = (*(x for x in state.leases if x.role != role), lease)
-    ev = Event(now, Layer.OPERATOR, "lease", role, None, f"{v:g}", Cause.SET,
+    ev = Event(now, Layer.OPERATOR, "lease", role, None, lease.setting, Cause.SET,
                f"set by {by} for {ttl_s:g} s")
     return _bumpless(replace(state, leases=leases, pending=(*state.pending, ev)))
 
@@ -58,9 +58,11 @@ def set_override(
 def clear_override(state: State, role: str, now: float, by: str = "operator") -> State:
     """End a lease early; the output returns to automatic, bumplessly."""
     kept = tuple(x for x in state.leases if x.role != role)
-    if len(kept) == len(state.leases):
+    gone = [x for x in state.leases if x.role == role]
+    if not gone:
         return state
-    ev = Event(now, Layer.OPERATOR, "lease", role, "set", None, Cause.CLEARED, f"cleared by {by}")
+    ev = Event(now, Layer.OPERATOR, "lease", role, gone[0].setting, None, Cause.CLEARED,
+               f"cleared by {by}")
     return _bumpless(replace(state, leases=kept, pending=(*state.pending, ev)))
 
 

@@ -124,7 +124,7 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
                         request, env.hp_cools)
     valve, fan, cap = _operator_outputs(prop, mode, prev, cap_min, leased)
     if leased:
-        limits += [Limit(f"override:{x.role}", x.value, Layer.OPERATOR, Cause.LEASE,
+        limits += [Limit(f"override:{x.role}", x.setting, Layer.OPERATOR, Cause.LEASE,
                          "operator lease", x.role) for x in leases]
 
     # Rate limits: up by at most up_per_s * dt, down by at most down_per_s * dt.
@@ -159,7 +159,7 @@ def _expire(state: State, opt: OptState, events: list[Event],
         mode, mode_expires, opt = Mode.AUTO, None, RESET
     leases = state.leases
     if leases and any(x.expires <= now for x in leases):
-        events.extend(Event(now, Layer.OPERATOR, "lease", x.role, f"{x.value:g}", None,
+        events.extend(Event(now, Layer.OPERATOR, "lease", x.role, x.setting, None,
                             Cause.EXPIRED, "expired") for x in leases if x.expires <= now)
         leases = tuple(x for x in leases if x.expires > now)
         opt = replace(RESET, want=opt.want, flip_since=opt.flip_since, target_kw=opt.target_kw)
@@ -260,7 +260,7 @@ def _limit_events(events: list[Event], limits: tuple[Limit, ...], keys: frozense
     old = state.limit_keys
     for x in limits:
         if x.key not in old:
-            events.append(Event(now, x.layer, "limit", x.name, None, str(x.value), x.cause,
+            events.append(Event(now, x.layer, "limit", x.name, None, x.value, x.cause,
                                 x.reason))
     for x in sorted((x for x in state.limits if x.key not in keys), key=_by_key):
         events.append(Event(now, x.layer, "limit_cleared", x.name, None, None, x.cause,

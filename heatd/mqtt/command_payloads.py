@@ -29,14 +29,14 @@ from pydantic import (
 
 from heatd.control import roles as R
 from heatd.control.commands import OVERRIDABLE
-from heatd.control.state import Mode
+from heatd.control.state import BOOLEAN_LEASES, Mode
 from heatd.drivers.codec import DataType
 from heatd.mqtt.guard import shape_problem
 
 if TYPE_CHECKING:
     from heatd.config import SiteConfig
 
-BOOL_OUTPUTS: frozenset[str] = frozenset({R.HP_ENABLE})
+BOOL_OUTPUTS: frozenset[str] = BOOLEAN_LEASES
 """Overridable roles that take true/false; the others take a fraction 0..1."""
 
 Ttl = Annotated[float, Field(gt=0)]
