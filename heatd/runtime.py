@@ -31,7 +31,7 @@ from heatd.control import roles as R
 from heatd.control.bounds import SAFE_SETPOINTS
 from heatd.control.core import Decision, step
 from heatd.control.events import Cause, EventValue
-from heatd.control.sequencer import HpState
+from heatd.control.sequencer import HpState, Wait
 from heatd.control.signals import Snapshot
 from heatd.control.state import Mode, State, initial_state
 from heatd.cycle_report import ControlStatus, CycleReport, Event
@@ -135,8 +135,14 @@ class Daemon:
     def set_mode(self, mode: str, ttl: float | None, by: str) -> None:
         self.state = commands.set_mode(self.state, Mode(mode), time.monotonic(), ttl, by)
 
+    def lease_wait(self, role: str, value: float | bool) -> Wait | None:
+        """How long the heat pump's protection would defer a lease on ``role`` set now."""
+        return commands.lease_wait(self.state, role, value, self.site.control.sequencer,
+                                   time.monotonic())
+
     def set_override(self, role: str, value: float | bool, ttl: float, by: str) -> None:
-        self.state = commands.set_override(self.state, role, value, time.monotonic(), ttl, by)
+        self.state = commands.set_override(self.state, role, value, time.monotonic(), ttl, by,
+                                           self.site.control.sequencer)
 
     def clear_override(self, role: str, by: str) -> None:
         self.state = commands.clear_override(self.state, role, time.monotonic(), by)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from heatd.config_loader import load_site
+from heatd.control.sequencer import HpState
 from heatd.drivers.modbus import Table
 from heatd.hil.rig.broker import Mosquitto, Recorder, broker_fixture
 from heatd.hil.rig.modbus import SimServer, unit
@@ -117,6 +118,48 @@ async def running_site(tmp: Path, mosquitto: Mosquitto) -> AsyncIterator[Site]:
         with contextlib.suppress(asyncio.CancelledError):
             await plant
         await server.stop()
+
+
+async def test_a_stop_the_minimum_on_time_defers_says_so_and_when_it_acts(
+        tmp_path: Path, broker: Mosquitto) -> None:
+    """The heat pump was started a moment ago: a stop lease shorter than what is left of
+    its minimum on time is refused (it was accepted and never carried out); a longer one
+    is accepted with the seconds the stop is deferred by, and the stop, when the minimum
+    on time has passed, is an event that names the lease."""
+    async with running_site(tmp_path, broker) as site:
+        start = await site.command({"role": "hp.enable", "value": True, "ttl": 60, "id": "on"})
+        assert start["accepted"] is True and "deferred_s" not in start["detail"]
+        await until(lambda: site.daemon.state.seq.state is HpState.RUNNING, timeout=10,
+                    what="the heat pump running")
+
+        short = await site.command({"role": "hp.enable", "value": False, "ttl": 1,
+                                    "id": "short"})
+        long = await site.command({"role": "hp.enable", "value": False, "ttl": 30,
+                                   "id": "long"})
+        await until(lambda: not site.daemon.state.seq.enabled, timeout=15,
+                    what="the heat pump stopped")
+        await until(lambda: any(e["change"] == "hp_state" and e["to"] == "stopping"
+                                for e in site.transitions()), timeout=5, what="the stop event")
+    assert short["accepted"] is False
+    assert "minimum on time defers the stop by" in short["reason"]
+    assert "beyond this lease of 1 s" in short["reason"]
+    assert short["detail"]["deferred_by"] == "min_on_time"
+    assert 1 < short["detail"]["deferred_s"] <= MIN_ON_S
+
+    assert long["accepted"] is True
+    assert "minimum on time defers the stop by" in long["reason"], long["reason"]
+    deferred = long["detail"]["deferred_s"]
+    assert long["detail"]["deferred_by"] == "min_on_time" and 0 < deferred <= MIN_ON_S
+
+    told = site.transitions()
+    leases = [e for e in told if e["change"] == "lease" and e["cause"] == "set"]
+    assert [(e["to"], "defers the stop" in e["reason"]) for e in leases] == [
+        (True, False), (False, True)]
+    stop = next(e for e in told if e["change"] == "hp_state" and e["to"] == "stopping")
+    assert (stop["layer"], stop["cause"], stop["reason"]) == (
+        "operator", "lease", "operator lease on hp.enable")
+    # it acted once the minimum on time had passed, not before
+    assert stop["ts"] >= long["ts"] + deferred * 1000 - 300
 
 
 async def test_transition_events_carry_json_values_of_their_type(

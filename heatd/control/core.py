@@ -116,7 +116,7 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
         want, requester = True, Layer.ENVELOPE
     seq = sequence(want, requester, bounds, values, state.seq, params.sequencer, now,
                    state.reset_request, stop)
-    events += seq.events
+    events += _by_lease(seq.events) if R.HP_ENABLE in leased else seq.events
     limits += seq.limits
     enabled, hp_state = seq.enable, seq.state.state
     prop, opt = propose(values, enabled, hp_state is HpState.RUNNING, prev.fan, prev.hp_capacity,
@@ -175,6 +175,16 @@ def _heat_wanted(mode: Mode, optimiser_wants: bool, seq: SeqState,
     if mode is Mode.AUTO:
         return optimiser_wants, Layer.OPTIMISER
     return mode is Mode.MANUAL and seq.enabled, Layer.OPERATOR
+
+
+def _by_lease(events: tuple[Event, ...]) -> tuple[Event, ...]:
+    """The heat pump's start or stop that an operator's lease on its enable asked for says
+    so (the sequencer knows only that the operator wants heat or not): an operator whose
+    stop was deferred by the minimum on time sees when it took effect."""
+    return tuple(replace(e, cause=Cause.LEASE, reason=f"operator lease on {R.HP_ENABLE}")
+                 if e.kind == "hp_state" and e.layer is Layer.OPERATOR
+                 and e.cause in (Cause.HEAT_WANTED, Cause.NO_HEAT_WANTED) else e
+                 for e in events)
 
 
 def _cooling_needs_hp(values: Mapping[str, float], enabled: bool, op: PlainOptimiser) -> bool:
