@@ -8,6 +8,7 @@ functions, so no command can bypass cooling priority.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
 
 from heatd.config import SiteConfig
@@ -23,6 +24,7 @@ from heatd.mqtt.command_payloads import (
     ReloadCommand,
     ResetLockoutCommand,
 )
+from heatd.mqtt.payload import epoch_ms
 from heatd.role_units import percent_factor
 
 
@@ -119,5 +121,8 @@ class CommandDispatch:
 
 
 def _deferred(wait: Wait) -> dict[str, Any]:
-    """An answer's account of a deferral: seconds until the lease acts, and why."""
-    return {"deferred_s": round(wait.seconds, 1), "deferred_by": wait.cause.value}
+    """An answer's account of a deferral: how long and until when (epoch ms, as ``ts``)
+    the lease waits before it can act, and why."""
+    return {"deferred_s": round(wait.seconds, 1),
+            "deferred_until": epoch_ms(time.time() + wait.seconds),
+            "deferred_by": wait.cause.value}

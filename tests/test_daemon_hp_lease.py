@@ -150,6 +150,7 @@ async def test_a_stop_the_minimum_on_time_defers_says_so_and_when_it_acts(
     assert "minimum on time defers the stop by" in long["reason"], long["reason"]
     deferred = long["detail"]["deferred_s"]
     assert long["detail"]["deferred_by"] == "min_on_time" and 0 < deferred <= MIN_ON_S
+    assert abs(long["detail"]["deferred_until"] - (long["ts"] + deferred * 1000)) < 1000
 
     told = site.transitions()
     leases = [e for e in told if e["change"] == "lease" and e["cause"] == "set"]
