@@ -8,11 +8,14 @@ functions, so no command can bypass cooling priority.
 
 from __future__ import annotations
 
-from typing import Protocol
+import time
+from typing import Any, Protocol
 
 from heatd.config import SiteConfig
 from heatd.control import roles as R
-from heatd.control.state import State
+from heatd.control.events import Cause
+from heatd.control.sequencer import Wait
+from heatd.control.state import Mode, State
 from heatd.mqtt.command_payloads import (
     Command,
     CommandResult,
@@ -21,6 +24,7 @@ from heatd.mqtt.command_payloads import (
     ReloadCommand,
     ResetLockoutCommand,
 )
+from heatd.mqtt.payload import epoch_ms
 from heatd.role_units import percent_factor
 
 
@@ -32,6 +36,8 @@ class Controls(Protocol):
     state: State
 
     def set_mode(self, mode: str, ttl: float | None, by: str) -> None: ...
+
+    def lease_wait(self, role: str, value: float | bool) -> Wait | None: ...
 
     def set_override(self, role: str, value: float | bool, ttl: float, by: str) -> None: ...
 
@@ -83,14 +89,40 @@ class CommandDispatch:
                                                  "ttl": command.ttl})
 
     def _override(self, command: OverrideCommand, by: str) -> CommandResult:
-        """A lease on a control role; a point's percent is taken as the role's fraction."""
+        """A lease on a control role; a point's percent is taken as the role's fraction.
+
+        A lease the heat pump's protection defers says so and by how long; one it would
+        hold off for the whole lease is refused, since it would never act."""
+        controls = self.controls
         role = command.role or ""
         if command.value is None:
-            self.controls.clear_override(role, by)
+            controls.clear_override(role, by)
             return CommandResult(True, f"override on {role} cleared", {"role": role})
         value = command.value
         if command.point is not None and not isinstance(value, bool):
-            value = value / percent_factor(role, self.controls.site.point(command.point))
-        self.controls.set_override(role, value, float(command.ttl or 0.0), by)
-        return CommandResult(True, "lease set; the cooling envelope still bounds it",
-                             {"role": role, "value": value, "ttl": command.ttl})
+            value = value / percent_factor(role, controls.site.point(command.point))
+        ttl = float(command.ttl or 0.0)
+        detail: dict[str, Any] = {"role": role, "value": value, "ttl": command.ttl}
+        wait = controls.lease_wait(role, value)
+        if wait is not None and wait.seconds >= ttl:
+            return CommandResult(False, f"{wait.reason}, beyond this lease of {ttl:g} s: it "
+                                 "would expire before it acts; send a longer ttl"
+                                 + (", or mode safe to stop the heat pump now"
+                                    if wait.cause is Cause.MIN_ON_TIME else ""),
+                                 {**detail, **_deferred(wait)})
+        controls.set_override(role, value, ttl, by)
+        reason = "lease set"
+        if wait is not None:
+            reason += f"; {wait.reason}"
+            detail.update(_deferred(wait))
+        if controls.state.mode is Mode.SAFE:
+            reason += "; safe mode holds the outputs until it ends"
+        return CommandResult(True, f"{reason}; the cooling envelope still bounds it", detail)
+
+
+def _deferred(wait: Wait) -> dict[str, Any]:
+    """An answer's account of a deferral: how long and until when (epoch ms, as ``ts``)
+    the lease waits before it can act, and why."""
+    return {"deferred_s": round(wait.seconds, 1),
+            "deferred_until": epoch_ms(time.time() + wait.seconds),
+            "deferred_by": wait.cause.value}

@@ -46,9 +46,9 @@ class EngineeringOutputs:
             raise ValueError("a lease needs a positive ttl")
         self._leases[role] = OutputLease(value, now + ttl_s, by)
 
-    def clear(self, role: str) -> bool:
-        """End the lease on ``role``; False when there was none."""
-        return self._leases.pop(role, None) is not None
+    def clear(self, role: str) -> OutputLease | None:
+        """End the lease on ``role``; the lease ended, None when there was none."""
+        return self._leases.pop(role, None)
 
     def expire(self, now: float) -> list[tuple[str, OutputLease]]:
         """Drop the leases that ran out, and say which."""

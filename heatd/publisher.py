@@ -252,7 +252,7 @@ class Publisher:
         state: dict[str, Any] = decision.summary() if decision is not None else {"mode": None}
         state["cycle"] = status.cycle.summary()
         state["writes"] = dict(status.writes)
-        state["leases"] = [{"role": x.role, "value": x.value,
+        state["leases"] = [{"role": x.role, "value": x.setting,
                             "expires_in_s": round(x.expires - report.now, 1)}
                            for x in status.leases]
         state["leases"] += [dict(x) for x in status.output_leases]

@@ -30,8 +30,8 @@ from heatd.control import commands
 from heatd.control import roles as R
 from heatd.control.bounds import SAFE_SETPOINTS
 from heatd.control.core import Decision, step
-from heatd.control.events import Cause
-from heatd.control.sequencer import HpState
+from heatd.control.events import Cause, EventValue
+from heatd.control.sequencer import HpState, Wait
 from heatd.control.signals import Snapshot
 from heatd.control.state import Mode, State, initial_state
 from heatd.cycle_report import ControlStatus, CycleReport, Event
@@ -118,8 +118,8 @@ class Daemon:
         log.warning(name, **details)
         self.reporting.event("alarm", name=name, **details)
 
-    def _transition(self, layer: str, change: str, subject: str, old: str | None,
-                    new: str | None, cause: Cause, reason: str) -> None:
+    def _transition(self, layer: str, change: str, subject: str, old: EventValue,
+                    new: EventValue, cause: Cause, reason: str) -> None:
         """``cause`` is what subscribers match on; ``reason`` is its wording for people."""
         self.reporting.notice(Event("transition", {"layer": layer, "change": change,
                                                    "subject": subject, "from": old, "to": new,
@@ -135,8 +135,14 @@ class Daemon:
     def set_mode(self, mode: str, ttl: float | None, by: str) -> None:
         self.state = commands.set_mode(self.state, Mode(mode), time.monotonic(), ttl, by)
 
+    def lease_wait(self, role: str, value: float | bool) -> Wait | None:
+        """How long the heat pump's protection would defer a lease on ``role`` set now."""
+        return commands.lease_wait(self.state, role, value, self.site.control.sequencer,
+                                   time.monotonic())
+
     def set_override(self, role: str, value: float | bool, ttl: float, by: str) -> None:
-        self.state = commands.set_override(self.state, role, value, time.monotonic(), ttl, by)
+        self.state = commands.set_override(self.state, role, value, time.monotonic(), ttl, by,
+                                           self.site.control.sequencer)
 
     def clear_override(self, role: str, by: str) -> None:
         self.state = commands.clear_override(self.state, role, time.monotonic(), by)
@@ -156,12 +162,13 @@ class Daemon:
     def set_output_lease(self, role: str, value: float, ttl: float, by: str) -> None:
         """Lease an output in engineering units (``setpoints:``) within its bounds."""
         self.outputs.lease(role, value, ttl, time.monotonic(), by)
-        self._transition("operator", "lease", role, None, f"{value:g}", Cause.SET,
+        self._transition("operator", "lease", role, None, value, Cause.SET,
                          f"set by {by} for {ttl:g} s")
 
     def clear_output_lease(self, role: str, by: str) -> None:
-        if self.outputs.clear(role):
-            self._transition("operator", "lease", role, "set", None, Cause.CLEARED,
+        gone = self.outputs.clear(role)
+        if gone is not None:
+            self._transition("operator", "lease", role, gone.value, None, Cause.CLEARED,
                              f"cleared by {by}")
 
     def request_reload(self) -> None:
@@ -188,7 +195,7 @@ class Daemon:
         self._beats += 1
         self._submit({R.PLC_HEARTBEAT: self.heartbeat.value(self._beats)})
         for role, lease in self.outputs.expire(now):
-            self._transition("operator", "lease", role, f"{lease.value:g}", None,
+            self._transition("operator", "lease", role, lease.value, None,
                              Cause.EXPIRED, "expired")
         self._submit(self.outputs.values())
         for event in decision.events:

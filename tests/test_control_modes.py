@@ -94,6 +94,23 @@ def test_leases_expire_back_to_automatic_with_an_event() -> None:
     assert ds[-1].mode == "auto" and ds[31].setpoints.fan < 1.0
 
 
+def test_lease_and_limit_events_carry_the_value_as_the_value_it_is() -> None:
+    """A stop of the heat pump is false in its lease, limit and clear events alike, a fan
+    share the number it is: they were ``"0"``, ``"0.0"`` and ``"set"``, and ``"0.9"``."""
+    state = set_override(initial_state(0.0), R.HP_ENABLE, False, 0.0, ttl_s=30.0)
+    state = set_override(state, R.DRYCOOLER_FAN, 0.9, 0.0, ttl_s=5.0)
+    ds = drive(state, 0.0, 10)
+    state = clear_override(ds[-1].state, R.HP_ENABLE, 10.0)
+    events = [e for d in ds for e in d.events] + list(state.pending)
+    told = [(e.kind, e.subject, e.old, e.new) for e in events if e.kind in ("lease", "limit")
+            and e.subject.removeprefix("override:") in (R.HP_ENABLE, R.DRYCOOLER_FAN)]
+    assert told == [("lease", R.HP_ENABLE, None, False), ("lease", R.DRYCOOLER_FAN, None, 0.9),
+                    ("limit", "override:hp.enable", None, False),
+                    ("limit", "override:drycooler.fan", None, 0.9),
+                    ("lease", R.DRYCOOLER_FAN, 0.9, None), ("lease", R.HP_ENABLE, False, None)]
+    assert all(type(e.new) in (bool, float, str, type(None)) for e in events)
+
+
 def test_override_commands_are_validated() -> None:
     s = initial_state(0.0)
     with pytest.raises(ValueError):

@@ -14,7 +14,7 @@ from heatd.control.bounds import Bounds, device_bounds
 from heatd.control.envelope import LAYERS, EnvelopeState, envelope
 from heatd.control.events import Cause, Layer, Limit
 from heatd.control.params import ControlParams, SequencerParams
-from heatd.control.sequencer import HpState, SeqState, sequence
+from heatd.control.sequencer import HpState, SeqState, protection_wait, sequence
 from heatd.control.signals import Snapshot
 from heatd.control.validate import ValidationState, validate
 
@@ -321,6 +321,38 @@ def test_sequencer_step(case: SeqCase) -> None:
     assert (out.enable, out.reset, out.state.state) == (case.enable, case.reset, case.after)
     assert tuple(e.cause for e in out.events) == case.events
     assert tuple(x.cause for x in out.limits) == case.limits
+
+
+WAIT_CASES = {
+    "stop inside the minimum on time": (ON_SHORT, False, 500.0, C.MIN_ON_TIME),
+    "stop after it": (ON_LONG, False, None, None),
+    "start inside the minimum off time": (st(OFF, 900.0, off=900.0), True, 200.0,
+                                          C.MIN_OFF_TIME),
+    "start with the starts used": (st(OFF, 0.0, off=0.0, starts=(200.0, 300.0, 400.0)), True,
+                                   2800.0, C.STARTS_USED),
+    "start with both: the longer": (st(OFF, 900.0, off=900.0, starts=(-2500.0, 0.0, 10.0)),
+                                    True, 200.0, C.MIN_OFF_TIME),
+    "start with both: the starts": (st(OFF, 900.0, off=900.0, starts=(0.0, 10.0, 20.0)),
+                                    True, 2600.0, C.STARTS_USED),
+    "start when free": (st(OFF, 0.0, off=0.0), True, None, None),
+}
+
+
+@pytest.mark.parametrize("case", WAIT_CASES.values(), ids=WAIT_CASES.keys())
+def test_protection_wait_is_when_the_sequencer_switches(case: tuple) -> None:
+    """The wait an operator's lease is told of is the sequencer's own: one cycle before it
+    ends the heat pump is held, at its end it switches."""
+    before, run, seconds, cause = case
+    wait = protection_wait(before, run, SP, NOW)
+    assert (None if wait is None else (round(wait.seconds, 6), wait.cause)) == (
+        None if seconds is None else (seconds, cause))
+    seen = hp(1.0 if before.enabled else 0.0)
+    at = NOW + (0.0 if wait is None else wait.seconds)
+    if wait is not None:
+        held = sequence(run, Layer.OPERATOR, ANY, seen, before, SP, at - 0.1)
+        assert held.enable is before.enabled
+    switched = sequence(run, Layer.OPERATOR, ANY, seen, before, SP, at)
+    assert switched.enable is run
 
 
 def test_a_safety_stop_names_the_limit_that_forbids_running() -> None:

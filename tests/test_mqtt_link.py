@@ -329,6 +329,33 @@ async def test_311_command_is_answered_on_response_topic_echoing_id(broker: Mosq
     assert [c.value for c in runtime.calls if isinstance(c, OverrideCommand)] == [0.5, 0.95]
 
 
+async def test_311_command_with_a_numeric_id_is_carried_out_and_answered_with_that_number(
+        broker: Mosquitto) -> None:
+    """JSON-RPC clients send integer ids: carried out, answered with the number as it came
+    (it was refused, and the refusal said ``"id": null``). An id no command may carry is
+    refused, echoed when it is bounded (4.5, text cut to 128 characters), never when it
+    is an object or a huge number."""
+    runtime = Runtime()
+    link = await started(broker, runtime)
+    response = f"{BASE}/cmd/mode/response"
+    sent: list[Any] = [4, 0, 4.5, {"a": [1, 2]}, 10**30, "x" * 300]
+    try:
+        async with Recorder(broker, response, protocol=aiomqtt.ProtocolVersion.V311) as rec:
+            for id_ in sent:
+                await rec.client.publish(f"{BASE}/cmd/mode",
+                                         json.dumps({"mode": "auto", "id": id_}), qos=1)
+            await until(lambda: len(rec.on(response)) == len(sent), what="every answer")
+    finally:
+        await link.stop()
+    answers = [json.loads(m.payload) for m in rec.on(response)]
+    expected = [(4, True), (0, True), (4.5, False), (None, False), (None, False),
+                ("x" * 128, False)]
+    assert sorted(repr((a["id"], a["accepted"])) for a in answers) == sorted(map(repr, expected))
+    assert all(a["reason"].startswith("id: must be text of at most 128 characters")
+               for a in answers if not a["accepted"])
+    assert [c.id for c in runtime.calls] == [4, 0]
+
+
 async def test_invalid_payload_is_refused_with_reason_and_never_reaches_handler(
     broker: Mosquitto,
 ) -> None:

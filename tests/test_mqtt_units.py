@@ -194,7 +194,8 @@ def test_valid_commands_parse_into_their_models() -> None:
     ("mode", {"mode": "Auto"}, "mode: 'Auto' is not one of auto, recovery_off, manual, safe"),
     ("mode", {"mode": "manual", "ttl": 0}, "ttl: Input should be greater than 0"),
     ("mode", {"mode": "manual", "ttl": 4000}, "exceeds the longest allowed lease of 3600 s"),
-    ("mode", {"mode": "auto", "id": 7}, "id: Input should be a valid string"),
+    ("mode", {"mode": "auto", "id": [7]}, "id: must be text of at most 128 characters or an "
+     "integer"),
     ("override", {"role": "valve.recovery", "value": 0.5}, "an override needs a ttl"),
     ("override", {"role": "valve.recovery", "point": "loop.valve", "value": 0.5, "ttl": 1},
      "give exactly one of role or point"),
@@ -252,6 +253,9 @@ def test_an_id_that_is_not_valid_unicode_is_not_echoed() -> None:
     assert peek_id(rb'{"id": "\ud800", "mode": 1}') is None
     assert peek_id(rb'{"id": "ok\u00e9"}') == "ok\u00e9"
     assert peek_id(b'{"id": "' + b"x" * 300 + b'"}') == "x" * 128
+    assert peek_id(b'{"id": 4}') == 4 and peek_id(b'{"id": 4.5}') == 4.5
+    assert peek_id(b'{"id": {"a": 1}}') is None and peek_id(b'{"id": true}') is None
+    assert peek_id(b'{"id": ' + b"9" * 400 + b'}') is None
 
 
 def test_token_bucket_allows_a_burst_then_the_rate() -> None:

@@ -11,6 +11,8 @@ from dataclasses import replace
 from heatd.control import roles as R
 from heatd.control.events import Cause, Event, Layer
 from heatd.control.optimiser import RESET
+from heatd.control.params import SequencerParams
+from heatd.control.sequencer import Wait, protection_wait
 from heatd.control.state import Lease, Mode, State
 
 OVERRIDABLE: frozenset[str] = frozenset(
@@ -37,10 +39,23 @@ def set_mode(
     return _bumpless(state)
 
 
+def lease_wait(state: State, role: str, value: float | bool, p: SequencerParams,
+               now: float) -> Wait | None:
+    """How long the heat pump's protection defers what a lease on ``role`` asks (a stop
+    inside the minimum on time, a start inside the minimum off time or past the start
+    budget); None when nothing defers it or the role is not the heat pump's enable."""
+    if role != R.HP_ENABLE:
+        return None
+    return protection_wait(state.seq, float(value) > 0.5, p, now)
+
+
 def set_override(
-    state: State, role: str, value: float | bool, now: float, ttl_s: float, by: str = "operator"
+    state: State, role: str, value: float | bool, now: float, ttl_s: float, by: str = "operator",
+    sequencer: SequencerParams | None = None,
 ) -> State:
-    """Lease one output to a fixed value for ``ttl_s`` seconds (replaces any lease on it)."""
+    """Lease one output to a fixed value for ``ttl_s`` seconds (replaces any lease on it).
+    Given the ``sequencer``'s parameters, its event says when the heat pump's protection
+    lets the lease take effect."""
     if role not in OVERRIDABLE:
         raise ValueError(f"{role!r} cannot be overridden; one of {sorted(OVERRIDABLE)}")
     v = float(value)
@@ -50,17 +65,20 @@ def set_override(
         raise ValueError("an override needs a positive ttl_s")
     lease = Lease(role, v, now + ttl_s, by)
     leases = (*(x for x in state.leases if x.role != role), lease)
-    ev = Event(now, Layer.OPERATOR, "lease", role, None, f"{v:g}", Cause.SET,
-               f"set by {by} for {ttl_s:g} s")
+    wait = None if sequencer is None else lease_wait(state, role, v, sequencer, now)
+    ev = Event(now, Layer.OPERATOR, "lease", role, None, lease.setting, Cause.SET,
+               f"set by {by} for {ttl_s:g} s" + ("" if wait is None else f"; {wait.reason}"))
     return _bumpless(replace(state, leases=leases, pending=(*state.pending, ev)))
 
 
 def clear_override(state: State, role: str, now: float, by: str = "operator") -> State:
     """End a lease early; the output returns to automatic, bumplessly."""
     kept = tuple(x for x in state.leases if x.role != role)
-    if len(kept) == len(state.leases):
+    gone = [x for x in state.leases if x.role == role]
+    if not gone:
         return state
-    ev = Event(now, Layer.OPERATOR, "lease", role, "set", None, Cause.CLEARED, f"cleared by {by}")
+    ev = Event(now, Layer.OPERATOR, "lease", role, gone[0].setting, None, Cause.CLEARED,
+               f"cleared by {by}")
     return _bumpless(replace(state, leases=kept, pending=(*state.pending, ev)))
 
 

@@ -119,7 +119,7 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
         want, requester = True, Layer.ENVELOPE
     seq = sequence(want, requester, bounds, values, state.seq, params.sequencer, now,
                    state.reset_request, stop)
-    events += seq.events
+    events += _by_lease(seq.events) if R.HP_ENABLE in leased else seq.events
     limits += seq.limits
     enabled, hp_state = seq.enable, seq.state.state
     prop, opt = propose(values, enabled, hp_state is HpState.RUNNING, prev.fan, prev.hp_capacity,
@@ -128,7 +128,7 @@ def step(snapshot: Snapshot, state: State, params: ControlParams, now: float) ->
                         plain.envelope.cooling_recovery_share if cooling else 0.0)
     valve, fan, cap = _operator_outputs(prop, mode, prev, cap_min, leased)
     if leased:
-        limits += [Limit(f"override:{x.role}", x.value, Layer.OPERATOR, Cause.LEASE,
+        limits += [Limit(f"override:{x.role}", x.setting, Layer.OPERATOR, Cause.LEASE,
                          "operator lease", x.role) for x in leases]
 
     # Rate limits: up by at most up_per_s * dt, down by at most down_per_s * dt.
@@ -163,7 +163,7 @@ def _expire(state: State, opt: OptState, events: list[Event],
         mode, mode_expires, opt = Mode.AUTO, None, RESET
     leases = state.leases
     if leases and any(x.expires <= now for x in leases):
-        events.extend(Event(now, Layer.OPERATOR, "lease", x.role, f"{x.value:g}", None,
+        events.extend(Event(now, Layer.OPERATOR, "lease", x.role, x.setting, None,
                             Cause.EXPIRED, "expired") for x in leases if x.expires <= now)
         leases = tuple(x for x in leases if x.expires > now)
         opt = replace(RESET, want=opt.want, flip_since=opt.flip_since, target_kw=opt.target_kw)
@@ -179,6 +179,16 @@ def _heat_wanted(mode: Mode, optimiser_wants: bool, seq: SeqState,
     if mode is Mode.AUTO:
         return optimiser_wants, Layer.OPTIMISER
     return mode is Mode.MANUAL and seq.enabled, Layer.OPERATOR
+
+
+def _by_lease(events: tuple[Event, ...]) -> tuple[Event, ...]:
+    """The heat pump's start or stop that an operator's lease on its enable asked for says
+    so (the sequencer knows only that the operator wants heat or not): an operator whose
+    stop was deferred by the minimum on time sees when it took effect."""
+    return tuple(replace(e, cause=Cause.LEASE, reason=f"operator lease on {R.HP_ENABLE}")
+                 if e.kind == "hp_state" and e.layer is Layer.OPERATOR
+                 and e.cause in (Cause.HEAT_WANTED, Cause.NO_HEAT_WANTED) else e
+                 for e in events)
 
 
 def _cooling_needs_hp(values: Mapping[str, float], enabled: bool, op: PlainOptimiser) -> bool:
@@ -276,7 +286,7 @@ def _limit_events(events: list[Event], limits: tuple[Limit, ...], keys: frozense
     old = state.limit_keys
     for x in limits:
         if x.key not in old:
-            events.append(Event(now, x.layer, "limit", x.name, None, str(x.value), x.cause,
+            events.append(Event(now, x.layer, "limit", x.name, None, x.value, x.cause,
                                 x.reason))
     for x in sorted((x for x in state.limits if x.key not in keys), key=_by_key):
         events.append(Event(now, x.layer, "limit_cleared", x.name, None, None, x.cause,

@@ -12,6 +12,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
 
+EventValue = str | float | bool | None
+"""A transition's ``old`` and ``new``: a state's name (``"running"``, ``"auto"``), a
+limit's or a lease's value as the value it is (a fraction, degC, true/false for the heat
+pump's enable), or None where there is none. Published as JSON values of their type."""
+
 
 class Layer(StrEnum):
     """Who set a limit or caused a transition; the envelope always outranks the rest."""
@@ -118,7 +123,7 @@ class Event:
     layer: Layer
     kind: str
     subject: str
-    old: str | None
-    new: str | None
+    old: EventValue
+    new: EventValue
     cause: Cause
     reason: str

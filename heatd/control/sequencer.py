@@ -65,6 +65,43 @@ class SeqState:
         return self.state in _ENABLED
 
 
+class Wait(NamedTuple):
+    """How long the heat pump's own protection holds off a stop or a start asked now."""
+
+    seconds: float
+    cause: Cause
+    """``min_on_time``, ``min_off_time`` or ``starts_used``."""
+    reason: str
+    """Said for people: ``the heat pump's minimum on time defers the stop by 412 s``."""
+
+
+def protection_wait(st: SeqState, run: bool, p: SequencerParams, now: float) -> Wait | None:
+    """How long the minimum on time (``run`` false) or the minimum off time and the start
+    budget (``run`` true) keep the sequencer from switching the heat pump as asked; None
+    when they do not (the envelope, a trip or the heat pump's own timer may still). An
+    operator's lease waits for them: only a safety stop cuts the minimum on time short."""
+    if not run:
+        if not st.enabled or st.on_since is None or now - st.on_since >= p.min_on_s:
+            return None
+        left = st.on_since + p.min_on_s - now
+        return Wait(left, Cause.MIN_ON_TIME,
+                    f"the heat pump's minimum on time defers the stop by {left:.0f} s")
+    if st.state not in (HpState.OFF, HpState.STOPPING):
+        return None
+    waits = []
+    if st.off_since is not None and now - st.off_since < p.min_off_s:
+        left = st.off_since + p.min_off_s - now
+        waits.append(Wait(left, Cause.MIN_OFF_TIME,
+                          f"the heat pump's minimum off time defers the start by {left:.0f} s"))
+    starts = sorted(t for t in st.starts if now - t < p.starts_window_s)
+    if len(starts) >= p.max_starts_per_hour:
+        left = starts[len(starts) - p.max_starts_per_hour] + p.starts_window_s - now
+        waits.append(Wait(left, Cause.STARTS_USED,
+                          f"the heat pump's {p.max_starts_per_hour} starts per window are "
+                          f"used: the start waits {left:.0f} s"))
+    return max(waits, default=None)
+
+
 class SeqOut(NamedTuple):
     """One step's outcome, handed to the control step within the cycle and never kept."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from heatd.control import roles as R
 from heatd.control.bounds import SAFE_SETPOINTS, Setpoints
 from heatd.control.envelope import EnvelopeState
 from heatd.control.estimate import NO_ESTIMATE, EstimateState
@@ -34,6 +35,16 @@ class Lease:
     value: float
     expires: float
     by: str
+
+    @property
+    def setting(self) -> float | bool:
+        """The value as the operator gave it: true or false for the heat pump's enable
+        (kept as 1.0 or 0.0 with the fractions), the fraction otherwise."""
+        return self.value > 0.5 if self.role in BOOLEAN_LEASES else self.value
+
+
+BOOLEAN_LEASES: frozenset[str] = frozenset({R.HP_ENABLE})
+"""Leased roles that are on or off."""
 
 
 @dataclass(frozen=True, slots=True)

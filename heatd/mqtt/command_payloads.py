@@ -10,27 +10,43 @@ handler; cooling priority is never the business of this layer.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from heatd.control import roles as R
 from heatd.control.commands import OVERRIDABLE
-from heatd.control.state import Mode
+from heatd.control.state import BOOLEAN_LEASES, Mode
 from heatd.drivers.codec import DataType
 from heatd.mqtt.guard import shape_problem
 
 if TYPE_CHECKING:
     from heatd.config import SiteConfig
 
-BOOL_OUTPUTS: frozenset[str] = frozenset({R.HP_ENABLE})
+BOOL_OUTPUTS: frozenset[str] = BOOLEAN_LEASES
 """Overridable roles that take true/false; the others take a fraction 0..1."""
 
 Ttl = Annotated[float, Field(gt=0)]
+
+ID_MAX_CHARS = 128
+ID_MAX_INT = 2**53 - 1
+"""The largest integer id: every JSON parser (JavaScript's included) reads it exactly."""
+CommandId = str | int
+"""A command's ``id`` as it came, text or integer (as JSON-RPC clients send it), echoed
+in the answer so the sender can match it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +91,24 @@ class _Command(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     name: ClassVar[str]
 
-    id: Annotated[str, Field(max_length=128)] | None = Field(
+    id: CommandId | None = Field(
         default=None, description="Echoed in the reply, so a 3.1.1 client can match it."
     )
     by: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
         default=None, description="Who asks, for the audit trail."
     )
+
+
+    @field_validator("id", mode="plain")
+    @classmethod
+    def _id(cls, value: Any) -> CommandId | None:
+        if value is None or (isinstance(value, str) and len(value) <= ID_MAX_CHARS):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool) \
+                and abs(value) <= ID_MAX_INT:
+            return value
+        raise ValueError(f"must be text of at most {ID_MAX_CHARS} characters or an "
+                         f"integer of at most {ID_MAX_INT} in magnitude")
 
 
 def _limits(info: ValidationInfo) -> CommandLimits | None:
@@ -223,7 +251,8 @@ class CommandRefused(ValueError):
     """A payload that is not a valid command; ``id`` is echoed when it could be read.
     ``unread``: refused for its size or nesting, before any parser saw it."""
 
-    def __init__(self, reason: str, id: str | None, *, unread: bool = False) -> None:
+    def __init__(self, reason: str, id: CommandId | float | None, *, unread: bool = False
+                 ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.id = id
@@ -341,7 +370,7 @@ def explain(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def peek_id(payload: bytes) -> str | None:
+def peek_id(payload: bytes) -> CommandId | float | None:
     """The ``id`` of a payload that may not validate, so even a refusal can be matched.
 
     None for a payload too big or deep to parse safely (json.loads recurses), and for an
@@ -349,7 +378,7 @@ def peek_id(payload: bytes) -> str | None:
     return None if shape_problem(payload) is not None else _id_of(payload)
 
 
-def _id_of(payload: bytes) -> str | None:
+def _id_of(payload: bytes) -> CommandId | float | None:
     """``peek_id`` for a payload whose shape was checked already."""
     try:
         data = json.loads(payload)
@@ -358,14 +387,22 @@ def _id_of(payload: bytes) -> str | None:
     return _id_in(data)
 
 
-def _id_in(data: Any) -> str | None:
-    """The ``id`` of parsed JSON, when it is text that can be echoed (at most 128
-    characters of it)."""
+def _id_in(data: Any) -> CommandId | float | None:
+    """The ``id`` of parsed JSON as a refusal may echo it: text (valid Unicode, at most
+    its first 128 characters), an integer a valid id could be, or a finite float, each as
+    it came; None for anything else (an object, a list, a huge integer), which an answer
+    must not copy."""
     id_ = data.get("id") if isinstance(data, dict) else None
-    if not isinstance(id_, str):
+    if isinstance(id_, str):
+        try:
+            id_.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        return id_[:ID_MAX_CHARS]
+    if isinstance(id_, bool):
         return None
-    try:
-        id_.encode("utf-8")
-    except UnicodeEncodeError:
-        return None
-    return id_[:128]
+    if isinstance(id_, int):
+        return id_ if abs(id_) <= ID_MAX_INT else None
+    if isinstance(id_, float):
+        return id_ if math.isfinite(id_) else None
+    return None

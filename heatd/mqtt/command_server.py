@@ -37,7 +37,7 @@ from heatd.mqtt.topics import publishable
 if TYPE_CHECKING:
     from paho.mqtt.properties import Properties
 
-    from heatd.mqtt.command_payloads import Command, CommandHandler, CommandLimits
+    from heatd.mqtt.command_payloads import Command, CommandHandler, CommandId, CommandLimits
     from heatd.mqtt.settings import MqttSettings
     from heatd.mqtt.topics import Topics
     from heatd.mqtt.wire import Incoming, LinkStats
@@ -75,7 +75,7 @@ class _Request:
     payload: bytes
     reply_to: str
     correlation: bytes | None = None
-    id: str | None = None
+    id: CommandId | float | None = None
     command: Command | None = None
     durable: bool = False
     """Its audit goes to the ``AuditStore``: it passed the rate limit and the shape check
@@ -264,8 +264,9 @@ class CommandServer:
     def _settle_reload(self, leader: _Request, result: CommandResult) -> None:
         followers, self._reload_followers = self._reload_followers or [], None
         self._last_reload = (self._monotonic(), result)
+        leader_id = "(no id)" if leader.id is None else leader.id
         merged = CommandResult(result.accepted,
-                               f"merged into reload {leader.id or '(no id)'}: {result.reason}",
+                               f"merged into reload {leader_id}: {result.reason}",
                                {**result.detail, "merged": True})
         for request in followers:
             self.stats.merged += 1

@@ -55,6 +55,11 @@ IN_FLIGHT = 16
 """QoS 1 publishes sent and awaiting their PUBACK at once (fewer if the broker's Receive
 Maximum says so): one at a time, a broker 300 ms away took 3 messages a second, too few
 for the site's state, and the answers waiting behind it were never sent."""
+PENDING_WARN_ABOVE = IN_FLIGHT + 1
+"""Publishes awaiting their PUBACK that are heatd's design, not trouble: the window plus
+the one stored record ``publish_confirmed`` sends at a time. aiomqtt warns above 10 by
+default, which a healthy start or ``republish`` passes dozens of times; above this, its
+warning still tells of publishes heatd did not mean to have pending."""
 PASSED_MAX = 8
 """Sends that may go before a waiting lane before it gets a turn (see ``Outbox._next``)."""
 CONFIRM_TIMEOUT_S = 10.0
@@ -128,6 +133,7 @@ class Outbox:
         def make() -> aiomqtt.Client:
             client = make_client(self.settings, self._identifier, password, tls,
                                  inbox=STRAY_INBOX, will=will)
+            client.pending_calls_threshold = PENDING_WARN_ABOVE
             self._limits = announced_limits(client)
             return client
 
