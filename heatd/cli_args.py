@@ -11,15 +11,25 @@ import sys
 from pathlib import Path
 
 
-def step_seconds(text: str) -> float:
-    """A co-simulation step: a finite number of seconds above 0."""
+def positive(text: str, what: str) -> float:
+    """A finite number above 0; ``what`` names it in the error."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a step > 0 in seconds")
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
     return value
+
+
+def step_seconds(text: str) -> float:
+    """A co-simulation step: a finite number of seconds above 0."""
+    return positive(text, "a step > 0 in seconds")
+
+
+def kwh_per_year(text: str) -> float:
+    """A yearly energy, e.g. one home's heat: a finite number of kWh above 0."""
+    return positive(text, "a yearly energy > 0 in kWh")
 
 
 def non_negative(text: str, what: str) -> float:

@@ -100,6 +100,17 @@ def test_a_step_that_is_not_above_0_is_refused_with_the_arguments(capsys, bad: s
     assert f"argument --dt: '{bad}' is not a step > 0 in seconds" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("bad", ["0", "-12000", "nan", "inf", "many"])
+def test_a_home_that_takes_no_finite_heat_is_refused_with_the_arguments(
+        capsys, bad: str) -> None:
+    """homes-equivalent divides by it: nan or inf would print nan or 0 homes."""
+    with pytest.raises(SystemExit) as exit_:
+        heatd_main(["assess", DEMO, "--hours", "1", "--kwh-per-home", bad])
+    assert exit_.value.code == 2
+    reason = "is not a number" if bad == "many" else "is not a yearly energy > 0 in kWh"
+    assert f"argument --kwh-per-home: '{bad}' {reason}" in capsys.readouterr().err
+
+
 def test_an_output_folder_that_cannot_be_made_is_refused_before_the_year_runs(
         capsys, tmp_path: Path) -> None:
     """Under a file: one line naming it, exit 2, before the co-simulation (no progress)."""

@@ -10,7 +10,7 @@ import sys
 from datetime import date
 from typing import TYPE_CHECKING
 
-from heatd.cli_args import kg_per_kwh, step_seconds
+from heatd.cli_args import kg_per_kwh, kwh_per_year, step_seconds
 
 if TYPE_CHECKING:
     from heatd.config import SiteConfig
@@ -123,7 +123,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="co-simulation step (s), at most the plant's PLC heartbeat "
                         "timeout (30 s in the bundled plant); 30 screens a sweep three times "
                         "faster than 10")
-    assess.add_argument("--kwh-per-home", type=float, default=12000.0,
+    assess.add_argument("--kwh-per-home", type=kwh_per_year, default=12000.0,
                         help="yearly heat of one home, for homes-equivalent (default 12000)")
     assess.add_argument("--out", default="out/assess", help="directory for plots and tables")
     assess.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -345,8 +345,8 @@ def main(args: argparse.Namespace) -> int:
         grid = (read_grid_csv(args.grid_co2_csv) if args.grid_co2_csv
                 else GridFactor(args.grid_co2 if args.grid_co2 is not None
                                 else GridFactor().constant))
-        if args.jobs < 1 or args.kwh_per_home <= 0:
-            raise ValueError("--jobs and --kwh-per-home must be above 0")
+        if args.jobs < 1:
+            raise ValueError("--jobs must be above 0")
         if args.hours is not None and not 0 < args.hours <= HOURS_PER_YEAR:
             raise ValueError(f"--hours must be in (0, {HOURS_PER_YEAR}]")
         if not 0 <= args.start_hour < HOURS_PER_YEAR:
