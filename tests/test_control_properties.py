@@ -422,6 +422,21 @@ class Protection:
 @given(st.lists(segments, min_size=1, max_size=12), st.sampled_from([PARAMS, DELAYED]))
 def test_cooling_priority_and_hp_protection_hold_for_any_sequence(
         seq: list[Segment], params: ControlParams) -> None:
+    _drive(seq, params)
+
+
+@pytest.mark.slow
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(segments, min_size=1, max_size=24), st.sampled_from([PARAMS, DELAYED]))
+def test_cooling_priority_and_hp_protection_hold_for_long_sequences(
+        seq: list[Segment], params: ControlParams) -> None:
+    """The same, deeper: longer histories and many more of them."""
+    _drive(seq, params)
+
+
+def _drive(seq: list[Segment], params: ControlParams) -> None:
+    """Run the control core through ``seq``, checking every decision against the oracle
+    and the heat pump's protection."""
     now = 1_000_000.0
     state = initial_state(now)
     prev = state.setpoints
