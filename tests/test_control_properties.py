@@ -418,8 +418,24 @@ class Protection:
             self.off_at = now
 
 
+def _learning_then_gone() -> list[Segment]:
+    """A loop that teaches the supply estimate, then a snapshot without the supply role and
+    with one dead rack point of two: the estimate must not vouch for the racks."""
+    flags: dict[str, float | None] = {R.HP_FAULT: 0.0, R.HP_LOCKOUT: 0.0, R.HP_TRIP_CODE: 0.0,
+                                      R.PLC_FALLBACK: 0.0}
+    kw: dict[str, float | str | None] = {R.DH_DEMAND: 80.0, R.IT_POWER: 100.0, R.HP_HEAT: 60.0,
+                                         R.HP_POWER: 15.0, R.STORAGE_TOP_TEMP: 80.0,
+                                         R.COOLANT_RETURN_TEMP: 42.0}
+    learn = Segment(40, 30.0, [36.0], 0.01, 0.0, flags, kw, frozenset(), [20.0, 21.0], True,
+                    False, None)
+    gone = Segment(3, 1.0, [], 0.0, 0.0, flags, kw, frozenset(), [20.0, None], True, False,
+                   None)
+    return [learn, gone]
+
+
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(segments, min_size=1, max_size=12), st.sampled_from([PARAMS, DELAYED]))
+@example(_learning_then_gone(), PARAMS)
 def test_cooling_priority_and_hp_protection_hold_for_any_sequence(
         seq: list[Segment], params: ControlParams) -> None:
     _drive(seq, params)
