@@ -11,6 +11,7 @@ import pytest
 
 from heatd.control import roles as R
 from heatd.control.core import Decision, step
+from heatd.control.events import Cause
 from heatd.control.params import ControlParams
 from heatd.control.signals import Snapshot
 from heatd.control.state import State, initial_state
@@ -203,3 +204,23 @@ def test_a_valve_following_again_after_a_seizure_does_not_stop_the_cooling_heat_
         assert rig.state.env.valve_ok_since is not None
         assert d.setpoints.hp_enable, d.limits
         assert d.bounds.hp_run
+
+
+def test_a_start_for_cooling_waits_out_the_minimum_off_time() -> None:
+    """The sink gone, the heat pump stops for want of heat; back at once, the heat pump
+    is wanted for cooling at once, but starts only once its minimum off time has run."""
+    rig = Rig()
+    _saturated(rig)
+    hot = {**WARM, R.COOLANT_SUPPLY_TEMP: 44.0}
+    no_sink = {**hot, R.DH_DEMAND: 0.0, R.STORAGE_TOP_TEMP: OPT.storage_full_c + 1.0}
+    while rig.running:
+        assert rig.now < 20000.0, "the heat pump never stopped"
+        rig.once(no_sink)
+    off_at, refused = rig.now, False
+    while not rig.running:
+        assert rig.now < off_at + 2 * P.sequencer.min_off_s, "never started for cooling"
+        d = rig.once(hot)
+        assert rig.state.env.hp_cooling
+        refused |= any(x.cause is Cause.MIN_OFF_TIME for x in d.limits)
+    assert refused, "not wanted for cooling while off"
+    assert rig.now - off_at >= P.sequencer.min_off_s

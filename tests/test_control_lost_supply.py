@@ -168,6 +168,25 @@ def test_one_dead_rack_transmitter_of_several_is_ridden_on_the_measured_supply()
                for x in both[-1].limits)
 
 
+def test_a_supply_no_longer_in_the_snapshot_does_not_vouch_for_the_racks() -> None:
+    """The supply role gone from the snapshot altogether (no point, not a bad one) is no
+    more measured than a dead one: run on its estimate, the dead rack point is the worst
+    case all the same."""
+    dead = (20.0, None, 21.0)
+    _, state = drive(range(0, 900), rack__inlet_temp=(20.0, 21.0, 21.5))
+    for t in (900.0, 901.0):
+        snap = loop(t, rack__inlet_temp=dead)
+        gone = Snapshot(t, {r: s for r, s in snap.signals.items()
+                            if r != R.COOLANT_SUPPLY_TEMP})
+        decision = step(gone, state, P, t)
+        state = decision.state
+    assert R.COOLANT_SUPPLY_TEMP in decision.estimated
+    assert not decision.bounds.hp_run
+    assert decision.setpoints.fan == 1.0
+    assert any(x.role == R.RACK_INLET_TEMP and x.cause is Cause.INPUT_UNKNOWN
+               for x in decision.limits)
+
+
 def _winter_night(control: dict[str, object] | None = None):
     """A January night in Chicago (-16 degC): the supply transmitter drops out for an hour."""
     from heatd.hil.cosim import simulate

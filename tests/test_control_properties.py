@@ -4,15 +4,18 @@ Random sequences of snapshots (bad, stale, NaN, out-of-range and missing points 
 random time steps, random heat-pump feedback and faults, random operator commands) drive
 the real control core. An independent oracle reads the raw snapshot to decide which of the
 envelope's severities must bite (supply and rack inlet, heat-pump fault, trip and lockout,
-the PLC's fallback); the decisions are then checked against the one before. The envelope
+the PLC's fallback) and whether the heat pump may be a cooling path beside a saturated dry
+cooler (its contact, its evaporator inlet, its condenser's sink); the decisions are then
+checked against the one before. The envelope
 runs on its defaults (no ride-through: a lost reading is the worst case), but for one test
 of a site that states how fast its loop can rise, where a lost supply is ridden through.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings, target
@@ -22,7 +25,7 @@ from heatd.control import roles as R
 from heatd.control.bounds import Setpoints
 from heatd.control.commands import reset_heat_pump, set_mode, set_override
 from heatd.control.core import Decision, step
-from heatd.control.events import Cause
+from heatd.control.events import Cause, Layer
 from heatd.control.params import ControlParams
 from heatd.control.signals import Signal, Snapshot
 from heatd.control.state import Mode, State, initial_state
@@ -39,11 +42,18 @@ PARAMS = ControlParams.model_validate(
         "optimiser": {"start_delay_s": 0.0, "stop_delay_s": 0.0},
     }
 )  # fmt: skip
+DELAYED = PARAMS.model_copy(update={"optimiser": PARAMS.optimiser.model_copy(
+    update={"start_delay_s": 60.0, "stop_delay_s": 120.0})})
+"""The optimiser's default start and stop delays: the heat wanted lags, and the envelope
+asks for a start of its own to cool with (with none, heat is always wanted first)."""
 ENV = PARAMS.envelope
 LIMIT = ENV.supply_limit_c
 BAND = LIMIT - ENV.supply_margin_k
 RACK_BAND = ENV.rack_inlet_limit_c - ENV.rack_inlet_margin_k
 SEQ = PARAMS.sequencer
+OPT = PARAMS.optimiser
+EVAP_MAX = OPT.evaporator_inlet_max_c
+SHARE = ENV.cooling_recovery_share
 
 value = st.one_of(
     st.none(),
@@ -69,9 +79,14 @@ class Segment:
     drift: float
     supply_age: float
     flags: dict[str, float | None]
-    kw: dict[str, float | None]
+    kw: dict[str, float | str | None]
+    """Value, None for a bad point, UNBOUND for a role the site lacks."""
+    stale: frozenset[str]
+    """Roles whose points are a minute old."""
     racks: list[float | None] | None
     echo_running: bool
+    running_lost: bool
+    """The heat pump's running feedback is a bad point: out of contact."""
     command: tuple | None
 
 
@@ -100,6 +115,20 @@ commands = st.one_of(
     st.tuples(st.just("reset")),
 )
 healthy = st.just(0.0)
+UNBOUND = "unbound"
+unbound = st.just(UNBOUND)
+
+return_level = mostly(
+    mostly(
+        st.floats(min_value=38.0, max_value=EVAP_MAX - 0.01),  # an evaporator inlet it takes
+        st.sampled_from([EVAP_MAX - 0.01, EVAP_MAX, EVAP_MAX + 0.01])
+        | st.floats(min_value=EVAP_MAX, max_value=60.0),  # too hot for the evaporator
+        2,
+    ),
+    st.sampled_from([None, math.nan, math.inf, 500.0]) | unbound,
+    4,
+)
+"""The coolant return: bound on most sites, either side of the evaporator's inlet limit."""
 
 segments = st.builds(
     Segment,
@@ -118,19 +147,24 @@ segments = st.builds(
     ),
     kw=st.fixed_dictionaries(
         {
-            R.DH_DEMAND: mostly(st.floats(30, 200), st.floats(0, 10) | value, 2),
+            R.DH_DEMAND: mostly(st.floats(30, 200), st.floats(0, 10) | value | unbound, 2),
             R.IT_POWER: mostly(st.floats(50, 200), st.floats(0, 200) | value, 3),
             R.HP_HEAT: st.floats(0, 200) | value,
             R.HP_POWER: st.floats(0, 50) | value,
-            R.STORAGE_TOP_TEMP: mostly(st.floats(75, 90), st.floats(40, 90) | value, 3),
+            R.STORAGE_TOP_TEMP: mostly(st.floats(75, 90),
+                                       st.floats(40, 90) | value | unbound, 3),
+            R.COOLANT_RETURN_TEMP: return_level,
         }
     ),
+    stale=mostly(st.just(frozenset()), st.frozensets(st.sampled_from(
+        [R.COOLANT_RETURN_TEMP, R.DH_DEMAND, R.STORAGE_TOP_TEMP, R.HP_FAULT]), min_size=1), 6),
     racks=mostly(
         st.none() | st.lists(st.floats(15, 24), min_size=1, max_size=3),
         st.lists(st.one_of(st.floats(15, 35), st.none()), min_size=1, max_size=3),
         3,
     ),
     echo_running=mostly(st.just(True), st.just(False), 4),
+    running_lost=mostly(st.just(False), st.just(True), 16),
     command=commands,
 )
 
@@ -144,8 +178,13 @@ def _snapshot(seg: Segment, k: int, now: float, running: float) -> Snapshot:
             for v in seg.supply
         )
     for role, v in (*seg.flags.items(), *seg.kw.items()):
-        sig[role] = (Signal.bad("timeout", now) if v is None else Signal(v, True, now),)
-    sig[R.HP_RUNNING] = (Signal(running, True, now),)
+        ts = now - 60.0 if role in seg.stale else now
+        if v is None:
+            sig[role] = (Signal.bad("timeout", ts),)
+        elif not isinstance(v, str):
+            sig[role] = (Signal(v, True, ts),)
+    sig[R.HP_RUNNING] = (Signal.bad("timeout", now) if seg.running_lost
+                         else Signal(running, True, now),)
     if seg.racks is not None:
         sig[R.RACK_INLET_TEMP] = tuple(
             Signal.bad("timeout", now) if v is None else Signal(v, True, now) for v in seg.racks
@@ -168,9 +207,6 @@ def _oracle_supply(snap: Snapshot, now: float) -> float | None:
     """Worst usable supply reading (redundant sensors: the good ones count)."""
     good = [v for v in _usable(snap, R.COOLANT_SUPPLY_TEMP, now) if v is not None]
     return max(good) if good else None
-
-
-UNBOUND = "unbound"
 
 
 def _oracle_flag(snap: Snapshot, role: str, now: float) -> float | str | None:
@@ -205,24 +241,88 @@ def _recovery_out(sp: Setpoints, why: str) -> str:
     return why
 
 
-def _check_envelope(snap: Snapshot, sp: Setpoints, prev: Setpoints, now: float) -> list[str]:
-    """Every severity of the envelope (heatd/control/envelope.py) that the snapshot calls
-    for, judged from the raw snapshot and checked; the ones that did."""
-    bit: list[str] = []
+def _may_cool(snap: Snapshot, prev: Setpoints, now: float) -> bool:
+    """Whether the heat pump may be a cooling path beside a saturated dry cooler, by what
+    the rule asks of it (envelope.py), read from the raw snapshot: in contact (its fault
+    bit and running feedback known) and not faulted, tripped or locked out, its
+    evaporator inlet (the return) known and under its limit, a sink for its condenser
+    (demand plus storage headroom, an upper bound of the heat target) of at least its
+    minimum heat, and the fans left at half or more. Each is needed: where one fails, the
+    high limit and the holds bind as they did before the rule."""
+    fault, trip = _oracle_flag(snap, R.HP_FAULT, now), _oracle_flag(snap, R.HP_TRIP_CODE, now)
+    lockout = _oracle_flag(snap, R.HP_LOCKOUT, now)
+    ret = _oracle_flag(snap, R.COOLANT_RETURN_TEMP, now)
+    if (not isinstance(fault, float) or fault > 0.5 or (isinstance(trip, float) and trip > 0)
+            or (isinstance(lockout, float) and lockout > 0.5)
+            or not isinstance(_oracle_flag(snap, R.HP_RUNNING, now), float)
+            or not isinstance(ret, float) or ret >= EVAP_MAX):
+        return False
+    demand, top = _oracle_flag(snap, R.DH_DEMAND, now), _oracle_flag(snap, R.STORAGE_TOP_TEMP, now)
+    sink = demand if isinstance(demand, float) else 0.0
+    if isinstance(top, float):
+        sink += OPT.storage_charge_kw * min(max((OPT.storage_full_c - top) / OPT.storage_band_k,
+                                                0.0), 1.0)
+    return sink >= SEQ.capacity_min * OPT.hp_nominal_heat_kw and prev.fan >= 0.5
+
+
+def _started_for_cooling(d: Decision) -> bool:
+    """The envelope, not the heat wanted, asked for this start."""
+    return any(e.kind == "hp_state" and e.new == "starting" and e.layer is Layer.ENVELOPE
+               for e in d.events)
+
+
+def _check_supply(snap: Snapshot, d: Decision, prev: Setpoints, now: float,
+                  cools: bool) -> list[str]:
+    """The supply's severities: the worst case while it is unknown and not estimated, the
+    margin band and the limit (loosened only where the heat pump ``cools``), and a start
+    for cooling only in the band."""
+    sp, bit = d.setpoints, []
     supply = _oracle_supply(snap, now)
-    if supply is None:
-        bit.append(_worst_case(sp, "supply unknown"))
+    ret = _oracle_flag(snap, R.COOLANT_RETURN_TEMP, now)
+    estimate = d.estimated.get(R.COOLANT_SUPPLY_TEMP)
+    if supply is None and estimate is not None:  # judged as a reading: never over the return
+        assert isinstance(ret, float) and estimate <= ret, "supply estimated over the return"
+        assert isinstance(_oracle_flag(snap, R.IT_POWER, now), float), (
+            "supply estimated without the IT load")
+        supply = estimate
+        bit.append("supply estimated")
+    if supply is None:  # the worst case, the fans floored by the return
+        floor = 1.0 if not isinstance(ret, float) else min(max(
+            (ret - ENV.supply_low_c) / (BAND - ENV.supply_low_c), 0.0), 1.0)
+        assert sp.fan >= floor, "supply unknown: dry cooler under the return's floor"
+        bit.append(_recovery_out(sp, "supply unknown"))
     elif supply >= BAND:  # driven down across the band, fans floored from nothing to full
         depth = min((supply - BAND) / ENV.supply_margin_k, 1.0)
         assert sp.fan >= depth, "dry cooler under the floor of the margin band"
-        assert sp.valve <= 1.0 - depth, "recovery share over the cap of the margin band"
-        assert sp.valve <= prev.valve, "valve opened inside the margin band"
         assert sp.fan >= prev.fan, "dry cooler slowed inside the margin band"
+        assert sp.valve <= max(min(prev.valve, 1.0 - depth), SHARE if cools else 0.0), (
+            "recovery share over the cap of the margin band")
         if depth == 1.0:
             assert sp.fan == 1.0, "supply at its limit: dry cooler not at full"
-            assert sp.extraction <= prev.extraction, "extraction raised at the limit"
-            assert prev.hp_enable or not sp.hp_enable, "heat pump started at the limit"
+            if not cools:
+                assert sp.extraction <= prev.extraction, "extraction raised at the limit"
+                assert prev.hp_enable or not sp.hp_enable, "heat pump started at the limit"
         bit.append("supply in the margin band")
+    if _started_for_cooling(d):
+        assert cools, "heat pump started for cooling where it cannot cool"
+        assert supply is not None and supply >= BAND - 1e-9, (
+            "heat pump started for cooling outside the margin band")
+        bit.append("heat pump started for cooling")
+    return bit
+
+
+def _check_envelope(snap: Snapshot, d: Decision, prev: Setpoints, now: float) -> list[str]:
+    """Every severity of the envelope (heatd/control/envelope.py) that the snapshot calls
+    for, judged from the raw snapshot and checked; the ones that did."""
+    sp = d.setpoints
+    cools = _may_cool(snap, prev, now)
+    share = SHARE if cools else 0.0  # what a cooling heat pump keeps through the band
+    bit = _check_supply(snap, d, prev, now, cools)
+    if d.state.env.hp_cooling:
+        assert cools, "heat pump taken as a cooling path where it cannot be one"
+        bit.append("heat pump cooling")
+    if _oracle_flag(snap, R.HP_RUNNING, now) is None:
+        assert prev.hp_enable or not sp.hp_enable, "heat pump started, its running unknown"
 
     if _oracle_flag(snap, R.PLC_FALLBACK, now) == 1.0:
         bit.append(_worst_case(sp, "plc in local fallback"))
@@ -245,7 +345,8 @@ def _check_envelope(snap: Snapshot, sp: Setpoints, prev: Setpoints, now: float) 
     if rack is None:
         bit.append(_worst_case(sp, "rack inlet unknown"))
     elif isinstance(rack, float) and rack >= RACK_BAND:
-        assert sp.valve <= prev.valve, "recovery share grew with a rack inlet near its limit"
+        assert sp.valve <= max(prev.valve, share), (
+            "recovery share grew with a rack inlet near its limit")
         assert sp.fan >= prev.fan, "dry cooling fell with a rack inlet near its limit"
         assert sp.fan >= min(1.0, (rack - RACK_BAND) / ENV.rack_inlet_margin_k), (
             "dry cooler under the floor of a rack inlet near its limit")
@@ -291,47 +392,95 @@ def _early_stop_excused(d: Decision) -> bool:
     )
 
 
+@dataclass
+class Protection:
+    """The heat pump's own protection, followed over a run: minimum on and off times and
+    starts per window, whoever asks for the start (the heat wanted, or the envelope for
+    cooling)."""
+
+    on_at: float | None = None
+    off_at: float | None = None
+    """None: found stopped, how long ago unknown."""
+    starts: list[float] = field(default_factory=list)
+
+    def check(self, d: Decision, prev: Setpoints, now: float) -> None:
+        sp = d.setpoints
+        if sp.hp_enable and not prev.hp_enable:
+            assert self.off_at is None or now - self.off_at >= SEQ.min_off_s, (
+                "min off time violated")
+            self.starts.append(now)
+            assert sum(1 for t in self.starts if now - t < SEQ.starts_window_s) <= (
+                SEQ.max_starts_per_hour), "too many starts per window"
+            self.on_at = now
+        if prev.hp_enable and not sp.hp_enable:
+            if self.on_at is not None and now - self.on_at < SEQ.min_on_s:
+                assert _early_stop_excused(d), "min on time violated without a safety reason"
+            self.off_at = now
+
+
+def _learning_then_gone() -> list[Segment]:
+    """A loop that teaches the supply estimate, then a snapshot without the supply role and
+    with one dead rack point of two: the estimate must not vouch for the racks."""
+    flags: dict[str, float | None] = {R.HP_FAULT: 0.0, R.HP_LOCKOUT: 0.0, R.HP_TRIP_CODE: 0.0,
+                                      R.PLC_FALLBACK: 0.0}
+    kw: dict[str, float | str | None] = {R.DH_DEMAND: 80.0, R.IT_POWER: 100.0, R.HP_HEAT: 60.0,
+                                         R.HP_POWER: 15.0, R.STORAGE_TOP_TEMP: 80.0,
+                                         R.COOLANT_RETURN_TEMP: 42.0}
+    learn = Segment(40, 30.0, [36.0], 0.01, 0.0, flags, kw, frozenset(), [20.0, 21.0], True,
+                    False, None)
+    gone = Segment(3, 1.0, [], 0.0, 0.0, flags, kw, frozenset(), [20.0, None], True, False,
+                   None)
+    return [learn, gone]
+
+
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(segments, min_size=1, max_size=12))
-def test_cooling_priority_and_hp_protection_hold_for_any_sequence(seq: list[Segment]) -> None:
+@given(st.lists(segments, min_size=1, max_size=12), st.sampled_from([PARAMS, DELAYED]))
+@example(_learning_then_gone(), PARAMS)
+def test_cooling_priority_and_hp_protection_hold_for_any_sequence(
+        seq: list[Segment], params: ControlParams) -> None:
+    _drive(seq, params)
+
+
+@pytest.mark.slow
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(segments, min_size=1, max_size=24), st.sampled_from([PARAMS, DELAYED]))
+def test_cooling_priority_and_hp_protection_hold_for_long_sequences(
+        seq: list[Segment], params: ControlParams) -> None:
+    """The same, deeper: longer histories and many more of them."""
+    _drive(seq, params)
+
+
+def _drive(seq: list[Segment], params: ControlParams) -> None:
+    """Run the control core through ``seq``, checking every decision against the oracle
+    and the heat pump's protection."""
     now = 1_000_000.0
     state = initial_state(now)
     prev = state.setpoints
     running = 0.0
-    on_at: float | None = None
-    off_at: float | None = None  # found stopped: how long ago is unknown
-    starts: list[float] = []
+    guard = Protection()
     bitten_while_recovering: set[str] = set()
+    cooling = 0
     for seg in seq:
         state = _apply(state, seg.command, now)
         for k in range(seg.steps):
             now += seg.dt
             snap = _snapshot(seg, k, now, running)
-            d = step(snap, state, PARAMS, now)
+            d = step(snap, state, params, now)
             sp = d.setpoints
             _check_device_ranges(d)
 
-            bit = _check_envelope(snap, sp, prev, now)
+            bit = _check_envelope(snap, d, prev, now)
+            cooling += d.state.env.hp_cooling
             if prev.valve > 0 or prev.hp_enable:  # a rule that bites now has work to do
                 bitten_while_recovering.update(bit)
 
-            if sp.hp_enable and not prev.hp_enable:
-                assert off_at is None or now - off_at >= SEQ.min_off_s, "min off time violated"
-                starts.append(now)
-                assert sum(1 for t in starts if now - t < SEQ.starts_window_s) <= (
-                    SEQ.max_starts_per_hour
-                ), "too many starts per window"
-                on_at = now
-            if prev.hp_enable and not sp.hp_enable:
-                assert on_at is not None
-                if now - on_at < SEQ.min_on_s:
-                    assert _early_stop_excused(d), "min on time violated without a safety reason"
-                off_at = now
+            guard.check(d, prev, now)
 
             running = float(sp.hp_enable) if seg.echo_running else float(not sp.hp_enable)
             prev, state = sp, d.state
-    target(float(len(starts)), label="heat-pump starts")
+    target(float(len(guard.starts)), label="heat-pump starts")
     target(float(len(bitten_while_recovering)), label="envelope rules met while recovering")
+    target(float(cooling), label="cycles with the heat pump a cooling path")
 
 
 Values = dict[str, float | list[float | None] | None]
@@ -377,12 +526,13 @@ UPSETS = {
 """What each randomised input does when it goes wrong."""
 
 
-def _upset(role: str) -> st.SearchStrategy[Values]:
+def _upset(role: str, upsets: dict[str, st.SearchStrategy] = UPSETS
+           ) -> st.SearchStrategy[Values]:
     """``role`` gone wrong, mostly alone (so no stricter rule covers for its own), now and
     then with one other input."""
-    others = sorted(set(UPSETS) - {role})
-    other = st.sampled_from(others).flatmap(lambda r: UPSETS[r].map(lambda v: {r: v}))
-    return st.tuples(UPSETS[role], mostly(st.just({}), other, 3)).map(
+    others = sorted(set(upsets) - {role})
+    other = st.sampled_from(others).flatmap(lambda r: upsets[r].map(lambda v: {r: v}))
+    return st.tuples(upsets[role], mostly(st.just({}), other, 3)).map(
         lambda picked: {role: picked[0], **picked[1]})
 
 
@@ -439,7 +589,80 @@ def test_every_envelope_rule_holds_when_it_meets_a_running_recovery(
         snap = _signals(now, {**STEADY, **upset}, float(prev.hp_enable))
         d = step(snap, state, PARAMS, now)
         _check_device_ranges(d)
-        _check_envelope(snap, d.setpoints, prev, now)
+        _check_envelope(snap, d, prev, now)
+        state, prev = d.state, d.setpoints
+
+
+HOT: Values = {
+    **STEADY, R.COOLANT_SUPPLY_TEMP: OPT.supply_setpoint_c, R.COOLANT_RETURN_TEMP: 45.0,
+    R.IT_POWER: 200.0, R.STORAGE_TOP_TEMP: OPT.storage_full_c + 5.0,
+}  # fmt: skip
+"""A summer afternoon: the network's demand the condenser's only sink, the loop at its
+setpoint."""
+
+
+PROFILES = {"prompt": PARAMS, "delayed": DELAYED}
+
+
+@functools.cache
+def _cooling(profile: str) -> tuple[float, Decision[State]]:
+    """The hot site recovering, then its supply warming into the band until the fans are
+    full: the heat pump is a cooling path (made once; a State is never changed)."""
+    params = PROFILES[profile]
+    now, state, running, supply = 0.0, initial_state(0.0), 0.0, BAND + 1.5
+    for _ in range(900):
+        now += 1.0
+        d = step(_signals(now, HOT, running), state, params, now)
+        state, running = d.state, float(d.setpoints.hp_enable)
+    while not d.state.env.hp_cooling:
+        assert now < 5000.0, "the heat pump never became a cooling path"
+        now, supply = now + 1.0, supply + 0.001
+        d = step(_signals(now, {**HOT, R.COOLANT_SUPPLY_TEMP: supply}, running), state,
+                 params, now)
+        state, running = d.state, float(d.setpoints.hp_enable)
+    assert d.setpoints.hp_enable and d.setpoints.fan == 1.0
+    return now, d
+
+
+COOLING_UPSETS = {
+    R.COOLANT_RETURN_TEMP: st.none() | st.floats(EVAP_MAX, EVAP_MAX + 10.0),
+    R.DH_DEMAND: st.sampled_from([0.0, None]),  # the storage full: no sink left
+    R.COOLANT_SUPPLY_TEMP: st.none() | st.floats(BAND, LIMIT + 2),
+    **{role: UPSETS[role] for role in (R.HP_FAULT, R.HP_TRIP_CODE, R.HP_LOCKOUT)},
+}
+"""What takes the heat pump off as a cooling path, and the supply it cools."""
+
+
+@pytest.mark.parametrize("role", sorted(COOLING_UPSETS))
+@settings(max_examples=40)
+@given(data=st.data(), profile=st.sampled_from(sorted(PROFILES)), steps=st.integers(1, 30),
+       after=st.integers(0, 40), dt=st.sampled_from([0.5, 1.0, 5.0]),
+       supply=st.floats(BAND, LIMIT + 2),
+       lease=st.sampled_from([None, (R.VALVE_RECOVERY, 1.0), (R.DRYCOOLER_FAN, 0.0)]))
+def test_every_rule_holds_when_it_meets_a_heat_pump_cooling(
+    role: str, data: st.DataObject, profile: str, steps: int, after: int, dt: float,
+    supply: float, lease: Lease
+) -> None:
+    """The heat pump a cooling path beside a saturated dry cooler, in the band or at the
+    limit, an operator perhaps pushing for more recovery or less dry cooling; then its
+    contact, its evaporator inlet, its sink or the supply goes wrong, and clears again:
+    the rules hold as the oracle reads them (no start, no more recovery share, the fans
+    at least where the band puts them), it is no cooling path while it cannot be one,
+    and a start for cooling once the upset clears keeps the heat pump's protection."""
+    upset = data.draw(_upset(role, COOLING_UPSETS), label="upset")
+    params = PROFILES[profile]
+    now, d = _cooling(profile)
+    state, prev, guard = d.state, d.setpoints, Protection(on_at=now - SEQ.min_on_s)
+    if lease is not None:
+        state = set_override(state, *lease, now, ttl_s=3600.0)
+    for k in range(steps + after):
+        now += dt
+        values = {**HOT, R.COOLANT_SUPPLY_TEMP: supply, **(upset if k < steps else {})}
+        snap = _signals(now, values, float(prev.hp_enable))
+        d = step(snap, state, params, now)
+        _check_device_ranges(d)
+        _check_envelope(snap, d, prev, now)
+        guard.check(d, prev, now)
         state, prev = d.state, d.setpoints
 
 

@@ -204,6 +204,8 @@ class _Cycle:
     hp_cooling: bool = False
     """The heat pump is a cooling path beside a saturated dry cooler (the high limit's)."""
     alarms: list[str] = field(default_factory=list)
+    missing: tuple[str, ...] = ()
+    """Input roles absent from the snapshot: not measured, whatever an estimate says."""
 
     def floor_fan(self, v: float, why: Why) -> None:
         if v > self.fan:
@@ -314,10 +316,12 @@ def _rack_lost(c: _Cycle) -> None:
     """A rack inlet reading lost: ridden through against its own band, or the worst case.
     Racks known from some of their points (``validation.rack_inlet_min_good``) count as
     known only while the supply feeding every rack's coil is measured, every point of it
-    good (an estimated supply is a value whose points are not)."""
+    good (an estimated supply is a value whose points are not, and one absent from the
+    snapshot has none)."""
     supply = R.COOLANT_SUPPLY_TEMP
     if R.RACK_INLET_TEMP in c.invalid and (R.RACK_INLET_TEMP not in c.values
-                                          or supply not in c.values or supply in c.invalid):
+                                          or supply not in c.values or supply in c.invalid
+                                          or supply in c.missing):
         band = c.p.rack_inlet_limit_c - c.p.rack_inlet_margin_k
         _lost(c, R.RACK_INLET_TEMP, c.state.rack_seen, band)
 
@@ -435,7 +439,8 @@ def envelope(
     """Bounds for this cycle; every unknown cooling input is treated as the worst case."""
     plain = plain_params.of(params)
     c = _Cycle(inputs.values, inputs.invalid, prev, state, plain.envelope, plain.optimiser,
-               plain.capacity_min, now, state.anchor_old, state.anchor_new)
+               plain.capacity_min, now, state.anchor_old, state.anchor_new,
+               missing=inputs.missing)
     _judge_valve(c)
     for layer in LAYERS:
         layer(c)
