@@ -224,3 +224,27 @@ def test_a_start_for_cooling_waits_out_the_minimum_off_time() -> None:
         refused |= any(x.cause is Cause.MIN_OFF_TIME for x in d.limits)
     assert refused, "not wanted for cooling while off"
     assert rig.now - off_at >= P.sequencer.min_off_s
+
+
+def test_starts_for_cooling_keep_within_the_heat_pumps_start_budget() -> None:
+    """The sink comes and goes: each time it is back the heat pump is wanted for cooling
+    at once, yet no window of ``starts_window_s`` holds more than ``max_starts_per_hour``
+    starts, and the budget is seen to bite (a start refused for it)."""
+    seq = P.sequencer
+    rig = Rig()
+    _saturated(rig)
+    hot = {**WARM, R.COOLANT_SUPPLY_TEMP: 44.0}
+    no_sink = {**hot, R.DH_DEMAND: 0.0, R.STORAGE_TOP_TEMP: OPT.storage_full_c + 1.0}
+    starts: list[float] = []
+    budget_bit = False
+    while rig.now < 4 * seq.starts_window_s:
+        while rig.running:
+            rig.once(no_sink)
+        while not rig.running:
+            d = rig.once(hot)
+            budget_bit |= any(x.cause is Cause.STARTS_USED for x in d.limits)
+        starts.append(rig.now)
+    assert budget_bit, "the start budget never bit: the test did not reach it"
+    for first in starts:
+        within = [t for t in starts if first <= t < first + seq.starts_window_s]
+        assert len(within) <= seq.max_starts_per_hour, (first, within)
