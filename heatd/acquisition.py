@@ -36,7 +36,10 @@ RESTART_GRACE_S = 5.0
 """How long a device that answered before a reload keeps that state while its new driver
 connects (a connect and first read take a request timeout or two): the restart is no
 news, and a retained ``offline`` for it would be a false alarm; one still not answering
-after that is told offline."""
+after that is told offline. Meanwhile its new driver's bad readings (``disconnected``
+before it has connected) do not replace the readings carried over from the old one,
+which age as they would have: control sees no gap for a restart, and a device that does
+not come back goes stale on its points' own max age, as a silent one would."""
 
 
 class Acquisition:
@@ -78,6 +81,10 @@ class Acquisition:
         (within ``RESTART_GRACE_S``), while one that stops answering (its settings
         changed) is; a device the reload added is first told when it answers, or
         offline once that time is up."""
+        self.image.carry(before.image, [
+            device.ref(point) for name, device in self.devices.items()
+            if name in before.devices and before.site.devices[name] == self.site.devices[name]
+            for point in device.points])
         for name in self.devices:
             if name not in before.devices:  # added: nothing to tell before it is tried
                 self._restarting.add(name)
@@ -117,8 +124,16 @@ class Acquisition:
 
     def _sink(self, device: AnyBound) -> Callable[[str, Reading], None]:
         def store(point_name: str, reading: Reading) -> None:
-            self._store(device.ref(point_name), reading, self._clock())
+            if not self._restarting_bad(device.name, reading):
+                self._store(device.ref(point_name), reading, self._clock())
         return store
+
+    def _restarting_bad(self, device: str, reading: Reading) -> bool:
+        """A bad reading of a device whose new driver has not answered yet after a reload
+        (within ``RESTART_GRACE_S``): kept out of the image, where the old driver's
+        reading, or none, stands."""
+        return (reading.quality is not Quality.GOOD and device in self._restarting
+                and self._clock() < self._grace_until)
 
     def _store(self, ref: str, reading: Reading, heard: float) -> None:
         stamped = replace(reading, heard_at=heard)
@@ -153,7 +168,9 @@ class Acquisition:
             readings = await device.read_group(group)
             heard = self._clock()
             for name, reading in readings.items():
-                self.image.update(device.ref(name), replace(reading, heard_at=heard), heard)
+                if not self._restarting_bad(device.name, reading):
+                    self.image.update(device.ref(name), replace(reading, heard_at=heard),
+                                      heard)
             self.polls[key] = self.polls.get(key, 0) + 1
             self._note_availability(device)
             now = loop.time()

@@ -9,7 +9,7 @@ because device clocks drift and a frozen device may keep sending an old timestam
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
@@ -47,6 +47,15 @@ class PointImage:
         if ref not in self._limits:
             raise KeyError(f"{ref!r} is not a configured point")
         self._latest[ref] = _Entry(reading, heard_at)
+
+    def carry(self, before: PointImage, refs: Iterable[str]) -> None:
+        """Start from ``before``'s readings of ``refs`` (the points of devices a reload left
+        as they were), as heard when they were heard: they age as they would have, and
+        go stale on their own max age unless the new drivers read them again in time."""
+        for ref in refs:
+            entry = before._latest.get(ref)
+            if entry is not None and ref in self._limits:
+                self._latest[ref] = entry
 
     def confirm(self, refs: list[str], heard_at: float) -> None:
         """Mark points as still current without a new value (an OPC UA subscription that

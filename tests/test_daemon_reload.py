@@ -264,3 +264,62 @@ async def test_a_device_changed_by_a_reload_goes_offline_only_if_it_stops_answer
             daemon.request_stop()
             assert await asyncio.wait_for(task, 20) == 0
             await server.stop()
+
+
+async def test_a_reload_leaves_no_gap_in_the_readings_of_devices_it_did_not_change(
+        tmp_path: Path) -> None:
+    """The daemon in this process against a real Modbus server. A reload that changes a
+    control setting (its devices as they were) restarts the drivers, and control never
+    sees the IT power unknown on the way: the readings carried over age as they would
+    have until the new driver reads again (the new drivers' first, unconnected reads were
+    a cycle of ``disconnected``: on a cooling input that is the worst case, a heat pump
+    stopped for a configuration edit). A reload that moves the device to a port nothing
+    listens on: its reading goes stale on its own max age, as a silent device's would."""
+    server = SimServer([unit(1)])
+    await server.start()
+    await server.set(1, Table.INPUT, 0, [1200, 0, 5000])
+    path = tmp_path / "site.yaml"
+    path.write_text(metered_site("gap", port=server.port, db=tmp_path / "meter.sqlite"))
+    daemon = Daemon(path, load_site(path))
+    unknown: list[str] = []
+    sampling = True
+
+    async def sample() -> None:
+        seen = None
+        while sampling:
+            d = daemon.last_decision
+            if d is not None and d is not seen:
+                seen = d
+                if "it.power" in d.invalid:
+                    unknown.append(d.invalid["it.power"])
+            await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(daemon.run())
+    sampler: asyncio.Task[None] | None = None
+    try:
+        await until(lambda: daemon.last_decision is not None
+                    and "it.power" not in daemon.last_decision.invalid,
+                    timeout=15, what="the IT power read")
+        sampler = asyncio.create_task(sample())
+        base = path.read_text()
+        for delay in (61, 62, 63):  # each a reload that restarts every driver
+            path.write_text(base + f"control: {{optimiser: {{stop_delay_s: {delay}}}}}\n")
+            assert (await daemon.reload())[0]
+            await until(lambda: daemon.acquisition.polls.get(("m", "default"), 0) >= 10,
+                        timeout=15, what="polls of the new driver")
+        sampling = False
+        await sampler
+        assert unknown == []
+
+        path.write_text(path.read_text().replace(f"port: {server.port}",
+                                                 f"port: {closed_port()}"))
+        assert (await daemon.reload())[0]
+        await until(lambda: "it.power" in daemon.last_decision.invalid,  # type: ignore[union-attr]
+                    timeout=15, what="the IT power unknown")
+    finally:
+        sampling = False
+        if sampler is not None:
+            await sampler
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, 20) == 0
+        await server.stop()
