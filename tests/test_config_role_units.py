@@ -121,3 +121,16 @@ def test_every_quantity_role_has_a_unit_and_flags_have_none() -> None:
     assert ROLE_UNITS[R.DH_SUPPLY_SETPOINT] == "degC"
     assert ROLE_UNITS[R.HP_HEAT] == "kW" and ROLE_UNITS[R.HP_HEAT_ENERGY] == "kWh"
     assert not set(ROLE_UNITS) & (R.BOOL_ROLES | {R.COOLANT_FLOW, R.HP_TRIP_CODE})
+
+
+def test_every_unit_heatd_names_is_in_the_one_table_of_spellings() -> None:
+    """The role units, the contract meters' units and Home Assistant's table are keyed by
+    heatd's names of units; a name missing from the spellings would match no spelling."""
+    from heatd.billing.points import ENERGY_UNITS, POWER_UNITS, TEMPERATURE_UNITS
+    from heatd.mqtt.discovery import UNITS
+    from heatd.role_units import ROLE_UNITS
+    from heatd.units import SPELLINGS, canonical_unit
+
+    named = {*ROLE_UNITS.values(), *ENERGY_UNITS, *POWER_UNITS, *TEMPERATURE_UNITS, *UNITS}
+    assert named <= set(SPELLINGS)
+    assert all(canonical_unit(s) == unit for unit, spelt in SPELLINGS.items() for s in spelt)
