@@ -4,7 +4,8 @@ points in whatever their devices use.
 Valve position, fan speed and heat-pump capacity are fractions (0..1) for the control core;
 a point whose unit is ``%`` carries them in percent and is converted here, in one place,
 for reading feedback and for writing setpoints alike. Every other role takes its values in
-one unit (``ROLE_UNITS``); a point that declares another is refused by check-config
+one unit (``ROLE_UNITS``), however the point spells it (``heatd.units``: ``℃``, ``Cel``,
+``kw``); a point that declares another is refused by check-config
 (``unit_problem``) rather than converted, because the point's own ``scale`` and ``offset``
 convert it exactly where it is read, for every reader of the point alike. A point without
 a unit is taken to be in its role's unit. Apart from ``heatd.role_signals`` (which builds
@@ -17,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from heatd.control import roles as R
+from heatd.units import canonical_unit
 
 if TYPE_CHECKING:
     from heatd.config import PointConfig
@@ -40,9 +42,6 @@ ROLE_UNITS: dict[str, str] = {
 flow (the core uses it only as a ratio, and ``flow_min`` in the point's own unit) and
 flags, codes and counters, which have none."""
 
-_SPELLINGS = {"°C": "degC"}
-"""Other spellings of a role's unit that the site file (and Home Assistant) use."""
-
 _HOW_TO_CONVERT = {
     ("W", "kW"): "multiply the point's scale by 0.001",
     ("MW", "kW"): "multiply the point's scale by 1000",
@@ -65,9 +64,10 @@ def unit_problem(role: str, point: PointConfig) -> str | None:
         return (f"is in {point.unit}; the role takes a share 0..1 (no unit) or percent "
                 "(unit: %)")
     wanted = ROLE_UNITS.get(role)
-    if wanted is None or _SPELLINGS.get(point.unit, point.unit) == wanted:
+    unit = canonical_unit(point.unit)
+    if wanted is None or unit == wanted:
         return None
-    how = _HOW_TO_CONVERT.get((point.unit, wanted))
+    how = _HOW_TO_CONVERT.get((unit, wanted))
     hint = f": {how}, and write unit: {wanted}" if how else ""
     return f"is in {point.unit}; the role takes {wanted}{hint}"
 

@@ -90,3 +90,30 @@ def test_contracts_need_a_meter_and_unique_names() -> None:
                           "twice"]
     assert problems(BASE.replace("wrap: 32", "wrap: 24")) == [
         "site.yaml:9: devices.hm.points.energy.wrap: 24 is not one of 16, 32, 64"]
+
+
+def test_contract_points_in_another_spelling_of_the_meters_unit_are_read() -> None:
+    """A heat meter's register map writes kwh or KWH, its temperatures ℃ or Cel: the meter
+    reads them as kWh and degC (with the factor of the unit, not of the spelling)."""
+    from heatd.billing.points import heat_channels
+
+    text = (BASE.replace("unit: kWh", "unit: KWH").replace("unit: degC", "unit: '℃'")
+            + "      power: {table: input, address: 4, data_type: int16, unit: Kw}\n"
+            + "      out: {table: input, address: 5, data_type: int16, unit: Cel}\n"
+            + METER + """\
+contracts:
+  heat_purchase:
+    - name: city
+      customer: City
+      min_supply_temp_c: 65
+      meter: {energy: hm.energy, power: hm.power, supply_temp: hm.temp, return_temp: hm.out}
+""")
+    site = parse_site(text, "site.yaml")
+    channels = heat_channels(site, site.contracts.heat_purchase[0])
+    assert {name: c.factor for name, c in channels.items()} == {
+        "energy": 1.0, "power": 1.0, "supply_temp": 1.0, "return_temp": 1.0}
+    assert problems(text.replace("unit: Kw", "unit: mW")) == [
+        "site.yaml:21: contracts.heat_purchase[0].meter.power: 'hm.power' has unit 'mW'; the "
+        "meter reads kW, W, MW here"]
+    in_wh = parse_site(text.replace("unit: KWH", "unit: wh"), "site.yaml")
+    assert heat_channels(in_wh, in_wh.contracts.heat_purchase[0])["energy"].factor == 0.001

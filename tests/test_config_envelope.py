@@ -31,7 +31,8 @@ def problems_of(control: str) -> list[str]:
     return [str(p) for p in caught.value.problems]
 
 
-W_CLASSES = "17 to 65 degC (ASHRAE's liquid-cooling classes W17 to W+)"
+W_CLASSES = ("17 to 90 degC (ASHRAE's W17 to a hot-water W+ loop's 90 degC; 45 degC is 113 "
+             "in degF)")
 A_CLASSES = "18 to 45 degC (ASHRAE's recommended low end to class A4's high end)"
 
 
@@ -39,6 +40,7 @@ A_CLASSES = "18 to 45 degC (ASHRAE's recommended low end to class A4's high end)
     ("supply_limit_c: 450", f"450 degC lies outside {W_CLASSES}"),  # a typo for 45
     ("supply_limit_c: 113", f"113 degC lies outside {W_CLASSES}"),  # W45 written in degF
     ("supply_limit_c: 12", f"12 degC lies outside {W_CLASSES}"),
+    ("supply_limit_c: 95", f"95 degC lies outside {W_CLASSES}"),  # W35 written in degF
     ("rack_inlet_limit_c: -5", f"-5 degC lies outside {A_CLASSES}"),
     ("rack_inlet_limit_c: 270", f"270 degC lies outside {A_CLASSES}"),
     ("supply_low_c: -40", "-40 degC lies outside -20 to 30 degC"),
@@ -91,11 +93,25 @@ def test_a_minimum_flow_no_reading_reaches_is_refused() -> None:
 
 @pytest.mark.parametrize("setting", [
     "supply_limit_c: 17\n    supply_low_c: 5\n    supply_margin_k: 2",
-    "supply_limit_c: 65",
+    "supply_limit_c: 70",
+    "supply_limit_c: 90",
     "rack_inlet_limit_c: 18",
     "rack_inlet_limit_c: 45",
 ])
 def test_limits_at_the_ends_of_their_spans_are_accepted(setting: str) -> None:
     control = f"  optimiser: {{supply_setpoint_c: 12}}\n  envelope:\n    {setting}\n"
     site = parse_site(SITE + control, "site.yaml")
-    assert site.control.envelope.supply_limit_c in (17.0, 45.0, 65.0)
+    assert site.control.envelope.supply_limit_c in (17.0, 45.0, 70.0, 90.0)
+
+
+def test_a_hot_water_limit_above_the_roles_plausible_range_is_still_refused() -> None:
+    """The span reaches 90 degC for hot-water loops; a site whose supply sensor reads no
+    higher than 80 still cannot set a limit of 85 that no reading reaches."""
+    found = problems_of("  validation:\n    ranges:\n"
+                        "      coolant.supply_temp: {lo: 0, hi: 80}\n"
+                        "  optimiser: {supply_setpoint_c: 70}\n"
+                        "  envelope:\n    supply_limit_c: 85\n")
+    assert found == [
+        "site.yaml:19: control.envelope.supply_limit_c: 85 degC is not below the top of the "
+        "plausible range of coolant.supply_temp (0 to 80 degC, validation.ranges): no valid "
+        "reading can reach it, so the limit would never act"]

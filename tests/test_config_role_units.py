@@ -72,6 +72,42 @@ def test_degrees_celsius_may_be_spelt_with_the_degree_sign() -> None:
     assert parse_site(site(supply="°C"), "site.yaml").point("cdu.supply").unit == "°C"
 
 
+@pytest.mark.parametrize("bound", [
+    {"supply": "'℃'"}, {"supply": "'ºC'"}, {"supply": "Cel"}, {"supply": "deg C"},
+    {"supply": "Celsius"}, {"supply": "degc"}, {"inlet": "DEGC"}, {"inlet": "'° C'"},
+    {"power": "kw"}, {"power": "KW"}, {"power": "Kw"}, {"energy": "kwh"}, {"energy": "KWH"},
+    {"energy": "kW.h"},
+])
+def test_the_roles_unit_as_manuals_and_opc_ua_servers_spell_it_is_accepted(
+        bound: dict[str, str]) -> None:
+    """UCUM's ``Cel`` (OPC UA's EUInformation), the degree sign in its forms, and kW in any
+    case are the role's own unit: kept as written, never refused for the spelling."""
+    [(name, unit)] = bound.items()
+    point = {"energy": "it_energy", "power": "it_power"}.get(name, name)
+    assert parse_site(site(**bound), "site.yaml").point(f"cdu.{point}").unit == unit.strip("'")
+
+
+@pytest.mark.parametrize(("bound", "problem"), [
+    ({"supply": "'°F'"}, "'cdu.supply' is in °F; the role takes degC: multiply the point's "
+     "scale by 5/9, set its offset to (offset - 32) x 5/9, and write unit: degC"),
+    ({"inlet": "kelvin"}, "'cdu.inlet' is in kelvin; the role takes degC: add -273.15 to the "
+     "point's offset, and write unit: degC"),
+    ({"power": "MW"}, "'cdu.it_power' is in MW; the role takes kW: multiply the point's scale "
+     "by 1000, and write unit: kW"),
+    ({"power": "mW"}, "'cdu.it_power' is in mW; the role takes kW"),  # milli, not mega
+    ({"power": "w"}, "'cdu.it_power' is in w; the role takes kW: multiply the point's scale by "
+     "0.001, and write unit: kW"),
+    ({"energy": "WH"}, "'cdu.it_energy' is in WH; the role takes kWh: multiply the point's "
+     "scale by 0.001, and write unit: kWh"),
+    ({"supply_role": "cdu.it_power", "power": "KW"}, "'cdu.it_power' is in KW; the role takes "
+     "degC"),
+])
+def test_another_unit_however_spelt_is_refused_with_its_conversion(
+        bound: dict[str, str], problem: str) -> None:
+    [found] = problems_of(site(**bound))
+    assert found.endswith(f": {problem}")
+
+
 def test_a_point_converted_by_its_scale_is_accepted() -> None:
     text = site().replace("data_type: float32, unit: kW", "data_type: float32, scale: 0.001, "
                           "unit: kW")
@@ -85,3 +121,16 @@ def test_every_quantity_role_has_a_unit_and_flags_have_none() -> None:
     assert ROLE_UNITS[R.DH_SUPPLY_SETPOINT] == "degC"
     assert ROLE_UNITS[R.HP_HEAT] == "kW" and ROLE_UNITS[R.HP_HEAT_ENERGY] == "kWh"
     assert not set(ROLE_UNITS) & (R.BOOL_ROLES | {R.COOLANT_FLOW, R.HP_TRIP_CODE})
+
+
+def test_every_unit_heatd_names_is_in_the_one_table_of_spellings() -> None:
+    """The role units, the contract meters' units and Home Assistant's table are keyed by
+    heatd's names of units; a name missing from the spellings would match no spelling."""
+    from heatd.billing.points import ENERGY_UNITS, POWER_UNITS, TEMPERATURE_UNITS
+    from heatd.mqtt.discovery import UNITS
+    from heatd.role_units import ROLE_UNITS
+    from heatd.units import SPELLINGS, canonical_unit
+
+    named = {*ROLE_UNITS.values(), *ENERGY_UNITS, *POWER_UNITS, *TEMPERATURE_UNITS, *UNITS}
+    assert named <= set(SPELLINGS)
+    assert all(canonical_unit(s) == unit for unit, spelt in SPELLINGS.items() for s in spelt)

@@ -198,3 +198,23 @@ def test_discovery_formats_of_the_settings() -> None:
     assert HomeAssistantSettings(discovery="entity").format == "entity"
     with pytest.raises(ValidationError, match="discovery"):
         HomeAssistantSettings.model_validate({"discovery": "entities"})
+
+
+def test_a_unit_spelt_as_its_manual_spells_it_is_shown_as_home_assistant_names_it() -> None:
+    """``℃``, ``Cel`` and ``kw`` are degC and kW: HA gets its own unit and the device class
+    that keeps statistics; a unit heatd does not know is passed on as written."""
+    from heatd.mqtt.discovery import components
+    from heatd.mqtt.topics import Topics
+
+    text = (SITE_YAML.replace("unit: kW}", "unit: kw}")
+            .replace("  heatpump:\n", "      supply: {table: input, address: 6, data_type: "
+                     "int16, unit: '℃'}\n      ret: {table: input, address: 7, data_type: "
+                     "int16, unit: Cel}\n      odd: {table: input, address: 8, data_type: "
+                     "int16, unit: furlong}\n  heatpump:\n"))
+    site = parse_site(text, "ha-site.yaml")
+    cmps = components(site, Topics("heatd/ha1"), HomeAssistantSettings(discovery=True),
+                      CommandLimits.from_site(site, max_ttl=3600))
+    shown = {key: (cmps[key].get("device_class"), cmps[key]["unit_of_measurement"])
+             for key in ("pdu_it_power", "pdu_supply", "pdu_ret", "pdu_odd")}
+    assert shown == {"pdu_it_power": ("power", "kW"), "pdu_supply": ("temperature", "°C"),
+                     "pdu_ret": ("temperature", "°C"), "pdu_odd": (None, "furlong")}

@@ -332,13 +332,15 @@ async def test_311_command_is_answered_on_response_topic_echoing_id(broker: Mosq
 async def test_311_command_with_a_numeric_id_is_carried_out_and_answered_with_that_number(
         broker: Mosquitto) -> None:
     """JSON-RPC clients send integer ids: carried out, answered with the number as it came
-    (it was refused, and the refusal said ``"id": null``). An id no command may carry is
-    refused, echoed when it is bounded (4.5, text cut to 128 characters), never when it
-    is an object or a huge number."""
+    (it was refused, and the refusal said ``"id": null``), up to 64-bit magnitude exactly
+    (2^53 + 1 is no double). An id no command may carry is refused, echoed when it is
+    bounded (4.5, text cut to 128 characters), never when it is an object, a bool or a
+    number beyond 64 bits."""
     runtime = Runtime()
     link = await started(broker, runtime)
     response = f"{BASE}/cmd/mode/response"
-    sent: list[Any] = [4, 0, 4.5, {"a": [1, 2]}, 10**30, "x" * 300]
+    sent: list[Any] = [4, 0, 2**53 + 1, -(2**64 - 1), 4.5, {"a": [1, 2]}, 2**64, 10**30,
+                       True, "x" * 300]
     try:
         async with Recorder(broker, response, protocol=aiomqtt.ProtocolVersion.V311) as rec:
             for id_ in sent:
@@ -348,12 +350,12 @@ async def test_311_command_with_a_numeric_id_is_carried_out_and_answered_with_th
     finally:
         await link.stop()
     answers = [json.loads(m.payload) for m in rec.on(response)]
-    expected = [(4, True), (0, True), (4.5, False), (None, False), (None, False),
-                ("x" * 128, False)]
+    expected = [(4, True), (0, True), (2**53 + 1, True), (-(2**64 - 1), True), (4.5, False),
+                (None, False), (None, False), (None, False), (None, False), ("x" * 128, False)]
     assert sorted(repr((a["id"], a["accepted"])) for a in answers) == sorted(map(repr, expected))
     assert all(a["reason"].startswith("id: must be text of at most 128 characters")
                for a in answers if not a["accepted"])
-    assert [c.id for c in runtime.calls] == [4, 0]
+    assert [c.id for c in runtime.calls] == [4, 0, 2**53 + 1, -(2**64 - 1)]
 
 
 async def test_invalid_payload_is_refused_with_reason_and_never_reaches_handler(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from heatd.billing.contracts import CoolingGuarantee, HeatPurchase
 from heatd.config import PointConfig, SiteConfig
 from heatd.control import roles as R
+from heatd.units import canonical_unit
 
 Loc = tuple[str | int, ...]
 
@@ -46,7 +47,8 @@ class Channel:
 
 
 def _unit_factor(point: PointConfig, units: dict[str, float]) -> float | None:
-    return units.get(point.unit or "")
+    """The factor to the channel's unit, whichever way the point spells its unit."""
+    return units.get(canonical_unit(point.unit or ""))
 
 
 def channel(site: SiteConfig, name: str, ref: str | None, role: str | None,

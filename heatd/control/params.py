@@ -89,10 +89,13 @@ class ValidationParams(BaseModel):
         return self
 
 
-SUPPLY_LIMIT_SPAN = (17.0, 65.0, "ASHRAE's liquid-cooling classes W17 to W+")
+SUPPLY_LIMIT_SPAN = (17.0, 90.0, "ASHRAE's W17 to a hot-water W+ loop's 90 degC; 45 degC "
+                     "is 113 in degF")
 """Where a coolant supply limit can lie: from ASHRAE's coldest liquid-cooling class (W17)
-to the hottest water direct-cooled IT takes (W+, about 65 degC). Outside it the number is
-a typo (450 for 45) or another unit (113, W45 in degF)."""
+to the hottest water loop built for heat reuse (W+ is open-ended above 45 degC; hot-water
+direct-to-chip loops run up to about 90 degC). Outside it the number is a typo (450 for 45)
+or another unit (113, W45 in degF: any usual limit of 33 degC or more is above 90 in degF).
+The role's plausible range (``validation.ranges``) bounds it further, in the site checks."""
 RACK_INLET_LIMIT_SPAN = (18.0, 45.0, "ASHRAE's recommended low end to class A4's high end")
 """Where a rack inlet limit can lie: from the low end of ASHRAE's recommended air envelope
 (18 degC) to the top of its widest allowable class (A4, 45 degC). Below, every rack would

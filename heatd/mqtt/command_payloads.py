@@ -42,8 +42,11 @@ BOOL_OUTPUTS: frozenset[str] = BOOLEAN_LEASES
 Ttl = Annotated[float, Field(gt=0)]
 
 ID_MAX_CHARS = 128
-ID_MAX_INT = 2**53 - 1
-"""The largest integer id: every JSON parser (JavaScript's included) reads it exactly."""
+ID_MAX_INT = 2**64 - 1
+"""The largest integer id in magnitude: a 64-bit counter's or an epoch-nanosecond
+timestamp's, as Go, Java and C clients number commands. heatd reads and writes JSON
+integers exactly, so the answer carries the id as it came, even above 2^53 where a parser
+that reads numbers as doubles (JavaScript's) would round it."""
 CommandId = str | int
 """A command's ``id`` as it came, text or integer (as JSON-RPC clients send it), echoed
 in the answer so the sender can match it."""

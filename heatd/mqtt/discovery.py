@@ -27,14 +27,15 @@ from heatd.mqtt.command_payloads import CommandLimits
 from heatd.mqtt.settings import HomeAssistantSettings
 from heatd.mqtt.topics import Topics
 from heatd.role_units import FRACTION_ROLES
+from heatd.units import canonical_unit
 
 if TYPE_CHECKING:
     from heatd.config import PointConfig, SiteConfig
 
-# Site-file unit -> (HA device_class, HA unit, state_class).
+# heatd's name of a unit (``heatd.units``, which knows its other spellings) -> (HA
+# device_class, HA unit, state_class).
 UNITS: dict[str, tuple[str | None, str, str]] = {
     "degC": ("temperature", "°C", "measurement"),
-    "°C": ("temperature", "°C", "measurement"),
     "W": ("power", "W", "measurement"),
     "kW": ("power", "kW", "measurement"),
     "MW": ("power", "MW", "measurement"),
@@ -42,8 +43,6 @@ UNITS: dict[str, tuple[str | None, str, str]] = {
     "kWh": ("energy", "kWh", "total_increasing"),
     "MWh": ("energy", "MWh", "total_increasing"),
     "m3/h": ("volume_flow_rate", "m³/h", "measurement"),
-    "m³/h": ("volume_flow_rate", "m³/h", "measurement"),
-    "l/min": ("volume_flow_rate", "L/min", "measurement"),
     "L/min": ("volume_flow_rate", "L/min", "measurement"),
     "bar": ("pressure", "bar", "measurement"),
     "kPa": ("pressure", "kPa", "measurement"),
@@ -148,7 +147,8 @@ def _reading(unique: str, device: str, name: str, point: PointConfig, roles: _Po
         return cmp
     cmp["value_template"] = f"{{{{ {field} }}}}"
     if point.unit is not None:
-        device_class, unit, state_class = UNITS.get(point.unit, (None, point.unit, "measurement"))
+        device_class, unit, state_class = UNITS.get(canonical_unit(point.unit),
+                                                    (None, point.unit, "measurement"))
         if device_class is not None:
             cmp["device_class"] = device_class
         cmp["unit_of_measurement"] = unit
@@ -185,7 +185,8 @@ def _override(unique: str, ref: str, point: PointConfig, low: float, high: float
     if percent:
         cmp["unit_of_measurement"] = "%"
     elif point.unit is not None:
-        cmp["unit_of_measurement"] = UNITS.get(point.unit, (None, point.unit, ""))[1]
+        cmp["unit_of_measurement"] = UNITS.get(canonical_unit(point.unit),
+                                               (None, point.unit, ""))[1]
     return cmp
 
 
