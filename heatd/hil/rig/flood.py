@@ -12,16 +12,19 @@ import paho.mqtt.client as mqtt
 port, seconds, base = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
 client.connect("127.0.0.1", port)
-client.loop_start()
+while not client.is_connected():  # the CONNACK: QoS 0 before it would be dropped
+    client.loop(timeout=0.05)
 end, sent = time.monotonic() + seconds, 0
 while time.monotonic() < end:
     client.publish(base + "/cmd/mode", b'{"mode": "auto"}', qos=0)
     client.publish(base + "/cmd/x1", b'{"a": 1}', qos=0)
     sent += 2
     if sent % 400 == 0:
-        time.sleep(0.01)  # paho's own thread gets its turn to write
+        client.loop(timeout=0.01)  # write what is queued (no thread of paho's own)
+while client.want_write():
+    client.loop(timeout=0.01)
 client.disconnect()
-client.loop_stop()
+client.loop(timeout=0.01)
 print(sent)
 """
 
